@@ -1,0 +1,93 @@
+//! The running application: configuration, storage, keys and background jobs,
+//! shared by every request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::auth::password::PasswordHasher;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::AppResult;
+use crate::keys::KeyManager;
+use crate::store::Store;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub keys: KeyManager,
+    pub clock: Clock,
+    pub hasher: PasswordHasher,
+    /// Outgoing calls (back-channel logout). Never follows redirects.
+    pub http: reqwest::Client,
+    /// Wakes the back-channel sender as soon as something is queued.
+    pub backchannel_wake: Notify,
+}
+
+impl App {
+    /// Creates `data_dir`, connects and migrates the database, and loads (or
+    /// generates) the signing keys.
+    pub async fn open(config: Config, clock: Clock) -> AppResult<Arc<App>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| crate::error::AppError::Invalid(format!("data_dir {}: {e}", config.data_dir.display())))?;
+        let store = Store::connect(&config.database_url).await?;
+        store.migrate().await?;
+        App::with_store(config, store, clock)
+    }
+
+    pub fn with_store(config: Config, store: Store, clock: Clock) -> AppResult<Arc<App>> {
+        let keys = KeyManager::open(&config.keys_dir, config.max_signed_token_ttl_secs(), clock.now_ms())?;
+        let hasher = PasswordHasher::new(&config.argon2)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| crate::error::AppError::Invalid(format!("http client: {e}")))?;
+        Ok(Arc::new(App { config, store, keys, clock, hasher, http, backchannel_wake: Notify::new() }))
+    }
+
+    /// Starts the background jobs; they stop when `shutdown` turns true.
+    pub fn spawn_jobs(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        let app = self.clone();
+        tokio::spawn(crate::oidc::backchannel::run_sender(app, shutdown.clone()));
+        let app = self.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = app.keys.reload_if_changed() {
+                    tracing::error!(error = %e, "reloading signing keys");
+                }
+            }
+        });
+        let app = self.clone();
+        let mut stop = shutdown;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let now = app.clock.now_ms();
+                let result = async {
+                    let mut tx = app.store.begin_write().await?;
+                    let n = crate::store::delete_expired_grants(&mut tx, now).await?;
+                    tx.commit().await?;
+                    Ok::<u64, crate::store::StoreError>(n)
+                }
+                .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "cleaning expired grants");
+                }
+            }
+        });
+        let app = self.clone();
+        tokio::spawn(async move { app.hasher.warm_up().await });
+    }
+}

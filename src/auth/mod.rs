@@ -1,0 +1,59 @@
+//! Authentication: password hashing, sign-in and browser sessions.
+
+pub mod password;
+pub mod session;
+
+use crate::accounts::{Account, AccountState, ProfessionalEmail};
+use crate::app::App;
+use crate::error::AppResult;
+use crate::store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInFailure {
+    UnknownAccount,
+    WrongPassword,
+    /// Access opened but no password created yet.
+    Pending,
+    Closed,
+}
+
+/// Checks an email and password. Every failure takes one Argon2
+/// verification, so that an unknown email and a wrong password answer in the
+/// same time; the caller shows the same message for all of them.
+pub async fn sign_in_with_password(
+    app: &App,
+    email: &str,
+    password: &str,
+) -> AppResult<Result<Account, SignInFailure>> {
+    let password = password.to_string();
+    let row = match ProfessionalEmail::parse(email) {
+        Ok(email) => app.store.account_by_email(email.normalized()).await?,
+        Err(_) => None,
+    };
+    let Some(row) = row else {
+        app.hasher.verify_dummy(password).await?;
+        return Ok(Err(SignInFailure::UnknownAccount));
+    };
+    let Some(stored) = row.password_hash.clone() else {
+        app.hasher.verify_dummy(password).await?;
+        return Ok(Err(SignInFailure::Pending));
+    };
+    let check = app.hasher.verify(password.clone(), stored).await?;
+    let account = Account::from_row(&row);
+    if !check.valid {
+        return Ok(Err(SignInFailure::WrongPassword));
+    }
+    match account.state {
+        AccountState::Active => {}
+        AccountState::Pending => return Ok(Err(SignInFailure::Pending)),
+        AccountState::Closed => return Ok(Err(SignInFailure::Closed)),
+    }
+    if check.needs_rehash {
+        // The configured Argon2 parameters changed: upgrade while we hold the password.
+        let upgraded = app.hasher.hash(password).await?;
+        let mut tx = app.store.begin_write().await?;
+        store::update_password_hash(&mut tx, &account.id, &upgraded, app.clock.now_ms()).await?;
+        tx.commit().await?;
+    }
+    Ok(Ok(account))
+}

@@ -1,0 +1,132 @@
+//! Argon2id hashing, run off the async runtime behind a concurrency bound:
+//! a flood of sign-ins queues instead of exhausting memory or starving other
+//! requests (each hash holds `memory_kib` of RAM).
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::config::Argon2Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("password hashing failed")]
+    Hashing,
+    #[error("hashing task failed")]
+    Task,
+}
+
+pub struct Verification {
+    pub valid: bool,
+    /// The stored hash uses other parameters than the configured ones.
+    pub needs_rehash: bool,
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// Verified against when the account is unknown, so that an unknown
+    /// email and a wrong password take the same time.
+    dummy: Arc<OnceCell<String>>,
+}
+
+impl PasswordHasher {
+    pub fn new(config: &Argon2Config) -> Result<Self, HashError> {
+        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
+            .map_err(|_| HashError::Hashing)?;
+        Ok(PasswordHasher {
+            params,
+            permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+            dummy: Arc::new(OnceCell::new()),
+        })
+    }
+
+    fn argon2(params: Params) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let _permit = self.permits.acquire().await.map_err(|_| HashError::Task)?;
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut salt = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut salt).map_err(|_| HashError::Hashing)?;
+            let salt = SaltString::encode_b64(&salt).map_err(|_| HashError::Hashing)?;
+            Self::argon2(params)
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|_| HashError::Hashing)
+        })
+        .await
+        .map_err(|_| HashError::Task)?
+    }
+
+    pub async fn verify(&self, password: String, stored: String) -> Result<Verification, HashError> {
+        let _permit = self.permits.acquire().await.map_err(|_| HashError::Task)?;
+        let configured = self.params.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(parsed) = PasswordHash::new(&stored) else {
+                return Verification { valid: false, needs_rehash: false };
+            };
+            let valid = Self::argon2(configured.clone()).verify_password(password.as_bytes(), &parsed).is_ok();
+            let needs_rehash = parsed.algorithm.as_str() != "argon2id"
+                || Params::try_from(&parsed).map(|p| {
+                    p.m_cost() != configured.m_cost()
+                        || p.t_cost() != configured.t_cost()
+                        || p.p_cost() != configured.p_cost()
+                }) != Ok(false);
+            Verification { valid, needs_rehash }
+        })
+        .await
+        .map_err(|_| HashError::Task)
+    }
+
+    /// Spends one verification's time and always fails.
+    pub async fn verify_dummy(&self, password: String) -> Result<(), HashError> {
+        let stored = self.dummy.get_or_try_init(|| self.hash(crate::crypto::random_token())).await?.clone();
+        self.verify(password, stored).await.map(|_| ())
+    }
+
+    /// Warms the dummy hash so the first unknown-account attempt is not faster.
+    pub async fn warm_up(&self) {
+        let _ = self.dummy.get_or_try_init(|| self.hash(crate::crypto::random_token())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(memory_kib: u32) -> Argon2Config {
+        Argon2Config { memory_kib, iterations: 2, parallelism: 1, max_concurrent: 2 }
+    }
+
+    #[tokio::test]
+    async fn verifies_right_password_and_refuses_wrong_one() {
+        let h = PasswordHasher::new(&config(19_456)).expect("hasher");
+        let stored = h.hash("Correct-horse-9".into()).await.expect("hash");
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(h.verify("Correct-horse-9".into(), stored.clone()).await.expect("verify").valid);
+        assert!(!h.verify("Correct-horse-8".into(), stored).await.expect("verify").valid);
+    }
+
+    #[tokio::test]
+    async fn changed_parameters_ask_for_a_rehash() {
+        let old = PasswordHasher::new(&config(19_456)).expect("hasher");
+        let new = PasswordHasher::new(&config(32_768)).expect("hasher");
+        let stored = old.hash("Pw-123456".into()).await.expect("hash");
+        let same = old.verify("Pw-123456".into(), stored.clone()).await.expect("verify");
+        assert!(same.valid && !same.needs_rehash);
+        let changed = new.verify("Pw-123456".into(), stored).await.expect("verify");
+        assert!(changed.valid && changed.needs_rehash);
+    }
+
+    #[tokio::test]
+    async fn garbage_hash_is_a_failure_not_a_panic() {
+        let h = PasswordHasher::new(&config(19_456)).expect("hasher");
+        assert!(!h.verify("x".into(), "not a hash".into()).await.expect("verify").valid);
+    }
+}

@@ -1,0 +1,141 @@
+//! Browser sessions. The cookie holds a 256-bit random value; the database
+//! keeps only its hash. The public session id (`sid` claim) is separate.
+
+use crate::app::App;
+use crate::clock::Millis;
+use crate::crypto::{hash_secret, random_b64, random_token};
+use crate::error::AppResult;
+use crate::store::{self, NewSession, SessionRow};
+
+/// How the user authenticated (RFC 8176 `amr`) and at what level (`acr`).
+pub const AMR_PASSWORD: &str = "pwd";
+pub const ACR_PASSWORD: &str = "urn:coop-idp:acr:password";
+
+/// Touch `last_seen_at` at most this often, to keep SSO reads write-free.
+const TOUCH_EVERY_MS: Millis = 60_000;
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id_hash: String,
+    pub sid: String,
+    pub account_id: String,
+    pub auth_time_ms: Millis,
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+impl Session {
+    fn from_row(row: SessionRow) -> Self {
+        Session {
+            id_hash: row.id_hash,
+            sid: row.sid,
+            account_id: row.account_id,
+            auth_time_ms: row.auth_time,
+            amr: row.amr.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            acr: row.acr,
+        }
+    }
+
+    pub fn auth_time_secs(&self) -> i64 {
+        self.auth_time_ms / 1000
+    }
+}
+
+pub struct SessionSource<'a> {
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Opens a new session (a new id at every sign-in); returns the cookie value.
+pub async fn open(
+    app: &App,
+    account_id: &str,
+    amr: &[&str],
+    acr: &str,
+    source: SessionSource<'_>,
+) -> AppResult<(String, Session)> {
+    let now = app.clock.now_ms();
+    let cookie = random_token();
+    let id_hash = hash_secret(&cookie);
+    let sid = random_b64(16);
+    let amr_text = amr.join(" ");
+    let mut tx = app.store.begin_write().await?;
+    store::insert_session(
+        &mut tx,
+        &NewSession {
+            id_hash: &id_hash,
+            sid: &sid,
+            account_id,
+            auth_time: now,
+            amr: &amr_text,
+            acr,
+            absolute_expires_at: now + app.config.session_absolute_timeout_secs * 1000,
+            ip: source.ip,
+            user_agent: source.user_agent,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    let session = Session {
+        id_hash,
+        sid,
+        account_id: account_id.to_string(),
+        auth_time_ms: now,
+        amr: amr.iter().map(|s| s.to_string()).collect(),
+        acr: acr.to_string(),
+    };
+    Ok((cookie, session))
+}
+
+/// The live session behind a cookie value, if any: not ended, not idle for
+/// longer than the inactivity timeout, not past its absolute lifetime.
+pub async fn current(app: &App, cookie: &str) -> AppResult<Option<Session>> {
+    let now = app.clock.now_ms();
+    let id_hash = hash_secret(cookie);
+    let Some(row) = app.store.session(&id_hash).await? else { return Ok(None) };
+    if row.ended_at.is_some()
+        || row.absolute_expires_at <= now
+        || row.last_seen_at + app.config.session_idle_timeout_secs * 1000 <= now
+    {
+        return Ok(None);
+    }
+    if now - row.last_seen_at >= TOUCH_EVERY_MS {
+        let mut tx = app.store.begin_write().await?;
+        store::touch_session(&mut tx, &id_hash, now).await?;
+        tx.commit().await?;
+    }
+    Ok(Some(Session::from_row(row)))
+}
+
+/// Ends a session: its tokens stop working at once and every relying party
+/// that received tokens from it is told by back-channel logout.
+pub async fn end(app: &App, id_hash: &str, reason: &str) -> AppResult<bool> {
+    let now = app.clock.now_ms();
+    let Some(row) = app.store.session(id_hash).await? else { return Ok(false) };
+    let clients = app.store.session_client_ids(id_hash).await?;
+    let mut tx = app.store.begin_write().await?;
+    let ended = store::end_session(&mut tx, id_hash, reason, now).await?;
+    store::revoke_families_of_session(&mut tx, id_hash, reason, now).await?;
+    if ended {
+        for client_id in &clients {
+            crate::oidc::backchannel::enqueue(app, &mut tx, client_id, &row.account_id, &row.sid).await?;
+        }
+    }
+    tx.commit().await?;
+    if ended && !clients.is_empty() {
+        app.backchannel_wake.notify_one();
+    }
+    Ok(ended)
+}
+
+/// Ends every session of an account (password reset, closure).
+pub async fn end_all_of_account(app: &App, account_id: &str, reason: &str) -> AppResult<usize> {
+    let mut n = 0;
+    for s in app.store.open_sessions_of_account(account_id).await? {
+        if end(app, &s.id_hash, reason).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,179 @@
+//! The command line (PRODUCT.md "Command line"). Commands are thin: they
+//! parse arguments into domain calls and print results.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::{Config, LogFormat};
+use crate::oidc::clients::{self, AuthMethod, Registration};
+
+#[derive(Parser)]
+#[command(name = "coop-idp", version, about = "Identity provider of the Coopération platform")]
+pub struct Cli {
+    /// Configuration file (default: ./coop-idp.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server (migrations are applied on start).
+    Serve,
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Relying parties.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Registers a relying party; prints {"client_id", "client_secret"}.
+    Add(ClientAdd),
+}
+
+#[derive(Args)]
+struct ClientAdd {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    #[arg(long = "backchannel-logout-uri")]
+    backchannel_logout_uri: Option<String>,
+    #[arg(long = "auth-method", default_value = "client_secret_basic",
+          value_parser = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"])]
+    auth_method: String,
+    /// ID token signing algorithm: RS256 (default), ES256 or EdDSA.
+    #[arg(long = "id-token-alg", default_value = "RS256", value_parser = ["RS256", "ES256", "EdDSA"])]
+    id_token_alg: String,
+    /// File holding the client's public JWK set (for private_key_jwt).
+    #[arg(long)]
+    jwks: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Adds a new signing key per algorithm; older keys stay published until
+    /// the tokens they signed have expired.
+    Rotate,
+}
+
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("coop-idp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format);
+    match run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("coop-idp: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COOP_IDP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Client(ClientCommand::Add(a)) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let jwks = match &a.jwks {
+                Some(path) => {
+                    Some(std::fs::read_to_string(path).map_err(|e| format!("--jwks {}: {e}", path.display()))?)
+                }
+                None => None,
+            };
+            let registration = Registration {
+                id: a.id.clone(),
+                name: a.name,
+                redirect_uris: a.redirect_uris,
+                post_logout_redirect_uris: a.post_logout_redirect_uris,
+                backchannel_logout_uri: a.backchannel_logout_uri,
+                auth_method: AuthMethod::parse(&a.auth_method).ok_or("--auth-method")?,
+                id_token_alg: crate::keys::parse_alg(&a.id_token_alg).ok_or("--id-token-alg")?,
+                jwks,
+            };
+            let secret = clients::register(&app, registration).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"client_id": a.id, "client_secret": secret}));
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let now = Clock::system().now_ms();
+            let kids = crate::keys::rotate(&config.keys_dir, config.max_signed_token_ttl_secs(), now)
+                .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"new_kids": kids}));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let listen = config.listen;
+    let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listen {listen}: {e}"))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    app.spawn_jobs(stop_rx);
+    tracing::info!(address = %listen, issuer = %app.config.issuer_str(), ready_ms = started.elapsed().as_millis() as u64, "coop-idp listening");
+    let shutdown = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    };
+    crate::web::serve(app.clone(), listener, shutdown).await.map_err(|e| e.to_string())?;
+    app.store.close().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

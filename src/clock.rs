@@ -1,0 +1,42 @@
+//! The one place that reads the time, so that tests of expiry never sleep.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+#[derive(Clone, Default)]
+pub struct Clock {
+    /// Added to the system time; tests move it forward instead of sleeping.
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    pub fn now_ms(&self) -> Millis {
+        let system = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        system + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.now_ms() / 1000
+    }
+
+    /// Moves this clock (and every clone of it) forward.
+    pub fn advance_secs(&self, secs: i64) {
+        self.offset_ms.fetch_add(secs * 1000, Ordering::Relaxed);
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, as the connection log shows time.
+pub fn rfc3339_ms(ms: Millis) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.format(&fmt).unwrap_or_default()
+}

@@ -1,0 +1,20 @@
+//! Domain errors. They are mapped to HTTP responses in one place
+//! (`web::error`), and to messages and exit codes in `cli`.
+
+use crate::auth::password::HashError;
+use crate::keys::KeyError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type AppResult<T> = Result<T, AppError>;

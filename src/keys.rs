@@ -1,0 +1,380 @@
+//! Signing keys: generation, rotation, JWKS and signing.
+//!
+//! Keys live in `keys_dir` as PKCS#8 PEM files named `<created_ms>-<alg>.pem`
+//! (mode 0600). For each algorithm the newest key signs; an older key is
+//! retired when a newer one appears and stays published in the JWKS until
+//! every token it signed has expired. `kid` is the RFC 7638 thumbprint.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::clock::Millis;
+use crate::crypto::{b64url, sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("keys folder {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("key file {0} is not a usable key")]
+    Invalid(String),
+    #[error("key generation failed")]
+    Generation,
+    #[error("no signing key for {0:?}")]
+    Missing(Algorithm),
+    #[error("signing failed: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+}
+
+/// The algorithms we sign with; RS256 is the default for ID tokens.
+pub const SIGNING_ALGS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+pub fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::RS256 => "RS256",
+        Algorithm::ES256 => "ES256",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unsupported",
+    }
+}
+
+pub fn parse_alg(name: &str) -> Option<Algorithm> {
+    SIGNING_ALGS.into_iter().find(|a| alg_name(*a) == name)
+}
+
+fn file_tag(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::RS256 => "rs256",
+        Algorithm::ES256 => "es256",
+        _ => "eddsa",
+    }
+}
+
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub created_at: Millis,
+    /// When a newer key of the same algorithm took over.
+    pub retired_at: Option<Millis>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: Value,
+}
+
+pub struct KeySet {
+    keys: Vec<SigningKey>,
+    /// A retired key stays published this long.
+    retention_ms: Millis,
+    files: Vec<String>,
+}
+
+impl KeySet {
+    /// The key that signs new tokens for `alg`.
+    pub fn signer(&self, alg: Algorithm) -> Result<&SigningKey, KeyError> {
+        self.keys
+            .iter()
+            .filter(|k| k.alg == alg && k.retired_at.is_none())
+            .max_by_key(|k| k.created_at)
+            .ok_or(KeyError::Missing(alg))
+    }
+
+    pub fn published(&self, now: Millis) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter().filter(move |k| k.retired_at.is_none_or(|r| r + self.retention_ms > now))
+    }
+
+    pub fn jwks(&self, now: Millis) -> Value {
+        json!({ "keys": self.published(now).map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+    }
+
+    pub fn sign<T: Serialize>(&self, alg: Algorithm, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let key = self.signer(alg)?;
+        let mut header = Header::new(alg);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(typ.to_string());
+        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+    }
+
+    /// Verifies a JWT we signed (e.g. an `id_token_hint`): signature by a
+    /// published key, our issuer; expiry is not checked (hints may be old).
+    pub fn verify_own<T: DeserializeOwned>(&self, token: &str, issuer: &str, now: Millis) -> Option<T> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let kid = header.kid?;
+        let key = self.published(now).find(|k| k.kid == kid && k.alg == header.alg)?;
+        let mut validation = Validation::new(key.alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        validation.set_issuer(&[issuer]);
+        jsonwebtoken::decode::<T>(token, &key.decoding, &validation).ok().map(|d| d.claims)
+    }
+}
+
+/// The live key set, shared by every request; reloaded when the folder changes
+/// (e.g. after `coop-idp keys rotate` run from another process).
+pub struct KeyManager {
+    dir: PathBuf,
+    retention_ms: Millis,
+    current: RwLock<Arc<KeySet>>,
+}
+
+impl KeyManager {
+    /// Loads the folder, generating the missing keys on first start.
+    pub fn open(dir: &Path, retention_secs: i64, now: Millis) -> Result<Self, KeyError> {
+        ensure_keys(dir, now)?;
+        let set = load(dir, retention_secs * 1000)?;
+        Ok(KeyManager {
+            dir: dir.to_path_buf(),
+            retention_ms: retention_secs * 1000,
+            current: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    pub fn current(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads when the file list changed; returns whether it did.
+    pub fn reload_if_changed(&self) -> Result<bool, KeyError> {
+        let files = list_key_files(&self.dir)?;
+        if files == self.current().files {
+            return Ok(false);
+        }
+        let set = load(&self.dir, self.retention_ms)?;
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        Ok(true)
+    }
+}
+
+/// Generates a key for each algorithm that has none.
+pub fn ensure_keys(dir: &Path, now: Millis) -> Result<(), KeyError> {
+    std::fs::create_dir_all(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
+    let files = list_key_files(dir)?;
+    for alg in SIGNING_ALGS {
+        let suffix = format!("-{}.pem", file_tag(alg));
+        if !files.iter().any(|f| f.ends_with(&suffix)) {
+            write_new_key(dir, alg, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds a new key for every algorithm and deletes keys no longer published.
+/// Returns the new kids.
+pub fn rotate(dir: &Path, retention_secs: i64, now: Millis) -> Result<Vec<String>, KeyError> {
+    ensure_keys(dir, now)?;
+    let before = load(dir, retention_secs * 1000)?;
+    // A key's retirement time is the creation time of its successor, so a new
+    // key created at `now` must sort after every existing one.
+    let stamp = before.keys.iter().map(|k| k.created_at + 1).max().unwrap_or(now).max(now);
+    let mut kids = Vec::new();
+    for alg in SIGNING_ALGS {
+        let path = write_new_key(dir, alg, stamp)?;
+        let set = load_file(&path, alg, stamp)?;
+        kids.push(set.kid);
+    }
+    for key in before.keys.iter().filter(|k| k.retired_at.is_some_and(|r| r + retention_secs * 1000 <= now)) {
+        let path = dir.join(format!("{}-{}.pem", key.created_at, file_tag(key.alg)));
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(kids)
+}
+
+fn list_key_files(dir: &Path) -> Result<Vec<String>, KeyError> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with(".pem") {
+            files.push(name);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn load(dir: &Path, retention_ms: Millis) -> Result<KeySet, KeyError> {
+    let files = list_key_files(dir)?;
+    let mut keys = Vec::new();
+    for name in &files {
+        let Some((stamp, tag)) = name.trim_end_matches(".pem").split_once('-') else { continue };
+        let Ok(created_at) = stamp.parse::<Millis>() else { continue };
+        let Some(alg) = SIGNING_ALGS.into_iter().find(|a| file_tag(*a) == tag) else { continue };
+        keys.push(load_file(&dir.join(name), alg, created_at)?);
+    }
+    for alg in SIGNING_ALGS {
+        let mut of_alg: Vec<usize> = (0..keys.len()).filter(|i| keys[*i].alg == alg).collect();
+        of_alg.sort_by_key(|i| keys[*i].created_at);
+        for pair in of_alg.windows(2) {
+            keys[pair[0]].retired_at = Some(keys[pair[1]].created_at);
+        }
+    }
+    Ok(KeySet { keys, retention_ms, files })
+}
+
+fn load_file(path: &Path, alg: Algorithm, created_at: Millis) -> Result<SigningKey, KeyError> {
+    let name = path.display().to_string();
+    let text = std::fs::read(path).map_err(|e| KeyError::Io(name.clone(), e))?;
+    let der = pem::parse(&text).map_err(|_| KeyError::Invalid(name.clone()))?.into_contents();
+    let bad = || KeyError::Invalid(name.clone());
+    let (encoding, decoding, mut jwk) = match alg {
+        Algorithm::RS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).map_err(|_| bad())?;
+            let public = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+            let (n, e) = (b64url(&public.n), b64url(&public.e));
+            (
+                EncodingKey::from_rsa_pem(&text).map_err(|_| bad())?,
+                DecodingKey::from_rsa_components(&n, &e).map_err(|_| bad())?,
+                json!({"kty": "RSA", "e": e, "n": n}),
+            )
+        }
+        Algorithm::ES256 => {
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).map_err(|_| bad())?;
+            let point = pair.public_key().as_ref();
+            if point.len() != 65 {
+                return Err(bad());
+            }
+            let (x, y) = (b64url(&point[1..33]), b64url(&point[33..]));
+            (
+                EncodingKey::from_ec_pem(&text).map_err(|_| bad())?,
+                DecodingKey::from_ec_components(&x, &y).map_err(|_| bad())?,
+                json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+            )
+        }
+        _ => {
+            let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| bad())?;
+            let x = b64url(pair.public_key().as_ref());
+            (
+                EncodingKey::from_ed_pem(&text).map_err(|_| bad())?,
+                DecodingKey::from_ed_components(&x).map_err(|_| bad())?,
+                json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+            )
+        }
+    };
+    let kid = thumbprint(&jwk);
+    if let Some(obj) = jwk.as_object_mut() {
+        obj.insert("kid".into(), json!(kid));
+        obj.insert("alg".into(), json!(alg_name(alg)));
+        obj.insert("use".into(), json!("sig"));
+    }
+    Ok(SigningKey { kid, alg, created_at, retired_at: None, encoding, decoding, jwk })
+}
+
+/// RFC 7638: SHA-256 over the required members in lexicographic order.
+/// serde_json's map keeps keys sorted, which is exactly that order.
+fn thumbprint(jwk: &Value) -> String {
+    b64url(&sha256(jwk.to_string().as_bytes()))
+}
+
+fn write_new_key(dir: &Path, alg: Algorithm, created_at: Millis) -> Result<PathBuf, KeyError> {
+    let der: Vec<u8> = match alg {
+        Algorithm::RS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| KeyError::Generation)?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der = pair.as_der().map_err(|_| KeyError::Generation)?;
+            der.as_ref().to_vec()
+        }
+        Algorithm::ES256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .and_then(|p| p.to_pkcs8v1())
+            .map_err(|_| KeyError::Generation)?
+            .as_ref()
+            .to_vec(),
+        _ => {
+            Ed25519KeyPair::generate().and_then(|p| p.to_pkcs8v1()).map_err(|_| KeyError::Generation)?.as_ref().to_vec()
+        }
+    };
+    let text = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+    let path = dir.join(format!("{created_at}-{}.pem", file_tag(alg)));
+    write_private(&path, text.as_bytes()).map_err(|e| KeyError::Io(path.display().to_string(), e))?;
+    Ok(path)
+}
+
+/// Writes a file readable by its owner only, created with that mode so it is
+/// never briefly world-readable.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Claims {
+        iss: String,
+        sub: String,
+    }
+
+    #[test]
+    fn first_start_generates_private_files_and_distinct_kids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = KeyManager::open(dir.path(), 600, 1_000).expect("keys");
+        let files = list_key_files(dir.path()).expect("files");
+        assert_eq!(files.len(), 3);
+        for f in &files {
+            let mode = std::fs::metadata(dir.path().join(f)).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        let jwks = keys.current().jwks(1_000);
+        let kids: std::collections::HashSet<_> =
+            jwks["keys"].as_array().expect("keys").iter().map(|k| k["kid"].to_string()).collect();
+        assert_eq!(kids.len(), 3);
+        for k in jwks["keys"].as_array().expect("keys") {
+            assert!(k.get("d").is_none() && k.get("p").is_none(), "private part published: {k}");
+        }
+    }
+
+    #[test]
+    fn signed_tokens_verify_and_foreign_ones_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = tempfile::tempdir().expect("tempdir");
+        let keys = KeyManager::open(dir.path(), 600, 1_000).expect("keys").current();
+        let foreign = KeyManager::open(other.path(), 600, 1_000).expect("keys").current();
+        let claims = Claims { iss: "https://idp".into(), sub: "s".into() };
+        for alg in SIGNING_ALGS {
+            let jwt = keys.sign(alg, "JWT", &claims).expect("sign");
+            assert_eq!(
+                keys.verify_own::<Claims>(&jwt, "https://idp", 1_000),
+                Some(Claims { iss: "https://idp".into(), sub: "s".into() })
+            );
+            assert_eq!(keys.verify_own::<Claims>(&jwt, "https://other", 1_000), None);
+            let forged = foreign.sign(alg, "JWT", &claims).expect("sign");
+            assert_eq!(keys.verify_own::<Claims>(&forged, "https://idp", 1_000), None);
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_old_key_published_until_retention_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = KeyManager::open(dir.path(), 600, 1_000).expect("keys");
+        let old_kid = manager.current().signer(Algorithm::RS256).expect("rs").kid.clone();
+        let new_kids = rotate(dir.path(), 600, 2_000).expect("rotate");
+        assert!(manager.reload_if_changed().expect("reload"));
+        let set = manager.current();
+        let signer = set.signer(Algorithm::RS256).expect("rs");
+        assert_ne!(signer.kid, old_kid);
+        assert!(new_kids.contains(&signer.kid));
+        let published = |now| set.published(now).map(|k| k.kid.clone()).collect::<Vec<_>>();
+        assert!(published(2_500).contains(&old_kid));
+        assert!(!published(2_001 + 600_000).contains(&old_kid));
+        // A second rotation after the retention deletes the expired files.
+        rotate(dir.path(), 600, 700_000).expect("rotate");
+        assert_eq!(list_key_files(dir.path()).expect("files").len(), 6);
+    }
+}

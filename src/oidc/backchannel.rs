@@ -1,0 +1,112 @@
+//! OIDC Back-Channel Logout 1.0: whenever a session ends, every client that
+//! received tokens from it and registered a `backchannel_logout_uri` gets a
+//! signed `logout_token`. Notifications are queued durably in the same
+//! transaction that ends the session, and retried with backoff while the
+//! relying party is unreachable. The token is signed at sending time, so a
+//! late delivery still carries a fresh `iat`/`exp`.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::clients;
+use crate::app::App;
+use crate::clock::Millis;
+use crate::crypto::random_b64;
+use crate::store::{self, BackchannelRow, StoreResult, WriteTx};
+
+pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// Give up after a day of failures (the session is long gone by then).
+const GIVE_UP_AFTER_MS: Millis = 24 * 3600 * 1000;
+const MAX_BACKOFF_MS: Millis = 5 * 60 * 1000;
+
+pub async fn enqueue(app: &App, tx: &mut WriteTx, client_id: &str, subject: &str, sid: &str) -> StoreResult<()> {
+    let has_uri = app.store.client(client_id).await?.is_some_and(|c| c.backchannel_logout_uri.is_some());
+    if has_uri {
+        store::enqueue_backchannel(tx, &random_b64(16), client_id, subject, sid, app.clock.now_ms()).await?;
+    }
+    Ok(())
+}
+
+/// Delay before the next attempt: 1 s, 2 s, 4 s … capped at 5 minutes.
+pub fn backoff_ms(attempts: i64) -> Millis {
+    let exp = attempts.clamp(0, 20) as u32;
+    (1000i64 << exp).min(MAX_BACKOFF_MS)
+}
+
+pub async fn run_sender(app: std::sync::Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = send_due(&app).await {
+            tracing::warn!(error = %e, "back-channel logout sender");
+        }
+        tokio::select! {
+            _ = app.backchannel_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Sends every notification that is due; returns how many were delivered.
+pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
+    let mut delivered = 0;
+    for row in app.store.due_backchannel(app.clock.now_ms(), 50).await? {
+        let outcome = send_one(app, &row).await;
+        let now = app.clock.now_ms();
+        let mut tx = app.store.begin_write().await?;
+        match outcome {
+            Ok(()) => {
+                store::mark_backchannel_delivered(&mut tx, &row.id, now).await?;
+                delivered += 1;
+                tracing::info!(client_id = %row.client_id, "back-channel logout delivered");
+            }
+            Err(reason) => {
+                let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
+                store::mark_backchannel_failed(&mut tx, &row.id, &reason, next, now).await?;
+                tracing::warn!(client_id = %row.client_id, attempts = row.attempts + 1, reason = %reason, "back-channel logout failed");
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(delivered)
+}
+
+async fn send_one(app: &App, row: &BackchannelRow) -> Result<(), String> {
+    let client = clients::find(app, &row.client_id).await.map_err(|e| e.to_string())?.ok_or("client removed")?;
+    let uri = client.backchannel_logout_uri.as_deref().ok_or("no backchannel_logout_uri")?;
+    let now = app.clock.now_secs();
+    let claims = json!({
+        "iss": app.config.issuer_str(),
+        "aud": client.id,
+        "iat": now,
+        "exp": now + 120,
+        "jti": random_b64(16),
+        "sub": row.subject,
+        "sid": row.sid,
+        "events": { EVENT: {} },
+    });
+    let token = app.keys.current().sign(client.id_token_alg, "logout+jwt", &claims).map_err(|e| e.to_string())?;
+    let response = app
+        .http
+        .post(uri)
+        .header("Cache-Control", "no-store")
+        .form(&[("logout_token", token)])
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {}", e.without_url()))?;
+    if response.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", response.status().as_u16())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff_ms(0), 1000);
+        assert_eq!(backoff_ms(3), 8000);
+        assert_eq!(backoff_ms(30), MAX_BACKOFF_MS);
+        assert_eq!(backoff_ms(-1), 1000);
+    }
+}

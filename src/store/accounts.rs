@@ -1,0 +1,123 @@
+use sqlx::Row;
+
+use super::{Store, StoreError, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountRow {
+    pub id: String,
+    pub email: String,
+    pub email_normalized: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub function: String,
+    pub partner_id: Option<String>,
+    pub partner_name: Option<String>,
+    pub state: String,
+    pub password_hash: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+pub struct NewAccount<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub email_normalized: &'a str,
+    pub given_name: &'a str,
+    pub family_name: &'a str,
+    pub function: &'a str,
+    pub partner_id: Option<&'a str>,
+    pub state: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub now: Millis,
+}
+
+const ACCOUNT_COLUMNS: &str = "a.id, a.email, a.email_normalized, a.given_name, a.family_name, a.function, \
+     a.partner_id, p.name AS partner_name, a.state, a.password_hash, a.created_at, a.updated_at";
+
+impl Store {
+    pub async fn account_by_email(&self, email_normalized: &str) -> StoreResult<Option<AccountRow>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id \
+             WHERE a.email_normalized = $1"
+        );
+        Ok(sqlx::query_as(&sql).bind(email_normalized).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn account_by_id(&self, id: &str) -> StoreResult<Option<AccountRow>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id WHERE a.id = $1"
+        );
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn account_roles(&self, account_id: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT role FROM account_roles WHERE account_id = $1 ORDER BY role")
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+    }
+}
+
+pub async fn insert_partner(tx: &mut WriteTx, id: &str, name: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query("INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(|e| StoreError::from_insert(e, "partner"))?;
+    Ok(())
+}
+
+pub async fn insert_account(tx: &mut WriteTx, a: &NewAccount<'_>) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO accounts (id, email, email_normalized, given_name, family_name, function, partner_id, \
+         state, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(a.id)
+    .bind(a.email)
+    .bind(a.email_normalized)
+    .bind(a.given_name)
+    .bind(a.family_name)
+    .bind(a.function)
+    .bind(a.partner_id)
+    .bind(a.state)
+    .bind(a.password_hash)
+    .bind(a.now)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| StoreError::from_insert(e, "account"))?;
+    Ok(())
+}
+
+/// Replaces the stored hash (first password, change, or parameter upgrade).
+pub async fn update_password_hash(tx: &mut WriteTx, account_id: &str, hash: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query("UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(now)
+        .bind(account_id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn update_account_state(tx: &mut WriteTx, account_id: &str, state: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query("UPDATE accounts SET state = $1, updated_at = $2 WHERE id = $3")
+        .bind(state)
+        .bind(now)
+        .bind(account_id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn grant_role(tx: &mut WriteTx, account_id: &str, role: &str) -> StoreResult<()> {
+    sqlx::query("INSERT INTO account_roles (account_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(account_id)
+        .bind(role)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! Pending authorization requests, codes, token families and tokens.
+
+use super::{Store, StoreError, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CodeRow {
+    pub code_hash: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub session_id_hash: String,
+    pub sid: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub claims: Option<String>,
+    pub auth_time: Millis,
+    pub acr: String,
+    pub amr: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub used_at: Option<Millis>,
+    pub family_id: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FamilyRow {
+    pub id: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub session_id_hash: String,
+    pub sid: String,
+    pub scope: String,
+    pub claims: Option<String>,
+    pub auth_time: Millis,
+    pub acr: String,
+    pub amr: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+/// A token found by its hash, with the family it belongs to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenLookup {
+    pub token_hash: String,
+    pub token_created_at: Millis,
+    pub token_expires_at: Millis,
+    pub used_at: Option<Millis>,
+    #[sqlx(flatten)]
+    pub family: FamilyRow,
+    pub account_state: String,
+}
+
+const FAMILY_COLUMNS: &str = "f.id, f.client_id, f.account_id, f.session_id_hash, f.sid, f.scope, f.claims, \
+     f.auth_time, f.acr, f.amr, f.created_at, f.expires_at, f.revoked_at";
+
+impl Store {
+    pub async fn auth_request(&self, id_hash: &str, now: Millis) -> StoreResult<Option<(String, String)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT client_id, params FROM auth_requests WHERE id_hash = $1 AND expires_at > $2")
+                .bind(id_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row)
+    }
+
+    pub async fn code(&self, code_hash: &str) -> StoreResult<Option<CodeRow>> {
+        Ok(sqlx::query_as(
+            "SELECT code_hash, client_id, account_id, session_id_hash, sid, redirect_uri, code_challenge, scope, \
+             nonce, claims, auth_time, acr, amr, created_at, expires_at, used_at, family_id \
+             FROM authorization_codes WHERE code_hash = $1",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn access_token(&self, token_hash: &str) -> StoreResult<Option<TokenLookup>> {
+        let sql = format!(
+            "SELECT t.token_hash, t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
+             NULL AS used_at, {FAMILY_COLUMNS}, a.state AS account_state \
+             FROM access_tokens t JOIN token_families f ON f.id = t.family_id \
+             JOIN accounts a ON a.id = f.account_id WHERE t.token_hash = $1"
+        );
+        Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<TokenLookup>> {
+        let sql = format!(
+            "SELECT t.token_hash, t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
+             t.used_at, {FAMILY_COLUMNS}, a.state AS account_state \
+             FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
+             JOIN accounts a ON a.id = f.account_id WHERE t.token_hash = $1"
+        );
+        Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?)
+    }
+
+    /// Live token families of a session (for back-channel logout).
+    pub async fn families_of_session(&self, session_id_hash: &str) -> StoreResult<Vec<FamilyRow>> {
+        let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.session_id_hash = $1");
+        Ok(sqlx::query_as(&sql).bind(session_id_hash).fetch_all(&self.pool).await?)
+    }
+}
+
+pub async fn insert_auth_request(
+    tx: &mut WriteTx,
+    id_hash: &str,
+    client_id: &str,
+    params: &str,
+    now: Millis,
+    expires_at: Millis,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO auth_requests (id_hash, client_id, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id_hash)
+    .bind(client_id)
+    .bind(params)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete_auth_request(tx: &mut WriteTx, id_hash: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1").bind(id_hash).execute(&mut *tx.tx).await?;
+    Ok(())
+}
+
+pub async fn insert_code(tx: &mut WriteTx, c: &CodeRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO authorization_codes (code_hash, client_id, account_id, session_id_hash, sid, redirect_uri, \
+         code_challenge, scope, nonce, claims, auth_time, acr, amr, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&c.code_hash)
+    .bind(&c.client_id)
+    .bind(&c.account_id)
+    .bind(&c.session_id_hash)
+    .bind(&c.sid)
+    .bind(&c.redirect_uri)
+    .bind(&c.code_challenge)
+    .bind(&c.scope)
+    .bind(&c.nonce)
+    .bind(&c.claims)
+    .bind(c.auth_time)
+    .bind(&c.acr)
+    .bind(&c.amr)
+    .bind(c.created_at)
+    .bind(c.expires_at)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| StoreError::from_insert(e, "code"))?;
+    Ok(())
+}
+
+/// Marks a code used and links it to the family it produced; false when it
+/// was already used (the caller treats that as a replay).
+pub async fn consume_code(tx: &mut WriteTx, code_hash: &str, family_id: &str, now: Millis) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(family_id)
+    .bind(code_hash)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn insert_family(tx: &mut WriteTx, f: &FamilyRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO token_families (id, client_id, account_id, session_id_hash, sid, scope, claims, auth_time, \
+         acr, amr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&f.id)
+    .bind(&f.client_id)
+    .bind(&f.account_id)
+    .bind(&f.session_id_hash)
+    .bind(&f.sid)
+    .bind(&f.scope)
+    .bind(&f.claims)
+    .bind(f.auth_time)
+    .bind(&f.acr)
+    .bind(&f.amr)
+    .bind(f.created_at)
+    .bind(f.expires_at)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_access_token(
+    tx: &mut WriteTx,
+    token_hash: &str,
+    family_id: &str,
+    now: Millis,
+    expires_at: Millis,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO access_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(token_hash)
+        .bind(family_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_refresh_token(
+    tx: &mut WriteTx,
+    token_hash: &str,
+    family_id: &str,
+    now: Millis,
+    expires_at: Millis,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(token_hash)
+        .bind(family_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+/// Rotation: false when the refresh token was already used (a replay).
+pub async fn consume_refresh_token(tx: &mut WriteTx, token_hash: &str, now: Millis) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(token_hash)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Revokes a family and deletes its access tokens, so that they stop working
+/// at once. Returns whether the family was live.
+pub async fn revoke_family(tx: &mut WriteTx, family_id: &str, reason: &str, now: Millis) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(family_id)
+    .execute(&mut *tx.tx)
+    .await?;
+    sqlx::query("DELETE FROM access_tokens WHERE family_id = $1").bind(family_id).execute(&mut *tx.tx).await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn revoke_families_of_session(
+    tx: &mut WriteTx,
+    session_id_hash: &str,
+    reason: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE session_id_hash = $1)",
+    )
+    .bind(session_id_hash)
+    .execute(&mut *tx.tx)
+    .await?;
+    sqlx::query("UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE session_id_hash = $3 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(reason)
+        .bind(session_id_hash)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_access_token(tx: &mut WriteTx, token_hash: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1").bind(token_hash).execute(&mut *tx.tx).await?;
+    Ok(())
+}
+
+/// Remembers a client-assertion `jti` until it expires; false on replay.
+pub async fn remember_assertion_jti(
+    tx: &mut WriteTx,
+    client_id: &str,
+    jti: &str,
+    expires_at: Millis,
+    now: Millis,
+) -> StoreResult<bool> {
+    sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1").bind(now).execute(&mut *tx.tx).await?;
+    let done = sqlx::query(
+        "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(client_id)
+    .bind(jti)
+    .bind(expires_at)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes what has expired; run by a background job.
+pub async fn delete_expired_grants(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
+    let mut n = 0;
+    for sql in [
+        "DELETE FROM auth_requests WHERE expires_at < $1",
+        "DELETE FROM access_tokens WHERE expires_at < $1",
+        // Used codes are kept a little so that a replay is recognised and punished.
+        "DELETE FROM authorization_codes WHERE expires_at < $1 - 600000",
+        "DELETE FROM client_assertion_jtis WHERE expires_at < $1",
+    ] {
+        n += sqlx::query(sql).bind(now).execute(&mut *tx.tx).await?.rows_affected();
+    }
+    Ok(n)
+}

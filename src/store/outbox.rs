@@ -1,0 +1,100 @@
+//! The durable queue of back-channel logout notifications.
+
+use super::{Store, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BackchannelRow {
+    pub id: String,
+    pub client_id: String,
+    pub subject: String,
+    pub sid: String,
+    pub created_at: Millis,
+    pub attempts: i64,
+}
+
+impl Store {
+    pub async fn due_backchannel(&self, now: Millis, limit: i64) -> StoreResult<Vec<BackchannelRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, client_id, subject, sid, created_at, attempts FROM backchannel_outbox \
+             WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn pending_backchannel_count(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM backchannel_outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+}
+
+pub async fn enqueue_backchannel(
+    tx: &mut WriteTx,
+    id: &str,
+    client_id: &str,
+    subject: &str,
+    sid: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO backchannel_outbox (id, client_id, subject, sid, created_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(id)
+    .bind(client_id)
+    .bind(subject)
+    .bind(sid)
+    .bind(now)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn mark_backchannel_delivered(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query("UPDATE backchannel_outbox SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn mark_backchannel_failed(
+    tx: &mut WriteTx,
+    id: &str,
+    error: &str,
+    next_attempt_at: Option<Millis>,
+    now: Millis,
+) -> StoreResult<()> {
+    match next_attempt_at {
+        Some(next) => {
+            sqlx::query(
+                "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(next)
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, abandoned_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?
+        }
+    };
+    Ok(())
+}

@@ -1,0 +1,110 @@
+use sqlx::Row;
+
+use super::{Store, StoreError, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id_hash: String,
+    pub sid: String,
+    pub account_id: String,
+    pub auth_time: Millis,
+    pub amr: String,
+    pub acr: String,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
+    pub absolute_expires_at: Millis,
+    pub ended_at: Option<Millis>,
+}
+
+pub struct NewSession<'a> {
+    pub id_hash: &'a str,
+    pub sid: &'a str,
+    pub account_id: &'a str,
+    pub auth_time: Millis,
+    pub amr: &'a str,
+    pub acr: &'a str,
+    pub absolute_expires_at: Millis,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+const SESSION_COLUMNS: &str =
+    "id_hash, sid, account_id, auth_time, amr, acr, created_at, last_seen_at, absolute_expires_at, ended_at";
+
+impl Store {
+    pub async fn session(&self, id_hash: &str) -> StoreResult<Option<SessionRow>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1");
+        Ok(sqlx::query_as(&sql).bind(id_hash).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn session_by_sid(&self, sid: &str) -> StoreResult<Option<SessionRow>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = $1");
+        Ok(sqlx::query_as(&sql).bind(sid).fetch_optional(&self.pool).await?)
+    }
+
+    /// Live sessions of an account (not ended; expiry is the caller's rule).
+    pub async fn open_sessions_of_account(&self, account_id: &str) -> StoreResult<Vec<SessionRow>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE account_id = $1 AND ended_at IS NULL");
+        Ok(sqlx::query_as(&sql).bind(account_id).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn session_client_ids(&self, id_hash: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT client_id FROM session_clients WHERE session_id_hash = $1 ORDER BY client_id")
+            .bind(id_hash)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+    }
+}
+
+pub async fn insert_session(tx: &mut WriteTx, s: &NewSession<'_>, now: Millis) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id_hash, sid, account_id, auth_time, amr, acr, created_at, last_seen_at, \
+         absolute_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
+    )
+    .bind(s.id_hash)
+    .bind(s.sid)
+    .bind(s.account_id)
+    .bind(s.auth_time)
+    .bind(s.amr)
+    .bind(s.acr)
+    .bind(now)
+    .bind(s.absolute_expires_at)
+    .bind(s.ip)
+    .bind(s.user_agent)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| StoreError::from_insert(e, "session"))?;
+    Ok(())
+}
+
+pub async fn touch_session(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND ended_at IS NULL")
+        .bind(now)
+        .bind(id_hash)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+/// Ends a session; false when it had already ended.
+pub async fn end_session(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) -> StoreResult<bool> {
+    let done =
+        sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id_hash = $3 AND ended_at IS NULL")
+            .bind(now)
+            .bind(reason)
+            .bind(id_hash)
+            .execute(&mut *tx.tx)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn add_session_client(tx: &mut WriteTx, id_hash: &str, client_id: &str) -> StoreResult<()> {
+    sqlx::query("INSERT INTO session_clients (session_id_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(id_hash)
+        .bind(client_id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}

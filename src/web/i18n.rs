@@ -1,0 +1,183 @@
+//! User-facing text: French first, English on request.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    Fr,
+    En,
+}
+
+impl Locale {
+    pub fn code(self) -> &'static str {
+        match self {
+            Locale::Fr => "fr",
+            Locale::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let primary = s.trim().split(['-', '_', ';']).next().unwrap_or("").to_ascii_lowercase();
+        match primary.as_str() {
+            "fr" => Some(Locale::Fr),
+            "en" => Some(Locale::En),
+            _ => None,
+        }
+    }
+
+    /// The first supported tag of a space-separated `ui_locales`, or of an
+    /// `Accept-Language` header (in the order given; q-values are rarely used
+    /// to reorder these two languages).
+    pub fn first_supported(list: &str) -> Option<Self> {
+        list.split([' ', ',']).filter(|s| !s.is_empty()).find_map(Locale::parse)
+    }
+
+    /// Chooses the page language: explicit switch, then the remembered
+    /// choice, then `ui_locales`, then `Accept-Language`; French by default.
+    pub fn choose(switch: Option<&str>, cookie: Option<&str>, ui_locales: Option<&str>, accept: Option<&str>) -> Self {
+        switch
+            .and_then(Locale::parse)
+            .or_else(|| cookie.and_then(Locale::parse))
+            .or_else(|| ui_locales.and_then(Locale::first_supported))
+            .or_else(|| accept.and_then(Locale::first_supported))
+            .unwrap_or(Locale::Fr)
+    }
+
+    pub fn other(self) -> Self {
+        match self {
+            Locale::Fr => Locale::En,
+            Locale::En => Locale::Fr,
+        }
+    }
+}
+
+/// (key, French, English).
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("site_name", "Coopération — connexion", "Coopération — sign-in"),
+    ("skip_to_content", "Aller au contenu", "Skip to content"),
+    ("switch_language", "English", "Français"),
+    ("switch_language_label", "Read this page in English", "Lire cette page en français"),
+    ("signin_title", "Se connecter", "Sign in"),
+    (
+        "signin_intro",
+        "Connectez-vous avec votre adresse électronique professionnelle.",
+        "Sign in with your professional email address.",
+    ),
+    ("signin_for", "pour accéder à", "to reach"),
+    ("email_label", "Adresse électronique professionnelle", "Professional email address"),
+    ("email_hint", "Format attendu : nom@domaine.fr", "Expected format: name@domain.fr"),
+    ("password_label", "Mot de passe", "Password"),
+    ("signin_button", "Se connecter", "Sign in"),
+    ("forgot_password", "Mot de passe oublié ?", "Forgot your password?"),
+    ("signin_failed", "Adresse électronique ou mot de passe incorrect.", "Incorrect email address or password."),
+    ("error_summary", "Le formulaire contient une erreur", "The form has an error"),
+    ("signed_in_title", "Vous êtes connecté(e)", "You are signed in"),
+    (
+        "signed_in_text",
+        "Vous pouvez retourner à l'application Coopération.",
+        "You can go back to the Coopération application.",
+    ),
+    ("signed_out_title", "Vous êtes déconnecté(e)", "You are signed out"),
+    (
+        "signed_out_text",
+        "Votre session est terminée. Vous pouvez fermer cette page.",
+        "Your session has ended. You may close this page.",
+    ),
+    ("logout_confirm_title", "Se déconnecter ?", "Sign out?"),
+    (
+        "logout_confirm_text",
+        "Une application demande à vous déconnecter. Confirmez-vous ?",
+        "An application asks to sign you out. Do you confirm?",
+    ),
+    ("logout_confirm_button", "Me déconnecter", "Sign me out"),
+    ("error_title", "Erreur", "Error"),
+    ("error_back", "Retournez à l'application et recommencez.", "Go back to the application and try again."),
+    ("err_repeated_parameter", "La demande contient un paramètre répété.", "The request repeats a parameter."),
+    (
+        "err_missing_client_id",
+        "La demande ne précise pas l'application (client_id).",
+        "The request does not name the application (client_id).",
+    ),
+    ("err_unknown_client", "Cette application n'est pas enregistrée.", "This application is not registered."),
+    (
+        "err_missing_redirect_uri",
+        "La demande ne précise pas l'adresse de retour (redirect_uri).",
+        "The request has no return address (redirect_uri).",
+    ),
+    (
+        "err_unregistered_redirect_uri",
+        "L'adresse de retour n'est pas enregistrée pour cette application.",
+        "The return address is not registered for this application.",
+    ),
+    ("err_request_expired", "Cette demande de connexion a expiré.", "This sign-in request has expired."),
+    (
+        "err_csrf",
+        "Le formulaire a expiré. Rechargez la page et recommencez.",
+        "The form has expired. Reload the page and try again.",
+    ),
+    (
+        "err_invalid_id_token_hint",
+        "La demande de déconnexion n'est pas valide (id_token_hint).",
+        "The sign-out request is not valid (id_token_hint).",
+    ),
+    (
+        "err_client_mismatch",
+        "La demande de déconnexion mentionne deux applications différentes.",
+        "The sign-out request names two different applications.",
+    ),
+    (
+        "err_unregistered_post_logout_uri",
+        "L'adresse de retour après déconnexion n'est pas enregistrée.",
+        "The post-logout return address is not registered.",
+    ),
+    ("err_not_found", "Cette page n'existe pas.", "This page does not exist."),
+    (
+        "err_internal",
+        "Une erreur interne est survenue. Réessayez plus tard.",
+        "An internal error occurred. Try again later.",
+    ),
+    (
+        "err_unavailable",
+        "Le service est momentanément indisponible. Réessayez dans quelques instants.",
+        "The service is temporarily unavailable. Try again in a moment.",
+    ),
+    (
+        "footer_text",
+        "Service d'identification de la plateforme Coopération",
+        "Identity service of the Coopération platform",
+    ),
+];
+
+pub fn texts(locale: Locale) -> BTreeMap<&'static str, &'static str> {
+    TEXTS.iter().map(|(k, fr, en)| (*k, if locale == Locale::Fr { *fr } else { *en })).collect()
+}
+
+pub fn text(locale: Locale, key: &str) -> &'static str {
+    TEXTS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, fr, en)| if locale == Locale::Fr { *fr } else { *en })
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choice_order_and_default() {
+        assert_eq!(Locale::choose(None, None, None, None), Locale::Fr);
+        assert_eq!(Locale::choose(None, None, None, Some("en-GB,en;q=0.8")), Locale::En);
+        assert_eq!(Locale::choose(None, None, Some("de en"), Some("fr")), Locale::En);
+        assert_eq!(Locale::choose(None, Some("fr"), Some("en"), None), Locale::Fr);
+        assert_eq!(Locale::choose(Some("en"), Some("fr"), None, None), Locale::En);
+        assert_eq!(Locale::choose(None, None, None, Some("de, es")), Locale::Fr);
+    }
+
+    #[test]
+    fn every_key_has_both_languages() {
+        for (k, fr, en) in TEXTS {
+            assert!(!fr.is_empty() && !en.is_empty(), "{k}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! RP-initiated logout pages.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use minijinja::context;
+
+use super::i18n::Locale;
+use super::oauth::pairs;
+use super::{AppState, browser, error, pages};
+use crate::auth::session;
+use crate::crypto::hash_secret;
+use crate::oidc::Params;
+use crate::oidc::logout::{self, LogoutDecision, LogoutError};
+
+pub async fn logout_get(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    RawQuery(q): RawQuery,
+) -> Response {
+    handle(app, headers, jar, Params::from_pairs(pairs(q.unwrap_or_default().as_bytes()))).await
+}
+
+pub async fn logout_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+    handle(app, headers, jar, Params::from_pairs(pairs(&body))).await
+}
+
+async fn handle(app: AppState, headers: HeaderMap, jar: CookieJar, raw: Result<Params, String>) -> Response {
+    let ui_locales = raw.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
+    let locale = browser::locale(&headers, None, ui_locales.as_deref());
+    let current = match browser::session_value(&app.config, &jar) {
+        Some(v) => session::current(&app, &v).await.ok().flatten(),
+        None => None,
+    };
+    let decision = match logout::decide(&app, raw, current.as_ref()).await {
+        Ok(d) => d,
+        Err(e) => return error::internal_page(e, locale),
+    };
+    match decision {
+        LogoutDecision::Error(e) => pages::error_page(StatusCode::BAD_REQUEST, locale, logout_error_key(e)),
+        LogoutDecision::Confirm { client_id, post_logout_redirect_uri, state } => {
+            let (jar, csrf) = browser::csrf_token(&app.config, jar);
+            let page = pages::render(
+                StatusCode::OK,
+                "logout_confirm.html",
+                locale,
+                "",
+                context! { csrf => csrf, client_id => client_id, post_logout_redirect_uri => post_logout_redirect_uri, state => state },
+            );
+            (jar, page).into_response()
+        }
+        LogoutDecision::SignOut { redirect } => sign_out(&app, jar, locale, redirect).await,
+    }
+}
+
+pub async fn logout_confirm(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    let locale = browser::locale(&headers, None, None);
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let redirect = match logout::confirmed_redirect(
+        &app,
+        form.get("client_id"),
+        form.get("post_logout_redirect_uri"),
+        form.get("state"),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return error::internal_page(e, locale),
+    };
+    sign_out(&app, jar, locale, redirect).await
+}
+
+async fn sign_out(app: &AppState, jar: CookieJar, locale: Locale, redirect: Option<String>) -> Response {
+    if let Some(value) = browser::session_value(&app.config, &jar)
+        && let Err(e) = session::end(app, &hash_secret(&value), "logout").await
+    {
+        return error::internal_page(e, locale);
+    }
+    let jar = browser::clear_session(&app.config, jar);
+    match redirect {
+        Some(location) => (jar, browser::see_other(&location)).into_response(),
+        None => {
+            (jar, pages::message(StatusCode::OK, locale, "signed_out_title", "signed_out_text", None)).into_response()
+        }
+    }
+}
+
+fn logout_error_key(e: LogoutError) -> &'static str {
+    match e {
+        LogoutError::InvalidIdTokenHint => "err_invalid_id_token_hint",
+        LogoutError::UnknownClient => "err_unknown_client",
+        LogoutError::ClientMismatch => "err_client_mismatch",
+        LogoutError::UnregisteredPostLogoutUri => "err_unregistered_post_logout_uri",
+        LogoutError::RepeatedParameter => "err_repeated_parameter",
+    }
+}

@@ -1,0 +1,157 @@
+//! HTTP: thin handlers over the domain functions, plus the cross-cutting
+//! layers (security headers, size limits, timeouts, client address).
+
+mod browser;
+mod error;
+pub mod i18n;
+mod logout;
+mod oauth;
+mod pages;
+mod signin;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::App;
+
+pub type AppState = Arc<App>;
+
+/// Request bodies larger than this are refused (forms and token requests
+/// are small).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Sum of header names and values above which a request is refused with 431.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+pub fn router(app: AppState) -> Router {
+    let https = app.config.is_https();
+    Router::new()
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
+        .route("/jwks", get(oauth::jwks))
+        .route("/authorize", get(signin::authorize_get).post(signin::authorize_post))
+        .route("/signin", get(signin::signin_page).post(signin::signin_submit))
+        .route("/token", axum::routing::post(oauth::token))
+        .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo_post))
+        .route("/revoke", axum::routing::post(oauth::revoke))
+        .route("/introspect", axum::routing::post(oauth::introspect))
+        .route("/logout", get(logout::logout_get).post(logout::logout_post))
+        .route("/logout/confirm", axum::routing::post(logout::logout_confirm))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/static/style.css", get(style))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(middleware::from_fn(move |req, next| security_headers(https, req, next)))
+        .layer(middleware::from_fn(limit_header_size))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` completes; in-flight requests then finish.
+pub async fn serve(
+    app: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(app): State<AppState>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+    }
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        pages::STYLE_CSS,
+    )
+        .into_response()
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    let locale = browser::locale(&headers, None, None);
+    pages::error_page(StatusCode::NOT_FOUND, locale, "err_not_found")
+}
+
+async fn security_headers(https: bool, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'; img-src 'self' data:",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if https {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
+    response
+}
+
+async fn limit_header_size(req: Request, next: Next) -> Response {
+    let size: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large").into_response();
+    }
+    next.run(req).await
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy —
+/// the right-most address in `X-Forwarded-For` that is not itself trusted.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9, 10.0.0.2"));
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.7".parse().expect("ip");
+        assert_eq!(client_ip(proxy, &h, &trusted), "203.0.113.9".parse::<IpAddr>().expect("ip"));
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        assert_eq!(client_ip(proxy, &h, &[]), proxy);
+    }
+}

@@ -1,0 +1,127 @@
+//! Protocol endpoints: discovery, JWKS, token, userinfo, revocation,
+//! introspection.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::no_store;
+use crate::oidc::client_auth::Presented;
+use crate::oidc::userinfo::BearerError;
+use crate::oidc::{self, OAuthError, Params};
+
+pub async fn discovery(State(app): State<AppState>) -> Response {
+    let mut r = Json(oidc::discovery::metadata(&app.config)).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
+
+pub async fn jwks(State(app): State<AppState>) -> Response {
+    let mut r = Json(app.keys.current().jwks(app.clock.now_ms())).into_response();
+    // Short, so that a rotation is seen quickly.
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    r
+}
+
+/// Parses an `application/x-www-form-urlencoded` body, refusing repeats.
+pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request("expected application/x-www-form-urlencoded"));
+    }
+    Params::from_pairs(pairs(body)).map_err(|name| OAuthError::invalid_request(format!("parameter {name} is repeated")))
+}
+
+pub fn pairs(data: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(data).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+fn presented(headers: &HeaderMap) -> Result<Presented, OAuthError> {
+    Presented::from_authorization(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
+}
+
+pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form_params(&headers, &body)?;
+        oidc::token::handle(&app, &presented(&headers)?, &form).await
+    }
+    .await;
+    match result {
+        Ok((tokens, _event)) => {
+            let mut r = Json(tokens).into_response();
+            no_store(&mut r);
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    respond_userinfo(oidc::userinfo::userinfo(&app, bearer(&headers)).await)
+}
+
+/// POST: bearer in the header, or (RFC 6750 §2.2) `access_token` in the form.
+pub async fn userinfo_post(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let from_body = form_params(&headers, &body).ok().and_then(|p| p.get("access_token").map(str::to_string));
+    let result = match (bearer(&headers), from_body.as_deref()) {
+        (Some(_), Some(_)) => Err(BearerError::InvalidRequest),
+        (Some(t), None) | (None, Some(t)) => oidc::userinfo::userinfo(&app, Some(t)).await,
+        (None, None) => Err(BearerError::InvalidToken),
+    };
+    respond_userinfo(result)
+}
+
+fn respond_userinfo(result: Result<serde_json::Map<String, serde_json::Value>, BearerError>) -> Response {
+    match result {
+        Ok(claims) => {
+            let mut r = Json(claims).into_response();
+            no_store(&mut r);
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form_params(&headers, &body)?;
+        oidc::revocation::revoke(&app, &presented(&headers)?, &form).await
+    }
+    .await;
+    match result {
+        Ok(_) => {
+            let mut r = StatusCode::OK.into_response();
+            no_store(&mut r);
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let result = async {
+        let form = form_params(&headers, &body)?;
+        oidc::introspection::introspect(&app, &presented(&headers)?, &form).await
+    }
+    .await;
+    match result {
+        Ok(v) => {
+            let mut r = Json(v).into_response();
+            no_store(&mut r);
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}

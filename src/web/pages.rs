@@ -1,0 +1,82 @@
+//! Server-rendered pages (minijinja, templates compiled into the binary).
+
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use minijinja::{Environment, Value, context};
+
+use super::i18n::{Locale, text, texts};
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // The templates are part of the binary; a broken one is a build bug
+        // caught by the page tests, never an input.
+        for (name, source) in [
+            ("base.html", include_str!("../../templates/base.html")),
+            ("signin.html", include_str!("../../templates/signin.html")),
+            ("message.html", include_str!("../../templates/message.html")),
+            ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "template does not compile");
+            }
+        }
+        env
+    })
+}
+
+/// Renders a page; `path_for_switch` is where the language switch points.
+pub fn render(status: StatusCode, template: &str, locale: Locale, path_for_switch: &str, extra: Value) -> Response {
+    let other = locale.other();
+    let sep = if path_for_switch.contains('?') { '&' } else { '?' };
+    let ctx = context! {
+        lang => locale.code(),
+        other_lang => other.code(),
+        t => texts(locale),
+        switch_href => format!("{path_for_switch}{sep}lang={}", other.code()),
+        ..extra
+    };
+    let body = environment().get_template(template).and_then(|t| t.render(ctx));
+    match body {
+        Ok(html) => {
+            let mut r = (status, Html(html)).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(template, error = %e, "rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A page with a title and one message, e.g. an error or "signed out".
+pub fn message(
+    status: StatusCode,
+    locale: Locale,
+    title_key: &str,
+    message_key: &str,
+    hint_key: Option<&str>,
+) -> Response {
+    render(
+        status,
+        "message.html",
+        locale,
+        "",
+        context! {
+            title => text(locale, title_key),
+            message => text(locale, message_key),
+            hint => hint_key.map(|k| text(locale, k)),
+            is_error => status.is_client_error() || status.is_server_error(),
+        },
+    )
+}
+
+pub fn error_page(status: StatusCode, locale: Locale, message_key: &str) -> Response {
+    message(status, locale, "error_title", message_key, Some("error_back"))
+}
+
+pub const STYLE_CSS: &str = include_str!("../../static/style.css");

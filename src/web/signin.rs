@@ -1,0 +1,221 @@
+//! The authorization endpoint and the sign-in page.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use minijinja::context;
+use serde::Deserialize;
+
+use super::i18n::{Locale, text};
+use super::oauth::pairs;
+use super::{AppState, browser, client_ip, error, pages};
+use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD, SessionSource};
+use crate::auth::{self as authn};
+use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
+use crate::oidc::{Params, clients};
+
+pub async fn authorize_get(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let raw = Params::from_pairs(pairs(q.unwrap_or_default().as_bytes()));
+    authorize(app, headers, jar, raw).await
+}
+
+pub async fn authorize_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+    let raw = Params::from_pairs(pairs(&body));
+    authorize(app, headers, jar, raw).await
+}
+
+async fn authorize(app: AppState, headers: HeaderMap, jar: CookieJar, raw: Result<Params, String>) -> Response {
+    let ui_locales = raw.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
+    let locale = browser::locale(&headers, None, ui_locales.as_deref());
+    let outcome = async {
+        let (request, _client) = authorize::validate(&app, raw).await?;
+        let session = match browser::session_value(&app.config, &jar) {
+            Some(v) => session::current(&app, &v).await?,
+            None => None,
+        };
+        let decision = request.decide(&app.config.issuer_str(), session.as_ref(), app.clock.now_ms())?;
+        match (decision, session) {
+            (Decision::IssueCode, Some(session)) => Ok(authorize::issue_code(&app, &request, &session).await?),
+            _ => {
+                let handle = authorize::park(&app, &request).await?;
+                Ok(format!("/signin?request={handle}"))
+            }
+        }
+    }
+    .await;
+    match outcome {
+        Ok(location) => browser::see_other(&location),
+        Err(AuthorizeError::Redirect(location)) => browser::see_other(&location),
+        Err(AuthorizeError::Page(e)) => pages::error_page(StatusCode::BAD_REQUEST, locale, page_error_key(e)),
+        Err(AuthorizeError::Internal(e)) => error::internal_page(e, locale),
+    }
+}
+
+fn page_error_key(e: PageError) -> &'static str {
+    match e {
+        PageError::RepeatedParameter => "err_repeated_parameter",
+        PageError::MissingClientId => "err_missing_client_id",
+        PageError::UnknownClient => "err_unknown_client",
+        PageError::MissingRedirectUri => "err_missing_redirect_uri",
+        PageError::UnregisteredRedirectUri => "err_unregistered_redirect_uri",
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SigninQuery {
+    request: Option<String>,
+    lang: Option<String>,
+}
+
+struct SigninView<'a> {
+    request: Option<&'a str>,
+    parked: Option<&'a AuthorizationRequest>,
+    email: &'a str,
+    error: Option<&'a str>,
+    status: StatusCode,
+}
+
+async fn render_signin(app: &AppState, jar: CookieJar, locale: Locale, view: SigninView<'_>) -> Response {
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let client_name = match view.parked {
+        Some(p) => clients::find(app, &p.client_id).await.ok().flatten().map(|c| c.name),
+        None => None,
+    };
+    let switch = match view.request {
+        Some(r) => format!("/signin?request={r}"),
+        None => "/signin".to_string(),
+    };
+    let page = pages::render(
+        view.status,
+        "signin.html",
+        locale,
+        &switch,
+        context! {
+            csrf => csrf,
+            request => view.request,
+            email => view.email,
+            error => view.error,
+            client_name => client_name,
+        },
+    );
+    (jar, page).into_response()
+}
+
+pub async fn signin_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<SigninQuery>,
+) -> Response {
+    let parked = match &q.request {
+        Some(handle) => match authorize::parked(&app, handle).await {
+            Ok(Some(p)) => Some(p),
+            Ok(None) => {
+                let locale = browser::locale(&headers, q.lang.as_deref(), None);
+                return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
+            }
+            Err(e) => return error::internal_page(e, browser::locale(&headers, q.lang.as_deref(), None)),
+        },
+        None => None,
+    };
+    let locale = browser::locale(&headers, q.lang.as_deref(), parked.as_ref().and_then(|p| p.ui_locales.as_deref()));
+    let jar = browser::remember_locale(jar, q.lang.as_deref());
+    let email = parked.as_ref().and_then(|p| p.login_hint.clone()).unwrap_or_default();
+    let view = SigninView {
+        request: q.request.as_deref(),
+        parked: parked.as_ref(),
+        email: &email,
+        error: None,
+        status: StatusCode::OK,
+    };
+    render_signin(&app, jar, locale, view).await
+}
+
+pub async fn signin_submit(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    let handle = form.get("request").map(str::to_string);
+    let parked = match &handle {
+        Some(h) => authorize::parked(&app, h).await.ok().flatten(),
+        None => None,
+    };
+    let locale = browser::locale(&headers, None, parked.as_ref().and_then(|p| p.ui_locales.as_deref()));
+    if handle.is_some() && parked.is_none() {
+        return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
+    }
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let email = form.get("email").unwrap_or("").chars().take(254).collect::<String>();
+    let password = form.get("password").unwrap_or("");
+    let outcome = match authn::sign_in_with_password(&app, &email, password).await {
+        Ok(o) => o,
+        Err(e) => return error::internal_page(e, locale),
+    };
+    let account = match outcome {
+        Ok(a) => a,
+        Err(reason) => {
+            tracing::info!(reason = ?reason, "sign-in refused");
+            let view = SigninView {
+                request: handle.as_deref(),
+                parked: parked.as_ref(),
+                email: &email,
+                error: Some(text(locale, "signin_failed")),
+                status: StatusCode::UNAUTHORIZED,
+            };
+            return render_signin(&app, jar, locale, view).await;
+        }
+    };
+    let result = async {
+        // A new session id at every sign-in; the previous session ends.
+        if let Some(old) = browser::session_value(&app.config, &jar) {
+            session::end(&app, &crate::crypto::hash_secret(&old), "replaced").await?;
+        }
+        let ip = client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
+        let ua = browser::user_agent(&headers);
+        let (cookie, session) = session::open(
+            &app,
+            &account.id,
+            &[AMR_PASSWORD],
+            ACR_PASSWORD,
+            SessionSource { ip: Some(&ip), user_agent: ua.as_deref() },
+        )
+        .await?;
+        let location = match (&parked, &handle) {
+            (Some(request), Some(h)) => {
+                let location = authorize::issue_code(&app, request, &session).await?;
+                authorize::forget_parked(&app, h).await?;
+                Some(location)
+            }
+            _ => None,
+        };
+        Ok::<_, crate::error::AppError>((cookie, location))
+    }
+    .await;
+    match result {
+        Ok((cookie, location)) => {
+            tracing::info!(account = %account.id, "signed in");
+            let jar = browser::set_session(&app.config, jar, cookie);
+            match location {
+                Some(l) => (jar, browser::see_other(&l)).into_response(),
+                None => (jar, pages::message(StatusCode::OK, locale, "signed_in_title", "signed_in_text", None))
+                    .into_response(),
+            }
+        }
+        Err(e) => error::internal_page(e, locale),
+    }
+}
