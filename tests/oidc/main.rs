@@ -1,0 +1,7 @@
+//! Integration tests: the real server driven by a real relying party. One
+//! test per module of the conformance plans in ../shared/CONFORMANCE.md,
+//! each on SQLite and on PostgreSQL.
+
+mod common;
+
+mod basic;
