@@ -23,13 +23,16 @@ pub struct App {
     pub http: reqwest::Client,
     /// Wakes the back-channel sender as soon as something is queued.
     pub backchannel_wake: Notify,
+    pub mail: crate::mail::MailTransport,
+    /// Wakes the mail sender as soon as a message is queued.
+    pub mail_wake: Notify,
 }
 
 impl App {
     /// Creates `data_dir`, connects and migrates the database, and loads (or
     /// generates) the signing keys.
     pub async fn open(config: Config, clock: Clock) -> AppResult<Arc<App>> {
-        std::fs::create_dir_all(&config.data_dir)
+        crate::keys::create_private_dir(&config.data_dir)
             .map_err(|e| crate::error::AppError::Invalid(format!("data_dir {}: {e}", config.data_dir.display())))?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
@@ -44,13 +47,26 @@ impl App {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| crate::error::AppError::Invalid(format!("http client: {e}")))?;
-        Ok(Arc::new(App { config, store, keys, clock, hasher, http, backchannel_wake: Notify::new() }))
+        let mail = crate::mail::MailTransport::from_config(&config)
+            .map_err(|e| crate::error::AppError::Invalid(e.to_string()))?;
+        Ok(Arc::new(App {
+            config,
+            store,
+            keys,
+            clock,
+            hasher,
+            http,
+            backchannel_wake: Notify::new(),
+            mail,
+            mail_wake: Notify::new(),
+        }))
     }
 
     /// Starts the background jobs; they stop when `shutdown` turns true.
     pub fn spawn_jobs(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
         let app = self.clone();
         tokio::spawn(crate::oidc::backchannel::run_sender(app, shutdown.clone()));
+        tokio::spawn(crate::mail::run_sender(self.clone(), shutdown.clone()));
         let app = self.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {

@@ -34,6 +34,56 @@ enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Partners (local authorities, associations) and their conventions.
+    #[command(subcommand)]
+    Partner(PartnerCommand),
+    /// User accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// The email outbox.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand)]
+enum PartnerCommand {
+    /// Registers a partner; without --convention-signed no access can be opened.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Signature date of the membership convention (YYYY-MM-DD).
+        #[arg(long = "convention-signed")]
+        convention_signed: Option<String>,
+        /// A domain the partner's agents use; repeat the option for each.
+        #[arg(long = "email-domain")]
+        email_domains: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Opens an access: the agent receives an activation link by email and
+    /// creates the password (nobody else ever sets it).
+    Invite {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long = "given-name")]
+        given_name: String,
+        #[arg(long = "family-name")]
+        family_name: String,
+        #[arg(long)]
+        function: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// How many messages wait in the outbox and how many failed for good.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +179,43 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             };
             let secret = clients::register(&app, registration).await.map_err(|e| e.to_string())?;
             println!("{}", serde_json::json!({"client_id": a.id, "client_secret": secret}));
+            Ok(())
+        }
+        Command::Partner(PartnerCommand::Add { id, name, convention_signed, email_domains }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let partner = crate::provisioning::NewPartner {
+                id: &id,
+                name: &name,
+                convention_signed: convention_signed.as_deref(),
+                email_domains: &email_domains,
+            };
+            crate::provisioning::add_partner(&app, partner).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"partner_id": id, "convention_signed": convention_signed}));
+            Ok(())
+        }
+        Command::Account(AccountCommand::Invite { partner, email, given_name, family_name, function }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let invitation = crate::accounts::invite::Invitation {
+                partner_id: &partner,
+                email: &email,
+                given_name: &given_name,
+                family_name: &family_name,
+                function: &function,
+            };
+            let outcome = crate::accounts::invite::invite(&app, invitation).await.map_err(|e| e.to_string())?;
+            // Deliver now rather than wait for the server's worker.
+            let delivered = crate::mail::send_due(&app).await.map_err(|e| e.to_string())?;
+            let (status, id) = match outcome {
+                crate::accounts::invite::Invited::Opened(id) => ("opened", id),
+                crate::accounts::invite::Invited::Reinvited(id) => ("reinvited", id),
+            };
+            println!("{}", serde_json::json!({"status": status, "account_id": id, "emails_delivered": delivered}));
+            Ok(())
+        }
+        Command::Mail(MailCommand::Status) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let (waiting, failed) = app.store.mail_counts().await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"waiting": waiting, "failed": failed}));
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => {

@@ -59,6 +59,10 @@ pub struct Config {
     pub session_idle_timeout_secs: i64,
     pub session_absolute_timeout_secs: i64,
     pub argon2: Argon2Config,
+    /// Activation links: 72 h by default.
+    pub activation_link_ttl_secs: i64,
+    /// Reset links: 30 min by default.
+    pub reset_link_ttl_secs: i64,
 }
 
 /// Every key the file or the environment may set, with its embedded default
@@ -85,6 +89,8 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("argon2_iterations", Some("2")),
     ("argon2_parallelism", Some("1")),
     ("argon2_max_concurrent", None),
+    ("activation_link_ttl_secs", Some("259200")),
+    ("reset_link_ttl_secs", Some("1800")),
 ];
 
 pub const ENV_PREFIX: &str = "COOP_IDP_";
@@ -259,6 +265,8 @@ impl Config {
                 parallelism: int("argon2_parallelism", 1, 64)? as u32,
                 max_concurrent: max_concurrent as usize,
             },
+            activation_link_ttl_secs: int("activation_link_ttl_secs", 600, 30 * 86_400)?,
+            reset_link_ttl_secs: int("reset_link_ttl_secs", 300, 86_400)?,
         })
     }
 

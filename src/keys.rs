@@ -159,7 +159,7 @@ impl KeyManager {
 
 /// Generates a key for each algorithm that has none.
 pub fn ensure_keys(dir: &Path, now: Millis) -> Result<(), KeyError> {
-    std::fs::create_dir_all(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
+    create_private_dir(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
     let files = list_key_files(dir)?;
     for alg in SIGNING_ALGS {
         let suffix = format!("-{}.pem", file_tag(alg));
@@ -298,6 +298,16 @@ fn write_new_key(dir: &Path, alg: Algorithm, created_at: Millis) -> Result<PathB
     let path = dir.join(format!("{created_at}-{}.pem", file_tag(alg)));
     write_private(&path, text.as_bytes()).map_err(|e| KeyError::Io(path.display().to_string(), e))?;
     Ok(path)
+}
+
+/// Creates a folder (mode 0700 when it is new): it holds keys or the
+/// database, readable by the service account only.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// Writes a file readable by its owner only, created with that mode so it is

@@ -13,6 +13,8 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod keys;
+pub mod mail;
 pub mod oidc;
+pub mod provisioning;
 pub mod store;
 pub mod web;

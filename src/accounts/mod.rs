@@ -1,6 +1,7 @@
 //! Accounts: who may sign in, identified by a professional email address.
 
 mod email;
+pub mod invite;
 
 pub use email::{EmailError, ProfessionalEmail};
 

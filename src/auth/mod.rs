@@ -1,6 +1,8 @@
 //! Authentication: password hashing, sign-in and browser sessions.
 
+pub mod links;
 pub mod password;
+pub mod policy;
 pub mod session;
 
 use crate::accounts::{Account, AccountState, ProfessionalEmail};

@@ -4,12 +4,17 @@
 use serde_json::{Value, json};
 
 use super::client_auth::{self, Presented};
+use super::clients::AuthMethod;
 use super::{OAuthError, Params};
 use crate::app::App;
 use crate::crypto::hash_secret;
 
 pub async fn introspect(app: &App, presented: &Presented, form: &Params) -> Result<Value, OAuthError> {
     let client = client_auth::authenticate(app, presented, form).await?;
+    // A public client proves nothing (discovery does not offer `none` here).
+    if client.auth_method == AuthMethod::None {
+        return Err(OAuthError::invalid_client("public clients cannot use introspection"));
+    }
     let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hash = hash_secret(token);
     let now = app.clock.now_ms();

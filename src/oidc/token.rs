@@ -102,7 +102,8 @@ async fn authorization_code(app: &App, client: &Client, form: &Params) -> Result
         return Err(OAuthError::invalid_grant("code already used"));
     }
     store::insert_family(&mut tx, &family).await?;
-    let issued = issue_tokens(app, &mut tx, &family, scopes.iter().any(|s| s == "offline_access"), now).await?;
+    let offline = scopes.iter().any(|s| s == "offline_access");
+    let issued = issue_tokens(app, &mut tx, &family, &family.scope, offline, now).await?;
     tx.commit().await?;
     respond(app, client, &account, &family, &scopes, issued, row.nonce.as_deref(), now).await
 }
@@ -157,7 +158,7 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
         revoke_on_reuse(app, &family.id, now).await?;
         return Err(OAuthError::invalid_grant("refresh token already used"));
     }
-    let issued = issue_tokens(app, &mut tx, &family, true, now).await?;
+    let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, now).await?;
     tx.commit().await?;
     respond(app, client, &account, &family, &scopes, issued, None, now).await
 }
@@ -191,6 +192,7 @@ async fn issue_tokens(
     app: &App,
     tx: &mut WriteTx,
     family: &FamilyRow,
+    scope: &str,
     with_refresh: bool,
     now: Millis,
 ) -> StoreResult<Issued> {
@@ -199,6 +201,7 @@ async fn issue_tokens(
         tx,
         &hash_secret(&access_token),
         &family.id,
+        scope,
         now,
         now + app.config.access_token_ttl_secs * 1000,
     )

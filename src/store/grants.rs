@@ -81,9 +81,11 @@ impl Store {
     pub async fn access_token(&self, token_hash: &str) -> StoreResult<Option<TokenLookup>> {
         let sql = format!(
             "SELECT t.token_hash, t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
-             NULL AS used_at, {FAMILY_COLUMNS}, a.state AS account_state \
+             NULL AS used_at, {}, a.state AS account_state \
              FROM access_tokens t JOIN token_families f ON f.id = t.family_id \
-             JOIN accounts a ON a.id = f.account_id WHERE t.token_hash = $1"
+             JOIN accounts a ON a.id = f.account_id WHERE t.token_hash = $1",
+            // The token's own scope, narrower than the family's after a refresh.
+            FAMILY_COLUMNS.replace("f.scope", "COALESCE(t.scope, f.scope) AS scope")
         );
         Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?)
     }
@@ -198,16 +200,20 @@ pub async fn insert_access_token(
     tx: &mut WriteTx,
     token_hash: &str,
     family_id: &str,
+    scope: &str,
     now: Millis,
     expires_at: Millis,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO access_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(token_hash)
-        .bind(family_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx.tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO access_tokens (token_hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(family_id)
+    .bind(scope)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *tx.tx)
+    .await?;
     Ok(())
 }
 

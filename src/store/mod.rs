@@ -10,12 +10,14 @@
 
 mod accounts;
 mod clients;
+mod credentials;
 mod grants;
 mod outbox;
 mod sessions;
 
 pub use accounts::*;
 pub use clients::*;
+pub use credentials::*;
 pub use grants::*;
 pub use outbox::*;
 pub use sessions::*;

@@ -2,6 +2,7 @@
 //! layers (security headers, size limits, timeouts, client address).
 
 mod browser;
+mod credentials;
 mod error;
 pub mod i18n;
 mod logout;
@@ -48,6 +49,9 @@ pub fn router(app: AppState) -> Router {
         .route("/introspect", axum::routing::post(oauth::introspect))
         .route("/logout", get(logout::logout_get).post(logout::logout_post))
         .route("/logout/confirm", axum::routing::post(logout::logout_confirm))
+        .route("/activate", get(credentials::activate_page).post(credentials::activate_submit))
+        .route("/password/forgot", get(credentials::forgot_page).post(credentials::forgot_submit))
+        .route("/password/reset", get(credentials::reset_page).post(credentials::reset_submit))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/static/style.css", get(style))

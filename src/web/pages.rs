@@ -19,6 +19,8 @@ fn environment() -> &'static Environment<'static> {
             ("signin.html", include_str!("../../templates/signin.html")),
             ("message.html", include_str!("../../templates/message.html")),
             ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
+            ("password_form.html", include_str!("../../templates/password_form.html")),
+            ("forgot.html", include_str!("../../templates/forgot.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "template does not compile");

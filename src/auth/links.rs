@@ -1,0 +1,174 @@
+//! One-time links: activation (create the first password, R3) and reset
+//! (lost password, R4). 256-bit tokens, stored hashed, single use; a new link
+//! supersedes the older ones of the same purpose.
+
+use crate::accounts::{Account, AccountState};
+use crate::app::App;
+use crate::auth::policy::{self, PersonalData, Violation};
+use crate::auth::session;
+use crate::crypto::{hash_secret, random_token};
+use crate::error::{AppError, AppResult};
+use crate::mail::{self, MailKind};
+use crate::store::{self, AccountRow, WriteTx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Activation,
+    Reset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Activation => "activation",
+            Purpose::Reset => "reset",
+        }
+    }
+    fn path(self) -> &'static str {
+        match self {
+            Purpose::Activation => "/activate",
+            Purpose::Reset => "/password/reset",
+        }
+    }
+    fn ttl_secs(self, app: &App) -> i64 {
+        match self {
+            Purpose::Activation => app.config.activation_link_ttl_secs,
+            Purpose::Reset => app.config.reset_link_ttl_secs,
+        }
+    }
+}
+
+/// Why a link cannot be used; each gets its own explanation page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkProblem {
+    Unknown,
+    Used,
+    Expired,
+    Superseded,
+}
+
+#[derive(Debug)]
+pub enum SetPasswordError {
+    Link(LinkProblem),
+    Policy(Vec<Violation>),
+}
+
+/// Creates a link inside the caller's transaction and queues its email.
+/// Links are built from `issuer`, never from the request's `Host`.
+pub async fn create_and_mail(app: &App, tx: &mut WriteTx, account: &AccountRow, purpose: Purpose) -> AppResult<()> {
+    let now = app.clock.now_ms();
+    let token = random_token();
+    let ttl = purpose.ttl_secs(app);
+    store::insert_credential_link(tx, &hash_secret(&token), &account.id, purpose.as_str(), now, now + ttl * 1000)
+        .await?;
+    let link = format!("{}?token={token}", app.config.url(purpose.path()));
+    let kind = match purpose {
+        Purpose::Activation => {
+            MailKind::Activation { given_name: &account.given_name, link: &link, valid_hours: ttl / 3600 }
+        }
+        Purpose::Reset => MailKind::Reset { given_name: &account.given_name, link: &link, valid_minutes: ttl / 60 },
+    };
+    let message = mail::render(&account.email, kind).map_err(|e| AppError::Invalid(e.to_string()))?;
+    mail::enqueue(tx, &message, now).await?;
+    Ok(())
+}
+
+/// The account a link opens, or why it cannot be used.
+pub async fn inspect(app: &App, token: &str, purpose: Purpose) -> AppResult<Result<AccountRow, LinkProblem>> {
+    let Some(link) = app.store.credential_link(&hash_secret(token)).await? else {
+        return Ok(Err(LinkProblem::Unknown));
+    };
+    if link.purpose != purpose.as_str() {
+        return Ok(Err(LinkProblem::Unknown));
+    }
+    if link.used_at.is_some() {
+        return Ok(Err(LinkProblem::Used));
+    }
+    if link.superseded_at.is_some() {
+        return Ok(Err(LinkProblem::Superseded));
+    }
+    if link.expires_at <= app.clock.now_ms() {
+        return Ok(Err(LinkProblem::Expired));
+    }
+    let Some(account) = app.store.account_by_id(&link.account_id).await? else { return Ok(Err(LinkProblem::Unknown)) };
+    let state = AccountState::parse(&account.state);
+    let usable = match purpose {
+        Purpose::Activation => state == Some(AccountState::Pending),
+        Purpose::Reset => state == Some(AccountState::Active),
+    };
+    if !usable {
+        return Ok(Err(LinkProblem::Superseded));
+    }
+    Ok(Ok(account))
+}
+
+/// Sets the password through a link: the policy is enforced, the link used
+/// once. A reset then ends every session and token of the account
+/// (back-channel logout included) and confirms by email, without any secret.
+pub async fn set_password(
+    app: &App,
+    token: &str,
+    purpose: Purpose,
+    password: &str,
+    confirmation: &str,
+) -> AppResult<Result<Account, SetPasswordError>> {
+    let account = match inspect(app, token, purpose).await? {
+        Ok(a) => a,
+        Err(p) => return Ok(Err(SetPasswordError::Link(p))),
+    };
+    let personal =
+        PersonalData { email: &account.email, given_name: &account.given_name, family_name: &account.family_name };
+    let password = match policy::check(password, confirmation, &personal) {
+        Ok(p) => p,
+        Err(v) => return Ok(Err(SetPasswordError::Policy(v))),
+    };
+    let hash = app.hasher.hash(password.expose().to_string()).await?;
+    let now = app.clock.now_ms();
+    let mut tx = app.store.begin_write().await?;
+    if !store::consume_credential_link(&mut tx, &hash_secret(token), now).await? {
+        return Ok(Err(SetPasswordError::Link(LinkProblem::Used)));
+    }
+    store::update_password_hash(&mut tx, &account.id, &hash, now).await?;
+    store::supersede_links_of_account(&mut tx, &account.id, now).await?;
+    if purpose == Purpose::Activation {
+        store::update_account_state(&mut tx, &account.id, AccountState::Active.as_str(), now).await?;
+    } else {
+        store::revoke_families_of_account(&mut tx, &account.id, "password_reset", now).await?;
+        let message = mail::render(
+            &account.email,
+            MailKind::PasswordChanged { given_name: &account.given_name, issuer: &app.config.issuer_str() },
+        )
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
+        mail::enqueue(&mut tx, &message, now).await?;
+    }
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    if purpose == Purpose::Reset {
+        session::end_all_of_account(app, &account.id, "password_reset").await?;
+    }
+    let mut updated = Account::from_row(&account);
+    updated.state = AccountState::Active;
+    Ok(Ok(updated))
+}
+
+/// Lost password: for an active account, a reset link by email; for any
+/// other address, nothing. The caller answers the same in every case, and
+/// runs this off the request so that the answer takes the same time.
+/// A new link is not sent within a minute of the previous one.
+pub async fn request_reset(app: &App, email: &str) -> AppResult<bool> {
+    let Ok(email) = crate::accounts::ProfessionalEmail::parse(email) else { return Ok(false) };
+    let Some(account) = app.store.account_by_email(email.normalized()).await? else { return Ok(false) };
+    if AccountState::parse(&account.state) != Some(AccountState::Active) {
+        return Ok(false);
+    }
+    let now = app.clock.now_ms();
+    if app.store.latest_link_created_at(&account.id, Purpose::Reset.as_str()).await?.is_some_and(|t| now - t < 60_000) {
+        tracing::info!(account = %account.id, "reset requested again within a minute; not sent");
+        return Ok(false);
+    }
+    let mut tx = app.store.begin_write().await?;
+    create_and_mail(app, &mut tx, &account, Purpose::Reset).await?;
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    Ok(true)
+}

@@ -1,0 +1,96 @@
+//! Email (R25): messages are written to the `mail_outbox` table in the same
+//! transaction as the change that causes them, then delivered by a
+//! background worker — over SMTP when `smtp_url` is set, otherwise as `.eml`
+//! files under `<data_dir>/outbox/`. Failed deliveries are retried with
+//! exponential backoff for 72 hours before the message is marked failed.
+
+mod templates;
+mod transport;
+
+pub use templates::{MailKind, render};
+pub use transport::{MailTransport, TransportError};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::clock::Millis;
+use crate::crypto::random_b64;
+use crate::error::AppResult;
+use crate::store::{self, StoreResult, WriteTx};
+
+const GIVE_UP_AFTER_MS: Millis = 72 * 3600 * 1000;
+const MAX_BACKOFF_MS: Millis = 10 * 60 * 1000;
+
+/// A message ready to queue.
+pub struct Mail {
+    pub recipient: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Queues a message inside the caller's transaction.
+pub async fn enqueue(tx: &mut WriteTx, mail: &Mail, now: Millis) -> StoreResult<()> {
+    store::enqueue_mail(tx, &random_b64(16), &mail.recipient, &mail.subject, &mail.text, &mail.html, now).await
+}
+
+/// 2 s, 4 s, 8 s … capped at 10 minutes.
+pub fn backoff_ms(attempts: i64) -> Millis {
+    (2000i64 << attempts.clamp(0, 20) as u32).min(MAX_BACKOFF_MS)
+}
+
+pub async fn run_sender(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = send_due(&app).await {
+            tracing::warn!(error = %e, "mail sender");
+        }
+        tokio::select! {
+            _ = app.mail_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Delivers every message that is due; returns how many left.
+pub async fn send_due(app: &App) -> AppResult<usize> {
+    let mut sent = 0;
+    for row in app.store.due_mail(app.clock.now_ms(), 20).await? {
+        let outcome = app.mail.deliver(&app.config, &row).await;
+        let now = app.clock.now_ms();
+        let mut tx = app.store.begin_write().await?;
+        match outcome {
+            Ok(()) => {
+                store::mark_mail_sent(&mut tx, &row.id, now).await?;
+                sent += 1;
+                tracing::info!(mail = %row.id, "email delivered");
+            }
+            Err(e) => {
+                let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
+                store::mark_mail_failed(&mut tx, &row.id, &e.to_string(), next, now).await?;
+                if next.is_some() {
+                    tracing::warn!(mail = %row.id, attempts = row.attempts + 1, error = %e, "email delivery failed; will retry");
+                } else {
+                    tracing::error!(mail = %row.id, error = %e, "email delivery failed for good");
+                }
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps() {
+        assert_eq!(backoff_ms(0), 2000);
+        assert_eq!(backoff_ms(2), 8000);
+        assert_eq!(backoff_ms(50), MAX_BACKOFF_MS);
+    }
+}

@@ -1,0 +1,81 @@
+//! Email texts (templates/mail/*), French first with the English below.
+
+use std::sync::OnceLock;
+
+use minijinja::{Environment, context};
+
+use super::Mail;
+
+pub enum MailKind<'a> {
+    Activation { given_name: &'a str, link: &'a str, valid_hours: i64 },
+    Reset { given_name: &'a str, link: &'a str, valid_minutes: i64 },
+    PasswordChanged { given_name: &'a str, issuer: &'a str },
+}
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, source) in [
+            ("activation.txt", include_str!("../../templates/mail/activation.txt")),
+            ("activation.html", include_str!("../../templates/mail/activation.html")),
+            ("reset.txt", include_str!("../../templates/mail/reset.txt")),
+            ("reset.html", include_str!("../../templates/mail/reset.html")),
+            ("password_changed.txt", include_str!("../../templates/mail/password_changed.txt")),
+            ("password_changed.html", include_str!("../../templates/mail/password_changed.html")),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "mail template does not compile");
+            }
+        }
+        env
+    })
+}
+
+pub fn render(recipient: &str, kind: MailKind) -> Result<Mail, minijinja::Error> {
+    let (name, subject, ctx) = match kind {
+        MailKind::Activation { given_name, link, valid_hours } => (
+            "activation",
+            "Coopération : créez votre mot de passe / create your password",
+            context! { given_name, link, valid_hours },
+        ),
+        MailKind::Reset { given_name, link, valid_minutes } => (
+            "reset",
+            "Coopération : renouvelez votre mot de passe / renew your password",
+            context! { given_name, link, valid_minutes },
+        ),
+        MailKind::PasswordChanged { given_name, issuer } => (
+            "password_changed",
+            "Coopération : votre mot de passe a été modifié / your password was changed",
+            context! { given_name, issuer },
+        ),
+    };
+    let env = environment();
+    let text = env.get_template(&format!("{name}.txt"))?.render(&ctx)?;
+    let html = env.get_template(&format!("{name}.html"))?.render(&ctx)?;
+    Ok(Mail { recipient: recipient.to_string(), subject: subject.to_string(), text, html })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_mail_carries_the_link_in_both_parts() {
+        let m = render(
+            "a@b.fr",
+            MailKind::Activation { given_name: "Marie", link: "https://idp/activate?token=T", valid_hours: 72 },
+        )
+        .expect("render");
+        assert!(m.text.contains("https://idp/activate?token=T") && m.html.contains("https://idp/activate?token=T"));
+        assert!(m.text.contains("72"));
+        assert!(m.subject.contains("mot de passe"));
+    }
+
+    #[test]
+    fn confirmation_mail_has_no_link_token() {
+        let m =
+            render("a@b.fr", MailKind::PasswordChanged { given_name: "Marie", issuer: "https://idp" }).expect("render");
+        assert!(!m.text.contains("token="));
+    }
+}

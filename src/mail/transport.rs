@@ -1,0 +1,137 @@
+//! Delivery: SMTP (lettre) or `.eml` files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lettre::message::header::{ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use url::Url;
+
+use crate::config::Config;
+use crate::store::MailRow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("smtp_url: {0}")]
+    Config(String),
+    #[error("message: {0}")]
+    Message(String),
+    #[error("SMTP: {0}")]
+    Smtp(String),
+    #[error("outbox folder: {0}")]
+    File(String),
+}
+
+pub enum MailTransport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(PathBuf),
+}
+
+/// RFC 3834: tells auto-responders not to answer.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_string())
+    }
+}
+
+impl MailTransport {
+    /// `smtp://host:port` (plain, for local sinks), `smtp://…?tls=starttls`,
+    /// `smtps://user:pass@host:465` (implicit TLS); unset: files.
+    pub fn from_config(config: &Config) -> Result<Self, TransportError> {
+        let Some(raw) = &config.smtp_url else {
+            return Ok(MailTransport::Files(config.data_dir.join("outbox")));
+        };
+        let url = Url::parse(raw).map_err(|e| TransportError::Config(e.to_string()))?;
+        let host = url.host_str().ok_or_else(|| TransportError::Config("no host".into()))?.to_string();
+        let starttls = url.query_pairs().any(|(k, v)| k == "tls" && v == "starttls");
+        let bad = |e: lettre::transport::smtp::Error| TransportError::Config(e.to_string());
+        let mut builder = match (url.scheme(), starttls) {
+            ("smtps", _) => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&host).map_err(bad)?.port(url.port().unwrap_or(465))
+            }
+            ("smtp", true) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
+                .map_err(bad)?
+                .port(url.port().unwrap_or(587)),
+            _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host).port(url.port().unwrap_or(25)),
+        };
+        if !url.username().is_empty() {
+            let decode = |s: &str| percent_decode(s);
+            builder = builder
+                .credentials(Credentials::new(decode(url.username()), decode(url.password().unwrap_or_default())));
+        }
+        Ok(MailTransport::Smtp(builder.timeout(Some(Duration::from_secs(15))).build()))
+    }
+
+    pub async fn deliver(&self, config: &Config, row: &MailRow) -> Result<(), TransportError> {
+        let message = build_message(config, row)?;
+        match self {
+            MailTransport::Smtp(smtp) => {
+                smtp.send(message).await.map_err(|e| TransportError::Smtp(e.to_string()))?;
+                Ok(())
+            }
+            MailTransport::Files(dir) => write_eml(dir, row, &message.formatted()).await,
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn build_message(config: &Config, row: &MailRow) -> Result<Message, TransportError> {
+    let bad = |e: String| TransportError::Message(e);
+    let from: Mailbox = config.mail_from.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
+    let to: Mailbox = row.recipient.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(&row.subject)
+        .header(AutoSubmitted)
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    // 8bit keeps the link readable in the file outbox and in any client.
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .header(ContentTransferEncoding::EightBit)
+                        .body(row.body_text.clone()),
+                )
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(row.body_html.clone())),
+        )
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Writes `<created_ms>-<id>.eml` atomically (temporary file, then rename),
+/// readable by the owner only: it may hold a one-time link.
+async fn write_eml(dir: &std::path::Path, row: &MailRow, bytes: &[u8]) -> Result<(), TransportError> {
+    let dir = dir.to_path_buf();
+    let name = format!("{}-{}.eml", row.created_at, row.id);
+    let bytes = bytes.to_vec();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        crate::keys::create_private_dir(&dir)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(&name))
+    })
+    .await
+    .map_err(|e| TransportError::File(e.to_string()))?
+    .map_err(|e| TransportError::File(e.to_string()))
+}

@@ -1,0 +1,205 @@
+//! Pages of the credential life cycle: activation, lost password, reset.
+//! Link pages are never cached and send no referrer (global headers), so the
+//! token in their URL does not leak.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use minijinja::context;
+use serde::Deserialize;
+
+use super::i18n::{Locale, text};
+use super::oauth::pairs;
+use super::{AppState, browser, error, pages};
+use crate::auth::links::{self, LinkProblem, Purpose, SetPasswordError};
+use crate::auth::policy::Violation;
+use crate::oidc::Params;
+
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    token: Option<String>,
+    lang: Option<String>,
+}
+
+fn purpose_page(purpose: Purpose) -> (&'static str, &'static str) {
+    match purpose {
+        Purpose::Activation => ("/activate", "activate_title"),
+        Purpose::Reset => ("/password/reset", "reset_title"),
+    }
+}
+
+fn problem_page(locale: Locale, purpose: Purpose, problem: LinkProblem) -> Response {
+    let message = match problem {
+        LinkProblem::Unknown => "link_unknown",
+        LinkProblem::Used => "link_used",
+        LinkProblem::Expired => "link_expired",
+        LinkProblem::Superseded => "link_superseded",
+    };
+    let help = match purpose {
+        Purpose::Activation => "link_help_activation",
+        Purpose::Reset => "link_help_reset",
+    };
+    pages::message(StatusCode::GONE, locale, "error_title", message, Some(help))
+}
+
+struct FormView<'a> {
+    token: &'a str,
+    email: &'a str,
+    violations: &'a [Violation],
+}
+
+fn render_form(app: &AppState, jar: CookieJar, locale: Locale, purpose: Purpose, view: FormView) -> Response {
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let (action, heading) = purpose_page(purpose);
+    let password_errors: Vec<&str> =
+        view.violations.iter().filter(|v| **v != Violation::Mismatch).map(|v| text(locale, v.key())).collect();
+    let confirmation_error =
+        view.violations.contains(&Violation::Mismatch).then(|| text(locale, Violation::Mismatch.key()));
+    let errors: Vec<minijinja::Value> = view
+        .violations
+        .iter()
+        .map(|v| {
+            let field = if *v == Violation::Mismatch { "confirmation" } else { "password" };
+            context! { field => field, message => text(locale, v.key()) }
+        })
+        .collect();
+    let status = if view.violations.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let page = pages::render(
+        status,
+        "password_form.html",
+        locale,
+        &format!("{action}?token={}", view.token),
+        context! {
+            heading => text(locale, heading),
+            action => action,
+            csrf => csrf,
+            token => view.token,
+            email => view.email,
+            errors => errors,
+            password_errors => password_errors,
+            confirmation_error => confirmation_error,
+        },
+    );
+    (jar, page).into_response()
+}
+
+async fn show(app: AppState, headers: HeaderMap, jar: CookieJar, q: LinkQuery, purpose: Purpose) -> Response {
+    let locale = browser::locale(&headers, q.lang.as_deref(), None);
+    let jar = browser::remember_locale(jar, q.lang.as_deref());
+    let Some(token) = q.token else { return problem_page(locale, purpose, LinkProblem::Unknown) };
+    match links::inspect(&app, &token, purpose).await {
+        Ok(Ok(account)) => {
+            render_form(&app, jar, locale, purpose, FormView { token: &token, email: &account.email, violations: &[] })
+        }
+        Ok(Err(problem)) => problem_page(locale, purpose, problem),
+        Err(e) => error::internal_page(e, locale),
+    }
+}
+
+async fn submit(app: AppState, headers: HeaderMap, jar: CookieJar, body: Bytes, purpose: Purpose) -> Response {
+    let locale = browser::locale(&headers, None, None);
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let token = form.get("token").unwrap_or_default().to_string();
+    let password = form.get("password").unwrap_or_default();
+    let confirmation = form.get("confirmation").unwrap_or_default();
+    match links::set_password(&app, &token, purpose, password, confirmation).await {
+        Ok(Ok(_account)) => {
+            let (title, message) = match purpose {
+                Purpose::Activation => ("activated_title", "activated_text"),
+                Purpose::Reset => ("reset_done_title", "reset_done_text"),
+            };
+            let jar = match purpose {
+                Purpose::Reset => browser::clear_session(&app.config, jar),
+                Purpose::Activation => jar,
+            };
+            (jar, pages::message(StatusCode::OK, locale, title, message, None)).into_response()
+        }
+        Ok(Err(SetPasswordError::Link(problem))) => problem_page(locale, purpose, problem),
+        Ok(Err(SetPasswordError::Policy(violations))) => {
+            let email = match links::inspect(&app, &token, purpose).await {
+                Ok(Ok(a)) => a.email,
+                _ => String::new(),
+            };
+            render_form(&app, jar, locale, purpose, FormView { token: &token, email: &email, violations: &violations })
+        }
+        Err(e) => error::internal_page(e, locale),
+    }
+}
+
+pub async fn activate_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    show(app, headers, jar, q, Purpose::Activation).await
+}
+
+pub async fn activate_submit(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+    submit(app, headers, jar, body, Purpose::Activation).await
+}
+
+pub async fn reset_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    show(app, headers, jar, q, Purpose::Reset).await
+}
+
+pub async fn reset_submit(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+    submit(app, headers, jar, body, Purpose::Reset).await
+}
+
+#[derive(Deserialize)]
+pub struct LangQuery {
+    lang: Option<String>,
+}
+
+fn forgot_view(app: &AppState, jar: CookieJar, locale: Locale, sent: bool) -> Response {
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let page = pages::render(
+        StatusCode::OK,
+        "forgot.html",
+        locale,
+        "/password/forgot",
+        context! { csrf => csrf, sent => sent },
+    );
+    (jar, page).into_response()
+}
+
+pub async fn forgot_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let locale = browser::locale(&headers, q.lang.as_deref(), None);
+    let jar = browser::remember_locale(jar, q.lang.as_deref());
+    forgot_view(&app, jar, locale, false)
+}
+
+/// Answers at once and the same way whatever the address: the look-up and
+/// the email happen after the response, so neither content nor timing tells
+/// whether an account exists (R4).
+pub async fn forgot_submit(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+    let locale = browser::locale(&headers, None, None);
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let email = form.get("email").unwrap_or_default().chars().take(254).collect::<String>();
+    let background = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = links::request_reset(&background, &email).await {
+            tracing::error!(error = %e, "reset request failed");
+        }
+    });
+    forgot_view(&app, jar, locale, true)
+}
