@@ -63,6 +63,10 @@ pub struct Config {
     pub activation_link_ttl_secs: i64,
     /// Reset links: 30 min by default.
     pub reset_link_ttl_secs: i64,
+    /// Cap of the doubling delay after repeated failures.
+    pub throttle_max_delay_secs: i64,
+    /// Failed sign-ins allowed per source address per 15 minutes.
+    pub throttle_ip_max_failures: i64,
 }
 
 /// Every key the file or the environment may set, with its embedded default
@@ -91,6 +95,8 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("argon2_max_concurrent", None),
     ("activation_link_ttl_secs", Some("259200")),
     ("reset_link_ttl_secs", Some("1800")),
+    ("throttle_max_delay_secs", Some("3600")),
+    ("throttle_ip_max_failures", Some("50")),
 ];
 
 pub const ENV_PREFIX: &str = "COOP_IDP_";
@@ -267,6 +273,8 @@ impl Config {
             },
             activation_link_ttl_secs: int("activation_link_ttl_secs", 600, 30 * 86_400)?,
             reset_link_ttl_secs: int("reset_link_ttl_secs", 300, 86_400)?,
+            throttle_max_delay_secs: int("throttle_max_delay_secs", 60, 86_400)?,
+            throttle_ip_max_failures: int("throttle_ip_max_failures", 5, 100_000)?,
         })
     }
 

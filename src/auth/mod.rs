@@ -4,6 +4,7 @@ pub mod links;
 pub mod password;
 pub mod policy;
 pub mod session;
+pub mod throttle;
 
 use crate::accounts::{Account, AccountState, ProfessionalEmail};
 use crate::app::App;
@@ -17,16 +18,36 @@ pub enum SignInFailure {
     /// Access opened but no password created yet.
     Pending,
     Closed,
+    /// Too many failures: refused without checking the password.
+    Throttled {
+        retry_after_secs: i64,
+    },
 }
 
-/// Checks an email and password. Every failure takes one Argon2
-/// verification, so that an unknown email and a wrong password answer in the
-/// same time; the caller shows the same message for all of them.
+/// Checks an email and password, under the failed-attempt restriction
+/// (`throttle`). Every checked failure takes one Argon2 verification, so
+/// that an unknown email and a wrong password answer in the same time; the
+/// caller shows the same message for all of them.
 pub async fn sign_in_with_password(
     app: &App,
     email: &str,
     password: &str,
+    ip: Option<&str>,
 ) -> AppResult<Result<Account, SignInFailure>> {
+    if let throttle::Verdict::Blocked { retry_after_secs } = throttle::check(app, email, ip).await? {
+        return Ok(Err(SignInFailure::Throttled { retry_after_secs }));
+    }
+    let outcome = check_password(app, email, password).await?;
+    match &outcome {
+        Ok(_) => throttle::record_success(app, email).await?,
+        Err(_) => {
+            throttle::record_failure(app, email, ip).await?;
+        }
+    }
+    Ok(outcome)
+}
+
+async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Result<Account, SignInFailure>> {
     let password = password.to_string();
     let row = match ProfessionalEmail::parse(email) {
         Ok(email) => app.store.account_by_email(email.normalized()).await?,

@@ -14,6 +14,7 @@ mod credentials;
 mod grants;
 mod outbox;
 mod sessions;
+mod throttle;
 
 pub use accounts::*;
 pub use clients::*;
@@ -21,6 +22,7 @@ pub use credentials::*;
 pub use grants::*;
 pub use outbox::*;
 pub use sessions::*;
+pub use throttle::*;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -73,6 +75,7 @@ pub struct Store {
 /// A write transaction; on SQLite it also holds the single-writer gate.
 pub struct WriteTx {
     pub tx: Transaction<'static, Any>,
+    pub backend: Backend,
     _gate: Option<OwnedMutexGuard<()>>,
 }
 
@@ -146,7 +149,7 @@ impl Store {
             None => None,
         };
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _gate: gate })
+        Ok(WriteTx { tx, backend: self.backend, _gate: gate })
     }
 
     /// Readiness: the database answers.

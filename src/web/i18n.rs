@@ -141,6 +141,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Le service est momentanément indisponible. Réessayez dans quelques instants.",
         "The service is temporarily unavailable. Try again in a moment.",
     ),
+    (
+        "signin_throttled",
+        "Trop de tentatives infructueuses. Réessayez dans quelques minutes, ou renouvelez votre mot de passe avec « Mot de passe oublié ? ».",
+        "Too many failed attempts. Try again in a few minutes, or renew your password with “Forgot your password?”.",
+    ),
     ("pw_for_account", "Compte :", "Account:"),
     ("activate_title", "Créer votre mot de passe", "Create your password"),
     ("reset_title", "Renouveler votre mot de passe", "Renew your password"),

@@ -162,7 +162,8 @@ pub async fn signin_submit(
     }
     let email = form.get("email").unwrap_or("").chars().take(254).collect::<String>();
     let password = form.get("password").unwrap_or("");
-    let outcome = match authn::sign_in_with_password(&app, &email, password).await {
+    let ip = client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
+    let outcome = match authn::sign_in_with_password(&app, &email, password, Some(&ip)).await {
         Ok(o) => o,
         Err(e) => return error::internal_page(e, locale),
     };
@@ -170,14 +171,26 @@ pub async fn signin_submit(
         Ok(a) => a,
         Err(reason) => {
             tracing::info!(reason = ?reason, "sign-in refused");
+            let (message, status, retry_after) = match reason {
+                authn::SignInFailure::Throttled { retry_after_secs } => {
+                    (text(locale, "signin_throttled"), StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs))
+                }
+                _ => (text(locale, "signin_failed"), StatusCode::UNAUTHORIZED, None),
+            };
             let view = SigninView {
                 request: handle.as_deref(),
                 parked: parked.as_ref(),
                 email: &email,
-                error: Some(text(locale, "signin_failed")),
-                status: StatusCode::UNAUTHORIZED,
+                error: Some(message),
+                status,
             };
-            return render_signin(&app, jar, locale, view).await;
+            let mut page = render_signin(&app, jar, locale, view).await;
+            if let Some(secs) = retry_after
+                && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+            {
+                page.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return page;
         }
     };
     let result = async {
@@ -185,7 +198,6 @@ pub async fn signin_submit(
         if let Some(old) = browser::session_value(&app.config, &jar) {
             session::end(&app, &crate::crypto::hash_secret(&old), "replaced").await?;
         }
-        let ip = client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
         let ua = browser::user_agent(&headers);
         let (cookie, session) = session::open(
             &app,

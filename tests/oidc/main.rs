@@ -4,4 +4,11 @@
 
 mod common;
 
+mod authorize;
+mod backchannel;
 mod basic;
+mod discovery;
+mod logout;
+mod refresh;
+mod rotation;
+mod token;

@@ -1,0 +1,204 @@
+//! Restriction of repeated failed sign-ins (R6; CNIL recommendation
+//! 2022-100, which accepts an 8-character policy only with such a mechanism).
+//!
+//! Per address (the email typed, whether or not an account exists, so the
+//! behaviour tells nothing): the first 5 consecutive failures are free; then
+//! every attempt is refused — even with the right password — for a delay that
+//! starts at 1 minute and doubles, capped at `throttle_max_delay_secs`; and at
+//! most 25 failures per 24 hours. A success resets the counter. Delays end on
+//! their own and the reset link keeps working during them, so the owner is
+//! never locked out for long.
+//!
+//! Per source address: at most `throttle_ip_max_failures` failures per
+//! 15 minutes across all accounts (password spraying).
+//!
+//! Counters live in the database, which every instance shares.
+
+use crate::app::App;
+use crate::clock::Millis;
+use crate::error::AppResult;
+use crate::store::{self, ThrottleRow};
+
+pub const FREE_FAILURES: i64 = 5;
+pub const FIRST_DELAY_MS: Millis = 60_000;
+pub const DAILY_MAX_FAILURES: i64 = 25;
+const DAY_MS: Millis = 86_400_000;
+pub const IP_WINDOW_MS: Millis = 15 * 60_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_delay_ms: Millis,
+    pub ip_max_failures: i64,
+}
+
+impl Limits {
+    pub fn from_app(app: &App) -> Self {
+        Limits {
+            max_delay_ms: app.config.throttle_max_delay_secs * 1000,
+            ip_max_failures: app.config.throttle_ip_max_failures,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Refused without checking the password; retry after this many seconds.
+    Blocked {
+        retry_after_secs: i64,
+    },
+}
+
+pub fn email_key(email: &str) -> String {
+    format!("email:{}", email.trim().to_lowercase())
+}
+
+pub fn ip_key(ip: &str) -> String {
+    format!("ip:{ip}")
+}
+
+fn verdict(row: Option<&ThrottleRow>, now: Millis) -> Verdict {
+    match row {
+        Some(r) if r.blocked_until > now => Verdict::Blocked { retry_after_secs: (r.blocked_until - now + 999) / 1000 },
+        _ => Verdict::Allowed,
+    }
+}
+
+/// The per-address counter after one more failure.
+pub fn after_account_failure(row: Option<ThrottleRow>, key: &str, now: Millis, limits: Limits) -> ThrottleRow {
+    let mut r = row.unwrap_or_else(|| ThrottleRow { key: key.to_string(), window_start: now, ..Default::default() });
+    if now - r.window_start >= DAY_MS {
+        r.window_start = now;
+        r.window_failures = 0;
+    }
+    r.consecutive_failures += 1;
+    r.window_failures += 1;
+    if r.consecutive_failures >= FREE_FAILURES {
+        let doublings = (r.consecutive_failures - FREE_FAILURES).clamp(0, 30) as u32;
+        let delay = FIRST_DELAY_MS.saturating_mul(1i64 << doublings).min(limits.max_delay_ms);
+        r.blocked_until = r.blocked_until.max(now + delay);
+    }
+    if r.window_failures >= DAILY_MAX_FAILURES {
+        r.blocked_until = r.blocked_until.max(r.window_start + DAY_MS);
+    }
+    r
+}
+
+/// The per-source counter after one more failure.
+pub fn after_ip_failure(row: Option<ThrottleRow>, key: &str, now: Millis, limits: Limits) -> ThrottleRow {
+    let mut r = row.unwrap_or_else(|| ThrottleRow { key: key.to_string(), window_start: now, ..Default::default() });
+    if now - r.window_start >= IP_WINDOW_MS {
+        r.window_start = now;
+        r.window_failures = 0;
+    }
+    r.window_failures += 1;
+    r.consecutive_failures += 1;
+    if r.window_failures >= limits.ip_max_failures {
+        r.blocked_until = r.blocked_until.max(r.window_start + IP_WINDOW_MS);
+    }
+    r
+}
+
+/// Whether an attempt may be checked at all.
+pub async fn check(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
+    let now = app.clock.now_ms();
+    let by_email = verdict(app.store.throttle(&email_key(email)).await?.as_ref(), now);
+    if by_email != Verdict::Allowed {
+        return Ok(by_email);
+    }
+    match ip {
+        Some(ip) => Ok(verdict(app.store.throttle(&ip_key(ip)).await?.as_ref(), now)),
+        None => Ok(Verdict::Allowed),
+    }
+}
+
+/// Records a failure; returns the verdict for the next attempt.
+pub async fn record_failure(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
+    let now = app.clock.now_ms();
+    let limits = Limits::from_app(app);
+    let mut tx = app.store.begin_write().await?;
+    let key = email_key(email);
+    let row = after_account_failure(store::throttle_for_update(&mut tx, &key).await?, &key, now, limits);
+    store::save_throttle(&mut tx, &row, now).await?;
+    let mut next = verdict(Some(&row), now);
+    if let Some(ip) = ip {
+        let key = ip_key(ip);
+        let ip_row = after_ip_failure(store::throttle_for_update(&mut tx, &key).await?, &key, now, limits);
+        store::save_throttle(&mut tx, &ip_row, now).await?;
+        if next == Verdict::Allowed {
+            next = verdict(Some(&ip_row), now);
+        }
+    }
+    tx.commit().await?;
+    Ok(next)
+}
+
+/// A success resets the address's counter (not the source's budget).
+pub async fn record_success(app: &App, email: &str) -> AppResult<()> {
+    let mut tx = app.store.begin_write().await?;
+    store::clear_throttle(&mut tx, &email_key(email)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_delay_ms: 3_600_000, ip_max_failures: 50 };
+
+    fn fail(n: usize, start: Millis, step: Millis) -> ThrottleRow {
+        let mut row = None;
+        for i in 0..n {
+            row = Some(after_account_failure(row, "email:x", start + i as i64 * step, LIMITS));
+        }
+        row.expect("at least one failure")
+    }
+
+    #[test]
+    fn four_failures_are_free_and_the_fifth_starts_a_one_minute_delay() {
+        let four = fail(4, 0, 1000);
+        assert_eq!(verdict(Some(&four), 3001), Verdict::Allowed);
+        let five = fail(5, 0, 1000);
+        assert_eq!(verdict(Some(&five), 4001), Verdict::Blocked { retry_after_secs: 60 });
+        assert_eq!(verdict(Some(&five), 4000 + 60_000), Verdict::Allowed, "the delay ends on its own");
+    }
+
+    #[test]
+    fn delays_double_and_are_capped() {
+        let six = fail(6, 0, 0);
+        assert_eq!(six.blocked_until, 120_000);
+        let many = fail(20, 0, 0);
+        assert_eq!(many.blocked_until, LIMITS.max_delay_ms);
+    }
+
+    #[test]
+    fn twenty_five_failures_a_day_block_until_the_window_ends() {
+        // Spread out so the doubling delay never reaches the day's end.
+        let limits = Limits { max_delay_ms: 60_000, ip_max_failures: 50 };
+        let mut row = None;
+        for i in 0..25 {
+            row = Some(after_account_failure(row, "email:x", i * 120_000, limits));
+        }
+        let row = row.expect("row");
+        assert_eq!(row.blocked_until, DAY_MS);
+        let mut row24 = None;
+        for i in 0..24 {
+            row24 = Some(after_account_failure(row24, "email:x", i * 120_000, limits));
+        }
+        assert!(row24.expect("row").blocked_until < DAY_MS);
+    }
+
+    #[test]
+    fn source_budget_blocks_spraying() {
+        let limits = Limits { max_delay_ms: 3_600_000, ip_max_failures: 3 };
+        let mut row = None;
+        for i in 0..2 {
+            row = Some(after_ip_failure(row, "ip:x", i, limits));
+        }
+        assert_eq!(verdict(row.as_ref(), 5), Verdict::Allowed);
+        let row = after_ip_failure(row, "ip:x", 3, limits);
+        assert!(matches!(verdict(Some(&row), 5), Verdict::Blocked { .. }));
+        assert_eq!(verdict(Some(&row), IP_WINDOW_MS), Verdict::Allowed);
+    }
+}

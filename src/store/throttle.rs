@@ -1,0 +1,70 @@
+//! Failed sign-in counters.
+
+use super::{Store, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct ThrottleRow {
+    pub key: String,
+    pub consecutive_failures: i64,
+    pub window_start: Millis,
+    pub window_failures: i64,
+    pub blocked_until: Millis,
+}
+
+impl Store {
+    pub async fn throttle(&self, key: &str) -> StoreResult<Option<ThrottleRow>> {
+        Ok(sqlx::query_as(
+            "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+pub async fn throttle_for_update(tx: &mut WriteTx, key: &str) -> StoreResult<Option<ThrottleRow>> {
+    // On PostgreSQL the row lock serialises concurrent failures of one key;
+    // SQLite is already serialised by the write gate.
+    let sql = match tx.backend {
+        super::Backend::Postgres => {
+            "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1 FOR UPDATE"
+        }
+        super::Backend::Sqlite => {
+            "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1"
+        }
+    };
+    Ok(sqlx::query_as(sql).bind(key).fetch_optional(&mut *tx.tx).await?)
+}
+
+pub async fn save_throttle(tx: &mut WriteTx, row: &ThrottleRow, now: Millis) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO signin_throttle (key, consecutive_failures, window_start, window_failures, blocked_until, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO UPDATE SET consecutive_failures = $2, window_start = $3, \
+         window_failures = $4, blocked_until = $5, updated_at = $6",
+    )
+    .bind(&row.key)
+    .bind(row.consecutive_failures)
+    .bind(row.window_start)
+    .bind(row.window_failures)
+    .bind(row.blocked_until)
+    .bind(now)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_throttle(tx: &mut WriteTx, key: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM signin_throttle WHERE key = $1").bind(key).execute(&mut *tx.tx).await?;
+    Ok(())
+}
+
+/// Forgets counters idle for a day (they can no longer block anything).
+pub async fn delete_stale_throttles(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
+    Ok(sqlx::query("DELETE FROM signin_throttle WHERE updated_at < $1 AND blocked_until < $2")
+        .bind(now - 86_400_000)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected())
+}
