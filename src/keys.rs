@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -28,8 +28,8 @@ pub enum KeyError {
     Generation,
     #[error("no signing key for {0:?}")]
     Missing(Algorithm),
-    #[error("signing failed: {0}")]
-    Signing(#[from] jsonwebtoken::errors::Error),
+    #[error("signing failed")]
+    Signing,
 }
 
 /// The algorithms we sign with; RS256 is the default for ID tokens.
@@ -62,9 +62,33 @@ pub struct SigningKey {
     pub created_at: Millis,
     /// When a newer key of the same algorithm took over.
     pub retired_at: Option<Millis>,
-    encoding: EncodingKey,
+    private: PrivateKey,
     decoding: DecodingKey,
     jwk: Value,
+}
+
+/// A private key parsed once at load: parsing at every signature (what
+/// `jsonwebtoken::encode` does) costs more than the RS256 signature itself.
+enum PrivateKey {
+    Rsa(aws_lc_rs::rsa::KeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+}
+
+impl PrivateKey {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            PrivateKey::Rsa(pair) => {
+                let mut signature = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
+                    .map_err(|_| KeyError::Signing)?;
+                Ok(signature)
+            }
+            PrivateKey::Ec(pair) => Ok(pair.sign(&rng, message).map_err(|_| KeyError::Signing)?.as_ref().to_vec()),
+            PrivateKey::Ed(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
+    }
 }
 
 pub struct KeySet {
@@ -97,7 +121,15 @@ impl KeySet {
         let mut header = Header::new(alg);
         header.kid = Some(key.kid.clone());
         header.typ = Some(typ.to_string());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+        // JWS compact serialisation (RFC 7515 §7.1) over the parsed key;
+        // `verify_own` checks the result with jsonwebtoken.
+        let header = serde_json::to_vec(&header).map_err(|_| KeyError::Signing)?;
+        let claims = serde_json::to_vec(claims).map_err(|_| KeyError::Signing)?;
+        let mut jwt = format!("{}.{}", b64url(&header), b64url(&claims));
+        let signature = key.private.sign(jwt.as_bytes())?;
+        jwt.push('.');
+        jwt.push_str(&b64url(&signature));
+        Ok(jwt)
     }
 
     /// Verifies a JWT we signed (e.g. an `id_token_hint`): signature by a
@@ -228,13 +260,13 @@ fn load_file(path: &Path, alg: Algorithm, created_at: Millis) -> Result<SigningK
     let text = std::fs::read(path).map_err(|e| KeyError::Io(name.clone(), e))?;
     let der = pem::parse(&text).map_err(|_| KeyError::Invalid(name.clone()))?.into_contents();
     let bad = || KeyError::Invalid(name.clone());
-    let (encoding, decoding, mut jwk) = match alg {
+    let (private, decoding, mut jwk) = match alg {
         Algorithm::RS256 => {
             let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).map_err(|_| bad())?;
             let public = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
             let (n, e) = (b64url(&public.n), b64url(&public.e));
             (
-                EncodingKey::from_rsa_pem(&text).map_err(|_| bad())?,
+                PrivateKey::Rsa(aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).map_err(|_| bad())?),
                 DecodingKey::from_rsa_components(&n, &e).map_err(|_| bad())?,
                 json!({"kty": "RSA", "e": e, "n": n}),
             )
@@ -247,7 +279,7 @@ fn load_file(path: &Path, alg: Algorithm, created_at: Millis) -> Result<SigningK
             }
             let (x, y) = (b64url(&point[1..33]), b64url(&point[33..]));
             (
-                EncodingKey::from_ec_pem(&text).map_err(|_| bad())?,
+                PrivateKey::Ec(pair),
                 DecodingKey::from_ec_components(&x, &y).map_err(|_| bad())?,
                 json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
             )
@@ -256,7 +288,7 @@ fn load_file(path: &Path, alg: Algorithm, created_at: Millis) -> Result<SigningK
             let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| bad())?;
             let x = b64url(pair.public_key().as_ref());
             (
-                EncodingKey::from_ed_pem(&text).map_err(|_| bad())?,
+                PrivateKey::Ed(pair),
                 DecodingKey::from_ed_components(&x).map_err(|_| bad())?,
                 json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
             )
@@ -268,7 +300,7 @@ fn load_file(path: &Path, alg: Algorithm, created_at: Millis) -> Result<SigningK
         obj.insert("alg".into(), json!(alg_name(alg)));
         obj.insert("use".into(), json!("sig"));
     }
-    Ok(SigningKey { kid, alg, created_at, retired_at: None, encoding, decoding, jwk })
+    Ok(SigningKey { kid, alg, created_at, retired_at: None, private, decoding, jwk })
 }
 
 /// RFC 7638: SHA-256 over the required members in lexicographic order.
