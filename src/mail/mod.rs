@@ -59,6 +59,14 @@ pub async fn run_sender(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
 pub async fn send_due(app: &App) -> AppResult<usize> {
     let mut sent = 0;
     for row in app.store.due_mail(app.clock.now_ms(), 20).await? {
+        // A lease longer than any delivery attempt: if this process dies
+        // mid-send, the message is tried again once the lease ends.
+        let mut claim = app.store.begin_write().await?;
+        let claimed = store::claim_mail(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 120_000).await?;
+        claim.commit().await?;
+        if !claimed {
+            continue;
+        }
         let outcome = app.mail.deliver(&app.config, &row).await;
         let now = app.clock.now_ms();
         let mut tx = app.store.begin_write().await?;

@@ -52,6 +52,13 @@ pub async fn run_sender(app: std::sync::Arc<App>, mut shutdown: watch::Receiver<
 pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
     let mut delivered = 0;
     for row in app.store.due_backchannel(app.clock.now_ms(), 50).await? {
+        let mut claim = app.store.begin_write().await?;
+        let claimed =
+            store::claim_backchannel(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 60_000).await?;
+        claim.commit().await?;
+        if !claimed {
+            continue;
+        }
         let outcome = send_one(app, &row).await;
         let now = app.clock.now_ms();
         let mut tx = app.store.begin_write().await?;

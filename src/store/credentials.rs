@@ -22,6 +22,7 @@ pub struct MailRow {
     pub body_text: String,
     pub body_html: String,
     pub created_at: Millis,
+    pub next_attempt_at: Millis,
     pub attempts: i64,
 }
 
@@ -49,7 +50,7 @@ impl Store {
 
     pub async fn due_mail(&self, now: Millis, limit: i64) -> StoreResult<Vec<MailRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, recipient, subject, body_text, body_html, created_at, attempts FROM mail_outbox \
+            "SELECT id, recipient, subject, body_text, body_html, created_at, next_attempt_at, attempts FROM mail_outbox \
              WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2",
         )
         .bind(now)
@@ -149,6 +150,26 @@ pub async fn enqueue_mail(
     .execute(&mut *tx.tx)
     .await?;
     Ok(())
+}
+
+/// Claims a due message for one sender (another process or instance may
+/// poll the same outbox): moves its next attempt to `lease_until` only if
+/// nobody moved it since it was read. False: someone else has it.
+pub async fn claim_mail(
+    tx: &mut WriteTx,
+    id: &str,
+    seen_next_attempt_at: Millis,
+    lease_until: Millis,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE mail_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND sent_at IS NULL AND failed_at IS NULL",
+    )
+    .bind(lease_until)
+    .bind(id)
+    .bind(seen_next_attempt_at)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Marks a message sent and forgets its body: it may hold a one-time link,

@@ -10,13 +10,14 @@ pub struct BackchannelRow {
     pub subject: String,
     pub sid: String,
     pub created_at: Millis,
+    pub next_attempt_at: Millis,
     pub attempts: i64,
 }
 
 impl Store {
     pub async fn due_backchannel(&self, now: Millis, limit: i64) -> StoreResult<Vec<BackchannelRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, client_id, subject, sid, created_at, attempts FROM backchannel_outbox \
+            "SELECT id, client_id, subject, sid, created_at, next_attempt_at, attempts FROM backchannel_outbox \
              WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at LIMIT $2",
         )
@@ -56,6 +57,25 @@ pub async fn enqueue_backchannel(
     .execute(&mut *tx.tx)
     .await?;
     Ok(())
+}
+
+/// Claims a due notification for one sender (see `claim_mail`).
+pub async fn claim_backchannel(
+    tx: &mut WriteTx,
+    id: &str,
+    seen_next_attempt_at: Millis,
+    lease_until: Millis,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE backchannel_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 \
+         AND delivered_at IS NULL AND abandoned_at IS NULL",
+    )
+    .bind(lease_until)
+    .bind(id)
+    .bind(seen_next_attempt_at)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn mark_backchannel_delivered(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<()> {

@@ -7,6 +7,7 @@ mod common;
 mod authorize;
 mod backchannel;
 mod basic;
+mod credentials;
 mod discovery;
 mod logout;
 mod refresh;
