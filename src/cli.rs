@@ -84,6 +84,8 @@ enum AccountCommand {
 enum MailCommand {
     /// How many messages wait in the outbox and how many failed for good.
     Status,
+    /// Queues the messages that failed for good again (e.g. after fixing smtp_url).
+    Retry,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +218,14 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
             let (waiting, failed) = app.store.mail_counts().await.map_err(|e| e.to_string())?;
             println!("{}", serde_json::json!({"waiting": waiting, "failed": failed}));
+            Ok(())
+        }
+        Command::Mail(MailCommand::Retry) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let mut tx = app.store.begin_write().await.map_err(|e| e.to_string())?;
+            let n = crate::store::retry_failed_mail(&mut tx, app.clock.now_ms()).await.map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"requeued": n}));
             Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => {

@@ -128,27 +128,74 @@ pub async fn set_password(
     if !store::consume_credential_link(&mut tx, &hash_secret(token), now).await? {
         return Ok(Err(SetPasswordError::Link(LinkProblem::Used)));
     }
-    store::update_password_hash(&mut tx, &account.id, &hash, now).await?;
-    store::supersede_links_of_account(&mut tx, &account.id, now).await?;
     if purpose == Purpose::Activation {
+        store::update_password_hash(&mut tx, &account.id, &hash, now).await?;
+        store::supersede_links_of_account(&mut tx, &account.id, now).await?;
         store::update_account_state(&mut tx, &account.id, AccountState::Active.as_str(), now).await?;
+        tx.commit().await?;
     } else {
-        store::revoke_families_of_account(&mut tx, &account.id, "password_reset", now).await?;
-        let message = mail::render(
-            &account.email,
-            MailKind::PasswordChanged { given_name: &account.given_name, issuer: &app.config.issuer_str() },
-        )
-        .map_err(|e| AppError::Invalid(e.to_string()))?;
-        mail::enqueue(&mut tx, &message, now).await?;
-    }
-    tx.commit().await?;
-    app.mail_wake.notify_one();
-    if purpose == Purpose::Reset {
-        session::end_all_of_account(app, &account.id, "password_reset").await?;
+        replace_password(app, tx, &account, &hash, "password_reset").await?;
     }
     let mut updated = Account::from_row(&account);
     updated.state = AccountState::Active;
     Ok(Ok(updated))
+}
+
+/// A new password for an active account (reset or change): older links die,
+/// every token family is revoked, a confirmation email without any secret is
+/// queued in the same transaction; then every session ends (back-channel
+/// logout to the relying parties).
+async fn replace_password(app: &App, mut tx: WriteTx, account: &AccountRow, hash: &str, reason: &str) -> AppResult<()> {
+    let now = app.clock.now_ms();
+    store::update_password_hash(&mut tx, &account.id, hash, now).await?;
+    store::supersede_links_of_account(&mut tx, &account.id, now).await?;
+    store::revoke_families_of_account(&mut tx, &account.id, reason, now).await?;
+    let message = mail::render(
+        &account.email,
+        MailKind::PasswordChanged { given_name: &account.given_name, issuer: &app.config.issuer_str() },
+    )
+    .map_err(|e| AppError::Invalid(e.to_string()))?;
+    mail::enqueue(&mut tx, &message, now).await?;
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    session::end_all_of_account(app, &account.id, reason).await?;
+    Ok(())
+}
+
+#[derive(Debug)]
+pub enum ChangePasswordError {
+    /// The current password is wrong (or the account is throttled, closed…).
+    CurrentPassword(crate::auth::SignInFailure),
+    Policy(Vec<Violation>),
+}
+
+/// Password change by a signed-in user (R2, issue 3 §5): the current password
+/// is checked under the same failed-attempt restriction as a sign-in, the
+/// policy applies, then the same revocations and email as a reset.
+pub async fn change_password(
+    app: &App,
+    account_id: &str,
+    current: &str,
+    new: &str,
+    confirmation: &str,
+    ip: Option<&str>,
+) -> AppResult<Result<(), ChangePasswordError>> {
+    let Some(account) = app.store.account_by_id(account_id).await? else {
+        return Ok(Err(ChangePasswordError::CurrentPassword(crate::auth::SignInFailure::UnknownAccount)));
+    };
+    if let Err(failure) = crate::auth::sign_in_with_password(app, &account.email, current, ip).await? {
+        return Ok(Err(ChangePasswordError::CurrentPassword(failure)));
+    }
+    let personal =
+        PersonalData { email: &account.email, given_name: &account.given_name, family_name: &account.family_name };
+    let password = match policy::check(new, confirmation, &personal) {
+        Ok(p) => p,
+        Err(v) => return Ok(Err(ChangePasswordError::Policy(v))),
+    };
+    let hash = app.hasher.hash(password.expose().to_string()).await?;
+    let tx = app.store.begin_write().await?;
+    replace_password(app, tx, &account, &hash, "password_changed").await?;
+    Ok(Ok(()))
 }
 
 /// Lost password: for an active account, a reset link by email; for any

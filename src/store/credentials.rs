@@ -172,6 +172,18 @@ pub async fn claim_mail(
     Ok(done.rows_affected() == 1)
 }
 
+/// Puts the messages that failed for good back in the queue; returns how many.
+pub async fn retry_failed_mail(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "UPDATE mail_outbox SET failed_at = NULL, attempts = 0, next_attempt_at = $1, created_at = $1 \
+         WHERE failed_at IS NOT NULL AND sent_at IS NULL",
+    )
+    .bind(now)
+    .execute(&mut *tx.tx)
+    .await?
+    .rows_affected())
+}
+
 /// Marks a message sent and forgets its body: it may hold a one-time link,
 /// which must not outlive its delivery in plain text.
 pub async fn mark_mail_sent(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<()> {

@@ -203,3 +203,115 @@ pub async fn forgot_submit(State(app): State<AppState>, headers: HeaderMap, jar:
     });
     forgot_view(&app, jar, locale, true)
 }
+
+/// The signed-in account, if any.
+async fn signed_in(app: &AppState, jar: &CookieJar) -> Option<crate::store::AccountRow> {
+    let value = browser::session_value(&app.config, jar)?;
+    let session = crate::auth::session::current(app, &value).await.ok().flatten()?;
+    app.store.account_by_id(&session.account_id).await.ok().flatten()
+}
+
+struct ChangeView<'a> {
+    email: &'a str,
+    violations: &'a [Violation],
+    current_error: Option<&'a str>,
+}
+
+fn render_change(app: &AppState, jar: CookieJar, locale: Locale, view: ChangeView) -> Response {
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let password_errors: Vec<&str> =
+        view.violations.iter().filter(|v| **v != Violation::Mismatch).map(|v| text(locale, v.key())).collect();
+    let confirmation_error =
+        view.violations.contains(&Violation::Mismatch).then(|| text(locale, Violation::Mismatch.key()));
+    let mut errors: Vec<minijinja::Value> = Vec::new();
+    if let Some(e) = view.current_error {
+        errors.push(context! { field => "current", message => e });
+    }
+    for v in view.violations {
+        let field = if *v == Violation::Mismatch { "confirmation" } else { "password" };
+        errors.push(context! { field => field, message => text(locale, v.key()) });
+    }
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let page = pages::render(
+        status,
+        "password_form.html",
+        locale,
+        "/password/change",
+        context! {
+            heading => text(locale, "change_title"),
+            action => "/password/change",
+            csrf => csrf,
+            email => view.email,
+            ask_current => true,
+            current_error => view.current_error,
+            errors => errors,
+            password_errors => password_errors,
+            confirmation_error => confirmation_error,
+        },
+    );
+    (jar, page).into_response()
+}
+
+pub async fn change_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let locale = browser::locale(&headers, q.lang.as_deref(), None);
+    let jar = browser::remember_locale(jar, q.lang.as_deref());
+    match signed_in(&app, &jar).await {
+        Some(account) => {
+            render_change(&app, jar, locale, ChangeView { email: &account.email, violations: &[], current_error: None })
+        }
+        None => pages::message(StatusCode::UNAUTHORIZED, locale, "error_title", "err_signin_first", None),
+    }
+}
+
+pub async fn change_submit(
+    State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    let locale = browser::locale(&headers, None, None);
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let Some(account) = signed_in(&app, &jar).await else {
+        return pages::message(StatusCode::UNAUTHORIZED, locale, "error_title", "err_signin_first", None);
+    };
+    let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
+    let outcome = links::change_password(
+        &app,
+        &account.id,
+        form.get("current").unwrap_or_default(),
+        form.get("password").unwrap_or_default(),
+        form.get("confirmation").unwrap_or_default(),
+        Some(&ip),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(())) => {
+            let jar = browser::clear_session(&app.config, jar);
+            (jar, pages::message(StatusCode::OK, locale, "changed_title", "reset_done_text", None)).into_response()
+        }
+        Ok(Err(links::ChangePasswordError::CurrentPassword(failure))) => {
+            let key = match failure {
+                crate::auth::SignInFailure::Throttled { .. } => "signin_throttled",
+                _ => "pw_current_wrong",
+            };
+            let view = ChangeView { email: &account.email, violations: &[], current_error: Some(text(locale, key)) };
+            render_change(&app, jar, locale, view)
+        }
+        Ok(Err(links::ChangePasswordError::Policy(violations))) => render_change(
+            &app,
+            jar,
+            locale,
+            ChangeView { email: &account.email, violations: &violations, current_error: None },
+        ),
+        Err(e) => error::internal_page(e, locale),
+    }
+}

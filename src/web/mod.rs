@@ -52,6 +52,7 @@ pub fn router(app: AppState) -> Router {
         .route("/activate", get(credentials::activate_page).post(credentials::activate_submit))
         .route("/password/forgot", get(credentials::forgot_page).post(credentials::forgot_submit))
         .route("/password/reset", get(credentials::reset_page).post(credentials::reset_submit))
+        .route("/password/change", get(credentials::change_page).post(credentials::change_submit))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/static/style.css", get(style))

@@ -77,6 +77,23 @@ pub fn message(
     )
 }
 
+/// A message page with one link (e.g. "signed in" → change password).
+pub fn message_with_link(locale: Locale, title_key: &str, message_key: &str, href: &str, link_key: &str) -> Response {
+    render(
+        StatusCode::OK,
+        "message.html",
+        locale,
+        "",
+        context! {
+            title => text(locale, title_key),
+            message => text(locale, message_key),
+            link_href => href,
+            link_text => text(locale, link_key),
+            is_error => false,
+        },
+    )
+}
+
 pub fn error_page(status: StatusCode, locale: Locale, message_key: &str) -> Response {
     message(status, locale, "error_title", message_key, Some("error_back"))
 }

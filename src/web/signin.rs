@@ -224,8 +224,16 @@ pub async fn signin_submit(
             let jar = browser::set_session(&app.config, jar, cookie);
             match location {
                 Some(l) => (jar, browser::see_other(&l)).into_response(),
-                None => (jar, pages::message(StatusCode::OK, locale, "signed_in_title", "signed_in_text", None))
-                    .into_response(),
+                None => {
+                    let page = pages::message_with_link(
+                        locale,
+                        "signed_in_title",
+                        "signed_in_text",
+                        "/password/change",
+                        "change_title",
+                    );
+                    (jar, page).into_response()
+                }
             }
         }
         Err(e) => error::internal_page(e, locale),
