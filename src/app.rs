@@ -26,6 +26,8 @@ pub struct App {
     pub mail: crate::mail::MailTransport,
     /// Wakes the mail sender as soon as a message is queued.
     pub mail_wake: Notify,
+    /// Shared counters in Redis when `redis_url` is set.
+    pub shared: Option<crate::store::shared::SharedCounters>,
 }
 
 impl App {
@@ -47,6 +49,13 @@ impl App {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| crate::error::AppError::Invalid(format!("http client: {e}")))?;
+        let shared = match &config.redis_url {
+            Some(url) => Some(
+                crate::store::shared::SharedCounters::new(url, &config.redis_key_prefix)
+                    .map_err(|e| crate::error::AppError::Invalid(format!("redis_url: {e}")))?,
+            ),
+            None => None,
+        };
         let mail = crate::mail::MailTransport::from_config(&config)
             .map_err(|e| crate::error::AppError::Invalid(e.to_string()))?;
         Ok(Arc::new(App {
@@ -59,6 +68,7 @@ impl App {
             backchannel_wake: Notify::new(),
             mail,
             mail_wake: Notify::new(),
+            shared,
         }))
     }
 

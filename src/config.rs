@@ -67,6 +67,8 @@ pub struct Config {
     pub throttle_max_delay_secs: i64,
     /// Failed sign-ins allowed per source address per 15 minutes.
     pub throttle_ip_max_failures: i64,
+    /// Prefix of every Redis key (several deployments may share a server).
+    pub redis_key_prefix: String,
 }
 
 /// Every key the file or the environment may set, with its embedded default
@@ -97,6 +99,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("reset_link_ttl_secs", Some("1800")),
     ("throttle_max_delay_secs", Some("3600")),
     ("throttle_ip_max_failures", Some("50")),
+    ("redis_key_prefix", Some("coop-idp:")),
 ];
 
 pub const ENV_PREFIX: &str = "COOP_IDP_";
@@ -275,6 +278,7 @@ impl Config {
             reset_link_ttl_secs: int("reset_link_ttl_secs", 300, 86_400)?,
             throttle_max_delay_secs: int("throttle_max_delay_secs", 60, 86_400)?,
             throttle_ip_max_failures: int("throttle_ip_max_failures", 5, 100_000)?,
+            redis_key_prefix: get("redis_key_prefix").unwrap_or_default(),
         })
     }
 

@@ -136,6 +136,9 @@ pub async fn set_password(
     } else {
         replace_password(app, tx, &account, &hash, "password_reset").await?;
     }
+    // The emailed link proves control of the mailbox: a sign-in delay caused
+    // by someone else's guesses must not keep the owner out (R6).
+    crate::auth::throttle::record_success(app, &account.email_normalized).await?;
     let mut updated = Account::from_row(&account);
     updated.state = AccountState::Active;
     Ok(Ok(updated))

@@ -12,7 +12,9 @@
 //! Per source address: at most `throttle_ip_max_failures` failures per
 //! 15 minutes across all accounts (password spraying).
 //!
-//! Counters live in the database, which every instance shares.
+//! Counters live in the database, which every instance shares, or in Redis
+//! when `redis_url` is set; when Redis is away they fall back to the
+//! database, so the restriction never silently disappears.
 
 use crate::app::App;
 use crate::clock::Millis;
@@ -99,15 +101,82 @@ pub fn after_ip_failure(row: Option<ThrottleRow>, key: &str, now: Millis, limits
     r
 }
 
+/// Redis when configured and not known to be away.
+fn shared(app: &App) -> Option<&crate::store::shared::SharedCounters> {
+    app.shared.as_ref().filter(|s| s.usable(app.clock.now_ms()))
+}
+
+fn redis_failed(app: &App, e: &crate::store::shared::SharedError) {
+    tracing::warn!(error = %e, "Redis unreachable: failed sign-in counters fall back to the database");
+    if let Some(s) = &app.shared {
+        s.mark_down(app.clock.now_ms());
+    }
+}
+
+/// Counters outlive the longest window (24 h) by an hour.
+const SHARED_TTL_MS: Millis = DAY_MS + 3_600_000;
+
+async fn read(app: &App, key: &str) -> AppResult<Option<ThrottleRow>> {
+    if let Some(s) = shared(app) {
+        match s.get(key).await {
+            Ok(v) => return Ok(v.row),
+            Err(e) => redis_failed(app, &e),
+        }
+    }
+    Ok(app.store.throttle(key).await?)
+}
+
+/// Applies `next` to a counter atomically and returns the new value.
+async fn update(app: &App, key: &str, next: impl Fn(Option<ThrottleRow>) -> ThrottleRow) -> AppResult<ThrottleRow> {
+    if let Some(s) = shared(app) {
+        let attempt = async {
+            // Compare-and-set: retried when another instance changed it meanwhile.
+            for _ in 0..16 {
+                let seen = s.get(key).await?;
+                let row = next(seen.row.clone());
+                if s.compare_and_set(key, &seen, &row, SHARED_TTL_MS).await? {
+                    return Ok(Some(row));
+                }
+            }
+            Ok::<_, crate::store::shared::SharedError>(None)
+        }
+        .await;
+        match attempt {
+            Ok(Some(row)) => return Ok(row),
+            Ok(None) => tracing::warn!("failed sign-in counter contended; using the database"),
+            Err(e) => redis_failed(app, &e),
+        }
+    }
+    let now = app.clock.now_ms();
+    let mut tx = app.store.begin_write().await?;
+    let row = next(store::throttle_for_update(&mut tx, key).await?);
+    store::save_throttle(&mut tx, &row, now).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+async fn clear(app: &App, key: &str) -> AppResult<()> {
+    if let Some(s) = shared(app) {
+        match s.delete(key).await {
+            Ok(()) => return Ok(()),
+            Err(e) => redis_failed(app, &e),
+        }
+    }
+    let mut tx = app.store.begin_write().await?;
+    store::clear_throttle(&mut tx, key).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Whether an attempt may be checked at all.
 pub async fn check(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
     let now = app.clock.now_ms();
-    let by_email = verdict(app.store.throttle(&email_key(email)).await?.as_ref(), now);
+    let by_email = verdict(read(app, &email_key(email)).await?.as_ref(), now);
     if by_email != Verdict::Allowed {
         return Ok(by_email);
     }
     match ip {
-        Some(ip) => Ok(verdict(app.store.throttle(&ip_key(ip)).await?.as_ref(), now)),
+        Some(ip) => Ok(verdict(read(app, &ip_key(ip)).await?.as_ref(), now)),
         None => Ok(Verdict::Allowed),
     }
 }
@@ -116,29 +185,32 @@ pub async fn check(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdic
 pub async fn record_failure(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
     let now = app.clock.now_ms();
     let limits = Limits::from_app(app);
-    let mut tx = app.store.begin_write().await?;
     let key = email_key(email);
-    let row = after_account_failure(store::throttle_for_update(&mut tx, &key).await?, &key, now, limits);
-    store::save_throttle(&mut tx, &row, now).await?;
+    let row = update(app, &key, |r| after_account_failure(r, &key, now, limits)).await?;
     let mut next = verdict(Some(&row), now);
+    if row.blocked_until > now {
+        tracing::warn!(
+            retry_after_secs = (row.blocked_until - now) / 1000,
+            failures = row.consecutive_failures,
+            "sign-in delayed after repeated failures"
+        );
+    }
     if let Some(ip) = ip {
         let key = ip_key(ip);
-        let ip_row = after_ip_failure(store::throttle_for_update(&mut tx, &key).await?, &key, now, limits);
-        store::save_throttle(&mut tx, &ip_row, now).await?;
+        let ip_row = update(app, &key, |r| after_ip_failure(r, &key, now, limits)).await?;
         if next == Verdict::Allowed {
             next = verdict(Some(&ip_row), now);
         }
+        if ip_row.blocked_until > now {
+            tracing::warn!(ip = %ip, "source address blocked after failed sign-ins across accounts");
+        }
     }
-    tx.commit().await?;
     Ok(next)
 }
 
 /// A success resets the address's counter (not the source's budget).
 pub async fn record_success(app: &App, email: &str) -> AppResult<()> {
-    let mut tx = app.store.begin_write().await?;
-    store::clear_throttle(&mut tx, &email_key(email)).await?;
-    tx.commit().await?;
-    Ok(())
+    clear(app, &email_key(email)).await
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::header::{ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use url::Url;
@@ -74,7 +74,8 @@ impl MailTransport {
     }
 
     pub async fn deliver(&self, config: &Config, row: &MailRow) -> Result<(), TransportError> {
-        let message = build_message(config, row)?;
+        // Over SMTP, 7-bit safe: the server may not announce 8BITMIME.
+        let message = build_message(config, row, matches!(self, MailTransport::Files(_)))?;
         match self {
             MailTransport::Smtp(smtp) => {
                 smtp.send(message).await.map_err(|e| TransportError::Smtp(e.to_string()))?;
@@ -92,7 +93,22 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn build_message(config: &Config, row: &MailRow) -> Result<Message, TransportError> {
+/// The text part: 8bit when `eight_bit` (it keeps the link readable in the
+/// file outbox), given pre-encoded because lettre's own 8bit check allows
+/// 76-character lines only and panics beyond, where RFC 2045 allows 998;
+/// otherwise lettre's choice (quoted-printable for French text).
+fn text_part(text: &str, eight_bit: bool) -> SinglePart {
+    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    let fits = !crlf.contains('\0') && crlf.split("\r\n").all(|l| l.len() <= 998 && !l.contains('\r'));
+    let body = if eight_bit && fits {
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::EightBit)
+    } else {
+        Body::new(text.to_string())
+    };
+    SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body)
+}
+
+fn build_message(config: &Config, row: &MailRow, eight_bit: bool) -> Result<Message, TransportError> {
     let bad = |e: String| TransportError::Message(e);
     let from: Mailbox = config.mail_from.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
     let to: Mailbox = row.recipient.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
@@ -103,13 +119,7 @@ fn build_message(config: &Config, row: &MailRow) -> Result<Message, TransportErr
         .header(AutoSubmitted)
         .multipart(
             MultiPart::alternative()
-                .singlepart(
-                    // 8bit keeps the link readable in the file outbox and in any client.
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_PLAIN)
-                        .header(ContentTransferEncoding::EightBit)
-                        .body(row.body_text.clone()),
-                )
+                .singlepart(text_part(&row.body_text, eight_bit))
                 .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(row.body_html.clone())),
         )
         .map_err(|e| bad(e.to_string()))

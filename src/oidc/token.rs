@@ -76,7 +76,7 @@ async fn authorization_code(app: &App, client: &Client, form: &Params) -> Result
     if !CodeChallenge::from_stored(row.code_challenge.clone()).verify(&verifier) {
         return Err(OAuthError::invalid_grant("code_verifier does not match code_challenge"));
     }
-    let account = active_account(app, &row.account_id).await?;
+    let (account, roles) = active_account(app, &row.account_id).await?;
     let scopes = split_spaces(&row.scope);
     let family = FamilyRow {
         id: random_b64(16),
@@ -105,7 +105,7 @@ async fn authorization_code(app: &App, client: &Client, form: &Params) -> Result
     let offline = scopes.iter().any(|s| s == "offline_access");
     let issued = issue_tokens(app, &mut tx, &family, &family.scope, offline, now).await?;
     tx.commit().await?;
-    respond(app, client, &account, &family, &scopes, issued, row.nonce.as_deref(), now).await
+    respond(app, client, &account, &roles, &family, &scopes, issued, row.nonce.as_deref(), now)
 }
 
 /// RFC 6749 §4.1.2 and RFC 9700 §4.5: a replayed code revokes what it gave.
@@ -124,11 +124,13 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
         form.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let now = app.clock.now_ms();
     let token_hash = hash_secret(presented);
-    let found = app
+    // The token, its family and the account with its roles: one read.
+    let grant = app
         .store
-        .refresh_token(&token_hash)
+        .refresh_grant(&token_hash)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+    let found = grant.token;
     let family = found.family;
     if family.client_id != client.id {
         return Err(OAuthError::invalid_grant("refresh token issued to another client"));
@@ -151,7 +153,10 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
             asked
         }
     };
-    let account = active_account(app, &family.account_id).await?;
+    let account = Account::from_row(&grant.account);
+    if account.state != AccountState::Active {
+        return Err(OAuthError::invalid_grant("account is not active"));
+    }
     let mut tx = app.store.begin_write().await?;
     if !store::consume_refresh_token(&mut tx, &token_hash, now).await? {
         drop(tx);
@@ -160,7 +165,7 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
     }
     let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, now).await?;
     tx.commit().await?;
-    respond(app, client, &account, &family, &scopes, issued, None, now).await
+    respond(app, client, &account, &grant.roles, &family, &scopes, issued, None, now)
 }
 
 /// RFC 9700 §4.14.2: a rotated refresh token presented again means it leaked;
@@ -173,14 +178,18 @@ async fn revoke_on_reuse(app: &App, family_id: &str, now: Millis) -> Result<(), 
     Ok(())
 }
 
-async fn active_account(app: &App, account_id: &str) -> Result<Account, OAuthError> {
-    let row =
-        app.store.account_by_id(account_id).await?.ok_or_else(|| OAuthError::invalid_grant("account not found"))?;
+/// The account (which must be active) and its roles, in one read.
+async fn active_account(app: &App, account_id: &str) -> Result<(Account, Vec<String>), OAuthError> {
+    let (row, roles) = app
+        .store
+        .account_with_roles(account_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("account not found"))?;
     let account = Account::from_row(&row);
     if account.state != AccountState::Active {
         return Err(OAuthError::invalid_grant("account is not active"));
     }
-    Ok(account)
+    Ok((account, roles))
 }
 
 struct Issued {
@@ -218,10 +227,11 @@ async fn issue_tokens(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn respond(
+fn respond(
     app: &App,
     client: &Client,
     account: &Account,
+    roles: &[String],
     family: &FamilyRow,
     scopes: &[String],
     issued: Issued,
@@ -229,7 +239,6 @@ async fn respond(
     now: Millis,
 ) -> Result<TokenResponse, OAuthError> {
     let id_token = if scopes.iter().any(|s| s == "openid") {
-        let roles = app.store.account_roles(&account.id).await?;
         let requested = family
             .claims
             .as_deref()
@@ -239,7 +248,7 @@ async fn respond(
         let claims = IdTokenInput {
             client,
             account,
-            roles: &roles,
+            roles,
             scopes,
             requested: &requested,
             family,

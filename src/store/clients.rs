@@ -1,5 +1,41 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use super::{Store, StoreError, StoreResult, WriteTx, json_list, to_json_list};
 use crate::clock::Millis;
+
+/// How long a client registration read from the database is reused. Clients
+/// are added by the CLI (another process) and never changed in place; only
+/// found clients are kept, so a new client is seen at once, and any change
+/// made in the database by hand is seen within this time.
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
+/// Bound on the entries kept (there are a few dozen clients at most).
+const CLIENT_CACHE_MAX: usize = 1024;
+
+/// Recently read client registrations, per store (one per database).
+#[derive(Default)]
+pub(super) struct ClientCache {
+    entries: Mutex<HashMap<String, (Instant, ClientRow)>>,
+}
+
+impl ClientCache {
+    fn get(&self, id: &str) -> Option<ClientRow> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(id).filter(|(at, _)| at.elapsed() < CLIENT_CACHE_TTL).map(|(_, row)| row.clone())
+    }
+
+    fn put(&self, row: &ClientRow) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CLIENT_CACHE_MAX {
+            entries.retain(|_, (at, _)| at.elapsed() < CLIENT_CACHE_TTL);
+            if entries.len() >= CLIENT_CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(row.id.clone(), (Instant::now(), row.clone()));
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct ClientDbRow {
@@ -45,7 +81,20 @@ impl TryFrom<ClientDbRow> for ClientRow {
 }
 
 impl Store {
+    /// A client registration; reused for up to a second once found (unknown
+    /// ids always go to the database).
     pub async fn client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
+        if let Some(row) = self.client_cache.get(id) {
+            return Ok(Some(row));
+        }
+        let row = self.client_from_db(id).await?;
+        if let Some(row) = &row {
+            self.client_cache.put(row);
+        }
+        Ok(row)
+    }
+
+    async fn client_from_db(&self, id: &str) -> StoreResult<Option<ClientRow>> {
         let row: Option<ClientDbRow> = sqlx::query_as(
             "SELECT id, name, secret_hash, auth_method, redirect_uris, post_logout_redirect_uris, \
              backchannel_logout_uri, id_token_alg, jwks FROM clients WHERE id = $1",

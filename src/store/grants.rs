@@ -1,6 +1,9 @@
 //! Pending authorization requests, codes, token families and tokens.
 
-use super::{Store, StoreError, StoreResult, WriteTx};
+use std::sync::LazyLock;
+
+use super::accounts::fold_roles;
+use super::{AccountRow, Store, StoreError, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -53,6 +56,77 @@ pub struct TokenLookup {
     pub account_state: String,
 }
 
+/// A token, its family, and the account the family belongs to with its
+/// roles, read in one statement for the token and userinfo endpoints.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub token: TokenLookup,
+    /// `password_hash` is not read (`None`).
+    pub account: AccountRow,
+    pub roles: Vec<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenGrantRow {
+    #[sqlx(flatten)]
+    token: TokenLookup,
+    account_email: String,
+    account_email_normalized: String,
+    account_given_name: String,
+    account_family_name: String,
+    account_function: String,
+    account_partner_id: Option<String>,
+    account_partner_name: Option<String>,
+    account_created_at: Millis,
+    account_updated_at: Millis,
+    role: Option<String>,
+}
+
+impl TokenGrantRow {
+    fn split(self) -> ((TokenLookup, AccountRow), Option<String>) {
+        let account = AccountRow {
+            id: self.token.family.account_id.clone(),
+            email: self.account_email,
+            email_normalized: self.account_email_normalized,
+            given_name: self.account_given_name,
+            family_name: self.account_family_name,
+            function: self.account_function,
+            partner_id: self.account_partner_id,
+            partner_name: self.account_partner_name,
+            state: self.token.account_state.clone(),
+            password_hash: None,
+            created_at: self.account_created_at,
+            updated_at: self.account_updated_at,
+        };
+        ((self.token, account), self.role)
+    }
+}
+
+const GRANT_ACCOUNT_COLUMNS: &str = "a.state AS account_state, a.email AS account_email, \
+     a.email_normalized AS account_email_normalized, a.given_name AS account_given_name, \
+     a.family_name AS account_family_name, a.function AS account_function, a.partner_id AS account_partner_id, \
+     p.name AS account_partner_name, a.created_at AS account_created_at, a.updated_at AS account_updated_at, r.role";
+
+const GRANT_ACCOUNT_JOINS: &str = "JOIN token_families f ON f.id = t.family_id JOIN accounts a ON a.id = f.account_id \
+     LEFT JOIN partners p ON p.id = a.partner_id LEFT JOIN account_roles r ON r.account_id = a.id \
+     WHERE t.token_hash = $1 ORDER BY r.role";
+
+static ACCESS_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT t.token_hash, t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
+         NULL AS used_at, {}, {GRANT_ACCOUNT_COLUMNS} FROM access_tokens t {GRANT_ACCOUNT_JOINS}",
+        // The token's own scope, narrower than the family's after a refresh.
+        FAMILY_COLUMNS.replace("f.scope", "COALESCE(t.scope, f.scope) AS scope")
+    )
+});
+
+static REFRESH_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT t.token_hash, t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
+         t.used_at, {FAMILY_COLUMNS}, {GRANT_ACCOUNT_COLUMNS} FROM refresh_tokens t {GRANT_ACCOUNT_JOINS}"
+    )
+});
+
 const FAMILY_COLUMNS: &str = "f.id, f.client_id, f.account_id, f.session_id_hash, f.sid, f.scope, f.claims, \
      f.auth_time, f.acr, f.amr, f.created_at, f.expires_at, f.revoked_at";
 
@@ -98,6 +172,25 @@ impl Store {
              JOIN accounts a ON a.id = f.account_id WHERE t.token_hash = $1"
         );
         Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?)
+    }
+
+    /// An access token with its family, account and roles (one statement).
+    pub async fn access_grant(&self, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
+        self.token_grant(&ACCESS_GRANT_SQL, token_hash).await
+    }
+
+    /// A refresh token with its family, account and roles (one statement).
+    pub async fn refresh_grant(&self, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
+        self.token_grant(&REFRESH_GRANT_SQL, token_hash).await
+    }
+
+    async fn token_grant(&self, sql: &str, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
+        let rows: Vec<TokenGrantRow> = sqlx::query_as(sql).bind(token_hash).fetch_all(&self.pool).await?;
+        Ok(fold_roles(rows.into_iter().map(TokenGrantRow::split)).map(|((token, account), roles)| TokenGrant {
+            token,
+            account,
+            roles,
+        }))
     }
 
     /// Live token families of a session (for back-channel logout).

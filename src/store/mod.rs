@@ -14,6 +14,7 @@ mod credentials;
 mod grants;
 mod outbox;
 mod sessions;
+pub mod shared;
 mod throttle;
 
 pub use accounts::*;
@@ -70,6 +71,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     write_gate: Option<Arc<Mutex<()>>>,
+    /// Client registrations read in the last second (see `clients.rs`).
+    client_cache: Arc<ClientCache>,
 }
 
 /// A write transaction; on SQLite it also holds the single-writer gate.
@@ -124,7 +127,7 @@ impl Store {
             .connect_with(options)
             .await?;
         let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Store { pool, backend, write_gate })
+        Ok(Store { pool, backend, write_gate, client_cache: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {

@@ -3,7 +3,7 @@
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct ThrottleRow {
     pub key: String,
     pub consecutive_failures: i64,

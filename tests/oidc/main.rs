@@ -12,4 +12,5 @@ mod discovery;
 mod logout;
 mod refresh;
 mod rotation;
+mod throttle_shared;
 mod token;
