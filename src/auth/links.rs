@@ -204,8 +204,15 @@ pub async fn change_password(
 /// Lost password: for an active account, a reset link by email; for any
 /// other address, nothing. The caller answers the same in every case, and
 /// runs this off the request so that the answer takes the same time.
-/// A new link is not sent within a minute of the previous one.
-pub async fn request_reset(app: &App, email: &str) -> AppResult<bool> {
+/// A new link is not sent within a minute of the previous one, nor more than
+/// `RESET_REQUESTS_PER_SOURCE` per source address per 15 minutes.
+pub async fn request_reset(app: &App, email: &str, ip: Option<&str>) -> AppResult<bool> {
+    if let Some(ip) = ip
+        && !crate::auth::throttle::spend_reset_budget(app, ip).await?
+    {
+        tracing::warn!(ip = %ip, "lost-password requests from this source exceed the budget; not sent");
+        return Ok(false);
+    }
     let Ok(email) = crate::accounts::ProfessionalEmail::parse(email) else { return Ok(false) };
     let Some(account) = app.store.account_by_email(email.normalized()).await? else { return Ok(false) };
     if AccountState::parse(&account.state) != Some(AccountState::Active) {

@@ -208,6 +208,20 @@ pub async fn record_failure(app: &App, email: &str, ip: Option<&str>) -> AppResu
     Ok(next)
 }
 
+/// Lost-password requests allowed per source address per 15 minutes.
+pub const RESET_REQUESTS_PER_SOURCE: i64 = 10;
+
+/// Spends one lost-password request of a source address's budget; false
+/// when the budget is spent (the request is then silently dropped: the page
+/// answers the same either way).
+pub async fn spend_reset_budget(app: &App, ip: &str) -> AppResult<bool> {
+    let now = app.clock.now_ms();
+    let key = format!("reset-ip:{ip}");
+    let limits = Limits { max_delay_ms: IP_WINDOW_MS, ip_max_failures: RESET_REQUESTS_PER_SOURCE + 1 };
+    let row = update(app, &key, |r| after_ip_failure(r, &key, now, limits)).await?;
+    Ok(row.window_failures <= RESET_REQUESTS_PER_SOURCE)
+}
+
 /// A success resets the address's counter (not the source's budget).
 pub async fn record_success(app: &App, email: &str) -> AppResult<()> {
     clear(app, &email_key(email)).await

@@ -188,16 +188,23 @@ pub async fn forgot_page(
 /// Answers at once and the same way whatever the address: the look-up and
 /// the email happen after the response, so neither content nor timing tells
 /// whether an account exists (R4).
-pub async fn forgot_submit(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+pub async fn forgot_submit(
+    State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
     let locale = browser::locale(&headers, None, None);
     let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
         return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
     }
     let email = form.get("email").unwrap_or_default().chars().take(254).collect::<String>();
+    let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
     let background = app.clone();
     tokio::spawn(async move {
-        if let Err(e) = links::request_reset(&background, &email).await {
+        if let Err(e) = links::request_reset(&background, &email, Some(&ip)).await {
             tracing::error!(error = %e, "reset request failed");
         }
     });
