@@ -10,6 +10,7 @@ mod basic;
 mod credentials;
 mod discovery;
 mod logout;
+mod password_change;
 mod refresh;
 mod rotation;
 mod throttle_shared;
