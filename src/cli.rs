@@ -43,10 +43,72 @@ enum Command {
     /// The email outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// The membership convention of a partner.
+    #[command(subcommand)]
+    Convention(ConventionCommand),
+    /// Annex 1: the partner's list of accesses to open and to close.
+    #[command(subcommand)]
+    Annex1(Annex1Command),
+}
+
+#[derive(Subcommand)]
+enum ConventionCommand {
+    /// Records the signature (from then on accesses can be opened).
+    Sign {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        date: String,
+    },
+    /// Records a termination; every access of the partner is closed at once.
+    Terminate {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        date: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Records a notice of non-renewal (at least one month before a term).
+    NotRenew {
+        #[arg(long)]
+        partner: String,
+        #[arg(long)]
+        date: String,
+    },
+    /// Withdraws a notice of non-renewal: the convention renews tacitly.
+    Renew {
+        #[arg(long)]
+        partner: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum Annex1Command {
+    /// Dry run by default: prints the plan and every problem, changes nothing.
+    Import {
+        #[arg(long)]
+        partner: String,
+        /// CSV (comma or semicolon; UTF-8 or Windows-1252) or XLSX.
+        file: PathBuf,
+        /// Transmission date (YYYY-MM-DD; default: today).
+        #[arg(long)]
+        transmitted: Option<String>,
+        /// Applies the plan, all or nothing.
+        #[arg(long)]
+        apply: bool,
+        /// Prints the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum PartnerCommand {
+    /// Lists the partners with the state of their convention.
+    List,
+    /// Shows a partner, its convention and its current annex 1.
+    Show { id: String },
     /// Registers a partner; without --convention-signed no access can be opened.
     Add {
         #[arg(long)]
@@ -228,6 +290,83 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             println!("{}", serde_json::json!({"requeued": n}));
             Ok(())
         }
+        Command::Partner(PartnerCommand::List) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let today = crate::provisioning::annex1::apply::today(&app);
+            let mut out = Vec::new();
+            for p in app.store.partners().await.map_err(|e| e.to_string())? {
+                out.push(partner_json(&app, &p, today).await?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            Ok(())
+        }
+        Command::Partner(PartnerCommand::Show { id }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let today = crate::provisioning::annex1::apply::today(&app);
+            let p =
+                app.store.partner(&id).await.map_err(|e| e.to_string())?.ok_or(format!("unknown partner `{id}`"))?;
+            println!("{}", serde_json::to_string_pretty(&partner_json(&app, &p, today).await?).unwrap_or_default());
+            Ok(())
+        }
+        Command::Convention(c) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let result = match c {
+                ConventionCommand::Sign { partner, date } => {
+                    crate::provisioning::sign_convention(&app, &partner, &date).await.map(|_| serde_json::json!({"partner_id": partner, "signed_on": date}))
+                }
+                ConventionCommand::Terminate { partner, date, reason } => crate::provisioning::terminate_convention(&app, &partner, &date, &reason)
+                    .await
+                    .map(|closed| serde_json::json!({"partner_id": partner, "terminated_on": date, "accesses_closed": closed})),
+                ConventionCommand::NotRenew { partner, date } => crate::provisioning::set_non_renewal(&app, &partner, Some(&date))
+                    .await
+                    .map(|ends| serde_json::json!({"partner_id": partner, "notice_on": date, "ends_on": ends})),
+                ConventionCommand::Renew { partner } => crate::provisioning::set_non_renewal(&app, &partner, None)
+                    .await
+                    .map(|_| serde_json::json!({"partner_id": partner, "renewal": "tacit"})),
+            };
+            println!("{}", result.map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        Command::Annex1(Annex1Command::Import { partner, file, transmitted, apply, json }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let transmitted = match transmitted {
+                Some(t) => Some(
+                    crate::provisioning::convention::parse_date(&t)
+                        .ok_or(format!("--transmitted: `{t}` is not a date (YYYY-MM-DD)"))?,
+                ),
+                None => None,
+            };
+            let file_name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let outcome = crate::provisioning::annex1::apply::import(
+                &app,
+                crate::provisioning::annex1::apply::Import {
+                    partner_id: &partner,
+                    file_name: &file_name,
+                    bytes: &bytes,
+                    transmitted,
+                    apply,
+                    operator: "cli",
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if outcome.applied {
+                // Deliver the activation emails now rather than wait for the server.
+                let _ = crate::mail::send_due(&app).await;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome.plan).unwrap_or_default());
+            } else {
+                print!("{}", crate::provisioning::annex1::plan::render_text(&outcome.plan, outcome.applied));
+            }
+            let clean = outcome.plan.errors.is_empty();
+            if outcome.applied || (!apply && clean) {
+                Ok(())
+            } else {
+                Err(if apply { "not applied: the annex has errors".into() } else { "the annex has errors".into() })
+            }
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let now = Clock::system().now_ms();
             let kids = crate::keys::rotate(&config.keys_dir, config.max_signed_token_ttl_secs(), now)
@@ -236,6 +375,26 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn partner_json(app: &App, p: &crate::store::PartnerRow, today: time::Date) -> Result<serde_json::Value, String> {
+    use crate::provisioning::convention::{ConventionState, format_date};
+    let state = match crate::provisioning::annex1::apply::convention_of(p).state(today) {
+        ConventionState::NotSigned => serde_json::json!({"state": "not_signed"}),
+        ConventionState::InForce { term } => serde_json::json!({"state": "in_force", "term": format_date(term)}),
+        ConventionState::Ended { on } => serde_json::json!({"state": "ended", "on": format_date(on)}),
+        ConventionState::Terminated { on } => {
+            serde_json::json!({"state": "terminated", "on": format_date(on), "reason": p.termination_reason})
+        }
+    };
+    let annex = app.store.current_annex1(&p.id).await.map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "id": p.id,
+        "name": p.name,
+        "email_domains": serde_json::from_str::<serde_json::Value>(&p.email_domains).unwrap_or_default(),
+        "convention": {"signed_on": p.convention_signed_on, "non_renewal_notified_on": p.non_renewal_notified_on, "status": state},
+        "annex1": annex.map(|a| serde_json::json!({"transmitted_on": a.transmitted_on, "checksum": a.checksum, "applied_at": crate::clock::rfc3339_ms(a.applied_at), "operator": a.operator})),
+    }))
 }
 
 async fn serve(config: Config) -> Result<(), String> {

@@ -24,11 +24,6 @@ pub enum Invited {
     Reinvited(String),
 }
 
-/// Today's date (UTC) as `YYYY-MM-DD`, comparable as text.
-fn today(app: &App) -> String {
-    crate::clock::rfc3339_ms(app.clock.now_ms()).chars().take(10).collect()
-}
-
 pub async fn invite(app: &App, inv: Invitation<'_>) -> AppResult<Invited> {
     let bad = |m: String| AppError::Invalid(m);
     let email = ProfessionalEmail::parse(inv.email).map_err(|e| bad(format!("--email: {e}")))?;
@@ -41,15 +36,14 @@ pub async fn invite(app: &App, inv: Invitation<'_>) -> AppResult<Invited> {
     }
     let partner =
         app.store.partner(inv.partner_id).await?.ok_or_else(|| bad(format!("unknown partner `{}`", inv.partner_id)))?;
-    // R7: no access before the partner's convention is signed.
-    match &partner.convention_signed_on {
-        Some(date) if *date <= today(app) => {}
-        _ => {
-            return Err(bad(format!(
-                "the convention of partner `{}` is not signed: no access can be opened",
-                partner.id
-            )));
-        }
+    // R7: no access unless the partner's convention is in force.
+    let state = crate::provisioning::annex1::apply::convention_of(&partner)
+        .state(crate::provisioning::annex1::apply::today(app));
+    if !state.allows_openings() {
+        return Err(bad(format!(
+            "the convention of partner `{}` is not in force: no access can be opened",
+            partner.id
+        )));
     }
     let domains: Vec<String> = serde_json::from_str(&partner.email_domains).unwrap_or_default();
     if !domains.is_empty() && !domains.iter().any(|d| d.eq_ignore_ascii_case(email.domain())) {

@@ -139,3 +139,26 @@ pub async fn end_all_of_account(app: &App, account_id: &str, reason: &str) -> Ap
     }
     Ok(n)
 }
+
+/// Ends every session and token of an account inside the caller's
+/// transaction (an access closed by an annex 1 must close all or nothing) and
+/// queues the back-channel notices in it. The caller wakes the sender after
+/// committing.
+pub async fn end_all_of_account_in(
+    app: &App,
+    tx: &mut crate::store::WriteTx,
+    account_id: &str,
+    reason: &str,
+) -> AppResult<usize> {
+    let now = app.clock.now_ms();
+    let ended = store::end_sessions_of_account(tx, account_id, reason, now).await?;
+    store::revoke_families_of_account(tx, account_id, reason, now).await?;
+    let mut notices = 0;
+    for (id_hash, sid) in &ended {
+        for client_id in store::session_client_ids_in(tx, id_hash).await? {
+            crate::oidc::backchannel::enqueue(app, tx, &client_id, account_id, sid).await?;
+            notices += 1;
+        }
+    }
+    Ok(notices)
+}

@@ -58,7 +58,9 @@ async fn authorization_code(app: &App, client: &Client, form: &Params) -> Result
     let verifier = CodeVerifier::parse(verifier).ok_or_else(|| OAuthError::invalid_grant("malformed code_verifier"))?;
     let now = app.clock.now_ms();
     let code_hash = hash_secret(code);
-    let row = app.store.code(&code_hash).await?.ok_or_else(|| OAuthError::invalid_grant("unknown code"))?;
+    // The code, and its account with its roles (checked below): one read.
+    let (row, account) =
+        app.store.code_grant(&code_hash).await?.ok_or_else(|| OAuthError::invalid_grant("unknown code"))?;
 
     if row.used_at.is_some() {
         punish_code_replay(app, &row).await?;
@@ -76,7 +78,7 @@ async fn authorization_code(app: &App, client: &Client, form: &Params) -> Result
     if !CodeChallenge::from_stored(row.code_challenge.clone()).verify(&verifier) {
         return Err(OAuthError::invalid_grant("code_verifier does not match code_challenge"));
     }
-    let (account, roles) = active_account(app, &row.account_id).await?;
+    let (account, roles) = active_account(account)?;
     let scopes = split_spaces(&row.scope);
     let family = FamilyRow {
         id: random_b64(16),
@@ -178,13 +180,9 @@ async fn revoke_on_reuse(app: &App, family_id: &str, now: Millis) -> Result<(), 
     Ok(())
 }
 
-/// The account (which must be active) and its roles, in one read.
-async fn active_account(app: &App, account_id: &str) -> Result<(Account, Vec<String>), OAuthError> {
-    let (row, roles) = app
-        .store
-        .account_with_roles(account_id)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("account not found"))?;
+/// The account, which must exist and be active, and its roles.
+fn active_account(found: Option<(store::AccountRow, Vec<String>)>) -> Result<(Account, Vec<String>), OAuthError> {
+    let (row, roles) = found.ok_or_else(|| OAuthError::invalid_grant("account not found"))?;
     let account = Account::from_row(&row);
     if account.state != AccountState::Active {
         return Err(OAuthError::invalid_grant("account is not active"));

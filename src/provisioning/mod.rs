@@ -1,6 +1,9 @@
-//! Partners and their conventions (R7, R14). This first part registers a
-//! partner with its signature date and email domains; the annex-1 import and
-//! the convention life cycle build on it.
+//! Partners, their conventions (R7) and the annex-1 provisioning of their
+//! agents' accesses (R8–R12).
+
+pub mod annex1;
+pub mod convention;
+pub mod webmail;
 
 use crate::app::App;
 use crate::error::{AppError, AppResult};
@@ -52,4 +55,93 @@ pub async fn add_partner(app: &App, p: NewPartner<'_>) -> AppResult<()> {
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Records the signature of a partner's convention (a new signature also
+/// clears a past termination or notice: it is a new convention).
+pub async fn sign_convention(app: &App, partner_id: &str, date: &str) -> AppResult<()> {
+    let date = parse_date("--date", date)?;
+    let mut tx = app.store.begin_write().await?;
+    if !store::sign_convention(&mut tx, partner_id, &date).await? {
+        return Err(AppError::Invalid(format!("unknown partner `{partner_id}`")));
+    }
+    tx.commit().await?;
+    tracing::info!(partner = partner_id, signed_on = %date, "convention signed");
+    Ok(())
+}
+
+/// Records a termination and closes every access of the partner at once
+/// (sessions and tokens end, relying parties are told), in one transaction.
+pub async fn terminate_convention(app: &App, partner_id: &str, date: &str, reason: &str) -> AppResult<usize> {
+    let date = parse_date("--date", date)?;
+    let today = annex1::apply::today(app);
+    if convention::parse_date(&date).is_some_and(|d| d > today) {
+        return Err(AppError::Invalid("--date: a termination is recorded when it takes effect, not before".into()));
+    }
+    if reason.trim().is_empty() {
+        return Err(AppError::Invalid("--reason must not be empty".into()));
+    }
+    let mut tx = app.store.begin_write().await?;
+    if !store::terminate_convention(&mut tx, partner_id, &date, reason.trim()).await? {
+        return Err(AppError::Invalid(format!("unknown partner `{partner_id}`")));
+    }
+    let closed = close_all_accounts(app, &mut tx, partner_id, &date).await?;
+    tx.commit().await?;
+    app.backchannel_wake.notify_one();
+    tracing::info!(partner = partner_id, terminated_on = %date, closed, "convention terminated");
+    Ok(closed)
+}
+
+/// Records (or, with `None`, withdraws) a notice of non-renewal.
+pub async fn set_non_renewal(app: &App, partner_id: &str, date: Option<&str>) -> AppResult<Option<String>> {
+    let date = date.map(|d| parse_date("--date", d)).transpose()?;
+    let partner = app
+        .store
+        .partner(partner_id)
+        .await?
+        .ok_or_else(|| AppError::Invalid(format!("unknown partner `{partner_id}`")))?;
+    let mut tx = app.store.begin_write().await?;
+    store::set_non_renewal(&mut tx, partner_id, date.as_deref()).await?;
+    tx.commit().await?;
+    let mut c = annex1::apply::convention_of(&partner);
+    c.non_renewal_notified_on = date.as_deref().and_then(convention::parse_date);
+    let ends = c.non_renewal_notified_on.and_then(|n| c.end_after_notice(n)).map(convention::format_date);
+    tracing::info!(partner = partner_id, ends = ?ends, "convention renewal changed");
+    Ok(ends)
+}
+
+async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str, on: &str) -> AppResult<usize> {
+    let now = app.clock.now_ms();
+    let mut closed = 0;
+    for a in store::accounts_of_partner(tx, partner_id).await? {
+        if a.state == "closed" {
+            continue;
+        }
+        store::close_account(tx, &a.id, on, now).await?;
+        store::supersede_links_of_account(tx, &a.id, now).await?;
+        crate::auth::session::end_all_of_account_in(app, tx, &a.id, "convention_ended").await?;
+        closed += 1;
+    }
+    Ok(closed)
+}
+
+/// Closes the accesses of partners whose convention has ended at a term
+/// (after a notice of non-renewal); run by a background job.
+pub async fn close_ended_conventions(app: &App) -> AppResult<usize> {
+    let today = annex1::apply::today(app);
+    let mut closed = 0;
+    for p in app.store.partners().await? {
+        let state = annex1::apply::convention_of(&p).state(today);
+        if let convention::ConventionState::Ended { on } | convention::ConventionState::Terminated { on } = state {
+            let mut tx = app.store.begin_write().await?;
+            let n = close_all_accounts(app, &mut tx, &p.id, &convention::format_date(on)).await?;
+            tx.commit().await?;
+            if n > 0 {
+                app.backchannel_wake.notify_one();
+                tracing::info!(partner = %p.id, closed = n, "convention ended: accesses closed");
+            }
+            closed += n;
+        }
+    }
+    Ok(closed)
 }

@@ -214,38 +214,6 @@ pub async fn mark_mail_failed(
     Ok(())
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PartnerRow {
-    pub id: String,
-    pub name: String,
-    pub convention_signed_on: Option<String>,
-    pub email_domains: String,
-}
-
-impl Store {
-    pub async fn partner(&self, id: &str) -> StoreResult<Option<PartnerRow>> {
-        Ok(sqlx::query_as("SELECT id, name, convention_signed_on, email_domains FROM partners WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-}
-
-pub async fn set_partner_convention(
-    tx: &mut WriteTx,
-    id: &str,
-    signed_on: Option<&str>,
-    email_domains: &str,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE partners SET convention_signed_on = $1, email_domains = $2 WHERE id = $3")
-        .bind(signed_on)
-        .bind(email_domains)
-        .bind(id)
-        .execute(&mut *tx.tx)
-        .await?;
-    Ok(())
-}
-
 /// Revokes every token family of an account (password reset, closure).
 pub async fn revoke_families_of_account(
     tx: &mut WriteTx,

@@ -127,6 +127,58 @@ static REFRESH_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+#[derive(sqlx::FromRow)]
+struct CodeGrantRow {
+    #[sqlx(flatten)]
+    code: CodeRow,
+    account_state: Option<String>,
+    account_email: Option<String>,
+    account_email_normalized: Option<String>,
+    account_given_name: Option<String>,
+    account_family_name: Option<String>,
+    account_function: Option<String>,
+    account_partner_id: Option<String>,
+    account_partner_name: Option<String>,
+    account_created_at: Option<Millis>,
+    account_updated_at: Option<Millis>,
+    role: Option<String>,
+}
+
+impl CodeGrantRow {
+    fn split(self) -> ((CodeRow, Option<AccountRow>), Option<String>) {
+        let account = match (self.account_state, self.account_created_at, self.account_updated_at) {
+            (Some(state), Some(created_at), Some(updated_at)) => Some(AccountRow {
+                id: self.code.account_id.clone(),
+                email: self.account_email.unwrap_or_default(),
+                email_normalized: self.account_email_normalized.unwrap_or_default(),
+                given_name: self.account_given_name.unwrap_or_default(),
+                family_name: self.account_family_name.unwrap_or_default(),
+                function: self.account_function.unwrap_or_default(),
+                partner_id: self.account_partner_id,
+                partner_name: self.account_partner_name,
+                state,
+                password_hash: None,
+                created_at,
+                updated_at,
+            }),
+            _ => None,
+        };
+        ((self.code, account), self.role)
+    }
+}
+
+static CODE_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {CODE_COLUMNS}, {GRANT_ACCOUNT_COLUMNS} FROM authorization_codes c \
+         LEFT JOIN accounts a ON a.id = c.account_id LEFT JOIN partners p ON p.id = a.partner_id \
+         LEFT JOIN account_roles r ON r.account_id = a.id WHERE c.code_hash = $1 ORDER BY r.role"
+    )
+});
+
+const CODE_COLUMNS: &str = "c.code_hash, c.client_id, c.account_id, c.session_id_hash, c.sid, c.redirect_uri, \
+     c.code_challenge, c.scope, c.nonce, c.claims, c.auth_time, c.acr, c.amr, c.created_at, c.expires_at, \
+     c.used_at, c.family_id";
+
 const FAMILY_COLUMNS: &str = "f.id, f.client_id, f.account_id, f.session_id_hash, f.sid, f.scope, f.claims, \
      f.auth_time, f.acr, f.amr, f.created_at, f.expires_at, f.revoked_at";
 
@@ -172,6 +224,18 @@ impl Store {
              JOIN accounts a ON a.id = f.account_id WHERE t.token_hash = $1"
         );
         Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?)
+    }
+
+    /// A code with its account (`None` if gone; `password_hash` not read)
+    /// and the account's roles, in one statement.
+    #[allow(clippy::type_complexity)]
+    pub async fn code_grant(
+        &self,
+        code_hash: &str,
+    ) -> StoreResult<Option<(CodeRow, Option<(AccountRow, Vec<String>)>)>> {
+        let rows: Vec<CodeGrantRow> = sqlx::query_as(&CODE_GRANT_SQL).bind(code_hash).fetch_all(&self.pool).await?;
+        Ok(fold_roles(rows.into_iter().map(CodeGrantRow::split))
+            .map(|((code, account), roles)| (code, account.map(|a| (a, roles)))))
     }
 
     /// An access token with its family, account and roles (one statement).

@@ -13,6 +13,7 @@ mod clients;
 mod credentials;
 mod grants;
 mod outbox;
+mod provisioning;
 mod sessions;
 pub mod shared;
 mod throttle;
@@ -22,6 +23,7 @@ pub use clients::*;
 pub use credentials::*;
 pub use grants::*;
 pub use outbox::*;
+pub use provisioning::*;
 pub use sessions::*;
 pub use throttle::*;
 

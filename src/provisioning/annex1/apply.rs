@@ -1,0 +1,187 @@
+//! Importing an annex 1: the dry run builds the plan; `--apply` carries it
+//! out in one transaction (R10–R12): new and reopened accesses get their
+//! activation email through the outbox, closures end every session and token
+//! at once and queue the back-channel logouts, the annex becomes the
+//! partner's current one and the previous one is purged. Nothing is written
+//! when the plan has errors, and an interrupted apply leaves nothing behind.
+
+use time::Date;
+
+use super::parse::parse_annex1;
+use super::plan::{PartnerView, Plan, build_plan};
+use crate::app::App;
+use crate::auth::links::{self, Purpose};
+use crate::auth::session;
+use crate::crypto::sha256;
+use crate::error::{AppError, AppResult};
+use crate::provisioning::convention::{Convention, parse_date};
+use crate::store::{self, AccountRow, Annex1Row, NewAccount};
+
+pub struct Import<'a> {
+    pub partner_id: &'a str,
+    pub file_name: &'a str,
+    pub bytes: &'a [u8],
+    /// Transmission date (default: today).
+    pub transmitted: Option<Date>,
+    pub apply: bool,
+    /// Who runs the import (`cli` or an administrator's email).
+    pub operator: &'a str,
+}
+
+#[derive(Debug)]
+pub struct ImportOutcome {
+    pub plan: Plan,
+    pub applied: bool,
+}
+
+pub fn today(app: &App) -> Date {
+    let t = time::OffsetDateTime::from_unix_timestamp(app.clock.now_secs()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.date()
+}
+
+pub fn convention_of(p: &store::PartnerRow) -> Convention {
+    Convention {
+        signed_on: p.convention_signed_on.as_deref().and_then(parse_date),
+        non_renewal_notified_on: p.non_renewal_notified_on.as_deref().and_then(parse_date),
+        terminated_on: p.convention_terminated_on.as_deref().and_then(parse_date),
+    }
+}
+
+pub async fn import(app: &App, import: Import<'_>) -> AppResult<ImportOutcome> {
+    import_with_fault(app, import, None).await
+}
+
+/// `fail_after`: for tests, fail after that many account changes, to prove
+/// that an interrupted apply leaves nothing half done.
+#[doc(hidden)]
+pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option<usize>) -> AppResult<ImportOutcome> {
+    let partner = app
+        .store
+        .partner(import.partner_id)
+        .await?
+        .ok_or_else(|| AppError::Invalid(format!("unknown partner `{}`", import.partner_id)))?;
+    let today = today(app);
+    let transmitted = import.transmitted.unwrap_or(today);
+    if transmitted > today {
+        return Err(AppError::Invalid("--transmitted is in the future".into()));
+    }
+    let parsed = parse_annex1(import.file_name, import.bytes)
+        .map_err(|p| AppError::Invalid(format!("{} (ligne {}) : {}", import.file_name, p.line, p.message)))?;
+    let rows_json = serde_json::to_string(
+        &parsed
+            .rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "line": r.line, "sheet": r.sheet, "list": r.list, "family_name": r.family_name,
+                    "given_name": r.given_name, "email": r.email, "function": r.function,
+                    "closure_date": r.closure_date,
+                })
+            })
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_else(|_| "[]".into());
+    let domains: Vec<String> = serde_json::from_str(&partner.email_domains).unwrap_or_default();
+    let view =
+        PartnerView { id: &partner.id, email_domains: &domains, convention: convention_of(&partner).state(today) };
+
+    // The plan is computed from the accounts as read inside the write
+    // transaction, so nothing can change between plan and apply.
+    let mut tx = app.store.begin_write().await?;
+    let existing = store::accounts_of_partner(&mut tx, &partner.id).await?;
+    let plan = build_plan(&view, transmitted, parsed, &existing);
+    if !import.apply || !plan.errors.is_empty() {
+        drop(tx);
+        tracing::info!(partner = %partner.id, operator = import.operator, errors = plan.errors.len(), changes = plan.changes(), "annex 1 dry run");
+        return Ok(ImportOutcome { plan, applied: false });
+    }
+
+    let now = app.clock.now_ms();
+    let mut done = 0usize;
+    let step = |done: &mut usize| -> AppResult<()> {
+        *done += 1;
+        match fail_after {
+            Some(n) if *done > n => Err(AppError::Invalid("injected failure".into())),
+            _ => Ok(()),
+        }
+    };
+    for e in &plan.open {
+        step(&mut done)?;
+        let id = crate::accounts::new_subject();
+        let email =
+            crate::accounts::ProfessionalEmail::parse(&e.email).map_err(|err| AppError::Invalid(err.to_string()))?;
+        store::insert_account(
+            &mut tx,
+            &NewAccount {
+                id: &id,
+                email: email.as_str(),
+                email_normalized: email.normalized(),
+                given_name: &e.given_name,
+                family_name: &e.family_name,
+                function: &e.function,
+                partner_id: Some(&partner.id),
+                state: "pending",
+                password_hash: None,
+                now,
+            },
+        )
+        .await?;
+        links::create_and_mail(app, &mut tx, &account_row(&id, e, &partner), Purpose::Activation).await?;
+    }
+    for e in &plan.reopen {
+        step(&mut done)?;
+        let id = e.account_id.as_deref().unwrap_or_default();
+        store::reopen_account(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
+        links::create_and_mail(app, &mut tx, &account_row(id, e, &partner), Purpose::Activation).await?;
+    }
+    for e in &plan.update {
+        step(&mut done)?;
+        let id = e.account_id.as_deref().unwrap_or_default();
+        store::update_account_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
+    }
+    for e in &plan.close {
+        step(&mut done)?;
+        let id = e.account_id.as_deref().unwrap_or_default();
+        let requested = e.closure_date.clone().unwrap_or_else(|| plan.transmitted.clone());
+        store::close_account(&mut tx, id, &requested, now).await?;
+        store::supersede_links_of_account(&mut tx, id, now).await?;
+        session::end_all_of_account_in(app, &mut tx, id, "access_closed").await?;
+    }
+    store::replace_annex1(
+        &mut tx,
+        &Annex1Row {
+            partner_id: partner.id.clone(),
+            transmitted_on: plan.transmitted.clone(),
+            checksum: hex::encode(sha256(import.bytes)),
+            rows: rows_json,
+            applied_at: now,
+            operator: import.operator.to_string(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    app.backchannel_wake.notify_one();
+    tracing::info!(
+        partner = %partner.id, operator = import.operator, opened = plan.open.len(), reopened = plan.reopen.len(),
+        updated = plan.update.len(), closed = plan.close.len(), "annex 1 applied"
+    );
+    Ok(ImportOutcome { plan, applied: true })
+}
+
+fn account_row(id: &str, e: &super::plan::PersonEntry, partner: &store::PartnerRow) -> AccountRow {
+    AccountRow {
+        id: id.to_string(),
+        email: e.email.clone(),
+        email_normalized: e.email.to_lowercase(),
+        given_name: e.given_name.clone(),
+        family_name: e.family_name.clone(),
+        function: e.function.clone(),
+        partner_id: Some(partner.id.clone()),
+        partner_name: Some(partner.name.clone()),
+        state: "pending".into(),
+        password_hash: None,
+        created_at: 0,
+        updated_at: 0,
+    }
+}

@@ -1,0 +1,5 @@
+pub mod apply;
+pub mod parse;
+pub mod plan;
+
+pub use parse::*;

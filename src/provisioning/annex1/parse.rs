@@ -1,0 +1,1369 @@
+//! Reading an annex-1 spreadsheet (PRODUCT.md "Annex 1 files") into rows.
+//!
+//! Pure and synchronous: bytes in, rows and problems out. Only the structure
+//! is checked here (columns, list values, dates, empty fields); email
+//! validity, duplicates and business rules belong to the planner.
+//!
+//! Formats: CSV (`;`, `,` or tab, detected from the first lines; UTF-8 with
+//! or without BOM, UTF-16 with BOM, otherwise Windows-1252), XLSX/XLSM, ODS
+//! and XLS (through `calamine`). Line numbers are those of the file (header
+//! row = 1 in the canonical layout); for workbooks, the row number in its
+//! sheet.
+
+use std::borrow::Cow;
+use std::io::Cursor;
+
+use calamine::{Data, Reader, SheetType, SheetVisible};
+use unicode_normalization::UnicodeNormalization;
+
+/// Which list of annex 1 a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListKind {
+    Open,
+    Closed,
+}
+
+/// One person of annex 1, as written in the file (values trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnexRow {
+    /// Line in the file, header row = 1; for workbooks the row number in its sheet.
+    pub line: usize,
+    /// Workbooks only.
+    pub sheet: Option<String>,
+    pub list: ListKind,
+    /// Inner whitespace collapsed.
+    pub family_name: String,
+    /// Inner whitespace collapsed.
+    pub given_name: String,
+    /// Trimmed, as written (not validated).
+    pub email: String,
+    /// The "qualité/fonction"; inner whitespace collapsed.
+    pub function: String,
+    /// Normalised `YYYY-MM-DD`.
+    pub closure_date: Option<String>,
+}
+
+/// A problem found while reading the file. Row-level problems (the row is
+/// skipped) are in [`ParsedAnnex::problems`]; a fatal one is the `Err` of
+/// [`parse_annex1`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParseProblem {
+    /// Line of the row (0: the file as a whole).
+    pub line: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Stable snake_case identifier, see the `code` module.
+    pub code: &'static str,
+    /// French.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedAnnex {
+    pub rows: Vec<AnnexRow>,
+    /// Row-level: the row is skipped and the problem reported.
+    pub problems: Vec<ParseProblem>,
+}
+
+/// The problem codes produced by this module.
+pub mod code {
+    // Fatal (returned as `Err`).
+    /// The extension is not one of the supported formats.
+    pub const UNKNOWN_FORMAT: &str = "unknown_format";
+    /// The bytes cannot be read in the format of the extension.
+    pub const UNREADABLE_FILE: &str = "unreadable_file";
+    /// No row at all.
+    pub const EMPTY_FILE: &str = "empty_file";
+    /// A required column is missing (the message names it).
+    pub const MISSING_COLUMN: &str = "missing_column";
+    /// Two columns of the header mean the same thing.
+    pub const DUPLICATE_COLUMN: &str = "duplicate_column";
+    /// A workbook with no sheet holding the lists.
+    pub const NO_LIST_SHEET: &str = "no_list_sheet";
+    // Row-level.
+    /// A required cell is empty (the message names it).
+    pub const MISSING_FIELD: &str = "missing_field";
+    /// The list value is none of the accepted ones.
+    pub const UNKNOWN_LIST: &str = "unknown_list";
+    /// The closure date is not a date.
+    pub const BAD_DATE: &str = "bad_date";
+    /// In a workbook with one sheet per list, the list column names the other list.
+    pub const LIST_MISMATCH: &str = "list_mismatch";
+}
+
+/// Reads annex 1. `file_name` decides the format by its extension: `.csv`
+/// (also `.tsv`, `.txt`), `.xlsx`/`.xlsm`, `.ods`, `.xls`. A fatal problem
+/// (unreadable file, unknown format, missing required column, no sheet
+/// holding the lists) is returned as `Err` with line 0 or the header line.
+pub fn parse_annex1(file_name: &str, bytes: &[u8]) -> Result<ParsedAnnex, ParseProblem> {
+    let ext = file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    match ext.as_str() {
+        "csv" | "tsv" | "txt" => parse_csv(bytes),
+        "xlsx" | "xlsm" => parse_workbook::<calamine::Xlsx<Cursor<&[u8]>>>(bytes, "XLSX"),
+        "ods" => parse_workbook::<calamine::Ods<Cursor<&[u8]>>>(bytes, "ODS"),
+        "xls" => parse_workbook::<calamine::Xls<Cursor<&[u8]>>>(bytes, "XLS"),
+        _ => Err(fatal(
+            0,
+            None,
+            code::UNKNOWN_FORMAT,
+            format!(
+                "Format de fichier non reconnu (« {} ») : l'annexe 1 doit être un fichier .csv, .xlsx ou .ods.",
+                file_name
+            ),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Columns and values
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    List,
+    FamilyName,
+    GivenName,
+    Email,
+    Function,
+    ClosureDate,
+}
+
+const FIELDS: [Field; 6] =
+    [Field::List, Field::FamilyName, Field::GivenName, Field::Email, Field::Function, Field::ClosureDate];
+
+impl Field {
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Field::List => "liste",
+            Field::FamilyName => "nom",
+            Field::GivenName => "prénom(s)",
+            Field::Email => "adresse électronique professionnelle",
+            Field::Function => "qualité/fonction",
+            Field::ClosureDate => "date de fin d'habilitation",
+        }
+    }
+
+    /// Recognises a header, already passed through [`fold`].
+    fn from_header(h: &str) -> Option<Field> {
+        const LIST: &[&str] = &[
+            "liste",
+            "listes",
+            "statut",
+            "acces",
+            "typedeliste",
+            "typeliste",
+            "listeacces",
+            "statutacces",
+            "statutdelacces",
+            "statutdacces",
+            "ouverturecloture",
+            "ouvertureoucloture",
+            "ouvertureetcloture",
+        ];
+        const FAMILY: &[&str] =
+            &["nom", "noms", "nomdefamille", "nomfamille", "nomdusage", "nomusage", "nomusuel", "nomdenaissance"];
+        const GIVEN: &[&str] = &["prenom", "prenoms", "prenomusuel", "prenomusage", "prenomdusage"];
+        const EMAIL: &[&str] = &[
+            "adresseelectronique",
+            "courriel",
+            "email",
+            "emails",
+            "mail",
+            "mel",
+            "adressemail",
+            "adressemel",
+            "adresseemail",
+            "adressecourriel",
+            "adressedecourriel",
+            "adressemessagerie",
+            "messagerie",
+        ];
+        const FUNCTION: &[&str] = &[
+            "qualitefonction",
+            "fonctionqualite",
+            "qualiteoufonction",
+            "qualiteetfonction",
+            "qualite",
+            "fonction",
+            "fonctions",
+            "poste",
+            "fonctionoccupee",
+            "posteoccupe",
+        ];
+        const CLOSURE: &[&str] = &[
+            "datedefindhabilitation",
+            "datedefinhabilitation",
+            "datefindhabilitation",
+            "datefinhabilitation",
+            "datedecloture",
+            "datecloture",
+            "datedefin",
+            "datefin",
+            "datedefermeture",
+            "datefermeture",
+            "datedeclotureduncompte",
+            "datedeclotureducompte",
+            "datedeclotureacces",
+            "datedeclotureduneacces",
+            "datedelademandedecloture",
+            "datedemandedecloture",
+        ];
+        // "Adresse électronique professionnelle", "Email pro", "Courriel professionnel".
+        let email_core = ["professionnelle", "professionnel", "pro"]
+            .iter()
+            .find_map(|s| h.strip_suffix(s).filter(|c| !c.is_empty()))
+            .unwrap_or(h);
+        if LIST.contains(&h) {
+            Some(Field::List)
+        } else if FAMILY.contains(&h) {
+            Some(Field::FamilyName)
+        } else if GIVEN.contains(&h) {
+            Some(Field::GivenName)
+        } else if EMAIL.contains(&h) || EMAIL.contains(&email_core) {
+            Some(Field::Email)
+        } else if FUNCTION.contains(&h) {
+            Some(Field::Function)
+        } else if CLOSURE.contains(&h) {
+            Some(Field::ClosureDate)
+        } else {
+            None
+        }
+    }
+}
+
+/// Lower case, accents removed, only letters and digits kept.
+fn fold(s: &str) -> String {
+    s.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'œ' => "oe".to_string(),
+            'æ' => "ae".to_string(),
+            c => c.to_string(),
+        })
+        .filter(|s| s.chars().all(char::is_alphanumeric))
+        .collect()
+}
+
+fn parse_list(value: &str) -> Option<ListKind> {
+    const OPEN: &[&str] = &[
+        "ouvert",
+        "ouverte",
+        "ouverts",
+        "ouvertes",
+        "ouverture",
+        "demande",
+        "demandee",
+        "nouvelacces",
+        "accesouvert",
+        "accesouverts",
+    ];
+    const CLOSED: &[&str] = &[
+        "cloture",
+        "clotures",
+        "cloturee",
+        "cloturees",
+        "cloturedemandee",
+        "ferme",
+        "fermee",
+        "fermes",
+        "fermees",
+        "fermeture",
+        "accescloture",
+        "accesferme",
+    ];
+    let v = fold(value);
+    if OPEN.contains(&v.as_str()) {
+        Some(ListKind::Open)
+    } else if CLOSED.contains(&v.as_str()) {
+        Some(ListKind::Closed)
+    } else {
+        None
+    }
+}
+
+fn is_blank_char(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200B}' | '\u{FEFF}' | '\u{2060}')
+}
+
+fn clean(s: &str) -> String {
+    s.trim_matches(is_blank_char).to_string()
+}
+
+fn collapse(s: &str) -> String {
+    s.split(is_blank_char).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+// ---------------------------------------------------------------------------
+// Dates
+
+fn ymd(y: i32, m: u8, d: u8) -> Option<String> {
+    let month = time::Month::try_from(m).ok()?;
+    let date = time::Date::from_calendar_date(y, month, d).ok()?;
+    Some(format_date(date))
+}
+
+fn format_date(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// `YYYY-MM-DD` or `DD/MM/YYYY` (also `D/M/YYYY`, `DD-MM-YYYY`,
+/// `DD.MM.YYYY`), optionally followed by a time that is ignored.
+fn parse_date_text(s: &str) -> Option<String> {
+    let date_part = s.split([' ', 'T']).next().unwrap_or(s);
+    let num = |p: &str, min: usize, max: usize| -> Option<u32> {
+        if p.len() < min || p.len() > max || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let parts: Vec<&str> = date_part.split(['-', '/', '.']).collect();
+    if parts.len() != 3 {
+        return None;
+    }
+    let sep_count = |c: char| date_part.matches(c).count();
+    if sep_count('-') == 2 && parts[0].len() == 4 {
+        let (y, m, d) = (num(parts[0], 4, 4)?, num(parts[1], 1, 2)?, num(parts[2], 1, 2)?);
+        return ymd(i32::try_from(y).ok()?, u8::try_from(m).ok()?, u8::try_from(d).ok()?);
+    }
+    if [sep_count('/'), sep_count('-'), sep_count('.')].contains(&2) {
+        let (d, m, y) = (num(parts[0], 1, 2)?, num(parts[1], 1, 2)?, num(parts[2], 4, 4)?);
+        return ymd(i32::try_from(y).ok()?, u8::try_from(m).ok()?, u8::try_from(d).ok()?);
+    }
+    None
+}
+
+/// An Excel serial day number (the fraction, a time of day, is ignored).
+fn excel_serial_to_date(serial: f64, is_1904: bool) -> Option<String> {
+    let first = if is_1904 { 0.0 } else { 1.0 };
+    if !serial.is_finite() || serial < first || serial > 3_000_000.0 {
+        return None;
+    }
+    let days = serial.floor() as i64;
+    let (epoch, days) = if is_1904 {
+        (time::Date::from_calendar_date(1904, time::Month::January, 1).ok()?, days)
+    } else if days >= 61 {
+        (time::Date::from_calendar_date(1899, time::Month::December, 30).ok()?, days)
+    } else if days == 60 {
+        // 1900-02-29, which Excel believes exists.
+        return None;
+    } else {
+        (time::Date::from_calendar_date(1899, time::Month::December, 31).ok()?, days)
+    };
+    epoch.checked_add(time::Duration::days(days)).map(format_date)
+}
+
+// ---------------------------------------------------------------------------
+// Cells and sheets, common to CSV and workbooks
+
+#[derive(Debug, Clone)]
+enum Cell {
+    Text(String),
+    Number(f64),
+    Date { serial: f64, is_1904: bool },
+}
+
+impl Cell {
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Cell::Text(s) => Cow::Borrowed(s),
+            Cell::Number(n) => Cow::Owned(format_number(*n)),
+            Cell::Date { serial, is_1904 } => {
+                Cow::Owned(excel_serial_to_date(*serial, *is_1904).unwrap_or_else(|| format_number(*serial)))
+            }
+        }
+    }
+
+    fn is_blank(&self) -> bool {
+        match self {
+            Cell::Text(s) => s.chars().all(is_blank_char),
+            _ => false,
+        }
+    }
+
+    fn date(&self) -> Option<String> {
+        match self {
+            Cell::Text(s) => parse_date_text(s.trim_matches(is_blank_char)),
+            Cell::Number(n) => excel_serial_to_date(*n, false),
+            Cell::Date { serial, is_1904 } => excel_serial_to_date(*serial, *is_1904),
+        }
+    }
+}
+
+fn format_number(n: f64) -> String {
+    if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
+}
+
+struct RawRow {
+    line: usize,
+    cells: Vec<Cell>,
+}
+
+struct RawSheet {
+    name: Option<String>,
+    rows: Vec<RawRow>,
+}
+
+/// Column index of each [`Field`].
+type Columns = [Option<usize>; 6];
+
+/// How far down the header row is looked for (title rows above it are allowed).
+const HEADER_SEARCH_ROWS: usize = 30;
+
+struct HeaderCandidate {
+    row_index: usize,
+    line: usize,
+    columns: Columns,
+    duplicate: Option<(Field, String, String)>,
+    recognised: usize,
+}
+
+fn header_candidate(row_index: usize, row: &RawRow) -> HeaderCandidate {
+    let mut columns: Columns = [None; 6];
+    let mut duplicate = None;
+    let mut recognised = 0;
+    for (i, cell) in row.cells.iter().enumerate() {
+        let text = cell.text();
+        let Some(field) = Field::from_header(&fold(&text)) else { continue };
+        match columns[field.index()] {
+            None => {
+                columns[field.index()] = Some(i);
+                recognised += 1;
+            }
+            Some(first) => {
+                if duplicate.is_none() {
+                    let first_text = row.cells.get(first).map(|c| clean(&c.text())).unwrap_or_default();
+                    duplicate = Some((field, first_text, clean(&text)));
+                }
+            }
+        }
+    }
+    HeaderCandidate { row_index, line: row.line, columns, duplicate, recognised }
+}
+
+fn missing_columns(columns: &Columns, need_list: bool) -> Vec<Field> {
+    FIELDS
+        .iter()
+        .copied()
+        .filter(|f| *f != Field::ClosureDate && (need_list || *f != Field::List))
+        .filter(|f| columns[f.index()].is_none())
+        .collect()
+}
+
+/// Finds the header row: the first of the first non-blank rows that has all
+/// required columns; otherwise the error names the columns missing from the
+/// row that looked most like a header.
+fn find_header(sheet: &RawSheet, need_list: bool) -> Result<HeaderCandidate, ParseProblem> {
+    find_header_scored(sheet, need_list).map_err(|(problem, _)| problem)
+}
+
+/// [`find_header`], the error with the number of columns recognised.
+fn find_header_scored(sheet: &RawSheet, need_list: bool) -> Result<HeaderCandidate, (ParseProblem, usize)> {
+    let mut best: Option<HeaderCandidate> = None;
+    let non_blank = sheet.rows.iter().enumerate().filter(|(_, r)| !r.cells.iter().all(Cell::is_blank));
+    for (i, row) in non_blank.take(HEADER_SEARCH_ROWS) {
+        let cand = header_candidate(i, row);
+        if missing_columns(&cand.columns, need_list).is_empty() {
+            if let Some((field, a, b)) = &cand.duplicate {
+                return Err((
+                    fatal(
+                        cand.line,
+                        sheet.name.clone(),
+                        code::DUPLICATE_COLUMN,
+                        format!(
+                            "Les colonnes « {a} » et « {b} » désignent toutes deux la colonne « {} » : n'en gardez qu'une.",
+                            field.label()
+                        ),
+                    ),
+                    cand.recognised,
+                ));
+            }
+            return Ok(cand);
+        }
+        if best.as_ref().is_none_or(|b| cand.recognised > b.recognised) {
+            best = Some(cand);
+        }
+    }
+    match best {
+        None => Err((
+            fatal(
+                0,
+                sheet.name.clone(),
+                code::EMPTY_FILE,
+                "Le fichier ne contient aucune ligne : la ligne d'en-tête est attendue en première ligne.".into(),
+            ),
+            0,
+        )),
+        Some(b) => {
+            let missing = missing_columns(&b.columns, need_list);
+            let names = missing.iter().map(|f| format!("« {} »", f.label())).collect::<Vec<_>>().join(", ");
+            let mut message = if missing.len() > 1 {
+                format!("Colonnes obligatoires absentes de la ligne d'en-tête : {names}.")
+            } else {
+                format!("Colonne obligatoire absente de la ligne d'en-tête : {names}.")
+            };
+            if missing.contains(&Field::List) {
+                message.push_str(
+                    " La colonne « liste » (Liste, Statut ou Accès) n'est facultative que dans un classeur \
+                     ayant une feuille par liste (noms contenant « ouvert » et « clôtur »).",
+                );
+            }
+            Err((fatal(b.line, sheet.name.clone(), code::MISSING_COLUMN, message), b.recognised))
+        }
+    }
+}
+
+/// Reads the data rows below `header`. `forced`: the list of the sheet in a
+/// workbook with one sheet per list.
+fn read_rows(sheet: &RawSheet, header: &HeaderCandidate, forced: Option<ListKind>, out: &mut ParsedAnnex) {
+    let cols = &header.columns;
+    for row in sheet.rows.iter().skip(header.row_index + 1) {
+        let raw = |f: Field| -> Option<&Cell> { cols[f.index()].and_then(|i| row.cells.get(i)) };
+        let text = |f: Field| -> String { raw(f).map(|c| clean(&c.text())).unwrap_or_default() };
+        // A row is blank when every recognised column is empty (notes in
+        // other columns do not make a person).
+        if FIELDS.iter().all(|f| raw(*f).is_none_or(Cell::is_blank)) {
+            continue;
+        }
+        let family_name = collapse(&text(Field::FamilyName));
+        let given_name = collapse(&text(Field::GivenName));
+        let email = text(Field::Email);
+        let function = collapse(&text(Field::Function));
+        let list_text = text(Field::List);
+        let problem = |code: &'static str, message: String| ParseProblem {
+            line: row.line,
+            sheet: sheet.name.clone(),
+            email: (!email.is_empty()).then(|| email.clone()),
+            code,
+            message,
+        };
+        let mut problems = Vec::new();
+
+        let mut missing = Vec::new();
+        let list = match forced {
+            Some(kind) => {
+                if let Some(written) = parse_list(&list_text).filter(|k| *k != kind) {
+                    let (sheet_list, other) = match written {
+                        ListKind::Open => ("clôtures", "ouverture"),
+                        ListKind::Closed => ("ouvertures", "clôture"),
+                    };
+                    problems.push(problem(
+                        code::LIST_MISMATCH,
+                        format!(
+                            "La ligne est dans la feuille des {sheet_list} mais sa colonne « liste » indique « {list_text} » ({other})."
+                        ),
+                    ));
+                }
+                Some(kind)
+            }
+            None if list_text.is_empty() => {
+                missing.push(Field::List);
+                None
+            }
+            None => {
+                let kind = parse_list(&list_text);
+                if kind.is_none() {
+                    problems.push(problem(
+                        code::UNKNOWN_LIST,
+                        format!(
+                            "Valeur de liste inconnue : « {list_text} ». Valeurs acceptées : « ouvert » (ou ouverture, \
+                             demandé, nouvel accès, accès ouvert) et « clôturé » (ou clôture, clôture demandée, fermé)."
+                        ),
+                    ));
+                }
+                kind
+            }
+        };
+        for (field, value) in [
+            (Field::FamilyName, &family_name),
+            (Field::GivenName, &given_name),
+            (Field::Email, &email),
+            (Field::Function, &function),
+        ] {
+            if value.is_empty() {
+                missing.push(field);
+            }
+        }
+        if !missing.is_empty() {
+            let names = missing.iter().map(|f| format!("« {} »", f.label())).collect::<Vec<_>>().join(", ");
+            let message = if missing.len() > 1 {
+                format!("Champs obligatoires vides : {names}.")
+            } else {
+                format!("Champ obligatoire vide : {names}.")
+            };
+            problems.insert(0, problem(code::MISSING_FIELD, message));
+        }
+
+        let closure_date = match raw(Field::ClosureDate).filter(|c| !c.is_blank()) {
+            None => None,
+            Some(cell) => {
+                let date = cell.date();
+                if date.is_none() {
+                    problems.push(problem(
+                        code::BAD_DATE,
+                        format!(
+                            "Date de fin d'habilitation invalide : « {} ». Formats acceptés : AAAA-MM-JJ ou JJ/MM/AAAA.",
+                            clean(&cell.text())
+                        ),
+                    ));
+                }
+                date
+            }
+        };
+
+        match list {
+            Some(list) if problems.is_empty() => out.rows.push(AnnexRow {
+                line: row.line,
+                sheet: sheet.name.clone(),
+                list,
+                family_name,
+                given_name,
+                email,
+                function,
+                closure_date,
+            }),
+            _ => out.problems.extend(problems),
+        }
+    }
+}
+
+fn fatal(line: usize, sheet: Option<String>, code: &'static str, message: String) -> ParseProblem {
+    ParseProblem { line, sheet, email: None, code, message }
+}
+
+// ---------------------------------------------------------------------------
+// CSV
+
+/// UTF-8 (BOM stripped), UTF-16 with BOM, otherwise Windows-1252.
+fn decode(bytes: &[u8]) -> Cow<'_, str> {
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        return String::from_utf8_lossy(rest);
+    }
+    if bytes.starts_with(b"\xFF\xFE") {
+        return Cow::Owned(encoding_rs::UTF_16LE.decode_with_bom_removal(bytes).0.into_owned());
+    }
+    if bytes.starts_with(b"\xFE\xFF") {
+        return Cow::Owned(encoding_rs::UTF_16BE.decode_with_bom_removal(bytes).0.into_owned());
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0,
+    }
+}
+
+/// The separator that occurs most (outside quotes) on one of the first
+/// lines: the header wins over a title line. Ties favour `;`, as French
+/// Excel writes it.
+fn detect_delimiter(text: &str) -> u8 {
+    let mut best = (0usize, b';');
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(HEADER_SEARCH_ROWS) {
+        let mut counts = [0usize; 3];
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ';' if !quoted => counts[0] += 1,
+                ',' if !quoted => counts[1] += 1,
+                '\t' if !quoted => counts[2] += 1,
+                _ => {}
+            }
+        }
+        for (count, delim) in counts.into_iter().zip([b';', b',', b'\t']) {
+            if count > best.0 {
+                best = (count, delim);
+            }
+        }
+    }
+    best.1
+}
+
+/// Line numbers of CSV records. The csv crate's own `Position::line` is
+/// where the reader stood before skipping the end of the previous line and
+/// blank lines (one too few after a CRLF or a blank line); the byte offset
+/// is reliable, so lines are counted here from it.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    /// Bytes before `offset` hold `line - 1` line ends.
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        LineCounter { text, offset: 0, line: 1 }
+    }
+
+    /// The line of the first byte at or after `byte` that is not a line end.
+    /// Offsets must not decrease between calls.
+    fn line_at(&mut self, byte: u64) -> usize {
+        let mut start = usize::try_from(byte).unwrap_or(usize::MAX).min(self.text.len());
+        while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let from = self.offset.min(start);
+        for i in from..start {
+            match self.text[i] {
+                b'\n' => self.line += 1,
+                b'\r' if self.text.get(i + 1) != Some(&b'\n') => self.line += 1,
+                _ => {}
+            }
+        }
+        self.offset = self.offset.max(start);
+        self.line
+    }
+}
+
+fn parse_csv(bytes: &[u8]) -> Result<ParsedAnnex, ParseProblem> {
+    let text = decode(bytes);
+    let delimiter = detect_delimiter(&text);
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    let mut lines = LineCounter::new(text.as_bytes());
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
+            fatal(line, None, code::UNREADABLE_FILE, format!("Fichier CSV illisible : {e}."))
+        })?;
+        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
+        rows.push(RawRow { line, cells: record.iter().map(|f| Cell::Text(f.to_string())).collect() });
+    }
+    let sheet = RawSheet { name: None, rows };
+    let header = find_header(&sheet, true)?;
+    let mut out = ParsedAnnex::default();
+    read_rows(&sheet, &header, None, &mut out);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Workbooks
+
+fn data_to_cell(d: &Data) -> Cell {
+    match d {
+        Data::Empty => Cell::Text(String::new()),
+        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::Text(s.clone()),
+        Data::Int(i) => Cell::Number(*i as f64),
+        Data::Float(f) => Cell::Number(*f),
+        Data::Bool(b) => Cell::Text(if *b { "VRAI" } else { "FAUX" }.into()),
+        Data::Error(e) => Cell::Text(e.to_string()),
+        Data::DateTime(dt) => {
+            // Without calamine's `dates` feature the 1904 flag and the kind
+            // (date or duration) are private; their Debug form shows them.
+            let debug = format!("{dt:?}");
+            if debug.contains("TimeDelta") {
+                Cell::Number(dt.as_f64())
+            } else {
+                Cell::Date { serial: dt.as_f64(), is_1904: debug.contains("is_1904: true") }
+            }
+        }
+    }
+}
+
+fn read_sheets<'a, R>(bytes: &'a [u8], format: &str) -> Result<Vec<RawSheet>, ParseProblem>
+where
+    R: Reader<Cursor<&'a [u8]>>,
+{
+    let mut workbook = R::new(Cursor::new(bytes)).map_err(|e| unreadable(format, format!("{e:?}")))?;
+    let wanted: Vec<String> = workbook
+        .sheets_metadata()
+        .iter()
+        .filter(|s| s.typ == SheetType::WorkSheet && s.visible == SheetVisible::Visible)
+        .map(|s| s.name.clone())
+        .collect();
+    let mut sheets = Vec::new();
+    for name in wanted {
+        let range = workbook.worksheet_range(&name).map_err(|e| unreadable(format, format!("{e:?}")))?;
+        let (first_row, _) = range.start().unwrap_or((0, 0));
+        let mut rows = Vec::new();
+        for (i, row) in range.rows().enumerate() {
+            if row.iter().all(|d| matches!(d, Data::Empty)) {
+                continue;
+            }
+            let line = usize::try_from(first_row).unwrap_or(usize::MAX).saturating_add(i).saturating_add(1);
+            rows.push(RawRow { line, cells: row.iter().map(data_to_cell).collect() });
+        }
+        sheets.push(RawSheet { name: Some(name), rows });
+    }
+    Ok(sheets)
+}
+
+/// The list a sheet holds in a workbook with one sheet per list, from its name.
+fn sheet_list(name: &str) -> Option<ListKind> {
+    let n = fold(name);
+    match (n.contains("ouvert"), n.contains("clotur")) {
+        (true, false) => Some(ListKind::Open),
+        (false, true) => Some(ListKind::Closed),
+        _ => None,
+    }
+}
+
+fn parse_workbook<'a, R>(bytes: &'a [u8], format: &str) -> Result<ParsedAnnex, ParseProblem>
+where
+    R: Reader<Cursor<&'a [u8]>>,
+{
+    // A damaged file must give an error, not bring the program down, even
+    // if the spreadsheet reader trips over it.
+    let sheets = std::panic::catch_unwind(|| read_sheets::<R>(bytes, format))
+        .map_err(|_| unreadable(format, "erreur interne du lecteur".into()))??;
+    let mut out = ParsedAnnex::default();
+
+    let per_list: Vec<(&RawSheet, ListKind)> =
+        sheets.iter().filter_map(|s| Some((s, sheet_list(s.name.as_deref()?)?))).collect();
+    if !per_list.is_empty() {
+        for (sheet, kind) in per_list {
+            if sheet.rows.is_empty() {
+                continue; // an empty list
+            }
+            let header = find_header(sheet, false)?;
+            read_rows(sheet, &header, Some(kind), &mut out);
+        }
+        return Ok(out);
+    }
+
+    // One sheet (or several) with a list column; sheets without an
+    // annex-1 header (instructions, value lists) are ignored.
+    // Without any, the error is that of the sheet that looked most like one.
+    let mut closest: Option<(ParseProblem, usize)> = None;
+    let mut found = false;
+    for sheet in &sheets {
+        match find_header_scored(sheet, true) {
+            Ok(header) => {
+                found = true;
+                read_rows(sheet, &header, None, &mut out);
+            }
+            Err((e, recognised)) => {
+                if recognised > 0 && closest.as_ref().is_none_or(|(_, r)| recognised > *r) {
+                    closest = Some((e, recognised));
+                }
+            }
+        }
+    }
+    if found {
+        return Ok(out);
+    }
+    Err(closest.map(|(e, _)| e).unwrap_or_else(|| {
+        fatal(
+            0,
+            None,
+            code::NO_LIST_SHEET,
+            "Aucune feuille du classeur ne contient l'annexe 1 : une feuille avec une colonne « liste », \
+             ou une feuille par liste dont le nom contient « ouvert » ou « clôtur »."
+                .into(),
+        )
+    }))
+}
+
+fn unreadable(format: &str, detail: String) -> ParseProblem {
+    let mut detail = detail;
+    if detail.len() > 200 {
+        let mut cut = 200;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+        detail.push('…');
+    }
+    fatal(0, None, code::UNREADABLE_FILE, format!("Le fichier n'est pas un classeur {format} lisible ({detail})."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CANONICAL: &str = "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation
+ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;
+ouvert;N'Diaye;Jean-Éric;je.ndiaye@cc-girou.fr;Responsable petite enfance;
+clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
+";
+
+    fn csv_ok(text: &str) -> ParsedAnnex {
+        parse_annex1("annexe1.csv", text.as_bytes()).expect("the file parses")
+    }
+
+    fn only_problem(parsed: &ParsedAnnex) -> &ParseProblem {
+        assert_eq!(parsed.problems.len(), 1, "{:#?}", parsed.problems);
+        &parsed.problems[0]
+    }
+
+    #[test]
+    fn canonical_example() {
+        let parsed = csv_ok(CANONICAL);
+        assert!(parsed.problems.is_empty(), "{:#?}", parsed.problems);
+        let lines: Vec<usize> = parsed.rows.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 3, 4]);
+        assert_eq!(
+            parsed.rows[0],
+            AnnexRow {
+                line: 2,
+                sheet: None,
+                list: ListKind::Open,
+                family_name: "Dupont".into(),
+                given_name: "Marie".into(),
+                email: "marie.dupont@cc-girou.fr".into(),
+                function: "Coordinatrice CTG".into(),
+                closure_date: None,
+            }
+        );
+        assert_eq!(parsed.rows[1].family_name, "N'Diaye");
+        assert_eq!(parsed.rows[1].given_name, "Jean-Éric");
+        assert_eq!(parsed.rows[2].list, ListKind::Closed);
+        assert_eq!(parsed.rows[2].function, "Agent d'accueil");
+        assert_eq!(parsed.rows[2].closure_date.as_deref(), Some("2026-01-10"));
+    }
+
+    #[test]
+    fn windows_1252_semicolon() {
+        let text = "Liste;Nom;Prénom;Courriel;Fonction;Date de clôture\r\n\
+                    Ouverture;N'Diaye;Éloïse;eloise.ndiaye@cc-girou.fr;Chargée de mission;\r\n\
+                    Clôturé;Lefèvre;François;f.lefevre@cc-girou.fr;Référent;15/03/2026\r\n";
+        let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(text);
+        assert!(!unmappable);
+        assert!(std::str::from_utf8(&bytes).is_err(), "the fixture must not be UTF-8");
+        let parsed = parse_annex1("Annexe 1.CSV", &bytes).expect("parses");
+        assert!(parsed.problems.is_empty(), "{:#?}", parsed.problems);
+        assert_eq!(parsed.rows.len(), 2);
+        assert_eq!(parsed.rows[0].family_name, "N'Diaye");
+        assert_eq!(parsed.rows[0].given_name, "Éloïse");
+        assert_eq!(parsed.rows[0].function, "Chargée de mission");
+        assert_eq!(parsed.rows[1].list, ListKind::Closed);
+        assert_eq!(parsed.rows[1].family_name, "Lefèvre");
+        assert_eq!(parsed.rows[1].closure_date.as_deref(), Some("2026-03-15"));
+        assert_eq!((parsed.rows[0].line, parsed.rows[1].line), (2, 3));
+    }
+
+    #[test]
+    fn utf8_bom_comma_quotes_and_blank_lines() {
+        let text = "\u{FEFF}Statut,Nom de famille,Prénoms,Email,Qualité,Date de fin d'habilitation\n\
+                    \n\
+                    accès ouvert,\"Martin, dit Paul\",Paul,paul.martin@cc-girou.fr,\"Agent\nd'accueil\",\n\
+                    ,,,,,\n\
+                    Nouvel accès,  Le   Goff ,\"  Anne  Marie \",  anne.legoff@cc-girou.fr ,Éducatrice,\n\
+                    \n";
+        let parsed = csv_ok(text);
+        assert!(parsed.problems.is_empty(), "{:#?}", parsed.problems);
+        assert_eq!(parsed.rows.len(), 2);
+        assert_eq!(parsed.rows[0].line, 3);
+        assert_eq!(parsed.rows[0].family_name, "Martin, dit Paul");
+        assert_eq!(parsed.rows[0].function, "Agent d'accueil");
+        // The quoted newline moves the next rows one line down.
+        assert_eq!(parsed.rows[1].line, 6);
+        assert_eq!(parsed.rows[1].family_name, "Le Goff");
+        assert_eq!(parsed.rows[1].given_name, "Anne Marie");
+        assert_eq!(parsed.rows[1].email, "anne.legoff@cc-girou.fr");
+    }
+
+    #[test]
+    fn header_spellings() {
+        let headers = [
+            ("LISTE", "NOM", "PRÉNOM", "ADRESSE MAIL", "QUALITÉ / FONCTION", "DATE DE CLÔTURE"),
+            (" Accès ", "Nom", "Prénom(s)", "E-mail", "Fonction", "Date de fin d’habilitation"),
+            ("statut", "nom_de_famille", "prenoms", "Courriel professionnel", "qualité", "date-de-cloture"),
+            ("Liste", "Nom", "Prénom", "Mail", "Qualité/fonction", "Date de fin d'habilitation"),
+        ];
+        for (l, n, p, e, f, d) in headers {
+            // Columns in another order than the canonical one.
+            let text = format!("{e};{f};{n};{p};{l};{d}\nx@cc-girou.fr;Agent;Dupont;Marie;ouvert;\n");
+            let parsed = csv_ok(&text);
+            assert!(parsed.problems.is_empty(), "{text}: {:#?}", parsed.problems);
+            assert_eq!(parsed.rows.len(), 1, "{text}");
+            assert_eq!(parsed.rows[0].email, "x@cc-girou.fr");
+            assert_eq!(parsed.rows[0].family_name, "Dupont");
+            assert_eq!(parsed.rows[0].function, "Agent");
+        }
+    }
+
+    #[test]
+    fn list_values() {
+        let open = ["ouvert", "OUVERTURE", "demandé", "Demande", "nouvel accès", "Accès ouvert", "Nouvel acces"];
+        let closed = ["clôture", "CLÔTURÉ", "clôture demandée", "Cloture demandee", "fermé", "Fermé"];
+        for (values, kind) in [(&open[..], ListKind::Open), (&closed[..], ListKind::Closed)] {
+            for v in values {
+                let text = format!("Liste;Nom;Prénom;Mail;Fonction\n{v};Dupont;Marie;m@cc-girou.fr;Agent\n");
+                let parsed = csv_ok(&text);
+                assert_eq!(parsed.rows.len(), 1, "{v}: {:#?}", parsed.problems);
+                assert_eq!(parsed.rows[0].list, kind, "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn title_rows_above_header_keep_file_lines() {
+        let text = "Annexe 1 : liste des habilitations, CC du Girou\n\n".to_string() + CANONICAL;
+        let parsed = csv_ok(&text);
+        assert_eq!(parsed.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [4, 5, 6]);
+    }
+
+    const HEADER: &str = "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation\n";
+    const GOOD: &str = "ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;\n";
+
+    /// The file with `bad` at line 3, between two good rows.
+    fn with_bad_row(bad: &str) -> ParsedAnnex {
+        let parsed = csv_ok(&format!("{HEADER}{GOOD}{bad}\n{GOOD}"));
+        assert_eq!(parsed.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 4]);
+        parsed
+    }
+
+    #[test]
+    fn missing_field_alone() {
+        let parsed = with_bad_row("ouvert;Dupont;;m.dupont@cc-girou.fr;Agent;");
+        let p = only_problem(&parsed);
+        assert_eq!((p.line, p.code), (3, "missing_field"));
+        assert_eq!(p.email.as_deref(), Some("m.dupont@cc-girou.fr"));
+        assert!(p.message.contains("prénom"), "{}", p.message);
+
+        let parsed = with_bad_row("ouvert;Dupont;Marie;;Agent;");
+        let p = only_problem(&parsed);
+        assert_eq!((p.line, p.code, p.email.as_deref()), (3, "missing_field", None));
+        assert!(p.message.contains("adresse électronique"), "{}", p.message);
+
+        let parsed = with_bad_row(";Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
+        let p = only_problem(&parsed);
+        assert_eq!((p.line, p.code), (3, "missing_field"));
+        assert!(p.message.contains("liste"), "{}", p.message);
+
+        // A short row (fewer fields than the header).
+        let parsed = with_bad_row("ouvert;Dupont;Marie;m.dupont@cc-girou.fr");
+        let p = only_problem(&parsed);
+        assert_eq!((p.line, p.code), (3, "missing_field"));
+        assert!(p.message.contains("qualité/fonction"), "{}", p.message);
+    }
+
+    #[test]
+    fn unknown_list_alone() {
+        let parsed = with_bad_row("en attente;Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
+        let p = only_problem(&parsed);
+        assert_eq!((p.line, p.code), (3, "unknown_list"));
+        assert_eq!(p.email.as_deref(), Some("m.dupont@cc-girou.fr"));
+        assert!(p.message.contains("en attente"), "{}", p.message);
+    }
+
+    #[test]
+    fn bad_date_alone() {
+        for bad in ["31/02/2026", "2026-13-01", "demain", "10/01/26"] {
+            let parsed = with_bad_row(&format!("clôturé;Dupont;Marie;m.dupont@cc-girou.fr;Agent;{bad}"));
+            let p = only_problem(&parsed);
+            assert_eq!((p.line, p.code), (3, "bad_date"), "{bad}");
+            assert!(p.message.contains(bad), "{}", p.message);
+        }
+        for (good, norm) in [("1/2/2026", "2026-02-01"), ("01.02.2026", "2026-02-01"), ("2026-02-01 00:00:00", "2026-02-01")] {
+            let parsed = csv_ok(&format!("{HEADER}clôturé;Dupont;Marie;m@cc-girou.fr;Agent;{good}\n"));
+            assert_eq!(parsed.rows[0].closure_date.as_deref(), Some(norm), "{good}");
+        }
+    }
+
+    #[test]
+    fn notes_in_other_columns_do_not_make_a_row() {
+        let text = "Liste;Nom;Prénom;Mail;Fonction;Observations\n\
+                    ouvert;Dupont;Marie;m@cc-girou.fr;Agent;\n\
+                    ;;;;;Liste arrêtée au 1er mars\n";
+        let parsed = csv_ok(text);
+        assert_eq!(parsed.rows.len(), 1);
+        assert!(parsed.problems.is_empty(), "{:#?}", parsed.problems);
+    }
+
+    #[test]
+    fn missing_column_is_fatal() {
+        let text = "Liste;Nom;Prénom(s);Qualité/fonction\nouvert;Dupont;Marie;Agent\n";
+        let err = parse_annex1("a.csv", text.as_bytes()).expect_err("no email column");
+        assert_eq!((err.line, err.code), (1, "missing_column"));
+        assert!(err.message.contains("adresse électronique professionnelle"), "{}", err.message);
+
+        let text = "Nom;Prénom;Mail;Fonction\nDupont;Marie;m@cc-girou.fr;Agent\n";
+        let err = parse_annex1("a.csv", text.as_bytes()).expect_err("no list column in a CSV");
+        assert_eq!((err.line, err.code), (1, "missing_column"));
+        assert!(err.message.contains("liste"), "{}", err.message);
+    }
+
+    #[test]
+    fn other_fatal_problems() {
+        let err = parse_annex1("a.csv", b"").expect_err("empty");
+        assert_eq!((err.line, err.code), (0, "empty_file"));
+        let err = parse_annex1("annexe.pdf", b"%PDF").expect_err("pdf");
+        assert_eq!((err.line, err.code), (0, "unknown_format"));
+        let err = parse_annex1("annexe", b"x").expect_err("no extension");
+        assert_eq!(err.code, "unknown_format");
+        let err = parse_annex1("a.csv", "Liste;Nom;Nom de famille;Prénom;Mail;Fonction\n".as_bytes())
+            .expect_err("two last-name columns");
+        assert_eq!((err.line, err.code), (1, "duplicate_column"));
+        let err = parse_annex1("a.xlsx", b"PK\x03\x04 not really a zip").expect_err("garbage");
+        assert_eq!((err.line, err.code), (0, "unreadable_file"));
+    }
+
+    #[test]
+    fn excel_serials() {
+        assert_eq!(excel_serial_to_date(46032.0, false).as_deref(), Some("2026-01-10"));
+        assert_eq!(excel_serial_to_date(46032.75, false).as_deref(), Some("2026-01-10"));
+        assert_eq!(excel_serial_to_date(1.0, false).as_deref(), Some("1900-01-01"));
+        assert_eq!(excel_serial_to_date(59.0, false).as_deref(), Some("1900-02-28"));
+        assert_eq!(excel_serial_to_date(60.0, false), None);
+        assert_eq!(excel_serial_to_date(61.0, false).as_deref(), Some("1900-03-01"));
+        assert_eq!(excel_serial_to_date(0.0, true).as_deref(), Some("1904-01-01"));
+        assert_eq!(excel_serial_to_date(44570.0, true).as_deref(), Some("2026-01-10"));
+        assert_eq!(excel_serial_to_date(f64::NAN, false), None);
+        assert_eq!(excel_serial_to_date(-3.0, false), None);
+    }
+
+    // --- A minimal XLSX writer (stored zip, inline strings) -------------
+
+    enum X {
+        S(&'static str),
+        /// A number without date format.
+        N(f64),
+        /// A serial with the built-in date format 14.
+        D(f64),
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    fn zip_stored(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+        fn u16le(v: &mut Vec<u8>, x: usize) {
+            v.extend_from_slice(&u16::try_from(x).expect("fits").to_le_bytes());
+        }
+        fn u32le(v: &mut Vec<u8>, x: usize) {
+            v.extend_from_slice(&u32::try_from(x).expect("fits").to_le_bytes());
+        }
+        let (mut out, mut central) = (Vec::new(), Vec::new());
+        for (name, data) in files {
+            let offset = out.len();
+            let crc = crc32(data) as usize;
+            // Local file header: version 2.0, no flags, stored, 1980-01-01.
+            u32le(&mut out, 0x0403_4b50);
+            for x in [20, 0, 0, 0, 33] {
+                u16le(&mut out, x);
+            }
+            for x in [crc, data.len(), data.len()] {
+                u32le(&mut out, x);
+            }
+            u16le(&mut out, name.len());
+            u16le(&mut out, 0);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(data);
+            u32le(&mut central, 0x0201_4b50);
+            for x in [20, 20, 0, 0, 0, 33] {
+                u16le(&mut central, x);
+            }
+            for x in [crc, data.len(), data.len()] {
+                u32le(&mut central, x);
+            }
+            for x in [name.len(), 0, 0, 0, 0] {
+                u16le(&mut central, x);
+            }
+            u32le(&mut central, 0);
+            u32le(&mut central, offset);
+            central.extend_from_slice(name.as_bytes());
+        }
+        let cd_offset = out.len();
+        out.extend_from_slice(&central);
+        u32le(&mut out, 0x0605_4b50);
+        for x in [0, 0, files.len(), files.len()] {
+            u16le(&mut out, x);
+        }
+        u32le(&mut out, central.len());
+        u32le(&mut out, cd_offset);
+        u16le(&mut out, 0);
+        out
+    }
+
+    fn esc(s: &str) -> String {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    }
+
+    type XRows = Vec<(u32, Vec<X>)>;
+
+    /// A workbook; each sheet is (name, rows), a row being (row number, cells from column A).
+    fn xlsx(sheets: &[(&str, XRows)]) -> Vec<u8> {
+        const NS: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
+        const REL: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
+        let mut files = Vec::new();
+        let mut types = String::new();
+        let mut wb_sheets = String::new();
+        let mut rels = String::new();
+        for (i, (name, rows)) in sheets.iter().enumerate() {
+            let n = i + 1;
+            let mut xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><worksheet xmlns=\"{NS}\"><sheetData>");
+            for (r, cells) in rows {
+                xml.push_str(&format!("<row r=\"{r}\">"));
+                for (c, cell) in cells.iter().enumerate() {
+                    let col = char::from(b'A' + u8::try_from(c).expect("few columns"));
+                    match cell {
+                        X::S(s) => xml.push_str(&format!("<c r=\"{col}{r}\" t=\"inlineStr\"><is><t>{}</t></is></c>", esc(s))),
+                        X::N(v) => xml.push_str(&format!("<c r=\"{col}{r}\"><v>{v}</v></c>")),
+                        X::D(v) => xml.push_str(&format!("<c r=\"{col}{r}\" s=\"1\"><v>{v}</v></c>")),
+                    }
+                }
+                xml.push_str("</row>");
+            }
+            xml.push_str("</sheetData></worksheet>");
+            files.push((format!("xl/worksheets/sheet{n}.xml"), xml.into_bytes()));
+            types.push_str(&format!("<Override PartName=\"/xl/worksheets/sheet{n}.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>"));
+            wb_sheets.push_str(&format!("<sheet name=\"{}\" sheetId=\"{n}\" r:id=\"rId{n}\"/>", esc(name)));
+            rels.push_str(&format!("<Relationship Id=\"rId{n}\" Type=\"{REL}/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"));
+        }
+        let styles_rel = sheets.len() + 1;
+        rels.push_str(&format!("<Relationship Id=\"rId{styles_rel}\" Type=\"{REL}/styles\" Target=\"styles.xml\"/>"));
+        files.push(("[Content_Types].xml".into(), format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
+             <Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
+             <Default Extension=\"xml\" ContentType=\"application/xml\"/>\
+             <Override PartName=\"/xl/workbook.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml\"/>\
+             <Override PartName=\"/xl/styles.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml\"/>{types}</Types>").into_bytes()));
+        files.push(("_rels/.rels".into(), format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
+             <Relationship Id=\"rId1\" Type=\"{REL}/officeDocument\" Target=\"xl/workbook.xml\"/></Relationships>").into_bytes()));
+        files.push(("xl/workbook.xml".into(), format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><workbook xmlns=\"{NS}\" xmlns:r=\"{REL}\"><sheets>{wb_sheets}</sheets></workbook>").into_bytes()));
+        files.push(("xl/_rels/workbook.xml.rels".into(), format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">{rels}</Relationships>").into_bytes()));
+        files.push(("xl/styles.xml".into(), format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><styleSheet xmlns=\"{NS}\"><cellXfs count=\"2\"><xf numFmtId=\"0\"/><xf numFmtId=\"14\" applyNumberFormat=\"1\"/></cellXfs></styleSheet>").into_bytes()));
+        zip_stored(&files)
+    }
+
+    fn one_sheet_per_list() -> Vec<u8> {
+        use X::*;
+        xlsx(&[
+            ("Notice", vec![(1, vec![S("Remplir une ligne par agent.")])]),
+            (
+                "Accès ouverts",
+                vec![
+                    (1, vec![S("Annexe 1 – accès ouverts")]),
+                    (3, vec![S("NOM"), S("Prénom(s)"), S("Courriel"), S("Qualité / fonction")]),
+                    (4, vec![S("N'Diaye"), S("Éloïse"), S("e.ndiaye@cc-girou.fr"), S("Chargée de mission")]),
+                    (5, vec![S("Dupont"), S(""), S("m.dupont@cc-girou.fr"), S("Agent")]),
+                    (7, vec![S("Durand"), S("Luc"), S("l.durand@cc-girou.fr"), S("Animateur")]),
+                ],
+            ),
+            (
+                "Accès clôturés",
+                vec![
+                    (1, vec![S("Nom de famille"), S("Prénoms"), S("Adresse mail"), S("Fonction"), S("Date de clôture")]),
+                    (2, vec![S("Martin"), S("Paul"), S("p.martin@cc-girou.fr"), S("Agent d'accueil"), D(46032.0)]),
+                    (3, vec![S("Petit"), S("Léa"), S("l.petit@cc-girou.fr"), S("Référente"), S("11/01/2026")]),
+                    (4, vec![S("Roux"), S("Jean"), S("j.roux@cc-girou.fr"), S("Agent"), N(46034.0)]),
+                    (5, vec![S("Blanc"), S("Eve"), S("e.blanc@cc-girou.fr"), S("Agent"), S("bientôt")]),
+                ],
+            ),
+        ])
+    }
+
+    #[test]
+    fn xlsx_one_sheet_per_list() {
+        let parsed = parse_annex1("annexe1.xlsx", &one_sheet_per_list()).expect("parses");
+        let seen: Vec<(Option<&str>, usize, ListKind, &str)> =
+            parsed.rows.iter().map(|r| (r.sheet.as_deref(), r.line, r.list, r.email.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("Accès ouverts"), 4, ListKind::Open, "e.ndiaye@cc-girou.fr"),
+                (Some("Accès ouverts"), 7, ListKind::Open, "l.durand@cc-girou.fr"),
+                (Some("Accès clôturés"), 2, ListKind::Closed, "p.martin@cc-girou.fr"),
+                (Some("Accès clôturés"), 3, ListKind::Closed, "l.petit@cc-girou.fr"),
+                (Some("Accès clôturés"), 4, ListKind::Closed, "j.roux@cc-girou.fr"),
+            ]
+        );
+        assert_eq!(parsed.rows[0].given_name, "Éloïse");
+        assert_eq!(parsed.rows[0].family_name, "N'Diaye");
+        let dates: Vec<Option<&str>> = parsed.rows[2..].iter().map(|r| r.closure_date.as_deref()).collect();
+        assert_eq!(dates, [Some("2026-01-10"), Some("2026-01-11"), Some("2026-01-12")]);
+
+        let problems: Vec<(Option<&str>, usize, &str)> =
+            parsed.problems.iter().map(|p| (p.sheet.as_deref(), p.line, p.code)).collect();
+        assert_eq!(problems, [(Some("Accès ouverts"), 5, "missing_field"), (Some("Accès clôturés"), 5, "bad_date")]);
+    }
+
+    #[test]
+    fn xlsx_one_sheet_with_list_column() {
+        use X::*;
+        let book = xlsx(&[
+            ("Feuil1", vec![
+                (2, vec![S("Liste"), S("Nom"), S("Prénom"), S("Email"), S("Fonction"), S("Date de fin d'habilitation")]),
+                (3, vec![S("Ouvert"), S("Dupont"), S("Marie"), S("m@cc-girou.fr"), S("Agent")]),
+                (4, vec![S("Clôture demandée"), S("Martin"), S("Paul"), S("p@cc-girou.fr"), S("Agent"), D(46032.0)]),
+                (5, vec![S("peut-être"), S("Roux"), S("Jean"), S("j@cc-girou.fr"), S("Agent")]),
+            ]),
+            ("Feuil2", vec![]),
+        ]);
+        let parsed = parse_annex1("annexe1.xlsx", &book).expect("parses");
+        let seen: Vec<(usize, ListKind)> = parsed.rows.iter().map(|r| (r.line, r.list)).collect();
+        assert_eq!(seen, [(3, ListKind::Open), (4, ListKind::Closed)]);
+        assert_eq!(parsed.rows[1].closure_date.as_deref(), Some("2026-01-10"));
+        assert_eq!(parsed.rows[0].sheet.as_deref(), Some("Feuil1"));
+        let p = only_problem(&parsed);
+        assert_eq!((p.sheet.as_deref(), p.line, p.code), (Some("Feuil1"), 5, "unknown_list"));
+    }
+
+    #[test]
+    fn xlsx_fatal_problems() {
+        use X::*;
+        let book = xlsx(&[("Feuil1", vec![(1, vec![S("Nom"), S("Prénom"), S("Email"), S("Fonction")])])]);
+        let err = parse_annex1("a.xlsx", &book).expect_err("no list column and no sheet per list");
+        assert_eq!((err.sheet.as_deref(), err.line, err.code), (Some("Feuil1"), 1, "missing_column"));
+
+        let book = xlsx(&[("Accès ouverts", vec![(1, vec![S("Nom"), S("Prénom"), S("Fonction")])])]);
+        let err = parse_annex1("a.xlsx", &book).expect_err("no email column");
+        assert_eq!((err.sheet.as_deref(), err.line, err.code), (Some("Accès ouverts"), 1, "missing_column"));
+
+        let book = xlsx(&[("Feuil1", vec![(1, vec![S("Bonjour")])])]);
+        let err = parse_annex1("a.xlsx", &book).expect_err("nothing like annex 1");
+        assert_eq!((err.line, err.code), (0, "no_list_sheet"));
+    }
+
+    fn csvish() -> impl Strategy<Value = String> {
+        let header = prop_oneof![
+            Just(String::new()),
+            Just(HEADER.to_string()),
+            Just("Statut,Nom,Prénoms,Email,Fonction,Date de clôture\n".to_string()),
+        ];
+        (header, "[;,\"\n\r\t a-zA-Zéô0-9/@.:-]{0,300}").prop_map(|(h, body)| h + &body)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+                                 ext in prop_oneof![Just("csv"), Just("xlsx"), Just("ods"), Just("xls")]) {
+            let _ = parse_annex1(&format!("f.{ext}"), &bytes);
+        }
+
+        #[test]
+        fn never_panics_on_csvish_text(text in csvish()) {
+            if let Ok(parsed) = parse_annex1("f.csv", text.as_bytes()) {
+                for row in &parsed.rows {
+                    prop_assert!(row.line >= 2);
+                    prop_assert!(!row.email.is_empty() && !row.family_name.is_empty());
+                }
+            }
+            let _ = parse_annex1("f.xlsx", text.as_bytes());
+        }
+
+        #[test]
+        fn never_panics_on_damaged_xlsx(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+                                        cut in any::<prop::sample::Index>()) {
+            let mut book = one_sheet_per_list();
+            for (at, byte) in flips {
+                let i = at.index(book.len());
+                book[i] = byte;
+            }
+            let _ = parse_annex1("f.xlsx", &book);
+            let keep = cut.index(book.len());
+            let _ = parse_annex1("f.xlsx", &book[..keep]);
+        }
+    }
+}

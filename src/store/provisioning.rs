@@ -1,0 +1,223 @@
+//! Partners, conventions, annexes, and the accounts of a partner.
+
+use super::{Store, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PartnerRow {
+    pub id: String,
+    pub name: String,
+    pub siren: Option<String>,
+    pub convention_signed_on: Option<String>,
+    pub email_domains: String,
+    pub convention_terminated_on: Option<String>,
+    pub termination_reason: Option<String>,
+    pub non_renewal_notified_on: Option<String>,
+}
+
+const PARTNER_COLUMNS: &str = "id, name, siren, convention_signed_on, email_domains, convention_terminated_on, \
+     termination_reason, non_renewal_notified_on";
+
+/// An account as provisioning sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PartnerAccountRow {
+    pub id: String,
+    pub email: String,
+    pub email_normalized: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub function: String,
+    pub state: String,
+    pub closure_requested_on: Option<String>,
+    pub closed_at: Option<Millis>,
+}
+
+const PARTNER_ACCOUNT_COLUMNS: &str =
+    "id, email, email_normalized, given_name, family_name, function, state, closure_requested_on, closed_at";
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Annex1Row {
+    pub partner_id: String,
+    pub transmitted_on: String,
+    pub checksum: String,
+    pub rows: String,
+    pub applied_at: Millis,
+    pub operator: String,
+}
+
+impl Store {
+    pub async fn partner(&self, id: &str) -> StoreResult<Option<PartnerRow>> {
+        let sql = format!("SELECT {PARTNER_COLUMNS} FROM partners WHERE id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn partners(&self) -> StoreResult<Vec<PartnerRow>> {
+        let sql = format!("SELECT {PARTNER_COLUMNS} FROM partners ORDER BY id");
+        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn current_annex1(&self, partner_id: &str) -> StoreResult<Option<Annex1Row>> {
+        Ok(sqlx::query_as(
+            "SELECT partner_id, transmitted_on, checksum, rows, applied_at, operator FROM annex1_current WHERE partner_id = $1",
+        )
+        .bind(partner_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+/// The partner's accounts, read inside the transaction that will change them.
+pub async fn accounts_of_partner(tx: &mut WriteTx, partner_id: &str) -> StoreResult<Vec<PartnerAccountRow>> {
+    let sql = format!("SELECT {PARTNER_ACCOUNT_COLUMNS} FROM accounts WHERE partner_id = $1 ORDER BY email_normalized");
+    Ok(sqlx::query_as(&sql).bind(partner_id).fetch_all(&mut *tx.tx).await?)
+}
+
+pub async fn set_partner_convention(
+    tx: &mut WriteTx,
+    id: &str,
+    signed_on: Option<&str>,
+    email_domains: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE partners SET convention_signed_on = $1, email_domains = $2 WHERE id = $3")
+        .bind(signed_on)
+        .bind(email_domains)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn sign_convention(tx: &mut WriteTx, id: &str, signed_on: &str) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE partners SET convention_signed_on = $1, convention_terminated_on = NULL, termination_reason = NULL, \
+         non_renewal_notified_on = NULL WHERE id = $2",
+    )
+    .bind(signed_on)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn terminate_convention(tx: &mut WriteTx, id: &str, on: &str, reason: &str) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE partners SET convention_terminated_on = $1, termination_reason = $2 WHERE id = $3")
+        .bind(on)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_non_renewal(tx: &mut WriteTx, id: &str, notified_on: Option<&str>) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE partners SET non_renewal_notified_on = $1 WHERE id = $2")
+        .bind(notified_on)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn update_account_identity(
+    tx: &mut WriteTx,
+    id: &str,
+    given_name: &str,
+    family_name: &str,
+    function: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5")
+        .bind(given_name)
+        .bind(family_name)
+        .bind(function)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(())
+}
+
+/// Closes an access: the state, the closure request date, no password left.
+pub async fn close_account(tx: &mut WriteTx, id: &str, closure_requested_on: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE accounts SET state = 'closed', closure_requested_on = $1, closed_at = $2, password_hash = NULL, \
+         updated_at = $2 WHERE id = $3",
+    )
+    .bind(closure_requested_on)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+/// Reopens a closed access as pending: a new activation link will follow.
+pub async fn reopen_account(
+    tx: &mut WriteTx,
+    id: &str,
+    given_name: &str,
+    family_name: &str,
+    function: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE accounts SET state = 'pending', closure_requested_on = NULL, closed_at = NULL, password_hash = NULL, \
+         given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(given_name)
+    .bind(family_name)
+    .bind(function)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+/// Ends every session of an account inside the caller's transaction;
+/// returns (session id hash, sid) of each, for the back-channel notices.
+pub async fn end_sessions_of_account(
+    tx: &mut WriteTx,
+    account_id: &str,
+    reason: &str,
+    now: Millis,
+) -> StoreResult<Vec<(String, String)>> {
+    let open: Vec<(String, String)> =
+        sqlx::query_as("SELECT id_hash, sid FROM sessions WHERE account_id = $1 AND ended_at IS NULL")
+            .bind(account_id)
+            .fetch_all(&mut *tx.tx)
+            .await?;
+    sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE account_id = $3 AND ended_at IS NULL")
+        .bind(now)
+        .bind(reason)
+        .bind(account_id)
+        .execute(&mut *tx.tx)
+        .await?;
+    Ok(open)
+}
+
+pub async fn session_client_ids_in(tx: &mut WriteTx, id_hash: &str) -> StoreResult<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT client_id FROM session_clients WHERE session_id_hash = $1")
+        .bind(id_hash)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Makes `rows` the partner's current annex 1; the previous one is gone (R10).
+pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> {
+    sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1").bind(&a.partner_id).execute(&mut *tx.tx).await?;
+    sqlx::query(
+        "INSERT INTO annex1_current (partner_id, transmitted_on, checksum, rows, applied_at, operator) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&a.partner_id)
+    .bind(&a.transmitted_on)
+    .bind(&a.checksum)
+    .bind(&a.rows)
+    .bind(a.applied_at)
+    .bind(&a.operator)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
