@@ -877,7 +877,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const CANONICAL: &str = "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation
+    const CANONICAL: &str =
+        "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation
 ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;
 ouvert;N'Diaye;Jean-Éric;je.ndiaye@cc-girou.fr;Responsable petite enfance;
 clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
@@ -1000,7 +1001,8 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
         assert_eq!(parsed.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [4, 5, 6]);
     }
 
-    const HEADER: &str = "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation\n";
+    const HEADER: &str =
+        "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation\n";
     const GOOD: &str = "ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;\n";
 
     /// The file with `bad` at line 3, between two good rows.
@@ -1052,7 +1054,9 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
             assert_eq!((p.line, p.code), (3, "bad_date"), "{bad}");
             assert!(p.message.contains(bad), "{}", p.message);
         }
-        for (good, norm) in [("1/2/2026", "2026-02-01"), ("01.02.2026", "2026-02-01"), ("2026-02-01 00:00:00", "2026-02-01")] {
+        for (good, norm) in
+            [("1/2/2026", "2026-02-01"), ("01.02.2026", "2026-02-01"), ("2026-02-01 00:00:00", "2026-02-01")]
+        {
             let parsed = csv_ok(&format!("{HEADER}clôturé;Dupont;Marie;m@cc-girou.fr;Agent;{good}\n"));
             assert_eq!(parsed.rows[0].closure_date.as_deref(), Some(norm), "{good}");
         }
@@ -1196,13 +1200,17 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
         let mut rels = String::new();
         for (i, (name, rows)) in sheets.iter().enumerate() {
             let n = i + 1;
-            let mut xml = format!("<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><worksheet xmlns=\"{NS}\"><sheetData>");
+            let mut xml = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><worksheet xmlns=\"{NS}\"><sheetData>"
+            );
             for (r, cells) in rows {
                 xml.push_str(&format!("<row r=\"{r}\">"));
                 for (c, cell) in cells.iter().enumerate() {
                     let col = char::from(b'A' + u8::try_from(c).expect("few columns"));
                     match cell {
-                        X::S(s) => xml.push_str(&format!("<c r=\"{col}{r}\" t=\"inlineStr\"><is><t>{}</t></is></c>", esc(s))),
+                        X::S(s) => {
+                            xml.push_str(&format!("<c r=\"{col}{r}\" t=\"inlineStr\"><is><t>{}</t></is></c>", esc(s)))
+                        }
                         X::N(v) => xml.push_str(&format!("<c r=\"{col}{r}\"><v>{v}</v></c>")),
                         X::D(v) => xml.push_str(&format!("<c r=\"{col}{r}\" s=\"1\"><v>{v}</v></c>")),
                     }
@@ -1213,7 +1221,9 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
             files.push((format!("xl/worksheets/sheet{n}.xml"), xml.into_bytes()));
             types.push_str(&format!("<Override PartName=\"/xl/worksheets/sheet{n}.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>"));
             wb_sheets.push_str(&format!("<sheet name=\"{}\" sheetId=\"{n}\" r:id=\"rId{n}\"/>", esc(name)));
-            rels.push_str(&format!("<Relationship Id=\"rId{n}\" Type=\"{REL}/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"));
+            rels.push_str(&format!(
+                "<Relationship Id=\"rId{n}\" Type=\"{REL}/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"
+            ));
         }
         let styles_rel = sheets.len() + 1;
         rels.push_str(&format!("<Relationship Id=\"rId{styles_rel}\" Type=\"{REL}/styles\" Target=\"styles.xml\"/>"));
@@ -1252,7 +1262,10 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
             (
                 "Accès clôturés",
                 vec![
-                    (1, vec![S("Nom de famille"), S("Prénoms"), S("Adresse mail"), S("Fonction"), S("Date de clôture")]),
+                    (
+                        1,
+                        vec![S("Nom de famille"), S("Prénoms"), S("Adresse mail"), S("Fonction"), S("Date de clôture")],
+                    ),
                     (2, vec![S("Martin"), S("Paul"), S("p.martin@cc-girou.fr"), S("Agent d'accueil"), D(46032.0)]),
                     (3, vec![S("Petit"), S("Léa"), S("l.petit@cc-girou.fr"), S("Référente"), S("11/01/2026")]),
                     (4, vec![S("Roux"), S("Jean"), S("j.roux@cc-girou.fr"), S("Agent"), N(46034.0)]),
@@ -1291,12 +1304,28 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
     fn xlsx_one_sheet_with_list_column() {
         use X::*;
         let book = xlsx(&[
-            ("Feuil1", vec![
-                (2, vec![S("Liste"), S("Nom"), S("Prénom"), S("Email"), S("Fonction"), S("Date de fin d'habilitation")]),
-                (3, vec![S("Ouvert"), S("Dupont"), S("Marie"), S("m@cc-girou.fr"), S("Agent")]),
-                (4, vec![S("Clôture demandée"), S("Martin"), S("Paul"), S("p@cc-girou.fr"), S("Agent"), D(46032.0)]),
-                (5, vec![S("peut-être"), S("Roux"), S("Jean"), S("j@cc-girou.fr"), S("Agent")]),
-            ]),
+            (
+                "Feuil1",
+                vec![
+                    (
+                        2,
+                        vec![
+                            S("Liste"),
+                            S("Nom"),
+                            S("Prénom"),
+                            S("Email"),
+                            S("Fonction"),
+                            S("Date de fin d'habilitation"),
+                        ],
+                    ),
+                    (3, vec![S("Ouvert"), S("Dupont"), S("Marie"), S("m@cc-girou.fr"), S("Agent")]),
+                    (
+                        4,
+                        vec![S("Clôture demandée"), S("Martin"), S("Paul"), S("p@cc-girou.fr"), S("Agent"), D(46032.0)],
+                    ),
+                    (5, vec![S("peut-être"), S("Roux"), S("Jean"), S("j@cc-girou.fr"), S("Agent")]),
+                ],
+            ),
             ("Feuil2", vec![]),
         ]);
         let parsed = parse_annex1("annexe1.xlsx", &book).expect("parses");

@@ -219,7 +219,8 @@ pub fn build_plan(
         }
     }
 
-    if !partner.convention.allows_openings() && !(plan.open.is_empty() && plan.reopen.is_empty()) {
+    let opens_something = !plan.open.is_empty() || !plan.reopen.is_empty();
+    if opens_something && !partner.convention.allows_openings() {
         plan.errors.push(ParseProblem {
             line: 0,
             sheet: None,
@@ -232,6 +233,55 @@ pub fn build_plan(
         });
     }
     plan
+}
+
+/// The plan as the dry run prints it for a person.
+pub fn render_text(plan: &Plan, applied: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Annexe 1 du partenaire {} transmise le {} : {}",
+        plan.partner_id,
+        plan.transmitted,
+        if applied {
+            "appliquée"
+        } else if plan.errors.is_empty() {
+            "simulation, applicable (--apply)"
+        } else {
+            "simulation, NON applicable"
+        }
+    );
+    for (title, list) in [
+        ("Accès à ouvrir", &plan.open),
+        ("Accès à rouvrir", &plan.reopen),
+        ("Fiches à mettre à jour", &plan.update),
+        ("Accès à clôturer", &plan.close),
+        ("Sans changement", &plan.unchanged),
+    ] {
+        let _ = writeln!(out, "\n{title} ({})", list.len());
+        for e in list {
+            let _ = writeln!(
+                out,
+                "  ligne {:>4}  {:<40} {} {} — {}{}",
+                e.line,
+                e.email,
+                e.given_name,
+                e.family_name,
+                e.function,
+                e.closure_date.as_deref().map(|d| format!(" (clôture demandée le {d})")).unwrap_or_default()
+            );
+        }
+    }
+    for (title, list) in [("Erreurs", &plan.errors), ("Avertissements", &plan.warnings)] {
+        let _ = writeln!(out, "\n{title} ({})", list.len());
+        for p in list {
+            let place = if p.line == 0 { "fichier".to_string() } else { format!("ligne {}", p.line) };
+            let sheet = p.sheet.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+            let _ = writeln!(out, "  {place}{sheet}  {}  {}", p.code, p.message);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -309,7 +359,8 @@ mod tests {
 
     #[test]
     fn each_error_alone_with_its_line() {
-        let cases: Vec<(Vec<AnnexRow>, Vec<PartnerAccountRow>, Vec<String>, ConventionState, (&str, usize))> = vec![
+        type Case = (Vec<AnnexRow>, Vec<PartnerAccountRow>, Vec<String>, ConventionState, (&'static str, usize));
+        let cases: Vec<Case> = vec![
             (vec![row(2, ListKind::Open, "not-an-address", None)], vec![], vec![], IN_FORCE, ("invalid_email", 2)),
             (vec![row(3, ListKind::Open, "a@gmail.com", None)], vec![], vec![], IN_FORCE, ("public_webmail", 3)),
             (
@@ -384,53 +435,4 @@ mod tests {
         let old = plan(vec![], &[account("gone@x.fr", "closed", Some("2023-01-01"))], &[], IN_FORCE);
         assert!(old.warnings.is_empty());
     }
-}
-
-/// The plan as the dry run prints it for a person.
-pub fn render_text(plan: &Plan, applied: bool) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Annexe 1 du partenaire {} transmise le {} : {}",
-        plan.partner_id,
-        plan.transmitted,
-        if applied {
-            "appliquée"
-        } else if plan.errors.is_empty() {
-            "simulation, applicable (--apply)"
-        } else {
-            "simulation, NON applicable"
-        }
-    );
-    for (title, list) in [
-        ("Accès à ouvrir", &plan.open),
-        ("Accès à rouvrir", &plan.reopen),
-        ("Fiches à mettre à jour", &plan.update),
-        ("Accès à clôturer", &plan.close),
-        ("Sans changement", &plan.unchanged),
-    ] {
-        let _ = writeln!(out, "\n{title} ({})", list.len());
-        for e in list {
-            let _ = writeln!(
-                out,
-                "  ligne {:>4}  {:<40} {} {} — {}{}",
-                e.line,
-                e.email,
-                e.given_name,
-                e.family_name,
-                e.function,
-                e.closure_date.as_deref().map(|d| format!(" (clôture demandée le {d})")).unwrap_or_default()
-            );
-        }
-    }
-    for (title, list) in [("Erreurs", &plan.errors), ("Avertissements", &plan.warnings)] {
-        let _ = writeln!(out, "\n{title} ({})", list.len());
-        for p in list {
-            let place = if p.line == 0 { "fichier".to_string() } else { format!("ligne {}", p.line) };
-            let sheet = p.sheet.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
-            let _ = writeln!(out, "  {place}{sheet}  {}  {}", p.code, p.message);
-        }
-    }
-    out
 }
