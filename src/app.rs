@@ -112,6 +112,12 @@ impl App {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "cleaning expired grants");
                 }
+                if let Err(e) = crate::provisioning::close_ended_conventions(&app).await {
+                    tracing::warn!(error = %e, "closing accesses of ended conventions");
+                }
+                if let Err(e) = crate::provisioning::review::send_reminders(&app).await {
+                    tracing::warn!(error = %e, "yearly review reminders");
+                }
             }
         });
         let app = self.clone();

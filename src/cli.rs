@@ -49,6 +49,62 @@ enum Command {
     /// Annex 1: the partner's list of accesses to open and to close.
     #[command(subcommand)]
     Annex1(Annex1Command),
+    /// Annex 2: the partner's habilitation manager and security officer.
+    #[command(subcommand)]
+    Annex2(Annex2Command),
+    /// Annex 3: the Caf's habilitation manager, security officer and technical referents.
+    #[command(subcommand)]
+    Annex3(Annex3Command),
+    /// The yearly review of authorisations.
+    #[command(subcommand)]
+    Review(ReviewCommand),
+}
+
+#[derive(Subcommand)]
+enum Annex2Command {
+    /// Records a partner's annex 2 (replaces the previous one).
+    Set {
+        #[arg(long)]
+        partner: String,
+        #[arg(long = "habilitation-name")]
+        habilitation_name: String,
+        #[arg(long = "habilitation-email")]
+        habilitation_email: String,
+        #[arg(long = "security-name")]
+        security_name: String,
+        #[arg(long = "security-email")]
+        security_email: String,
+        /// Transmission date (YYYY-MM-DD).
+        #[arg(long)]
+        transmitted: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum Annex3Command {
+    /// Records the Caf's annex 3 (replaces the previous one).
+    Set {
+        #[arg(long = "habilitation-name")]
+        habilitation_name: String,
+        #[arg(long = "habilitation-email")]
+        habilitation_email: String,
+        #[arg(long = "security-name")]
+        security_name: String,
+        #[arg(long = "security-email")]
+        security_email: String,
+        /// "Name <email>"; repeat the option for each referent.
+        #[arg(long = "technical-referent")]
+        technical_referents: Vec<String>,
+        #[arg(long)]
+        transmitted: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// Partners with the date of their last annex 1, their deadline, and
+    /// whether it is due within 30 days or overdue.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +163,18 @@ enum Annex1Command {
 enum PartnerCommand {
     /// Lists the partners with the state of their convention.
     List,
+    /// Changes a partner's name, SIREN or email domains.
+    Update {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        siren: Option<String>,
+        /// Replaces the list of domains; repeat the option for each.
+        #[arg(long = "email-domain")]
+        email_domains: Vec<String>,
+    },
     /// Shows a partner, its convention and its current annex 1.
     Show { id: String },
     /// Registers a partner; without --convention-signed no access can be opened.
@@ -298,6 +366,63 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                 out.push(partner_json(&app, &p, today).await?);
             }
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            Ok(())
+        }
+        Command::Partner(PartnerCommand::Update { id, name, siren, email_domains }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let domains = (!email_domains.is_empty()).then_some(email_domains.as_slice());
+            crate::provisioning::update_partner(&app, &id, name.as_deref(), siren.as_deref(), domains)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"partner_id": id, "updated": true}));
+            Ok(())
+        }
+        Command::Annex2(Annex2Command::Set {
+            partner,
+            habilitation_name,
+            habilitation_email,
+            security_name,
+            security_email,
+            transmitted,
+        }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let annex = crate::provisioning::Annex2 {
+                partner_id: &partner,
+                habilitation_name: &habilitation_name,
+                habilitation_email: &habilitation_email,
+                security_name: &security_name,
+                security_email: &security_email,
+                transmitted: &transmitted,
+            };
+            crate::provisioning::set_annex2(&app, annex).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"partner_id": partner, "annex2": "replaced"}));
+            Ok(())
+        }
+        Command::Annex3(Annex3Command::Set {
+            habilitation_name,
+            habilitation_email,
+            security_name,
+            security_email,
+            technical_referents,
+            transmitted,
+        }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let annex = crate::provisioning::Annex3 {
+                habilitation_name: &habilitation_name,
+                habilitation_email: &habilitation_email,
+                security_name: &security_name,
+                security_email: &security_email,
+                technical_referents: &technical_referents,
+                transmitted: &transmitted,
+            };
+            crate::provisioning::set_annex3(&app, annex).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"annex3": "replaced"}));
+            Ok(())
+        }
+        Command::Review(ReviewCommand::Status) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let review = crate::provisioning::review::review(&app).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&review).unwrap_or_default());
             Ok(())
         }
         Command::Partner(PartnerCommand::Show { id }) => {

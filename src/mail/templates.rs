@@ -10,6 +10,8 @@ pub enum MailKind<'a> {
     Activation { given_name: &'a str, link: &'a str, valid_hours: i64 },
     Reset { given_name: &'a str, link: &'a str, valid_minutes: i64 },
     PasswordChanged { given_name: &'a str, issuer: &'a str },
+    ReviewReminder { name: &'a str, partner_name: &'a str, deadline: &'a str, overdue: bool },
+    ReviewDigest { name: &'a str, partners: &'a [String] },
 }
 
 fn environment() -> &'static Environment<'static> {
@@ -23,6 +25,10 @@ fn environment() -> &'static Environment<'static> {
             ("reset.html", include_str!("../../templates/mail/reset.html")),
             ("password_changed.txt", include_str!("../../templates/mail/password_changed.txt")),
             ("password_changed.html", include_str!("../../templates/mail/password_changed.html")),
+            ("review_reminder.txt", include_str!("../../templates/mail/review_reminder.txt")),
+            ("review_reminder.html", include_str!("../../templates/mail/review_reminder.html")),
+            ("review_digest.txt", include_str!("../../templates/mail/review_digest.txt")),
+            ("review_digest.html", include_str!("../../templates/mail/review_digest.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "mail template does not compile");
@@ -48,6 +54,20 @@ pub fn render(recipient: &str, kind: MailKind) -> Result<Mail, minijinja::Error>
             "password_changed",
             "Coopération : votre mot de passe a été modifié / your password was changed",
             context! { given_name, issuer },
+        ),
+        MailKind::ReviewReminder { name, partner_name, deadline, overdue } => (
+            "review_reminder",
+            if overdue {
+                "Coopération : revue annuelle des habilitations en retard / annual review overdue"
+            } else {
+                "Coopération : revue annuelle des habilitations à faire / annual review due"
+            },
+            context! { name, partner_name, deadline, overdue },
+        ),
+        MailKind::ReviewDigest { name, partners } => (
+            "review_digest",
+            "Coopération : partenaires en retard de revue annuelle / partners late for their annual review",
+            context! { name, partners },
         ),
     };
     let env = environment();

@@ -3,6 +3,7 @@
 
 pub mod annex1;
 pub mod convention;
+pub mod review;
 pub mod webmail;
 
 use crate::app::App;
@@ -144,4 +145,123 @@ pub async fn close_ended_conventions(app: &App) -> AppResult<usize> {
         }
     }
     Ok(closed)
+}
+
+fn contact_email(flag: &str, value: &str) -> AppResult<String> {
+    crate::accounts::ProfessionalEmail::parse(value)
+        .map(|e| e.as_str().to_string())
+        .map_err(|e| AppError::Invalid(format!("{flag}: {e}")))
+}
+
+fn non_empty(flag: &str, value: &str) -> AppResult<String> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > 200 {
+        return Err(AppError::Invalid(format!("{flag} must hold 1 to 200 characters")));
+    }
+    Ok(v.to_string())
+}
+
+/// A partner's annex 2 (its habilitation manager and security officer);
+/// replaces the previous one (R14).
+pub struct Annex2<'a> {
+    pub partner_id: &'a str,
+    pub habilitation_name: &'a str,
+    pub habilitation_email: &'a str,
+    pub security_name: &'a str,
+    pub security_email: &'a str,
+    pub transmitted: &'a str,
+}
+
+pub async fn set_annex2(app: &App, a: Annex2<'_>) -> AppResult<()> {
+    if app.store.partner(a.partner_id).await?.is_none() {
+        return Err(AppError::Invalid(format!("unknown partner `{}`", a.partner_id)));
+    }
+    let row = store::Annex2Row {
+        partner_id: a.partner_id.to_string(),
+        habilitation_manager_name: non_empty("--habilitation-name", a.habilitation_name)?,
+        habilitation_manager_email: contact_email("--habilitation-email", a.habilitation_email)?,
+        security_officer_name: non_empty("--security-name", a.security_name)?,
+        security_officer_email: contact_email("--security-email", a.security_email)?,
+        transmitted_on: parse_date("--transmitted", a.transmitted)?,
+    };
+    let mut tx = app.store.begin_write().await?;
+    store::replace_annex2(&mut tx, &row).await?;
+    tx.commit().await?;
+    tracing::info!(partner = a.partner_id, "annex 2 replaced");
+    Ok(())
+}
+
+/// The Caf's annex 3 (habilitation manager, security officer, technical
+/// referents given as "Name <email>"); replaces the previous one (R14).
+pub struct Annex3<'a> {
+    pub habilitation_name: &'a str,
+    pub habilitation_email: &'a str,
+    pub security_name: &'a str,
+    pub security_email: &'a str,
+    pub technical_referents: &'a [String],
+    pub transmitted: &'a str,
+}
+
+pub async fn set_annex3(app: &App, a: Annex3<'_>) -> AppResult<()> {
+    let mut referents = Vec::new();
+    for r in a.technical_referents {
+        let (name, email) = r
+            .trim()
+            .strip_suffix('>')
+            .and_then(|s| s.rsplit_once('<'))
+            .ok_or_else(|| AppError::Invalid(format!("--technical-referent `{r}`: expected \"Name <email>\"")))?;
+        referents.push(format!(
+            "{} <{}>",
+            non_empty("--technical-referent", name)?,
+            contact_email("--technical-referent", email)?
+        ));
+    }
+    let row = store::Annex3Row {
+        habilitation_manager_name: non_empty("--habilitation-name", a.habilitation_name)?,
+        habilitation_manager_email: contact_email("--habilitation-email", a.habilitation_email)?,
+        security_officer_name: non_empty("--security-name", a.security_name)?,
+        security_officer_email: contact_email("--security-email", a.security_email)?,
+        technical_referents: serde_json::to_string(&referents).unwrap_or_else(|_| "[]".into()),
+        transmitted_on: parse_date("--transmitted", a.transmitted)?,
+    };
+    let mut tx = app.store.begin_write().await?;
+    store::replace_annex3(&mut tx, &row).await?;
+    tx.commit().await?;
+    tracing::info!("annex 3 replaced");
+    Ok(())
+}
+
+pub async fn update_partner(
+    app: &App,
+    id: &str,
+    name: Option<&str>,
+    siren: Option<&str>,
+    email_domains: Option<&[String]>,
+) -> AppResult<()> {
+    let name = name.map(|n| non_empty("--name", n)).transpose()?;
+    if let Some(s) = siren
+        && (s.len() != 9 || !s.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(AppError::Invalid("--siren: 9 digits".into()));
+    }
+    let domains = match email_domains {
+        Some(list) => {
+            let mut out = Vec::new();
+            for d in list {
+                let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+                if crate::accounts::ProfessionalEmail::parse(&format!("x@{d}")).is_err() {
+                    return Err(AppError::Invalid(format!("--email-domain: `{d}` is not a domain")));
+                }
+                out.push(d);
+            }
+            Some(serde_json::to_string(&out).unwrap_or_else(|_| "[]".into()))
+        }
+        None => None,
+    };
+    let mut tx = app.store.begin_write().await?;
+    if !store::update_partner(&mut tx, id, name.as_deref(), siren, domains.as_deref()).await? {
+        return Err(AppError::Invalid(format!("unknown partner `{id}`")));
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -32,13 +32,6 @@ pub struct NewAccount<'a> {
     pub now: Millis,
 }
 
-#[derive(sqlx::FromRow)]
-struct AccountRoleRow {
-    #[sqlx(flatten)]
-    account: AccountRow,
-    role: Option<String>,
-}
-
 /// Rows of one record joined with its roles (`LEFT JOIN`, so a record without
 /// roles is one row with no role) → the record and the roles in row order.
 pub(super) fn fold_roles<T>(rows: impl IntoIterator<Item = (T, Option<String>)>) -> Option<(T, Vec<String>)> {
@@ -70,16 +63,6 @@ impl Store {
             "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id WHERE a.id = $1"
         );
         Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
-    }
-
-    /// The account and its roles in one statement (one row per role).
-    pub async fn account_with_roles(&self, id: &str) -> StoreResult<Option<(AccountRow, Vec<String>)>> {
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS}, r.role FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id \
-             LEFT JOIN account_roles r ON r.account_id = a.id WHERE a.id = $1 ORDER BY r.role"
-        );
-        let rows: Vec<AccountRoleRow> = sqlx::query_as(&sql).bind(id).fetch_all(&self.pool).await?;
-        Ok(fold_roles(rows.into_iter().map(|r| (r.account, r.role))))
     }
 
     pub async fn account_roles(&self, account_id: &str) -> StoreResult<Vec<String>> {

@@ -221,3 +221,121 @@ pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> 
     .await?;
     Ok(())
 }
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Annex2Row {
+    pub partner_id: String,
+    pub habilitation_manager_name: String,
+    pub habilitation_manager_email: String,
+    pub security_officer_name: String,
+    pub security_officer_email: String,
+    pub transmitted_on: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Annex3Row {
+    pub habilitation_manager_name: String,
+    pub habilitation_manager_email: String,
+    pub security_officer_name: String,
+    pub security_officer_email: String,
+    /// JSON list of "Name <email>".
+    pub technical_referents: String,
+    pub transmitted_on: String,
+}
+
+impl Store {
+    pub async fn annex2(&self, partner_id: &str) -> StoreResult<Option<Annex2Row>> {
+        Ok(sqlx::query_as(
+            "SELECT partner_id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
+             security_officer_email, transmitted_on FROM annex2 WHERE partner_id = $1",
+        )
+        .bind(partner_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn annex3(&self) -> StoreResult<Option<Annex3Row>> {
+        Ok(sqlx::query_as(
+            "SELECT habilitation_manager_name, habilitation_manager_email, security_officer_name, security_officer_email, \
+             technical_referents, transmitted_on FROM annex3 WHERE id = 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+/// A new annex 2 replaces the previous one (R14).
+pub async fn replace_annex2(tx: &mut WriteTx, a: &Annex2Row) -> StoreResult<()> {
+    sqlx::query("DELETE FROM annex2 WHERE partner_id = $1").bind(&a.partner_id).execute(&mut *tx.tx).await?;
+    sqlx::query(
+        "INSERT INTO annex2 (partner_id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
+         security_officer_email, transmitted_on) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&a.partner_id)
+    .bind(&a.habilitation_manager_name)
+    .bind(&a.habilitation_manager_email)
+    .bind(&a.security_officer_name)
+    .bind(&a.security_officer_email)
+    .bind(&a.transmitted_on)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+/// A new annex 3 replaces the previous one (R14).
+pub async fn replace_annex3(tx: &mut WriteTx, a: &Annex3Row) -> StoreResult<()> {
+    sqlx::query("DELETE FROM annex3").execute(&mut *tx.tx).await?;
+    sqlx::query(
+        "INSERT INTO annex3 (id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
+         security_officer_email, technical_referents, transmitted_on) VALUES (1, $1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&a.habilitation_manager_name)
+    .bind(&a.habilitation_manager_email)
+    .bind(&a.security_officer_name)
+    .bind(&a.security_officer_email)
+    .bind(&a.technical_referents)
+    .bind(&a.transmitted_on)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_partner(
+    tx: &mut WriteTx,
+    id: &str,
+    name: Option<&str>,
+    siren: Option<&str>,
+    email_domains: Option<&str>,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE partners SET name = COALESCE($1, name), siren = COALESCE($2, siren), \
+         email_domains = COALESCE($3, email_domains) WHERE id = $4",
+    )
+    .bind(name)
+    .bind(siren)
+    .bind(email_domains)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a reminder; false when it was already sent (by any instance).
+pub async fn record_reminder(
+    tx: &mut WriteTx,
+    partner_id: &str,
+    deadline: &str,
+    kind: &str,
+    now: Millis,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO review_reminders (partner_id, deadline, kind, sent_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(partner_id)
+    .bind(deadline)
+    .bind(kind)
+    .bind(now)
+    .execute(&mut *tx.tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
