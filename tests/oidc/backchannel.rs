@@ -37,7 +37,7 @@ on_both_databases!(
 
 /// A relying party's back-channel logout endpoint, run inside the test.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     /// (Content-Type, logout_token) of each accepted request.
     received: Arc<Mutex<Vec<(String, String)>>>,
     hits: Arc<AtomicUsize>,
@@ -69,7 +69,7 @@ impl Receiver {
         });
     }
 
-    async fn start() -> (Receiver, String) {
+    pub(crate) async fn start() -> (Receiver, String) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let uri = format!("http://{}/backchannel", listener.local_addr().expect("addr"));
         let r = Receiver::default();
@@ -77,12 +77,12 @@ impl Receiver {
         (r, uri)
     }
 
-    async fn tokens(&self) -> Vec<(String, String)> {
+    pub(crate) async fn tokens(&self) -> Vec<(String, String)> {
         self.received.lock().await.clone()
     }
 
     /// Polls until a token arrives (the sender retries with backoff from 1 s).
-    async fn wait_for_token(&self, within: Duration) -> Option<(String, String)> {
+    pub(crate) async fn wait_for_token(&self, within: Duration) -> Option<(String, String)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(t) = self.tokens().await.first() {
@@ -122,7 +122,7 @@ async fn rp_logout(server: &TestServer, browser: &reqwest::Client, id_token: &st
 
 /// Verifies a logout token as a relying party would, against the provider's
 /// JWKS; returns its claims.
-async fn verify_logout_token(server: &TestServer, token: &str, client_id: &str, id_token: &str) -> Value {
+pub(crate) async fn verify_logout_token(server: &TestServer, token: &str, client_id: &str, id_token: &str) -> Value {
     let header = jsonwebtoken::decode_header(token).expect("JWT header");
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"), "explicit typing (OIDC BCL §2.4)");
     let kid = header.kid.clone().expect("kid");

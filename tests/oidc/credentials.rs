@@ -115,7 +115,7 @@ async fn open_access(server: &TestServer, email: &str) {
 
 /// Every `.eml` of the file outbox, oldest first (names start with the
 /// creation time in milliseconds).
-fn outbox(server: &TestServer) -> Vec<String> {
+pub(crate) fn outbox(server: &TestServer) -> Vec<String> {
     let dir = server.app.config.data_dir.join("outbox");
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
     let mut names: Vec<_> = entries
@@ -129,13 +129,13 @@ fn outbox(server: &TestServer) -> Vec<String> {
     names.iter().map(|p| std::fs::read_to_string(p).expect("read .eml")).collect()
 }
 
-fn is_to(mail: &str, recipient: &str) -> bool {
+pub(crate) fn is_to(mail: &str, recipient: &str) -> bool {
     mail.lines().any(|l| l.strip_prefix("To: ").is_some_and(|to| to.contains(recipient)))
 }
 
 /// Waits for at least `count` outbox messages to `recipient` containing
 /// `marker`; returns all of them, oldest first.
-async fn wait_for_mails(server: &TestServer, recipient: &str, marker: &str, count: usize) -> Vec<String> {
+pub(crate) async fn wait_for_mails(server: &TestServer, recipient: &str, marker: &str, count: usize) -> Vec<String> {
     for _ in 0..200 {
         let found: Vec<String> =
             outbox(server).into_iter().filter(|m| is_to(m, recipient) && m.contains(marker)).collect();
@@ -155,7 +155,7 @@ async fn mailed_link(server: &TestServer, recipient: &str, path: &str, count: us
     link_in(mails.last().expect("a message"), &prefix)
 }
 
-fn link_in(mail: &str, prefix: &str) -> String {
+pub(crate) fn link_in(mail: &str, prefix: &str) -> String {
     let start = mail.find(prefix).expect("the link, in plain text");
     let rest = &mail[start..];
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());

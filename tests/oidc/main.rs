@@ -4,6 +4,7 @@
 
 mod common;
 
+mod annex1;
 mod authorize;
 mod backchannel;
 mod basic;
