@@ -13,6 +13,7 @@ mod discovery;
 mod logout;
 mod password_change;
 mod refresh;
+mod review;
 mod rotation;
 mod throttle_shared;
 mod token;

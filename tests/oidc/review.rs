@@ -1,0 +1,85 @@
+//! Yearly review (R13): status by deadline, reminders sent once per deadline
+//! to the annex-2 habilitation manager, digest to the annex-3 one.
+
+use coop_idp::provisioning::convention::{add_months, format_date};
+use coop_idp::provisioning::review::{ReviewStatus, review, send_reminders};
+use coop_idp::provisioning::{Annex2, Annex3, NewPartner, add_partner, set_annex2, set_annex3};
+
+use crate::common::*;
+use crate::on_both_databases;
+
+on_both_databases!(reminders_go_once_per_deadline_and_only_when_due);
+
+fn months_ago(months: u32) -> String {
+    let today = time::OffsetDateTime::now_utc().date();
+    // The date `months` before today: go back by years then forward.
+    let back = today.replace_year(today.year() - 2).unwrap_or(today);
+    format_date(add_months(back, 24 - months))
+}
+
+async fn partner(server: &TestServer, id: &str, signed: &str, with_annex2: bool) {
+    add_partner(&server.app, NewPartner { id, name: id, convention_signed: Some(signed), email_domains: &[] })
+        .await
+        .expect("partner");
+    if with_annex2 {
+        set_annex2(
+            &server.app,
+            Annex2 {
+                partner_id: id,
+                habilitation_name: "Claire Habil",
+                habilitation_email: &format!("habilitation@{id}.fr"),
+                security_name: "Sam Secu",
+                security_email: &format!("securite@{id}.fr"),
+                transmitted: signed,
+            },
+        )
+        .await
+        .expect("annex 2");
+    }
+}
+
+async fn queued(server: &TestServer) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT recipient FROM mail_outbox ORDER BY recipient")
+        .fetch_all(server.app.store.pool())
+        .await
+        .expect("outbox");
+    rows.into_iter().map(|r| r.0).collect()
+}
+
+async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
+    let server = TestServer::start(db).await;
+    // Signed 13 months ago, no annex since: overdue. 11.5 months: due soon. 2 months: up to date.
+    partner(&server, "late", &months_ago(13), true).await;
+    partner(&server, "soon", &months_ago(11), true).await;
+    partner(&server, "fresh", &months_ago(2), true).await;
+    set_annex3(
+        &server.app,
+        Annex3 {
+            habilitation_name: "Caf Habil",
+            habilitation_email: "habilitations@caf.fr",
+            security_name: "Caf Secu",
+            security_email: "rssi@caf.fr",
+            technical_referents: &["Tech Ref <tech@caf.fr>".to_string()],
+            transmitted: &months_ago(1),
+        },
+    )
+    .await
+    .expect("annex 3");
+
+    let statuses: Vec<(String, ReviewStatus)> =
+        review(&server.app).await.expect("review").into_iter().map(|r| (r.partner_id, r.status)).collect();
+    assert!(statuses.contains(&("late".into(), ReviewStatus::Overdue)), "{statuses:?}");
+    assert!(statuses.contains(&("fresh".into(), ReviewStatus::UpToDate)), "{statuses:?}");
+    let soon = statuses.iter().find(|(p, _)| p == "soon").map(|(_, s)| *s);
+    assert!(matches!(soon, Some(ReviewStatus::DueSoon) | Some(ReviewStatus::UpToDate)), "{statuses:?}");
+
+    // The background job may already have run: count what is queued after two explicit runs.
+    send_reminders(&server.app).await.expect("reminders");
+    let first = queued(&server).await;
+    assert!(first.contains(&"habilitation@late.fr".to_string()), "{first:?}");
+    assert!(first.contains(&"habilitations@caf.fr".to_string()), "digest: {first:?}");
+    assert!(!first.contains(&"habilitation@fresh.fr".to_string()), "not due: {first:?}");
+    assert_eq!(send_reminders(&server.app).await.expect("reminders"), 0, "sent once per deadline");
+    assert_eq!(queued(&server).await, first);
+    assert_eq!(first.iter().filter(|r| r.as_str() == "habilitation@late.fr").count(), 1);
+}
