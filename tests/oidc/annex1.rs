@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use coop_idp::oidc::clients::AuthMethod;
 use coop_idp::provisioning::annex1::apply::{Import, ImportOutcome, import, import_with_fault, today};
+use coop_idp::provisioning::annex1::fixture::{Cell::S, xlsx};
 use coop_idp::provisioning::annex1::plan::{PersonEntry, Plan};
 use coop_idp::provisioning::{NewPartner, add_partner, set_non_renewal, sign_convention, terminate_convention};
 use openidconnect::{OAuth2TokenResponse, TokenResponse};
@@ -212,137 +213,6 @@ async fn assert_revoked(server: &TestServer, secret: &str, access: &str, refresh
     assert_eq!(userinfo_status(server, access).await, 401, "the access token stops working at once");
 }
 
-// --- A minimal XLSX writer (stored zip, inline strings), as in parse.rs -----
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
-fn zip_stored(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    fn u16le(v: &mut Vec<u8>, x: usize) {
-        v.extend_from_slice(&u16::try_from(x).expect("fits").to_le_bytes());
-    }
-    fn u32le(v: &mut Vec<u8>, x: usize) {
-        v.extend_from_slice(&u32::try_from(x).expect("fits").to_le_bytes());
-    }
-    let (mut out, mut central) = (Vec::new(), Vec::new());
-    for (name, data) in files {
-        let offset = out.len();
-        let crc = crc32(data) as usize;
-        u32le(&mut out, 0x0403_4b50);
-        for x in [20, 0, 0, 0, 33] {
-            u16le(&mut out, x);
-        }
-        for x in [crc, data.len(), data.len()] {
-            u32le(&mut out, x);
-        }
-        u16le(&mut out, name.len());
-        u16le(&mut out, 0);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(data);
-        u32le(&mut central, 0x0201_4b50);
-        for x in [20, 20, 0, 0, 0, 33] {
-            u16le(&mut central, x);
-        }
-        for x in [crc, data.len(), data.len()] {
-            u32le(&mut central, x);
-        }
-        for x in [name.len(), 0, 0, 0, 0] {
-            u16le(&mut central, x);
-        }
-        u32le(&mut central, 0);
-        u32le(&mut central, offset);
-        central.extend_from_slice(name.as_bytes());
-    }
-    let cd_offset = out.len();
-    out.extend_from_slice(&central);
-    u32le(&mut out, 0x0605_4b50);
-    for x in [0, 0, files.len(), files.len()] {
-        u16le(&mut out, x);
-    }
-    u32le(&mut out, central.len());
-    u32le(&mut out, cd_offset);
-    u16le(&mut out, 0);
-    out
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-type Sheet<'a> = (&'a str, Vec<(u32, Vec<&'a str>)>);
-
-/// A workbook of text cells; each sheet is (name, rows), a row being (row number, cells from column A).
-fn xlsx(sheets: &[Sheet]) -> Vec<u8> {
-    const NS: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
-    const REL: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
-    let (mut files, mut types, mut wb_sheets, mut rels) = (Vec::new(), String::new(), String::new(), String::new());
-    for (i, (name, rows)) in sheets.iter().enumerate() {
-        let n = i + 1;
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><worksheet xmlns=\"{NS}\"><sheetData>"
-        );
-        for (r, cells) in rows {
-            xml.push_str(&format!("<row r=\"{r}\">"));
-            for (c, cell) in cells.iter().enumerate() {
-                let col = char::from(b'A' + u8::try_from(c).expect("few columns"));
-                xml.push_str(&format!("<c r=\"{col}{r}\" t=\"inlineStr\"><is><t>{}</t></is></c>", esc(cell)));
-            }
-            xml.push_str("</row>");
-        }
-        xml.push_str("</sheetData></worksheet>");
-        files.push((format!("xl/worksheets/sheet{n}.xml"), xml.into_bytes()));
-        types.push_str(&format!(
-            "<Override PartName=\"/xl/worksheets/sheet{n}.xml\" \
-             ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>"
-        ));
-        wb_sheets.push_str(&format!("<sheet name=\"{}\" sheetId=\"{n}\" r:id=\"rId{n}\"/>", esc(name)));
-        rels.push_str(&format!(
-            "<Relationship Id=\"rId{n}\" Type=\"{REL}/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"
-        ));
-    }
-    files.push((
-        "[Content_Types].xml".into(),
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
-             <Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
-             <Default Extension=\"xml\" ContentType=\"application/xml\"/>\
-             <Override PartName=\"/xl/workbook.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml\"/>{types}</Types>"
-        )
-        .into_bytes(),
-    ));
-    files.push((
-        "_rels/.rels".into(),
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
-             <Relationship Id=\"rId1\" Type=\"{REL}/officeDocument\" Target=\"xl/workbook.xml\"/></Relationships>"
-        )
-        .into_bytes(),
-    ));
-    files.push((
-        "xl/workbook.xml".into(),
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><workbook xmlns=\"{NS}\" xmlns:r=\"{REL}\"><sheets>{wb_sheets}</sheets></workbook>"
-        )
-        .into_bytes(),
-    ));
-    files.push((
-        "xl/_rels/workbook.xml.rels".into(),
-        format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">{rels}</Relationships>"
-        )
-        .into_bytes(),
-    ));
-    zip_stored(&files)
-}
-
 // ---------------------------------------------------------------------------
 // Fixture files
 
@@ -372,20 +242,21 @@ fn xlsx_file() -> Vec<u8> {
         (
             "Accès ouverts",
             vec![
-                (1, vec!["Annexe 1 – accès ouverts"]),
-                (3, vec!["Nom", "Prénom", "E-mail", "Fonction"]),
-                (4, vec!["N'Diaye", "Éloïse", "eloise.ndiaye@cc-girou.fr", "Chargée de mission"]),
-                (5, vec!["Dupont", "Marie", "marie.dupont@cc-girou.fr", "Coordinatrice CTG"]),
+                (1, vec![S("Annexe 1 – accès ouverts")]),
+                (3, vec![S("Nom"), S("Prénom"), S("E-mail"), S("Fonction")]),
+                (4, vec![S("N'Diaye"), S("Éloïse"), S("eloise.ndiaye@cc-girou.fr"), S("Chargée de mission")]),
+                (5, vec![S("Dupont"), S("Marie"), S("marie.dupont@cc-girou.fr"), S("Coordinatrice CTG")]),
             ],
         ),
         (
             "Accès clôturés",
             vec![
-                (1, vec!["Nom", "Prénom(s)", "Mail", "Qualité", "Date de clôture"]),
-                (2, vec!["Martin", "Paul", PAUL, "Agent d'accueil", "2026-01-10"]),
+                (1, vec![S("Nom"), S("Prénom(s)"), S("Mail"), S("Qualité"), S("Date de clôture")]),
+                (2, vec![S("Martin"), S("Paul"), S(PAUL), S("Agent d'accueil"), S("2026-01-10")]),
             ],
         ),
     ])
+    .expect("a small workbook")
 }
 
 // ---------------------------------------------------------------------------

@@ -875,6 +875,7 @@ fn unreadable(format: &str, detail: String) -> ParseProblem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provisioning::annex1::fixture::{self, xlsx};
     use proptest::prelude::*;
 
     const CANONICAL: &str =
@@ -1114,139 +1115,8 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
         assert_eq!(excel_serial_to_date(-3.0, false), None);
     }
 
-    // --- A minimal XLSX writer (stored zip, inline strings) -------------
-
-    enum X {
-        S(&'static str),
-        /// A number without date format.
-        N(f64),
-        /// A serial with the built-in date format 14.
-        D(f64),
-    }
-
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-
-    fn zip_stored(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-        fn u16le(v: &mut Vec<u8>, x: usize) {
-            v.extend_from_slice(&u16::try_from(x).expect("fits").to_le_bytes());
-        }
-        fn u32le(v: &mut Vec<u8>, x: usize) {
-            v.extend_from_slice(&u32::try_from(x).expect("fits").to_le_bytes());
-        }
-        let (mut out, mut central) = (Vec::new(), Vec::new());
-        for (name, data) in files {
-            let offset = out.len();
-            let crc = crc32(data) as usize;
-            // Local file header: version 2.0, no flags, stored, 1980-01-01.
-            u32le(&mut out, 0x0403_4b50);
-            for x in [20, 0, 0, 0, 33] {
-                u16le(&mut out, x);
-            }
-            for x in [crc, data.len(), data.len()] {
-                u32le(&mut out, x);
-            }
-            u16le(&mut out, name.len());
-            u16le(&mut out, 0);
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(data);
-            u32le(&mut central, 0x0201_4b50);
-            for x in [20, 20, 0, 0, 0, 33] {
-                u16le(&mut central, x);
-            }
-            for x in [crc, data.len(), data.len()] {
-                u32le(&mut central, x);
-            }
-            for x in [name.len(), 0, 0, 0, 0] {
-                u16le(&mut central, x);
-            }
-            u32le(&mut central, 0);
-            u32le(&mut central, offset);
-            central.extend_from_slice(name.as_bytes());
-        }
-        let cd_offset = out.len();
-        out.extend_from_slice(&central);
-        u32le(&mut out, 0x0605_4b50);
-        for x in [0, 0, files.len(), files.len()] {
-            u16le(&mut out, x);
-        }
-        u32le(&mut out, central.len());
-        u32le(&mut out, cd_offset);
-        u16le(&mut out, 0);
-        out
-    }
-
-    fn esc(s: &str) -> String {
-        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-    }
-
-    type XRows = Vec<(u32, Vec<X>)>;
-
-    /// A workbook; each sheet is (name, rows), a row being (row number, cells from column A).
-    fn xlsx(sheets: &[(&str, XRows)]) -> Vec<u8> {
-        const NS: &str = "http://schemas.openxmlformats.org/spreadsheetml/2006/main";
-        const REL: &str = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
-        let mut files = Vec::new();
-        let mut types = String::new();
-        let mut wb_sheets = String::new();
-        let mut rels = String::new();
-        for (i, (name, rows)) in sheets.iter().enumerate() {
-            let n = i + 1;
-            let mut xml = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?><worksheet xmlns=\"{NS}\"><sheetData>"
-            );
-            for (r, cells) in rows {
-                xml.push_str(&format!("<row r=\"{r}\">"));
-                for (c, cell) in cells.iter().enumerate() {
-                    let col = char::from(b'A' + u8::try_from(c).expect("few columns"));
-                    match cell {
-                        X::S(s) => {
-                            xml.push_str(&format!("<c r=\"{col}{r}\" t=\"inlineStr\"><is><t>{}</t></is></c>", esc(s)))
-                        }
-                        X::N(v) => xml.push_str(&format!("<c r=\"{col}{r}\"><v>{v}</v></c>")),
-                        X::D(v) => xml.push_str(&format!("<c r=\"{col}{r}\" s=\"1\"><v>{v}</v></c>")),
-                    }
-                }
-                xml.push_str("</row>");
-            }
-            xml.push_str("</sheetData></worksheet>");
-            files.push((format!("xl/worksheets/sheet{n}.xml"), xml.into_bytes()));
-            types.push_str(&format!("<Override PartName=\"/xl/worksheets/sheet{n}.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml\"/>"));
-            wb_sheets.push_str(&format!("<sheet name=\"{}\" sheetId=\"{n}\" r:id=\"rId{n}\"/>", esc(name)));
-            rels.push_str(&format!(
-                "<Relationship Id=\"rId{n}\" Type=\"{REL}/worksheet\" Target=\"worksheets/sheet{n}.xml\"/>"
-            ));
-        }
-        let styles_rel = sheets.len() + 1;
-        rels.push_str(&format!("<Relationship Id=\"rId{styles_rel}\" Type=\"{REL}/styles\" Target=\"styles.xml\"/>"));
-        files.push(("[Content_Types].xml".into(), format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\">\
-             <Default Extension=\"rels\" ContentType=\"application/vnd.openxmlformats-package.relationships+xml\"/>\
-             <Default Extension=\"xml\" ContentType=\"application/xml\"/>\
-             <Override PartName=\"/xl/workbook.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml\"/>\
-             <Override PartName=\"/xl/styles.xml\" ContentType=\"application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml\"/>{types}</Types>").into_bytes()));
-        files.push(("_rels/.rels".into(), format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">\
-             <Relationship Id=\"rId1\" Type=\"{REL}/officeDocument\" Target=\"xl/workbook.xml\"/></Relationships>").into_bytes()));
-        files.push(("xl/workbook.xml".into(), format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><workbook xmlns=\"{NS}\" xmlns:r=\"{REL}\"><sheets>{wb_sheets}</sheets></workbook>").into_bytes()));
-        files.push(("xl/_rels/workbook.xml.rels".into(), format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">{rels}</Relationships>").into_bytes()));
-        files.push(("xl/styles.xml".into(), format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><styleSheet xmlns=\"{NS}\"><cellXfs count=\"2\"><xf numFmtId=\"0\"/><xf numFmtId=\"14\" applyNumberFormat=\"1\"/></cellXfs></styleSheet>").into_bytes()));
-        zip_stored(&files)
-    }
-
     fn one_sheet_per_list() -> Vec<u8> {
-        use X::*;
+        use fixture::Cell::*;
         xlsx(&[
             ("Notice", vec![(1, vec![S("Remplir une ligne par agent.")])]),
             (
@@ -1273,6 +1143,7 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
                 ],
             ),
         ])
+        .expect("a small workbook")
     }
 
     #[test]
@@ -1302,7 +1173,7 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
 
     #[test]
     fn xlsx_one_sheet_with_list_column() {
-        use X::*;
+        use fixture::Cell::*;
         let book = xlsx(&[
             (
                 "Feuil1",
@@ -1327,7 +1198,8 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
                 ],
             ),
             ("Feuil2", vec![]),
-        ]);
+        ])
+        .expect("a small workbook");
         let parsed = parse_annex1("annexe1.xlsx", &book).expect("parses");
         let seen: Vec<(usize, ListKind)> = parsed.rows.iter().map(|r| (r.line, r.list)).collect();
         assert_eq!(seen, [(3, ListKind::Open), (4, ListKind::Closed)]);
@@ -1339,16 +1211,18 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
 
     #[test]
     fn xlsx_fatal_problems() {
-        use X::*;
-        let book = xlsx(&[("Feuil1", vec![(1, vec![S("Nom"), S("Prénom"), S("Email"), S("Fonction")])])]);
+        use fixture::Cell::*;
+        let book = xlsx(&[("Feuil1", vec![(1, vec![S("Nom"), S("Prénom"), S("Email"), S("Fonction")])])])
+            .expect("a small workbook");
         let err = parse_annex1("a.xlsx", &book).expect_err("no list column and no sheet per list");
         assert_eq!((err.sheet.as_deref(), err.line, err.code), (Some("Feuil1"), 1, "missing_column"));
 
-        let book = xlsx(&[("Accès ouverts", vec![(1, vec![S("Nom"), S("Prénom"), S("Fonction")])])]);
+        let book = xlsx(&[("Accès ouverts", vec![(1, vec![S("Nom"), S("Prénom"), S("Fonction")])])])
+            .expect("a small workbook");
         let err = parse_annex1("a.xlsx", &book).expect_err("no email column");
         assert_eq!((err.sheet.as_deref(), err.line, err.code), (Some("Accès ouverts"), 1, "missing_column"));
 
-        let book = xlsx(&[("Feuil1", vec![(1, vec![S("Bonjour")])])]);
+        let book = xlsx(&[("Feuil1", vec![(1, vec![S("Bonjour")])])]).expect("a small workbook");
         let err = parse_annex1("a.xlsx", &book).expect_err("nothing like annex 1");
         assert_eq!((err.line, err.code), (0, "no_list_sheet"));
     }
