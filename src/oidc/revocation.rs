@@ -10,12 +10,15 @@ use crate::store;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Revoked {
-    AccessToken,
-    RefreshToken,
+    /// The account whose access token was revoked.
+    AccessToken { account_id: String },
+    /// The account whose refresh-token family was revoked.
+    RefreshToken { account_id: String },
     Nothing,
 }
 
-pub async fn revoke(app: &App, presented: &Presented, form: &Params) -> Result<Revoked, OAuthError> {
+/// Returns what was revoked and the client that asked.
+pub async fn revoke(app: &App, presented: &Presented, form: &Params) -> Result<(Revoked, String), OAuthError> {
     let client = client_auth::authenticate(app, presented, form).await?;
     let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hash = hash_secret(token);
@@ -26,18 +29,18 @@ pub async fn revoke(app: &App, presented: &Presented, form: &Params) -> Result<R
             if try_refresh { app.store.refresh_token(&hash).await? } else { app.store.access_token(&hash).await? };
         let Some(found) = found else { continue };
         if found.family.client_id != client.id {
-            return Ok(Revoked::Nothing);
+            return Ok((Revoked::Nothing, client.id));
         }
         let mut tx = app.store.begin_write().await?;
         let what = if try_refresh {
             store::revoke_family(&mut tx, &found.family.id, "revoked_by_client", now).await?;
-            Revoked::RefreshToken
+            Revoked::RefreshToken { account_id: found.family.account_id.clone() }
         } else {
             store::delete_access_token(&mut tx, &hash).await?;
-            Revoked::AccessToken
+            Revoked::AccessToken { account_id: found.family.account_id.clone() }
         };
         tx.commit().await?;
-        return Ok(what);
+        return Ok((what, client.id));
     }
-    Ok(Revoked::Nothing)
+    Ok((Revoked::Nothing, client.id))
 }

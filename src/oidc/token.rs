@@ -27,6 +27,18 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
     pub scope: String,
+    /// Who the tokens are for, for the connection log; never serialised.
+    #[serde(skip)]
+    pub subject: Option<TokenSubject>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSubject {
+    pub account_id: String,
+    pub email: String,
+    pub partner_id: Option<String>,
+    pub client_id: String,
+    pub sid: String,
 }
 
 /// What happened, for the caller's log (never the tokens themselves).
@@ -138,7 +150,7 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
         return Err(OAuthError::invalid_grant("refresh token issued to another client"));
     }
     if found.used_at.is_some() {
-        revoke_on_reuse(app, &family.id, now).await?;
+        revoke_on_reuse(app, &family, now).await?;
         return Err(OAuthError::invalid_grant("refresh token already used"));
     }
     if family.revoked_at.is_some() || family.expires_at <= now || found.token_expires_at <= now {
@@ -162,7 +174,7 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
     let mut tx = app.store.begin_write().await?;
     if !store::consume_refresh_token(&mut tx, &token_hash, now).await? {
         drop(tx);
-        revoke_on_reuse(app, &family.id, now).await?;
+        revoke_on_reuse(app, &family, now).await?;
         return Err(OAuthError::invalid_grant("refresh token already used"));
     }
     let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, now).await?;
@@ -172,11 +184,21 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
 
 /// RFC 9700 §4.14.2: a rotated refresh token presented again means it leaked;
 /// the whole family goes.
-async fn revoke_on_reuse(app: &App, family_id: &str, now: Millis) -> Result<(), OAuthError> {
+async fn revoke_on_reuse(app: &App, family: &FamilyRow, now: Millis) -> Result<(), OAuthError> {
+    let email = app.store.account_by_id(&family.account_id).await?.map(|a| (a.email, a.partner_id));
     let mut tx = app.store.begin_write().await?;
-    store::revoke_family(&mut tx, family_id, "refresh_reuse", now).await?;
+    store::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
+    let mut event = crate::audit::Event::new(crate::audit::kind::REFRESH_REUSE_DETECTED, crate::audit::Outcome::Failure, "system")
+        .account(family.account_id.clone())
+        .client(family.client_id.clone())
+        .session(&family.sid)
+        .details(serde_json::json!({"family_revoked": true}));
+    if let Some((email, partner)) = email {
+        event = event.email(email).partner(partner);
+    }
+    crate::audit::append(app, &mut tx, vec![event]).await?;
     tx.commit().await?;
-    tracing::warn!(family = %family_id, "refresh token reused; its family was revoked");
+    tracing::warn!(family = %family.id, "refresh token reused; its family was revoked");
     Ok(())
 }
 
@@ -265,6 +287,13 @@ fn respond(
         refresh_token: issued.refresh_token,
         id_token,
         scope: scopes.join(" "),
+        subject: Some(TokenSubject {
+            account_id: account.id.clone(),
+            email: account.email.clone(),
+            partner_id: account.partner_id.clone(),
+            client_id: client.id.clone(),
+            sid: family.sid.clone(),
+        }),
     })
 }
 

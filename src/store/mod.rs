@@ -11,6 +11,7 @@
 mod accounts;
 mod clients;
 mod credentials;
+mod events;
 mod grants;
 mod outbox;
 mod provisioning;
@@ -21,6 +22,7 @@ mod throttle;
 pub use accounts::*;
 pub use clients::*;
 pub use credentials::*;
+pub use events::*;
 pub use grants::*;
 pub use outbox::*;
 pub use provisioning::*;

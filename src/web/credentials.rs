@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
+use crate::audit;
 use crate::auth::links::{self, LinkProblem, Purpose, SetPasswordError};
 use crate::auth::policy::Violation;
 use crate::oidc::Params;
@@ -98,7 +99,14 @@ async fn show(app: AppState, headers: HeaderMap, jar: CookieJar, q: LinkQuery, p
     }
 }
 
-async fn submit(app: AppState, headers: HeaderMap, jar: CookieJar, body: Bytes, purpose: Purpose) -> Response {
+async fn submit(
+    app: AppState,
+    peer: std::net::SocketAddr,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+    purpose: Purpose,
+) -> Response {
     let locale = browser::locale(&headers, None, None);
     let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
@@ -108,7 +116,17 @@ async fn submit(app: AppState, headers: HeaderMap, jar: CookieJar, body: Bytes, 
     let password = form.get("password").unwrap_or_default();
     let confirmation = form.get("confirmation").unwrap_or_default();
     match links::set_password(&app, &token, purpose, password, confirmation).await {
-        Ok(Ok(_account)) => {
+        Ok(Ok(account)) => {
+            let kind = match purpose {
+                Purpose::Activation => audit::kind::PASSWORD_CREATED,
+                Purpose::Reset => audit::kind::PASSWORD_RESET,
+            };
+            let e = audit::Event::new(kind, audit::Outcome::Success, account.email.clone())
+                .email(account.email.clone())
+                .account(account.id.clone())
+                .partner(account.partner_id.clone())
+                .source(&audit_source(&app, peer, &headers));
+            audit::record(&app, vec![e]).await;
             let (title, message) = match purpose {
                 Purpose::Activation => ("activated_title", "activated_text"),
                 Purpose::Reset => ("reset_done_title", "reset_done_text"),
@@ -140,8 +158,14 @@ pub async fn activate_page(
     show(app, headers, jar, q, Purpose::Activation).await
 }
 
-pub async fn activate_submit(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
-    submit(app, headers, jar, body, Purpose::Activation).await
+pub async fn activate_submit(
+    State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    submit(app, peer, headers, jar, body, Purpose::Activation).await
 }
 
 pub async fn reset_page(
@@ -153,8 +177,14 @@ pub async fn reset_page(
     show(app, headers, jar, q, Purpose::Reset).await
 }
 
-pub async fn reset_submit(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
-    submit(app, headers, jar, body, Purpose::Reset).await
+pub async fn reset_submit(
+    State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    submit(app, peer, headers, jar, body, Purpose::Reset).await
 }
 
 #[derive(Deserialize)]
@@ -202,6 +232,10 @@ pub async fn forgot_submit(
     }
     let email = form.get("email").unwrap_or_default().chars().take(254).collect::<String>();
     let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
+    let requested = audit::Event::new(audit::kind::RESET_REQUESTED, audit::Outcome::Success, email.clone())
+        .email(email.clone())
+        .source(&audit_source(&app, peer, &headers));
+    audit::record(&app, vec![requested]).await;
     let background = app.clone();
     tokio::spawn(async move {
         if let Err(e) = links::request_reset(&background, &email, Some(&ip)).await {
@@ -302,6 +336,12 @@ pub async fn change_submit(
     .await;
     match outcome {
         Ok(Ok(())) => {
+            let e = audit::Event::new(audit::kind::PASSWORD_CHANGED, audit::Outcome::Success, account.email.clone())
+                .email(account.email.clone())
+                .account(account.id.clone())
+                .partner(account.partner_id.clone())
+                .source(&audit_source(&app, peer, &headers));
+            audit::record(&app, vec![e]).await;
             let jar = browser::clear_session(&app.config, jar);
             (jar, pages::message(StatusCode::OK, locale, "changed_title", "reset_done_text", None)).into_response()
         }
@@ -320,5 +360,13 @@ pub async fn change_submit(
             ChangeView { email: &account.email, violations: &violations, current_error: None },
         ),
         Err(e) => error::internal_page(e, locale),
+    }
+}
+
+/// The browser's source for the connection log.
+fn audit_source(app: &AppState, peer: std::net::SocketAddr, headers: &HeaderMap) -> audit::Source {
+    audit::Source {
+        ip: Some(super::client_ip(peer.ip(), headers, &app.config.trusted_proxies).to_string()),
+        user_agent: browser::user_agent(headers),
     }
 }

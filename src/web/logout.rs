@@ -1,7 +1,9 @@
 //! RP-initiated logout pages.
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
@@ -17,18 +19,31 @@ use crate::oidc::logout::{self, LogoutDecision, LogoutError};
 
 pub async fn logout_get(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     RawQuery(q): RawQuery,
 ) -> Response {
-    handle(app, headers, jar, Params::from_pairs(pairs(q.unwrap_or_default().as_bytes()))).await
+    handle(app, peer, headers, jar, Params::from_pairs(pairs(q.unwrap_or_default().as_bytes()))).await
 }
 
-pub async fn logout_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
-    handle(app, headers, jar, Params::from_pairs(pairs(&body))).await
+pub async fn logout_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    handle(app, peer, headers, jar, Params::from_pairs(pairs(&body))).await
 }
 
-async fn handle(app: AppState, headers: HeaderMap, jar: CookieJar, raw: Result<Params, String>) -> Response {
+async fn handle(
+    app: AppState,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    jar: CookieJar,
+    raw: Result<Params, String>,
+) -> Response {
     let ui_locales = raw.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
     let locale = browser::locale(&headers, None, ui_locales.as_deref());
     let current = match browser::session_value(&app.config, &jar) {
@@ -52,11 +67,12 @@ async fn handle(app: AppState, headers: HeaderMap, jar: CookieJar, raw: Result<P
             );
             (jar, page).into_response()
         }
-        LogoutDecision::SignOut { redirect } => sign_out(&app, jar, locale, redirect).await,
+        LogoutDecision::SignOut { redirect } => sign_out(&app, jar, locale, redirect, audit_source(&app, peer, &headers)).await,
     }
 }
 
-pub async fn logout_confirm(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+pub async fn logout_confirm(State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
     let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
     let locale = browser::locale(&headers, None, None);
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
@@ -73,14 +89,36 @@ pub async fn logout_confirm(State(app): State<AppState>, headers: HeaderMap, jar
         Ok(r) => r,
         Err(e) => return error::internal_page(e, locale),
     };
-    sign_out(&app, jar, locale, redirect).await
+    sign_out(&app, jar, locale, redirect, audit_source(&app, peer, &headers)).await
 }
 
-async fn sign_out(app: &AppState, jar: CookieJar, locale: Locale, redirect: Option<String>) -> Response {
-    if let Some(value) = browser::session_value(&app.config, &jar)
-        && let Err(e) = session::end(app, &hash_secret(&value), "logout").await
-    {
-        return error::internal_page(e, locale);
+async fn sign_out(
+    app: &AppState,
+    jar: CookieJar,
+    locale: Locale,
+    redirect: Option<String>,
+    source: crate::audit::Source,
+) -> Response {
+    if let Some(value) = browser::session_value(&app.config, &jar) {
+        let id_hash = hash_secret(&value);
+        let live = app.store.session(&id_hash).await.ok().flatten().filter(|s| s.ended_at.is_none());
+        match session::end(app, &id_hash, "logout").await {
+            Err(e) => return error::internal_page(e, locale),
+            Ok(true) => {
+                if let Some(s) = live {
+                    let account = app.store.account_by_id(&s.account_id).await.ok().flatten();
+                    let email = account.as_ref().map(|a| a.email.clone()).unwrap_or_default();
+                    let e = crate::audit::Event::new(crate::audit::kind::SIGNOUT, crate::audit::Outcome::Success, email.clone())
+                        .email(email)
+                        .account(s.account_id.clone())
+                        .partner(account.and_then(|a| a.partner_id))
+                        .source(&source)
+                        .session(&s.sid);
+                    crate::audit::record(app, vec![e]).await;
+                }
+            }
+            Ok(false) => {}
+        }
     }
     let jar = browser::clear_session(&app.config, jar);
     match redirect {
@@ -88,6 +126,14 @@ async fn sign_out(app: &AppState, jar: CookieJar, locale: Locale, redirect: Opti
         None => {
             (jar, pages::message(StatusCode::OK, locale, "signed_out_title", "signed_out_text", None)).into_response()
         }
+    }
+}
+
+/// The browser's source for the connection log.
+fn audit_source(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> crate::audit::Source {
+    crate::audit::Source {
+        ip: Some(super::client_ip(peer.ip(), headers, &app.config.trusted_proxies).to_string()),
+        user_agent: browser::user_agent(headers),
     }
 }
 

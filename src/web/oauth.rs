@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::no_store;
+use crate::audit;
 use crate::oidc::client_auth::Presented;
 use crate::oidc::userinfo::BearerError;
 use crate::oidc::{self, OAuthError, Params};
@@ -46,14 +47,42 @@ fn presented(headers: &HeaderMap) -> Result<Presented, OAuthError> {
     Presented::from_authorization(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
 }
 
-pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The request's source for the connection log.
+fn source(headers: &HeaderMap, peer: std::net::SocketAddr, app: &AppState) -> audit::Source {
+    audit::Source {
+        ip: Some(super::client_ip(peer.ip(), headers, &app.config.trusted_proxies).to_string()),
+        user_agent: super::browser::user_agent(headers),
+    }
+}
+
+pub async fn token(
+    State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
         oidc::token::handle(&app, &presented(&headers)?, &form).await
     }
     .await;
     match result {
-        Ok((tokens, _event)) => {
+        Ok((tokens, event)) => {
+            if let Some(s) = &tokens.subject {
+                let kind = match event {
+                    oidc::token::TokenEvent::Issued => audit::kind::TOKEN_ISSUED,
+                    oidc::token::TokenEvent::Refreshed => audit::kind::TOKEN_REFRESHED,
+                };
+                let e = audit::Event::new(kind, audit::Outcome::Success, s.client_id.clone())
+                    .email(s.email.clone())
+                    .account(s.account_id.clone())
+                    .partner(s.partner_id.clone())
+                    .client(s.client_id.clone())
+                    .session(&s.sid)
+                    .source(&source(&headers, peer, &app))
+                    .details(serde_json::json!({"scope": tokens.scope, "refresh_token": tokens.refresh_token.is_some()}));
+                audit::record(&app, vec![e]).await;
+            }
             let mut r = Json(tokens).into_response();
             no_store(&mut r);
             r
@@ -94,14 +123,36 @@ fn respond_userinfo(result: Result<serde_json::Map<String, serde_json::Value>, B
     }
 }
 
-pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(
+    State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
         oidc::revocation::revoke(&app, &presented(&headers)?, &form).await
     }
     .await;
     match result {
-        Ok(_) => {
+        Ok((revoked, client_id)) => {
+            let account = match &revoked {
+                oidc::revocation::Revoked::AccessToken { account_id } => Some((account_id.clone(), "access_token")),
+                oidc::revocation::Revoked::RefreshToken { account_id } => Some((account_id.clone(), "refresh_token")),
+                oidc::revocation::Revoked::Nothing => None,
+            };
+            if let Some((account_id, what)) = account {
+                let row = app.store.account_by_id(&account_id).await.ok().flatten();
+                let mut e = audit::Event::new(audit::kind::TOKEN_REVOKED, audit::Outcome::Success, client_id.clone())
+                    .account(account_id)
+                    .client(client_id)
+                    .source(&source(&headers, peer, &app))
+                    .details(serde_json::json!({"token_type": what}));
+                if let Some(row) = row {
+                    e = e.email(row.email).partner(row.partner_id);
+                }
+                audit::record(&app, vec![e]).await;
+            }
             let mut r = StatusCode::OK.into_response();
             no_store(&mut r);
             r

@@ -14,6 +14,7 @@ use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, client_ip, error, pages};
 use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD, SessionSource};
+use crate::audit;
 use crate::auth::{self as authn};
 use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
 use crate::oidc::{Params, clients};
@@ -163,6 +164,8 @@ pub async fn signin_submit(
     let email = form.get("email").unwrap_or("").chars().take(254).collect::<String>();
     let password = form.get("password").unwrap_or("");
     let ip = client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
+    let source = audit::Source { ip: Some(ip.clone()), user_agent: browser::user_agent(&headers) };
+    let client_id = parked.as_ref().map(|p| p.client_id.clone());
     let outcome = match authn::sign_in_with_password(&app, &email, password, Some(&ip)).await {
         Ok(o) => o,
         Err(e) => return error::internal_page(e, locale),
@@ -171,6 +174,23 @@ pub async fn signin_submit(
         Ok(a) => a,
         Err(reason) => {
             tracing::info!(reason = ?reason, "sign-in refused");
+            let (kind, why) = match reason {
+                authn::SignInFailure::Throttled { retry_after_secs } => {
+                    (audit::kind::THROTTLED, serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs}))
+                }
+                authn::SignInFailure::UnknownAccount => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "unknown_account"})),
+                authn::SignInFailure::WrongPassword => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "wrong_password"})),
+                authn::SignInFailure::Pending => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "pending"})),
+                authn::SignInFailure::Closed => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "closed"})),
+            };
+            let mut event = audit::Event::new(kind, audit::Outcome::Failure, email.clone())
+                .email(email.clone())
+                .source(&source)
+                .details(why);
+            if let Some(c) = &client_id {
+                event = event.client(c.clone());
+            }
+            audit::record(&app, vec![event]).await;
             let (message, status, retry_after) = match reason {
                 authn::SignInFailure::Throttled { retry_after_secs } => {
                     (text(locale, "signin_throttled"), StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs))
@@ -215,12 +235,23 @@ pub async fn signin_submit(
             }
             _ => None,
         };
-        Ok::<_, crate::error::AppError>((cookie, location))
+        Ok::<_, crate::error::AppError>((cookie, location, session.sid))
     }
     .await;
     match result {
-        Ok((cookie, location)) => {
+        Ok((cookie, location, sid)) => {
             tracing::info!(account = %account.id, "signed in");
+            let mut event = audit::Event::new(audit::kind::SIGNIN, audit::Outcome::Success, account.email.clone())
+                .email(account.email.clone())
+                .account(account.id.clone())
+                .partner(account.partner_id.clone())
+                .source(&source)
+                .session(&sid)
+                .details(serde_json::json!({"amr": [AMR_PASSWORD]}));
+            if let Some(c) = &client_id {
+                event = event.client(c.clone());
+            }
+            audit::record(&app, vec![event]).await;
             let jar = browser::set_session(&app.config, jar, cookie);
             match location {
                 Some(l) => (jar, browser::see_other(&l)).into_response(),

@@ -1,0 +1,258 @@
+//! The connection log (R15, convention art. 2 and 2.1): every
+//! security-relevant event, in one append-only table whose records are
+//! chained by SHA-256, so that an edit, a deletion or a reordering is found by
+//! `coop-idp logs verify`. This is the one place that writes events: domain
+//! functions append inside their own transaction (`append`), handlers call
+//! `record` after the fact. Details never hold a password, code or token.
+
+pub mod export;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::clock::rfc3339_ms;
+use crate::crypto::{b64url, sha256};
+use crate::error::AppResult;
+use crate::store::{self, EventRow, WriteTx};
+
+/// The documented kinds (PRODUCT.md "Connection-log records").
+pub mod kind {
+    pub const SIGNIN: &str = "signin";
+    pub const SIGNIN_FAILED: &str = "signin_failed";
+    pub const SIGNOUT: &str = "signout";
+    pub const TOKEN_ISSUED: &str = "token_issued";
+    pub const TOKEN_REFRESHED: &str = "token_refreshed";
+    pub const REFRESH_REUSE_DETECTED: &str = "refresh_reuse_detected";
+    pub const TOKEN_REVOKED: &str = "token_revoked";
+    pub const ACTIVATION_SENT: &str = "activation_sent";
+    pub const PASSWORD_CREATED: &str = "password_created";
+    pub const RESET_REQUESTED: &str = "reset_requested";
+    pub const RESET_SENT: &str = "reset_sent";
+    pub const PASSWORD_RESET: &str = "password_reset";
+    pub const PASSWORD_CHANGED: &str = "password_changed";
+    pub const THROTTLED: &str = "throttled";
+    pub const ACCESS_OPENED: &str = "access_opened";
+    pub const ACCESS_REOPENED: &str = "access_reopened";
+    pub const ACCESS_CLOSED: &str = "access_closed";
+    pub const ACCESS_UPDATED: &str = "access_updated";
+    pub const ANNEX1_DRY_RUN: &str = "annex1_dry_run";
+    pub const ANNEX1_APPLIED: &str = "annex1_applied";
+    pub const CONVENTION_CHANGED: &str = "convention_changed";
+    pub const BACKCHANNEL_LOGOUT_SENT: &str = "backchannel_logout_sent";
+    pub const BACKCHANNEL_LOGOUT_FAILED: &str = "backchannel_logout_failed";
+    pub const LOG_READ: &str = "log_read";
+    pub const LOG_EXPORTED: &str = "log_exported";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+/// Where a request came from; `None` for the command line and jobs.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// An event to record. `actor` is who acted: the account's own email, an
+/// administrator's email, `cli` or `system`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: &'static str,
+    pub outcome: Outcome,
+    pub email: Option<String>,
+    pub account_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub client_id: Option<String>,
+    pub source: Source,
+    pub actor: String,
+    pub session_hash: Option<String>,
+    pub details: Value,
+}
+
+impl Event {
+    pub fn new(kind: &'static str, outcome: Outcome, actor: impl Into<String>) -> Self {
+        Event {
+            kind,
+            outcome,
+            email: None,
+            account_id: None,
+            partner_id: None,
+            client_id: None,
+            source: Source::default(),
+            actor: actor.into(),
+            session_hash: None,
+            details: json!({}),
+        }
+    }
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+    pub fn account(mut self, id: impl Into<String>) -> Self {
+        self.account_id = Some(id.into());
+        self
+    }
+    pub fn partner(mut self, id: Option<impl Into<String>>) -> Self {
+        self.partner_id = id.map(Into::into);
+        self
+    }
+    pub fn client(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+    pub fn source(mut self, source: &Source) -> Self {
+        self.source = source.clone();
+        self
+    }
+    /// The session, as a hash of its public id (never the cookie value).
+    pub fn session(mut self, sid: &str) -> Self {
+        self.session_hash = Some(crate::crypto::hash_secret(sid));
+        self
+    }
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// The hash of a record: SHA-256 over the previous hash and the record's
+/// content, in a fixed order.
+pub fn record_hash(row: &EventRow) -> String {
+    let content = json!([
+        row.seq,
+        row.time_ms,
+        row.kind,
+        row.outcome,
+        row.email,
+        row.email_normalized,
+        row.account_id,
+        row.partner_id,
+        row.client_id,
+        row.ip,
+        row.user_agent,
+        row.actor,
+        row.session_hash,
+        row.details,
+    ]);
+    b64url(&sha256(format!("{}|{}", row.prev_hash, content).as_bytes()))
+}
+
+/// Appends events inside the caller's transaction; call it last, just before
+/// committing (see `store::chain_head`).
+pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let (mut seq, mut prev) = store::chain_head(tx).await?;
+    let now = app.clock.now_ms();
+    for e in events {
+        seq += 1;
+        let mut row = EventRow {
+            seq,
+            time_ms: now,
+            kind: e.kind.to_string(),
+            outcome: e.outcome.as_str().to_string(),
+            email_normalized: e.email.as_deref().map(|m| m.trim().to_lowercase()),
+            email: e.email,
+            account_id: e.account_id,
+            partner_id: e.partner_id,
+            client_id: e.client_id,
+            ip: e.source.ip,
+            user_agent: e.source.user_agent.map(|u| u.chars().take(512).collect()),
+            actor: e.actor,
+            session_hash: e.session_hash,
+            details: e.details.to_string(),
+            prev_hash: prev.clone(),
+            hash: String::new(),
+        };
+        row.hash = record_hash(&row);
+        prev = row.hash.clone();
+        store::insert_event(tx, &row).await?;
+    }
+    Ok(())
+}
+
+/// Records events in a transaction of their own. A failure to record is
+/// logged loudly; it does not undo the action, which already happened.
+pub async fn record(app: &App, events: Vec<Event>) {
+    let result = async {
+        let mut tx = app.store.begin_write().await?;
+        append(app, &mut tx, events).await?;
+        tx.commit().await?;
+        Ok::<_, crate::error::AppError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not record a connection-log event");
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verification {
+    Intact { records: i64 },
+    /// The first record whose sequence, link or content does not hold.
+    Broken { seq: i64, reason: String },
+}
+
+/// Walks the whole chain.
+pub async fn verify(app: &App) -> AppResult<Verification> {
+    let mut expected_seq = 1;
+    let mut prev = String::new();
+    loop {
+        let page = app.store.events_after(expected_seq - 1, 5_000).await?;
+        if page.is_empty() {
+            // A gap after the last read record would show as a missing seq.
+            let tail = app.store.events_after(expected_seq - 1, 1).await?;
+            if let Some(r) = tail.first() {
+                return Ok(Verification::Broken { seq: r.seq, reason: format!("record {expected_seq} is missing") });
+            }
+            return Ok(Verification::Intact { records: expected_seq - 1 });
+        }
+        for row in page {
+            if row.seq != expected_seq {
+                return Ok(Verification::Broken { seq: row.seq, reason: format!("record {expected_seq} is missing") });
+            }
+            if row.prev_hash != prev {
+                return Ok(Verification::Broken { seq: row.seq, reason: "link to the previous record broken".into() });
+            }
+            if record_hash(&row) != row.hash {
+                return Ok(Verification::Broken { seq: row.seq, reason: "content altered".into() });
+            }
+            prev = row.hash.clone();
+            expected_seq += 1;
+        }
+    }
+}
+
+/// A record as shown to the security officer (PRODUCT.md fields).
+pub fn public_record(row: &EventRow) -> Value {
+    json!({
+        "seq": row.seq,
+        "time": rfc3339_ms(row.time_ms),
+        "kind": row.kind,
+        "outcome": row.outcome,
+        "email": row.email,
+        "account_id": row.account_id,
+        "partner_id": row.partner_id,
+        "client_id": row.client_id,
+        "ip": row.ip,
+        "user_agent": row.user_agent,
+        "actor": row.actor,
+        "details": serde_json::from_str::<Value>(&row.details).unwrap_or(Value::Null),
+    })
+}
