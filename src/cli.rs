@@ -58,6 +58,41 @@ enum Command {
     /// The yearly review of authorisations.
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// The connection log, for the security officer.
+    #[command(subcommand)]
+    Logs(LogsCommand),
+}
+
+#[derive(Subcommand)]
+enum LogsCommand {
+    /// Records matching every given filter, oldest first.
+    Query {
+        /// Every record about that account.
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        partner: Option<String>,
+        /// An event kind, e.g. signin_failed.
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long)]
+        ip: Option<String>,
+        /// RFC 3339 time or YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time or YYYY-MM-DD (exclusive).
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+        /// Page size.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Checks the chain of the connection log; names the first broken record.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -492,6 +527,53 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                 Err(if apply { "not applied: the annex has errors".into() } else { "the annex has errors".into() })
             }
         }
+        Command::Logs(LogsCommand::Query { email, partner, event, ip, since, until, format, limit, offset }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let filter = crate::store::EventFilter {
+                email_normalized: email.as_deref().map(|e| e.trim().to_lowercase()),
+                partner_id: partner,
+                kind: event,
+                ip,
+                since_ms: since.as_deref().map(|t| parse_time("--since", t)).transpose()?,
+                until_ms: until.as_deref().map(|t| parse_time("--until", t)).transpose()?,
+                limit: limit.clamp(1, 100_000),
+                offset: offset.max(0),
+            };
+            let rows = app.store.query_events(&filter).await.map_err(|e| e.to_string())?;
+            let output = match format.as_str() {
+                "csv" => crate::audit::export::to_csv(&rows),
+                "json" => crate::audit::export::to_json(&rows),
+                _ => crate::audit::export::to_table(&rows),
+            };
+            // Reading the log is itself recorded (R16).
+            let kind = if format == "csv" { crate::audit::kind::LOG_EXPORTED } else { crate::audit::kind::LOG_READ };
+            let e = crate::audit::Event::new(kind, crate::audit::Outcome::Success, "cli").details(serde_json::json!({
+                "email": email, "partner_id": filter.partner_id, "event": filter.kind, "ip": filter.ip,
+                "since": since, "until": until, "format": format, "records": rows.len(),
+            }));
+            crate::audit::record(&app, vec![e]).await;
+            print!("{output}");
+            if format == "json" {
+                println!();
+            }
+            Ok(())
+        }
+        Command::Logs(LogsCommand::Verify) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            match crate::audit::verify(&app).await.map_err(|e| e.to_string())? {
+                crate::audit::Verification::Intact { records } => {
+                    println!("{}", serde_json::json!({"status": "intact", "records": records}));
+                    Ok(())
+                }
+                crate::audit::Verification::Broken { seq, reason } => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"status": "broken", "first_broken_record": seq, "reason": reason})
+                    );
+                    Err(format!("connection log broken at record {seq}: {reason}"))
+                }
+            }
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let now = Clock::system().now_ms();
             let kids = crate::keys::rotate(&config.keys_dir, config.max_signed_token_ttl_secs(), now)
@@ -500,6 +582,16 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// RFC 3339, or a date (midnight UTC), as milliseconds.
+fn parse_time(flag: &str, text: &str) -> Result<i64, String> {
+    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    crate::provisioning::convention::parse_date(text)
+        .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
+        .ok_or_else(|| format!("{flag}: `{text}` is neither an RFC 3339 time nor a date (YYYY-MM-DD)"))
 }
 
 async fn partner_json(app: &App, p: &crate::store::PartnerRow, today: time::Date) -> Result<serde_json::Value, String> {

@@ -97,6 +97,17 @@ pub async fn invite(app: &App, inv: Invitation<'_>) -> AppResult<Invited> {
         updated_at: now,
     };
     links::create_and_mail(app, &mut tx, &row, Purpose::Activation).await?;
+    let opened = match &outcome {
+        Invited::Opened(_) => crate::audit::kind::ACCESS_OPENED,
+        Invited::Reinvited(_) => crate::audit::kind::ACCESS_REOPENED,
+    };
+    let event = |kind| {
+        crate::audit::Event::new(kind, crate::audit::Outcome::Success, "cli")
+            .email(row.email.clone())
+            .account(row.id.clone())
+            .partner(row.partner_id.clone())
+    };
+    crate::audit::append(app, &mut tx, vec![event(opened), event(crate::audit::kind::ACTIVATION_SENT)]).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(outcome)

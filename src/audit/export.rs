@@ -6,14 +6,27 @@ use super::public_record;
 use crate::clock::rfc3339_ms;
 use crate::store::EventRow;
 
-pub const CSV_COLUMNS: [&str; 12] =
-    ["seq", "time", "kind", "outcome", "email", "account_id", "partner_id", "client_id", "ip", "user_agent", "actor", "details"];
+pub const CSV_COLUMNS: [&str; 12] = [
+    "seq",
+    "time",
+    "kind",
+    "outcome",
+    "email",
+    "account_id",
+    "partner_id",
+    "client_id",
+    "ip",
+    "user_agent",
+    "actor",
+    "details",
+];
 
 /// One CSV cell: quoted when needed, and a leading `=`, `+`, `-`, `@` (or
 /// tab/CR) neutralised with a quote so that a spreadsheet never runs it as a
 /// formula (CSV injection).
 pub fn csv_cell(value: &str) -> String {
-    let neutralised = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_string() };
+    let neutralised =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_string() };
     if neutralised.contains([',', '"', '\n', '\r', ';']) || neutralised != neutralised.trim() {
         format!("\"{}\"", neutralised.replace('"', "\"\""))
     } else {

@@ -204,9 +204,14 @@ pub async fn record(app: &App, events: Vec<Event>) {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verification {
-    Intact { records: i64 },
+    Intact {
+        records: i64,
+    },
     /// The first record whose sequence, link or content does not hold.
-    Broken { seq: i64, reason: String },
+    Broken {
+        seq: i64,
+        reason: String,
+    },
 }
 
 /// Walks the whole chain.

@@ -225,6 +225,12 @@ pub async fn request_reset(app: &App, email: &str, ip: Option<&str>) -> AppResul
     }
     let mut tx = app.store.begin_write().await?;
     create_and_mail(app, &mut tx, &account, Purpose::Reset).await?;
+    let sent = crate::audit::Event::new(crate::audit::kind::RESET_SENT, crate::audit::Outcome::Success, "system")
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .source(&crate::audit::Source { ip: ip.map(str::to_string), user_agent: None });
+    crate::audit::append(app, &mut tx, vec![sent]).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(true)

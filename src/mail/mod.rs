@@ -44,8 +44,13 @@ pub fn backoff_ms(attempts: i64) -> Millis {
 
 pub async fn run_sender(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = send_due(&app).await {
-            tracing::warn!(error = %e, "mail sender");
+        // A pass runs as its own task: a panic in a transport ends that pass,
+        // not the sender (the claimed message is retried after its lease).
+        let pass = app.clone();
+        match tokio::spawn(async move { send_due(&pass).await }).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "mail sender"),
+            Err(e) => tracing::error!(error = %e, "mail sender pass crashed"),
+            Ok(Ok(_)) => {}
         }
         tokio::select! {
             _ = app.mail_wake.notified() => {}

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::clients;
 use crate::app::App;
+use crate::audit;
 use crate::clock::Millis;
 use crate::crypto::random_b64;
 use crate::store::{self, BackchannelRow, StoreResult, WriteTx};
@@ -37,8 +38,11 @@ pub fn backoff_ms(attempts: i64) -> Millis {
 
 pub async fn run_sender(app: std::sync::Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = send_due(&app).await {
-            tracing::warn!(error = %e, "back-channel logout sender");
+        let pass = app.clone();
+        match tokio::spawn(async move { send_due(&pass).await }).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "back-channel logout sender"),
+            Err(e) => tracing::error!(error = %e, "back-channel logout sender pass crashed"),
+            Ok(Ok(_)) => {}
         }
         tokio::select! {
             _ = app.backchannel_wake.notified() => {}
@@ -62,16 +66,34 @@ pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
         let outcome = send_one(app, &row).await;
         let now = app.clock.now_ms();
         let mut tx = app.store.begin_write().await?;
+        let account = app.store.account_by_id(&row.subject).await?;
+        let event = |kind, outcome| {
+            let mut e = audit::Event::new(kind, outcome, "system")
+                .account(row.subject.clone())
+                .client(row.client_id.clone())
+                .session(&row.sid);
+            if let Some(a) = &account {
+                e = e.email(a.email.clone()).partner(a.partner_id.clone());
+            }
+            e
+        };
         match outcome {
             Ok(()) => {
                 store::mark_backchannel_delivered(&mut tx, &row.id, now).await?;
                 delivered += 1;
                 tracing::info!(client_id = %row.client_id, "back-channel logout delivered");
+                let e = event(audit::kind::BACKCHANNEL_LOGOUT_SENT, audit::Outcome::Success)
+                    .details(serde_json::json!({"attempts": row.attempts + 1}));
+                audit::append(app, &mut tx, vec![e]).await?;
             }
             Err(reason) => {
                 let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
                 store::mark_backchannel_failed(&mut tx, &row.id, &reason, next, now).await?;
                 tracing::warn!(client_id = %row.client_id, attempts = row.attempts + 1, reason = %reason, "back-channel logout failed");
+                let e = event(audit::kind::BACKCHANNEL_LOGOUT_FAILED, audit::Outcome::Failure).details(
+                    serde_json::json!({"attempts": row.attempts + 1, "reason": reason, "will_retry": next.is_some()}),
+                );
+                audit::append(app, &mut tx, vec![e]).await?;
             }
         }
         tx.commit().await?;

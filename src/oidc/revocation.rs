@@ -11,9 +11,13 @@ use crate::store;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Revoked {
     /// The account whose access token was revoked.
-    AccessToken { account_id: String },
+    AccessToken {
+        account_id: String,
+    },
     /// The account whose refresh-token family was revoked.
-    RefreshToken { account_id: String },
+    RefreshToken {
+        account_id: String,
+    },
     Nothing,
 }
 

@@ -188,11 +188,12 @@ async fn revoke_on_reuse(app: &App, family: &FamilyRow, now: Millis) -> Result<(
     let email = app.store.account_by_id(&family.account_id).await?.map(|a| (a.email, a.partner_id));
     let mut tx = app.store.begin_write().await?;
     store::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
-    let mut event = crate::audit::Event::new(crate::audit::kind::REFRESH_REUSE_DETECTED, crate::audit::Outcome::Failure, "system")
-        .account(family.account_id.clone())
-        .client(family.client_id.clone())
-        .session(&family.sid)
-        .details(serde_json::json!({"family_revoked": true}));
+    let mut event =
+        crate::audit::Event::new(crate::audit::kind::REFRESH_REUSE_DETECTED, crate::audit::Outcome::Failure, "system")
+            .account(family.account_id.clone())
+            .client(family.client_id.clone())
+            .session(&family.sid)
+            .details(serde_json::json!({"family_revoked": true}));
     if let Some((email, partner)) = email {
         event = event.email(email).partner(partner);
     }

@@ -66,6 +66,7 @@ pub async fn sign_convention(app: &App, partner_id: &str, date: &str) -> AppResu
     if !store::sign_convention(&mut tx, partner_id, &date).await? {
         return Err(AppError::Invalid(format!("unknown partner `{partner_id}`")));
     }
+    convention_event(app, &mut tx, partner_id, serde_json::json!({"change": "signed", "date": date})).await?;
     tx.commit().await?;
     tracing::info!(partner = partner_id, signed_on = %date, "convention signed");
     Ok(())
@@ -87,6 +88,9 @@ pub async fn terminate_convention(app: &App, partner_id: &str, date: &str, reaso
         return Err(AppError::Invalid(format!("unknown partner `{partner_id}`")));
     }
     let closed = close_all_accounts(app, &mut tx, partner_id, &date).await?;
+    let details =
+        serde_json::json!({"change": "terminated", "date": date, "reason": reason.trim(), "accesses_closed": closed});
+    convention_event(app, &mut tx, partner_id, details).await?;
     tx.commit().await?;
     app.backchannel_wake.notify_one();
     tracing::info!(partner = partner_id, terminated_on = %date, closed, "convention terminated");
@@ -103,12 +107,26 @@ pub async fn set_non_renewal(app: &App, partner_id: &str, date: Option<&str>) ->
         .ok_or_else(|| AppError::Invalid(format!("unknown partner `{partner_id}`")))?;
     let mut tx = app.store.begin_write().await?;
     store::set_non_renewal(&mut tx, partner_id, date.as_deref()).await?;
+    let change = if date.is_some() { "not_renewed" } else { "renewal_restored" };
+    convention_event(app, &mut tx, partner_id, serde_json::json!({"change": change, "date": date})).await?;
     tx.commit().await?;
     let mut c = annex1::apply::convention_of(&partner);
     c.non_renewal_notified_on = date.as_deref().and_then(convention::parse_date);
     let ends = c.non_renewal_notified_on.and_then(|n| c.end_after_notice(n)).map(convention::format_date);
     tracing::info!(partner = partner_id, ends = ?ends, "convention renewal changed");
     Ok(ends)
+}
+
+async fn convention_event(
+    app: &App,
+    tx: &mut store::WriteTx,
+    partner_id: &str,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    let e = crate::audit::Event::new(crate::audit::kind::CONVENTION_CHANGED, crate::audit::Outcome::Success, "cli")
+        .partner(Some(partner_id.to_string()))
+        .details(details);
+    crate::audit::append(app, tx, vec![e]).await
 }
 
 async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str, on: &str) -> AppResult<usize> {
@@ -121,6 +139,12 @@ async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str
         store::close_account(tx, &a.id, on, now).await?;
         store::supersede_links_of_account(tx, &a.id, now).await?;
         crate::auth::session::end_all_of_account_in(app, tx, &a.id, "convention_ended").await?;
+        let e = crate::audit::Event::new(crate::audit::kind::ACCESS_CLOSED, crate::audit::Outcome::Success, "system")
+            .email(a.email.clone())
+            .account(a.id.clone())
+            .partner(Some(partner_id.to_string()))
+            .details(serde_json::json!({"reason": "convention_ended", "closure_date": on}));
+        crate::audit::append(app, tx, vec![e]).await?;
         closed += 1;
     }
     Ok(closed)

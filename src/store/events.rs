@@ -46,9 +46,8 @@ pub async fn chain_head(tx: &mut WriteTx) -> StoreResult<(i64, String)> {
     if tx.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(7215001)").execute(&mut *tx.tx).await?;
     }
-    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *tx.tx)
-        .await?;
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx.tx).await?;
     Ok(head.unwrap_or((0, String::new())))
 }
 

@@ -67,12 +67,19 @@ async fn handle(
             );
             (jar, page).into_response()
         }
-        LogoutDecision::SignOut { redirect } => sign_out(&app, jar, locale, redirect, audit_source(&app, peer, &headers)).await,
+        LogoutDecision::SignOut { redirect } => {
+            sign_out(&app, jar, locale, redirect, audit_source(&app, peer, &headers)).await
+        }
     }
 }
 
-pub async fn logout_confirm(State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+pub async fn logout_confirm(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
     let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
     let locale = browser::locale(&headers, None, None);
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
@@ -108,12 +115,16 @@ async fn sign_out(
                 if let Some(s) = live {
                     let account = app.store.account_by_id(&s.account_id).await.ok().flatten();
                     let email = account.as_ref().map(|a| a.email.clone()).unwrap_or_default();
-                    let e = crate::audit::Event::new(crate::audit::kind::SIGNOUT, crate::audit::Outcome::Success, email.clone())
-                        .email(email)
-                        .account(s.account_id.clone())
-                        .partner(account.and_then(|a| a.partner_id))
-                        .source(&source)
-                        .session(&s.sid);
+                    let e = crate::audit::Event::new(
+                        crate::audit::kind::SIGNOUT,
+                        crate::audit::Outcome::Success,
+                        email.clone(),
+                    )
+                    .email(email)
+                    .account(s.account_id.clone())
+                    .partner(account.and_then(|a| a.partner_id))
+                    .source(&source)
+                    .session(&s.sid);
                     crate::audit::record(app, vec![e]).await;
                 }
             }

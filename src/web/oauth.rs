@@ -80,7 +80,9 @@ pub async fn token(
                     .client(s.client_id.clone())
                     .session(&s.sid)
                     .source(&source(&headers, peer, &app))
-                    .details(serde_json::json!({"scope": tokens.scope, "refresh_token": tokens.refresh_token.is_some()}));
+                    .details(
+                        serde_json::json!({"scope": tokens.scope, "refresh_token": tokens.refresh_token.is_some()}),
+                    );
                 audit::record(&app, vec![e]).await;
             }
             let mut r = Json(tokens).into_response();

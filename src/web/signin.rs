@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, client_ip, error, pages};
-use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD, SessionSource};
 use crate::audit;
+use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD, SessionSource};
 use crate::auth::{self as authn};
 use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
 use crate::oidc::{Params, clients};
@@ -175,11 +175,16 @@ pub async fn signin_submit(
         Err(reason) => {
             tracing::info!(reason = ?reason, "sign-in refused");
             let (kind, why) = match reason {
-                authn::SignInFailure::Throttled { retry_after_secs } => {
-                    (audit::kind::THROTTLED, serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs}))
+                authn::SignInFailure::Throttled { retry_after_secs } => (
+                    audit::kind::THROTTLED,
+                    serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs}),
+                ),
+                authn::SignInFailure::UnknownAccount => {
+                    (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "unknown_account"}))
                 }
-                authn::SignInFailure::UnknownAccount => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "unknown_account"})),
-                authn::SignInFailure::WrongPassword => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "wrong_password"})),
+                authn::SignInFailure::WrongPassword => {
+                    (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "wrong_password"}))
+                }
                 authn::SignInFailure::Pending => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "pending"})),
                 authn::SignInFailure::Closed => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "closed"})),
             };

@@ -8,6 +8,7 @@ mod annex1;
 mod authorize;
 mod backchannel;
 mod basic;
+mod connection_log;
 mod credentials;
 mod discovery;
 mod logout;

@@ -10,6 +10,7 @@ use time::Date;
 use super::parse::parse_annex1;
 use super::plan::{PartnerView, Plan, build_plan};
 use crate::app::App;
+use crate::audit;
 use crate::auth::links::{self, Purpose};
 use crate::auth::session;
 use crate::crypto::sha256;
@@ -93,10 +94,23 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
     if !import.apply || !plan.errors.is_empty() {
         drop(tx);
         tracing::info!(partner = %partner.id, operator = import.operator, errors = plan.errors.len(), changes = plan.changes(), "annex 1 dry run");
+        let outcome = if plan.errors.is_empty() { audit::Outcome::Success } else { audit::Outcome::Failure };
+        let e = audit::Event::new(audit::kind::ANNEX1_DRY_RUN, outcome, import.operator)
+            .partner(Some(partner.id.clone()))
+            .details(counts(&plan, import.apply));
+        audit::record(app, vec![e]).await;
         return Ok(ImportOutcome { plan, applied: false });
     }
 
     let now = app.clock.now_ms();
+    let mut events = Vec::new();
+    let person = |kind: &'static str, id: &str, e: &super::plan::PersonEntry| {
+        audit::Event::new(kind, audit::Outcome::Success, import.operator)
+            .email(e.email.clone())
+            .account(id.to_string())
+            .partner(Some(partner.id.clone()))
+            .details(serde_json::json!({"line": e.line, "function": e.function, "closure_date": e.closure_date}))
+    };
     let mut done = 0usize;
     let step = |done: &mut usize| -> AppResult<()> {
         *done += 1;
@@ -127,17 +141,22 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         )
         .await?;
         links::create_and_mail(app, &mut tx, &account_row(&id, e, &partner), Purpose::Activation).await?;
+        events.push(person(audit::kind::ACCESS_OPENED, &id, e));
+        events.push(person(audit::kind::ACTIVATION_SENT, &id, e));
     }
     for e in &plan.reopen {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
         store::reopen_account(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
         links::create_and_mail(app, &mut tx, &account_row(id, e, &partner), Purpose::Activation).await?;
+        events.push(person(audit::kind::ACCESS_REOPENED, id, e));
+        events.push(person(audit::kind::ACTIVATION_SENT, id, e));
     }
     for e in &plan.update {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
         store::update_account_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
+        events.push(person(audit::kind::ACCESS_UPDATED, id, e));
     }
     for e in &plan.close {
         step(&mut done)?;
@@ -146,6 +165,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         store::close_account(&mut tx, id, &requested, now).await?;
         store::supersede_links_of_account(&mut tx, id, now).await?;
         session::end_all_of_account_in(app, &mut tx, id, "access_closed").await?;
+        events.push(person(audit::kind::ACCESS_CLOSED, id, e));
     }
     store::replace_annex1(
         &mut tx,
@@ -159,6 +179,12 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         },
     )
     .await?;
+    events.push(
+        audit::Event::new(audit::kind::ANNEX1_APPLIED, audit::Outcome::Success, import.operator)
+            .partner(Some(partner.id.clone()))
+            .details(counts(&plan, true)),
+    );
+    audit::append(app, &mut tx, events).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     app.backchannel_wake.notify_one();
@@ -167,6 +193,16 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         updated = plan.update.len(), closed = plan.close.len(), "annex 1 applied"
     );
     Ok(ImportOutcome { plan, applied: true })
+}
+
+fn counts(plan: &Plan, apply: bool) -> serde_json::Value {
+    serde_json::json!({
+        "apply_requested": apply,
+        "transmitted": plan.transmitted,
+        "open": plan.open.len(), "reopen": plan.reopen.len(), "update": plan.update.len(),
+        "close": plan.close.len(), "unchanged": plan.unchanged.len(),
+        "errors": plan.errors.len(), "warnings": plan.warnings.len(),
+    })
 }
 
 fn account_row(id: &str, e: &super::plan::PersonEntry, partner: &store::PartnerRow) -> AccountRow {

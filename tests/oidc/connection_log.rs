@@ -1,0 +1,89 @@
+//! The connection log (R15, R16): events appear when their action happens
+//! over HTTP, secrets never reach it, and any edit, deletion or reordering is
+//! found by the chain verification.
+
+use coop_idp::audit::{Verification, export, verify};
+use coop_idp::store::EventFilter;
+
+use crate::authorize::sign_in_for_tokens;
+use crate::common::*;
+use crate::on_both_databases;
+
+on_both_databases!(sign_in_events_are_recorded_without_secrets_and_tampering_is_caught);
+
+const EMAIL: &str = "lea.bernard@cc-girou.fr";
+
+async fn events(server: &TestServer, filter: EventFilter) -> Vec<coop_idp::store::EventRow> {
+    server.app.store.query_events(&EventFilter { limit: 1000, ..filter }).await.expect("query")
+}
+
+async fn wrong_password(server: &TestServer) {
+    let b = browser();
+    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let r = b
+        .post(server.url("/signin"))
+        .header("user-agent", "canary-agent/1.0")
+        .form(&[("csrf", csrf.as_str()), ("email", EMAIL), ("password", "Canary-Secret-42!")])
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), 401);
+}
+
+async fn sign_in_events_are_recorded_without_secrets_and_tampering_is_caught(db: Db) {
+    let server = TestServer::start(db).await;
+    let sub = server.add_account(EMAIL, None).await;
+    let secret = server.add_client("platform").await;
+    wrong_password(&server).await;
+    let browser = browser();
+    let tokens =
+        sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[("scope", "openid offline_access")], EMAIL)
+            .await;
+
+    let all = events(&server, EventFilter { email_normalized: Some(EMAIL.into()), ..Default::default() }).await;
+    let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+    assert!(kinds.starts_with(&["signin_failed", "signin", "token_issued"]), "{kinds:?}");
+    let failed = &all[0];
+    assert_eq!(failed.outcome, "failure");
+    assert_eq!(failed.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(failed.user_agent.as_deref(), Some("canary-agent/1.0"));
+    assert!(failed.details.contains("wrong_password"), "{}", failed.details);
+    let signin = &all[1];
+    assert_eq!(signin.account_id.as_deref(), Some(sub.as_str()));
+    assert_eq!(signin.client_id.as_deref(), Some("platform"));
+    assert_eq!(signin.actor, EMAIL);
+
+    // Filters narrow the result, both ways.
+    let only_failures = events(&server, EventFilter { kind: Some("signin_failed".into()), ..Default::default() }).await;
+    assert_eq!(only_failures.len(), 1);
+    let other_ip = events(&server, EventFilter { ip: Some("10.9.9.9".into()), ..Default::default() }).await;
+    assert!(other_ip.is_empty());
+    let future = server.clock.now_ms() + 60_000;
+    assert!(events(&server, EventFilter { since_ms: Some(future), ..Default::default() }).await.is_empty());
+
+    // No password, code or token anywhere in the log or its exports.
+    let everything = events(&server, EventFilter::default()).await;
+    let dump = format!("{}{}", export::to_json(&everything), export::to_csv(&everything));
+    for secret in [
+        "Canary-Secret-42!",
+        PASSWORD,
+        tokens["access_token"].as_str().expect("access"),
+        tokens["refresh_token"].as_str().expect("refresh"),
+        secret.as_str(),
+    ] {
+        assert!(!dump.contains(secret), "a secret reached the log");
+    }
+    let csv = export::to_csv(&everything);
+    assert!(csv.starts_with("seq,time,kind,outcome,email,"), "{csv}");
+
+    // The chain holds, then each kind of tampering is caught at the right record.
+    assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: everything.len() as i64 });
+    let pool = server.app.store.pool();
+    sqlx::query("UPDATE events SET ip = '10.0.0.1' WHERE seq = 2").execute(pool).await.expect("edit");
+    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Broken { seq: 2, .. }));
+    sqlx::query("UPDATE events SET ip = '127.0.0.1' WHERE seq = 2").execute(pool).await.expect("restore");
+    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Intact { .. }));
+    sqlx::query("DELETE FROM events WHERE seq = 2").execute(pool).await.expect("delete");
+    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Broken { seq: 3, .. }));
+}
