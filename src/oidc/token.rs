@@ -27,18 +27,6 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
     pub scope: String,
-    /// Who the tokens are for, for the connection log; never serialised.
-    #[serde(skip)]
-    pub subject: Option<TokenSubject>,
-}
-
-#[derive(Debug, Clone)]
-pub struct TokenSubject {
-    pub account_id: String,
-    pub email: String,
-    pub partner_id: Option<String>,
-    pub client_id: String,
-    pub sid: String,
 }
 
 /// What happened, for the caller's log (never the tokens themselves).
@@ -48,21 +36,30 @@ pub enum TokenEvent {
     Refreshed,
 }
 
+/// `source` is where the request came from, for the connection log.
 pub async fn handle(
     app: &App,
     presented: &Presented,
     form: &Params,
+    source: &crate::audit::Source,
 ) -> Result<(TokenResponse, TokenEvent), OAuthError> {
     let client = client_auth::authenticate(app, presented, form).await?;
     match form.get("grant_type") {
-        Some("authorization_code") => authorization_code(app, &client, form).await.map(|r| (r, TokenEvent::Issued)),
-        Some("refresh_token") => refresh_token(app, &client, form).await.map(|r| (r, TokenEvent::Refreshed)),
+        Some("authorization_code") => {
+            authorization_code(app, &client, form, source).await.map(|r| (r, TokenEvent::Issued))
+        }
+        Some("refresh_token") => refresh_token(app, &client, form, source).await.map(|r| (r, TokenEvent::Refreshed)),
         None => Err(OAuthError::invalid_request("grant_type is required")),
         Some(_) => Err(OAuthError::new("unsupported_grant_type", "supported: authorization_code, refresh_token")),
     }
 }
 
-async fn authorization_code(app: &App, client: &Client, form: &Params) -> Result<TokenResponse, OAuthError> {
+async fn authorization_code(
+    app: &App,
+    client: &Client,
+    form: &Params,
+    source: &crate::audit::Source,
+) -> Result<TokenResponse, OAuthError> {
     let code = form.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let redirect_uri =
         form.get("redirect_uri").ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
@@ -118,6 +115,9 @@ async fn authorization_code(app: &App, client: &Client, form: &Params) -> Result
     store::insert_family(&mut tx, &family).await?;
     let offline = scopes.iter().any(|s| s == "offline_access");
     let issued = issue_tokens(app, &mut tx, &family, &family.scope, offline, now).await?;
+    let event =
+        token_event(crate::audit::kind::TOKEN_ISSUED, client, &account, &family, &family.scope, &issued, source);
+    crate::audit::append(app, &mut tx, vec![event]).await?;
     tx.commit().await?;
     respond(app, client, &account, &roles, &family, &scopes, issued, row.nonce.as_deref(), now)
 }
@@ -133,7 +133,12 @@ async fn punish_code_replay(app: &App, row: &CodeRow) -> Result<(), OAuthError> 
     Ok(())
 }
 
-async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<TokenResponse, OAuthError> {
+async fn refresh_token(
+    app: &App,
+    client: &Client,
+    form: &Params,
+    source: &crate::audit::Source,
+) -> Result<TokenResponse, OAuthError> {
     let presented =
         form.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let now = app.clock.now_ms();
@@ -178,6 +183,9 @@ async fn refresh_token(app: &App, client: &Client, form: &Params) -> Result<Toke
         return Err(OAuthError::invalid_grant("refresh token already used"));
     }
     let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, now).await?;
+    let event =
+        token_event(crate::audit::kind::TOKEN_REFRESHED, client, &account, &family, &scopes.join(" "), &issued, source);
+    crate::audit::append(app, &mut tx, vec![event]).await?;
     tx.commit().await?;
     respond(app, client, &account, &grant.roles, &family, &scopes, issued, None, now)
 }
@@ -211,6 +219,27 @@ fn active_account(found: Option<(store::AccountRow, Vec<String>)>) -> Result<(Ac
         return Err(OAuthError::invalid_grant("account is not active"));
     }
     Ok((account, roles))
+}
+
+/// The connection-log record of an issuance, written in the same
+/// transaction as the tokens (one pass through the writer, not two).
+fn token_event(
+    kind: &'static str,
+    client: &Client,
+    account: &Account,
+    family: &FamilyRow,
+    scope: &str,
+    issued: &Issued,
+    source: &crate::audit::Source,
+) -> crate::audit::Event {
+    crate::audit::Event::new(kind, crate::audit::Outcome::Success, client.id.clone())
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .client(client.id.clone())
+        .session(&family.sid)
+        .source(source)
+        .details(serde_json::json!({"scope": scope, "refresh_token": issued.refresh_token.is_some()}))
 }
 
 struct Issued {
@@ -288,13 +317,6 @@ fn respond(
         refresh_token: issued.refresh_token,
         id_token,
         scope: scopes.join(" "),
-        subject: Some(TokenSubject {
-            account_id: account.id.clone(),
-            email: account.email.clone(),
-            partner_id: account.partner_id.clone(),
-            client_id: client.id.clone(),
-            sid: family.sid.clone(),
-        }),
     })
 }
 

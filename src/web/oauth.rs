@@ -63,28 +63,11 @@ pub async fn token(
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        oidc::token::handle(&app, &presented(&headers)?, &form).await
+        oidc::token::handle(&app, &presented(&headers)?, &form, &source(&headers, peer, &app)).await
     }
     .await;
     match result {
-        Ok((tokens, event)) => {
-            if let Some(s) = &tokens.subject {
-                let kind = match event {
-                    oidc::token::TokenEvent::Issued => audit::kind::TOKEN_ISSUED,
-                    oidc::token::TokenEvent::Refreshed => audit::kind::TOKEN_REFRESHED,
-                };
-                let e = audit::Event::new(kind, audit::Outcome::Success, s.client_id.clone())
-                    .email(s.email.clone())
-                    .account(s.account_id.clone())
-                    .partner(s.partner_id.clone())
-                    .client(s.client_id.clone())
-                    .session(&s.sid)
-                    .source(&source(&headers, peer, &app))
-                    .details(
-                        serde_json::json!({"scope": tokens.scope, "refresh_token": tokens.refresh_token.is_some()}),
-                    );
-                audit::record(&app, vec![e]).await;
-            }
+        Ok((tokens, _event)) => {
             let mut r = Json(tokens).into_response();
             no_store(&mut r);
             r
