@@ -132,6 +132,8 @@ async fn convention_event(
 async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str, on: &str) -> AppResult<usize> {
     let now = app.clock.now_ms();
     let mut closed = 0;
+    // Events go last: appending takes the log's lock, held until commit.
+    let mut events = Vec::new();
     for a in store::accounts_of_partner(tx, partner_id).await? {
         if a.state == "closed" {
             continue;
@@ -144,9 +146,10 @@ async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str
             .account(a.id.clone())
             .partner(Some(partner_id.to_string()))
             .details(serde_json::json!({"reason": "convention_ended", "closure_date": on}));
-        crate::audit::append(app, tx, vec![e]).await?;
+        events.push(e);
         closed += 1;
     }
+    crate::audit::append(app, tx, events).await?;
     Ok(closed)
 }
 
