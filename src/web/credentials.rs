@@ -125,7 +125,7 @@ async fn submit(
                 .email(account.email.clone())
                 .account(account.id.clone())
                 .partner(account.partner_id.clone())
-                .source(&audit_source(&app, peer, &headers));
+                .source(&super::audit_source(&app, peer, &headers));
             audit::record(&app, vec![e]).await;
             let (title, message) = match purpose {
                 Purpose::Activation => ("activated_title", "activated_text"),
@@ -234,7 +234,7 @@ pub async fn forgot_submit(
     let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
     let requested = audit::Event::new(audit::kind::RESET_REQUESTED, audit::Outcome::Success, email.clone())
         .email(email.clone())
-        .source(&audit_source(&app, peer, &headers));
+        .source(&super::audit_source(&app, peer, &headers));
     audit::record(&app, vec![requested]).await;
     let background = app.clone();
     tokio::spawn(async move {
@@ -340,7 +340,7 @@ pub async fn change_submit(
                 .email(account.email.clone())
                 .account(account.id.clone())
                 .partner(account.partner_id.clone())
-                .source(&audit_source(&app, peer, &headers));
+                .source(&super::audit_source(&app, peer, &headers));
             audit::record(&app, vec![e]).await;
             let jar = browser::clear_session(&app.config, jar);
             (jar, pages::message(StatusCode::OK, locale, "changed_title", "reset_done_text", None)).into_response()
@@ -360,13 +360,5 @@ pub async fn change_submit(
             ChangeView { email: &account.email, violations: &violations, current_error: None },
         ),
         Err(e) => error::internal_page(e, locale),
-    }
-}
-
-/// The browser's source for the connection log.
-fn audit_source(app: &AppState, peer: std::net::SocketAddr, headers: &HeaderMap) -> audit::Source {
-    audit::Source {
-        ip: Some(super::client_ip(peer.ip(), headers, &app.config.trusted_proxies).to_string()),
-        user_agent: browser::user_agent(headers),
     }
 }

@@ -68,7 +68,7 @@ async fn handle(
             (jar, page).into_response()
         }
         LogoutDecision::SignOut { redirect } => {
-            sign_out(&app, jar, locale, redirect, audit_source(&app, peer, &headers)).await
+            sign_out(&app, jar, locale, redirect, super::audit_source(&app, peer, &headers)).await
         }
     }
 }
@@ -96,7 +96,7 @@ pub async fn logout_confirm(
         Ok(r) => r,
         Err(e) => return error::internal_page(e, locale),
     };
-    sign_out(&app, jar, locale, redirect, audit_source(&app, peer, &headers)).await
+    sign_out(&app, jar, locale, redirect, super::audit_source(&app, peer, &headers)).await
 }
 
 async fn sign_out(
@@ -137,14 +137,6 @@ async fn sign_out(
         None => {
             (jar, pages::message(StatusCode::OK, locale, "signed_out_title", "signed_out_text", None)).into_response()
         }
-    }
-}
-
-/// The browser's source for the connection log.
-fn audit_source(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> crate::audit::Source {
-    crate::audit::Source {
-        ip: Some(super::client_ip(peer.ip(), headers, &app.config.trusted_proxies).to_string()),
-        user_agent: browser::user_agent(headers),
     }
 }
 

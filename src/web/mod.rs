@@ -127,6 +127,14 @@ async fn limit_header_size(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Where a request came from, for the connection log.
+pub(crate) fn audit_source(app: &App, peer: SocketAddr, headers: &HeaderMap) -> crate::audit::Source {
+    crate::audit::Source {
+        ip: Some(client_ip(peer.ip(), headers, &app.config.trusted_proxies).to_string()),
+        user_agent: browser::user_agent(headers),
+    }
+}
+
 /// The client's address: the peer, or — when the peer is a trusted proxy —
 /// the right-most address in `X-Forwarded-For` that is not itself trusted.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {

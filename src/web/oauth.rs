@@ -47,14 +47,6 @@ fn presented(headers: &HeaderMap) -> Result<Presented, OAuthError> {
     Presented::from_authorization(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
 }
 
-/// The request's source for the connection log.
-fn source(headers: &HeaderMap, peer: std::net::SocketAddr, app: &AppState) -> audit::Source {
-    audit::Source {
-        ip: Some(super::client_ip(peer.ip(), headers, &app.config.trusted_proxies).to_string()),
-        user_agent: super::browser::user_agent(headers),
-    }
-}
-
 pub async fn token(
     State(app): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -63,7 +55,7 @@ pub async fn token(
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        oidc::token::handle(&app, &presented(&headers)?, &form, &source(&headers, peer, &app)).await
+        oidc::token::handle(&app, &presented(&headers)?, &form, &super::audit_source(&app, peer, &headers)).await
     }
     .await;
     match result {
@@ -131,7 +123,7 @@ pub async fn revoke(
                 let mut e = audit::Event::new(audit::kind::TOKEN_REVOKED, audit::Outcome::Success, client_id.clone())
                     .account(account_id)
                     .client(client_id)
-                    .source(&source(&headers, peer, &app))
+                    .source(&super::audit_source(&app, peer, &headers))
                     .details(serde_json::json!({"token_type": what}));
                 if let Some(row) = row {
                     e = e.email(row.email).partner(row.partner_id);

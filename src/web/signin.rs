@@ -164,7 +164,7 @@ pub async fn signin_submit(
     let email = form.get("email").unwrap_or("").chars().take(254).collect::<String>();
     let password = form.get("password").unwrap_or("");
     let ip = client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
-    let source = audit::Source { ip: Some(ip.clone()), user_agent: browser::user_agent(&headers) };
+    let source = super::audit_source(&app, peer, &headers);
     let client_id = parked.as_ref().map(|p| p.client_id.clone());
     let outcome = match authn::sign_in_with_password(&app, &email, password, Some(&ip)).await {
         Ok(o) => o,
