@@ -256,12 +256,6 @@ impl Store {
             roles,
         }))
     }
-
-    /// Live token families of a session (for back-channel logout).
-    pub async fn families_of_session(&self, session_id_hash: &str) -> StoreResult<Vec<FamilyRow>> {
-        let sql = format!("SELECT {FAMILY_COLUMNS} FROM token_families f WHERE f.session_id_hash = $1");
-        Ok(sqlx::query_as(&sql).bind(session_id_hash).fetch_all(&self.pool).await?)
-    }
 }
 
 pub async fn insert_auth_request(

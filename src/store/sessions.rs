@@ -38,11 +38,6 @@ impl Store {
         Ok(sqlx::query_as(&sql).bind(id_hash).fetch_optional(&self.pool).await?)
     }
 
-    pub async fn session_by_sid(&self, sid: &str) -> StoreResult<Option<SessionRow>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE sid = $1");
-        Ok(sqlx::query_as(&sql).bind(sid).fetch_optional(&self.pool).await?)
-    }
-
     /// Live sessions of an account (not ended; expiry is the caller's rule).
     pub async fn open_sessions_of_account(&self, account_id: &str) -> StoreResult<Vec<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE account_id = $1 AND ended_at IS NULL");

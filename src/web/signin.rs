@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
-use super::{AppState, browser, client_ip, error, pages};
+use super::{AppState, browser, error, pages};
 use crate::audit;
 use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD, SessionSource};
 use crate::auth::{self as authn};
@@ -163,8 +163,8 @@ pub async fn signin_submit(
     }
     let email = form.get("email").unwrap_or("").chars().take(254).collect::<String>();
     let password = form.get("password").unwrap_or("");
-    let ip = client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
     let source = super::audit_source(&app, peer, &headers);
+    let ip = source.ip.clone().unwrap_or_default();
     let client_id = parked.as_ref().map(|p| p.client_id.clone());
     let outcome = match authn::sign_in_with_password(&app, &email, password, Some(&ip)).await {
         Ok(o) => o,

@@ -1,7 +1,7 @@
 //! Yearly review (R13): status by deadline, reminders sent once per deadline
 //! to the annex-2 habilitation manager, digest to the annex-3 one.
 
-use coop_idp::provisioning::convention::{add_months, format_date};
+use coop_idp::provisioning::convention::format_date;
 use coop_idp::provisioning::review::{ReviewStatus, review, send_reminders};
 use coop_idp::provisioning::{Annex2, Annex3, NewPartner, add_partner, set_annex2, set_annex3};
 
@@ -10,11 +10,13 @@ use crate::on_both_databases;
 
 on_both_databases!(reminders_go_once_per_deadline_and_only_when_due);
 
-fn months_ago(months: u32) -> String {
-    let today = time::OffsetDateTime::now_utc().date();
-    // The date `months` before today: go back by years then forward.
-    let back = today.replace_year(today.year() - 2).unwrap_or(today);
-    format_date(add_months(back, 24 - months))
+/// A signature date whose yearly deadline falls `days` from today
+/// (negative: already past).
+fn signed_for_deadline_in(days: i64) -> String {
+    let deadline = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
+    // The deadline is 12 months after the signature: go back a year.
+    let signed = deadline.replace_year(deadline.year() - 1).unwrap_or(deadline - time::Duration::days(366));
+    format_date(signed)
 }
 
 async fn partner(server: &TestServer, id: &str, signed: &str, with_annex2: bool) {
@@ -48,10 +50,10 @@ async fn queued(server: &TestServer) -> Vec<String> {
 
 async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
     let server = TestServer::start(db).await;
-    // Signed 13 months ago, no annex since: overdue. 11.5 months: due soon. 2 months: up to date.
-    partner(&server, "late", &months_ago(13), true).await;
-    partner(&server, "soon", &months_ago(11), true).await;
-    partner(&server, "fresh", &months_ago(2), true).await;
+    // No annex since the signature: deadline past, in 10 days, in 200 days.
+    partner(&server, "late", &signed_for_deadline_in(-30), true).await;
+    partner(&server, "soon", &signed_for_deadline_in(10), true).await;
+    partner(&server, "fresh", &signed_for_deadline_in(200), true).await;
     set_annex3(
         &server.app,
         Annex3 {
@@ -60,7 +62,7 @@ async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
             security_name: "Caf Secu",
             security_email: "rssi@caf.fr",
             technical_referents: &["Tech Ref <tech@caf.fr>".to_string()],
-            transmitted: &months_ago(1),
+            transmitted: &format_date(time::OffsetDateTime::now_utc().date()),
         },
     )
     .await
@@ -70,14 +72,14 @@ async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
         review(&server.app).await.expect("review").into_iter().map(|r| (r.partner_id, r.status)).collect();
     assert!(statuses.contains(&("late".into(), ReviewStatus::Overdue)), "{statuses:?}");
     assert!(statuses.contains(&("fresh".into(), ReviewStatus::UpToDate)), "{statuses:?}");
-    let soon = statuses.iter().find(|(p, _)| p == "soon").map(|(_, s)| *s);
-    assert!(matches!(soon, Some(ReviewStatus::DueSoon) | Some(ReviewStatus::UpToDate)), "{statuses:?}");
+    assert!(statuses.contains(&("soon".into(), ReviewStatus::DueSoon)), "{statuses:?}");
 
     // The background job may already have run: count what is queued after two explicit runs.
     send_reminders(&server.app).await.expect("reminders");
     let first = queued(&server).await;
     assert!(first.contains(&"habilitation@late.fr".to_string()), "{first:?}");
     assert!(first.contains(&"habilitations@caf.fr".to_string()), "digest: {first:?}");
+    assert!(first.contains(&"habilitation@soon.fr".to_string()), "due soon: {first:?}");
     assert!(!first.contains(&"habilitation@fresh.fr".to_string()), "not due: {first:?}");
     assert_eq!(send_reminders(&server.app).await.expect("reminders"), 0, "sent once per deadline");
     assert_eq!(queued(&server).await, first);
