@@ -158,33 +158,53 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
     if events.is_empty() {
         return Ok(());
     }
-    let (mut seq, mut prev) = store::chain_head(tx).await?;
     let now = app.clock.now_ms();
-    for e in events {
-        seq += 1;
-        let mut row = EventRow {
-            seq,
-            time_ms: now,
-            kind: e.kind.to_string(),
-            outcome: e.outcome.as_str().to_string(),
-            email_normalized: e.email.as_deref().map(|m| m.trim().to_lowercase()),
-            email: e.email,
-            account_id: e.account_id,
-            partner_id: e.partner_id,
-            client_id: e.client_id,
-            ip: e.source.ip,
-            user_agent: e.source.user_agent.map(|u| u.chars().take(512).collect()),
-            actor: e.actor,
-            session_hash: e.session_hash,
-            details: e.details.to_string(),
-            prev_hash: prev.clone(),
-            hash: String::new(),
-        };
-        row.hash = record_hash(&row);
-        prev = row.hash.clone();
-        store::insert_event(tx, &row).await?;
+    let rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
+    let head = store::chain_head(tx).await?;
+    if !append_rows(tx, rows.clone(), head).await? {
+        // Another process appended since this one last did: build on the
+        // head as it is now. Within this transaction nobody else can write.
+        let head = store::reload_chain_head(tx).await?;
+        if !append_rows(tx, rows, head).await? {
+            return Err(store::StoreError::Corrupt("the connection-log chain moved during an append".into()).into());
+        }
     }
     Ok(())
+}
+
+/// Chains `rows` after `head`; false when the head turned out to be stale
+/// (nothing was written then).
+async fn append_rows(tx: &mut WriteTx, mut rows: Vec<EventRow>, head: store::ChainHead) -> AppResult<bool> {
+    let (mut seq, mut prev) = head;
+    for row in rows.iter_mut() {
+        seq += 1;
+        row.seq = seq;
+        row.prev_hash = prev;
+        row.hash = record_hash(row);
+        prev = row.hash.clone();
+    }
+    Ok(store::append_events(tx, &rows).await?)
+}
+
+fn row_of(e: Event, now: crate::clock::Millis) -> EventRow {
+    EventRow {
+        seq: 0,
+        time_ms: now,
+        kind: e.kind.to_string(),
+        outcome: e.outcome.as_str().to_string(),
+        email_normalized: e.email.as_deref().map(|m| m.trim().to_lowercase()),
+        email: e.email,
+        account_id: e.account_id,
+        partner_id: e.partner_id,
+        client_id: e.client_id,
+        ip: e.source.ip,
+        user_agent: e.source.user_agent.map(|u| u.chars().take(512).collect()),
+        actor: e.actor,
+        session_hash: e.session_hash,
+        details: e.details.to_string(),
+        prev_hash: String::new(),
+        hash: String::new(),
+    }
 }
 
 /// Records events in a transaction of their own. A failure to record is

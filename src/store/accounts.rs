@@ -79,7 +79,7 @@ pub async fn insert_partner(tx: &mut WriteTx, id: &str, name: &str, now: Millis)
         .bind(id)
         .bind(name)
         .bind(now)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await
         .map_err(|e| StoreError::from_insert(e, "partner"))?;
     Ok(())
@@ -100,7 +100,7 @@ pub async fn insert_account(tx: &mut WriteTx, a: &NewAccount<'_>) -> StoreResult
     .bind(a.state)
     .bind(a.password_hash)
     .bind(a.now)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from_insert(e, "account"))?;
     Ok(())
@@ -112,7 +112,7 @@ pub async fn update_password_hash(tx: &mut WriteTx, account_id: &str, hash: &str
         .bind(hash)
         .bind(now)
         .bind(account_id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -122,7 +122,7 @@ pub async fn update_account_state(tx: &mut WriteTx, account_id: &str, state: &st
         .bind(state)
         .bind(now)
         .bind(account_id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -131,7 +131,7 @@ pub async fn grant_role(tx: &mut WriteTx, account_id: &str, role: &str) -> Store
     sqlx::query("INSERT INTO account_roles (account_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(account_id)
         .bind(role)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }

@@ -121,7 +121,7 @@ pub async fn insert_client(tx: &mut WriteTx, c: &ClientRow, now: Millis) -> Stor
     .bind(&c.id_token_alg)
     .bind(&c.jwks)
     .bind(now)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from_insert(e, "client"))?;
     Ok(())

@@ -88,7 +88,7 @@ pub async fn insert_credential_link(
     .bind(now)
     .bind(account_id)
     .bind(purpose)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     sqlx::query(
         "INSERT INTO credential_links (token_hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -98,7 +98,7 @@ pub async fn insert_credential_link(
     .bind(purpose)
     .bind(now)
     .bind(expires_at)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -111,7 +111,7 @@ pub async fn consume_credential_link(tx: &mut WriteTx, token_hash: &str, now: Mi
     )
     .bind(now)
     .bind(token_hash)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -123,7 +123,7 @@ pub async fn supersede_links_of_account(tx: &mut WriteTx, account_id: &str, now:
     )
     .bind(now)
     .bind(account_id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -147,7 +147,7 @@ pub async fn enqueue_mail(
     .bind(body_text)
     .bind(body_html)
     .bind(now)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -167,7 +167,7 @@ pub async fn claim_mail(
     .bind(lease_until)
     .bind(id)
     .bind(seen_next_attempt_at)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -179,7 +179,7 @@ pub async fn retry_failed_mail(tx: &mut WriteTx, now: Millis) -> StoreResult<u64
          WHERE failed_at IS NOT NULL AND sent_at IS NULL",
     )
     .bind(now)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?
     .rows_affected())
 }
@@ -192,7 +192,7 @@ pub async fn mark_mail_sent(tx: &mut WriteTx, id: &str, now: Millis) -> StoreRes
     )
     .bind(now)
     .bind(id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -210,7 +210,7 @@ pub async fn mark_mail_failed(
         }
         None => "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $1, failed_at = $2 WHERE id = $3",
     };
-    sqlx::query(sql).bind(error).bind(next_attempt_at.unwrap_or(now)).bind(id).execute(&mut *tx.tx).await?;
+    sqlx::query(sql).bind(error).bind(next_attempt_at.unwrap_or(now)).bind(id).execute(tx.conn().await?).await?;
     Ok(())
 }
 
@@ -223,7 +223,7 @@ pub async fn revoke_families_of_account(
 ) -> StoreResult<()> {
     sqlx::query("DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE account_id = $1)")
         .bind(account_id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     sqlx::query(
         "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE account_id = $3 AND revoked_at IS NULL",
@@ -231,7 +231,7 @@ pub async fn revoke_families_of_account(
     .bind(now)
     .bind(reason)
     .bind(account_id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The connection log's storage: append (chained) and query.
 
-use super::{Backend, Store, StoreResult, WriteTx};
+use super::{Backend, ChainHead, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -38,43 +38,83 @@ pub struct EventFilter {
     pub offset: i64,
 }
 
-/// The last record of the chain, read inside the appending transaction. On
-/// PostgreSQL an advisory lock serialises appenders; it is taken by the last
-/// statements of a transaction, which then waits for nothing else, so it
-/// cannot close a deadlock cycle. SQLite is serialised by the write gate.
-pub async fn chain_head(tx: &mut WriteTx) -> StoreResult<(i64, String)> {
+/// The last record of the chain, as the appending transaction must see it.
+///
+/// On PostgreSQL an advisory lock serialises appenders (of every instance);
+/// it is taken by the last statements of a transaction, which then waits for
+/// nothing else, so it cannot close a deadlock cycle.
+///
+/// SQLite is serialised by the write gate, which remembers the head it last
+/// committed: no read at all in the common case. Another process (the
+/// command line) may have appended since; `append_events` notices, and the
+/// caller starts again from `reload_chain_head`.
+pub async fn chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
+    if tx.backend == Backend::Sqlite
+        && let Some(head) = tx.cached_head()
+    {
+        return Ok(head);
+    }
+    reload_chain_head(tx).await
+}
+
+/// The last record of the chain, read from the table.
+pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
+    tx.forget_cached_head();
     if tx.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7215001)").execute(&mut *tx.tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7215001)").execute(tx.conn().await?).await?;
     }
     let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx.tx).await?;
+        sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn().await?).await?;
     Ok(head.unwrap_or((0, String::new())))
 }
 
-pub async fn insert_event(tx: &mut WriteTx, e: &EventRow) -> StoreResult<()> {
-    sqlx::query(&format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-    ))
-    .bind(e.seq)
-    .bind(e.time_ms)
-    .bind(&e.kind)
-    .bind(&e.outcome)
-    .bind(&e.email)
-    .bind(&e.email_normalized)
-    .bind(&e.account_id)
-    .bind(&e.partner_id)
-    .bind(&e.client_id)
-    .bind(&e.ip)
-    .bind(&e.user_agent)
-    .bind(&e.actor)
-    .bind(&e.session_hash)
-    .bind(&e.details)
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .execute(&mut *tx.tx)
-    .await?;
-    Ok(())
+/// Appends records chained after the head they were built on, sent in one
+/// batch with whatever the transaction queued before them. Returns false,
+/// writing none of them, when the table's last record is not the one the
+/// first of them links to: the head was stale (SQLite only, after another
+/// process appended; on PostgreSQL the head was read under the lock).
+pub async fn append_events(tx: &mut WriteTx, rows: &[EventRow]) -> StoreResult<bool> {
+    for e in rows {
+        tx.queue(
+            INSERT_EVENT_SQL,
+            vec![
+                e.seq.into(),
+                e.time_ms.into(),
+                (&e.kind).into(),
+                (&e.outcome).into(),
+                (&e.email).into(),
+                (&e.email_normalized).into(),
+                (&e.account_id).into(),
+                (&e.partner_id).into(),
+                (&e.client_id).into(),
+                (&e.ip).into(),
+                (&e.user_agent).into(),
+                (&e.actor).into(),
+                (&e.session_hash).into(),
+                (&e.details).into(),
+                (&e.prev_hash).into(),
+                (&e.hash).into(),
+            ],
+        );
+    }
+    let appended = tx.flush().await?.len();
+    if appended != rows.len() {
+        // Each record links to the one before it, so when the first is
+        // refused so are the others: nothing of this append was written.
+        return Ok(false);
+    }
+    if let Some(last) = rows.last() {
+        tx.appended_head = Some((last.seq, last.hash.clone()));
+    }
+    Ok(true)
 }
+
+/// A record goes in only right after the record it links to (or into an
+/// empty table, which a purge leaves linked to the last removed record).
+const INSERT_EVENT_SQL: &str = "INSERT INTO events (seq, time_ms, kind, outcome, email, email_normalized, account_id, \
+     partner_id, client_id, ip, user_agent, actor, session_hash, details, prev_hash, hash) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+     WHERE COALESCE((SELECT hash FROM events ORDER BY seq DESC LIMIT 1), $15) = $15 RETURNING seq";
 
 impl Store {
     /// Records matching every given filter, oldest first. `--email` matches

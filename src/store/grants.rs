@@ -3,7 +3,7 @@
 use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
-use super::{AccountRow, Store, StoreError, StoreResult, WriteTx};
+use super::{AccountRow, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -274,40 +274,39 @@ pub async fn insert_auth_request(
     .bind(params)
     .bind(now)
     .bind(expires_at)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
 
 pub async fn delete_auth_request(tx: &mut WriteTx, id_hash: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1").bind(id_hash).execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1").bind(id_hash).execute(tx.conn().await?).await?;
     Ok(())
 }
 
 pub async fn insert_code(tx: &mut WriteTx, c: &CodeRow) -> StoreResult<()> {
-    sqlx::query(
+    tx.queue(
         "INSERT INTO authorization_codes (code_hash, client_id, account_id, session_id_hash, sid, redirect_uri, \
          code_challenge, scope, nonce, claims, auth_time, acr, amr, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(&c.code_hash)
-    .bind(&c.client_id)
-    .bind(&c.account_id)
-    .bind(&c.session_id_hash)
-    .bind(&c.sid)
-    .bind(&c.redirect_uri)
-    .bind(&c.code_challenge)
-    .bind(&c.scope)
-    .bind(&c.nonce)
-    .bind(&c.claims)
-    .bind(c.auth_time)
-    .bind(&c.acr)
-    .bind(&c.amr)
-    .bind(c.created_at)
-    .bind(c.expires_at)
-    .execute(&mut *tx.tx)
-    .await
-    .map_err(|e| StoreError::from_insert(e, "code"))?;
+        vec![
+            (&c.code_hash).into(),
+            (&c.client_id).into(),
+            (&c.account_id).into(),
+            (&c.session_id_hash).into(),
+            (&c.sid).into(),
+            (&c.redirect_uri).into(),
+            (&c.code_challenge).into(),
+            (&c.scope).into(),
+            (&c.nonce).into(),
+            (&c.claims).into(),
+            c.auth_time.into(),
+            (&c.acr).into(),
+            (&c.amr).into(),
+            c.created_at.into(),
+            c.expires_at.into(),
+        ],
+    );
     Ok(())
 }
 
@@ -320,30 +319,30 @@ pub async fn consume_code(tx: &mut WriteTx, code_hash: &str, family_id: &str, no
     .bind(now)
     .bind(family_id)
     .bind(code_hash)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn insert_family(tx: &mut WriteTx, f: &FamilyRow) -> StoreResult<()> {
-    sqlx::query(
+    tx.queue(
         "INSERT INTO token_families (id, client_id, account_id, session_id_hash, sid, scope, claims, auth_time, \
          acr, amr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&f.id)
-    .bind(&f.client_id)
-    .bind(&f.account_id)
-    .bind(&f.session_id_hash)
-    .bind(&f.sid)
-    .bind(&f.scope)
-    .bind(&f.claims)
-    .bind(f.auth_time)
-    .bind(&f.acr)
-    .bind(&f.amr)
-    .bind(f.created_at)
-    .bind(f.expires_at)
-    .execute(&mut *tx.tx)
-    .await?;
+        vec![
+            (&f.id).into(),
+            (&f.client_id).into(),
+            (&f.account_id).into(),
+            (&f.session_id_hash).into(),
+            (&f.sid).into(),
+            (&f.scope).into(),
+            (&f.claims).into(),
+            f.auth_time.into(),
+            (&f.acr).into(),
+            (&f.amr).into(),
+            f.created_at.into(),
+            f.expires_at.into(),
+        ],
+    );
     Ok(())
 }
 
@@ -355,16 +354,10 @@ pub async fn insert_access_token(
     now: Millis,
     expires_at: Millis,
 ) -> StoreResult<()> {
-    sqlx::query(
+    tx.queue(
         "INSERT INTO access_tokens (token_hash, family_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(token_hash)
-    .bind(family_id)
-    .bind(scope)
-    .bind(now)
-    .bind(expires_at)
-    .execute(&mut *tx.tx)
-    .await?;
+        vec![token_hash.into(), family_id.into(), scope.into(), now.into(), expires_at.into()],
+    );
     Ok(())
 }
 
@@ -375,13 +368,10 @@ pub async fn insert_refresh_token(
     now: Millis,
     expires_at: Millis,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(token_hash)
-        .bind(family_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx.tx)
-        .await?;
+    tx.queue(
+        "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        vec![token_hash.into(), family_id.into(), now.into(), expires_at.into()],
+    );
     Ok(())
 }
 
@@ -390,7 +380,7 @@ pub async fn consume_refresh_token(tx: &mut WriteTx, token_hash: &str, now: Mill
     let done = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
         .bind(now)
         .bind(token_hash)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -404,9 +394,9 @@ pub async fn revoke_family(tx: &mut WriteTx, family_id: &str, reason: &str, now:
     .bind(now)
     .bind(reason)
     .bind(family_id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
-    sqlx::query("DELETE FROM access_tokens WHERE family_id = $1").bind(family_id).execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM access_tokens WHERE family_id = $1").bind(family_id).execute(tx.conn().await?).await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -420,19 +410,19 @@ pub async fn revoke_families_of_session(
         "DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE session_id_hash = $1)",
     )
     .bind(session_id_hash)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     sqlx::query("UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE session_id_hash = $3 AND revoked_at IS NULL")
         .bind(now)
         .bind(reason)
         .bind(session_id_hash)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
 
 pub async fn delete_access_token(tx: &mut WriteTx, token_hash: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1").bind(token_hash).execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1").bind(token_hash).execute(tx.conn().await?).await?;
     Ok(())
 }
 
@@ -444,14 +434,14 @@ pub async fn remember_assertion_jti(
     expires_at: Millis,
     now: Millis,
 ) -> StoreResult<bool> {
-    sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1").bind(now).execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
     let done = sqlx::query(
         "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
     .bind(client_id)
     .bind(jti)
     .bind(expires_at)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -466,7 +456,7 @@ pub async fn delete_expired_grants(tx: &mut WriteTx, now: Millis) -> StoreResult
         "DELETE FROM authorization_codes WHERE expires_at < $1 - 600000",
         "DELETE FROM client_assertion_jtis WHERE expires_at < $1",
     ] {
-        n += sqlx::query(sql).bind(now).execute(&mut *tx.tx).await?.rows_affected();
+        n += sqlx::query(sql).bind(now).execute(tx.conn().await?).await?.rows_affected();
     }
     Ok(n)
 }

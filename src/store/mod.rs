@@ -18,6 +18,7 @@ mod provisioning;
 mod sessions;
 pub mod shared;
 mod throttle;
+mod write_tx;
 
 pub use accounts::*;
 pub use clients::*;
@@ -28,14 +29,15 @@ pub use outbox::*;
 pub use provisioning::*;
 pub use sessions::*;
 pub use throttle::*;
+pub use write_tx::{ChainHead, Param, WriteTx};
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::{AnyPool, Connection, Executor};
+use tokio::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,24 +75,14 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where write transactions run (on PostgreSQL, the same pool).
+    write_pool: AnyPool,
     backend: Backend,
-    write_gate: Option<Arc<Mutex<()>>>,
+    /// SQLite's single-writer gate. It also keeps the connection-log chain
+    /// head last committed through it, so appending an event needs no read.
+    write_gate: Option<Arc<Mutex<Option<ChainHead>>>>,
     /// Client registrations read in the last second (see `clients.rs`).
     client_cache: Arc<ClientCache>,
-}
-
-/// A write transaction; on SQLite it also holds the single-writer gate.
-pub struct WriteTx {
-    pub tx: Transaction<'static, Any>,
-    pub backend: Backend,
-    _gate: Option<OwnedMutexGuard<()>>,
-}
-
-impl WriteTx {
-    pub async fn commit(self) -> StoreResult<()> {
-        self.tx.commit().await?;
-        Ok(())
-    }
 }
 
 impl Store {
@@ -111,27 +103,19 @@ impl Store {
             }
         }
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
-            .min_connections(1)
-            // Fail fast when the database is away: requests answer 503.
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
-        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Store { pool, backend, write_gate, client_cache: Arc::default() })
+        let (pool, write_pool) = match backend {
+            // One connection does every write: SQLite has a single writer
+            // anyway, and that connection's page cache is never invalidated
+            // by another connection's write, as it is when writes rotate over
+            // the pool. Reads use the other connections.
+            Backend::Sqlite => (pool_of(&options, backend, 8).await?, pool_of(&options, backend, 1).await?),
+            Backend::Postgres => {
+                let pool = pool_of(&options, backend, 16).await?;
+                (pool.clone(), pool)
+            }
+        };
+        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(None)));
+        Ok(Store { pool, write_pool, backend, write_gate, client_cache: Arc::default() })
     }
 
     pub fn backend(&self) -> Backend {
@@ -155,8 +139,8 @@ impl Store {
             Some(g) => Some(g.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, backend: self.backend, _gate: gate })
+        let tx = self.write_pool.begin().await?;
+        Ok(WriteTx::new(tx, self.backend, gate))
     }
 
     /// Readiness: the database answers.
@@ -167,7 +151,44 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write_pool.close().await;
     }
+}
+
+async fn pool_of(options: &AnyConnectOptions, backend: Backend, max: u32) -> StoreResult<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        // Fail fast when the database is away: requests answer 503.
+        .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every connection it hands out by default: one more
+        // round trip (a worker-thread hop on SQLite, a network round trip on
+        // PostgreSQL) per statement. A connection idle for a second is still
+        // checked, so one broken while the database restarted is replaced
+        // rather than failing a request.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < Duration::from_secs(1) {
+                    return Ok(true);
+                }
+                Ok(conn.ping().await.is_ok())
+            })
+        })
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options.clone())
+        .await?)
 }
 
 fn sqlite_path(url: &str) -> Option<String> {

@@ -54,7 +54,7 @@ pub async fn enqueue_backchannel(
     .bind(subject)
     .bind(sid)
     .bind(now)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -73,7 +73,7 @@ pub async fn claim_backchannel(
     .bind(lease_until)
     .bind(id)
     .bind(seen_next_attempt_at)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -82,7 +82,7 @@ pub async fn mark_backchannel_delivered(tx: &mut WriteTx, id: &str, now: Millis)
     sqlx::query("UPDATE backchannel_outbox SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
         .bind(now)
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -102,7 +102,7 @@ pub async fn mark_backchannel_failed(
             .bind(error)
             .bind(next)
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn().await?)
             .await?
         }
         None => {
@@ -112,7 +112,7 @@ pub async fn mark_backchannel_failed(
             .bind(error)
             .bind(now)
             .bind(id)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn().await?)
             .await?
         }
     };

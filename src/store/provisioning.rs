@@ -69,7 +69,7 @@ impl Store {
 /// The partner's accounts, read inside the transaction that will change them.
 pub async fn accounts_of_partner(tx: &mut WriteTx, partner_id: &str) -> StoreResult<Vec<PartnerAccountRow>> {
     let sql = format!("SELECT {PARTNER_ACCOUNT_COLUMNS} FROM accounts WHERE partner_id = $1 ORDER BY email_normalized");
-    Ok(sqlx::query_as(&sql).bind(partner_id).fetch_all(&mut *tx.tx).await?)
+    Ok(sqlx::query_as(&sql).bind(partner_id).fetch_all(tx.conn().await?).await?)
 }
 
 pub async fn set_partner_convention(
@@ -82,7 +82,7 @@ pub async fn set_partner_convention(
         .bind(signed_on)
         .bind(email_domains)
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -94,7 +94,7 @@ pub async fn sign_convention(tx: &mut WriteTx, id: &str, signed_on: &str) -> Sto
     )
     .bind(signed_on)
     .bind(id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -104,7 +104,7 @@ pub async fn terminate_convention(tx: &mut WriteTx, id: &str, on: &str, reason: 
         .bind(on)
         .bind(reason)
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -113,7 +113,7 @@ pub async fn set_non_renewal(tx: &mut WriteTx, id: &str, notified_on: Option<&st
     let done = sqlx::query("UPDATE partners SET non_renewal_notified_on = $1 WHERE id = $2")
         .bind(notified_on)
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -132,7 +132,7 @@ pub async fn update_account_identity(
         .bind(function)
         .bind(now)
         .bind(id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -146,7 +146,7 @@ pub async fn close_account(tx: &mut WriteTx, id: &str, closure_requested_on: &st
     .bind(closure_requested_on)
     .bind(now)
     .bind(id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -169,7 +169,7 @@ pub async fn reopen_account(
     .bind(function)
     .bind(now)
     .bind(id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -185,13 +185,13 @@ pub async fn end_sessions_of_account(
     let open: Vec<(String, String)> =
         sqlx::query_as("SELECT id_hash, sid FROM sessions WHERE account_id = $1 AND ended_at IS NULL")
             .bind(account_id)
-            .fetch_all(&mut *tx.tx)
+            .fetch_all(tx.conn().await?)
             .await?;
     sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE account_id = $3 AND ended_at IS NULL")
         .bind(now)
         .bind(reason)
         .bind(account_id)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?;
     Ok(open)
 }
@@ -199,14 +199,14 @@ pub async fn end_sessions_of_account(
 pub async fn session_client_ids_in(tx: &mut WriteTx, id_hash: &str) -> StoreResult<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as("SELECT client_id FROM session_clients WHERE session_id_hash = $1")
         .bind(id_hash)
-        .fetch_all(&mut *tx.tx)
+        .fetch_all(tx.conn().await?)
         .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// Makes `rows` the partner's current annex 1; the previous one is gone (R10).
 pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> {
-    sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1").bind(&a.partner_id).execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1").bind(&a.partner_id).execute(tx.conn().await?).await?;
     sqlx::query(
         "INSERT INTO annex1_current (partner_id, transmitted_on, checksum, rows, applied_at, operator) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -217,7 +217,7 @@ pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> 
     .bind(&a.rows)
     .bind(a.applied_at)
     .bind(&a.operator)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -266,7 +266,7 @@ impl Store {
 
 /// A new annex 2 replaces the previous one (R14).
 pub async fn replace_annex2(tx: &mut WriteTx, a: &Annex2Row) -> StoreResult<()> {
-    sqlx::query("DELETE FROM annex2 WHERE partner_id = $1").bind(&a.partner_id).execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM annex2 WHERE partner_id = $1").bind(&a.partner_id).execute(tx.conn().await?).await?;
     sqlx::query(
         "INSERT INTO annex2 (partner_id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
          security_officer_email, transmitted_on) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -277,14 +277,14 @@ pub async fn replace_annex2(tx: &mut WriteTx, a: &Annex2Row) -> StoreResult<()> 
     .bind(&a.security_officer_name)
     .bind(&a.security_officer_email)
     .bind(&a.transmitted_on)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
 
 /// A new annex 3 replaces the previous one (R14).
 pub async fn replace_annex3(tx: &mut WriteTx, a: &Annex3Row) -> StoreResult<()> {
-    sqlx::query("DELETE FROM annex3").execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM annex3").execute(tx.conn().await?).await?;
     sqlx::query(
         "INSERT INTO annex3 (id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
          security_officer_email, technical_referents, transmitted_on) VALUES (1, $1, $2, $3, $4, $5, $6)",
@@ -295,7 +295,7 @@ pub async fn replace_annex3(tx: &mut WriteTx, a: &Annex3Row) -> StoreResult<()> 
     .bind(&a.security_officer_email)
     .bind(&a.technical_referents)
     .bind(&a.transmitted_on)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -315,7 +315,7 @@ pub async fn update_partner(
     .bind(siren)
     .bind(email_domains)
     .bind(id)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -335,7 +335,7 @@ pub async fn record_reminder(
     .bind(deadline)
     .bind(kind)
     .bind(now)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -68,18 +68,17 @@ pub async fn insert_session(tx: &mut WriteTx, s: &NewSession<'_>, now: Millis) -
     .bind(s.absolute_expires_at)
     .bind(s.ip)
     .bind(s.user_agent)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await
     .map_err(|e| StoreError::from_insert(e, "session"))?;
     Ok(())
 }
 
 pub async fn touch_session(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND ended_at IS NULL")
-        .bind(now)
-        .bind(id_hash)
-        .execute(&mut *tx.tx)
-        .await?;
+    tx.queue(
+        "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND ended_at IS NULL",
+        vec![now.into(), id_hash.into()],
+    );
     Ok(())
 }
 
@@ -90,16 +89,15 @@ pub async fn end_session(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Mil
             .bind(now)
             .bind(reason)
             .bind(id_hash)
-            .execute(&mut *tx.tx)
+            .execute(tx.conn().await?)
             .await?;
     Ok(done.rows_affected() > 0)
 }
 
 pub async fn add_session_client(tx: &mut WriteTx, id_hash: &str, client_id: &str) -> StoreResult<()> {
-    sqlx::query("INSERT INTO session_clients (session_id_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(id_hash)
-        .bind(client_id)
-        .execute(&mut *tx.tx)
-        .await?;
+    tx.queue(
+        "INSERT INTO session_clients (session_id_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        vec![id_hash.into(), client_id.into()],
+    );
     Ok(())
 }

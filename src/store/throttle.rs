@@ -34,7 +34,7 @@ pub async fn throttle_for_update(tx: &mut WriteTx, key: &str) -> StoreResult<Opt
             "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1"
         }
     };
-    Ok(sqlx::query_as(sql).bind(key).fetch_optional(&mut *tx.tx).await?)
+    Ok(sqlx::query_as(sql).bind(key).fetch_optional(tx.conn().await?).await?)
 }
 
 pub async fn save_throttle(tx: &mut WriteTx, row: &ThrottleRow, now: Millis) -> StoreResult<()> {
@@ -49,13 +49,13 @@ pub async fn save_throttle(tx: &mut WriteTx, row: &ThrottleRow, now: Millis) -> 
     .bind(row.window_failures)
     .bind(row.blocked_until)
     .bind(now)
-    .execute(&mut *tx.tx)
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
 
 pub async fn clear_throttle(tx: &mut WriteTx, key: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM signin_throttle WHERE key = $1").bind(key).execute(&mut *tx.tx).await?;
+    sqlx::query("DELETE FROM signin_throttle WHERE key = $1").bind(key).execute(tx.conn().await?).await?;
     Ok(())
 }
 
@@ -64,7 +64,7 @@ pub async fn delete_stale_throttles(tx: &mut WriteTx, now: Millis) -> StoreResul
     Ok(sqlx::query("DELETE FROM signin_throttle WHERE updated_at < $1 AND blocked_until < $2")
         .bind(now - 86_400_000)
         .bind(now)
-        .execute(&mut *tx.tx)
+        .execute(tx.conn().await?)
         .await?
         .rows_affected())
 }

@@ -87,3 +87,27 @@ async fn sign_in_events_are_recorded_without_secrets_and_tampering_is_caught(db:
     sqlx::query("DELETE FROM events WHERE seq = 2").execute(pool).await.expect("delete");
     assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Broken { seq: 3, .. }));
 }
+
+on_both_databases!(two_processes_appending_keep_one_chain);
+
+/// The server remembers the chain head it last wrote; the command line, a
+/// process of its own, appends too. Each must build on the other's records.
+async fn two_processes_appending_keep_one_chain(db: Db) {
+    use coop_idp::audit::{Event, Outcome, kind, record};
+    let server = TestServer::start(db).await;
+    let command_line =
+        coop_idp::app::App::open(server.app.config.clone(), server.clock.clone()).await.expect("second process");
+    let event = |actor: &str| vec![Event::new(kind::LOG_READ, Outcome::Success, actor)];
+    for _ in 0..3 {
+        record(&server.app, event("server")).await;
+        record(&server.app, event("server")).await;
+        record(&command_line, event("cli")).await;
+    }
+    record(&server.app, event("server")).await;
+    let all = events(&server, EventFilter::default()).await;
+    let actors: Vec<&str> = all.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors.iter().filter(|a| **a == "server").count(), 7, "{actors:?}");
+    assert_eq!(actors.iter().filter(|a| **a == "cli").count(), 3, "{actors:?}");
+    assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: all.len() as i64 });
+    command_line.store.close().await;
+}
