@@ -48,7 +48,11 @@ pub async fn chain_head(tx: &mut WriteTx) -> StoreResult<(i64, String)> {
     }
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *tx.tx).await?;
-    Ok(head.unwrap_or((0, String::new())))
+    if let Some(head) = head {
+        return Ok(head);
+    }
+    // Everything was purged: the chain goes on from the last removed record.
+    Ok(super::last_log_purge_in(tx).await?.unwrap_or((0, String::new())))
 }
 
 pub async fn insert_event(tx: &mut WriteTx, e: &EventRow) -> StoreResult<()> {

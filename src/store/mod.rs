@@ -15,6 +15,7 @@ mod events;
 mod grants;
 mod outbox;
 mod provisioning;
+mod retention;
 mod sessions;
 pub mod shared;
 mod throttle;
@@ -26,6 +27,7 @@ pub use events::*;
 pub use grants::*;
 pub use outbox::*;
 pub use provisioning::*;
+pub use retention::*;
 pub use sessions::*;
 pub use throttle::*;
 
