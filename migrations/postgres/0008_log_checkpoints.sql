@@ -48,3 +48,6 @@ CREATE INDEX destructions_email ON destructions(email_hmac);
 -- (6 months after the end of the authorisation); the habilitation record
 -- stays until 2 years after the closure request.
 ALTER TABLE accounts ADD COLUMN data_destroyed_at BIGINT;
+
+-- The minute job looks for open sessions past their timeouts.
+CREATE INDEX sessions_open ON sessions(last_seen_at, absolute_expires_at) WHERE ended_at IS NULL;

@@ -4,7 +4,8 @@
 //! What goes, and when:
 //! - connection-log records: `log_retention_months` (6 to 12, default 12)
 //!   after they were written; the chain stays verifiable because the purge
-//!   records the removed range and the last removed hash;
+//!   records the removed range and the last removed hash; ended browser
+//!   sessions (address, user agent) as long;
 //! - a closed account's user-account data (password hash, sessions with
 //!   their addresses and user agents, tokens, links, roles, emails): 6 months
 //!   after the end of the authorisation (the closure);
@@ -152,6 +153,8 @@ pub struct PurgeReport {
     /// The `purge` record's seq (none in a dry run or when nothing went).
     pub seq: Option<i64>,
     pub events: Option<EventsPurged>,
+    /// Browser sessions that ended before the log's cut-off.
+    pub ended_sessions: u64,
     /// User-account data destroyed 6 months after the closure.
     pub account_data: Vec<AccountPurged>,
     /// Habilitation records deleted 2 years after the closure request.
@@ -162,6 +165,7 @@ pub struct PurgeReport {
 impl PurgeReport {
     pub fn is_empty(&self) -> bool {
         self.events.is_none()
+            && self.ended_sessions == 0
             && self.account_data.is_empty()
             && self.habilitation_records.is_empty()
             && self.annexes.is_empty()
@@ -172,6 +176,7 @@ impl PurgeReport {
         json!({
             "counts": {
                 "events": self.events.as_ref().map_or(0, |e| e.removed),
+                "ended_sessions": self.ended_sessions,
                 "account_data": self.account_data.len(),
                 "habilitation_records": self.habilitation_records.len(),
                 "annex1": self.annexes.iter().map(|a| a.annex1).sum::<u64>(),
@@ -204,6 +209,7 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
         time: rfc3339_ms(now),
         seq: None,
         events: None,
+        ended_sessions: 0,
         account_data: Vec::new(),
         habilitation_records: Vec::new(),
         annexes: Vec::new(),
@@ -257,6 +263,8 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
         report.events =
             Some(EventsPurged { from_seq, to_seq, removed, last_hash, before: rfc3339_ms(before), by_partner });
     }
+
+    report.ended_sessions = store::delete_ended_sessions_before(&mut tx, before).await?;
 
     if dry_run {
         // Dropping the transaction rolls every deletion back.

@@ -294,6 +294,16 @@ pub async fn destroy_account_data(
     Ok(counts)
 }
 
+/// Deletes the sessions that ended before `before`, with the address and
+/// user agent they kept (the connection log keeps its own copy as long).
+pub async fn delete_ended_sessions_before(tx: &mut WriteTx, before: Millis) -> StoreResult<u64> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+        .bind(before)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected())
+}
+
 /// Deletes the habilitation record (the account row) of a closed account.
 pub async fn delete_account(tx: &mut WriteTx, account_id: &str) -> StoreResult<u64> {
     Ok(sqlx::query("DELETE FROM accounts WHERE id = $1 AND state = 'closed'")

@@ -19,6 +19,7 @@ on_both_databases!(
     purge_destroys_exactly_what_is_due_and_keeps_the_log_verifiable,
     dry_run_shows_what_would_go_and_changes_nothing,
     attestation_verifies_with_the_published_key_and_fails_when_altered,
+    a_job_lease_is_taken_once_across_instances,
 );
 
 const PARTNER: &str = "cc-girou";
@@ -47,7 +48,7 @@ async fn count(server: &TestServer, sql: &str, id: &str) -> i64 {
     row.0
 }
 
-async fn add_session(server: &TestServer, account_id: &str) {
+async fn add_session(server: &TestServer, account_id: &str) -> String {
     let now = server.clock.now_ms();
     let id_hash = coop_idp::crypto::random_token();
     let mut tx = server.app.store.begin_write().await.expect("tx");
@@ -69,6 +70,7 @@ async fn add_session(server: &TestServer, account_id: &str) {
     .await
     .expect("session");
     tx.commit().await.expect("commit");
+    id_hash
 }
 
 /// A partner with a signed convention, one closed and one open account
@@ -131,7 +133,13 @@ async fn purge_destroys_exactly_what_is_due_and_keeps_the_log_verifiable(db: Db)
     let (closed, open) = setup(&server).await;
     let written_before = server.app.store.events_after(0, 1000).await.expect("events").len() as i64;
     assert!(written_before > 0);
-    let sessions = "SELECT COUNT(*) FROM sessions WHERE account_id = $1";
+    // A session of the open account that ended today.
+    let ended = add_session(&server, &open).await;
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    store::end_session(&mut tx, &ended, "logout", server.clock.now_ms()).await.expect("end");
+    tx.commit().await.expect("commit");
+    let session_kept = "SELECT COUNT(*) FROM sessions WHERE id_hash = $1";
+    let sessions = "SELECT COUNT(*) FROM sessions WHERE account_id = $1 AND ended_at IS NULL";
     let roles = "SELECT COUNT(*) FROM account_roles WHERE account_id = $1";
     let accounts = "SELECT COUNT(*) FROM accounts WHERE id = $1";
 
@@ -159,9 +167,13 @@ async fn purge_destroys_exactly_what_is_due_and_keeps_the_log_verifiable(db: Db)
 
     // Connection-log records: 12 months, not a day less.
     advance_to(&server, add_months(day0, 12) - Duration::days(1)).await;
-    assert!(purge(&server.app, false, "cli").await.expect("purge").events.is_none());
+    let r = purge(&server.app, false, "cli").await.expect("purge");
+    assert!(r.events.is_none() && r.ended_sessions == 0);
+    assert_eq!(count(&server, session_kept, &ended).await, 1);
     advance_to(&server, add_months(day0, 12)).await;
     let r = purge(&server.app, false, "cli").await.expect("purge");
+    assert_eq!(r.ended_sessions, 1, "the session that ended 12 months ago goes with the log");
+    assert_eq!(count(&server, session_kept, &ended).await, 0);
     let events = r.events.as_ref().expect("old records purged");
     assert_eq!((events.from_seq, events.to_seq, events.removed), (1, written_before, written_before));
     let first = server.app.store.events_after(0, 1).await.expect("events");
@@ -315,4 +327,36 @@ async fn attestation_verifies_with_the_published_key_and_fails_when_altered(db: 
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = cli(&server, &["attestation", "--partner", PARTNER, "--email", OPEN, "--out", &out_path]);
     assert!(!out.status.success(), "nothing destroyed for that person");
+}
+
+async fn a_job_lease_is_taken_once_across_instances(db: Db) {
+    let server = TestServer::start(db).await;
+    let now = server.clock.now_ms();
+    // Eight instances try at once: one wins.
+    let attempts = (0..8).map(|i| {
+        let store = server.app.store.clone();
+        tokio::spawn(async move {
+            store::try_acquire_lease(&store, "test-job", &format!("instance-{i}"), now, now + 60_000).await
+        })
+    });
+    let mut winners = 0;
+    for attempt in attempts {
+        if attempt.await.expect("task").expect("lease") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    // Until it expires nobody else, not even the winner, takes it again; then anyone may.
+    for holder in ["instance-0", "instance-9"] {
+        assert!(
+            !store::try_acquire_lease(&server.app.store, "test-job", holder, now + 59_999, now + 120_000)
+                .await
+                .expect("lease")
+        );
+    }
+    assert!(
+        store::try_acquire_lease(&server.app.store, "test-job", "instance-9", now + 60_000, now + 120_000)
+            .await
+            .expect("lease")
+    );
 }
