@@ -92,7 +92,7 @@ impl App {
             }
         });
         let app = self.clone();
-        let mut stop = shutdown;
+        let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -118,6 +118,25 @@ impl App {
                 if let Err(e) = crate::provisioning::review::send_reminders(&app).await {
                     tracing::warn!(error = %e, "yearly review reminders");
                 }
+                if let Err(e) = crate::auth::session::sweep_expired(&app).await {
+                    tracing::warn!(error = %e, "ending expired sessions");
+                }
+            }
+        });
+        // Checkpoints and purges, once across instances (leases), from one
+        // minute after start on: nothing needs them at the very start.
+        let app = self.clone();
+        let mut stop = shutdown;
+        let holder = crate::crypto::random_b64(9);
+        tokio::spawn(async move {
+            let first = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut tick = tokio::time::interval_at(first, Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                crate::retention::run_scheduled(&app, &holder).await;
             }
         });
         let app = self.clone();

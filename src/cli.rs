@@ -61,6 +61,24 @@ enum Command {
     /// The connection log, for the security officer.
     #[command(subcommand)]
     Logs(LogsCommand),
+    /// Runs the retention purges now (connection log, closed accounts, annexes).
+    Purge {
+        /// Shows what would be destroyed and changes nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+    },
+    /// Writes the attestation of destruction of a partner's (or one person's)
+    /// data: a PDF and its signature (.jws).
+    Attestation {
+        #[arg(long)]
+        partner: String,
+        /// Only the destructions about this person (professional address).
+        #[arg(long)]
+        email: Option<String>,
+        /// Folder to write the files to (default: the working folder).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -562,7 +580,20 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
             match crate::audit::verify(&app).await.map_err(|e| e.to_string())? {
                 crate::audit::Verification::Intact { records } => {
-                    println!("{}", serde_json::json!({"status": "intact", "records": records}));
+                    let checkpoints = app.store.checkpoints().await.map_err(|e| e.to_string())?;
+                    let purged = app.store.last_log_purge().await.map_err(|e| e.to_string())?;
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "status": "intact",
+                            "records": records,
+                            "checkpoints": checkpoints.len(),
+                            "latest_checkpoint": checkpoints.last().map(|c| serde_json::json!({
+                                "seq": c.seq, "time": crate::clock::rfc3339_ms(c.time_ms), "kid": c.kid, "jws": c.jws,
+                            })),
+                            "purged_up_to": purged.map(|p| p.up_to_seq),
+                        })
+                    );
                     Ok(())
                 }
                 crate::audit::Verification::Broken { seq, reason } => {
@@ -573,6 +604,39 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                     Err(format!("connection log broken at record {seq}: {reason}"))
                 }
             }
+        }
+        Command::Purge { dry_run } => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let report = crate::retention::purge(&app, dry_run, "cli").await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            Ok(())
+        }
+        Command::Attestation { partner, email, out } => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let a = crate::retention::attestation::build(&app, &partner, email.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            let day = crate::provisioning::convention::format_date(crate::provisioning::annex1::apply::today(&app));
+            // The person's file name carries a hash prefix, never the address.
+            let who = match &email {
+                Some(e) => format!("-{}", &crate::crypto::hash_secret(&e.trim().to_lowercase())[..8]),
+                None => String::new(),
+            };
+            std::fs::create_dir_all(&out).map_err(|e| format!("--out {}: {e}", out.display()))?;
+            let pdf = out.join(format!("attestation-destruction-{partner}{who}-{day}.pdf"));
+            let jws = out.join(format!("attestation-destruction-{partner}{who}-{day}.pdf.jws"));
+            std::fs::write(&pdf, &a.pdf).map_err(|e| format!("{}: {e}", pdf.display()))?;
+            std::fs::write(&jws, &a.jws).map_err(|e| format!("{}: {e}", jws.display()))?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "pdf": pdf.display().to_string(),
+                    "jws": jws.display().to_string(),
+                    "destructions": a.claims.destructions.len(),
+                    "pdf_sha256": a.claims.pdf_sha256,
+                })
+            );
+            Ok(())
         }
         Command::Keys(KeysCommand::Rotate) => {
             let now = Clock::system().now_ms();

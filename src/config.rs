@@ -69,6 +69,12 @@ pub struct Config {
     pub throttle_ip_max_failures: i64,
     /// Prefix of every Redis key (several deployments may share a server).
     pub redis_key_prefix: String,
+    /// Connection-log records older than this are purged (R19: 6 to 12).
+    pub log_retention_months: u32,
+    /// How often the log's head is signed as a checkpoint.
+    pub log_checkpoint_interval_secs: i64,
+    /// How often the retention purge runs (once across instances).
+    pub purge_interval_secs: i64,
 }
 
 /// Every key the file or the environment may set, with its embedded default
@@ -100,6 +106,9 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("throttle_max_delay_secs", Some("3600")),
     ("throttle_ip_max_failures", Some("50")),
     ("redis_key_prefix", Some("coop-idp:")),
+    ("log_retention_months", Some("12")),
+    ("log_checkpoint_interval_secs", Some("300")),
+    ("purge_interval_secs", Some("3600")),
 ];
 
 pub const ENV_PREFIX: &str = "COOP_IDP_";
@@ -279,6 +288,11 @@ impl Config {
             throttle_max_delay_secs: int("throttle_max_delay_secs", 60, 86_400)?,
             throttle_ip_max_failures: int("throttle_ip_max_failures", 5, 100_000)?,
             redis_key_prefix: get("redis_key_prefix").unwrap_or_default(),
+            // Convention art. 2.1 and the CNIL's guidance on connection logs:
+            // between 6 months and one year.
+            log_retention_months: int("log_retention_months", 6, 12)? as u32,
+            log_checkpoint_interval_secs: int("log_checkpoint_interval_secs", 60, 86_400)?,
+            purge_interval_secs: int("purge_interval_secs", 60, 7 * 86_400)?,
         })
     }
 
@@ -332,6 +346,8 @@ mod tests {
         assert_eq!(c.mail_from, "Coopération <no-reply@localhost>");
         assert_eq!(c.keys_dir, PathBuf::from("./keys"));
         assert_eq!(c.code_ttl_secs, 60);
+        assert_eq!(c.log_retention_months, 12);
+        assert_eq!(c.log_checkpoint_interval_secs, 300);
     }
 
     #[test]
@@ -356,6 +372,9 @@ mod tests {
             ("COOP_IDP_ARGON2_MEMORY_KIB", "1024"),
             ("COOP_IDP_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("COOP_IDP_SMTP_URL", "http://mail"),
+            ("COOP_IDP_LOG_RETENTION_MONTHS", "5"),
+            ("COOP_IDP_LOG_RETENTION_MONTHS", "13"),
+            ("COOP_IDP_LOG_CHECKPOINT_INTERVAL_SECS", "1"),
         ];
         for (key, value) in cases {
             let err = Config::from_sources(None, &env(&[(key, value)])).expect_err(key);

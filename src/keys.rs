@@ -174,6 +174,34 @@ impl KeyManager {
         }
     }
 
+    /// Verifies a compact JWS we signed (checkpoint, attestation) with any
+    /// key we ever signed with: the keys in the folder, published or not, and
+    /// the public keys archived under `retired/` when `keys rotate` deleted
+    /// their private part. Returns the payload and the `kid`; `None` when the
+    /// signature does not verify or the key is unknown.
+    pub fn verify_signed(&self, token: &str) -> Option<(Value, String)> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let kid = header.kid?;
+        let set = self.current();
+        let (alg, decoding) = match set.keys.iter().find(|k| k.kid == kid) {
+            Some(k) => (k.alg, k.decoding.clone()),
+            None => {
+                let text = std::fs::read_to_string(self.dir.join(RETIRED_DIR).join(format!("{kid}.json"))).ok()?;
+                let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&text).ok()?;
+                let alg = serde_json::from_str::<Value>(&text).ok()?.get("alg")?.as_str().and_then(parse_alg)?;
+                (alg, DecodingKey::from_jwk(&jwk).ok()?)
+            }
+        };
+        if alg != header.alg {
+            return None;
+        }
+        let mut validation = Validation::new(alg);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<Value>(token, &decoding, &validation).ok().map(|d| (d.claims, kid))
+    }
+
     /// Reloads when the file list changed; returns whether it did.
     pub fn reload_if_changed(&self) -> Result<bool, KeyError> {
         let files = list_key_files(&self.dir)?;
@@ -217,10 +245,45 @@ pub fn rotate(dir: &Path, retention_secs: i64, now: Millis) -> Result<Vec<String
         kids.push(set.kid);
     }
     for key in before.keys.iter().filter(|k| k.retired_at.is_some_and(|r| r + retention_secs * 1000 <= now)) {
+        // The public part stays: signed checkpoints and attestations must
+        // remain checkable after the private key is gone.
+        let archive = dir.join(RETIRED_DIR);
+        create_private_dir(&archive).map_err(|e| KeyError::Io(archive.display().to_string(), e))?;
+        let public = archive.join(format!("{}.json", key.kid));
+        if !public.exists() {
+            write_private(&public, key.jwk.to_string().as_bytes())
+                .map_err(|e| KeyError::Io(public.display().to_string(), e))?;
+        }
         let path = dir.join(format!("{}-{}.pem", key.created_at, file_tag(key.alg)));
         let _ = std::fs::remove_file(path);
     }
     Ok(kids)
+}
+
+/// Where `keys rotate` keeps the public JWK of each deleted key.
+const RETIRED_DIR: &str = "retired";
+
+/// A 256-bit secret kept in the keys folder (created on first use, mode
+/// 0600), e.g. the key of the hashes that let an attestation find a person's
+/// destruction records without keeping the address.
+pub fn load_or_create_secret(dir: &Path, name: &str) -> Result<Vec<u8>, KeyError> {
+    let path = dir.join(name);
+    let read = |path: &Path| -> Result<Vec<u8>, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.display().to_string(), e))?;
+        crate::crypto::b64url_decode(text.trim())
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| KeyError::Invalid(path.display().to_string()))
+    };
+    if path.exists() {
+        return read(&path);
+    }
+    create_private_dir(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
+    match write_private(&path, crate::crypto::random_b64(32).as_bytes()) {
+        Ok(()) => read(&path),
+        // Another instance created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
+        Err(e) => Err(KeyError::Io(path.display().to_string(), e)),
+    }
 }
 
 fn list_key_files(dir: &Path) -> Result<Vec<String>, KeyError> {
@@ -415,8 +478,24 @@ mod tests {
         let published = |now| set.published(now).map(|k| k.kid.clone()).collect::<Vec<_>>();
         assert!(published(2_500).contains(&old_kid));
         assert!(!published(2_001 + 600_000).contains(&old_kid));
-        // A second rotation after the retention deletes the expired files.
+        // A second rotation after the retention deletes the expired files,
+        // but what the old key signed stays checkable.
+        let old_jws = set.keys.iter().find(|k| k.kid == old_kid).map(|k| {
+            let mut header = Header::new(k.alg);
+            header.kid = Some(k.kid.clone());
+            let signing = format!("{}.{}", b64url(&serde_json::to_vec(&header).expect("h")), b64url(b"{\"seq\":1}"));
+            let sig = k.private.sign(signing.as_bytes()).expect("sign");
+            format!("{signing}.{}", b64url(&sig))
+        });
+        let old_jws = old_jws.expect("old key");
         rotate(dir.path(), 600, 700_000).expect("rotate");
         assert_eq!(list_key_files(dir.path()).expect("files").len(), 6);
+        assert!(manager.reload_if_changed().expect("reload"));
+        assert!(manager.current().keys.iter().all(|k| k.kid != old_kid), "private key deleted");
+        let (payload, kid) = manager.verify_signed(&old_jws).expect("archived key verifies");
+        assert_eq!((payload["seq"].as_i64(), kid), (Some(1), old_kid));
+        let mut forged = old_jws.clone();
+        forged.replace_range(forged.len() - 4.., "AAAA");
+        assert!(manager.verify_signed(&forged).is_none());
     }
 }

@@ -17,5 +17,6 @@ pub mod keys;
 pub mod mail;
 pub mod oidc;
 pub mod provisioning;
+pub mod retention;
 pub mod store;
 pub mod web;

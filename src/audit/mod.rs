@@ -5,6 +5,7 @@
 //! functions append inside their own transaction (`append`), handlers call
 //! `record` after the fact. Details never hold a password, code or token.
 
+pub mod checkpoint;
 pub mod export;
 
 use serde::Serialize;
@@ -21,6 +22,7 @@ pub mod kind {
     pub const SIGNIN: &str = "signin";
     pub const SIGNIN_FAILED: &str = "signin_failed";
     pub const SIGNOUT: &str = "signout";
+    pub const SESSION_EXPIRED: &str = "session_expired";
     pub const TOKEN_ISSUED: &str = "token_issued";
     pub const TOKEN_REFRESHED: &str = "token_refreshed";
     pub const REFRESH_REUSE_DETECTED: &str = "refresh_reuse_detected";
@@ -43,6 +45,7 @@ pub mod kind {
     pub const BACKCHANNEL_LOGOUT_FAILED: &str = "backchannel_logout_failed";
     pub const LOG_READ: &str = "log_read";
     pub const LOG_EXPORTED: &str = "log_exported";
+    pub const PURGE: &str = "purge";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -234,10 +237,33 @@ pub enum Verification {
     },
 }
 
-/// Walks the whole chain.
+/// Walks the whole chain, from the end of the last purged range (whose
+/// removal a `purge` record in the chain must confirm), then compares every
+/// signed checkpoint with the record at its seq: a checkpoint past the last
+/// record means the tail was deleted.
 pub async fn verify(app: &App) -> AppResult<Verification> {
-    let mut expected_seq = 1;
-    let mut prev = String::new();
+    let purged = app.store.last_log_purge().await?;
+    let (first_seq, first_prev) = match &purged {
+        Some(p) => (p.up_to_seq + 1, p.last_hash.clone()),
+        None => (1, String::new()),
+    };
+    let mut checkpoints = std::collections::BTreeMap::new();
+    for row in app.store.checkpoints().await? {
+        if let Err(reason) = checkpoint::check_row(app, &row) {
+            return Ok(Verification::Broken { seq: row.seq, reason });
+        }
+        if row.seq >= first_seq {
+            checkpoints.insert(row.seq, row.hash);
+        }
+    }
+    if let Some(r) = app.store.events_after(0, 1).await?.first()
+        && r.seq < first_seq
+    {
+        return Ok(Verification::Broken { seq: r.seq, reason: "record present inside a purged range".into() });
+    }
+    let mut purge_confirmed = purged.is_none();
+    let mut expected_seq = first_seq;
+    let mut prev = first_prev;
     loop {
         let page = app.store.events_after(expected_seq - 1, 5_000).await?;
         if page.is_empty() {
@@ -246,7 +272,7 @@ pub async fn verify(app: &App) -> AppResult<Verification> {
             if let Some(r) = tail.first() {
                 return Ok(Verification::Broken { seq: r.seq, reason: format!("record {expected_seq} is missing") });
             }
-            return Ok(Verification::Intact { records: expected_seq - 1 });
+            break;
         }
         for row in page {
             if row.seq != expected_seq {
@@ -258,10 +284,46 @@ pub async fn verify(app: &App) -> AppResult<Verification> {
             if record_hash(&row) != row.hash {
                 return Ok(Verification::Broken { seq: row.seq, reason: "content altered".into() });
             }
+            if checkpoints.get(&row.seq).is_some_and(|signed| *signed != row.hash) {
+                return Ok(Verification::Broken {
+                    seq: row.seq,
+                    reason: "differs from the signed checkpoint at this record".into(),
+                });
+            }
+            if let Some(p) = &purged
+                && row.kind == kind::PURGE
+                && confirms_purge(&row.details, p.up_to_seq, &p.last_hash)
+            {
+                purge_confirmed = true;
+            }
             prev = row.hash.clone();
             expected_seq += 1;
         }
     }
+    let last_seq = expected_seq - 1;
+    if let Some((&signed_seq, _)) = checkpoints.range(expected_seq..).next_back() {
+        return Ok(Verification::Broken {
+            seq: expected_seq,
+            reason: format!(
+                "records {expected_seq} to {signed_seq} deleted: a signed checkpoint covers record {signed_seq}"
+            ),
+        });
+    }
+    if !purge_confirmed {
+        return Ok(Verification::Broken {
+            seq: first_seq,
+            reason: format!("records up to {} removed without a purge record in the chain", first_seq - 1),
+        });
+    }
+    Ok(Verification::Intact { records: last_seq - first_seq + 1 })
+}
+
+/// Whether a purge record's details state the removal of records up to
+/// `up_to_seq`, the last of which had `last_hash`.
+fn confirms_purge(details: &str, up_to_seq: i64, last_hash: &str) -> bool {
+    serde_json::from_str::<Value>(details).is_ok_and(|d| {
+        d["events"]["to_seq"].as_i64() == Some(up_to_seq) && d["events"]["last_hash"].as_str() == Some(last_hash)
+    })
 }
 
 /// A record as shown to the security officer (PRODUCT.md fields).

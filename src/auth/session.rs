@@ -94,10 +94,11 @@ pub async fn current(app: &App, cookie: &str) -> AppResult<Option<Session>> {
     let now = app.clock.now_ms();
     let id_hash = hash_secret(cookie);
     let Some(row) = app.store.session(&id_hash).await? else { return Ok(None) };
-    if row.ended_at.is_some()
-        || row.absolute_expires_at <= now
-        || row.last_seen_at + app.config.session_idle_timeout_secs * 1000 <= now
-    {
+    if row.ended_at.is_some() {
+        return Ok(None);
+    }
+    if let Some(reason) = expiry_reason(&row, now, app.config.session_idle_timeout_secs * 1000) {
+        expire(app, &row.id_hash, &row.sid, &row.account_id, reason).await?;
         return Ok(None);
     }
     if now - row.last_seen_at >= TOUCH_EVERY_MS {
@@ -106,6 +107,56 @@ pub async fn current(app: &App, cookie: &str) -> AppResult<Option<Session>> {
         tx.commit().await?;
     }
     Ok(Some(Session::from_row(row)))
+}
+
+/// Why a live session is over, if it is: past its absolute lifetime, or idle
+/// for longer than the inactivity timeout.
+pub fn expiry_reason(row: &SessionRow, now: Millis, idle_ms: Millis) -> Option<&'static str> {
+    if row.absolute_expires_at <= now {
+        Some("absolute_timeout")
+    } else if row.last_seen_at + idle_ms <= now {
+        Some("idle_timeout")
+    } else {
+        None
+    }
+}
+
+/// Ends a session that timed out and records `session_expired`, once:
+/// whoever notices first (the next request or the job's sweep, on any
+/// instance) ends it, the others find it ended. Its tokens live on by their
+/// own lifetimes, as before the expiry was noticed.
+pub async fn expire(app: &App, id_hash: &str, sid: &str, account_id: &str, reason: &str) -> AppResult<bool> {
+    let now = app.clock.now_ms();
+    let account = app.store.account_by_id(account_id).await?;
+    let mut tx = app.store.begin_write().await?;
+    if !store::expire_session(&mut tx, id_hash, reason, now).await? {
+        return Ok(false);
+    }
+    let mut e = crate::audit::Event::new(crate::audit::kind::SESSION_EXPIRED, crate::audit::Outcome::Success, "system")
+        .account(account_id)
+        .session(sid)
+        .details(serde_json::json!({"reason": reason}));
+    if let Some(a) = account {
+        e = e.email(a.email).partner(a.partner_id);
+    }
+    crate::audit::append(app, &mut tx, vec![e]).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Ends the sessions that timed out without a request noticing it; run by
+/// the 60 s job. Returns how many it ended.
+pub async fn sweep_expired(app: &App) -> AppResult<usize> {
+    let now = app.clock.now_ms();
+    let idle_ms = app.config.session_idle_timeout_secs * 1000;
+    let mut n = 0;
+    for s in app.store.expired_sessions(now, idle_ms, 500).await? {
+        let reason = if s.absolute_expires_at <= now { "absolute_timeout" } else { "idle_timeout" };
+        if expire(app, &s.id_hash, &s.sid, &s.account_id, reason).await? {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Ends a session: its tokens stop working at once and every relying party

@@ -65,7 +65,11 @@ pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
     }
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn().await?).await?;
-    Ok(head.unwrap_or((0, String::new())))
+    if let Some(head) = head {
+        return Ok(head);
+    }
+    // Everything was purged: the chain goes on from the last removed record.
+    Ok(super::last_log_purge_in(tx).await?.unwrap_or((0, String::new())))
 }
 
 /// Appends records chained after the head they were built on, sent in one

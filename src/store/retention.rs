@@ -1,0 +1,347 @@
+//! Storage of retention (R19, R20) and of the log's checkpoints: job leases,
+//! signed checkpoints, purged ranges, destruction records, and the deletions
+//! themselves. Every deletion runs inside the purge's transaction.
+
+use super::{Backend, Store, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+/// Takes the lease `name` for `holder` until `expires_ms` when nobody holds
+/// it or the previous lease has expired (compare-and-set in one statement,
+/// so two instances never both win). The lease is not released: it also
+/// spaces the runs, once per lease duration across instances.
+pub async fn try_acquire_lease(
+    store: &Store,
+    name: &str,
+    holder: &str,
+    now: Millis,
+    expires_ms: Millis,
+) -> StoreResult<bool> {
+    let mut tx = store.begin_write().await?;
+    let done = sqlx::query(
+        "INSERT INTO job_leases (name, holder, expires_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+         WHERE job_leases.expires_ms <= $4",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(expires_ms)
+    .bind(now)
+    .execute(tx.conn().await?)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub hash: String,
+    pub time_ms: Millis,
+    pub kid: String,
+    pub jws: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LogPurgeRow {
+    pub up_to_seq: i64,
+    pub last_hash: String,
+    pub removed: i64,
+    pub purged_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DestructionRow {
+    pub id: String,
+    pub destroyed_at: Millis,
+    pub category: String,
+    pub partner_id: Option<String>,
+    pub account_id: Option<String>,
+    pub email_hmac: Option<String>,
+    pub details: String,
+    pub purge_seq: i64,
+}
+
+/// A closed account as the purge sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClosedAccountRow {
+    pub id: String,
+    pub email_normalized: String,
+    pub partner_id: Option<String>,
+    pub closure_requested_on: Option<String>,
+    pub closed_at: Option<Millis>,
+    pub updated_at: Millis,
+    pub data_destroyed_at: Option<Millis>,
+}
+
+/// A session past its lifetime that nobody ended yet.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExpiredSessionRow {
+    pub id_hash: String,
+    pub sid: String,
+    pub account_id: String,
+    pub absolute_expires_at: Millis,
+}
+
+impl Store {
+    /// Every checkpoint, oldest first.
+    pub async fn checkpoints(&self) -> StoreResult<Vec<CheckpointRow>> {
+        Ok(sqlx::query_as("SELECT seq, hash, time_ms, kid, jws FROM log_checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The last purged range, if any.
+    pub async fn last_log_purge(&self) -> StoreResult<Option<LogPurgeRow>> {
+        Ok(sqlx::query_as(
+            "SELECT up_to_seq, last_hash, removed, purged_at FROM log_purges ORDER BY up_to_seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The destruction records of a partner, and of one person when
+    /// `email_hmac` is given, oldest first.
+    pub async fn destructions(&self, partner_id: &str, email_hmac: Option<&str>) -> StoreResult<Vec<DestructionRow>> {
+        let columns = "id, destroyed_at, category, partner_id, account_id, email_hmac, details, purge_seq";
+        let rows = match email_hmac {
+            Some(h) => {
+                sqlx::query_as(&format!(
+                    "SELECT {columns} FROM destructions WHERE partner_id = $1 AND email_hmac = $2 \
+                     ORDER BY destroyed_at, id"
+                ))
+                .bind(partner_id)
+                .bind(h)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {columns} FROM destructions WHERE partner_id = $1 ORDER BY destroyed_at, id"
+                ))
+                .bind(partner_id)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Sessions past their absolute lifetime or idle for longer than
+    /// `idle_ms`, not yet ended.
+    pub async fn expired_sessions(
+        &self,
+        now: Millis,
+        idle_ms: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<ExpiredSessionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id_hash, sid, account_id, absolute_expires_at FROM sessions WHERE ended_at IS NULL \
+             AND (absolute_expires_at <= $1 OR last_seen_at <= $2) ORDER BY last_seen_at LIMIT $3",
+        )
+        .bind(now)
+        .bind(now - idle_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+/// Ends a session that expired; false when another request or instance
+/// already ended it (so the expiry is recorded once).
+pub async fn expire_session(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) -> StoreResult<bool> {
+    super::end_session(tx, id_hash, reason, now).await
+}
+
+pub async fn insert_checkpoint(tx: &mut WriteTx, c: &CheckpointRow) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO log_checkpoints (seq, hash, time_ms, kid, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(c.seq)
+    .bind(&c.hash)
+    .bind(c.time_ms)
+    .bind(&c.kid)
+    .bind(&c.jws)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The last record (seq, hash, time), read in the caller's transaction after
+/// `chain_head` took the appenders' lock.
+pub async fn head_in(tx: &mut WriteTx) -> StoreResult<Option<(i64, String, Millis)>> {
+    let head: Option<(i64, String, Millis)> =
+        sqlx::query_as("SELECT seq, hash, time_ms FROM events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(tx.conn().await?)
+            .await?;
+    Ok(head)
+}
+
+pub async fn last_checkpoint_seq_in(tx: &mut WriteTx) -> StoreResult<Option<i64>> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT seq FROM log_checkpoints ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn().await?).await?;
+    Ok(row.map(|r| r.0))
+}
+
+/// Serialises purges across instances on PostgreSQL (SQLite: the write gate).
+pub async fn lock_purge(tx: &mut WriteTx) -> StoreResult<()> {
+    if tx.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7215002)").execute(tx.conn().await?).await?;
+    }
+    Ok(())
+}
+
+/// The last record strictly older than `before`, such that every record up
+/// to it is older too (the removed part is always a prefix of the chain).
+pub async fn events_prefix_before(tx: &mut WriteTx, before: Millis) -> StoreResult<Option<(i64, i64, String)>> {
+    let first_kept: (Option<i64>,) =
+        sqlx::query_as("SELECT MIN(seq) FROM events WHERE time_ms >= $1").bind(before).fetch_one(tx.conn().await?).await?;
+    let bounds: (Option<i64>, Option<i64>) = match first_kept.0 {
+        Some(kept) => {
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events WHERE seq < $1")
+                .bind(kept)
+                .fetch_one(tx.conn().await?)
+                .await?
+        }
+        None => sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events").fetch_one(tx.conn().await?).await?,
+    };
+    let (Some(first), Some(last)) = bounds else { return Ok(None) };
+    let hash: (String,) =
+        sqlx::query_as("SELECT hash FROM events WHERE seq = $1").bind(last).fetch_one(tx.conn().await?).await?;
+    Ok(Some((first, last, hash.0)))
+}
+
+/// Per partner (None: records without one), how many records up to `seq`.
+pub async fn event_counts_by_partner(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT partner_id, COUNT(*) FROM events WHERE seq <= $1 GROUP BY partner_id ORDER BY partner_id",
+    )
+    .bind(up_to_seq)
+    .fetch_all(tx.conn().await?)
+    .await?)
+}
+
+/// Deletes the records up to `up_to_seq`, and the checkpoints of that range
+/// (nothing is left for them to vouch for).
+pub async fn delete_events_up_to(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<u64> {
+    sqlx::query("DELETE FROM log_checkpoints WHERE seq <= $1").bind(up_to_seq).execute(tx.conn().await?).await?;
+    Ok(sqlx::query("DELETE FROM events WHERE seq <= $1").bind(up_to_seq).execute(tx.conn().await?).await?.rows_affected())
+}
+
+pub async fn insert_log_purge(tx: &mut WriteTx, p: &LogPurgeRow) -> StoreResult<()> {
+    sqlx::query("INSERT INTO log_purges (up_to_seq, last_hash, removed, purged_at) VALUES ($1, $2, $3, $4)")
+        .bind(p.up_to_seq)
+        .bind(&p.last_hash)
+        .bind(p.removed)
+        .bind(p.purged_at)
+        .execute(tx.conn().await?)
+        .await?;
+    Ok(())
+}
+
+pub async fn last_log_purge_in(tx: &mut WriteTx) -> StoreResult<Option<(i64, String)>> {
+    Ok(sqlx::query_as("SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1")
+        .fetch_optional(tx.conn().await?)
+        .await?)
+}
+
+pub async fn closed_accounts(tx: &mut WriteTx) -> StoreResult<Vec<ClosedAccountRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, email_normalized, partner_id, closure_requested_on, closed_at, updated_at, data_destroyed_at \
+         FROM accounts WHERE state = 'closed' ORDER BY id",
+    )
+    .fetch_all(tx.conn().await?)
+    .await?)
+}
+
+/// What destroying a user account's data removed, by kind.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AccountDataCounts {
+    pub sessions: u64,
+    pub token_families: u64,
+    pub authorization_codes: u64,
+    pub credential_links: u64,
+    pub roles: u64,
+    pub emails: u64,
+    pub backchannel_notices: u64,
+}
+
+/// Destroys the user account's data: credentials, sessions (with their
+/// addresses and user agents), grants, links, roles, queued or sent emails.
+/// The account row keeps only the habilitation record.
+pub async fn destroy_account_data(
+    tx: &mut WriteTx,
+    account_id: &str,
+    email_normalized: &str,
+    now: Millis,
+) -> StoreResult<AccountDataCounts> {
+    let mut run = async |sql: &str, value: &str| -> StoreResult<u64> {
+        Ok(sqlx::query(sql).bind(value).execute(tx.conn().await?).await?.rows_affected())
+    };
+    let counts = AccountDataCounts {
+        sessions: run("DELETE FROM sessions WHERE account_id = $1", account_id).await?,
+        token_families: run("DELETE FROM token_families WHERE account_id = $1", account_id).await?,
+        authorization_codes: run("DELETE FROM authorization_codes WHERE account_id = $1", account_id).await?,
+        credential_links: run("DELETE FROM credential_links WHERE account_id = $1", account_id).await?,
+        roles: run("DELETE FROM account_roles WHERE account_id = $1", account_id).await?,
+        emails: run("DELETE FROM mail_outbox WHERE LOWER(recipient) = $1", email_normalized).await?,
+        backchannel_notices: run("DELETE FROM backchannel_outbox WHERE subject = $1", account_id).await?,
+    };
+    sqlx::query("UPDATE accounts SET password_hash = NULL, data_destroyed_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?;
+    Ok(counts)
+}
+
+/// Deletes the sessions that ended before `before`, with the address and
+/// user agent they kept (the connection log keeps its own copy as long).
+pub async fn delete_ended_sessions_before(tx: &mut WriteTx, before: Millis) -> StoreResult<u64> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+        .bind(before)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected())
+}
+
+/// Deletes the habilitation record (the account row) of a closed account.
+pub async fn delete_account(tx: &mut WriteTx, account_id: &str) -> StoreResult<u64> {
+    Ok(sqlx::query("DELETE FROM accounts WHERE id = $1 AND state = 'closed'")
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected())
+}
+
+/// Deletes a partner's annex 1 and annex 2; returns (annex 1, annex 2) rows.
+pub async fn delete_annexes(tx: &mut WriteTx, partner_id: &str) -> StoreResult<(u64, u64)> {
+    let a1 = sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1")
+        .bind(partner_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    let a2 = sqlx::query("DELETE FROM annex2 WHERE partner_id = $1")
+        .bind(partner_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok((a1, a2))
+}
+
+pub async fn insert_destruction(tx: &mut WriteTx, d: &DestructionRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO destructions (id, destroyed_at, category, partner_id, account_id, email_hmac, details, purge_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&d.id)
+    .bind(d.destroyed_at)
+    .bind(&d.category)
+    .bind(&d.partner_id)
+    .bind(&d.account_id)
+    .bind(&d.email_hmac)
+    .bind(&d.details)
+    .bind(d.purge_seq)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Tamper evidence of the connection log (R15; issue 5, part 2): an edit, a
+//! deletion or a reordering made directly in the database is found at the
+//! right record, by the domain check and by `coop-idp logs verify`; a cut
+//! tail, a chain rewritten with recomputed hashes and a forged checkpoint are
+//! found thanks to the signed checkpoints.
+
+use coop_idp::audit::{self, Event, Outcome, Verification, checkpoint, kind, verify};
+use coop_idp::store::EventRow;
+
+use crate::common::*;
+use crate::on_both_databases;
+
+on_both_databases!(
+    edits_deletions_and_reorderings_are_found_at_the_right_record,
+    a_cut_tail_is_caught_by_the_signed_checkpoint,
+    a_rewritten_chain_and_forged_checkpoints_are_caught,
+);
+
+/// Appends `n` records through the recorder.
+async fn write_records(server: &TestServer, n: usize) {
+    for i in 0..n {
+        let e = Event::new(kind::LOG_READ, Outcome::Success, "cli")
+            .email(format!("agent{i}@cc-girou.fr"))
+            .details(serde_json::json!({"n": i}));
+        audit::record(&server.app, vec![e]).await;
+    }
+}
+
+async fn broken_at(server: &TestServer) -> (i64, String) {
+    match verify(&server.app).await.expect("verify") {
+        Verification::Broken { seq, reason } => (seq, reason),
+        other => panic!("expected a broken chain, got {other:?}"),
+    }
+}
+
+async fn exec(server: &TestServer, sql: &str) {
+    sqlx::query(sql).execute(server.app.store.pool()).await.expect(sql);
+}
+
+/// `coop-idp logs verify` against the server's database and keys.
+fn cli_verify(server: &TestServer) -> (bool, serde_json::Value) {
+    let out = cli(server, &["logs", "verify"]);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), json)
+}
+
+async fn edits_deletions_and_reorderings_are_found_at_the_right_record(db: Db) {
+    let server = TestServer::start(db).await;
+    write_records(&server, 6).await;
+    assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: 6 });
+    let (ok, json) = cli_verify(&server);
+    assert!(ok, "{json}");
+    assert_eq!(json["status"], "intact");
+
+    // An edited field.
+    exec(&server, "UPDATE events SET email = 'someone.else@cc-girou.fr' WHERE seq = 3").await;
+    assert_eq!(broken_at(&server).await, (3, "content altered".to_string()));
+    exec(&server, "UPDATE events SET email = 'agent2@cc-girou.fr' WHERE seq = 3").await;
+    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Intact { .. }));
+
+    // Two records swapped (their seq exchanged).
+    exec(&server, "UPDATE events SET seq = -4 WHERE seq = 4").await;
+    exec(&server, "UPDATE events SET seq = 4 WHERE seq = 3").await;
+    exec(&server, "UPDATE events SET seq = 3 WHERE seq = -4").await;
+    assert_eq!(broken_at(&server).await.0, 3);
+    let (ok, json) = cli_verify(&server);
+    assert!(!ok, "a broken chain must exit non-zero");
+    assert_eq!(json["first_broken_record"], 3, "{json}");
+    exec(&server, "UPDATE events SET seq = -3 WHERE seq = 3").await;
+    exec(&server, "UPDATE events SET seq = 3 WHERE seq = 4").await;
+    exec(&server, "UPDATE events SET seq = 4 WHERE seq = -3").await;
+    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Intact { .. }));
+
+    // A deleted record: the next one is named.
+    exec(&server, "DELETE FROM events WHERE seq = 4").await;
+    assert_eq!(broken_at(&server).await, (5, "record 4 is missing".to_string()));
+    // The first record deleted: not a purge, so it is caught too.
+    exec(&server, "DELETE FROM events WHERE seq = 1").await;
+    assert_eq!(broken_at(&server).await.0, 2);
+    let (ok, json) = cli_verify(&server);
+    assert!(!ok);
+    assert_eq!(json["first_broken_record"], 2, "{json}");
+}
+
+async fn a_cut_tail_is_caught_by_the_signed_checkpoint(db: Db) {
+    let server = TestServer::start(db).await;
+    write_records(&server, 5).await;
+    assert_eq!(checkpoint::checkpoint(&server.app).await.expect("checkpoint"), Some(5));
+    // Nothing new: no second checkpoint of the same head.
+    assert_eq!(checkpoint::checkpoint(&server.app).await.expect("checkpoint"), None);
+    write_records(&server, 2).await;
+    assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: 7 });
+
+    // Cutting the records after the checkpoint cannot be seen...
+    exec(&server, "DELETE FROM events WHERE seq > 5").await;
+    assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: 5 });
+    // ...but cutting into the signed part is.
+    exec(&server, "DELETE FROM events WHERE seq >= 4").await;
+    let (seq, reason) = broken_at(&server).await;
+    assert_eq!(seq, 4, "{reason}");
+    assert!(reason.contains("records 4 to 5 deleted"), "{reason}");
+    let (ok, json) = cli_verify(&server);
+    assert!(!ok);
+    assert_eq!(json["first_broken_record"], 4, "{json}");
+}
+
+async fn a_rewritten_chain_and_forged_checkpoints_are_caught(db: Db) {
+    let server = TestServer::start(db).await;
+    write_records(&server, 4).await;
+    checkpoint::checkpoint(&server.app).await.expect("checkpoint");
+    let pool = server.app.store.pool();
+
+    // Someone who knows the algorithm edits record 2 and recomputes every
+    // hash after it: the chain holds, the signed checkpoint does not.
+    let rows = server.app.store.events_after(0, 100).await.expect("rows");
+    let mut prev = rows[0].hash.clone();
+    for row in rows.iter().skip(1) {
+        let mut forged: EventRow = row.clone();
+        if forged.seq == 2 {
+            forged.email = Some("nobody@cc-girou.fr".into());
+        }
+        forged.prev_hash = prev.clone();
+        forged.hash = audit::record_hash(&forged);
+        sqlx::query("UPDATE events SET email = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&forged.email)
+            .bind(&forged.prev_hash)
+            .bind(&forged.hash)
+            .bind(forged.seq)
+            .execute(pool)
+            .await
+            .expect("rewrite");
+        prev = forged.hash;
+    }
+    let (seq, reason) = broken_at(&server).await;
+    assert_eq!((seq, reason.as_str()), (4, "differs from the signed checkpoint at this record"));
+
+    // Making the checkpoint row agree is a forgery its signature shows.
+    sqlx::query("UPDATE log_checkpoints SET hash = $1 WHERE seq = 4").bind(&prev).execute(pool).await.expect("edit");
+    let (seq, reason) = broken_at(&server).await;
+    assert_eq!(seq, 4);
+    assert!(reason.contains("differ from the signed"), "{reason}");
+
+    // A checkpoint signed by another key (e.g. the forger's own) is refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    let foreign = coop_idp::keys::KeyManager::open(other.path(), 600, server.clock.now_ms()).expect("keys").current();
+    let claims = checkpoint::CheckpointClaims { iss: server.base.clone(), seq: 4, hash: prev.clone(), time: 0, iat: 0 };
+    let jws = foreign.sign(jsonwebtoken::Algorithm::RS256, checkpoint::TYP, &claims).expect("sign");
+    sqlx::query("UPDATE log_checkpoints SET jws = $1, time_ms = 0 WHERE seq = 4")
+        .bind(&jws)
+        .execute(pool)
+        .await
+        .expect("forge");
+    let (seq, reason) = broken_at(&server).await;
+    assert_eq!(seq, 4);
+    assert!(reason.contains("signature invalid or key unknown"), "{reason}");
+    let (ok, json) = cli_verify(&server);
+    assert!(!ok);
+    assert_eq!(json["first_broken_record"], 4, "{json}");
+}
+
+/// Runs the `coop-idp` binary on the server's database, keys and issuer.
+pub fn cli(server: &TestServer, args: &[&str]) -> std::process::Output {
+    let c = &server.app.config;
+    std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
+        .args(args)
+        .current_dir(&c.data_dir)
+        .env("COOP_IDP_ISSUER", &server.base)
+        .env("COOP_IDP_DATABASE_URL", &c.database_url)
+        .env("COOP_IDP_DATA_DIR", &c.data_dir)
+        .env("COOP_IDP_KEYS_DIR", &c.keys_dir)
+        .env("COOP_IDP_LOG", "error")
+        .output()
+        .expect("run coop-idp")
+}
