@@ -6,6 +6,7 @@
 //! `record` after the fact. Details never hold a password, code or token.
 
 pub mod export;
+pub mod query;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -21,6 +22,7 @@ pub mod kind {
     pub const SIGNIN: &str = "signin";
     pub const SIGNIN_FAILED: &str = "signin_failed";
     pub const SIGNOUT: &str = "signout";
+    pub const SESSION_EXPIRED: &str = "session_expired";
     pub const TOKEN_ISSUED: &str = "token_issued";
     pub const TOKEN_REFRESHED: &str = "token_refreshed";
     pub const REFRESH_REUSE_DETECTED: &str = "refresh_reuse_detected";
@@ -43,6 +45,10 @@ pub mod kind {
     pub const BACKCHANNEL_LOGOUT_FAILED: &str = "backchannel_logout_failed";
     pub const LOG_READ: &str = "log_read";
     pub const LOG_EXPORTED: &str = "log_exported";
+    pub const ALERT: &str = "alert";
+    /// Administrative roles (not in PRODUCT.md's minimum list; added).
+    pub const ROLE_GRANTED: &str = "role_granted";
+    pub const ROLE_REVOKED: &str = "role_revoked";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

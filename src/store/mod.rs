@@ -9,6 +9,7 @@
 //! wrote in between, so on SQLite every write goes through one async gate.
 
 mod accounts;
+mod admin;
 mod clients;
 mod credentials;
 mod events;
@@ -20,6 +21,7 @@ pub mod shared;
 mod throttle;
 
 pub use accounts::*;
+pub use admin::*;
 pub use clients::*;
 pub use credentials::*;
 pub use events::*;
