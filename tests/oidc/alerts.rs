@@ -120,6 +120,16 @@ async fn spraying_from_one_address_alerts_both_security_officers_once_per_period
     for who in [AGENT, "inconnu@cc-girou.fr", "quelquun@ailleurs.fr"] {
         assert_eq!(failed_sign_in(&server, who, "203.0.113.9", "spray/1.0").await, 401);
     }
+    // Several instances scanning at once examine each event once.
+    let scans: Vec<_> = (0..4)
+        .map(|_| {
+            let app = server.app.clone();
+            tokio::spawn(async move { coop_idp::alerts::scan(&app).await.expect("scan") })
+        })
+        .collect();
+    for s in scans {
+        s.await.expect("scan task");
+    }
     let found = alerts(&server, "password_spraying").await;
     assert_eq!(found.len(), 1, "{found:?}");
     let (row, d) = &found[0];
@@ -261,6 +271,15 @@ async fn concurrent_sign_ins_from_distant_networks_or_many_devices_alert(db: Db)
     signed_in_from(&server, other, Some("198.51.100.7"), Some("Firefox/140")).await;
     signed_in_from(&server, other, Some("198.51.23.4"), Some("Firefox/140")).await;
     assert!(alerts(&server, "shared_credentials").await.is_empty());
+
+    // Normal: signed out at the office, then signed in from home.
+    let lea = "lea.bernard@cc-girou.fr";
+    server.add_account(lea, Some((PARTNER, "CC du Girou"))).await;
+    let (office, _) = signed_in_from(&server, lea, Some("198.51.100.7"), Some("Firefox/140")).await;
+    let r = office.get(server.url("/logout")).header("x-forwarded-for", "198.51.100.7").send().await.expect("logout");
+    assert_eq!(r.status(), 200);
+    signed_in_from(&server, lea, Some("203.0.113.77"), Some("Firefox/140")).await;
+    assert!(alerts(&server, "shared_credentials").await.is_empty(), "a session ended before is not concurrent");
 
     // Shared: the agent at once from two distant networks.
     signed_in_from(&server, AGENT, Some("198.51.100.7"), Some("Firefox/140")).await;
