@@ -77,6 +77,8 @@ impl App {
         let app = self.clone();
         tokio::spawn(crate::oidc::backchannel::run_sender(app, shutdown.clone()));
         tokio::spawn(crate::mail::run_sender(self.clone(), shutdown.clone()));
+        // Security alerts: detectors on the connection log (once across instances).
+        tokio::spawn(crate::alerts::run(self.clone(), shutdown.clone()));
         let app = self.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {

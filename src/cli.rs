@@ -79,6 +79,60 @@ enum Command {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Administrative roles (caf_habilitation, caf_security, partner_habilitation).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Security alerts raised by the detectors.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Grants a role to the account of EMAIL.
+    Grant { email: String, role: String },
+    /// Revokes a role from the account of EMAIL.
+    Revoke { email: String, role: String },
+    /// Lists the accounts holding a role.
+    List,
+    /// Fresh installation only: creates the first administrator (a Caf staff
+    /// account), grants caf_habilitation and caf_security (or --role …) and
+    /// emails the activation link.
+    Bootstrap(StaffArgs),
+    /// Creates (or takes) a Caf staff account, grants the roles and emails
+    /// the activation link when no password exists yet.
+    Invite(StaffArgs),
+}
+
+#[derive(Args)]
+struct StaffArgs {
+    #[arg(long)]
+    email: String,
+    #[arg(long = "given-name", default_value = "")]
+    given_name: String,
+    #[arg(long = "family-name", default_value = "")]
+    family_name: String,
+    #[arg(long, default_value = "Caf")]
+    function: String,
+    /// Repeat for each role; default: caf_habilitation and caf_security.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Alerts raised, oldest first.
+    List {
+        /// RFC 3339 time or YYYY-MM-DD (inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -413,10 +467,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Partner(PartnerCommand::List) => {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
-            let today = crate::provisioning::annex1::apply::today(&app);
             let mut out = Vec::new();
             for p in app.store.partners().await.map_err(|e| e.to_string())? {
-                out.push(partner_json(&app, &p, today).await?);
+                out.push(partner_json(&app, &p).await?);
             }
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             Ok(())
@@ -480,10 +533,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Partner(PartnerCommand::Show { id }) => {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
-            let today = crate::provisioning::annex1::apply::today(&app);
             let p =
                 app.store.partner(&id).await.map_err(|e| e.to_string())?.ok_or(format!("unknown partner `{id}`"))?;
-            println!("{}", serde_json::to_string_pretty(&partner_json(&app, &p, today).await?).unwrap_or_default());
+            println!("{}", serde_json::to_string_pretty(&partner_json(&app, &p).await?).unwrap_or_default());
             Ok(())
         }
         Command::Convention(c) => {
@@ -547,32 +599,52 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Logs(LogsCommand::Query { email, partner, event, ip, since, until, format, limit, offset }) => {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
-            let filter = crate::store::EventFilter {
-                email_normalized: email.as_deref().map(|e| e.trim().to_lowercase()),
-                partner_id: partner,
-                kind: event,
+            let query = crate::audit::query::LogQuery {
+                email,
+                partner,
+                event,
                 ip,
-                since_ms: since.as_deref().map(|t| parse_time("--since", t)).transpose()?,
-                until_ms: until.as_deref().map(|t| parse_time("--until", t)).transpose()?,
-                limit: limit.clamp(1, 100_000),
-                offset: offset.max(0),
+                since,
+                until,
+                limit: Some(limit),
+                offset: Some(offset),
             };
-            let rows = app.store.query_events(&filter).await.map_err(|e| e.to_string())?;
+            let filter = query.filter(1000).map_err(|e| e.to_string())?;
+            let access =
+                if format == "csv" { crate::audit::query::Access::Export } else { crate::audit::query::Access::Read };
+            let source = crate::audit::Source::default();
+            let reader = crate::audit::query::Reader { actor: "cli", source: &source, format: &format };
+            let rows =
+                crate::audit::query::read(&app, &query, &filter, access, reader).await.map_err(|e| e.to_string())?;
             let output = match format.as_str() {
                 "csv" => crate::audit::export::to_csv(&rows),
                 "json" => crate::audit::export::to_json(&rows),
                 _ => crate::audit::export::to_table(&rows),
             };
-            // Reading the log is itself recorded (R16).
-            let kind = if format == "csv" { crate::audit::kind::LOG_EXPORTED } else { crate::audit::kind::LOG_READ };
-            let e = crate::audit::Event::new(kind, crate::audit::Outcome::Success, "cli").details(serde_json::json!({
-                "email": email, "partner_id": filter.partner_id, "event": filter.kind, "ip": filter.ip,
-                "since": since, "until": until, "format": format, "records": rows.len(),
-            }));
-            crate::audit::record(&app, vec![e]).await;
             print!("{output}");
             if format == "json" {
                 println!();
+            }
+            Ok(())
+        }
+        Command::Admin(c) => admin_command(c, config).await,
+        Command::Alerts(AlertsCommand::List { since, format, limit, offset }) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let since_ms = since
+                .as_deref()
+                .map(|t| crate::audit::query::parse_time("--since", t))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let alerts = crate::alerts::list(&app, since_ms, limit, offset).await.map_err(|e| e.to_string())?;
+            let kind = if format == "csv" { crate::audit::kind::LOG_EXPORTED } else { crate::audit::kind::LOG_READ };
+            let e = crate::audit::Event::new(kind, crate::audit::Outcome::Success, "cli").details(
+                serde_json::json!({"alerts": true, "since": since, "format": format, "records": alerts.len()}),
+            );
+            crate::audit::record(&app, vec![e]).await;
+            match format.as_str() {
+                "csv" => print!("{}", crate::alerts::to_csv(&alerts)),
+                "json" => println!("{}", serde_json::to_string_pretty(&alerts).unwrap_or_else(|_| "[]".into())),
+                _ => print!("{}", crate::alerts::to_table(&alerts)),
             }
             Ok(())
         }
@@ -648,34 +720,49 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     }
 }
 
-/// RFC 3339, or a date (midnight UTC), as milliseconds.
-fn parse_time(flag: &str, text: &str) -> Result<i64, String> {
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
-    }
-    crate::provisioning::convention::parse_date(text)
-        .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
-        .ok_or_else(|| format!("{flag}: `{text}` is neither an RFC 3339 time nor a date (YYYY-MM-DD)"))
-}
-
-async fn partner_json(app: &App, p: &crate::store::PartnerRow, today: time::Date) -> Result<serde_json::Value, String> {
-    use crate::provisioning::convention::{ConventionState, format_date};
-    let state = match crate::provisioning::annex1::apply::convention_of(p).state(today) {
-        ConventionState::NotSigned => serde_json::json!({"state": "not_signed"}),
-        ConventionState::InForce { term } => serde_json::json!({"state": "in_force", "term": format_date(term)}),
-        ConventionState::Ended { on } => serde_json::json!({"state": "ended", "on": format_date(on)}),
-        ConventionState::Terminated { on } => {
-            serde_json::json!({"state": "terminated", "on": format_date(on), "reason": p.termination_reason})
+async fn admin_command(command: AdminCommand, config: Config) -> Result<(), String> {
+    let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+    let output = match command {
+        AdminCommand::Grant { email, role } => {
+            let changed = crate::admin::grant(&app, &email, &role, "cli").await.map_err(|e| e.to_string())?;
+            serde_json::json!({"email": email.trim(), "role": role.trim(), "granted": changed})
+        }
+        AdminCommand::Revoke { email, role } => {
+            let changed = crate::admin::revoke(&app, &email, &role, "cli").await.map_err(|e| e.to_string())?;
+            serde_json::json!({"email": email.trim(), "role": role.trim(), "revoked": changed})
+        }
+        AdminCommand::List => {
+            serde_json::to_value(crate::admin::list(&app).await.map_err(|e| e.to_string())?).unwrap_or_default()
+        }
+        AdminCommand::Bootstrap(a) => {
+            let member = staff(&a);
+            let done = crate::admin::bootstrap(&app, member).await.map_err(|e| e.to_string())?;
+            let _ = crate::mail::send_due(&app).await;
+            serde_json::to_value(done).unwrap_or_default()
+        }
+        AdminCommand::Invite(a) => {
+            let member = staff(&a);
+            let done = crate::admin::invite_staff(&app, member, "cli").await.map_err(|e| e.to_string())?;
+            let _ = crate::mail::send_due(&app).await;
+            serde_json::to_value(done).unwrap_or_default()
         }
     };
-    let annex = app.store.current_annex1(&p.id).await.map_err(|e| e.to_string())?;
-    Ok(serde_json::json!({
-        "id": p.id,
-        "name": p.name,
-        "email_domains": serde_json::from_str::<serde_json::Value>(&p.email_domains).unwrap_or_default(),
-        "convention": {"signed_on": p.convention_signed_on, "non_renewal_notified_on": p.non_renewal_notified_on, "status": state},
-        "annex1": annex.map(|a| serde_json::json!({"transmitted_on": a.transmitted_on, "checksum": a.checksum, "applied_at": crate::clock::rfc3339_ms(a.applied_at), "operator": a.operator})),
-    }))
+    println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+    Ok(())
+}
+
+fn staff(a: &StaffArgs) -> crate::admin::StaffMember<'_> {
+    crate::admin::StaffMember {
+        email: &a.email,
+        given_name: &a.given_name,
+        family_name: &a.family_name,
+        function: &a.function,
+        roles: &a.roles,
+    }
+}
+
+async fn partner_json(app: &App, p: &crate::store::PartnerRow) -> Result<serde_json::Value, String> {
+    crate::admin::actions::partner_summary(app, p).await.map_err(|e| e.to_string())
 }
 
 async fn serve(config: Config) -> Result<(), String> {

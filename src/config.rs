@@ -75,6 +75,36 @@ pub struct Config {
     pub log_checkpoint_interval_secs: i64,
     /// How often the retention purge runs (once across instances).
     pub purge_interval_secs: i64,
+    /// Thresholds and windows of the security-alert detectors.
+    pub alerts: AlertConfig,
+}
+
+/// Thresholds of the alert detectors (R5, R17); README "Administration"
+/// documents each default.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// How often the detectors read the new events.
+    pub scan_interval_secs: i64,
+    /// At most one alert per detector and subject within this period.
+    pub period_secs: i64,
+    /// Password spraying: failed sign-ins on this many distinct accounts
+    /// from one source address within the window.
+    pub spraying_accounts: i64,
+    pub spraying_window_secs: i64,
+    /// An account locked: this many failed sign-ins in a row (no success in
+    /// between) within the window.
+    pub lockout_failures: i64,
+    pub lockout_window_secs: i64,
+    /// Shared credentials: sign-ins of one account within the window from
+    /// distant networks (another IPv4 /16 or IPv6 /48), or with this many
+    /// distinct user agents.
+    pub sharing_window_secs: i64,
+    pub sharing_user_agents: i64,
+    /// Repeated lost-password requests for one account or from one source
+    /// address within the window.
+    pub reset_per_account: i64,
+    pub reset_per_source: i64,
+    pub reset_window_secs: i64,
 }
 
 /// Every key the file or the environment may set, with its embedded default
@@ -109,6 +139,17 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("log_retention_months", Some("12")),
     ("log_checkpoint_interval_secs", Some("300")),
     ("purge_interval_secs", Some("3600")),
+    ("alert_scan_interval_secs", Some("5")),
+    ("alert_period_secs", Some("3600")),
+    ("alert_spraying_accounts", Some("10")),
+    ("alert_spraying_window_secs", Some("900")),
+    ("alert_lockout_failures", Some("5")),
+    ("alert_lockout_window_secs", Some("900")),
+    ("alert_sharing_window_secs", Some("3600")),
+    ("alert_sharing_user_agents", Some("4")),
+    ("alert_reset_per_account", Some("5")),
+    ("alert_reset_per_source", Some("10")),
+    ("alert_reset_window_secs", Some("3600")),
 ];
 
 pub const ENV_PREFIX: &str = "COOP_IDP_";
@@ -293,6 +334,19 @@ impl Config {
             log_retention_months: int("log_retention_months", 6, 12)? as u32,
             log_checkpoint_interval_secs: int("log_checkpoint_interval_secs", 60, 86_400)?,
             purge_interval_secs: int("purge_interval_secs", 60, 7 * 86_400)?,
+            alerts: AlertConfig {
+                scan_interval_secs: int("alert_scan_interval_secs", 1, 3600)?,
+                period_secs: int("alert_period_secs", 60, 7 * 86_400)?,
+                spraying_accounts: int("alert_spraying_accounts", 2, 100_000)?,
+                spraying_window_secs: int("alert_spraying_window_secs", 60, 86_400)?,
+                lockout_failures: int("alert_lockout_failures", 1, 100_000)?,
+                lockout_window_secs: int("alert_lockout_window_secs", 60, 86_400)?,
+                sharing_window_secs: int("alert_sharing_window_secs", 60, 86_400)?,
+                sharing_user_agents: int("alert_sharing_user_agents", 2, 1000)?,
+                reset_per_account: int("alert_reset_per_account", 2, 100_000)?,
+                reset_per_source: int("alert_reset_per_source", 2, 100_000)?,
+                reset_window_secs: int("alert_reset_window_secs", 60, 86_400)?,
+            },
         })
     }
 
@@ -375,6 +429,9 @@ mod tests {
             ("COOP_IDP_LOG_RETENTION_MONTHS", "5"),
             ("COOP_IDP_LOG_RETENTION_MONTHS", "13"),
             ("COOP_IDP_LOG_CHECKPOINT_INTERVAL_SECS", "1"),
+            ("COOP_IDP_ALERT_SPRAYING_ACCOUNTS", "1"),
+            ("COOP_IDP_ALERT_PERIOD_SECS", "soon"),
+            ("COOP_IDP_ALERT_RESET_WINDOW_SECS", "0"),
         ];
         for (key, value) in cases {
             let err = Config::from_sources(None, &env(&[(key, value)])).expect_err(key);

@@ -5,6 +5,8 @@
 //! The domain never imports axum; the store knows nothing of HTTP.
 
 pub mod accounts;
+pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod export;
+pub mod query;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -46,6 +47,10 @@ pub mod kind {
     pub const LOG_READ: &str = "log_read";
     pub const LOG_EXPORTED: &str = "log_exported";
     pub const PURGE: &str = "purge";
+    pub const ALERT: &str = "alert";
+    /// Administrative roles (not in PRODUCT.md's minimum list; added).
+    pub const ROLE_GRANTED: &str = "role_granted";
+    pub const ROLE_REVOKED: &str = "role_revoked";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

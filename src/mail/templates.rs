@@ -7,11 +7,39 @@ use minijinja::{Environment, context};
 use super::Mail;
 
 pub enum MailKind<'a> {
-    Activation { given_name: &'a str, link: &'a str, valid_hours: i64 },
-    Reset { given_name: &'a str, link: &'a str, valid_minutes: i64 },
-    PasswordChanged { given_name: &'a str, issuer: &'a str },
-    ReviewReminder { name: &'a str, partner_name: &'a str, deadline: &'a str, overdue: bool },
-    ReviewDigest { name: &'a str, partners: &'a [String] },
+    Activation {
+        given_name: &'a str,
+        link: &'a str,
+        valid_hours: i64,
+    },
+    Reset {
+        given_name: &'a str,
+        link: &'a str,
+        valid_minutes: i64,
+    },
+    PasswordChanged {
+        given_name: &'a str,
+        issuer: &'a str,
+    },
+    ReviewReminder {
+        name: &'a str,
+        partner_name: &'a str,
+        deadline: &'a str,
+        overdue: bool,
+    },
+    ReviewDigest {
+        name: &'a str,
+        partners: &'a [String],
+    },
+    Alert {
+        name: &'a str,
+        title_fr: &'a str,
+        title_en: &'a str,
+        cause_fr: &'a str,
+        cause_en: &'a str,
+        time: &'a str,
+        seqs: &'a str,
+    },
 }
 
 fn environment() -> &'static Environment<'static> {
@@ -29,6 +57,8 @@ fn environment() -> &'static Environment<'static> {
             ("review_reminder.html", include_str!("../../templates/mail/review_reminder.html")),
             ("review_digest.txt", include_str!("../../templates/mail/review_digest.txt")),
             ("review_digest.html", include_str!("../../templates/mail/review_digest.html")),
+            ("alert.txt", include_str!("../../templates/mail/alert.txt")),
+            ("alert.html", include_str!("../../templates/mail/alert.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "mail template does not compile");
@@ -68,6 +98,11 @@ pub fn render(recipient: &str, kind: MailKind) -> Result<Mail, minijinja::Error>
             "review_digest",
             "Coopération : partenaires en retard de revue annuelle / partners late for their annual review",
             context! { name, partners },
+        ),
+        MailKind::Alert { name, title_fr, title_en, cause_fr, cause_en, time, seqs } => (
+            "alert",
+            "Coopération : alerte de sécurité / security alert",
+            context! { name, title_fr, title_en, cause_fr, cause_en, time, seqs },
         ),
     };
     let env = environment();

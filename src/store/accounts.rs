@@ -127,11 +127,22 @@ pub async fn update_account_state(tx: &mut WriteTx, account_id: &str, state: &st
     Ok(())
 }
 
-pub async fn grant_role(tx: &mut WriteTx, account_id: &str, role: &str) -> StoreResult<()> {
-    sqlx::query("INSERT INTO account_roles (account_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+/// Grants a role; false when the account already held it.
+pub async fn grant_role(tx: &mut WriteTx, account_id: &str, role: &str) -> StoreResult<bool> {
+    let done = sqlx::query("INSERT INTO account_roles (account_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(account_id)
         .bind(role)
         .execute(tx.conn().await?)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Revokes a role; false when the account did not hold it.
+pub async fn revoke_role(tx: &mut WriteTx, account_id: &str, role: &str) -> StoreResult<bool> {
+    let done = sqlx::query("DELETE FROM account_roles WHERE account_id = $1 AND role = $2")
+        .bind(account_id)
+        .bind(role)
+        .execute(tx.conn().await?)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }

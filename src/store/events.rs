@@ -23,7 +23,7 @@ pub struct EventRow {
     pub hash: String,
 }
 
-const EVENT_COLUMNS: &str = "seq, time_ms, kind, outcome, email, email_normalized, account_id, partner_id, client_id, \
+pub(super) const EVENT_COLUMNS: &str = "seq, time_ms, kind, outcome, email, email_normalized, account_id, partner_id, client_id, \
      ip, user_agent, actor, session_hash, details, prev_hash, hash";
 
 #[derive(Debug, Clone, Default)]

@@ -9,6 +9,7 @@
 //! wrote in between, so on SQLite every write goes through one async gate.
 
 mod accounts;
+mod admin;
 mod clients;
 mod credentials;
 mod events;
@@ -22,6 +23,7 @@ mod throttle;
 mod write_tx;
 
 pub use accounts::*;
+pub use admin::*;
 pub use clients::*;
 pub use credentials::*;
 pub use events::*;

@@ -61,3 +61,102 @@ pub fn internal_page(e: AppError, locale: Locale) -> Response {
         pages::error_page(StatusCode::INTERNAL_SERVER_ERROR, locale, "err_internal")
     }
 }
+
+/// Errors of the admin API, as JSON `{"error", "message"}` (French, then
+/// English), never cached.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No live session: 401.
+    Unauthenticated,
+    /// A session whose roles do not allow this: 403.
+    Forbidden,
+    /// A state-changing request without the CSRF token of this browser: 403.
+    Csrf,
+    NotFound(String),
+    Invalid(String),
+    Conflict(String),
+    Internal(AppError),
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Invalid(m) => ApiError::Invalid(m),
+            other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl From<crate::admin::AccessDenied> for ApiError {
+    fn from(e: crate::admin::AccessDenied) -> Self {
+        match e {
+            crate::admin::AccessDenied::Unauthenticated => ApiError::Unauthenticated,
+            crate::admin::AccessDenied::Forbidden => ApiError::Forbidden,
+            crate::admin::AccessDenied::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<crate::admin::AdminError> for ApiError {
+    fn from(e: crate::admin::AdminError) -> Self {
+        use crate::admin::AdminError as E;
+        match e {
+            E::UnknownAccount(_) => ApiError::NotFound(e.to_string()),
+            E::Closed(_) | E::NotPending(_) | E::AlreadyBootstrapped => ApiError::Conflict(e.to_string()),
+            E::UnknownRole(_) | E::NoPartner(_) | E::Invalid(_) => ApiError::Invalid(e.to_string()),
+            E::App(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::audit::query::QueryError> for ApiError {
+    fn from(e: crate::audit::query::QueryError) -> Self {
+        ApiError::Invalid(e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Connexion requise : ouvrez une session avec un compte administrateur. / Sign-in required: sign in with an administrator account.".to_string(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Votre rôle ne permet pas cette action. / Your role does not allow this.".to_string(),
+            ),
+            ApiError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "Jeton anti-falsification (X-CSRF-Token) absent ou invalide. / Missing or invalid anti-forgery token (X-CSRF-Token).".to_string(),
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "admin API request failed");
+                if crate::oidc::is_unavailable(&e) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "Service momentanément indisponible. / Service temporarily unavailable.".to_string(),
+                    )
+                } else {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Erreur interne. / Internal error.".to_string())
+                }
+            }
+        };
+        let mut r = (status, Json(json!({"error": code, "message": message}))).into_response();
+        no_store(&mut r);
+        r
+    }
+}

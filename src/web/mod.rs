@@ -1,6 +1,7 @@
 //! HTTP: thin handlers over the domain functions, plus the cross-cutting
 //! layers (security headers, size limits, timeouts, client address).
 
+mod admin_api;
 mod browser;
 mod credentials;
 mod error;
@@ -56,6 +57,7 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/static/style.css", get(style))
+        .merge(admin_api::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))

@@ -124,9 +124,14 @@ impl TestServer {
         let hash = self.app.hasher.hash(PASSWORD.to_string()).await.expect("hash");
         let id = coop_idp::accounts::new_subject();
         let now = self.clock.now_ms();
+        // Checked first: a failed insert would abort a PostgreSQL transaction.
+        let new_partner = match partner {
+            Some((pid, pname)) if self.app.store.partner(pid).await.expect("partner").is_none() => Some((pid, pname)),
+            _ => None,
+        };
         let mut tx = self.app.store.begin_write().await.expect("tx");
-        if let Some((pid, pname)) = partner {
-            let _ = store::insert_partner(&mut tx, pid, pname, now).await;
+        if let Some((pid, pname)) = new_partner {
+            store::insert_partner(&mut tx, pid, pname, now).await.expect("insert partner");
         }
         store::insert_account(
             &mut tx,

@@ -4,6 +4,8 @@
 
 mod common;
 
+mod admin_api;
+mod alerts;
 mod annex1;
 mod authorize;
 mod backchannel;

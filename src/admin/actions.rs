@@ -1,0 +1,109 @@
+//! What an administrator does to partners and accesses, shared by the
+//! command line and the admin API.
+
+use serde_json::{Value, json};
+
+use super::{AdminError, AdminResult};
+use crate::accounts::AccountState;
+use crate::app::App;
+use crate::audit::{self, Event, Outcome, Source};
+use crate::auth::links::{self, Purpose};
+use crate::clock::rfc3339_ms;
+use crate::error::AppResult;
+use crate::provisioning::annex1::apply::{convention_of, today};
+use crate::provisioning::convention::{ConventionState, format_date};
+use crate::store::{self, PartnerRow};
+
+/// A partner, its convention and its current annex 1, as shown to managers.
+pub async fn partner_summary(app: &App, p: &PartnerRow) -> AppResult<Value> {
+    let state = match convention_of(p).state(today(app)) {
+        ConventionState::NotSigned => json!({"state": "not_signed"}),
+        ConventionState::InForce { term } => json!({"state": "in_force", "term": format_date(term)}),
+        ConventionState::Ended { on } => json!({"state": "ended", "on": format_date(on)}),
+        ConventionState::Terminated { on } => {
+            json!({"state": "terminated", "on": format_date(on), "reason": p.termination_reason})
+        }
+    };
+    let annex = app.store.current_annex1(&p.id).await?;
+    let annex2 = app.store.annex2(&p.id).await?;
+    Ok(json!({
+        "id": p.id,
+        "name": p.name,
+        "email_domains": serde_json::from_str::<Value>(&p.email_domains).unwrap_or_default(),
+        "convention": {"signed_on": p.convention_signed_on, "non_renewal_notified_on": p.non_renewal_notified_on, "status": state},
+        "annex1": annex.map(|a| json!({"transmitted_on": a.transmitted_on, "checksum": a.checksum, "applied_at": rfc3339_ms(a.applied_at), "operator": a.operator})),
+        "annex2": annex2,
+    }))
+}
+
+/// A partner's accounts with their state and last sign-in.
+pub async fn partner_accounts(app: &App, partner_id: &str) -> AppResult<Vec<Value>> {
+    Ok(app
+        .store
+        .partner_accounts(partner_id)
+        .await?
+        .into_iter()
+        .map(|a| {
+            json!({
+                "account_id": a.id, "email": a.email, "given_name": a.given_name, "family_name": a.family_name,
+                "function": a.function, "state": a.state, "closure_requested_on": a.closure_requested_on,
+                "last_signin": a.last_signin_ms.map(rfc3339_ms),
+            })
+        })
+        .collect())
+}
+
+async fn account(app: &App, account_id: &str) -> AdminResult<store::AccountRow> {
+    app.store.account_by_id(account_id).await?.ok_or_else(|| AdminError::UnknownAccount(account_id.to_string()))
+}
+
+/// Sends a fresh activation link to an access whose password is not created
+/// yet; the older links stop working.
+pub async fn resend_activation(app: &App, account_id: &str, actor: &str, source: &Source) -> AdminResult<()> {
+    let row = account(app, account_id).await?;
+    match AccountState::parse(&row.state) {
+        Some(AccountState::Pending) => {}
+        Some(AccountState::Closed) | None => return Err(AdminError::Closed(row.email)),
+        Some(AccountState::Active) => return Err(AdminError::NotPending(row.email)),
+    }
+    let now = app.clock.now_ms();
+    let mut tx = app.store.begin_write().await?;
+    store::supersede_links_of_account(&mut tx, &row.id, now).await?;
+    links::create_and_mail(app, &mut tx, &row, Purpose::Activation).await?;
+    let e = Event::new(audit::kind::ACTIVATION_SENT, Outcome::Success, actor)
+        .email(row.email.clone())
+        .account(row.id.clone())
+        .partner(row.partner_id.clone())
+        .source(source)
+        .details(json!({"resent": true}));
+    audit::append(app, &mut tx, vec![e]).await?;
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    Ok(())
+}
+
+/// Closes an access at once (R12): state, links, sessions and tokens in one
+/// transaction, back-channel logouts queued. Closing a closed access is a
+/// no-op (false).
+pub async fn close_access(app: &App, account_id: &str, actor: &str, source: &Source) -> AdminResult<bool> {
+    let row = account(app, account_id).await?;
+    if AccountState::parse(&row.state) == Some(AccountState::Closed) {
+        return Ok(false);
+    }
+    let now = app.clock.now_ms();
+    let on = format_date(today(app));
+    let mut tx = app.store.begin_write().await?;
+    store::close_account(&mut tx, &row.id, &on, now).await?;
+    store::supersede_links_of_account(&mut tx, &row.id, now).await?;
+    crate::auth::session::end_all_of_account_in(app, &mut tx, &row.id, "access_closed").await?;
+    let e = Event::new(audit::kind::ACCESS_CLOSED, Outcome::Success, actor)
+        .email(row.email.clone())
+        .account(row.id.clone())
+        .partner(row.partner_id.clone())
+        .source(source)
+        .details(json!({"reason": "closed_by_administrator", "closure_date": on}));
+    audit::append(app, &mut tx, vec![e]).await?;
+    tx.commit().await?;
+    app.backchannel_wake.notify_one();
+    Ok(true)
+}

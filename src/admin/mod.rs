@@ -1,0 +1,345 @@
+//! Administration (R16, R18): the three administrative roles, who holds
+//! them, the check every admin request goes through (`require_admin`), and
+//! the actions on accesses that the console offers. The command line and
+//! the admin API call these same functions; each change is recorded in the
+//! connection log with its actor (`cli` or the administrator's email).
+
+pub mod actions;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::accounts::{AccountState, ProfessionalEmail};
+use crate::app::App;
+use crate::audit::{self, Event, Outcome};
+use crate::auth::session::Session;
+use crate::error::AppError;
+use crate::store::{self, AccountRow, StoreError};
+
+/// The administrative roles (issue 5; they also flow into the `roles` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Caf habilitation manager: partners, annexes, accounts.
+    CafHabilitation,
+    /// Caf security officer: the connection log and the alerts.
+    CafSecurity,
+    /// A partner's habilitation manager: its own partner only, read-only
+    /// except for proposing (dry-running) an annex 1.
+    PartnerHabilitation,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::CafHabilitation, Role::CafSecurity, Role::PartnerHabilitation];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::CafHabilitation => "caf_habilitation",
+            Role::CafSecurity => "caf_security",
+            Role::PartnerHabilitation => "partner_habilitation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role, AdminError> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s.trim()).ok_or_else(|| AdminError::UnknownRole(s.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(
+        "rôle inconnu « {0} » (rôles : caf_habilitation, caf_security, partner_habilitation) / unknown role `{0}` (roles: caf_habilitation, caf_security, partner_habilitation)"
+    )]
+    UnknownRole(String),
+    #[error("aucun compte pour « {0} » / no account for `{0}`")]
+    UnknownAccount(String),
+    #[error(
+        "le compte « {0} » n'est rattaché à aucun partenaire : partner_habilitation impossible / account `{0}` belongs to no partner: partner_habilitation is not possible"
+    )]
+    NoPartner(String),
+    #[error("l'accès de « {0} » est clôturé / the access of `{0}` is closed")]
+    Closed(String),
+    #[error(
+        "l'accès de « {0} » est déjà activé : pas de lien d'activation / the access of `{0}` is already active: no activation link"
+    )]
+    NotPending(String),
+    #[error(
+        "un administrateur existe déjà : utilisez `admin invite` ou `admin grant` / an administrator already exists: use `admin invite` or `admin grant`"
+    )]
+    AlreadyBootstrapped,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        AdminError::App(AppError::Store(e))
+    }
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+async fn account_by_email(app: &App, email: &str) -> AdminResult<AccountRow> {
+    let normalized = email.trim().to_lowercase();
+    app.store.account_by_email(&normalized).await?.ok_or_else(|| AdminError::UnknownAccount(email.trim().to_string()))
+}
+
+fn role_event(kind: &'static str, actor: &str, account: &AccountRow, role: Role) -> Event {
+    Event::new(kind, Outcome::Success, actor)
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .details(json!({"role": role.as_str()}))
+}
+
+/// Grants `role` to the account of `email`; false when it already held it
+/// (nothing recorded then). Checked before anything changes.
+pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResult<bool> {
+    let role = Role::parse(role)?;
+    let account = account_by_email(app, email).await?;
+    if AccountState::parse(&account.state) == Some(AccountState::Closed) {
+        return Err(AdminError::Closed(account.email));
+    }
+    if role == Role::PartnerHabilitation && account.partner_id.is_none() {
+        return Err(AdminError::NoPartner(account.email));
+    }
+    let mut tx = app.store.begin_write().await?;
+    let granted = store::grant_role(&mut tx, &account.id, role.as_str()).await?;
+    if granted {
+        audit::append(app, &mut tx, vec![role_event(audit::kind::ROLE_GRANTED, actor, &account, role)]).await?;
+    }
+    tx.commit().await?;
+    Ok(granted)
+}
+
+/// Revokes `role`; false when the account did not hold it.
+pub async fn revoke(app: &App, email: &str, role: &str, actor: &str) -> AdminResult<bool> {
+    let role = Role::parse(role)?;
+    let account = account_by_email(app, email).await?;
+    let mut tx = app.store.begin_write().await?;
+    let revoked = store::revoke_role(&mut tx, &account.id, role.as_str()).await?;
+    if revoked {
+        audit::append(app, &mut tx, vec![role_event(audit::kind::ROLE_REVOKED, actor, &account, role)]).await?;
+    }
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Administrator {
+    pub email: String,
+    pub account_id: String,
+    pub partner_id: Option<String>,
+    pub state: String,
+    pub roles: Vec<String>,
+}
+
+/// Every account holding at least one role.
+pub async fn list(app: &App) -> AdminResult<Vec<Administrator>> {
+    let mut out: Vec<Administrator> = Vec::new();
+    for (account, role) in app.store.administrators().await? {
+        match out.last_mut() {
+            Some(last) if last.account_id == account.id => last.roles.push(role),
+            _ => out.push(Administrator {
+                email: account.email,
+                account_id: account.id,
+                partner_id: account.partner_id,
+                state: account.state,
+                roles: vec![role],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// A member of the Caf's staff to create as an administrator.
+pub struct StaffMember<'a> {
+    pub email: &'a str,
+    pub given_name: &'a str,
+    pub family_name: &'a str,
+    pub function: &'a str,
+    pub roles: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+pub struct StaffInvited {
+    pub account_id: String,
+    pub created: bool,
+    pub roles: Vec<String>,
+    pub activation_sent: bool,
+}
+
+/// The first administrator of a fresh installation: refused once any
+/// account holds a role, so that it can sit in an install script.
+pub async fn bootstrap(app: &App, member: StaffMember<'_>) -> AdminResult<StaffInvited> {
+    if !app.store.administrators().await?.is_empty() {
+        return Err(AdminError::AlreadyBootstrapped);
+    }
+    invite_staff(app, member, "cli").await
+}
+
+/// Creates a Caf staff account (it belongs to no partner, so the partner
+/// convention rules do not apply) or takes the existing one, grants the
+/// roles, and mails an activation link when no password exists yet: the
+/// administrator creates it, nobody else ever sets it (R1).
+pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> AdminResult<StaffInvited> {
+    let email = ProfessionalEmail::parse(member.email).map_err(|e| AdminError::Invalid(format!("--email : {e}")))?;
+    let roles: Vec<Role> = if member.roles.is_empty() {
+        vec![Role::CafHabilitation, Role::CafSecurity]
+    } else {
+        member.roles.iter().map(|r| Role::parse(r)).collect::<Result<_, _>>()?
+    };
+    let existing = app.store.account_by_email(email.normalized()).await?;
+    if roles.contains(&Role::PartnerHabilitation) && existing.as_ref().is_none_or(|a| a.partner_id.is_none()) {
+        return Err(AdminError::NoPartner(email.as_str().to_string()));
+    }
+    if existing.is_none() {
+        for (flag, value) in [
+            ("--given-name", member.given_name),
+            ("--family-name", member.family_name),
+            ("--function", member.function),
+        ] {
+            if value.trim().is_empty() || value.len() > 200 {
+                return Err(AdminError::Invalid(format!(
+                    "{flag} : 1 à 200 caractères / must hold 1 to 200 characters"
+                )));
+            }
+        }
+    }
+    if let Some(a) = &existing
+        && AccountState::parse(&a.state) == Some(AccountState::Closed)
+    {
+        return Err(AdminError::Closed(a.email.clone()));
+    }
+    let now = app.clock.now_ms();
+    let mut tx = app.store.begin_write().await?;
+    let (account, created) = match existing {
+        Some(a) => (a, false),
+        None => {
+            let id = crate::accounts::new_subject();
+            store::insert_account(
+                &mut tx,
+                &store::NewAccount {
+                    id: &id,
+                    email: email.as_str(),
+                    email_normalized: email.normalized(),
+                    given_name: member.given_name.trim(),
+                    family_name: member.family_name.trim(),
+                    function: member.function.trim(),
+                    partner_id: None,
+                    state: AccountState::Pending.as_str(),
+                    password_hash: None,
+                    now,
+                },
+            )
+            .await?;
+            let row = AccountRow {
+                id,
+                email: email.as_str().to_string(),
+                email_normalized: email.normalized().to_string(),
+                given_name: member.given_name.trim().to_string(),
+                family_name: member.family_name.trim().to_string(),
+                function: member.function.trim().to_string(),
+                partner_id: None,
+                partner_name: None,
+                state: AccountState::Pending.as_str().to_string(),
+                password_hash: None,
+                created_at: now,
+                updated_at: now,
+            };
+            (row, true)
+        }
+    };
+    let mut events = Vec::new();
+    let base = |kind| {
+        Event::new(kind, Outcome::Success, actor)
+            .email(account.email.clone())
+            .account(account.id.clone())
+            .partner(account.partner_id.clone())
+    };
+    if created {
+        events.push(base(audit::kind::ACCESS_OPENED).details(json!({"staff": true})));
+    }
+    for role in &roles {
+        if store::grant_role(&mut tx, &account.id, role.as_str()).await? {
+            events.push(role_event(audit::kind::ROLE_GRANTED, actor, &account, *role));
+        }
+    }
+    let activation_sent = AccountState::parse(&account.state) == Some(AccountState::Pending);
+    if activation_sent {
+        store::supersede_links_of_account(&mut tx, &account.id, now).await?;
+        crate::auth::links::create_and_mail(app, &mut tx, &account, crate::auth::links::Purpose::Activation).await?;
+        events.push(base(audit::kind::ACTIVATION_SENT));
+    }
+    audit::append(app, &mut tx, events).await?;
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    Ok(StaffInvited {
+        account_id: account.id,
+        created,
+        roles: roles.iter().map(|r| r.as_str().to_string()).collect(),
+        activation_sent,
+    })
+}
+
+/// An administrator, as established for one request.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub account_id: String,
+    pub email: String,
+    pub partner_id: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+impl Admin {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Caf habilitation managers see every partner; a partner's manager
+    /// only its own.
+    pub fn may_see_partner(&self, partner_id: &str) -> bool {
+        self.has(Role::CafHabilitation)
+            || (self.has(Role::PartnerHabilitation) && self.partner_id.as_deref() == Some(partner_id))
+    }
+}
+
+/// Why an admin request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessDenied {
+    #[error("connexion requise / sign-in required")]
+    Unauthenticated,
+    #[error("rôle insuffisant / this role may not do that")]
+    Forbidden,
+    #[error(transparent)]
+    Internal(#[from] AppError),
+}
+
+/// The one gate of every administrative request: a live session of an
+/// active account holding one of `allowed`.
+///
+/// Hook for issue 6 (R18): the second factor for administrators belongs
+/// here — once TOTP exists, refuse a session whose `amr` lacks `otp` with a
+/// dedicated `AccessDenied` variant, so every endpoint gets it at once.
+pub async fn require_admin(app: &App, session: Option<&Session>, allowed: &[Role]) -> Result<Admin, AccessDenied> {
+    let session = session.ok_or(AccessDenied::Unauthenticated)?;
+    let account = app.store.account_by_id(&session.account_id).await.map_err(AppError::from)?;
+    let account = account.ok_or(AccessDenied::Unauthenticated)?;
+    if AccountState::parse(&account.state) != Some(AccountState::Active) {
+        return Err(AccessDenied::Unauthenticated);
+    }
+    let roles: Vec<Role> = app
+        .store
+        .account_roles(&account.id)
+        .await
+        .map_err(AppError::from)?
+        .iter()
+        .filter_map(|r| Role::parse(r).ok())
+        .collect();
+    if !roles.iter().any(|r| allowed.contains(r)) {
+        return Err(AccessDenied::Forbidden);
+    }
+    Ok(Admin { account_id: account.id, email: account.email, partner_id: account.partner_id, roles })
+}

@@ -1,0 +1,296 @@
+//! The admin API under `/admin/api/` (R16, R18): JSON for the web console
+//! of issue 6 and for scripts. Authenticated by the IdP's own browser
+//! session of an account holding the role (`admin::require_admin`);
+//! state-changing requests also need this browser's CSRF token in the
+//! `X-CSRF-Token` header (double submit, as the pages do). Handlers only
+//! parse and call the domain; errors become responses in `error::ApiError`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::cookie::CookieJar;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, no_store};
+use super::{AppState, browser};
+use crate::admin::{self, Admin, Role, actions};
+use crate::audit::query::{Access, LogQuery, Reader};
+use crate::audit::{self, Source};
+use crate::auth::session;
+
+/// An annex-1 workbook may be far larger than a form.
+const MAX_ANNEX_BYTES: usize = 10 * 1024 * 1024;
+/// Records per page when the request does not say.
+const DEFAULT_LIMIT: i64 = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/api/me", get(me))
+        .route("/admin/api/logs", get(logs))
+        .route("/admin/api/alerts", get(alerts))
+        .route("/admin/api/partners", get(partners))
+        .route("/admin/api/partners/{id}", get(partner))
+        .route("/admin/api/partners/{id}/accounts", get(partner_accounts))
+        .route("/admin/api/partners/{id}/annex1", post(annex1).layer(DefaultBodyLimit::max(MAX_ANNEX_BYTES)))
+        .route("/admin/api/accounts/{id}/resend-activation", post(resend_activation))
+        .route("/admin/api/accounts/{id}/close", post(close_access))
+        .route("/admin/api/review", get(review))
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The administrator behind this request's session cookie.
+async fn authenticate(app: &AppState, jar: &CookieJar, allowed: &[Role]) -> Result<Admin, ApiError> {
+    let session = match browser::session_value(&app.config, jar) {
+        Some(v) => session::current(app, &v).await?,
+        None => None,
+    };
+    Ok(admin::require_admin(app, session.as_ref(), allowed).await?)
+}
+
+/// Double submit: the header must repeat this browser's CSRF cookie.
+fn check_csrf(app: &AppState, jar: &CookieJar, headers: &HeaderMap) -> Result<(), ApiError> {
+    let submitted = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if browser::csrf_ok(&app.config, jar, submitted) { Ok(()) } else { Err(ApiError::Csrf) }
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    no_store(&mut r);
+    r
+}
+
+fn csv_response(body: String, file_name: &str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    no_store(&mut r);
+    r
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            ApiError::Invalid(format!("{name} : « {v} » n'est pas un nombre entier / is not a whole number"))
+        }),
+    }
+}
+
+/// `json` (default) or `csv`.
+fn export_format(params: &HashMap<String, String>) -> Result<&'static str, ApiError> {
+    match params.get("format").map(String::as_str) {
+        None | Some("") | Some("json") => Ok("json"),
+        Some("csv") => Ok("csv"),
+        Some(other) => Err(ApiError::Invalid(format!("format : « {other} » (json ou csv / json or csv)"))),
+    }
+}
+
+/// Who is signed in, with the CSRF token that state-changing requests must
+/// send back in `X-CSRF-Token`.
+async fn me(State(app): State<AppState>, jar: CookieJar) -> ApiResult {
+    let admin = authenticate(&app, &jar, &Role::ALL).await?;
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let body = json!({
+        "account_id": admin.account_id,
+        "email": admin.email,
+        "partner_id": admin.partner_id,
+        "roles": admin.roles,
+        "csrf_token": csrf,
+    });
+    Ok((jar, json_response(StatusCode::OK, body)).into_response())
+}
+
+/// The connection log with the filters of `logs query`, paginated
+/// (`limit`, `offset`), as JSON or as a CSV export.
+async fn logs(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafSecurity]).await?;
+    let format = export_format(&params)?;
+    let query = LogQuery {
+        email: params.get("email").cloned(),
+        partner: params.get("partner").cloned(),
+        event: params.get("event").cloned(),
+        ip: params.get("ip").cloned(),
+        since: params.get("since").cloned(),
+        until: params.get("until").cloned(),
+        limit: number(&params, "limit")?,
+        offset: number(&params, "offset")?,
+    };
+    let filter = query.filter(DEFAULT_LIMIT)?;
+    let source = super::audit_source(&app, peer, &headers);
+    let access = if format == "csv" { Access::Export } else { Access::Read };
+    let reader = Reader { actor: &admin.email, source: &source, format };
+    let rows = audit::query::read(&app, &query, &filter, access, reader).await?;
+    if format == "csv" {
+        return Ok(csv_response(audit::export::to_csv(&rows), "journal-connexions.csv"));
+    }
+    let next = (rows.len() as i64 == filter.limit).then(|| filter.offset + filter.limit);
+    let records: Vec<Value> = rows.iter().map(audit::public_record).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"records": records, "limit": filter.limit, "offset": filter.offset, "next_offset": next}),
+    ))
+}
+
+async fn alerts(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafSecurity]).await?;
+    let format = export_format(&params)?;
+    let since = params.get("since").map(|s| s.trim()).filter(|s| !s.is_empty());
+    let since_ms = since.map(|t| audit::query::parse_time("since", t)).transpose()?;
+    let limit = number(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
+    let offset = number(&params, "offset")?.unwrap_or(0);
+    let list = crate::alerts::list(&app, since_ms, limit, offset).await?;
+    let kind = if format == "csv" { audit::kind::LOG_EXPORTED } else { audit::kind::LOG_READ };
+    let e = audit::Event::new(kind, audit::Outcome::Success, admin.email.clone())
+        .source(&super::audit_source(&app, peer, &headers))
+        .details(json!({"alerts": true, "since": since, "format": format, "records": list.len()}));
+    audit::record(&app, vec![e]).await;
+    if format == "csv" {
+        return Ok(csv_response(crate::alerts::to_csv(&list), "alertes.csv"));
+    }
+    Ok(json_response(StatusCode::OK, json!({"alerts": list})))
+}
+
+async fn partners(State(app): State<AppState>, jar: CookieJar) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
+    let mut out = Vec::new();
+    for p in app.store.partners().await? {
+        if admin.may_see_partner(&p.id) {
+            out.push(actions::partner_summary(&app, &p).await?);
+        }
+    }
+    Ok(json_response(StatusCode::OK, json!({"partners": out})))
+}
+
+/// The partner, when this administrator may see it: 403 otherwise (before
+/// saying whether it exists), 404 when it does not exist.
+async fn visible_partner(app: &AppState, admin: &Admin, id: &str) -> Result<crate::store::PartnerRow, ApiError> {
+    if !admin.may_see_partner(id) {
+        return Err(ApiError::Forbidden);
+    }
+    app.store
+        .partner(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("partenaire inconnu « {id} » / unknown partner `{id}`")))
+}
+
+async fn partner(State(app): State<AppState>, jar: CookieJar, Path(id): Path<String>) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
+    let p = visible_partner(&app, &admin, &id).await?;
+    Ok(json_response(StatusCode::OK, actions::partner_summary(&app, &p).await?))
+}
+
+async fn partner_accounts(State(app): State<AppState>, jar: CookieJar, Path(id): Path<String>) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
+    let p = visible_partner(&app, &admin, &id).await?;
+    let accounts = actions::partner_accounts(&app, &p.id).await?;
+    Ok(json_response(StatusCode::OK, json!({"partner_id": p.id, "accounts": accounts})))
+}
+
+/// Annex-1 upload: the body is the file (CSV, XLSX or ODS; `file_name` says
+/// which). Without `apply=true`: a dry run, the plan of PRODUCT.md. With it
+/// (Caf habilitation managers only): applied all or nothing; 422 and the
+/// plan when it has errors. A partner's manager may only dry-run (propose)
+/// for its own partner.
+async fn annex1(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
+    check_csrf(&app, &jar, &headers)?;
+    let apply = match params.get("apply").map(String::as_str) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::Invalid(format!("apply : « {other} » (true ou false / true or false)"))),
+    };
+    if apply && !admin.has(Role::CafHabilitation) {
+        return Err(ApiError::Forbidden);
+    }
+    let p = visible_partner(&app, &admin, &id).await?;
+    let transmitted = match params.get("transmitted").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        Some(t) => Some(crate::provisioning::convention::parse_date(t).ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "transmitted : « {t} » n'est pas une date AAAA-MM-JJ / is not a date (YYYY-MM-DD)"
+            ))
+        })?),
+        None => None,
+    };
+    let file_name = params.get("file_name").map(String::as_str).unwrap_or("annexe1.csv");
+    let import = crate::provisioning::annex1::apply::Import {
+        partner_id: &p.id,
+        file_name,
+        bytes: &body,
+        transmitted,
+        apply,
+        operator: &admin.email,
+    };
+    let outcome = crate::provisioning::annex1::apply::import(&app, import).await?;
+    let status = if apply && !outcome.applied { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok(json_response(status, serde_json::to_value(&outcome.plan).unwrap_or_default()))
+}
+
+async fn resend_activation(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafHabilitation]).await?;
+    check_csrf(&app, &jar, &headers)?;
+    let source: Source = super::audit_source(&app, peer, &headers);
+    actions::resend_activation(&app, &id, &admin.email, &source).await?;
+    Ok(json_response(StatusCode::OK, json!({"account_id": id, "activation_sent": true})))
+}
+
+async fn close_access(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafHabilitation]).await?;
+    check_csrf(&app, &jar, &headers)?;
+    let source = super::audit_source(&app, peer, &headers);
+    let closed = actions::close_access(&app, &id, &admin.email, &source).await?;
+    Ok(json_response(StatusCode::OK, json!({"account_id": id, "closed": closed})))
+}
+
+/// The yearly review board (R13): every partner for the Caf, its own for a
+/// partner's manager.
+async fn review(State(app): State<AppState>, jar: CookieJar) -> ApiResult {
+    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
+    let list: Vec<_> = crate::provisioning::review::review(&app)
+        .await?
+        .into_iter()
+        .filter(|r| admin.may_see_partner(&r.partner_id))
+        .collect();
+    Ok(json_response(StatusCode::OK, json!({"partners": list})))
+}

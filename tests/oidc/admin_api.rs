@@ -1,0 +1,536 @@
+//! The admin API (R16, R18; issue 5 part 3): each role reaches exactly its
+//! endpoints (401 without a session, 403 with the wrong role), state changes
+//! need the CSRF token and are logged with the administrator as actor, the
+//! log query has the filters of `logs query` and exports CSV safely, and
+//! every read and export is itself logged. Also the `admin` command line.
+
+use coop_idp::store::EventFilter;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::common::*;
+use crate::on_both_databases;
+
+on_both_databases!(
+    every_endpoint_family_admits_its_roles_and_refuses_the_others,
+    state_changes_need_csrf_and_are_logged_with_the_administrator,
+    log_filters_narrow_and_reads_are_logged,
+    csv_export_escapes_injected_cells,
+);
+
+pub(crate) const PARTNER: &str = "cc-girou";
+const OTHER: &str = "ville-autre";
+const SECURITY: &str = "rssi@caf.fr";
+const HABILITATION: &str = "habilitations@caf.fr";
+const PARTNER_MANAGER: &str = "claire.habil@cc-girou.fr";
+const AGENT: &str = "marie.dupont@cc-girou.fr";
+
+/// Signs `email` in over HTTP; the returned browser holds the session and
+/// CSRF cookies, and the CSRF token to send back.
+pub(crate) async fn signed_in(server: &TestServer, email: &str) -> (reqwest::Client, String) {
+    signed_in_from(server, email, None, None).await
+}
+
+/// The same from a forwarded address and with a user agent of its own.
+pub(crate) async fn signed_in_from(
+    server: &TestServer,
+    email: &str,
+    forwarded_for: Option<&str>,
+    user_agent: Option<&str>,
+) -> (reqwest::Client, String) {
+    let b = browser();
+    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let mut request = b.post(server.url("/signin"));
+    if let Some(ip) = forwarded_for {
+        request = request.header("x-forwarded-for", ip);
+    }
+    if let Some(ua) = user_agent {
+        request = request.header("user-agent", ua);
+    }
+    let r = request
+        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(r.status(), 200, "sign-in of {email}");
+    (b, csrf)
+}
+
+/// Partners, annexes and the five kinds of caller.
+async fn setup(server: &TestServer) -> Accounts {
+    let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
+    let manager = server.add_account(PARTNER_MANAGER, Some((PARTNER, "CC du Girou"))).await;
+    server.add_account("agent@ville-autre.fr", Some((OTHER, "Ville Autre"))).await;
+    let security = server.add_account(SECURITY, None).await;
+    let habilitation = server.add_account(HABILITATION, None).await;
+    server.grant_role(&security, "caf_security").await;
+    server.grant_role(&habilitation, "caf_habilitation").await;
+    server.grant_role(&manager, "partner_habilitation").await;
+    for p in [PARTNER, OTHER] {
+        coop_idp::provisioning::sign_convention(&server.app, p, "2026-01-05").await.expect("sign");
+    }
+    Accounts { agent }
+}
+
+struct Accounts {
+    agent: String,
+}
+
+async fn status(b: &reqwest::Client, url: &str) -> StatusCode {
+    b.get(url).send().await.expect("get").status()
+}
+
+async fn post_status(b: &reqwest::Client, url: &str, csrf: &str, body: &[u8]) -> StatusCode {
+    b.post(url).header("x-csrf-token", csrf).body(body.to_vec()).send().await.expect("post").status()
+}
+
+const ANNEX: &str = "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction\r\n\
+ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG\r\n\
+ouvert;Habil;Claire;claire.habil@cc-girou.fr;Responsable des habilitations\r\n\
+ouvert;N'Diaye;Jean-Éric;je.ndiaye@cc-girou.fr;Responsable petite enfance\r\n";
+
+async fn every_endpoint_family_admits_its_roles_and_refuses_the_others(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let anonymous = browser();
+    let (security, sec_csrf) = signed_in(&server, SECURITY).await;
+    let (habilitation, hab_csrf) = signed_in(&server, HABILITATION).await;
+    let (manager, man_csrf) = signed_in(&server, PARTNER_MANAGER).await;
+    let (agent, agent_csrf) = signed_in(&server, AGENT).await;
+
+    // (path, who may: security, habilitation, partner manager)
+    let reads = [
+        ("/admin/api/me", true, true, true),
+        ("/admin/api/logs", true, false, false),
+        ("/admin/api/logs?format=csv", true, false, false),
+        ("/admin/api/alerts", true, false, false),
+        ("/admin/api/partners", false, true, true),
+        ("/admin/api/partners/cc-girou", false, true, true),
+        ("/admin/api/partners/cc-girou/accounts", false, true, true),
+        ("/admin/api/partners/ville-autre", false, true, false),
+        ("/admin/api/partners/ville-autre/accounts", false, true, false),
+        ("/admin/api/review", false, true, true),
+    ];
+    for (path, sec, hab, man) in reads {
+        let url = server.url(path);
+        assert_eq!(status(&anonymous, &url).await, 401, "{path} without a session");
+        assert_eq!(status(&agent, &url).await, 403, "{path} for an agent without a role");
+        for (b, allowed, who) in
+            [(&security, sec, "security"), (&habilitation, hab, "habilitation"), (&manager, man, "partner")]
+        {
+            let expected = if allowed { 200 } else { 403 };
+            assert_eq!(status(b, &url).await, expected, "{path} for {who}");
+        }
+    }
+    // The 401 and 403 bodies say why, French first.
+    let r = anonymous.get(server.url("/admin/api/logs")).send().await.expect("get");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "unauthenticated");
+    assert!(body["message"].as_str().is_some_and(|m| m.starts_with("Connexion requise")), "{body}");
+
+    // A partner's manager sees its own partner only, in lists too.
+    let list: Value =
+        manager.get(server.url("/admin/api/partners")).send().await.expect("get").json().await.expect("json");
+    let ids: Vec<&str> =
+        list["partners"].as_array().expect("partners").iter().filter_map(|p| p["id"].as_str()).collect();
+    assert_eq!(ids, [PARTNER]);
+    let list: Value =
+        habilitation.get(server.url("/admin/api/partners")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(list["partners"].as_array().map(Vec::len), Some(2));
+    let review: Value =
+        manager.get(server.url("/admin/api/review")).send().await.expect("get").json().await.expect("json");
+    assert!(review["partners"].as_array().expect("review").iter().all(|r| r["partner_id"] == PARTNER), "{review}");
+    let accounts: Value = habilitation
+        .get(server.url("/admin/api/partners/cc-girou/accounts"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let marie = accounts["accounts"].as_array().expect("accounts").iter().find(|a| a["email"] == AGENT).expect("agent");
+    assert_eq!(marie["state"], "active");
+    assert!(marie["last_signin"].as_str().is_some_and(|t| t.ends_with('Z')), "{marie}");
+
+    // Annex 1: dry run for both managers (own partner), apply for the Caf only.
+    let dry = server.url("/admin/api/partners/cc-girou/annex1");
+    let apply = server.url("/admin/api/partners/cc-girou/annex1?apply=true");
+    let other = server.url("/admin/api/partners/ville-autre/annex1");
+    let bytes = ANNEX.as_bytes();
+    assert_eq!(post_status(&anonymous, &dry, "x", bytes).await, 401);
+    assert_eq!(post_status(&agent, &dry, &agent_csrf, bytes).await, 403);
+    assert_eq!(post_status(&security, &dry, &sec_csrf, bytes).await, 403);
+    assert_eq!(post_status(&manager, &other, &man_csrf, bytes).await, 403, "another partner");
+    assert_eq!(post_status(&manager, &apply, &man_csrf, bytes).await, 403, "a partner only proposes");
+    let r = manager.post(&dry).header("x-csrf-token", &man_csrf).body(bytes.to_vec()).send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    let plan: Value = r.json().await.expect("plan");
+    for key in ["partner_id", "transmitted", "open", "reopen", "update", "close", "unchanged", "errors", "warnings"] {
+        assert!(plan.get(key).is_some(), "{key} in {plan}");
+    }
+    assert_eq!(plan["open"][0]["email"], "je.ndiaye@cc-girou.fr", "{plan}");
+    assert_eq!(plan["open"][0]["line"], 4, "{plan}");
+    assert_eq!(server.app.store.account_by_email("je.ndiaye@cc-girou.fr").await.expect("db").map(|a| a.id), None);
+    let r =
+        habilitation.post(&apply).header("x-csrf-token", &hab_csrf).body(bytes.to_vec()).send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    let opened = server.app.store.account_by_email("je.ndiaye@cc-girou.fr").await.expect("db").expect("opened");
+    assert_eq!(opened.state, "pending");
+
+    // Accesses: resend activation and close, Caf habilitation only.
+    let resend = server.url(&format!("/admin/api/accounts/{}/resend-activation", opened.id));
+    for (b, csrf) in [(&security, &sec_csrf), (&manager, &man_csrf), (&agent, &agent_csrf)] {
+        assert_eq!(post_status(b, &resend, csrf, b"").await, 403);
+    }
+    assert_eq!(post_status(&anonymous, &resend, "x", b"").await, 401);
+    assert_eq!(post_status(&habilitation, &resend, &hab_csrf, b"").await, 200);
+    let close = server.url(&format!("/admin/api/accounts/{}/close", opened.id));
+    for (b, csrf) in [(&security, &sec_csrf), (&manager, &man_csrf), (&agent, &agent_csrf)] {
+        assert_eq!(post_status(b, &close, csrf, b"").await, 403);
+    }
+    assert_eq!(post_status(&habilitation, &close, &hab_csrf, b"").await, 200);
+    let closed = server.app.store.account_by_id(&opened.id).await.expect("db").expect("account");
+    assert_eq!(closed.state, "closed");
+    // Resending to a closed access is a conflict, an unknown account a 404.
+    assert_eq!(post_status(&habilitation, &resend, &hab_csrf, b"").await, 409);
+    let unknown = server.url("/admin/api/accounts/nobody/close");
+    assert_eq!(post_status(&habilitation, &unknown, &hab_csrf, b"").await, 404);
+
+    // A role revoked takes effect at the next request.
+    let manager_id = server.app.store.account_by_email(PARTNER_MANAGER).await.expect("db").expect("manager").id;
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    coop_idp::store::revoke_role(&mut tx, &manager_id, "partner_habilitation").await.expect("revoke");
+    tx.commit().await.expect("commit");
+    assert_eq!(status(&manager, &server.url("/admin/api/partners")).await, 403);
+}
+
+async fn state_changes_need_csrf_and_are_logged_with_the_administrator(db: Db) {
+    let server = TestServer::start(db).await;
+    let accounts = setup(&server).await;
+    let (habilitation, csrf) = signed_in(&server, HABILITATION).await;
+    let close = server.url(&format!("/admin/api/accounts/{}/close", accounts.agent));
+
+    // Without the header, or with another value: refused, nothing changed.
+    let r = habilitation.post(&close).send().await.expect("post");
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.expect("json")["error"], "csrf");
+    assert_eq!(post_status(&habilitation, &close, "not-the-token-of-this-browser-xxxxxxxx", b"").await, 403);
+    // A token from another browser is not this browser's.
+    let (_, foreign) = signed_in(&server, SECURITY).await;
+    assert_eq!(post_status(&habilitation, &close, &foreign, b"").await, 403);
+    assert_eq!(server.app.store.account_by_id(&accounts.agent).await.expect("db").expect("agent").state, "active");
+
+    // The agent's live session ends with the closure.
+    let (agent, _) = signed_in(&server, AGENT).await;
+    assert_eq!(status(&agent, &server.url("/admin/api/me")).await, 403);
+    assert_eq!(post_status(&habilitation, &close, &csrf, b"").await, 200);
+    assert_eq!(status(&agent, &server.url("/admin/api/me")).await, 401, "session ended at once");
+
+    let closed = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("access_closed".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("events");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].actor, HABILITATION);
+    assert_eq!(closed[0].email.as_deref(), Some(AGENT));
+    assert_eq!(closed[0].ip.as_deref(), Some("127.0.0.1"));
+    // Closing again changes nothing and logs nothing.
+    let again: Value =
+        habilitation.post(&close).header("x-csrf-token", &csrf).send().await.expect("post").json().await.expect("json");
+    assert_eq!(again["closed"], false);
+
+    // The annex-1 dry run is recorded with the administrator as actor.
+    let r = habilitation
+        .post(server.url("/admin/api/partners/cc-girou/annex1"))
+        .header("x-csrf-token", &csrf)
+        .body(ANNEX.as_bytes().to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let dry = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("annex1_dry_run".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("events");
+    assert_eq!(dry.len(), 1);
+    assert_eq!(dry[0].actor, HABILITATION);
+}
+
+/// A failed sign-in from `ip` (forwarded by the trusted proxy) for `email`.
+pub(crate) async fn failed_sign_in(server: &TestServer, email: &str, ip: &str, user_agent: &str) -> StatusCode {
+    let b = browser();
+    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    b.post(server.url("/signin"))
+        .header("x-forwarded-for", ip)
+        .header("user-agent", user_agent)
+        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", "Wrong-Password-1")])
+        .send()
+        .await
+        .expect("submit")
+        .status()
+}
+
+async fn records(b: &reqwest::Client, server: &TestServer, query: &str) -> Vec<Value> {
+    let r = b.get(server.url(&format!("/admin/api/logs?{query}"))).send().await.expect("get");
+    assert_eq!(r.status(), 200, "{query}");
+    let body: Value = r.json().await.expect("json");
+    body["records"].as_array().expect("records").clone()
+}
+
+async fn log_filters_narrow_and_reads_are_logged(db: Db) {
+    let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
+    setup(&server).await;
+    assert_eq!(failed_sign_in(&server, AGENT, "203.0.113.9", "ua-a").await, 401);
+    assert_eq!(failed_sign_in(&server, "agent@ville-autre.fr", "198.51.100.7", "ua-b").await, 401);
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let (_agent, _) = signed_in_from(&server, AGENT, Some("203.0.113.9"), None).await;
+
+    let all = records(&security, &server, "").await;
+    assert!(all.len() >= 4, "{all:?}");
+    let check = |name: &str, subset: &[Value], keep: &dyn Fn(&Value) -> bool| {
+        assert!(!subset.is_empty(), "{name}: something matches");
+        assert!(subset.len() < all.len(), "{name}: narrows");
+        assert!(subset.iter().all(keep), "{name}: only matching records: {subset:?}");
+    };
+    let by_email = records(&security, &server, &format!("email={AGENT}")).await;
+    check("email", &by_email, &|r| r["email"] == AGENT);
+    let by_partner = records(&security, &server, "partner=cc-girou").await;
+    check("partner", &by_partner, &|r| r["partner_id"] == PARTNER);
+    let by_event = records(&security, &server, "event=signin_failed").await;
+    check("event", &by_event, &|r| r["kind"] == "signin_failed");
+    assert_eq!(by_event.len(), 2);
+    let by_ip = records(&security, &server, "ip=198.51.100.7").await;
+    check("ip", &by_ip, &|r| r["ip"] == "198.51.100.7");
+    let combined = records(&security, &server, "ip=203.0.113.9&event=signin").await;
+    check("combined", &combined, &|r| r["ip"] == "203.0.113.9" && r["kind"] == "signin");
+    // Periods: the future is empty; an `until` in the past too; a date works.
+    let future = time::OffsetDateTime::now_utc() + time::Duration::minutes(5);
+    let future = future.format(&time::format_description::well_known::Rfc3339).expect("time");
+    assert!(records(&security, &server, &format!("since={}", future.replace('+', "%2B"))).await.is_empty());
+    assert!(records(&security, &server, "until=2020-01-01").await.is_empty());
+    let dated = records(&security, &server, "since=2020-01-01").await;
+    // Everything since 2020, which the next read sees plus the record of this read.
+    assert_eq!(dated.len() + 1, records(&security, &server, "").await.len());
+    let r = security.get(server.url("/admin/api/logs?since=yesterday")).send().await.expect("get");
+    assert_eq!(r.status(), 400);
+
+    // Pagination: pages of 2 follow each other without overlap.
+    let r: Value =
+        security.get(server.url("/admin/api/logs?limit=2")).send().await.expect("get").json().await.expect("json");
+    assert_eq!(r["records"].as_array().map(Vec::len), Some(2));
+    assert_eq!(r["next_offset"], 2);
+    let next: Value = security
+        .get(server.url("/admin/api/logs?limit=2&offset=2"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(next["records"][0]["seq"].as_i64() > r["records"][1]["seq"].as_i64());
+
+    // Every read and export is itself logged, with the officer as actor.
+    let csv = security.get(server.url("/admin/api/logs?format=csv&event=signin_failed")).send().await.expect("get");
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()["content-type"].to_str().is_ok_and(|c| c.starts_with("text/csv")));
+    security.get(server.url("/admin/api/alerts")).send().await.expect("alerts");
+    let reads = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("log_read".into()), limit: 100, ..Default::default() })
+        .await
+        .expect("events");
+    assert!(reads.len() >= 10, "{}", reads.len());
+    assert!(reads.iter().all(|r| r.actor == SECURITY && r.ip.as_deref() == Some("127.0.0.1")));
+    assert!(reads.iter().any(|r| r.details.contains("\"alerts\":true")));
+    let exports = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("log_exported".into()), limit: 100, ..Default::default() })
+        .await
+        .expect("events");
+    assert_eq!(exports.len(), 1);
+    assert_eq!(exports[0].actor, SECURITY);
+    assert!(exports[0].details.contains("\"format\":\"csv\""), "{}", exports[0].details);
+    assert!(exports[0].details.contains("\"records\":2"), "{}", exports[0].details);
+}
+
+async fn csv_export_escapes_injected_cells(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let injected = "=HYPERLINK(\"http://evil\"),x;\"q\"\nnext@cc-girou.fr";
+    let b = browser();
+    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let r = b
+        .post(server.url("/signin"))
+        .header("user-agent", "@SUM(A1)")
+        .form(&[("csrf", csrf.as_str()), ("email", injected), ("password", "x")])
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), 401);
+    assert_eq!(failed_sign_in(&server, AGENT, "127.0.0.1", "-2+3").await, 401);
+
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let r = security.get(server.url("/admin/api/logs?format=csv&event=signin_failed")).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("csv");
+    assert!(
+        text.starts_with("seq,time,kind,outcome,email,account_id,partner_id,client_id,ip,user_agent,actor,details\r\n"),
+        "{text}"
+    );
+    // The raw text quotes the cell and doubles its quotes …
+    assert!(text.contains("\"'=HYPERLINK(\"\"http://evil\"\"),x;\"\"q\"\"\nnext@cc-girou.fr\""), "{text}");
+    // … and a CSV reader gets the values back, neutralised.
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a well-formed CSV row")).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert_eq!(&rows[0][4], format!("'{injected}"));
+    assert_eq!(&rows[0][9], "'@SUM(A1)");
+    assert_eq!(&rows[0][10], format!("'{injected}"), "actor neutralised too");
+    assert_eq!(&rows[1][9], "'-2+3");
+    for row in &rows {
+        for cell in row.iter() {
+            assert!(!cell.starts_with(['=', '+', '-', '@']), "a formula escaped: {cell}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The command line
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        Cli { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let data = self.dir.path().join("data");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("COOP_IDP_DATA_DIR", &data)
+            .env("COOP_IDP_KEYS_DIR", self.dir.path().join("keys"))
+            .env("COOP_IDP_DATABASE_URL", format!("sqlite://{}/coop-idp.db", data.display()))
+            .env_remove("COOP_IDP_SMTP_URL")
+            .env_remove("COOP_IDP_REDIS_URL")
+            .output()
+            .expect("run coop-idp");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn outbox(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir(self.dir.path().join("data").join("outbox")) else { return Vec::new() };
+        dir.filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, Some(0), "{args:?}\n{out}\n{err}");
+        serde_json::from_str(&out).expect("JSON output")
+    }
+}
+
+#[test]
+fn admin_cli_bootstrap_grant_revoke_and_errors() {
+    let cli = Cli::new();
+    // Fresh installation: the first administrator, with an activation link.
+    let done = cli.json(&[
+        "admin",
+        "bootstrap",
+        "--email",
+        "Claire.Rssi@caf.fr",
+        "--given-name",
+        "Claire",
+        "--family-name",
+        "Rssi",
+    ]);
+    assert_eq!(done["created"], true);
+    assert_eq!(done["roles"], serde_json::json!(["caf_habilitation", "caf_security"]));
+    let mails = cli.outbox();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("/activate?token="), "{}", mails[0]);
+    // Only once: afterwards it refuses and points to the other commands.
+    let (code, _, err) =
+        cli.run(&["admin", "bootstrap", "--email", "autre@caf.fr", "--given-name", "A", "--family-name", "B"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("admin invite"), "{err}");
+
+    let (code, out, err) =
+        cli.run(&["partner", "add", "--id", "cc-girou", "--name", "CC du Girou", "--convention-signed", "2026-01-05"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = cli.run(&[
+        "account",
+        "invite",
+        "--partner",
+        "cc-girou",
+        "--email",
+        "marie.dupont@cc-girou.fr",
+        "--given-name",
+        "Marie",
+        "--family-name",
+        "Dupont",
+        "--function",
+        "Responsable des habilitations",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    let before = cli.json(&["admin", "list"]);
+    // Errors: clear, non-zero, nothing changed.
+    for (args, says) in [
+        (vec!["admin", "grant", "marie.dupont@cc-girou.fr", "superuser"], "rôle inconnu"),
+        (vec!["admin", "grant", "personne@cc-girou.fr", "caf_security"], "aucun compte"),
+        (vec!["admin", "grant", "claire.rssi@caf.fr", "partner_habilitation"], "aucun partenaire"),
+        (vec!["admin", "revoke", "marie.dupont@cc-girou.fr", "admin"], "rôle inconnu"),
+        (vec!["admin", "revoke", "personne@cc-girou.fr", "caf_security"], "aucun compte"),
+    ] {
+        let (code, out, err) = cli.run(&args);
+        assert_ne!(code, Some(0), "{args:?}: {out}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(cli.json(&["admin", "list"]), before);
+
+    let granted = cli.json(&["admin", "grant", "Marie.Dupont@cc-girou.fr", "partner_habilitation"]);
+    assert_eq!(granted["granted"], true);
+    let again = cli.json(&["admin", "grant", "marie.dupont@cc-girou.fr", "partner_habilitation"]);
+    assert_eq!(again["granted"], false, "idempotent");
+    let list = cli.json(&["admin", "list"]);
+    let marie =
+        list.as_array().expect("list").iter().find(|a| a["email"] == "marie.dupont@cc-girou.fr").expect("listed");
+    assert_eq!(marie["roles"], serde_json::json!(["partner_habilitation"]));
+    assert_eq!(marie["partner_id"], "cc-girou");
+    let revoked = cli.json(&["admin", "revoke", "marie.dupont@cc-girou.fr", "partner_habilitation"]);
+    assert_eq!(revoked["revoked"], true);
+
+    // Granting and revoking are administrative actions in the log, by `cli`.
+    let log = cli.json(&["logs", "query", "--format", "json", "--email", "marie.dupont@cc-girou.fr"]);
+    let kinds: Vec<(&str, &str)> = log
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["kind"].as_str().is_some_and(|k| k.starts_with("role_")))
+        .map(|r| (r["kind"].as_str().unwrap_or_default(), r["actor"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(kinds, [("role_granted", "cli"), ("role_revoked", "cli")]);
+    let (code, out, _) = cli.run(&["alerts", "list", "--format", "csv"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("seq,time,detector,subject,"), "{out}");
+}
