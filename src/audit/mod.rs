@@ -47,6 +47,10 @@ pub mod kind {
     pub const LOG_READ: &str = "log_read";
     pub const LOG_EXPORTED: &str = "log_exported";
     pub const PURGE: &str = "purge";
+    /// Added to PRODUCT.md's minimum list (issue 5: introspection denials,
+    /// links refused).
+    pub const INTROSPECTION_DENIED: &str = "introspection_denied";
+    pub const LINK_REFUSED: &str = "link_refused";
     pub const ALERT: &str = "alert";
     /// Administrative roles (not in PRODUCT.md's minimum list; added).
     pub const ROLE_GRANTED: &str = "role_granted";
@@ -167,23 +171,8 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
         return Ok(());
     }
     let now = app.clock.now_ms();
-    let rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
-    let head = store::chain_head(tx).await?;
-    if !append_rows(tx, rows.clone(), head).await? {
-        // Another process appended since this one last did: build on the
-        // head as it is now. Within this transaction nobody else can write.
-        let head = store::reload_chain_head(tx).await?;
-        if !append_rows(tx, rows, head).await? {
-            return Err(store::StoreError::Corrupt("the connection-log chain moved during an append".into()).into());
-        }
-    }
-    Ok(())
-}
-
-/// Chains `rows` after `head`; false when the head turned out to be stale
-/// (nothing was written then).
-async fn append_rows(tx: &mut WriteTx, mut rows: Vec<EventRow>, head: store::ChainHead) -> AppResult<bool> {
-    let (mut seq, mut prev) = head;
+    let (mut seq, mut prev) = store::chain_head(tx).await?;
+    let mut rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
     for row in rows.iter_mut() {
         seq += 1;
         row.seq = seq;
@@ -191,7 +180,8 @@ async fn append_rows(tx: &mut WriteTx, mut rows: Vec<EventRow>, head: store::Cha
         row.hash = record_hash(row);
         prev = row.hash.clone();
     }
-    Ok(store::append_events(tx, &rows).await?)
+    store::append_events(tx, rows, record_hash);
+    Ok(())
 }
 
 fn row_of(e: Event, now: crate::clock::Millis) -> EventRow {

@@ -102,6 +102,37 @@ pub async fn inspect(app: &App, token: &str, purpose: Purpose) -> AppResult<Resu
     Ok(Ok(account))
 }
 
+/// Records a link that could not be used (R15): unknown, used, superseded or
+/// expired, with the account when the link is known. Never the token.
+pub async fn record_refusal(
+    app: &App,
+    token: &str,
+    purpose: Purpose,
+    problem: LinkProblem,
+    source: &crate::audit::Source,
+) {
+    use crate::audit::{self, Event, Outcome};
+    let link = app.store.credential_link(&hash_secret(token)).await.ok().flatten();
+    let account = match &link {
+        Some(l) => app.store.account_by_id(&l.account_id).await.ok().flatten(),
+        None => None,
+    };
+    let reason = match problem {
+        LinkProblem::Unknown => "unknown",
+        LinkProblem::Used => "used",
+        LinkProblem::Expired => "expired",
+        LinkProblem::Superseded => "superseded",
+    };
+    let actor = account.as_ref().map_or_else(|| "anonymous".to_string(), |a| a.email.clone());
+    let mut e = Event::new(audit::kind::LINK_REFUSED, Outcome::Failure, actor)
+        .source(source)
+        .details(serde_json::json!({"purpose": purpose.as_str(), "reason": reason}));
+    if let Some(a) = account {
+        e = e.email(a.email).account(a.id).partner(a.partner_id);
+    }
+    audit::record(app, vec![e]).await;
+}
+
 /// Sets the password through a link: the policy is enforced, the link used
 /// once. A reset then ends every session and token of the account
 /// (back-channel logout included) and confirms by email, without any secret.

@@ -7,12 +7,21 @@ use super::client_auth::{self, Presented};
 use super::clients::AuthMethod;
 use super::{OAuthError, Params};
 use crate::app::App;
+use crate::audit::{self, Event, Outcome, Source};
 use crate::crypto::hash_secret;
 
-pub async fn introspect(app: &App, presented: &Presented, form: &Params) -> Result<Value, OAuthError> {
-    let client = client_auth::authenticate(app, presented, form).await?;
+pub async fn introspect(app: &App, presented: &Presented, form: &Params, source: &Source) -> Result<Value, OAuthError> {
+    let claimed = presented.basic.as_ref().map(|(id, _)| id.as_str()).or_else(|| form.get("client_id"));
+    let client = match client_auth::authenticate(app, presented, form).await {
+        Ok(c) => c,
+        Err(e) => {
+            record_denial(app, claimed, e.code, None, source).await;
+            return Err(e);
+        }
+    };
     // A public client proves nothing (discovery does not offer `none` here).
     if client.auth_method == AuthMethod::None {
+        record_denial(app, Some(&client.id), "public_client", None, source).await;
         return Err(OAuthError::invalid_client("public clients cannot use introspection"));
     }
     let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -30,7 +39,8 @@ pub async fn introspect(app: &App, presented: &Presented, form: &Params) -> Resu
             && found.account_state == "active";
         if !live {
             if found.family.client_id != client.id {
-                tracing::info!(client_id = %client.id, "introspection of another client's token denied");
+                record_denial(app, Some(&client.id), "other_client_token", Some(&found.family.account_id), source)
+                    .await;
             }
             return Ok(json!({"active": false}));
         }
@@ -48,4 +58,24 @@ pub async fn introspect(app: &App, presented: &Presented, form: &Params) -> Resu
         }));
     }
     Ok(json!({"active": false}))
+}
+
+/// An introspection refused (R15): the client failed to authenticate, is
+/// public, or asked about another client's token (which it is told is
+/// inactive). The token itself is never recorded.
+async fn record_denial(app: &App, client_id: Option<&str>, reason: &str, account_id: Option<&str>, source: &Source) {
+    let actor = client_id.unwrap_or("anonymous").to_string();
+    let mut e = Event::new(audit::kind::INTROSPECTION_DENIED, Outcome::Failure, actor)
+        .source(source)
+        .details(json!({"reason": reason}));
+    if let Some(id) = client_id {
+        e = e.client(id);
+    }
+    if let Some(account_id) = account_id {
+        if let Ok(Some(row)) = app.store.account_by_id(account_id).await {
+            e = e.email(row.email).partner(row.partner_id);
+        }
+        e = e.account(account_id);
+    }
+    audit::record(app, vec![e]).await;
 }

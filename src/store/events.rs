@@ -1,5 +1,6 @@
 //! The connection log's storage: append (chained) and query.
 
+use super::write_tx::Queued;
 use super::{Backend, ChainHead, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -46,8 +47,8 @@ pub struct EventFilter {
 ///
 /// SQLite is serialised by the write gate, which remembers the head it last
 /// committed: no read at all in the common case. Another process (the
-/// command line) may have appended since; `append_events` notices, and the
-/// caller starts again from `reload_chain_head`.
+/// command line) may have appended since: the first record is then refused
+/// and chained again after the real head (`WriteTx::flush`).
 pub async fn chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
     if tx.backend == Backend::Sqlite
         && let Some(head) = tx.cached_head()
@@ -63,62 +64,70 @@ pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
     if tx.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(7215001)").execute(tx.conn().await?).await?;
     }
+    let conn = tx.conn().await?;
+    read_chain_head_on(conn).await
+}
+
+/// The head read on the transaction's connection as it is (nothing sent
+/// first: this runs while a batch is being retried).
+pub(super) async fn read_chain_head_on(conn: &mut sqlx::AnyConnection) -> StoreResult<ChainHead> {
     let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn().await?).await?;
+        sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await?;
     if let Some(head) = head {
         return Ok(head);
     }
     // Everything was purged: the chain goes on from the last removed record.
-    Ok(super::last_log_purge_in(tx).await?.unwrap_or((0, String::new())))
+    let purged: Option<(i64, String)> =
+        sqlx::query_as("SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(purged.unwrap_or((0, String::new())))
 }
 
-/// Appends records chained after the head they were built on, sent in one
-/// batch with whatever the transaction queued before them. Returns false,
-/// writing none of them, when the table's last record is not the one the
-/// first of them links to: the head was stale (SQLite only, after another
-/// process appended; on PostgreSQL the head was read under the lock).
-pub async fn append_events(tx: &mut WriteTx, rows: &[EventRow]) -> StoreResult<bool> {
-    for e in rows {
-        tx.queue(
-            INSERT_EVENT_SQL,
-            vec![
-                e.seq.into(),
-                e.time_ms.into(),
-                (&e.kind).into(),
-                (&e.outcome).into(),
-                (&e.email).into(),
-                (&e.email_normalized).into(),
-                (&e.account_id).into(),
-                (&e.partner_id).into(),
-                (&e.client_id).into(),
-                (&e.ip).into(),
-                (&e.user_agent).into(),
-                (&e.actor).into(),
-                (&e.session_hash).into(),
-                (&e.details).into(),
-                (&e.prev_hash).into(),
-                (&e.hash).into(),
-            ],
-        );
+/// Appends records already chained after `chain_head`. They are queued, and
+/// sent with the commit; `rehash` chains them again should the head turn
+/// out to be stale.
+pub fn append_events(tx: &mut WriteTx, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
+    let Some(last) = rows.last() else { return };
+    tx.appended_head = Some((last.seq, last.hash.clone()));
+    for row in &rows {
+        tx.queue_event(event_insert(row));
     }
-    let appended = tx.flush().await?.len();
-    if appended != rows.len() {
-        // Each record links to the one before it, so when the first is
-        // refused so are the others: nothing of this append was written.
-        return Ok(false);
+    tx.add_pending_events(rows, rehash);
+}
+
+pub(super) fn event_insert(e: &EventRow) -> Queued {
+    Queued {
+        sql: INSERT_EVENT_SQL,
+        params: vec![
+            e.seq.into(),
+            e.time_ms.into(),
+            (&e.kind).into(),
+            (&e.outcome).into(),
+            (&e.email).into(),
+            (&e.email_normalized).into(),
+            (&e.account_id).into(),
+            (&e.partner_id).into(),
+            (&e.client_id).into(),
+            (&e.ip).into(),
+            (&e.user_agent).into(),
+            (&e.actor).into(),
+            (&e.session_hash).into(),
+            (&e.details).into(),
+            (&e.prev_hash).into(),
+            (&e.hash).into(),
+        ],
     }
-    if let Some(last) = rows.last() {
-        tx.appended_head = Some((last.seq, last.hash.clone()));
-    }
-    Ok(true)
 }
 
 /// A record goes in only right after the record it links to (or into an
-/// empty table, which a purge leaves linked to the last removed record).
-const INSERT_EVENT_SQL: &str = "INSERT INTO events (seq, time_ms, kind, outcome, email, email_normalized, account_id, \
-     partner_id, client_id, ip, user_agent, actor, session_hash, details, prev_hash, hash) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
-     WHERE COALESCE((SELECT hash FROM events ORDER BY seq DESC LIMIT 1), $15) = $15 RETURNING seq";
+/// empty table, which a purge leaves linked to the last removed record);
+/// otherwise its hash is NULL, which the table refuses with an error naming
+/// `events.hash`: the batch stops there, before its COMMIT.
+pub(super) const INSERT_EVENT_SQL: &str = "INSERT INTO events (seq, time_ms, kind, outcome, email, \
+     email_normalized, account_id, partner_id, client_id, ip, user_agent, actor, session_hash, details, prev_hash, \
+     hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+     CASE WHEN COALESCE((SELECT hash FROM events ORDER BY seq DESC LIMIT 1), $15) = $15 THEN $16 END)";
 
 impl Store {
     /// Records matching every given filter, oldest first. `--email` matches

@@ -143,8 +143,10 @@ impl Store {
             Some(g) => Some(g.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.write_pool.begin().await?;
-        Ok(WriteTx::new(tx, self.backend, gate))
+        match self.backend {
+            Backend::Sqlite => Ok(WriteTx::sqlite(self.write_pool.acquire().await?, gate)),
+            Backend::Postgres => Ok(WriteTx::postgres(self.write_pool.begin().await?)),
+        }
     }
 
     /// Readiness: the database answers.

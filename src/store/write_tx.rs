@@ -1,19 +1,25 @@
 //! Write transactions, and the statements they send in batches.
 //!
-//! On SQLite every statement is a round trip to the connection's worker
-//! thread: two context switches, which cost more than the statement itself.
-//! Statements whose outcome the caller does not read right away (inserts of
-//! new tokens, codes and log records) are therefore queued and sent together,
-//! as one multi-statement query, when the transaction next needs an answer or
-//! commits. On PostgreSQL they are sent one by one at the same moments (the
-//! extended protocol takes one statement per message), so both databases see
-//! the same statements in the same order.
+//! On SQLite every round trip to the connection's worker thread costs two
+//! context switches and, under load, a wait for the async task to be
+//! scheduled again, which is far more than the statements themselves; and
+//! SQLite has one writer, so that time is spent holding the write gate that
+//! every other write waits for. So statements whose outcome the caller does
+//! not read right away (new tokens, codes, log records) are queued, and
+//! `BEGIN`, the queue and `COMMIT` travel together: a refresh-token rotation
+//! is two round trips (the single-use check, then everything else with the
+//! commit), an authorization code one.
+//!
+//! On PostgreSQL the same statements are sent one by one at the same moments
+//! (the extended protocol takes one statement per message), inside an
+//! ordinary sqlx transaction.
 
 use sqlx::any::AnyRow;
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
-use super::{Backend, StoreResult};
+use super::{Backend, EventRow, StoreError, StoreResult};
 
 /// The last record of the connection-log chain: its sequence and hash.
 pub type ChainHead = (i64, String);
@@ -61,36 +67,80 @@ impl From<Option<i64>> for Param {
     }
 }
 
-struct Queued {
-    sql: &'static str,
-    params: Vec<Param>,
+#[derive(Clone)]
+pub(super) struct Queued {
+    pub(super) sql: &'static str,
+    pub(super) params: Vec<Param>,
 }
 
-/// A write transaction; on SQLite it also holds the single-writer gate.
+enum Conn {
+    /// SQLite: the writer connection; `BEGIN` and `COMMIT` travel with the
+    /// queued statements.
+    Sqlite {
+        conn: PoolConnection<Any>,
+        begun: bool,
+    },
+    Postgres(Transaction<'static, Any>),
+}
+
+/// Log records appended in a transaction and not yet known to be written,
+/// kept so that they can be chained again after a head that turned out to be
+/// stale (SQLite, after another process appended).
+pub(super) struct PendingEvents {
+    pub(super) rows: Vec<EventRow>,
+    pub(super) rehash: fn(&EventRow) -> String,
+}
+
+/// A write transaction; on SQLite it also holds the single-writer gate. It
+/// rolls back when dropped without `commit`.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
+    conn: Option<Conn>,
     pub backend: Backend,
     gate: Option<OwnedMutexGuard<Option<ChainHead>>>,
     /// The chain head this transaction's appends lead to, published to the
     /// gate only once the transaction has committed.
     pub(super) appended_head: Option<ChainHead>,
     queued: Vec<Queued>,
+    pub(super) pending_events: Option<PendingEvents>,
+    finished: bool,
 }
 
+const BEGIN: &str = "BEGIN IMMEDIATE";
+const COMMIT: &str = "COMMIT";
+
 impl WriteTx {
-    pub(super) fn new(
-        tx: Transaction<'static, Any>,
-        backend: Backend,
-        gate: Option<OwnedMutexGuard<Option<ChainHead>>>,
-    ) -> Self {
-        WriteTx { tx, backend, gate, appended_head: None, queued: Vec::new() }
+    pub(super) fn sqlite(conn: PoolConnection<Any>, gate: Option<OwnedMutexGuard<Option<ChainHead>>>) -> Self {
+        Self::with(Conn::Sqlite { conn, begun: false }, Backend::Sqlite, gate)
+    }
+
+    pub(super) fn postgres(tx: Transaction<'static, Any>) -> Self {
+        Self::with(Conn::Postgres(tx), Backend::Postgres, None)
+    }
+
+    fn with(conn: Conn, backend: Backend, gate: Option<OwnedMutexGuard<Option<ChainHead>>>) -> Self {
+        WriteTx {
+            conn: Some(conn),
+            backend,
+            gate,
+            appended_head: None,
+            queued: Vec::new(),
+            pending_events: None,
+            finished: false,
+        }
     }
 
     /// The connection, for a statement whose answer is needed now: what was
     /// queued is sent first, so statements keep their order.
     pub async fn conn(&mut self) -> StoreResult<&mut AnyConnection> {
+        if let Some(Conn::Sqlite { begun: false, .. }) = &self.conn {
+            self.queued.insert(0, Queued { sql: BEGIN, params: Vec::new() });
+        }
         self.flush().await?;
-        Ok(&mut self.tx)
+        match self.conn.as_mut() {
+            Some(Conn::Sqlite { conn, .. }) => Ok(&mut **conn),
+            Some(Conn::Postgres(tx)) => Ok(&mut **tx),
+            None => Err(StoreError::Corrupt("transaction already finished".into())),
+        }
     }
 
     /// Queues a statement whose outcome is not read (an error still fails
@@ -99,34 +149,122 @@ impl WriteTx {
         self.queued.push(Queued { sql, params });
     }
 
-    /// Sends what is queued; returns the rows of queued `RETURNING` clauses.
-    pub(crate) async fn flush(&mut self) -> StoreResult<Vec<AnyRow>> {
-        let queued = std::mem::take(&mut self.queued);
-        match (self.backend, queued.len()) {
-            (_, 0) => Ok(Vec::new()),
-            (Backend::Sqlite, _) => {
-                let (sql, params) = combine(&queued);
-                Ok(bind_all(sqlx::query(&sql), params).fetch_all(&mut *self.tx).await?)
-            }
-            (Backend::Postgres, _) => {
-                let mut rows = Vec::new();
-                for q in queued {
-                    rows.extend(bind_all(sqlx::query(q.sql), q.params).fetch_all(&mut *self.tx).await?);
-                }
-                Ok(rows)
-            }
+    pub(super) fn queue_event(&mut self, insert: Queued) {
+        self.queued.push(insert);
+    }
+
+    pub(super) fn add_pending_events(&mut self, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
+        match self.pending_events.as_mut() {
+            Some(p) => p.rows.extend(rows),
+            None => self.pending_events = Some(PendingEvents { rows, rehash }),
         }
     }
 
+    /// Sends what is queued; returns the rows of queued `RETURNING` clauses.
+    pub(crate) async fn flush(&mut self) -> StoreResult<Vec<AnyRow>> {
+        if self.queued.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut queued = std::mem::take(&mut self.queued);
+        let result = match self.conn.as_mut() {
+            None => return Err(StoreError::Corrupt("transaction already finished".into())),
+            Some(Conn::Sqlite { conn, begun }) => {
+                if !*begun {
+                    if queued.first().is_none_or(|q| q.sql != BEGIN) {
+                        queued.insert(0, Queued { sql: BEGIN, params: Vec::new() });
+                    }
+                    *begun = true;
+                }
+                let (sql, params) = combine(&queued);
+                bind_all(sqlx::query(&sql), params).fetch_all(&mut **conn).await.map_err(StoreError::from)
+            }
+            Some(Conn::Postgres(tx)) => {
+                let mut rows = Vec::new();
+                let mut failed = None;
+                for q in &queued {
+                    match bind_all(sqlx::query(q.sql), q.params.clone()).fetch_all(&mut **tx).await {
+                        Ok(r) => rows.extend(r),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                failed.map_or(Ok(rows), |e| Err(e.into()))
+            }
+        };
+        match result {
+            Ok(rows) => {
+                // Whatever was appended is in the table now.
+                self.pending_events = None;
+                Ok(rows)
+            }
+            Err(e) if self.backend == Backend::Sqlite && is_stale_chain(&e) => self.rechain(queued).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first log record of a batch was refused because the chain had
+    /// moved (another process appended): the statements before it went
+    /// through, the transaction is still open; chain the records again after
+    /// the head as it is now and send them with what followed them.
+    async fn rechain(&mut self, failed: Vec<Queued>) -> StoreResult<Vec<AnyRow>> {
+        let Some(mut pending) = self.pending_events.take() else {
+            return Err(StoreError::Corrupt("a log record was refused outside an append".into()));
+        };
+        let Some(first_event) = failed.iter().position(|q| q.sql == super::events::INSERT_EVENT_SQL) else {
+            return Err(StoreError::Corrupt("a log record was refused outside an append".into()));
+        };
+        let rest: Vec<Queued> =
+            failed.into_iter().skip(first_event).filter(|q| q.sql != super::events::INSERT_EVENT_SQL).collect();
+        let Some(Conn::Sqlite { conn, .. }) = self.conn.as_mut() else {
+            return Err(StoreError::Corrupt("re-chaining outside SQLite".into()));
+        };
+        let (mut seq, mut prev) = super::events::read_chain_head_on(conn).await?;
+        for row in pending.rows.iter_mut() {
+            seq += 1;
+            row.seq = seq;
+            row.prev_hash = prev;
+            row.hash = (pending.rehash)(row);
+            prev = row.hash.clone();
+            self.queued.push(super::events::event_insert(row));
+        }
+        self.appended_head = pending.rows.last().map(|r| (r.seq, r.hash.clone()));
+        self.queued.extend(rest);
+        let queued = std::mem::take(&mut self.queued);
+        let Some(Conn::Sqlite { conn, .. }) = self.conn.as_mut() else {
+            return Err(StoreError::Corrupt("re-chaining outside SQLite".into()));
+        };
+        let (sql, params) = combine(&queued);
+        Ok(bind_all(sqlx::query(&sql), params).fetch_all(&mut **conn).await?)
+    }
+
     pub async fn commit(mut self) -> StoreResult<()> {
-        self.flush().await?;
-        let committed = self.tx.commit().await;
+        let result = match self.backend {
+            Backend::Sqlite => {
+                if matches!(&self.conn, Some(Conn::Sqlite { begun: false, .. })) && self.queued.is_empty() {
+                    Ok(())
+                } else {
+                    self.queue(COMMIT, Vec::new());
+                    self.flush().await.map(|_| ())
+                }
+            }
+            Backend::Postgres => match self.flush().await {
+                Ok(_) => match self.conn.take() {
+                    Some(Conn::Postgres(tx)) => tx.commit().await.map_err(StoreError::from),
+                    _ => Ok(()),
+                },
+                Err(e) => Err(e),
+            },
+        };
+        if result.is_ok() {
+            self.finished = true;
+        }
         if let Some(gate) = self.gate.as_mut() {
             // A failed commit leaves the head unknown: read it again next time.
-            **gate = if committed.is_ok() { self.appended_head.take().or_else(|| gate.take()) } else { None };
+            **gate = if result.is_ok() { self.appended_head.take().or_else(|| gate.take()) } else { None };
         }
-        committed?;
-        Ok(())
+        result
     }
 
     /// The chain head as last committed through this process's gate, if known.
@@ -140,6 +278,45 @@ impl WriteTx {
             **gate = None;
         }
     }
+}
+
+impl Drop for WriteTx {
+    /// PostgreSQL: sqlx's transaction rolls itself back. SQLite: the
+    /// connection goes back to the pool only after `ROLLBACK`, and the gate
+    /// stays held until then so no other write starts inside this one.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Some(Conn::Sqlite { mut conn, begun: true }) = self.conn.take() else { return };
+        let mut gate = self.gate.take();
+        if let Some(g) = gate.as_mut() {
+            // The batch may have been cut off after its COMMIT went through.
+            **g = None;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    // "No transaction is active" is expected when the batch
+                    // failed in a way that already rolled back.
+                    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await
+                        && !e.to_string().contains("no transaction is active")
+                    {
+                        tracing::warn!(error = %e, "rollback failed; closing the writer connection");
+                        conn.close_on_drop();
+                    }
+                    drop(gate);
+                });
+            }
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+/// The error SQLite gives when a log record's link does not match the last
+/// record (see `events::INSERT_EVENT_SQL`).
+fn is_stale_chain(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(db)) if db.message().contains("events.hash"))
 }
 
 fn bind_all<'q>(

@@ -86,7 +86,14 @@ fn render_form(app: &AppState, jar: CookieJar, locale: Locale, purpose: Purpose,
     (jar, page).into_response()
 }
 
-async fn show(app: AppState, headers: HeaderMap, jar: CookieJar, q: LinkQuery, purpose: Purpose) -> Response {
+async fn show(
+    app: AppState,
+    peer: std::net::SocketAddr,
+    headers: HeaderMap,
+    jar: CookieJar,
+    q: LinkQuery,
+    purpose: Purpose,
+) -> Response {
     let locale = browser::locale(&headers, q.lang.as_deref(), None);
     let jar = browser::remember_locale(jar, q.lang.as_deref());
     let Some(token) = q.token else { return problem_page(locale, purpose, LinkProblem::Unknown) };
@@ -94,7 +101,10 @@ async fn show(app: AppState, headers: HeaderMap, jar: CookieJar, q: LinkQuery, p
         Ok(Ok(account)) => {
             render_form(&app, jar, locale, purpose, FormView { token: &token, email: &account.email, violations: &[] })
         }
-        Ok(Err(problem)) => problem_page(locale, purpose, problem),
+        Ok(Err(problem)) => {
+            links::record_refusal(&app, &token, purpose, problem, &super::audit_source(&app, peer, &headers)).await;
+            problem_page(locale, purpose, problem)
+        }
         Err(e) => error::internal_page(e, locale),
     }
 }
@@ -137,7 +147,10 @@ async fn submit(
             };
             (jar, pages::message(StatusCode::OK, locale, title, message, None)).into_response()
         }
-        Ok(Err(SetPasswordError::Link(problem))) => problem_page(locale, purpose, problem),
+        Ok(Err(SetPasswordError::Link(problem))) => {
+            links::record_refusal(&app, &token, purpose, problem, &super::audit_source(&app, peer, &headers)).await;
+            problem_page(locale, purpose, problem)
+        }
         Ok(Err(SetPasswordError::Policy(violations))) => {
             let email = match links::inspect(&app, &token, purpose).await {
                 Ok(Ok(a)) => a.email,
@@ -151,11 +164,12 @@ async fn submit(
 
 pub async fn activate_page(
     State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<LinkQuery>,
 ) -> Response {
-    show(app, headers, jar, q, Purpose::Activation).await
+    show(app, peer, headers, jar, q, Purpose::Activation).await
 }
 
 pub async fn activate_submit(
@@ -170,11 +184,12 @@ pub async fn activate_submit(
 
 pub async fn reset_page(
     State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<LinkQuery>,
 ) -> Response {
-    show(app, headers, jar, q, Purpose::Reset).await
+    show(app, peer, headers, jar, q, Purpose::Reset).await
 }
 
 pub async fn reset_submit(

@@ -138,10 +138,16 @@ pub async fn revoke(
     }
 }
 
-pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        oidc::introspection::introspect(&app, &presented(&headers)?, &form).await
+        let source = super::audit_source(&app, peer, &headers);
+        oidc::introspection::introspect(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
     match result {

@@ -111,3 +111,64 @@ async fn two_processes_appending_keep_one_chain(db: Db) {
     assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: all.len() as i64 });
     command_line.store.close().await;
 }
+
+on_both_databases!(introspection_denials_and_refused_links_are_recorded);
+
+async fn introspection_denials_and_refused_links_are_recorded(db: Db) {
+    let server = TestServer::start(db).await;
+    let sub = server.add_account(EMAIL, None).await;
+    let secret = server.add_client("platform").await;
+    let other = server.add_client("other").await;
+    let tokens =
+        sign_in_for_tokens(&server, &browser(), "platform", Some(&secret), &[("scope", "openid")], EMAIL).await;
+    let access = tokens["access_token"].as_str().expect("access").to_string();
+    let introspect = |id: &'static str, secret: String| {
+        let access = access.clone();
+        let url = server.url("/introspect");
+        async move {
+            http_client().post(url).basic_auth(id, Some(secret)).form(&[("token", access)]).send().await.expect("post")
+        }
+    };
+    // The owner's own introspection is not a denial.
+    let r = introspect("platform", secret.clone()).await;
+    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["active"], true);
+    assert!(of_kind(&server, "introspection_denied").await.is_empty());
+    // A wrong secret, then another client asking about this token.
+    assert_eq!(introspect("platform", "wrong".into()).await.status(), 401);
+    let r = introspect("other", other).await;
+    assert_eq!(r.json::<serde_json::Value>().await.expect("json")["active"], false);
+    let denied = of_kind(&server, "introspection_denied").await;
+    assert_eq!(denied.len(), 2, "{denied:?}");
+    assert_eq!(denied[0].client_id.as_deref(), Some("platform"));
+    assert!(denied[0].details.contains("invalid_client"), "{}", denied[0].details);
+    assert_eq!(denied[1].client_id.as_deref(), Some("other"));
+    assert_eq!(denied[1].account_id.as_deref(), Some(sub.as_str()));
+    assert_eq!(denied[1].email.as_deref(), Some(EMAIL));
+    assert!(denied[1].details.contains("other_client_token"), "{}", denied[1].details);
+    for e in &denied {
+        assert!(!e.details.contains(&access) && !e.details.contains("wrong"), "{}", e.details);
+    }
+
+    // Links: a usable one is not a refusal; an unknown one and an expired
+    // one are, the expired one with its account.
+    coop_idp::auth::links::request_reset(&server.app, EMAIL, None).await.expect("reset requested");
+    let link = crate::credentials::mailed_link(&server, EMAIL, "/password/reset", 1).await;
+    assert_eq!(browser().get(&link).send().await.expect("open").status(), 200);
+    assert!(of_kind(&server, "link_refused").await.is_empty());
+    let r = browser().get(server.url("/activate?token=not-a-token")).send().await.expect("open");
+    assert!(r.status().is_client_error(), "{}", r.status());
+    server.clock.advance_secs(server.app.config.reset_link_ttl_secs + 1);
+    let r = browser().get(&link).send().await.expect("open");
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let refused = of_kind(&server, "link_refused").await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused[0].details.contains("\"unknown\"") && refused[0].email.is_none(), "{:?}", refused[0]);
+    assert!(refused[1].details.contains("\"expired\""), "{}", refused[1].details);
+    assert_eq!(refused[1].email.as_deref(), Some(EMAIL));
+    let token = link.rsplit("token=").next().expect("token");
+    assert!(refused.iter().all(|e| !e.details.contains(token)));
+}
+
+async fn of_kind(server: &TestServer, kind: &str) -> Vec<coop_idp::store::EventRow> {
+    events(server, EventFilter { kind: Some(kind.into()), ..Default::default() }).await
+}

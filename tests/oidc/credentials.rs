@@ -149,7 +149,7 @@ pub(crate) async fn wait_for_mails(server: &TestServer, recipient: &str, marker:
 
 /// The newest activation (`/activate`) or reset (`/password/reset`) link
 /// mailed to `recipient`, waiting for the `count`th one.
-async fn mailed_link(server: &TestServer, recipient: &str, path: &str, count: usize) -> String {
+pub(crate) async fn mailed_link(server: &TestServer, recipient: &str, path: &str, count: usize) -> String {
     let prefix = format!("{}?token=", server.url(path));
     let mails = wait_for_mails(server, recipient, &prefix, count).await;
     link_in(mails.last().expect("a message"), &prefix)
