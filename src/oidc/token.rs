@@ -104,21 +104,27 @@ async fn authorization_code(
         expires_at: now + app.config.refresh_absolute_ttl_secs * 1000,
         revoked_at: None,
     };
+    // One round trip on SQLite: everything is queued and sent with the
+    // commit, which the family's unique code_hash makes fail for a second
+    // exchange of the same code, however close the two.
     let mut tx = app.store.begin_write().await?;
-    if !store::consume_code(&mut tx, &code_hash, &family.id, now).await? {
-        drop(tx);
-        if let Some(row) = app.store.code(&code_hash).await? {
-            punish_code_replay(app, &row).await?;
-        }
-        return Err(OAuthError::invalid_grant("code already used"));
-    }
-    store::insert_family(&mut tx, &family).await?;
+    store::insert_family(&mut tx, &family, Some(&code_hash)).await?;
+    store::consume_code(&mut tx, &code_hash, &family.id, now);
     let offline = scopes.iter().any(|s| s == "offline_access");
-    let issued = issue_tokens(app, &mut tx, &family, &family.scope, offline, now).await?;
+    let issued = issue_tokens(app, &mut tx, &family, &family.scope, offline, None, now).await?;
     let event =
         token_event(crate::audit::kind::TOKEN_ISSUED, client, &account, &family, &family.scope, &issued, source);
     crate::audit::append(app, &mut tx, vec![event]).await?;
-    tx.commit().await?;
+    match tx.commit().await {
+        Ok(()) => {}
+        Err(e) if e.is_second_use() => {
+            if let Some(row) = app.store.code(&code_hash).await? {
+                punish_code_replay(app, &row).await?;
+            }
+            return Err(OAuthError::invalid_grant("code already used"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     respond(app, client, &account, &roles, &family, &scopes, issued, row.nonce.as_deref(), now)
 }
 
@@ -176,17 +182,22 @@ async fn refresh_token(
     if account.state != AccountState::Active {
         return Err(OAuthError::invalid_grant("account is not active"));
     }
+    // One round trip on SQLite, as for the code: the successor's unique
+    // parent_hash makes the commit fail for a second rotation.
     let mut tx = app.store.begin_write().await?;
-    if !store::consume_refresh_token(&mut tx, &token_hash, now).await? {
-        drop(tx);
-        revoke_on_reuse(app, &family, now).await?;
-        return Err(OAuthError::invalid_grant("refresh token already used"));
-    }
-    let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, now).await?;
+    let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, Some(&token_hash), now).await?;
+    store::consume_refresh_token(&mut tx, &token_hash, now);
     let event =
         token_event(crate::audit::kind::TOKEN_REFRESHED, client, &account, &family, &scopes.join(" "), &issued, source);
     crate::audit::append(app, &mut tx, vec![event]).await?;
-    tx.commit().await?;
+    match tx.commit().await {
+        Ok(()) => {}
+        Err(e) if e.is_second_use() => {
+            revoke_on_reuse(app, &family, now).await?;
+            return Err(OAuthError::invalid_grant("refresh token already used"));
+        }
+        Err(e) => return Err(e.into()),
+    }
     respond(app, client, &account, &grant.roles, &family, &scopes, issued, None, now)
 }
 
@@ -253,6 +264,7 @@ async fn issue_tokens(
     family: &FamilyRow,
     scope: &str,
     with_refresh: bool,
+    replaces: Option<&str>,
     now: Millis,
 ) -> StoreResult<Issued> {
     let access_token = random_token();
@@ -268,7 +280,7 @@ async fn issue_tokens(
     let refresh_token = if with_refresh {
         let token = random_token();
         let expires = (now + app.config.refresh_idle_ttl_secs * 1000).min(family.expires_at);
-        store::insert_refresh_token(tx, &hash_secret(&token), &family.id, now, expires).await?;
+        store::insert_refresh_token(tx, &hash_secret(&token), &family.id, now, expires, replaces).await?;
         Some(token)
     } else {
         None

@@ -310,24 +310,19 @@ pub async fn insert_code(tx: &mut WriteTx, c: &CodeRow) -> StoreResult<()> {
     Ok(())
 }
 
-/// Marks a code used and links it to the family it produced; false when it
-/// was already used (the caller treats that as a replay).
-pub async fn consume_code(tx: &mut WriteTx, code_hash: &str, family_id: &str, now: Millis) -> StoreResult<bool> {
-    let done = sqlx::query(
+/// Marks a code used and links it to the family it produced. Single use
+/// itself is the family's unique `code_hash` (see `insert_family`).
+pub fn consume_code(tx: &mut WriteTx, code_hash: &str, family_id: &str, now: Millis) {
+    tx.queue(
         "UPDATE authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL",
-    )
-    .bind(now)
-    .bind(family_id)
-    .bind(code_hash)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+        vec![now.into(), family_id.into(), code_hash.into()],
+    );
 }
 
-pub async fn insert_family(tx: &mut WriteTx, f: &FamilyRow) -> StoreResult<()> {
+pub async fn insert_family(tx: &mut WriteTx, f: &FamilyRow, from_code: Option<&str>) -> StoreResult<()> {
     tx.queue(
         "INSERT INTO token_families (id, client_id, account_id, session_id_hash, sid, scope, claims, auth_time, \
-         acr, amr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         acr, amr, created_at, expires_at, code_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         vec![
             (&f.id).into(),
             (&f.client_id).into(),
@@ -341,6 +336,7 @@ pub async fn insert_family(tx: &mut WriteTx, f: &FamilyRow) -> StoreResult<()> {
             (&f.amr).into(),
             f.created_at.into(),
             f.expires_at.into(),
+            from_code.map(str::to_string).into(),
         ],
     );
     Ok(())
@@ -367,22 +363,23 @@ pub async fn insert_refresh_token(
     family_id: &str,
     now: Millis,
     expires_at: Millis,
+    replaces: Option<&str>,
 ) -> StoreResult<()> {
     tx.queue(
-        "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-        vec![token_hash.into(), family_id.into(), now.into(), expires_at.into()],
+        "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at, parent_hash) \
+         VALUES ($1, $2, $3, $4, $5)",
+        vec![token_hash.into(), family_id.into(), now.into(), expires_at.into(), replaces.map(str::to_string).into()],
     );
     Ok(())
 }
 
-/// Rotation: false when the refresh token was already used (a replay).
-pub async fn consume_refresh_token(tx: &mut WriteTx, token_hash: &str, now: Millis) -> StoreResult<bool> {
-    let done = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL")
-        .bind(now)
-        .bind(token_hash)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// Rotation: marks the presented token used. Single use itself is the
+/// successor's unique `parent_hash` (see `insert_refresh_token`).
+pub fn consume_refresh_token(tx: &mut WriteTx, token_hash: &str, now: Millis) {
+    tx.queue(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
+        vec![now.into(), token_hash.into()],
+    );
 }
 
 /// Revokes a family and deletes its access tokens, so that they stop working

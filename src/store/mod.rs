@@ -68,6 +68,25 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// A second exchange of a code or rotation of a refresh token, refused by
+    /// the unique indexes of migration 0012 (SQLite names the column,
+    /// PostgreSQL the index).
+    pub fn is_second_use(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else { return false };
+        let message = db.message();
+        db.is_unique_violation()
+            && [
+                "token_families.code_hash",
+                "token_families_code",
+                "refresh_tokens.parent_hash",
+                "refresh_tokens_parent",
+            ]
+            .iter()
+            .any(|name| message.contains(name) || db.constraint() == Some(name))
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ on_both_databases!(
     refresh_scope_may_narrow_but_not_widen,
     refresh_token_idle_and_absolute_expiry,
     closed_account_cannot_refresh_nor_use_its_access_token,
+    concurrent_rotations_of_one_refresh_token_succeed_once,
 );
 
 /// Runs the code flow for `rp` in `browser` (signing in when the browser has
@@ -336,4 +337,32 @@ async fn closed_account_cannot_refresh_nor_use_its_access_token(db: Db) {
     assert_eq!(userinfo_status(&server, &access).await, 401, "closed account: access token stops working");
     let (status, _, body) = refresh_raw(&server, "platform", &secret, &refresh, None).await;
     assert_invalid_grant(status, &body, "closed account refreshes");
+}
+
+/// Two rotations of the same refresh token sent at once (a leaked token used
+/// by an attacker while its owner refreshes): exactly one gets tokens, the
+/// other is a replay, which revokes the family (RFC 9700 §4.14.2).
+async fn concurrent_rotations_of_one_refresh_token_succeed_once(db: Db) {
+    let server = TestServer::start(db).await;
+    server.add_account("marie.dupont@cc-girou.fr", None).await;
+    let secret = server.add_client("platform").await;
+    let rp = server.rp("platform", Some(&secret)).await;
+    let browser = browser();
+    for _ in 0..3 {
+        let (tokens, _) = code_flow(&server, &rp, &browser, "marie.dupont@cc-girou.fr", &["offline_access"]).await;
+        let token = refresh_of(&tokens);
+        let (a, b) = tokio::join!(
+            refresh_raw(&server, "platform", &secret, &token, None),
+            refresh_raw(&server, "platform", &secret, &token, None)
+        );
+        let statuses = [a.0, b.0];
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}: {} / {}", a.2, b.2);
+        let (winner, loser) = if a.0 == 200 { (a, b) } else { (b, a) };
+        assert_invalid_grant(loser.0, &loser.2, "the second rotation");
+        // The replay revoked the family: the winner's tokens no longer work.
+        assert_eq!(userinfo_status(&server, &text(&winner.2, "access_token")).await, 401);
+        let (status, _, body) =
+            refresh_raw(&server, "platform", &secret, &text(&winner.2, "refresh_token"), None).await;
+        assert_invalid_grant(status, &body, "a token of the revoked family");
+    }
 }

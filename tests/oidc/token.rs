@@ -78,6 +78,7 @@ fn access_token(tokens: &Value) -> String {
 
 on_both_databases!(
     replayed_code_revokes_issued_tokens,
+    concurrent_exchanges_of_one_code_succeed_once,
     oidcc_codereuse_30seconds,
     code_expires_after_60_seconds,
     oidcc_server_client_secret_post,
@@ -124,6 +125,27 @@ async fn code_reuse(db: Db, wait_secs: i64) {
 /// `oidcc-codereuse`.
 async fn replayed_code_revokes_issued_tokens(db: Db) {
     code_reuse(db, 0).await;
+}
+
+/// The same code exchanged twice at once: one exchange gets tokens, the
+/// other is a replay, which revokes them.
+async fn concurrent_exchanges_of_one_code_succeed_once(db: Db) {
+    let (server, _, secret) = setup(db).await;
+    let browser = browser();
+    for _ in 0..3 {
+        let (code, verifier) = fresh_code(&server, &browser, "platform").await;
+        let (a, b) = tokio::join!(
+            exchange(&server, "platform", Some(&secret), &code, &verifier),
+            exchange(&server, "platform", Some(&secret), &code, &verifier)
+        );
+        let (a, b) = ((a.status().as_u16(), a.text().await), (b.status().as_u16(), b.text().await));
+        assert_eq!([a.0, b.0].iter().filter(|s| **s == 200).count(), 1, "{a:?} / {b:?}");
+        let (winner, loser) = if a.0 == 200 { (a, b) } else { (b, a) };
+        assert_eq!(loser.0, 400, "{loser:?}");
+        assert!(loser.1.as_deref().unwrap_or("").contains("invalid_grant"), "{loser:?}");
+        let tokens: Value = serde_json::from_str(winner.1.as_deref().expect("body")).expect("JSON");
+        assert_eq!(userinfo_status(&server, &access_token(&tokens)).await, 401, "revoked by the replay");
+    }
 }
 
 async fn oidcc_codereuse_30seconds(db: Db) {
