@@ -95,6 +95,11 @@ enum AdminCommand {
     Revoke { email: String, role: String },
     /// Lists the accounts holding a role.
     List,
+    /// Removes the second factor of the account of EMAIL (lost phone, no
+    /// recovery code left): its sessions end and it enrols again at its
+    /// next sign-in.
+    #[command(name = "reset-second-factor")]
+    ResetSecondFactor { email: String },
     /// Fresh installation only: creates the first administrator (a Caf staff
     /// account), grants caf_habilitation and caf_security (or --role …) and
     /// emails the activation link.
@@ -730,6 +735,10 @@ async fn admin_command(command: AdminCommand, config: Config) -> Result<(), Stri
         AdminCommand::Revoke { email, role } => {
             let changed = crate::admin::revoke(&app, &email, &role, "cli").await.map_err(|e| e.to_string())?;
             serde_json::json!({"email": email.trim(), "role": role.trim(), "revoked": changed})
+        }
+        AdminCommand::ResetSecondFactor { email } => {
+            let removed = crate::admin::reset_second_factor(&app, &email, "cli").await.map_err(|e| e.to_string())?;
+            serde_json::json!({"email": email.trim(), "second_factor_removed": removed})
         }
         AdminCommand::List => {
             serde_json::to_value(crate::admin::list(&app).await.map_err(|e| e.to_string())?).unwrap_or_default()

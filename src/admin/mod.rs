@@ -114,6 +114,28 @@ pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResu
     Ok(granted)
 }
 
+/// Removes an account's second factor (a lost phone and no recovery code
+/// left): its TOTP secret and recovery codes go and its sessions end; it
+/// enrols again at its next sign-in (an administrator must, an agent may).
+/// False when the account had no second factor (nothing recorded then).
+pub async fn reset_second_factor(app: &App, email: &str, actor: &str) -> AdminResult<bool> {
+    let account = account_by_email(app, email).await?;
+    let mut tx = app.store.begin_write().await?;
+    let removed = store::delete_totp(&mut tx, &account.id).await?;
+    if removed {
+        let e = Event::new(audit::kind::SECOND_FACTOR_RESET, Outcome::Success, actor)
+            .email(account.email.clone())
+            .account(account.id.clone())
+            .partner(account.partner_id.clone());
+        audit::append(app, &mut tx, vec![e]).await?;
+    }
+    tx.commit().await?;
+    if removed {
+        crate::auth::session::end_all_of_account(app, &account.id, "second_factor_reset").await?;
+    }
+    Ok(removed)
+}
+
 /// Revokes `role`; false when the account did not hold it.
 pub async fn revoke(app: &App, email: &str, role: &str, actor: &str) -> AdminResult<bool> {
     let role = Role::parse(role)?;
@@ -313,16 +335,17 @@ pub enum AccessDenied {
     Unauthenticated,
     #[error("rôle insuffisant / this role may not do that")]
     Forbidden,
+    /// An administrator's session opened without the second factor (R18).
+    #[error("second facteur requis / second factor required")]
+    SecondFactorRequired,
     #[error(transparent)]
     Internal(#[from] AppError),
 }
 
 /// The one gate of every administrative request: a live session of an
-/// active account holding one of `allowed`.
-///
-/// Hook for issue 6 (R18): the second factor for administrators belongs
-/// here — once TOTP exists, refuse a session whose `amr` lacks `otp` with a
-/// dedicated `AccessDenied` variant, so every endpoint gets it at once.
+/// active account holding one of `allowed`, opened with the second factor
+/// (R18: `amr` holds `otp`). Every console page and admin API endpoint goes
+/// through here, so none can be reached on a password alone.
 pub async fn require_admin(app: &App, session: Option<&Session>, allowed: &[Role]) -> Result<Admin, AccessDenied> {
     let session = session.ok_or(AccessDenied::Unauthenticated)?;
     let account = app.store.account_by_id(&session.account_id).await.map_err(AppError::from)?;
@@ -340,6 +363,9 @@ pub async fn require_admin(app: &App, session: Option<&Session>, allowed: &[Role
         .collect();
     if !roles.iter().any(|r| allowed.contains(r)) {
         return Err(AccessDenied::Forbidden);
+    }
+    if !session.has_second_factor() {
+        return Err(AccessDenied::SecondFactorRequired);
     }
     Ok(Admin { account_id: account.id, email: account.email, partner_id: account.partner_id, roles })
 }

@@ -55,6 +55,12 @@ pub mod kind {
     /// Administrative roles (not in PRODUCT.md's minimum list; added).
     pub const ROLE_GRANTED: &str = "role_granted";
     pub const ROLE_REVOKED: &str = "role_revoked";
+    /// Second factor (R18; added): enrolment, each check, recovery codes.
+    pub const TOTP_ENROLLED: &str = "totp_enrolled";
+    pub const SECOND_FACTOR: &str = "second_factor";
+    pub const SECOND_FACTOR_FAILED: &str = "second_factor_failed";
+    pub const RECOVERY_CODE_USED: &str = "recovery_code_used";
+    pub const SECOND_FACTOR_RESET: &str = "second_factor_reset";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -3,8 +3,10 @@
 pub mod links;
 pub mod password;
 pub mod policy;
+pub mod second_factor;
 pub mod session;
 pub mod throttle;
+pub mod totp;
 
 use crate::accounts::{Account, AccountState, ProfessionalEmail};
 use crate::app::App;

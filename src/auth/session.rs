@@ -10,6 +10,10 @@ use crate::store::{self, NewSession, SessionRow};
 /// How the user authenticated (RFC 8176 `amr`) and at what level (`acr`).
 pub const AMR_PASSWORD: &str = "pwd";
 pub const ACR_PASSWORD: &str = "urn:coop-idp:acr:password";
+/// A one-time password from an app (RFC 8176 `otp`), after the password.
+pub const AMR_OTP: &str = "otp";
+/// Password and second factor (R18).
+pub const ACR_MFA: &str = "urn:coop-idp:acr:mfa";
 
 /// Touch `last_seen_at` at most this often, to keep SSO reads write-free.
 const TOUCH_EVERY_MS: Millis = 60_000;
@@ -34,6 +38,11 @@ impl Session {
             amr: row.amr.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             acr: row.acr,
         }
+    }
+
+    /// Whether this session was opened with a second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.amr.iter().any(|m| m == AMR_OTP)
     }
 
     pub fn auth_time_secs(&self) -> i64 {

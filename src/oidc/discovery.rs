@@ -34,7 +34,7 @@ pub fn metadata(config: &Config) -> Value {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
-        "acr_values_supported": [crate::auth::session::ACR_PASSWORD],
+        "acr_values_supported": [crate::auth::session::ACR_PASSWORD, crate::auth::session::ACR_MFA],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["fr", "en"],
         "claims_locales_supported": ["fr"],

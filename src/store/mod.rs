@@ -20,6 +20,7 @@ mod retention;
 mod sessions;
 pub mod shared;
 mod throttle;
+mod totp;
 mod write_tx;
 
 pub use accounts::*;
@@ -33,6 +34,7 @@ pub use provisioning::*;
 pub use retention::*;
 pub use sessions::*;
 pub use throttle::*;
+pub use totp::*;
 pub use write_tx::{ChainHead, Param, WriteTx};
 
 use std::str::FromStr;

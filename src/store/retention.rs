@@ -293,6 +293,14 @@ pub async fn destroy_account_data(
         emails: run("DELETE FROM mail_outbox WHERE LOWER(recipient) = $1", email_normalized).await?,
         backchannel_notices: run("DELETE FROM backchannel_outbox WHERE subject = $1", account_id).await?,
     };
+    // The second factor is a credential too (not counted in the attestation).
+    for sql in [
+        "DELETE FROM account_totp WHERE account_id = $1",
+        "DELETE FROM totp_recovery_codes WHERE account_id = $1",
+        "DELETE FROM pending_second_factor WHERE account_id = $1",
+    ] {
+        sqlx::query(sql).bind(account_id).execute(tx.conn().await?).await?;
+    }
     sqlx::query("UPDATE accounts SET password_hash = NULL, data_destroyed_at = $1 WHERE id = $2")
         .bind(now)
         .bind(account_id)

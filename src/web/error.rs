@@ -70,6 +70,8 @@ pub enum ApiError {
     Unauthenticated,
     /// A session whose roles do not allow this: 403.
     Forbidden,
+    /// An administrator's session without the second factor: 403.
+    SecondFactorRequired,
     /// A state-changing request without the CSRF token of this browser: 403.
     Csrf,
     NotFound(String),
@@ -92,6 +94,7 @@ impl From<crate::admin::AccessDenied> for ApiError {
         match e {
             crate::admin::AccessDenied::Unauthenticated => ApiError::Unauthenticated,
             crate::admin::AccessDenied::Forbidden => ApiError::Forbidden,
+            crate::admin::AccessDenied::SecondFactorRequired => ApiError::SecondFactorRequired,
             crate::admin::AccessDenied::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -133,6 +136,11 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "Votre rôle ne permet pas cette action. / Your role does not allow this.".to_string(),
+            ),
+            ApiError::SecondFactorRequired => (
+                StatusCode::FORBIDDEN,
+                "second_factor_required",
+                "Second facteur requis : reconnectez-vous avec votre code à usage unique (TOTP). / Second factor required: sign in again with your one-time code (TOTP).".to_string(),
             ),
             ApiError::Csrf => (
                 StatusCode::FORBIDDEN,

@@ -276,13 +276,17 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The shared texts and those of the second-factor pages.
+fn all_texts() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    TEXTS.iter().chain(super::second_factor::TEXTS.iter()).chain(super::console::TEXTS.iter())
+}
+
 pub fn texts(locale: Locale) -> BTreeMap<&'static str, &'static str> {
-    TEXTS.iter().map(|(k, fr, en)| (*k, if locale == Locale::Fr { *fr } else { *en })).collect()
+    all_texts().map(|(k, fr, en)| (*k, if locale == Locale::Fr { *fr } else { *en })).collect()
 }
 
 pub fn text(locale: Locale, key: &str) -> &'static str {
-    TEXTS
-        .iter()
+    all_texts()
         .find(|(k, _, _)| *k == key)
         .map(|(_, fr, en)| if locale == Locale::Fr { *fr } else { *en })
         .unwrap_or("")
@@ -304,8 +308,18 @@ mod tests {
 
     #[test]
     fn every_key_has_both_languages() {
-        for (k, fr, en) in TEXTS {
+        for (k, fr, en) in all_texts() {
             assert!(!fr.is_empty() && !en.is_empty(), "{k}");
+        }
+    }
+
+    /// The second-factor and console texts live beside their pages: a key
+    /// defined twice would silently shadow the other.
+    #[test]
+    fn every_key_is_defined_once() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, _, _) in all_texts() {
+            assert!(seen.insert(*k), "{k} is defined twice");
         }
     }
 }

@@ -3,12 +3,14 @@
 
 mod admin_api;
 mod browser;
+mod console;
 mod credentials;
 mod error;
 pub mod i18n;
 mod logout;
 mod oauth;
 mod pages;
+mod second_factor;
 mod signin;
 
 use std::future::Future;
@@ -44,6 +46,10 @@ pub fn router(app: AppState) -> Router {
         .route("/jwks", get(oauth::jwks))
         .route("/authorize", get(signin::authorize_get).post(signin::authorize_post))
         .route("/signin", get(signin::signin_page).post(signin::signin_submit))
+        .route(second_factor::VERIFY_PATH, get(second_factor::verify_page).post(second_factor::verify_submit))
+        .route(second_factor::ENROL_PATH, get(second_factor::enrol_page).post(second_factor::enrol_submit))
+        .route(second_factor::SECURITY_PATH, get(second_factor::security_page))
+        .route("/account/security/totp", axum::routing::post(second_factor::security_enable))
         .route("/token", axum::routing::post(oauth::token))
         .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo_post))
         .route("/revoke", axum::routing::post(oauth::revoke))
@@ -58,6 +64,7 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/static/style.css", get(style))
         .merge(admin_api::routes())
+        .merge(console::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))

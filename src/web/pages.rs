@@ -21,6 +21,22 @@ fn environment() -> &'static Environment<'static> {
             ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
             ("password_form.html", include_str!("../../templates/password_form.html")),
             ("forgot.html", include_str!("../../templates/forgot.html")),
+            ("second_factor.html", include_str!("../../templates/second_factor.html")),
+            ("second_factor_enrol.html", include_str!("../../templates/second_factor_enrol.html")),
+            ("second_factor_codes.html", include_str!("../../templates/second_factor_codes.html")),
+            ("account_security.html", include_str!("../../templates/account_security.html")),
+            ("admin/_nav.html", include_str!("../../templates/admin/_nav.html")),
+            ("admin/home.html", include_str!("../../templates/admin/home.html")),
+            ("admin/logs.html", include_str!("../../templates/admin/logs.html")),
+            ("admin/alerts.html", include_str!("../../templates/admin/alerts.html")),
+            ("admin/integrity.html", include_str!("../../templates/admin/integrity.html")),
+            ("admin/purges.html", include_str!("../../templates/admin/purges.html")),
+            ("admin/partners.html", include_str!("../../templates/admin/partners.html")),
+            ("admin/partner.html", include_str!("../../templates/admin/partner.html")),
+            ("admin/annex1.html", include_str!("../../templates/admin/annex1.html")),
+            ("admin/annex1_plan.html", include_str!("../../templates/admin/annex1_plan.html")),
+            ("admin/close_confirm.html", include_str!("../../templates/admin/close_confirm.html")),
+            ("admin/review.html", include_str!("../../templates/admin/review.html")),
         ] {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "template does not compile");

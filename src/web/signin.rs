@@ -13,9 +13,10 @@ use serde::Deserialize;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
+use crate::accounts::Account;
 use crate::audit;
 use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD, SessionSource};
-use crate::auth::{self as authn};
+use crate::auth::{self as authn, second_factor};
 use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
 use crate::oidc::{Params, clients};
 
@@ -218,60 +219,94 @@ pub async fn signin_submit(
             return page;
         }
     };
-    let result = async {
-        // A new session id at every sign-in; the previous session ends.
-        if let Some(old) = browser::session_value(&app.config, &jar) {
-            session::end(&app, &crate::crypto::hash_secret(&old), "replaced").await?;
-        }
-        let ua = browser::user_agent(&headers);
-        let (cookie, session) = session::open(
-            &app,
-            &account.id,
-            &[AMR_PASSWORD],
-            ACR_PASSWORD,
-            SessionSource { ip: Some(&ip), user_agent: ua.as_deref() },
-        )
-        .await?;
-        let location = match (&parked, &handle) {
-            (Some(request), Some(h)) => {
-                let location = authorize::issue_code(&app, request, &session).await?;
-                authorize::forget_parked(&app, h).await?;
-                Some(location)
+    let requirement = match second_factor::requirement(&app, &account.id).await {
+        Ok(r) => r,
+        Err(e) => return error::internal_page(e, locale),
+    };
+    let step_page = match requirement {
+        second_factor::Requirement::None => None,
+        second_factor::Requirement::Verify => Some(super::second_factor::VERIFY_PATH),
+        second_factor::Requirement::Enrol => Some(super::second_factor::ENROL_PATH),
+    };
+    if let Some(path) = step_page {
+        // The password was right; the session waits for the second factor.
+        return match second_factor::begin(&app, &account.id, handle.as_deref()).await {
+            Ok(cookie) => {
+                let jar = super::second_factor::set_pending_cookie(&app.config, jar, cookie);
+                (jar, browser::see_other(path)).into_response()
             }
-            _ => None,
+            Err(e) => error::internal_page(e, locale),
         };
-        Ok::<_, crate::error::AppError>((cookie, location, session.sid))
     }
-    .await;
-    match result {
-        Ok((cookie, location, sid)) => {
-            tracing::info!(account = %account.id, "signed in");
-            let mut event = audit::Event::new(audit::kind::SIGNIN, audit::Outcome::Success, account.email.clone())
-                .email(account.email.clone())
-                .account(account.id.clone())
-                .partner(account.partner_id.clone())
-                .source(&source)
-                .session(&sid)
-                .details(serde_json::json!({"amr": [AMR_PASSWORD]}));
-            if let Some(c) = &client_id {
-                event = event.client(c.clone());
-            }
-            audit::record(&app, vec![event]).await;
-            let jar = browser::set_session(&app.config, jar, cookie);
-            match location {
-                Some(l) => (jar, browser::see_other(&l)).into_response(),
-                None => {
-                    let page = pages::message_with_link(
-                        locale,
-                        "signed_in_title",
-                        "signed_in_text",
-                        "/password/change",
-                        "change_title",
-                    );
-                    (jar, page).into_response()
-                }
-            }
-        }
+    match establish(&app, jar, &headers, &source, &account, &[AMR_PASSWORD], ACR_PASSWORD, handle.as_deref()).await {
+        Ok((jar, location)) => (jar, after_sign_in(locale, location)).into_response(),
         Err(e) => error::internal_page(e, locale),
     }
+}
+
+/// Where a completed sign-in leads: back to the relying party, or a
+/// "signed in" page when the sign-in page was opened directly.
+pub(super) fn after_sign_in(locale: Locale, location: Option<String>) -> Response {
+    match location {
+        Some(l) => browser::see_other(&l),
+        None => {
+            pages::message_with_link(locale, "signed_in_title", "signed_in_text", "/password/change", "change_title")
+        }
+    }
+}
+
+/// Opens the session of an authenticated account (password, and second
+/// factor when `amr` says so), records the sign-in and, when an
+/// authorization request was parked, issues its code. Returns the cookie
+/// jar holding the new session and the redirect to the relying party.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn establish(
+    app: &AppState,
+    jar: CookieJar,
+    headers: &HeaderMap,
+    source: &audit::Source,
+    account: &Account,
+    amr: &[&str],
+    acr: &str,
+    handle: Option<&str>,
+) -> Result<(CookieJar, Option<String>), crate::error::AppError> {
+    let parked = match handle {
+        Some(h) => authorize::parked(app, h).await?,
+        None => None,
+    };
+    let client_id = parked.as_ref().map(|p| p.client_id.clone());
+    // A new session id at every sign-in; the previous session ends.
+    if let Some(old) = browser::session_value(&app.config, &jar) {
+        session::end(app, &crate::crypto::hash_secret(&old), "replaced").await?;
+    }
+    let ua = browser::user_agent(headers);
+    let (cookie, session) = session::open(
+        app,
+        &account.id,
+        amr,
+        acr,
+        SessionSource { ip: source.ip.as_deref(), user_agent: ua.as_deref() },
+    )
+    .await?;
+    let location = match (&parked, handle) {
+        (Some(request), Some(h)) => {
+            let location = authorize::issue_code(app, request, &session).await?;
+            authorize::forget_parked(app, h).await?;
+            Some(location)
+        }
+        _ => None,
+    };
+    tracing::info!(account = %account.id, "signed in");
+    let mut event = audit::Event::new(audit::kind::SIGNIN, audit::Outcome::Success, account.email.clone())
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .source(source)
+        .session(&session.sid)
+        .details(serde_json::json!({"amr": amr, "acr": acr}));
+    if let Some(c) = &client_id {
+        event = event.client(c.clone());
+    }
+    audit::record(app, vec![event]).await;
+    Ok((browser::set_session(&app.config, jar, cookie), location))
 }

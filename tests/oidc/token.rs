@@ -510,7 +510,8 @@ async fn oidcc_scope_coop(db: Db) {
     assert_eq!(info["roles"], json!([]));
     has_none(&info, &PROFILE, "userinfo");
     has_none(&info, &EMAIL_CLAIMS, "userinfo");
-    // Roles granted show up.
+    // Roles granted show up (the administrator enrols a second factor on
+    // the way: `submit_sign_in` does it).
     let sub = info["sub"].as_str().expect("sub").to_string();
     server.grant_role(&sub, "caf_security").await;
     let secret = server.add_client("second").await;

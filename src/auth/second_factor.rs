@@ -1,0 +1,217 @@
+//! The second factor (R18): who must give one, the pending state between a
+//! correct password and the second factor, TOTP enrolment with recovery
+//! codes, and the check of a code.
+//!
+//! An account holding any administrative role must enrol before it gets a
+//! session at all; an account that enrolled (administrator or agent who
+//! opted in) gives a code at every sign-in. The pending state is a random
+//! cookie value whose hash is the key of a row living `PENDING_TTL_MS`,
+//! consumed once by the request that completes it. Wrong codes count in the
+//! same restriction as wrong passwords (`throttle`), under a key of their own
+//! so that a correct password does not reset them.
+
+use crate::app::App;
+use crate::auth::{throttle, totp};
+use crate::clock::Millis;
+use crate::crypto::{hash_secret, random_token};
+use crate::error::AppResult;
+use crate::store::{self, PendingSecondFactorRow};
+
+/// How long the second step may take after the password.
+pub const PENDING_TTL_MS: Millis = 10 * 60_000;
+/// Recovery codes given at enrolment.
+pub const RECOVERY_CODES: usize = 10;
+const RECOVERY_CODE_BYTES: usize = 16;
+
+/// What a correct password leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// No second factor: the session opens at once.
+    None,
+    /// The account enrolled: a code is asked.
+    Verify,
+    /// An administrator without a second factor: enrolment first.
+    Enrol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Too many failures: refused without checking the code.
+    Throttled { retry_after_secs: i64 },
+    /// Not a valid code, a code already used, or an unknown recovery code.
+    WrongCode,
+    /// The pending state expired or was already used.
+    Expired,
+}
+
+/// How the second factor was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Totp,
+    RecoveryCode,
+}
+
+pub async fn requirement(app: &App, account_id: &str) -> AppResult<Requirement> {
+    if app.store.totp(account_id).await?.is_some() {
+        return Ok(Requirement::Verify);
+    }
+    if !app.store.account_roles(account_id).await?.is_empty() {
+        return Ok(Requirement::Enrol);
+    }
+    Ok(Requirement::None)
+}
+
+/// Opens the pending state; returns the cookie value.
+pub async fn begin(app: &App, account_id: &str, request: Option<&str>) -> AppResult<String> {
+    let now = app.clock.now_ms();
+    let cookie = random_token();
+    let row = PendingSecondFactorRow {
+        id_hash: hash_secret(&cookie),
+        account_id: account_id.to_string(),
+        request: request.map(str::to_string),
+        enrol_secret: None,
+        expires_at: now + PENDING_TTL_MS,
+    };
+    let mut tx = app.store.begin_write().await?;
+    store::insert_pending_second_factor(&mut tx, &row, now).await?;
+    tx.commit().await?;
+    Ok(cookie)
+}
+
+/// The live pending state behind a cookie value.
+pub async fn pending(app: &App, cookie: &str) -> AppResult<Option<PendingSecondFactorRow>> {
+    let row = app.store.pending_second_factor(&hash_secret(cookie)).await?;
+    Ok(row.filter(|r| r.expires_at >= app.clock.now_ms()))
+}
+
+/// The secret offered for enrolment in this pending state, made on first
+/// display and the same on every reload (the first writer wins).
+pub async fn enrolment_secret(app: &App, pending: &PendingSecondFactorRow) -> AppResult<String> {
+    if let Some(s) = &pending.enrol_secret {
+        return Ok(s.clone());
+    }
+    let mut tx = app.store.begin_write().await?;
+    store::set_pending_enrol_secret(&mut tx, &pending.id_hash, &totp::new_secret()).await?;
+    tx.commit().await?;
+    let row = app.store.pending_second_factor(&pending.id_hash).await?;
+    row.and_then(|r| r.enrol_secret).ok_or_else(|| crate::error::AppError::Invalid("pending state vanished".into()))
+}
+
+fn throttle_key(account_id: &str) -> String {
+    format!("otp:{account_id}")
+}
+
+async fn refuse(app: &App, account_id: &str, ip: Option<&str>) -> AppResult<Failure> {
+    throttle::record_failure(app, &throttle_key(account_id), ip).await?;
+    Ok(Failure::WrongCode)
+}
+
+async fn blocked(app: &App, account_id: &str, ip: Option<&str>) -> AppResult<Option<Failure>> {
+    Ok(match throttle::check(app, &throttle_key(account_id), ip).await? {
+        throttle::Verdict::Blocked { retry_after_secs } => Some(Failure::Throttled { retry_after_secs }),
+        throttle::Verdict::Allowed => None,
+    })
+}
+
+/// A recovery code as typed: case, spaces and dashes do not matter.
+fn normalize_recovery_code(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+/// A fresh recovery code for display (grouped by four, lower case).
+fn new_recovery_code() -> String {
+    let mut buf = [0u8; RECOVERY_CODE_BYTES];
+    aws_lc_rs::rand::fill(&mut buf).expect("operating system random generator");
+    let b32 = totp::base32_encode(&buf).to_ascii_lowercase();
+    b32.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+}
+
+/// Checks the second factor of a pending sign-in: a TOTP code (6 digits,
+/// each step once) or an unused recovery code (spent). On success the
+/// pending state is consumed in the same transaction.
+pub async fn verify(
+    app: &App,
+    pending: &PendingSecondFactorRow,
+    code: &str,
+    ip: Option<&str>,
+) -> AppResult<Result<Method, Failure>> {
+    let account_id = pending.account_id.as_str();
+    if let Some(f) = blocked(app, account_id, ip).await? {
+        return Ok(Err(f));
+    }
+    let now = app.clock.now_ms();
+    let Some(enrolled) = app.store.totp(account_id).await? else { return Ok(Err(Failure::Expired)) };
+    let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut tx = app.store.begin_write().await?;
+    let method = if digits.len() == totp::DIGITS as usize && digits.chars().all(|c| c.is_ascii_digit()) {
+        // The step is recorded only if it is later than the last one, so two
+        // requests racing with the same code cannot both pass.
+        let accepted = match totp::verify(&enrolled.secret, &digits, now, enrolled.last_step) {
+            Some(step) => store::advance_totp_step(&mut tx, account_id, step).await?,
+            None => false,
+        };
+        if !accepted {
+            drop(tx);
+            return Ok(Err(refuse(app, account_id, ip).await?));
+        }
+        Method::Totp
+    } else {
+        let hash = hash_secret(&normalize_recovery_code(code));
+        if !store::use_recovery_code(&mut tx, account_id, &hash, now).await? {
+            drop(tx);
+            return Ok(Err(refuse(app, account_id, ip).await?));
+        }
+        Method::RecoveryCode
+    };
+    if !store::take_pending_second_factor(&mut tx, &pending.id_hash, now).await? {
+        return Ok(Err(Failure::Expired));
+    }
+    tx.commit().await?;
+    throttle::record_success(app, &throttle_key(account_id)).await?;
+    Ok(Ok(method))
+}
+
+/// Confirms an enrolment with a first code from the app: stores the secret
+/// and fresh recovery codes (their hashes), consumes the pending state, and
+/// returns the recovery codes, to be shown this once.
+pub async fn confirm_enrolment(
+    app: &App,
+    pending: &PendingSecondFactorRow,
+    code: &str,
+    ip: Option<&str>,
+) -> AppResult<Result<Vec<String>, Failure>> {
+    let account_id = pending.account_id.as_str();
+    if let Some(f) = blocked(app, account_id, ip).await? {
+        return Ok(Err(f));
+    }
+    let Some(secret) = pending.enrol_secret.as_deref() else { return Ok(Err(Failure::Expired)) };
+    let now = app.clock.now_ms();
+    let Some(step) = totp::verify(secret, code, now, i64::MIN) else {
+        return Ok(Err(refuse(app, account_id, ip).await?));
+    };
+    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    let hashes: Vec<String> = codes.iter().map(|c| hash_secret(&normalize_recovery_code(c))).collect();
+    let mut tx = app.store.begin_write().await?;
+    if !store::take_pending_second_factor(&mut tx, &pending.id_hash, now).await? {
+        return Ok(Err(Failure::Expired));
+    }
+    store::insert_totp(&mut tx, account_id, secret, step, &hashes, now).await?;
+    tx.commit().await?;
+    throttle::record_success(app, &throttle_key(account_id)).await?;
+    Ok(Ok(codes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_codes_are_128_bit_and_typed_loosely() {
+        let c = new_recovery_code();
+        let n = normalize_recovery_code(&c);
+        assert_eq!(n.len(), 26);
+        assert_eq!(totp::base32_decode(&n).map(|v| v.len()), Some(RECOVERY_CODE_BYTES));
+        assert_eq!(normalize_recovery_code(&format!(" {} ", c.to_uppercase().replace('-', " "))), n);
+        assert_ne!(new_recovery_code(), c);
+    }
+}

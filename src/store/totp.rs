@@ -1,0 +1,224 @@
+//! Second factor: TOTP secrets, recovery codes and the pending state
+//! between a correct password and the second factor.
+
+use super::{Store, StoreResult, WriteTx};
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TotpRow {
+    pub account_id: String,
+    pub secret: String,
+    pub last_step: i64,
+    pub enrolled_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingSecondFactorRow {
+    pub id_hash: String,
+    pub account_id: String,
+    pub request: Option<String>,
+    pub enrol_secret: Option<String>,
+    pub expires_at: Millis,
+}
+
+impl Store {
+    pub async fn totp(&self, account_id: &str) -> StoreResult<Option<TotpRow>> {
+        Ok(sqlx::query_as("SELECT account_id, secret, last_step, enrolled_at FROM account_totp WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Unused recovery codes left to an account.
+    pub async fn recovery_codes_left(&self, account_id: &str) -> StoreResult<i64> {
+        let row: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM totp_recovery_codes WHERE account_id = $1 AND used_at IS NULL")
+                .bind(account_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.0)
+    }
+
+    pub async fn pending_second_factor(&self, id_hash: &str) -> StoreResult<Option<PendingSecondFactorRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id_hash, account_id, request, enrol_secret, expires_at FROM pending_second_factor WHERE id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+pub async fn insert_pending_second_factor(
+    tx: &mut WriteTx,
+    row: &PendingSecondFactorRow,
+    now: Millis,
+) -> StoreResult<()> {
+    // An expired state is of no use to anyone: sweep them as new ones come.
+    sqlx::query("DELETE FROM pending_second_factor WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
+    sqlx::query(
+        "INSERT INTO pending_second_factor (id_hash, account_id, request, enrol_secret, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&row.id_hash)
+    .bind(&row.account_id)
+    .bind(&row.request)
+    .bind(&row.enrol_secret)
+    .bind(row.expires_at)
+    .bind(now)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_pending_enrol_secret(tx: &mut WriteTx, id_hash: &str, secret: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE pending_second_factor SET enrol_secret = $1 WHERE id_hash = $2 AND enrol_secret IS NULL")
+        .bind(secret)
+        .bind(id_hash)
+        .execute(tx.conn().await?)
+        .await?;
+    Ok(())
+}
+
+/// Consumes a pending state; false when another request already did (so
+/// that one password check opens at most one session).
+pub async fn take_pending_second_factor(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<bool> {
+    let n = sqlx::query("DELETE FROM pending_second_factor WHERE id_hash = $1 AND expires_at >= $2")
+        .bind(id_hash)
+        .bind(now)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// Records the step of an accepted code, only if it is later than the last
+/// one accepted: false means the code (or an earlier one) was already used.
+pub async fn advance_totp_step(tx: &mut WriteTx, account_id: &str, step: i64) -> StoreResult<bool> {
+    let n = sqlx::query("UPDATE account_totp SET last_step = $1 WHERE account_id = $2 AND last_step < $1")
+        .bind(step)
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// Enrols an account: its secret, the step of the confirming code, and
+/// fresh recovery codes (hashes), replacing any earlier ones.
+pub async fn insert_totp(
+    tx: &mut WriteTx,
+    account_id: &str,
+    secret: &str,
+    step: i64,
+    recovery_hashes: &[String],
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1")
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?;
+    sqlx::query("DELETE FROM account_totp WHERE account_id = $1").bind(account_id).execute(tx.conn().await?).await?;
+    sqlx::query("INSERT INTO account_totp (account_id, secret, last_step, enrolled_at) VALUES ($1, $2, $3, $4)")
+        .bind(account_id)
+        .bind(secret)
+        .bind(step)
+        .bind(now)
+        .execute(tx.conn().await?)
+        .await?;
+    for h in recovery_hashes {
+        sqlx::query("INSERT INTO totp_recovery_codes (code_hash, account_id, created_at) VALUES ($1, $2, $3)")
+            .bind(h)
+            .bind(account_id)
+            .bind(now)
+            .execute(tx.conn().await?)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Spends a recovery code of this account; false when unknown or used.
+pub async fn use_recovery_code(tx: &mut WriteTx, account_id: &str, code_hash: &str, now: Millis) -> StoreResult<bool> {
+    let n = sqlx::query(
+        "UPDATE totp_recovery_codes SET used_at = $1 WHERE code_hash = $2 AND account_id = $3 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(code_hash)
+    .bind(account_id)
+    .execute(tx.conn().await?)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// An annex 1 kept between the console's dry run and its "Appliquer".
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConsoleUploadRow {
+    pub handle_hash: String,
+    pub account_id: String,
+    pub partner_id: String,
+    pub file_name: String,
+    pub transmitted: Option<String>,
+    /// The file, base64.
+    pub content: String,
+    pub expires_at: Millis,
+}
+
+pub async fn insert_console_upload(tx: &mut WriteTx, row: &ConsoleUploadRow, now: Millis) -> StoreResult<()> {
+    sqlx::query("DELETE FROM console_uploads WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
+    sqlx::query(
+        "INSERT INTO console_uploads (handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&row.handle_hash)
+    .bind(&row.account_id)
+    .bind(&row.partner_id)
+    .bind(&row.file_name)
+    .bind(&row.transmitted)
+    .bind(&row.content)
+    .bind(row.expires_at)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
+}
+
+/// Takes an upload once: the row is deleted by the transaction that reads
+/// it; `None` when unknown, expired or already taken.
+pub async fn take_console_upload(
+    tx: &mut WriteTx,
+    handle_hash: &str,
+    now: Millis,
+) -> StoreResult<Option<ConsoleUploadRow>> {
+    let row: Option<ConsoleUploadRow> = sqlx::query_as(
+        "SELECT handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at \
+         FROM console_uploads WHERE handle_hash = $1 AND expires_at >= $2",
+    )
+    .bind(handle_hash)
+    .bind(now)
+    .fetch_optional(tx.conn().await?)
+    .await?;
+    if row.is_none() {
+        return Ok(None);
+    }
+    let n = sqlx::query("DELETE FROM console_uploads WHERE handle_hash = $1")
+        .bind(handle_hash)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(if n == 1 { row } else { None })
+}
+
+/// Removes an account's TOTP secret and recovery codes; false when it had
+/// none.
+pub async fn delete_totp(tx: &mut WriteTx, account_id: &str) -> StoreResult<bool> {
+    sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1")
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?;
+    let n = sqlx::query("DELETE FROM account_totp WHERE account_id = $1")
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}

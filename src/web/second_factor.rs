@@ -1,0 +1,488 @@
+//! The second step of sign-in (R18) and the account's security page:
+//! TOTP enrolment (QR code, manual key, first code, recovery codes shown
+//! once), the code asked at each sign-in, and the opt-in for agents. Thin
+//! handlers over `auth::second_factor`; no script is needed on any page.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use minijinja::context;
+use serde::Deserialize;
+
+use super::i18n::{Locale, text};
+use super::oauth::pairs;
+use super::signin::{after_sign_in, establish};
+use super::{AppState, browser, error, pages};
+use crate::accounts::{Account, AccountState};
+use crate::audit;
+use crate::auth::second_factor::{self, Failure, Method};
+use crate::auth::session::{self, ACR_MFA, AMR_OTP, AMR_PASSWORD};
+use crate::auth::totp;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::oidc::Params;
+use crate::store::PendingSecondFactorRow;
+
+pub const VERIFY_PATH: &str = "/signin/otp";
+pub const ENROL_PATH: &str = "/signin/otp/enrol";
+pub const SECURITY_PATH: &str = "/account/security";
+
+/// The label authenticator apps show next to the code.
+const ISSUER_LABEL: &str = "Coopération";
+
+fn pending_cookie_name(config: &Config) -> &'static str {
+    if config.is_https() { "__Host-coop_mfa" } else { "coop_mfa" }
+}
+
+fn pending_cookie(config: &Config, value: String) -> Cookie<'static> {
+    let mut c = Cookie::new(pending_cookie_name(config), value);
+    c.set_http_only(true);
+    c.set_secure(config.is_https());
+    c.set_same_site(SameSite::Lax);
+    c.set_path("/");
+    c
+}
+
+/// The pending second-factor state rides in its own cookie, separate from
+/// the session, so that no session exists before the second factor.
+pub fn set_pending_cookie(config: &Config, jar: CookieJar, value: String) -> CookieJar {
+    jar.add(pending_cookie(config, value))
+}
+
+fn clear_pending_cookie(config: &Config, jar: CookieJar) -> CookieJar {
+    jar.remove(pending_cookie(config, String::new()))
+}
+
+async fn load_pending(app: &AppState, jar: &CookieJar) -> Result<Option<PendingSecondFactorRow>, AppError> {
+    match jar.get(pending_cookie_name(&app.config)) {
+        Some(c) => second_factor::pending(app, c.value()).await,
+        None => Ok(None),
+    }
+}
+
+/// The account a pending state is for, if it may still sign in.
+async fn active_account(app: &AppState, account_id: &str) -> Result<Option<Account>, AppError> {
+    let row = app.store.account_by_id(account_id).await?;
+    Ok(row.map(|r| Account::from_row(&r)).filter(|a| a.state == AccountState::Active))
+}
+
+fn expired(locale: Locale) -> Response {
+    pages::render(
+        StatusCode::BAD_REQUEST,
+        "message.html",
+        locale,
+        "/signin",
+        context! {
+            title => text(locale, "error_title"),
+            message => text(locale, "err_second_factor_expired"),
+            link_href => "/signin",
+            link_text => text(locale, "back_to_signin"),
+            is_error => true,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LangQuery {
+    lang: Option<String>,
+}
+
+struct CodeView<'a> {
+    error: Option<&'a str>,
+    status: StatusCode,
+}
+
+fn verify_view(app: &AppState, jar: CookieJar, locale: Locale, view: CodeView<'_>) -> Response {
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let page = pages::render(
+        view.status,
+        "second_factor.html",
+        locale,
+        VERIFY_PATH,
+        context! { csrf => csrf, error => view.error },
+    );
+    (jar, page).into_response()
+}
+
+pub async fn verify_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let locale = browser::locale(&headers, q.lang.as_deref(), None);
+    let jar = browser::remember_locale(jar, q.lang.as_deref());
+    let pending = match load_pending(&app, &jar).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return expired(locale),
+        Err(e) => return error::internal_page(e, locale),
+    };
+    match app.store.totp(&pending.account_id).await {
+        Ok(Some(_)) => verify_view(&app, jar, locale, CodeView { error: None, status: StatusCode::OK }),
+        Ok(None) => browser::see_other(ENROL_PATH),
+        Err(e) => error::internal_page(e.into(), locale),
+    }
+}
+
+/// One code event for the connection log.
+fn code_event(kind: &'static str, outcome: audit::Outcome, account: &Account, source: &audit::Source) -> audit::Event {
+    audit::Event::new(kind, outcome, account.email.clone())
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .source(source)
+}
+
+fn failure_event(account: &Account, source: &audit::Source, failure: Failure) -> audit::Event {
+    let details = match failure {
+        Failure::Throttled { retry_after_secs } => {
+            serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs})
+        }
+        Failure::WrongCode => serde_json::json!({"reason": "wrong_code"}),
+        Failure::Expired => serde_json::json!({"reason": "expired"}),
+    };
+    code_event(audit::kind::SECOND_FACTOR_FAILED, audit::Outcome::Failure, account, source).details(details)
+}
+
+/// The status and message of a refused code.
+fn refusal(locale: Locale, failure: Failure) -> (StatusCode, &'static str, Option<i64>) {
+    match failure {
+        Failure::Throttled { retry_after_secs } => {
+            (StatusCode::TOO_MANY_REQUESTS, text(locale, "second_factor_throttled"), Some(retry_after_secs))
+        }
+        _ => (StatusCode::UNAUTHORIZED, text(locale, "second_factor_failed"), None),
+    }
+}
+
+fn with_retry_after(mut page: Response, retry_after: Option<i64>) -> Response {
+    if let Some(secs) = retry_after
+        && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+    {
+        page.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    page
+}
+
+pub async fn verify_submit(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    let locale = browser::locale(&headers, None, None);
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let source = super::audit_source(&app, peer, &headers);
+    let loaded = async {
+        let Some(pending) = load_pending(&app, &jar).await? else { return Ok(None) };
+        Ok::<_, AppError>(active_account(&app, &pending.account_id).await?.map(|a| (pending, a)))
+    }
+    .await;
+    let (pending, account) = match loaded {
+        Ok(Some(p)) => p,
+        Ok(None) => return expired(locale),
+        Err(e) => return error::internal_page(e, locale),
+    };
+    let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
+    let method = match second_factor::verify(&app, &pending, &code, source.ip.as_deref()).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(Failure::Expired)) => return expired(locale),
+        Ok(Err(failure)) => {
+            audit::record(&app, vec![failure_event(&account, &source, failure)]).await;
+            let (status, message, retry_after) = refusal(locale, failure);
+            let page = verify_view(&app, jar, locale, CodeView { error: Some(message), status });
+            return with_retry_after(page, retry_after);
+        }
+        Err(e) => return error::internal_page(e, locale),
+    };
+    let method_name = match method {
+        Method::Totp => "totp",
+        Method::RecoveryCode => "recovery_code",
+    };
+    let mut events = vec![
+        code_event(audit::kind::SECOND_FACTOR, audit::Outcome::Success, &account, &source)
+            .details(serde_json::json!({"method": method_name})),
+    ];
+    if method == Method::RecoveryCode {
+        let left = app.store.recovery_codes_left(&account.id).await.unwrap_or_default();
+        events.push(
+            code_event(audit::kind::RECOVERY_CODE_USED, audit::Outcome::Success, &account, &source)
+                .details(serde_json::json!({"remaining": left})),
+        );
+    }
+    audit::record(&app, events).await;
+    let jar = clear_pending_cookie(&app.config, jar);
+    let amr = [AMR_PASSWORD, AMR_OTP];
+    match establish(&app, jar, &headers, &source, &account, &amr, ACR_MFA, pending.request.as_deref()).await {
+        Ok((jar, location)) => (jar, after_sign_in(locale, location)).into_response(),
+        Err(e) => error::internal_page(e, locale),
+    }
+}
+
+async fn enrol_view(
+    app: &AppState,
+    jar: CookieJar,
+    locale: Locale,
+    pending: &PendingSecondFactorRow,
+    account: &Account,
+    view: CodeView<'_>,
+) -> Response {
+    let secret = match second_factor::enrolment_secret(app, pending).await {
+        Ok(s) => s,
+        Err(e) => return error::internal_page(e, locale),
+    };
+    let uri = totp::otpauth_uri(ISSUER_LABEL, &account.email, &secret);
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let page = pages::render(
+        view.status,
+        "second_factor_enrol.html",
+        locale,
+        ENROL_PATH,
+        context! {
+            csrf => csrf,
+            error => view.error,
+            qr => totp::qr_data_uri(&uri),
+            key => totp::grouped(&secret),
+            email => account.email.clone(),
+        },
+    );
+    (jar, page).into_response()
+}
+
+/// The pending state and account of an enrolment, or the page to show
+/// instead: an account that already enrolled gives its code (a password
+/// alone must never replace an enrolled factor).
+async fn enrolment(
+    app: &AppState,
+    jar: &CookieJar,
+    locale: Locale,
+) -> Result<(PendingSecondFactorRow, Account), Response> {
+    let loaded = async {
+        let Some(pending) = load_pending(app, jar).await? else { return Ok(None) };
+        let Some(account) = active_account(app, &pending.account_id).await? else { return Ok(None) };
+        let enrolled = app.store.totp(&account.id).await?.is_some();
+        Ok::<_, AppError>(Some((pending, account, enrolled)))
+    }
+    .await;
+    match loaded {
+        Ok(Some((_, _, true))) => Err(browser::see_other(VERIFY_PATH)),
+        Ok(Some((p, a, false))) => Ok((p, a)),
+        Ok(None) => Err(expired(locale)),
+        Err(e) => Err(error::internal_page(e, locale)),
+    }
+}
+
+pub async fn enrol_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let locale = browser::locale(&headers, q.lang.as_deref(), None);
+    let jar = browser::remember_locale(jar, q.lang.as_deref());
+    match enrolment(&app, &jar, locale).await {
+        Ok((pending, account)) => {
+            enrol_view(&app, jar, locale, &pending, &account, CodeView { error: None, status: StatusCode::OK }).await
+        }
+        Err(page) => page,
+    }
+}
+
+pub async fn enrol_submit(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    let locale = browser::locale(&headers, None, None);
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let (pending, account) = match enrolment(&app, &jar, locale).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let source = super::audit_source(&app, peer, &headers);
+    let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
+    let codes = match second_factor::confirm_enrolment(&app, &pending, &code, source.ip.as_deref()).await {
+        Ok(Ok(codes)) => codes,
+        Ok(Err(Failure::Expired)) => return expired(locale),
+        Ok(Err(failure)) => {
+            audit::record(&app, vec![failure_event(&account, &source, failure)]).await;
+            let (status, message, retry_after) = refusal(locale, failure);
+            let page =
+                enrol_view(&app, jar, locale, &pending, &account, CodeView { error: Some(message), status }).await;
+            return with_retry_after(page, retry_after);
+        }
+        Err(e) => return error::internal_page(e, locale),
+    };
+    audit::record(
+        &app,
+        vec![
+            code_event(audit::kind::TOTP_ENROLLED, audit::Outcome::Success, &account, &source)
+                .details(serde_json::json!({"recovery_codes": codes.len()})),
+        ],
+    )
+    .await;
+    let jar = clear_pending_cookie(&app.config, jar);
+    let amr = [AMR_PASSWORD, AMR_OTP];
+    match establish(&app, jar, &headers, &source, &account, &amr, ACR_MFA, pending.request.as_deref()).await {
+        Ok((jar, location)) => {
+            // The recovery codes are shown this once; the page then leads on
+            // to the relying party, or to the account's security page.
+            let next = location.unwrap_or_else(|| SECURITY_PATH.to_string());
+            let page = pages::render(
+                StatusCode::OK,
+                "second_factor_codes.html",
+                locale,
+                "",
+                context! { codes => codes, next => next },
+            );
+            (jar, page).into_response()
+        }
+        Err(e) => error::internal_page(e, locale),
+    }
+}
+
+/// The signed-in account's security page: whether the second factor is on,
+/// recovery codes left, and the opt-in.
+pub async fn security_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let locale = browser::locale(&headers, q.lang.as_deref(), None);
+    let jar = browser::remember_locale(jar, q.lang.as_deref());
+    let loaded = async {
+        let Some(value) = browser::session_value(&app.config, &jar) else { return Ok(None) };
+        let Some(s) = session::current(&app, &value).await? else { return Ok(None) };
+        let enrolled = app.store.totp(&s.account_id).await?;
+        let left = app.store.recovery_codes_left(&s.account_id).await?;
+        Ok::<_, AppError>(Some((s, enrolled, left)))
+    }
+    .await;
+    let (s, enrolled, left) = match loaded {
+        Ok(Some(x)) => x,
+        Ok(None) => return browser::see_other("/signin"),
+        Err(e) => return error::internal_page(e, locale),
+    };
+    let (jar, csrf) = browser::csrf_token(&app.config, jar);
+    let page = pages::render(
+        StatusCode::OK,
+        "account_security.html",
+        locale,
+        SECURITY_PATH,
+        context! {
+            csrf => csrf,
+            enrolled => enrolled.is_some(),
+            enrolled_at => enrolled.map(|e| crate::clock::rfc3339_ms(e.enrolled_at)),
+            codes_left => left,
+            session_mfa => s.has_second_factor(),
+        },
+    );
+    (jar, page).into_response()
+}
+
+/// Opt-in: the signed-in account starts an enrolment (the same pages as an
+/// administrator's first sign-in). An account already enrolled keeps its
+/// factor: replacing it is not offered here.
+pub async fn security_enable(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
+    let locale = browser::locale(&headers, None, None);
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    }
+    let started = async {
+        let Some(value) = browser::session_value(&app.config, &jar) else { return Ok(None) };
+        let Some(s) = session::current(&app, &value).await? else { return Ok(None) };
+        if app.store.totp(&s.account_id).await?.is_some() {
+            return Ok(Some(None));
+        }
+        Ok::<_, AppError>(Some(Some(second_factor::begin(&app, &s.account_id, None).await?)))
+    }
+    .await;
+    match started {
+        Ok(None) => browser::see_other("/signin"),
+        Ok(Some(None)) => browser::see_other(SECURITY_PATH),
+        Ok(Some(Some(cookie))) => {
+            let jar = set_pending_cookie(&app.config, jar, cookie);
+            (jar, browser::see_other(ENROL_PATH)).into_response()
+        }
+        Err(e) => error::internal_page(e, locale),
+    }
+}
+
+/// (key, French, English) of these pages, chained to the shared texts.
+pub(super) const TEXTS: &[(&str, &str, &str)] = &[
+    ("second_factor_title", "Code de vérification", "Verification code"),
+    (
+        "second_factor_intro",
+        "Saisissez le code à 6 chiffres affiché par votre application d'authentification, ou l'un de vos codes de secours.",
+        "Enter the 6-digit code shown by your authenticator app, or one of your recovery codes.",
+    ),
+    ("code_label", "Code à usage unique", "One-time code"),
+    ("code_hint", "6 chiffres, ou un code de secours", "6 digits, or a recovery code"),
+    ("enrol_code_hint", "Les 6 chiffres affichés par l'application", "The 6 digits shown by the app"),
+    ("verify_button", "Vérifier", "Verify"),
+    ("second_factor_failed", "Code incorrect ou déjà utilisé.", "Wrong code, or a code already used."),
+    (
+        "second_factor_throttled",
+        "Trop d'essais infructueux : réessayez dans quelques minutes.",
+        "Too many failed attempts: try again in a few minutes.",
+    ),
+    (
+        "err_second_factor_expired",
+        "Cette étape de connexion a expiré ou a déjà servi : saisissez de nouveau votre adresse et votre mot de passe.",
+        "This sign-in step expired or was already used: enter your address and password again.",
+    ),
+    ("enrol_title", "Activer la validation en deux étapes", "Set up two-step verification"),
+    (
+        "enrol_intro",
+        "Un second facteur est demandé à chaque connexion : les comptes d'administration en ont l'obligation. Associez une application d'authentification (TOTP) à votre compte.",
+        "A second factor is asked at every sign-in; administrator accounts must have one. Link an authenticator app (TOTP) to your account.",
+    ),
+    ("enrol_step_scan", "Associer l'application", "Link the app"),
+    ("enrol_step_codes", "Conserver les codes de secours", "Keep the recovery codes"),
+    ("step_1_of_2", "Étape 1 sur 2", "Step 1 of 2"),
+    ("step_2_of_2", "Étape 2 sur 2", "Step 2 of 2"),
+    ("next_step", "Étape suivante :", "Next step:"),
+    (
+        "enrol_qr_alt",
+        "QR code à scanner avec votre application d'authentification (la clé ci-dessous en donne le contenu)",
+        "QR code to scan with your authenticator app (the key below gives its content)",
+    ),
+    (
+        "enrol_manual",
+        "Sans appareil photo, saisissez cette clé dans l'application :",
+        "Without a camera, type this key into the app:",
+    ),
+    ("enrol_key_caption", "Clé (base32, 30 secondes, 6 chiffres)", "Key (base32, 30 seconds, 6 digits)"),
+    ("enrol_button", "Activer", "Turn on"),
+    ("codes_title", "Vos codes de secours", "Your recovery codes"),
+    (
+        "codes_intro",
+        "Notez ces 10 codes et gardez-les en lieu sûr : chacun remplace une seule fois le code de l'application si vous la perdez. Ils ne seront plus jamais affichés.",
+        "Write these 10 codes down and keep them safe: each one replaces the app's code once if you lose it. They will never be shown again.",
+    ),
+    ("codes_list_label", "Codes de secours", "Recovery codes"),
+    ("continue", "Continuer", "Continue"),
+    ("security_title", "Sécurité du compte", "Account security"),
+    ("security_enabled", "La validation en deux étapes est activée depuis le", "Two-step verification is on since"),
+    ("security_codes_left", "Codes de secours encore utilisables :", "Recovery codes left:"),
+    (
+        "security_disabled",
+        "La validation en deux étapes n'est pas activée. Elle est obligatoire pour les comptes d'administration et possible pour tous.",
+        "Two-step verification is off. It is required for administrator accounts and open to everyone.",
+    ),
+    ("security_enable_button", "Activer la validation en deux étapes", "Turn on two-step verification"),
+];

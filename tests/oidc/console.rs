@@ -1,0 +1,312 @@
+//! The administration console at /admin (issue 6 part 2): each role reaches
+//! its pages and gets 403 on the others, a session without the second
+//! factor is sent to give it, the annex-1 upload shows the plan and
+//! "Appliquer" applies the same file once, the log search has every filter
+//! of `logs query`, pages and exports CSV (reads logged), closing an access
+//! asks for confirmation, and no page needs a script.
+
+use coop_idp::audit;
+use coop_idp::store::EventFilter;
+
+use crate::admin_api::signed_in;
+use crate::common::*;
+use crate::on_both_databases;
+
+on_both_databases!(
+    each_role_reaches_its_pages_and_not_the_others,
+    annex1_upload_shows_the_plan_and_applies_once,
+    log_search_filters_pages_and_exports_csv,
+    closing_an_access_asks_for_confirmation,
+);
+
+const PARTNER: &str = "cc-girou";
+const OTHER: &str = "ville-autre";
+const SECURITY: &str = "rssi@caf.fr";
+const HABILITATION: &str = "habilitations@caf.fr";
+const PARTNER_MANAGER: &str = "claire.habil@cc-girou.fr";
+const AGENT: &str = "marie.dupont@cc-girou.fr";
+
+struct Ids {
+    agent: String,
+}
+
+async fn setup(server: &TestServer) -> Ids {
+    let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
+    let manager = server.add_account(PARTNER_MANAGER, Some((PARTNER, "CC du Girou"))).await;
+    server.add_account("agent@ville-autre.fr", Some((OTHER, "Ville Autre"))).await;
+    let security = server.add_account(SECURITY, None).await;
+    let habilitation = server.add_account(HABILITATION, None).await;
+    server.grant_role(&security, "caf_security").await;
+    server.grant_role(&habilitation, "caf_habilitation").await;
+    server.grant_role(&manager, "partner_habilitation").await;
+    for p in [PARTNER, OTHER] {
+        coop_idp::provisioning::sign_convention(&server.app, p, "2026-01-05").await.expect("sign");
+    }
+    Ids { agent }
+}
+
+async fn get(b: &reqwest::Client, url: &str) -> (u16, String, String) {
+    let r = b.get(url).send().await.expect("get");
+    let status = r.status().as_u16();
+    let to = location(&r);
+    (status, to, r.text().await.unwrap_or_default())
+}
+
+/// A page usable without JavaScript: no script element, no inline handler.
+fn assert_no_script(path: &str, html: &str) {
+    let lower = html.to_lowercase();
+    assert!(!lower.contains("<script") && !lower.contains(" onclick="), "{path} needs no script");
+}
+
+async fn each_role_reaches_its_pages_and_not_the_others(db: Db) {
+    let server = TestServer::start(db).await;
+    let ids = setup(&server).await;
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let (habilitation, _) = signed_in(&server, HABILITATION).await;
+    let (manager, _) = signed_in(&server, PARTNER_MANAGER).await;
+    let (agent, _) = signed_in(&server, AGENT).await;
+    let anonymous = browser();
+
+    // (path, who may: security, habilitation, partner manager)
+    let pages = [
+        ("/admin", true, true, true),
+        ("/admin/logs", true, false, false),
+        ("/admin/alerts", true, false, false),
+        ("/admin/integrity", true, false, false),
+        ("/admin/purges", true, false, false),
+        ("/admin/partners", false, true, true),
+        ("/admin/partners/cc-girou", false, true, true),
+        ("/admin/partners/cc-girou/annex1", false, true, true),
+        ("/admin/partners/ville-autre", false, true, false),
+        ("/admin/review", false, true, true),
+    ];
+    for (path, sec, hab, man) in pages {
+        let url = server.url(path);
+        let (status, to, _) = get(&anonymous, &url).await;
+        assert_eq!((status, to.as_str()), (303, "/signin"), "{path} without a session");
+        assert_eq!(get(&agent, &url).await.0, 403, "{path} for an agent without a role");
+        for (b, allowed, who) in
+            [(&security, sec, "security"), (&habilitation, hab, "habilitation"), (&manager, man, "partner")]
+        {
+            let (status, _, html) = get(b, &url).await;
+            assert_eq!(status, if allowed { 200 } else { 403 }, "{path} for {who}");
+            if allowed {
+                assert_no_script(path, &html);
+                assert!(html.contains("<title>") && html.contains("Console d"), "{path}: title");
+            }
+        }
+    }
+    // Tables have a caption and header cells with a scope.
+    let (_, _, html) = get(&habilitation, &server.url("/admin/partners/cc-girou")).await;
+    assert!(html.contains("<caption>") && html.contains("scope=\"col\""), "{html}");
+    assert!(html.contains(AGENT));
+    let (_, _, html) = get(&manager, &server.url("/admin/partners/cc-girou")).await;
+    assert!(!html.contains("/close\""), "a partner's manager is read-only: {html}");
+    // Closing is the Caf's: a partner's manager gets 403 on it.
+    let close = server.url(&format!("/admin/accounts/{}/close", ids.agent));
+    assert_eq!(get(&manager, &close).await.0, 403);
+    assert_eq!(get(&habilitation, &close).await.0, 200);
+
+    // A session opened on a password alone, role granted afterwards: sent
+    // to enrol its second factor, not let in.
+    let late = server.add_account("late@caf.fr", None).await;
+    let (pwd_only, _) = signed_in(&server, "late@caf.fr").await;
+    server.grant_role(&late, "caf_security").await;
+    let (status, to, _) = get(&pwd_only, &server.url("/admin/logs")).await;
+    assert_eq!((status, to.as_str()), (303, "/signin/otp/enrol"));
+    let (status, _, html) = get(&pwd_only, &server.url("/signin/otp/enrol")).await;
+    assert_eq!(status, 200, "the step-up starts an enrolment: {html}");
+}
+
+/// A multipart body with the CSRF token, a file and a transmission date.
+fn multipart(csrf: &str, file_name: &str, content: &str) -> (String, Vec<u8>) {
+    let boundary = "coopidpboundary7MA4YWxkTrZu0gW";
+    let mut body = String::new();
+    body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n"));
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"transmitted\"\r\n\r\n2026-02-01\r\n"
+    ));
+    body.push_str(&format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n{content}\r\n"
+    ));
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body.into_bytes())
+}
+
+const ANNEX: &str = "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction\r\n\
+ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG\r\n\
+ouvert;Habil;Claire;claire.habil@cc-girou.fr;Responsable des habilitations\r\n\
+ouvert;N'Diaye;Jean-Éric;je.ndiaye@cc-girou.fr;Responsable petite enfance\r\n";
+
+const BAD_ANNEX: &str = "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction\r\n\
+ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG\r\n\
+ouvert;;Paul;paul.intrus@cc-girou.fr;Agent\r\n";
+
+async fn upload(server: &TestServer, b: &reqwest::Client, content: &str) -> (u16, String) {
+    let url = server.url("/admin/partners/cc-girou/annex1");
+    let form = b.get(&url).send().await.expect("form").text().await.expect("html");
+    let csrf = hidden(&form, "csrf").expect("csrf");
+    assert!(form.contains("enctype=\"multipart/form-data\"") && form.contains("for=\"file\""));
+    let (ct, body) = multipart(&csrf, "annexe1.csv", content);
+    let r = b.post(&url).header("content-type", ct).body(body).send().await.expect("upload");
+    (r.status().as_u16(), r.text().await.expect("html"))
+}
+
+async fn annex1_upload_shows_the_plan_and_applies_once(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let (habilitation, csrf) = signed_in(&server, HABILITATION).await;
+    let (manager, man_csrf) = signed_in(&server, PARTNER_MANAGER).await;
+
+    // A file with a problem: the plan shows it by line, nothing to apply.
+    let (status, html) = upload(&server, &habilitation, BAD_ANNEX).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("missing_field") && html.contains("<th scope=\"row\">3</th>"), "{html}");
+    assert!(hidden(&html, "handle").is_none(), "no Appliquer with errors");
+
+    // A partner's manager may propose: the plan, but no Appliquer.
+    let (status, html) = upload(&server, &manager, ANNEX).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("je.ndiaye@cc-girou.fr"), "{html}");
+    assert!(hidden(&html, "handle").is_none());
+    let r = manager
+        .post(server.url("/admin/partners/cc-girou/annex1/apply"))
+        .form(&[("csrf", man_csrf.as_str()), ("handle", "x")])
+        .send()
+        .await
+        .expect("apply");
+    assert_eq!(r.status(), 403);
+
+    // The Caf's manager: dry run (nothing changes yet), then Appliquer.
+    let (status, html) = upload(&server, &habilitation, ANNEX).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("je.ndiaye@cc-girou.fr"));
+    assert_no_script("plan", &html);
+    let handle = hidden(&html, "handle").expect("Appliquer");
+    assert!(server.app.store.account_by_email("je.ndiaye@cc-girou.fr").await.expect("read").is_none());
+    let apply = |h: String| {
+        let b = habilitation.clone();
+        let url = server.url("/admin/partners/cc-girou/annex1/apply");
+        let csrf = csrf.clone();
+        async move { b.post(url).form(&[("csrf", csrf.as_str()), ("handle", h.as_str())]).send().await.expect("apply") }
+    };
+    let r = habilitation
+        .post(server.url("/admin/partners/cc-girou/annex1/apply"))
+        .form(&[("csrf", "forged"), ("handle", handle.as_str())])
+        .send()
+        .await
+        .expect("apply");
+    assert_eq!(r.status(), 403, "CSRF");
+    let r = apply(handle.clone()).await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("Annexe 1 appliquée"), "{html}");
+    assert!(server.app.store.account_by_email("je.ndiaye@cc-girou.fr").await.expect("read").is_some());
+    // The handle is single-use.
+    assert_eq!(apply(handle).await.status(), 400);
+    let applied = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("annex1_applied".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("events");
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].actor, HABILITATION);
+}
+
+async fn log_search_filters_pages_and_exports_csv(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let target = "x.cible@cc-girou.fr";
+    let events: Vec<audit::Event> = (0..60)
+        .map(|i| {
+            audit::Event::new(audit::kind::SIGNIN_FAILED, audit::Outcome::Failure, target)
+                .email(target)
+                .source(&audit::Source { ip: Some(format!("203.0.113.{}", i % 2)), user_agent: None })
+        })
+        .collect();
+    audit::record(&server.app, events).await;
+
+    // Every filter of `logs query` is a field of the form.
+    let (_, _, form) = get(&security, &server.url("/admin/logs")).await;
+    for name in ["email", "partner", "event", "ip", "since", "until"] {
+        assert!(form.contains(&format!("name=\"{name}\"")), "filter {name}");
+    }
+    let rows = |html: &str| html.matches("<td><time").count();
+    let (status, _, html) = get(&security, &server.url(&format!("/admin/logs?email={target}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&html), 50, "first page");
+    assert!(html.contains("offset=50"), "a next page");
+    let (_, _, page2) = get(&security, &server.url(&format!("/admin/logs?email={target}&offset=50"))).await;
+    assert_eq!(rows(&page2), 10);
+    assert!(page2.contains("offset=0") && !page2.contains("offset=100"));
+    let (_, _, by_ip) =
+        get(&security, &server.url(&format!("/admin/logs?email={target}&ip=203.0.113.1&event=signin_failed"))).await;
+    assert_eq!(rows(&by_ip), 30);
+    let (_, _, none) = get(&security, &server.url(&format!("/admin/logs?email={target}&event=signin"))).await;
+    assert_eq!(rows(&none), 0);
+    let (_, _, future) = get(&security, &server.url(&format!("/admin/logs?email={target}&since=2999-01-01"))).await;
+    assert_eq!(rows(&future), 0);
+    let (status, _, bad) = get(&security, &server.url("/admin/logs?since=hier")).await;
+    assert_eq!(status, 400);
+    assert!(bad.contains("hier") && bad.contains("role=\"alert\""), "{bad}");
+
+    // The export link carries the filters; the CSV has a header and 30 rows.
+    assert!(by_ip.contains("export?email="));
+    let r = security
+        .get(server.url(&format!("/admin/logs/export?email={target}&ip=203.0.113.1")))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap_or("").starts_with("text/csv"));
+    let csv = r.text().await.expect("csv");
+    assert_eq!(csv.lines().count(), 31, "{csv}");
+    // Reads and exports are logged with the officer as actor.
+    let count = |kind: &'static str| {
+        let store = server.app.store.clone();
+        async move {
+            store
+                .query_events(&EventFilter { kind: Some(kind.into()), limit: 100, ..Default::default() })
+                .await
+                .expect("events")
+                .into_iter()
+                .filter(|e| e.actor == SECURITY)
+                .count()
+        }
+    };
+    assert!(count("log_read").await >= 5);
+    assert_eq!(count("log_exported").await, 1);
+}
+
+async fn closing_an_access_asks_for_confirmation(db: Db) {
+    let server = TestServer::start(db).await;
+    let ids = setup(&server).await;
+    let (habilitation, csrf) = signed_in(&server, HABILITATION).await;
+    let url = server.url(&format!("/admin/accounts/{}/close", ids.agent));
+    let (status, _, html) = get(&habilitation, &url).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(AGENT) && html.contains("method=\"post\""), "a confirmation page: {html}");
+    let state = |server: &TestServer| {
+        let store = server.app.store.clone();
+        let id = ids.agent.clone();
+        async move { store.account_by_id(&id).await.expect("read").expect("account").state }
+    };
+    assert_eq!(state(&server).await, "active", "the GET changed nothing");
+    let r = habilitation.post(&url).form(&[("csrf", "forged")]).send().await.expect("post");
+    assert_eq!(r.status(), 403);
+    assert_eq!(state(&server).await, "active");
+    let r = habilitation.post(&url).form(&[("csrf", csrf.as_str())]).send().await.expect("post");
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), "/admin/partners/cc-girou?done=closed");
+    assert_eq!(state(&server).await, "closed");
+    let closed = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("access_closed".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("events");
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].actor, HABILITATION);
+}

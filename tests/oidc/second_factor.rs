@@ -1,0 +1,373 @@
+//! The second factor (R18; issue 6 part 1): an administrator cannot reach
+//! the admin API before enrolling a TOTP app, nor on a password-only
+//! session; enrolment gives 10 recovery codes; a wrong or replayed code is
+//! refused; a recovery code works once; the ID token's `amr`/`acr` say how
+//! the user signed in; an agent may opt in. Codes are computed in the test
+//! with the same RFC 6238 functions, checked on their own against the RFC's
+//! vectors in the unit tests.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use coop_idp::auth::totp;
+use coop_idp::store::EventFilter;
+use openidconnect::core::CoreAuthenticationFlow;
+use openidconnect::{AuthorizationCode, CsrfToken, Nonce, PkceCodeChallenge, TokenResponse};
+use serde_json::Value;
+
+use crate::admin_api::signed_in;
+use crate::common::*;
+use crate::on_both_databases;
+
+on_both_databases!(
+    administrator_without_second_factor_cannot_reach_the_admin_api,
+    codes_are_checked_used_once_and_recovery_codes_once,
+    id_token_amr_and_acr_follow_the_second_factor,
+    an_agent_may_opt_in,
+);
+
+const ADMIN: &str = "rssi@caf.fr";
+const AGENT: &str = "marie.dupont@cc-girou.fr";
+const ENROL: &str = "/signin/otp/enrol";
+const VERIFY: &str = "/signin/otp";
+
+/// The TOTP secret each (server, email) enrolled with in these tests.
+fn secrets() -> &'static Mutex<HashMap<String, String>> {
+    static S: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+fn remember(server: &TestServer, email: &str, secret: &str) {
+    secrets().lock().expect("lock").insert(format!("{}|{email}", server.base), secret.to_string());
+}
+
+fn secret_of(server: &TestServer, email: &str) -> String {
+    secrets().lock().expect("lock").get(&format!("{}|{email}", server.base)).cloned().expect("enrolled in this test")
+}
+
+/// The text between `start` and `end` after `start`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = html.find(start)? + start.len();
+    let to = html[from..].find(end)?;
+    Some(&html[from..from + to])
+}
+
+/// The manual key shown on the enrolment page, without its spaces.
+fn key_on_page(html: &str) -> String {
+    between(html, "class=\"totp-key\" translate=\"no\">", "</code>").expect("manual key").replace(' ', "")
+}
+
+/// The recovery codes shown once after enrolment.
+fn codes_on_page(html: &str) -> Vec<String> {
+    html.split("<li><code>").skip(1).filter_map(|s| s.split("</code>").next()).map(str::to_string).collect()
+}
+
+/// A code the server has not yet accepted: the current step's, or the next
+/// one when the current was used (moving the clock on if need be).
+async fn fresh_code(server: &TestServer, email: &str) -> String {
+    let secret = secret_of(server, email);
+    let account = server.app.store.account_by_email(email).await.expect("read").expect("account");
+    let last = server.app.store.totp(&account.id).await.expect("read").expect("enrolled").last_step;
+    let mut now = totp::step_at(server.clock.now_ms());
+    if last >= now + totp::DRIFT_STEPS {
+        server.clock.advance_secs(totp::STEP_SECS);
+        now = totp::step_at(server.clock.now_ms());
+    }
+    let step = now.max(last + 1);
+    totp::hotp(&totp::base32_decode(&secret).expect("base32"), step)
+}
+
+/// Posts the password; returns the response (a redirect to a second step,
+/// or the signed-in page).
+async fn password_step(
+    server: &TestServer,
+    b: &reqwest::Client,
+    email: &str,
+    request: Option<&str>,
+) -> reqwest::Response {
+    let path = match request {
+        Some(r) => format!("/signin?request={r}"),
+        None => "/signin".to_string(),
+    };
+    let page = b.get(server.url(&path)).send().await.expect("page").text().await.expect("html");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let mut form = vec![("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)];
+    if let Some(r) = request {
+        form.push(("request", r));
+    }
+    b.post(server.url("/signin")).form(&form).send().await.expect("sign in")
+}
+
+async fn post_code(server: &TestServer, b: &reqwest::Client, path: &str, code: &str) -> reqwest::Response {
+    let page = b.get(server.url(path)).send().await.expect("page").text().await.expect("html");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    b.post(server.url(path)).form(&[("csrf", csrf.as_str()), ("code", code)]).send().await.expect("code")
+}
+
+/// Enrols on the enrolment page the browser was sent to: returns the
+/// recovery codes and the page's "continue" link.
+pub(crate) async fn enrol(server: &TestServer, b: &reqwest::Client, email: &str) -> (Vec<String>, String) {
+    let page = b.get(server.url(ENROL)).send().await.expect("enrol page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("<img src=\"data:image"), "a QR code as an image: {html}");
+    assert!(html.contains("alt=\""), "the QR code has a text alternative");
+    let secret = key_on_page(&html);
+    let code = totp::code_at(&secret, server.clock.now_ms()).expect("code");
+    let r = post_code(server, b, ENROL, &code).await;
+    assert_eq!(r.status(), 200, "enrolment confirmed");
+    let html = r.text().await.expect("html");
+    let codes = codes_on_page(&html);
+    assert_eq!(codes.len(), 10, "{html}");
+    assert!(!html.contains(&secret) && !html.contains(&totp::grouped(&secret)), "the key is not shown again");
+    remember(server, email, &secret);
+    let next = between(&html, "class=\"fr-btn\" href=\"", "\"")
+        .expect("continue link")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    (codes, next)
+}
+
+/// Completes the second step the password step redirected to.
+pub(crate) async fn second_step(
+    server: &TestServer,
+    b: &reqwest::Client,
+    email: &str,
+    step: &str,
+) -> reqwest::Response {
+    match step {
+        ENROL => {
+            enrol(server, b, email).await;
+            b.get(server.url("/account/security")).send().await.expect("security page")
+        }
+        VERIFY => {
+            let code = fresh_code(server, email).await;
+            post_code(server, b, VERIFY, &code).await
+        }
+        other => panic!("not a second step: {other}"),
+    }
+}
+
+async fn me(server: &TestServer, b: &reqwest::Client) -> (u16, Value) {
+    let r = b.get(server.url("/admin/api/me")).send().await.expect("me");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn count(server: &TestServer, kind: &str) -> usize {
+    server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some(kind.into()), limit: 100, ..Default::default() })
+        .await
+        .expect("events")
+        .len()
+}
+
+async fn administrator_without_second_factor_cannot_reach_the_admin_api(db: Db) {
+    let server = TestServer::start(db).await;
+    let admin = server.add_account(ADMIN, None).await;
+    server.grant_role(&admin, "caf_security").await;
+
+    // The password alone opens no session: enrolment comes first.
+    let b = browser();
+    let r = password_step(&server, &b, ADMIN, None).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), ENROL);
+    assert_eq!(me(&server, &b).await.0, 401, "no session before the second factor");
+    // The code page sends an account that has not enrolled to enrolment.
+    let r = b.get(server.url(VERIFY)).send().await.expect("verify page");
+    assert_eq!((r.status().as_u16(), location(&r)), (303, ENROL.to_string()));
+    // Without the pending state, the second step is refused.
+    let r = browser().get(server.url(ENROL)).send().await.expect("no state");
+    assert_eq!(r.status(), 400);
+
+    // A session opened on a password before the role was granted is refused
+    // with a clear error, by every endpoint.
+    let agent = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let (pwd_only, _) = signed_in(&server, AGENT).await;
+    server.grant_role(&agent, "caf_security").await;
+    let (status, body) = me(&server, &pwd_only).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"], "second_factor_required", "{body}");
+    let r = pwd_only.get(server.url("/admin/api/logs")).send().await.expect("logs");
+    assert_eq!(r.status(), 403);
+
+    // Other side: after enrolment the same administrator gets in.
+    enrol(&server, &b, ADMIN).await;
+    let (status, body) = me(&server, &b).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], ADMIN);
+    assert_eq!(count(&server, "totp_enrolled").await, 1);
+
+    // A lost phone: the operator removes the factor; the sessions end and
+    // the next sign-in enrols again.
+    assert!(coop_idp::admin::reset_second_factor(&server.app, ADMIN, "cli").await.expect("reset"));
+    assert!(!coop_idp::admin::reset_second_factor(&server.app, ADMIN, "cli").await.expect("reset"));
+    assert_eq!(me(&server, &b).await.0, 401, "sessions ended");
+    let c = browser();
+    assert_eq!(location(&password_step(&server, &c, ADMIN, None).await), ENROL);
+    assert_eq!(count(&server, "second_factor_reset").await, 1);
+}
+
+async fn codes_are_checked_used_once_and_recovery_codes_once(db: Db) {
+    let server = TestServer::start(db).await;
+    let admin = server.add_account(ADMIN, None).await;
+    server.grant_role(&admin, "caf_habilitation").await;
+
+    // Enrolment refuses a wrong first code, linked to its field.
+    let b = browser();
+    assert_eq!(location(&password_step(&server, &b, ADMIN, None).await), ENROL);
+    let r = post_code(&server, &b, ENROL, "000000").await;
+    assert_eq!(r.status(), 401);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("aria-invalid=\"true\"") && html.contains("aria-describedby=\"code-hint code-error\""));
+    let (recovery, next) = enrol(&server, &b, ADMIN).await;
+    assert_eq!(next, "/account/security");
+    assert_eq!(me(&server, &b).await.0, 200);
+
+    // Next sign-in: the code is asked; a wrong one is refused.
+    let b = browser();
+    let r = password_step(&server, &b, ADMIN, None).await;
+    assert_eq!(location(&r), VERIFY);
+    assert_eq!(me(&server, &b).await.0, 401);
+    let r = post_code(&server, &b, VERIFY, "123 456").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(me(&server, &b).await.0, 401);
+    let code = fresh_code(&server, ADMIN).await;
+    let r = post_code(&server, &b, VERIFY, &code).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(&server, &b).await.0, 200);
+
+    // The same code again, in another browser: refused (replay).
+    let c = browser();
+    assert_eq!(location(&password_step(&server, &c, ADMIN, None).await), VERIFY);
+    let r = post_code(&server, &c, VERIFY, &code).await;
+    assert_eq!(r.status(), 401, "a code is accepted once");
+    assert_eq!(me(&server, &c).await.0, 401);
+
+    // A recovery code works, typed loosely, once.
+    let typed = recovery[3].to_uppercase().replace('-', " ");
+    let r = post_code(&server, &c, VERIFY, &typed).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(me(&server, &c).await.0, 200);
+    let d = browser();
+    assert_eq!(location(&password_step(&server, &d, ADMIN, None).await), VERIFY);
+    let r = post_code(&server, &d, VERIFY, &recovery[3]).await;
+    assert_eq!(r.status(), 401, "a recovery code is spent");
+    let html = b.get(server.url("/account/security")).send().await.expect("page").text().await.expect("html");
+    assert!(html.contains("<strong>9</strong>"), "{html}");
+
+    assert_eq!(count(&server, "recovery_code_used").await, 1);
+    assert_eq!(count(&server, "second_factor").await, 2);
+    assert_eq!(count(&server, "second_factor_failed").await, 4);
+    let signins = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("signin".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("events");
+    assert_eq!(signins.len(), 3, "a session only after the second factor");
+    assert!(signins.iter().all(|e| e.details.contains("\"otp\"")));
+    let all = server.app.store.query_events(&EventFilter { limit: 1000, ..Default::default() }).await.expect("events");
+    let secret = secret_of(&server, ADMIN);
+    assert!(all.iter().all(|e| !e.details.contains(&secret) && !e.details.contains(&code)), "no secret logged");
+}
+
+/// The claims of an ID token (its signature is checked by the client in the
+/// other tests; here only the content matters).
+fn claims(id_token: &str) -> Value {
+    let payload = id_token.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&coop_idp::crypto::b64url_decode(payload).expect("base64")).expect("json")
+}
+
+/// A code flow in a fresh browser; `second` completes the second step.
+async fn id_token_of(server: &TestServer, rp: &Rp, email: &str, second: bool) -> Value {
+    let b = browser();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _state, _nonce) = rp
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let r = b.get(url.as_str()).send().await.expect("authorize");
+    let signin = location(&r);
+    let request = query(&server.url(&signin)).get("request").cloned().expect("parked request");
+    let r = password_step(server, &b, email, Some(&request)).await;
+    assert_eq!(r.status(), 303);
+    let callback = if second {
+        assert_eq!(location(&r), VERIFY);
+        let r = second_step(server, &b, email, VERIFY).await;
+        assert_eq!(r.status(), 303);
+        location(&r)
+    } else {
+        location(&r)
+    };
+    assert!(callback.starts_with(REDIRECT), "{callback}");
+    let code = query(&callback).get("code").cloned().expect("code");
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http_client())
+        .await
+        .expect("tokens");
+    claims(&tokens.id_token().expect("id token").to_string())
+}
+
+async fn id_token_amr_and_acr_follow_the_second_factor(db: Db) {
+    let server = TestServer::start(db).await;
+    let secret = server.add_client("platform").await;
+    let rp = server.rp("platform", Some(&secret)).await;
+    let admin = server.add_account(ADMIN, None).await;
+    server.grant_role(&admin, "caf_security").await;
+    server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let b = browser();
+    assert_eq!(location(&password_step(&server, &b, ADMIN, None).await), ENROL);
+    enrol(&server, &b, ADMIN).await;
+
+    let with = id_token_of(&server, &rp, ADMIN, true).await;
+    assert_eq!(with["amr"], serde_json::json!(["pwd", "otp"]), "{with}");
+    assert_eq!(with["acr"], "urn:coop-idp:acr:mfa");
+    let without = id_token_of(&server, &rp, AGENT, false).await;
+    assert_eq!(without["amr"], serde_json::json!(["pwd"]), "{without}");
+    assert_eq!(without["acr"], "urn:coop-idp:acr:password");
+
+    let discovery: Value = http_client()
+        .get(server.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        discovery["acr_values_supported"],
+        serde_json::json!(["urn:coop-idp:acr:password", "urn:coop-idp:acr:mfa"])
+    );
+}
+
+async fn an_agent_may_opt_in(db: Db) {
+    let server = TestServer::start(db).await;
+    server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    // Before: the password alone signs in.
+    let (b, csrf) = signed_in(&server, AGENT).await;
+    let html = b.get(server.url("/account/security")).send().await.expect("page").text().await.expect("html");
+    assert!(html.contains("action=\"/account/security/totp\""), "{html}");
+    // The opt-in is a state change: CSRF required.
+    let r = b.post(server.url("/account/security/totp")).form(&[("csrf", "forged")]).send().await.expect("post");
+    assert_eq!(r.status(), 403);
+    let r = b.post(server.url("/account/security/totp")).form(&[("csrf", csrf.as_str())]).send().await.expect("post");
+    assert_eq!((r.status().as_u16(), location(&r)), (303, ENROL.to_string()));
+    enrol(&server, &b, AGENT).await;
+    let html = b.get(server.url("/account/security")).send().await.expect("page").text().await.expect("html");
+    assert!(!html.contains("action=\"/account/security/totp\"") && html.contains("<strong>10</strong>"), "{html}");
+    // After: a code is asked at sign-in.
+    let c = browser();
+    let r = password_step(&server, &c, AGENT, None).await;
+    assert_eq!(location(&r), VERIFY);
+    let r = second_step(&server, &c, AGENT, VERIFY).await;
+    assert_eq!(r.status(), 200);
+    // An agent holds no role: the admin API stays closed (403), second
+    // factor or not.
+    assert_eq!(me(&server, &c).await.0, 403);
+}
