@@ -168,6 +168,9 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
     }
     let now = app.clock.now_ms();
     let rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
+    for row in &rows {
+        crate::metrics::event(&row.kind);
+    }
     let head = store::chain_head(tx).await?;
     if !append_rows(tx, rows.clone(), head).await? {
         // Another process appended since this one last did: build on the

@@ -63,8 +63,9 @@ pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
     if tx.backend == Backend::Postgres {
         sqlx::query("SELECT pg_advisory_xact_lock(7215001)").execute(tx.conn().await?).await?;
     }
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn().await?).await?;
+    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(tx.conn().await?)
+        .await?;
     if let Some(head) = head {
         return Ok(head);
     }

@@ -206,7 +206,10 @@ pub async fn session_client_ids_in(tx: &mut WriteTx, id_hash: &str) -> StoreResu
 
 /// Makes `rows` the partner's current annex 1; the previous one is gone (R10).
 pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> {
-    sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1").bind(&a.partner_id).execute(tx.conn().await?).await?;
+    sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1")
+        .bind(&a.partner_id)
+        .execute(tx.conn().await?)
+        .await?;
     sqlx::query(
         "INSERT INTO annex1_current (partner_id, transmitted_on, checksum, rows, applied_at, operator) \
          VALUES ($1, $2, $3, $4, $5, $6)",

@@ -177,8 +177,9 @@ pub async fn head_in(tx: &mut WriteTx) -> StoreResult<Option<(i64, String, Milli
 }
 
 pub async fn last_checkpoint_seq_in(tx: &mut WriteTx) -> StoreResult<Option<i64>> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT seq FROM log_checkpoints ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn().await?).await?;
+    let row: Option<(i64,)> = sqlx::query_as("SELECT seq FROM log_checkpoints ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(tx.conn().await?)
+        .await?;
     Ok(row.map(|r| r.0))
 }
 
@@ -193,8 +194,10 @@ pub async fn lock_purge(tx: &mut WriteTx) -> StoreResult<()> {
 /// The last record strictly older than `before`, such that every record up
 /// to it is older too (the removed part is always a prefix of the chain).
 pub async fn events_prefix_before(tx: &mut WriteTx, before: Millis) -> StoreResult<Option<(i64, i64, String)>> {
-    let first_kept: (Option<i64>,) =
-        sqlx::query_as("SELECT MIN(seq) FROM events WHERE time_ms >= $1").bind(before).fetch_one(tx.conn().await?).await?;
+    let first_kept: (Option<i64>,) = sqlx::query_as("SELECT MIN(seq) FROM events WHERE time_ms >= $1")
+        .bind(before)
+        .fetch_one(tx.conn().await?)
+        .await?;
     let bounds: (Option<i64>, Option<i64>) = match first_kept.0 {
         Some(kept) => {
             sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events WHERE seq < $1")
@@ -224,7 +227,11 @@ pub async fn event_counts_by_partner(tx: &mut WriteTx, up_to_seq: i64) -> StoreR
 /// (nothing is left for them to vouch for).
 pub async fn delete_events_up_to(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<u64> {
     sqlx::query("DELETE FROM log_checkpoints WHERE seq <= $1").bind(up_to_seq).execute(tx.conn().await?).await?;
-    Ok(sqlx::query("DELETE FROM events WHERE seq <= $1").bind(up_to_seq).execute(tx.conn().await?).await?.rows_affected())
+    Ok(sqlx::query("DELETE FROM events WHERE seq <= $1")
+        .bind(up_to_seq)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected())
 }
 
 pub async fn insert_log_purge(tx: &mut WriteTx, p: &LogPurgeRow) -> StoreResult<()> {

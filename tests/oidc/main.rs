@@ -2,6 +2,7 @@
 //! test per module of the conformance plans in ../shared/CONFORMANCE.md,
 //! each on SQLite and on PostgreSQL.
 
+mod cluster;
 mod common;
 
 mod admin_api;
@@ -13,8 +14,10 @@ mod basic;
 mod connection_log;
 mod credentials;
 mod discovery;
+mod faults;
 mod log_integrity;
 mod logout;
+mod multi_instance;
 mod password_change;
 mod refresh;
 mod retention;
@@ -23,3 +26,4 @@ mod rotation;
 mod session_expiry;
 mod throttle_shared;
 mod token;
+mod transfer;
