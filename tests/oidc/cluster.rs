@@ -204,7 +204,9 @@ impl Cluster {
         set(&mut env, "data_dir", &self.dir.path().join("cli").display().to_string());
         let log = self.dir.path().join(format!("cli-{}.log", coop_idp::crypto::random_b64(6)));
         let out = self.command(&env, args, &log).stdout(Stdio::piped()).output().await.expect("run coop-idp");
-        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        // `output` captures stderr itself; the log file gets anything else.
+        let stderr =
+            format!("{}{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&log).unwrap_or_default());
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
     }
 

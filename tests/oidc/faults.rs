@@ -354,61 +354,74 @@ async fn instance_killed_during_sign_ins_leaves_nothing_half_written() {
 async fn annex1_import_killed_applies_all_or_nothing() {
     let Some(backends) = Backends::from_env() else { return };
     let cluster = Cluster::new(&backends, &[]).await;
-    let partner = "cc-girou";
-    add_partner(
-        &cluster.app,
-        NewPartner {
-            id: partner,
-            name: "CC du Girou",
-            convention_signed: Some("2026-01-01"),
-            email_domains: &["cc-girou.fr".to_string()],
-        },
-    )
-    .await
-    .expect("partner");
     let rows = 2000;
-    let mut csv = String::from(
-        "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation\r\n",
-    );
-    for n in 0..rows {
-        csv.push_str(&format!("ouvert;Agent{n};Camille;agent{n}@cc-girou.fr;Agent d'accueil;\r\n"));
+    // Two partners with the same annex size: one import runs to its end to
+    // time it, the other is killed halfway through its writes.
+    let mut files = Vec::new();
+    for (partner, domain) in [("cc-girou", "cc-girou.fr"), ("cc-autre", "cc-autre.fr")] {
+        add_partner(
+            &cluster.app,
+            NewPartner {
+                id: partner,
+                name: partner,
+                convention_signed: Some("2026-01-01"),
+                email_domains: &[domain.to_string()],
+            },
+        )
+        .await
+        .expect("partner");
+        let mut csv = String::from(
+            "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation\r\n",
+        );
+        for n in 0..rows {
+            csv.push_str(&format!("ouvert;Agent{n};Camille;agent{n}@{domain};Agent d'accueil;\r\n"));
+        }
+        let file = cluster.path(&format!("annexe1-{partner}.csv"));
+        std::fs::write(&file, csv).expect("write CSV");
+        files.push(file.display().to_string());
     }
-    let file = cluster.path("annexe1.csv");
-    std::fs::write(&file, csv).expect("write CSV");
-    let file = file.display().to_string();
-
-    // The dry run's duration: the apply is killed about then, while it writes.
-    let started = Instant::now();
-    let (ok, _, err) = cluster.cli(&["annex1", "import", "--partner", partner, &file]).await;
-    assert!(ok, "dry run: {err}");
-    let dry_run = started.elapsed();
-
-    let counts = || async {
-        let (accounts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts WHERE partner_id = $1")
-            .bind(partner)
-            .fetch_one(cluster.app.store.pool())
-            .await
-            .expect("accounts");
-        let (mails,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox")
-            .fetch_one(cluster.app.store.pool())
-            .await
-            .expect("mails");
-        (accounts, mails)
+    let counts = |partner: &'static str, domain: &'static str| {
+        let app = cluster.app.clone();
+        async move {
+            let (accounts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM accounts WHERE partner_id = $1")
+                .bind(partner)
+                .fetch_one(app.store.pool())
+                .await
+                .expect("accounts");
+            let (mails,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE recipient LIKE $1")
+                .bind(format!("%@{domain}"))
+                .fetch_one(app.store.pool())
+                .await
+                .expect("mails");
+            (accounts, mails)
+        }
     };
+
+    let started = Instant::now();
+    let (ok, _, err) = cluster.cli(&["annex1", "import", "--partner", "cc-autre", &files[1]]).await;
+    assert!(ok, "dry run: {err}");
+    let planning = started.elapsed();
+    let started = Instant::now();
+    let (ok, out, err) = cluster.cli(&["annex1", "import", "--partner", "cc-girou", &files[0], "--apply"]).await;
+    assert!(ok, "import: {out}\n{err}");
+    let whole = started.elapsed();
+    assert_eq!(counts("cc-girou", "cc-girou.fr").await, (rows, rows));
+
     let mut env = cluster.env_with(&[]);
     env.push(("data_dir".into(), cluster.path("cli-kill").display().to_string()));
     let log = cluster.path("import-killed.log");
     let mut child = cluster
-        .command(&env, &["annex1", "import", "--partner", partner, &file, "--apply"], &log)
+        .command(&env, &["annex1", "import", "--partner", "cc-autre", &files[1], "--apply"], &log)
         .spawn()
         .expect("start the import");
-    tokio::time::sleep(dry_run + Duration::from_millis(150)).await;
+    let halfway = planning + whole.saturating_sub(planning) / 2;
+    tokio::time::sleep(halfway).await;
     let pid = child.id().expect("pid") as i32;
     // SAFETY: kill(2) on the pid of the child started just above.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     let status = child.wait().await.expect("wait");
-    let (accounts, mails) = counts().await;
-    eprintln!("import killed after {:?} (status {status}): {accounts} accounts", dry_run + Duration::from_millis(150));
+    let (accounts, mails) = counts("cc-autre", "cc-autre.fr").await;
+    eprintln!("import killed after {halfway:?} of {whole:?} ({status}): {accounts} accounts, {mails} messages");
     assert!(accounts == 0 || accounts == rows, "all or nothing, not {accounts} of {rows}");
     assert!(mails == 0 || mails == rows, "activation messages with their accounts, not {mails}");
     assert_eq!(accounts == 0, mails == 0, "accounts and messages together");
@@ -416,9 +429,10 @@ async fn annex1_import_killed_applies_all_or_nothing() {
     assert!(ok, "logs verify after the kill:\n{out}\n{err}");
 
     // Run again to its end: everything there, once.
-    let (ok, out, err) = cluster.cli(&["annex1", "import", "--partner", partner, &file, "--apply", "--json"]).await;
+    let (ok, out, err) =
+        cluster.cli(&["annex1", "import", "--partner", "cc-autre", &files[1], "--apply", "--json"]).await;
     assert!(ok, "import: {out}\n{err}");
-    assert_eq!(counts().await, (rows, rows));
+    assert_eq!(counts("cc-autre", "cc-autre.fr").await, (rows, rows));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,3 +177,45 @@ async fn truncated_or_foreign_file_changes_nothing() {
         sqlx::query_as("SELECT COUNT(*) FROM accounts").fetch_one(target.pool()).await.expect("n");
     assert_eq!(accounts, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_and_import_commands_move_an_installation() {
+    let Some(backends) = crate::cluster::Backends::from_env() else { return };
+    // The target: a migrated, empty PostgreSQL schema; the source: SQLite
+    // with the same keys folder.
+    let cluster = crate::cluster::Cluster::new(&backends, &[]).await;
+    let source: Vec<(String, String)> = vec![
+        ("data_dir".into(), cluster.path("sqlite").display().to_string()),
+        ("keys_dir".into(), cluster.get("keys_dir")),
+    ];
+    let run = |env: &[(String, String)], args: &[&str]| {
+        let log = cluster.path(&format!("cli-{}.log", coop_idp::crypto::random_b64(6)));
+        let mut cmd = cluster.command(env, args, &log);
+        async move {
+            let out = cmd.stdout(std::process::Stdio::piped()).output().await.expect("run");
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let (ok, out) = run(&source, &["partner", "add", "--id", "cc-girou", "--name", "CC du Girou"]).await;
+    assert!(ok, "{out}");
+    let file = cluster.path("export.jsonl");
+    let file_arg = file.display().to_string();
+    let (ok, out) = run(&source, &["export", &file_arg]).await;
+    assert!(ok, "export: {out}");
+    let printed: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(printed["tables"]["partners"], 1, "{printed}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the export holds password hashes: owner only");
+    let (ok, _) = run(&source, &["export", &file_arg]).await;
+    assert!(!ok, "an existing file is not overwritten");
+
+    let (ok, out, err) = cluster.cli(&["import", &file_arg]).await;
+    assert!(ok, "import: {out}\n{err}");
+    let (ok, out, err) = cluster.cli(&["partner", "list"]).await;
+    assert!(ok && out.contains("cc-girou"), "{out}\n{err}");
+    let (ok, out, err) = cluster.cli(&["logs", "verify"]).await;
+    assert!(ok, "logs verify on the target: {out}\n{err}");
+    let (ok, _, err) = cluster.cli(&["import", &file_arg]).await;
+    assert!(!ok && err.contains("not empty"), "a second import is refused: {err}");
+}
