@@ -257,7 +257,10 @@ async fn metrics_are_served_on_their_own_listener_only() {
     let pkce = Pkce::random();
     let code = code_at(&browser(), &base, &base, "platform", EMAIL, &pkce).await;
     assert_eq!(exchange_at(&base, "platform", &secret, &code, &pkce).await.0, 200);
-    assert_eq!(attempt_at(&base, EMAIL, "wrong-Password-1").await, 401);
+    for _ in 0..5 {
+        assert_eq!(attempt_at(&base, EMAIL, "wrong-Password-1").await, 401);
+    }
+    assert_eq!(attempt_at(&base, EMAIL, PASSWORD).await, 429, "delayed after five failures");
 
     // Not on the public listener.
     let r = http_client().get(format!("{base}/metrics")).send().await.expect("public /metrics");
@@ -275,9 +278,11 @@ async fn metrics_are_served_on_their_own_listener_only() {
     .await;
     for expected in [
         r#"coop_idp_http_requests_total{route="/token",method="POST",status="200"} 1"#,
-        r#"coop_idp_http_requests_total{route="/signin",method="POST",status="401"} 1"#,
+        r#"coop_idp_http_requests_total{route="/signin",method="POST",status="401"} 5"#,
+        r#"coop_idp_http_requests_total{route="/signin",method="POST",status="429"} 1"#,
+        "coop_idp_throttled_attempts_total 1",
         r#"coop_idp_signins_total{outcome="success"} 1"#,
-        r#"coop_idp_signins_total{outcome="failure"} 1"#,
+        r#"coop_idp_signins_total{outcome="failure"} 5"#,
         r#"coop_idp_outbox_depth{outbox="mail"} 0"#,
         r#"coop_idp_outbox_oldest_age_seconds{outbox="backchannel"} 0"#,
     ] {
