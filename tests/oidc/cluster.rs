@@ -166,8 +166,8 @@ impl Cluster {
         set(&mut env, "data_dir", &data_dir.display().to_string());
         let log = self.dir.path().join(format!("instance-{n}.log"));
         let child = self.command(&env, &["serve"], &log).spawn().expect("start coop-idp serve");
-        let instance = Instance { child: Some(child), base: format!("http://127.0.0.1:{port}"), data_dir, log };
-        wait_ready(&instance).await;
+        let mut instance = Instance { child: Some(child), base: format!("http://127.0.0.1:{port}"), data_dir, log };
+        wait_ready(&mut instance).await;
         self.instances.push(instance);
         n
     }
@@ -304,10 +304,13 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-async fn wait_ready(instance: &Instance) {
+async fn wait_ready(instance: &mut Instance) {
     let client = http_client();
     let deadline = Instant::now() + START_TIMEOUT;
     while Instant::now() < deadline {
+        if let Some(Ok(Some(status))) = instance.child.as_mut().map(Child::try_wait) {
+            panic!("instance {} exited at start ({status})\n{}", instance.base, instance.log_text());
+        }
         if let Ok(r) = client.get(instance.url("/readyz")).timeout(Duration::from_secs(5)).send().await
             && r.status() == 200
         {
