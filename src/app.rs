@@ -111,16 +111,23 @@ impl App {
                     Ok::<u64, crate::store::StoreError>(n)
                 }
                 .await;
+                crate::metrics::job("cleanup", &result);
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "cleaning expired grants");
                 }
-                if let Err(e) = crate::provisioning::close_ended_conventions(&app).await {
+                let outcome = crate::provisioning::close_ended_conventions(&app).await;
+                crate::metrics::job("convention_closures", &outcome);
+                if let Err(e) = outcome {
                     tracing::warn!(error = %e, "closing accesses of ended conventions");
                 }
-                if let Err(e) = crate::provisioning::review::send_reminders(&app).await {
+                let outcome = crate::provisioning::review::send_reminders(&app).await;
+                crate::metrics::job("review_reminders", &outcome);
+                if let Err(e) = outcome {
                     tracing::warn!(error = %e, "yearly review reminders");
                 }
-                if let Err(e) = crate::auth::session::sweep_expired(&app).await {
+                let outcome = crate::auth::session::sweep_expired(&app).await;
+                crate::metrics::job("session_sweep", &outcome);
+                if let Err(e) = outcome {
                     tracing::warn!(error = %e, "ending expired sessions");
                 }
             }

@@ -85,6 +85,12 @@ enum Command {
     /// Security alerts raised by the detectors.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Writes every table to FILE (JSON lines, created with mode 0600: it
+    /// holds password hashes), to move to another database.
+    Export { file: PathBuf },
+    /// Reads a file written by `export` into this configuration's database,
+    /// which must be empty: all of it in one transaction, or nothing.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -715,6 +721,25 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Export { file } => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let f = options.open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mut out = std::io::BufWriter::new(f);
+            let tables = app.store.export(&mut out).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"file": file.display().to_string(), "tables": tables}));
+            Ok(())
+        }
+        Command::Import { file } => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let tables = app.store.import(std::io::BufReader::new(f)).await.map_err(|e| e.to_string())?;
+            println!("{}", serde_json::json!({"imported": tables}));
+            Ok(())
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let now = Clock::system().now_ms();
             let kids = crate::keys::rotate(&config.keys_dir, config.max_signed_token_ttl_secs(), now)
@@ -780,6 +805,21 @@ async fn serve(config: Config) -> Result<(), String> {
     let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("listen {listen}: {e}"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(address) = app.config.metrics_listen {
+        let metrics =
+            tokio::net::TcpListener::bind(address).await.map_err(|e| format!("metrics_listen {address}: {e}"))?;
+        let mut stop = stop_rx.clone();
+        let served = app.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::web::serve_metrics(served, metrics, shutdown).await {
+                tracing::error!(error = %e, "metrics listener");
+            }
+        });
+        tracing::info!(address = %address, "metrics listening");
+    }
     app.spawn_jobs(stop_rx);
     tracing::info!(address = %listen, issuer = %app.config.issuer_str(), ready_ms = started.elapsed().as_millis() as u64, "coop-idp listening");
     let shutdown = async move {

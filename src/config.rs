@@ -45,6 +45,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Where `/metrics` is served, on a listener of its own (unset: nowhere).
+    pub metrics_listen: Option<SocketAddr>,
     pub smtp_url: Option<String>,
     pub mail_from: String,
     pub keys_dir: PathBuf,
@@ -115,6 +117,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("data_dir", Some("./data")),
     ("database_url", None),
     ("redis_url", None),
+    ("metrics_listen", None),
     ("smtp_url", None),
     ("mail_from", Some("Coopération <no-reply@localhost>")),
     ("keys_dir", Some("./keys")),
@@ -241,6 +244,12 @@ impl Config {
         let listen_text = get("listen").unwrap_or_default();
         let listen =
             listen_text.parse().map_err(|_| invalid("listen", format!("`{listen_text}` is not an address:port")))?;
+        let metrics_listen = match get("metrics_listen").filter(|s| !s.is_empty()) {
+            Some(text) => {
+                Some(text.parse().map_err(|_| invalid("metrics_listen", format!("`{text}` is not an address:port")))?)
+            }
+            None => None,
+        };
         let data_dir = PathBuf::from(get("data_dir").unwrap_or_default());
         let database_url =
             get("database_url").unwrap_or_else(|| format!("sqlite://{}/coop-idp.db", data_dir.display()));
@@ -305,6 +314,7 @@ impl Config {
             data_dir,
             database_url,
             redis_url,
+            metrics_listen,
             smtp_url,
             mail_from,
             log_format,
@@ -396,12 +406,21 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./data"));
         assert_eq!(c.database_url, "sqlite://./data/coop-idp.db");
         assert_eq!(c.redis_url, None);
+        assert_eq!(c.metrics_listen, None, "no metrics unless asked for");
         assert_eq!(c.smtp_url, None);
         assert_eq!(c.mail_from, "Coopération <no-reply@localhost>");
         assert_eq!(c.keys_dir, PathBuf::from("./keys"));
         assert_eq!(c.code_ttl_secs, 60);
         assert_eq!(c.log_retention_months, 12);
         assert_eq!(c.log_checkpoint_interval_secs, 300);
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_or_unset() {
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_METRICS_LISTEN", "127.0.0.1:9090")])).expect("set");
+        assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9090"));
+        let e = Config::from_sources(None, &env(&[("COOP_IDP_METRICS_LISTEN", "metrics")])).expect_err("no port");
+        assert!(e.to_string().contains("metrics_listen"), "{e}");
     }
 
     #[test]

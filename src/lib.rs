@@ -17,6 +17,7 @@ pub mod crypto;
 pub mod error;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod oidc;
 pub mod provisioning;
 pub mod retention;

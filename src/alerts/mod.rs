@@ -38,7 +38,9 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = scan(&app).await {
+        let outcome = scan(&app).await;
+        crate::metrics::job("alerts", &outcome);
+        if let Err(e) = outcome {
             tracing::warn!(error = %e, "security alert detectors");
         }
     }

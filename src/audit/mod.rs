@@ -179,6 +179,9 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
     let now = app.clock.now_ms();
     let (mut seq, mut prev) = store::chain_head(tx).await?;
     let mut rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
+    for row in &rows {
+        crate::metrics::event(&row.kind);
+    }
     for row in rows.iter_mut() {
         seq += 1;
         row.seq = seq;

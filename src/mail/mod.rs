@@ -47,7 +47,9 @@ pub async fn run_sender(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         // A pass runs as its own task: a panic in a transport ends that pass,
         // not the sender (the claimed message is retried after its lease).
         let pass = app.clone();
-        match tokio::spawn(async move { send_due(&pass).await }).await {
+        let outcome = tokio::spawn(async move { send_due(&pass).await }).await;
+        crate::metrics::job_run("mail", matches!(outcome, Ok(Ok(_))));
+        match outcome {
             Ok(Err(e)) => tracing::warn!(error = %e, "mail sender"),
             Err(e) => tracing::error!(error = %e, "mail sender pass crashed"),
             Ok(Ok(_)) => {}

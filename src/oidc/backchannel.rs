@@ -39,7 +39,9 @@ pub fn backoff_ms(attempts: i64) -> Millis {
 pub async fn run_sender(app: std::sync::Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let pass = app.clone();
-        match tokio::spawn(async move { send_due(&pass).await }).await {
+        let outcome = tokio::spawn(async move { send_due(&pass).await }).await;
+        crate::metrics::job_run("backchannel", matches!(outcome, Ok(Ok(_))));
+        match outcome {
             Ok(Err(e)) => tracing::warn!(error = %e, "back-channel logout sender"),
             Err(e) => tracing::error!(error = %e, "back-channel logout sender pass crashed"),
             Ok(Ok(_)) => {}

@@ -72,12 +72,7 @@ impl From<AppError> for OAuthError {
 }
 
 pub fn is_unavailable(e: &AppError) -> bool {
-    matches!(
-        e,
-        AppError::Store(crate::store::StoreError::Database(
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-        ))
-    )
+    matches!(e, AppError::Store(s) if s.is_unavailable())
 }
 
 impl From<crate::store::StoreError> for OAuthError {

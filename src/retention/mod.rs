@@ -340,7 +340,9 @@ pub async fn run_scheduled(app: &App, holder: &str) {
     };
     match lease("purge", app.config.purge_interval_secs).await {
         Ok(true) => {
-            if let Err(e) = purge(app, false, "system").await {
+            let outcome = purge(app, false, "system").await;
+            crate::metrics::job("purge", &outcome);
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, "retention purge");
             }
         }
@@ -349,7 +351,9 @@ pub async fn run_scheduled(app: &App, holder: &str) {
     }
     match lease("checkpoint", app.config.log_checkpoint_interval_secs).await {
         Ok(true) => {
-            if let Err(e) = audit::checkpoint::checkpoint(app).await {
+            let outcome = audit::checkpoint::checkpoint(app).await;
+            crate::metrics::job("checkpoint", &outcome);
+            if let Err(e) = outcome {
                 tracing::error!(error = %e, "connection-log checkpoint");
             }
         }

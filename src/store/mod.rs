@@ -21,6 +21,7 @@ mod sessions;
 pub mod shared;
 mod throttle;
 mod totp;
+mod transfer;
 mod write_tx;
 
 pub use accounts::*;
@@ -35,6 +36,7 @@ pub use retention::*;
 pub use sessions::*;
 pub use throttle::*;
 pub use totp::*;
+pub use transfer::TransferError;
 pub use write_tx::{ChainHead, Param, WriteTx};
 
 use std::str::FromStr;
@@ -60,6 +62,28 @@ pub enum StoreError {
 impl StoreError {
     /// Unique-constraint violations become `Conflict` so callers can answer
     /// "already exists" instead of a server error.
+    /// The database is away or the connection to it broke (503, "try
+    /// again"), as opposed to a fault of the request or of the data (500).
+    /// Seen when PostgreSQL restarts: refused connections end as a pool
+    /// timeout, connections cut mid-query as I/O or protocol errors, and the
+    /// server's own goodbye as SQLSTATE class 08 or 57P (admin shutdown,
+    /// cannot connect now).
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else { return false };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300")
+            }
+            _ => false,
+        }
+    }
+
     fn from_insert(e: sqlx::Error, what: &str) -> Self {
         if let sqlx::Error::Database(db) = &e
             && db.is_unique_violation()
@@ -231,4 +255,24 @@ pub(crate) fn json_list(text: &str) -> StoreResult<Vec<String>> {
 
 pub(crate) fn to_json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_absent_database_is_unavailable() {
+        for away in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            sqlx::Error::Protocol("unexpected end of stream".into()),
+        ] {
+            assert!(StoreError::Database(away).is_unavailable());
+        }
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::Conflict("account".into()).is_unavailable());
+        assert!(!StoreError::Corrupt("bad JSON".into()).is_unavailable());
+    }
 }

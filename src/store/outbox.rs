@@ -27,6 +27,23 @@ impl Store {
         .await?)
     }
 
+    /// Depth and oldest creation time of each outbox still to deliver
+    /// (`mail`, `backchannel`), for the metrics.
+    pub async fn outbox_stats(&self) -> StoreResult<Vec<(&'static str, i64, Option<Millis>)>> {
+        let (mail, mail_oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (bc, bc_oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM backchannel_outbox \
+             WHERE delivered_at IS NULL AND abandoned_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(vec![("mail", mail, mail_oldest), ("backchannel", bc, bc_oldest)])
+    }
+
     pub async fn pending_backchannel_count(&self) -> StoreResult<i64> {
         let (n,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM backchannel_outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL",

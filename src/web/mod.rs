@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,6 +37,8 @@ pub type AppState = Arc<App>;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Sum of header names and values above which a request is refused with 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// `/readyz` answers "not ready" when the database takes longer than this.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router(app: AppState) -> Router {
     let https = app.config.is_https();
@@ -70,7 +72,48 @@ pub fn router(app: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(middleware::from_fn(move |req, next| security_headers(https, req, next)))
         .layer(middleware::from_fn(limit_header_size))
+        .layer(middleware::from_fn(track))
         .with_state(app)
+}
+
+/// Counts every request by matched route (`/token`, never the raw URL: the
+/// label set stays small whatever clients send) and status, with its latency.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    crate::metrics::request(route, method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// `/metrics` alone, for the `metrics_listen` listener: kept off the public
+/// one, where it would tell anyone the traffic and the outbox backlog.
+pub async fn serve_metrics(
+    app: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = Router::new().route("/metrics", get(metrics)).with_state(app);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::metrics::render(&app).await,
+    )
+        .into_response()
 }
 
 /// Serves until `shutdown` completes; in-flight requests then finish.
@@ -87,11 +130,17 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Ready when the database answers within 2 s: a load balancer's health
+/// check gives up sooner than the pool's 5 s wait for a connection.
 async fn readyz(State(app): State<AppState>) -> Response {
-    match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
+    match tokio::time::timeout(READY_TIMEOUT, app.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer within 2 s");
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }

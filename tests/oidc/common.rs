@@ -121,37 +121,7 @@ impl TestServer {
     /// Creates an active account through the store layer (the activation
     /// flow belongs to the credentials issue); returns its subject.
     pub async fn add_account(&self, email: &str, partner: Option<(&str, &str)>) -> String {
-        let hash = self.app.hasher.hash(PASSWORD.to_string()).await.expect("hash");
-        let id = coop_idp::accounts::new_subject();
-        let now = self.clock.now_ms();
-        // Checked first: a failed insert would abort a PostgreSQL transaction.
-        let new_partner = match partner {
-            Some((pid, pname)) if self.app.store.partner(pid).await.expect("partner").is_none() => Some((pid, pname)),
-            _ => None,
-        };
-        let mut tx = self.app.store.begin_write().await.expect("tx");
-        if let Some((pid, pname)) = new_partner {
-            store::insert_partner(&mut tx, pid, pname, now).await.expect("insert partner");
-        }
-        store::insert_account(
-            &mut tx,
-            &NewAccount {
-                id: &id,
-                email,
-                email_normalized: &email.to_lowercase(),
-                given_name: "Marie",
-                family_name: "Dupont",
-                function: "Coordinatrice CTG",
-                partner_id: partner.map(|p| p.0),
-                state: "active",
-                password_hash: Some(&hash),
-                now,
-            },
-        )
-        .await
-        .expect("insert account");
-        tx.commit().await.expect("commit");
-        id
+        create_account(&self.app, email, partner).await
     }
 
     pub async fn grant_role(&self, account_id: &str, role: &str) {
@@ -226,6 +196,42 @@ impl Drop for TestServer {
             .join();
         }
     }
+}
+
+/// Creates an active account with `PASSWORD` through the store layer (the
+/// activation flow belongs to the credentials issue); returns its subject.
+pub async fn create_account(app: &App, email: &str, partner: Option<(&str, &str)>) -> String {
+    let hash = app.hasher.hash(PASSWORD.to_string()).await.expect("hash");
+    let id = coop_idp::accounts::new_subject();
+    let now = app.clock.now_ms();
+    // Checked first: a failed insert would abort a PostgreSQL transaction.
+    let new_partner = match partner {
+        Some((pid, pname)) if app.store.partner(pid).await.expect("partner").is_none() => Some((pid, pname)),
+        _ => None,
+    };
+    let mut tx = app.store.begin_write().await.expect("tx");
+    if let Some((pid, pname)) = new_partner {
+        store::insert_partner(&mut tx, pid, pname, now).await.expect("insert partner");
+    }
+    store::insert_account(
+        &mut tx,
+        &NewAccount {
+            id: &id,
+            email,
+            email_normalized: &email.to_lowercase(),
+            given_name: "Marie",
+            family_name: "Dupont",
+            function: "Coordinatrice CTG",
+            partner_id: partner.map(|p| p.0),
+            state: "active",
+            password_hash: Some(&hash),
+            now,
+        },
+    )
+    .await
+    .expect("insert account");
+    tx.commit().await.expect("commit");
+    id
 }
 
 /// The RP's HTTP client: no redirects (OAuth clients must not follow them).

@@ -2,6 +2,7 @@
 //! test per module of the conformance plans in ../shared/CONFORMANCE.md,
 //! each on SQLite and on PostgreSQL.
 
+mod cluster;
 mod common;
 
 mod admin_api;
@@ -14,8 +15,10 @@ mod connection_log;
 mod console;
 mod credentials;
 mod discovery;
+mod faults;
 mod log_integrity;
 mod logout;
+mod multi_instance;
 mod password_change;
 mod refresh;
 mod retention;
@@ -25,3 +28,4 @@ mod second_factor;
 mod session_expiry;
 mod throttle_shared;
 mod token;
+mod transfer;
