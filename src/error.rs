@@ -17,4 +17,11 @@ pub enum AppError {
     Invalid(String),
 }
 
+impl AppError {
+    /// See `StoreError::is_second_use`.
+    pub fn is_second_use(&self) -> bool {
+        matches!(self, AppError::Store(e) if e.is_second_use())
+    }
+}
+
 pub type AppResult<T> = Result<T, AppError>;

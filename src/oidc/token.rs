@@ -114,8 +114,7 @@ async fn authorization_code(
     let issued = issue_tokens(app, &mut tx, &family, &family.scope, offline, None, now).await?;
     let event =
         token_event(crate::audit::kind::TOKEN_ISSUED, client, &account, &family, &family.scope, &issued, source);
-    crate::audit::append(app, &mut tx, vec![event]).await?;
-    match tx.commit().await {
+    match append_and_commit(app, tx, event).await {
         Ok(()) => {}
         Err(e) if e.is_second_use() => {
             if let Some(row) = app.store.code(&code_hash).await? {
@@ -126,6 +125,19 @@ async fn authorization_code(
         Err(e) => return Err(e.into()),
     }
     respond(app, client, &account, &roles, &family, &scopes, issued, row.nonce.as_deref(), now)
+}
+
+/// The issuance's log record, then the commit. A second use of the code or
+/// refresh token surfaces here: at the commit on SQLite, at the first
+/// statement sent on PostgreSQL (before the log's lock is taken).
+async fn append_and_commit(
+    app: &App,
+    mut tx: WriteTx,
+    event: crate::audit::Event,
+) -> Result<(), crate::error::AppError> {
+    crate::audit::append(app, &mut tx, vec![event]).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// RFC 6749 §4.1.2 and RFC 9700 §4.5: a replayed code revokes what it gave.
@@ -189,8 +201,7 @@ async fn refresh_token(
     store::consume_refresh_token(&mut tx, &token_hash, now);
     let event =
         token_event(crate::audit::kind::TOKEN_REFRESHED, client, &account, &family, &scopes.join(" "), &issued, source);
-    crate::audit::append(app, &mut tx, vec![event]).await?;
-    match tx.commit().await {
+    match append_and_commit(app, tx, event).await {
         Ok(()) => {}
         Err(e) if e.is_second_use() => {
             revoke_on_reuse(app, &family, now).await?;
