@@ -15,6 +15,7 @@ mod credentials;
 mod discovery;
 mod log_integrity;
 mod logout;
+mod pages;
 mod password_change;
 mod refresh;
 mod retention;
