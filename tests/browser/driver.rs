@@ -37,9 +37,20 @@ document.fonts.ready.then(() => done({
 }));
 "#;
 
+/// The chromedriver process, stopped when dropped — also when a test fails
+/// before its session exists (its Chromium follows).
+struct DriverProcess(Child);
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    _driver: DriverProcess,
     _profile: tempfile::TempDir,
     shots: PathBuf,
     pub pages_checked: Vec<String>,
@@ -70,12 +81,14 @@ pub async fn start(test: &str) -> Option<Browser> {
         return None;
     };
     let port = free_port();
-    let driver = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
+    let driver = DriverProcess(
+        Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
     let url = format!("http://127.0.0.1:{port}");
     let status = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -118,7 +131,7 @@ pub async fn start(test: &str) -> Option<Browser> {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let shots = target.join("screenshots");
     std::fs::create_dir_all(&shots).expect("target/screenshots");
-    Some(Browser { client, driver, _profile: profile, shots, pages_checked: Vec::new() })
+    Some(Browser { client, _driver: driver, _profile: profile, shots, pages_checked: Vec::new() })
 }
 
 impl Browser {
@@ -209,19 +222,9 @@ impl Browser {
         self.pages_checked.push(name.to_string());
     }
 
-    /// Ends the session (Chromium quits), then chromedriver.
-    pub async fn finish(mut self) -> Vec<String> {
+    /// Ends the session (Chromium quits); chromedriver stops on drop.
+    pub async fn finish(self) -> Vec<String> {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        std::mem::take(&mut self.pages_checked)
-    }
-}
-
-impl Drop for Browser {
-    /// A failed test still stops its chromedriver (its Chromium follows).
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.pages_checked
     }
 }
