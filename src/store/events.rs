@@ -173,10 +173,7 @@ impl Store {
             sql.push_str(&format!(" AND ip = {}", next()));
         }
         sql.push_str(&format!(" ORDER BY seq LIMIT {} OFFSET {}", next(), next()));
-        let q = sqlx::query_as::<_, EventRow>(&sql)
-            .bind(f.email_normalized.clone())
-            .bind(f.since_ms)
-            .bind(f.until_ms);
+        let q = sqlx::query_as::<_, EventRow>(&sql).bind(f.email_normalized.clone()).bind(f.since_ms).bind(f.until_ms);
         let mut q = q;
         for v in [&f.partner_id, &f.kind, &f.ip].into_iter().flatten() {
             q = q.bind(v.clone());

@@ -53,8 +53,10 @@ impl Locale {
 
 /// (key, French, English).
 const TEXTS: &[(&str, &str, &str)] = &[
-    ("site_name", "Coopération — connexion", "Coopération — sign-in"),
+    ("service_tagline", "Service d'identification des partenaires", "Partners' identity service"),
+    ("skiplinks_label", "Accès rapide", "Quick access"),
     ("skip_to_content", "Aller au contenu", "Skip to content"),
+    ("skip_to_footer", "Aller au pied de page", "Skip to footer"),
     ("switch_language", "English", "Français"),
     ("switch_language_label", "Read this page in English", "Lire cette page en français"),
     ("signin_title", "Se connecter", "Sign in"),

@@ -2,6 +2,7 @@
 //! layers (security headers, size limits, timeouts, client address).
 
 mod admin_api;
+mod assets;
 mod browser;
 mod console;
 mod credentials;
@@ -64,7 +65,9 @@ pub fn router(app: AppState) -> Router {
         .route("/password/change", get(credentials::change_page).post(credentials::change_submit))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/static/style.css", get(style))
+        .route("/static/style.css", get(assets::style))
+        .route("/static/dsfr/{version}/{*path}", get(assets::dsfr))
+        .route("/favicon.ico", get(assets::favicon))
         .merge(admin_api::routes())
         .merge(console::routes())
         .fallback(not_found)
@@ -144,14 +147,6 @@ async fn readyz(State(app): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
         }
     }
-}
-
-async fn style() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        pages::STYLE_CSS,
-    )
-        .into_response()
 }
 
 async fn not_found(headers: HeaderMap) -> Response {

@@ -113,5 +113,3 @@ pub fn message_with_link(locale: Locale, title_key: &str, message_key: &str, hre
 pub fn error_page(status: StatusCode, locale: Locale, message_key: &str) -> Response {
     message(status, locale, "error_title", message_key, Some("error_back"))
 }
-
-pub const STYLE_CSS: &str = include_str!("../../static/style.css");

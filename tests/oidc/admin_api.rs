@@ -54,8 +54,7 @@ pub(crate) async fn signed_in_from(
         .await
         .expect("sign in");
     // Administrators give their second factor (enrolling the first time).
-    let r =
-        if r.status() == 303 { crate::second_factor::second_step(server, &b, email, &location(&r)).await } else { r };
+    let r = if r.status() == 303 { crate::second_step::second_step(server, &b, email, &location(&r)).await } else { r };
     assert_eq!(r.status(), 200, "sign-in of {email}");
     (b, csrf)
 }

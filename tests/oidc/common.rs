@@ -293,9 +293,9 @@ pub async fn submit_sign_in(
     // An administrator gives the second factor (enrolling the first time);
     // either way the browser then goes back to the client.
     match location(&r).as_str() {
-        "/signin/otp/enrol" => crate::second_factor::enrol(server, browser, email).await.1,
+        "/signin/otp/enrol" => crate::second_step::enrol(server, browser, email).await.1,
         "/signin/otp" => {
-            let r = crate::second_factor::second_step(server, browser, email, "/signin/otp").await;
+            let r = crate::second_step::second_step(server, browser, email, "/signin/otp").await;
             assert_eq!(r.status(), 303, "second factor accepted");
             location(&r)
         }

@@ -6,10 +6,6 @@
 //! with the same RFC 6238 functions, checked on their own against the RFC's
 //! vectors in the unit tests.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-
-use coop_idp::auth::totp;
 use coop_idp::store::EventFilter;
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{AuthorizationCode, CsrfToken, Nonce, PkceCodeChallenge, TokenResponse};
@@ -18,6 +14,7 @@ use serde_json::Value;
 use crate::admin_api::signed_in;
 use crate::common::*;
 use crate::on_both_databases;
+use crate::second_step::*;
 
 on_both_databases!(
     administrator_without_second_factor_cannot_reach_the_admin_api,
@@ -28,55 +25,6 @@ on_both_databases!(
 
 const ADMIN: &str = "rssi@caf.fr";
 const AGENT: &str = "marie.dupont@cc-girou.fr";
-const ENROL: &str = "/signin/otp/enrol";
-const VERIFY: &str = "/signin/otp";
-
-/// The TOTP secret each (server, email) enrolled with in these tests.
-fn secrets() -> &'static Mutex<HashMap<String, String>> {
-    static S: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
-    S.get_or_init(Default::default)
-}
-
-fn remember(server: &TestServer, email: &str, secret: &str) {
-    secrets().lock().expect("lock").insert(format!("{}|{email}", server.base), secret.to_string());
-}
-
-fn secret_of(server: &TestServer, email: &str) -> String {
-    secrets().lock().expect("lock").get(&format!("{}|{email}", server.base)).cloned().expect("enrolled in this test")
-}
-
-/// The text between `start` and `end` after `start`.
-fn between<'a>(html: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = html.find(start)? + start.len();
-    let to = html[from..].find(end)?;
-    Some(&html[from..from + to])
-}
-
-/// The manual key shown on the enrolment page, without its spaces.
-fn key_on_page(html: &str) -> String {
-    between(html, "class=\"totp-key\" translate=\"no\">", "</code>").expect("manual key").replace(' ', "")
-}
-
-/// The recovery codes shown once after enrolment.
-fn codes_on_page(html: &str) -> Vec<String> {
-    html.split("<li><code>").skip(1).filter_map(|s| s.split("</code>").next()).map(str::to_string).collect()
-}
-
-/// A code the server has not yet accepted: the current step's, or the next
-/// one when the current was used (moving the clock on if need be).
-async fn fresh_code(server: &TestServer, email: &str) -> String {
-    let secret = secret_of(server, email);
-    let account = server.app.store.account_by_email(email).await.expect("read").expect("account");
-    let last = server.app.store.totp(&account.id).await.expect("read").expect("enrolled").last_step;
-    let mut now = totp::step_at(server.clock.now_ms());
-    if last >= now + totp::DRIFT_STEPS {
-        server.clock.advance_secs(totp::STEP_SECS);
-        now = totp::step_at(server.clock.now_ms());
-    }
-    let step = now.max(last + 1);
-    totp::hotp(&totp::base32_decode(&secret).expect("base32"), step)
-}
-
 /// Posts the password; returns the response (a redirect to a second step,
 /// or the signed-in page).
 async fn password_step(
@@ -96,56 +44,6 @@ async fn password_step(
         form.push(("request", r));
     }
     b.post(server.url("/signin")).form(&form).send().await.expect("sign in")
-}
-
-async fn post_code(server: &TestServer, b: &reqwest::Client, path: &str, code: &str) -> reqwest::Response {
-    let page = b.get(server.url(path)).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    b.post(server.url(path)).form(&[("csrf", csrf.as_str()), ("code", code)]).send().await.expect("code")
-}
-
-/// Enrols on the enrolment page the browser was sent to: returns the
-/// recovery codes and the page's "continue" link.
-pub(crate) async fn enrol(server: &TestServer, b: &reqwest::Client, email: &str) -> (Vec<String>, String) {
-    let page = b.get(server.url(ENROL)).send().await.expect("enrol page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
-    assert!(html.contains("<img src=\"data:image"), "a QR code as an image: {html}");
-    assert!(html.contains("alt=\""), "the QR code has a text alternative");
-    let secret = key_on_page(&html);
-    let code = totp::code_at(&secret, server.clock.now_ms()).expect("code");
-    let r = post_code(server, b, ENROL, &code).await;
-    assert_eq!(r.status(), 200, "enrolment confirmed");
-    let html = r.text().await.expect("html");
-    let codes = codes_on_page(&html);
-    assert_eq!(codes.len(), 10, "{html}");
-    assert!(!html.contains(&secret) && !html.contains(&totp::grouped(&secret)), "the key is not shown again");
-    remember(server, email, &secret);
-    let next = between(&html, "class=\"fr-btn\" href=\"", "\"")
-        .expect("continue link")
-        .replace("&#x2f;", "/")
-        .replace("&amp;", "&");
-    (codes, next)
-}
-
-/// Completes the second step the password step redirected to.
-pub(crate) async fn second_step(
-    server: &TestServer,
-    b: &reqwest::Client,
-    email: &str,
-    step: &str,
-) -> reqwest::Response {
-    match step {
-        ENROL => {
-            enrol(server, b, email).await;
-            b.get(server.url("/account/security")).send().await.expect("security page")
-        }
-        VERIFY => {
-            let code = fresh_code(server, email).await;
-            post_code(server, b, VERIFY, &code).await
-        }
-        other => panic!("not a second step: {other}"),
-    }
 }
 
 async fn me(server: &TestServer, b: &reqwest::Client) -> (u16, Value) {

@@ -1,0 +1,85 @@
+//! The look (R26) as plain HTTP sees it: the design system is served by the
+//! server itself under the unchanged Content-Security-Policy, and the pages
+//! carry the accessibility hooks the browser tests (tests/browser) check in
+//! a real browser. Storage plays no part: SQLite only.
+
+use crate::common::*;
+
+async fn fetch(url: &str) -> (u16, String, String, Vec<u8>) {
+    let r = http_client().get(url).send().await.expect("GET");
+    let header = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (ct, cache) = (header("content-type"), header("cache-control"));
+    let status = r.status().as_u16();
+    (status, ct, cache, r.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_design_system_is_served_from_the_binary() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let page = http_client().get(server.url("/signin")).send().await.expect("sign-in page");
+    let csp =
+        page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let html = page.text().await.expect("html");
+    assert!(csp.starts_with("default-src 'self';"), "fonts and styles come from this origin only: {csp}");
+    let css_href = "/static/dsfr/1.15.3/dsfr.min.css";
+    assert!(html.contains(css_href), "the page links the vendored DSFR");
+    assert!(!html.contains("https://") && !html.contains("<script"), "no third-party resource, no script");
+
+    let (status, ct, cache, body) = fetch(&server.url(css_href)).await;
+    assert_eq!((status, ct.as_str()), (200, "text/css; charset=utf-8"));
+    assert!(cache.contains("max-age=31536000") && cache.contains("immutable"), "{cache}");
+    assert!(String::from_utf8_lossy(&body[..200]).contains("DSFR v1.15.3"));
+
+    let (status, ct, _, body) = fetch(&server.url("/static/dsfr/1.15.3/fonts/Marianne-Regular.woff2")).await;
+    assert_eq!((status, ct.as_str()), (200, "font/woff2"));
+    assert_eq!(&body[..4], b"wOF2", "a real WOFF2 file");
+    let (status, ct, _, _) = fetch(&server.url("/static/dsfr/1.15.3/icons/system/fr--error-fill.svg")).await;
+    assert_eq!((status, ct.as_str()), (200, "image/svg+xml"));
+    let (status, ct, _, _) = fetch(&server.url("/favicon.ico")).await;
+    assert_eq!((status, ct.as_str()), (200, "image/x-icon"));
+
+    // Another version, a missing file, a way out of the folder: not found.
+    for path in [
+        "/static/dsfr/1.0.0/dsfr.min.css",
+        "/static/dsfr/1.15.3/nope.css",
+        "/static/dsfr/1.15.3/../../Cargo.toml",
+        "/static/dsfr/1.15.3/%2e%2e/LICENSE.md",
+    ] {
+        let (status, _, _, _) = fetch(&server.url(path)).await;
+        assert_eq!(status, 404, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_say_where_you_are_and_tie_errors_to_fields() {
+    let server = TestServer::start(Db::Sqlite).await;
+    let html = http_client().get(server.url("/signin")).send().await.expect("GET").text().await.expect("html");
+    assert!(html.contains("<title>Se connecter – Coopération</title>"), "{html}");
+    assert!(html.contains("href=\"#content\"") && html.contains("id=\"content\""), "skip link to the content");
+    assert!(html.contains("République<br>Française"), "the State's block");
+    assert!(
+        html.contains("<label class=\"fr-label\" for=\"email\">") && html.contains("autocomplete=\"current-password\"")
+    );
+    assert!(!html.contains("fr-input-group--error"), "no error before submitting");
+
+    let en = http_client().get(server.url("/password/forgot?lang=en")).send().await.expect("GET");
+    let en = en.text().await.expect("html");
+    assert!(en.contains("<title>Forgotten password – Coopération</title>"), "{en}");
+    assert!(en.contains("hreflang=\"fr\" lang=\"fr\""), "the switch back to French is marked French");
+
+    // A failed sign-in: the summary links to the field, the field points to its message.
+    let b = browser();
+    let page = b.get(server.url("/signin")).send().await.expect("GET").text().await.expect("html");
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let r = b
+        .post(server.url("/signin"))
+        .form(&[("csrf", csrf.as_str()), ("email", "nobody@example.fr"), ("password", "wrong")])
+        .send()
+        .await
+        .expect("POST");
+    let html = r.text().await.expect("html");
+    assert!(html.contains("<title>Erreur : Se connecter – Coopération</title>"), "{html}");
+    assert!(html.contains("role=\"alert\"") && html.contains("href=\"#email\""), "{html}");
+    assert!(html.contains("fr-input-group--error") && html.contains("aria-describedby=\"email-hint signin-error\""));
+    assert!(html.contains("<p class=\"fr-error-text\" id=\"signin-error\">"), "{html}");
+}
