@@ -79,6 +79,22 @@ impl App {
         tokio::spawn(crate::mail::run_sender(self.clone(), shutdown.clone()));
         // Security alerts: detectors on the connection log (once across instances).
         tokio::spawn(crate::alerts::run(self.clone(), shutdown.clone()));
+        // SQLite: the WAL goes back into the database file here, outside the
+        // write gate (see `store::pool_of`).
+        let app = self.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                if let Err(e) = app.store.checkpoint_wal().await {
+                    tracing::warn!(error = %e, "checkpointing the SQLite WAL");
+                }
+            }
+        });
         let app = self.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {

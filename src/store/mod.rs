@@ -157,9 +157,11 @@ impl Store {
             // anyway, and that connection's page cache is never invalidated
             // by another connection's write, as it is when writes rotate over
             // the pool. Reads use the other connections.
-            Backend::Sqlite => (pool_of(&options, backend, 8).await?, pool_of(&options, backend, 1).await?),
+            Backend::Sqlite => {
+                (pool_of(&options, backend, 8, false).await?, pool_of(&options, backend, 1, true).await?)
+            }
             Backend::Postgres => {
-                let pool = pool_of(&options, backend, 16).await?;
+                let pool = pool_of(&options, backend, 16, false).await?;
                 (pool.clone(), pool)
             }
         };
@@ -194,6 +196,16 @@ impl Store {
         }
     }
 
+    /// SQLite: copies the WAL back into the database file (PASSIVE: it
+    /// never waits for, nor blocks, the writer). Called every second by a
+    /// job, since the writer connection does not checkpoint by itself.
+    pub async fn checkpoint_wal(&self) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// Readiness: the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -206,7 +218,11 @@ impl Store {
     }
 }
 
-async fn pool_of(options: &AnyConnectOptions, backend: Backend, max: u32) -> StoreResult<AnyPool> {
+/// `writer`: the SQLite connection that does every write. It never
+/// checkpoints the WAL itself (a checkpoint writes and syncs the database
+/// file, which would hold the write gate for milliseconds);
+/// `Store::checkpoint_wal` does it from a reading connection instead.
+async fn pool_of(options: &AnyConnectOptions, backend: Backend, max: u32, writer: bool) -> StoreResult<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
@@ -234,6 +250,9 @@ async fn pool_of(options: &AnyConnectOptions, backend: Backend, max: u32) -> Sto
                          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
                     )
                     .await?;
+                    if writer {
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                    }
                 }
                 Ok(())
             })
