@@ -730,6 +730,25 @@ async fn annex1_apply(
 
 /// The account concerned by an action, when this administrator may act on
 /// its partner.
+/// What a POST on an account (resend, close) checks first: the
+/// habilitation role, the CSRF token, and that the account is one this
+/// manager may act on.
+async fn confirmed_account_action(
+    app: &AppState,
+    jar: CookieJar,
+    body: &[u8],
+    id: &str,
+    locale: Locale,
+) -> Result<(Admin, crate::store::AccountRow), Response> {
+    let (admin, jar) = gate(app, jar, locale, &[Role::CafHabilitation]).await?;
+    let form = Params::from_pairs(pairs(body)).unwrap_or_default();
+    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
+        return Err(pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf"));
+    }
+    let row = account_for_action(app, &admin, id, locale).await?;
+    Ok((admin, row))
+}
+
 async fn account_for_action(
     app: &AppState,
     admin: &Admin,
@@ -765,16 +784,8 @@ async fn resend_activation(
     body: axum::body::Bytes,
 ) -> Response {
     let locale = browser::locale(&headers, None, None);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation]).await {
+    let (admin, row) = match confirmed_account_action(&app, jar, &body, &id, locale).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
-    let row = match account_for_action(&app, &admin, &id, locale).await {
-        Ok(r) => r,
         Err(r) => return r,
     };
     let source = super::audit_source(&app, peer, &headers);
@@ -821,16 +832,8 @@ async fn close_access(
     body: axum::body::Bytes,
 ) -> Response {
     let locale = browser::locale(&headers, None, None);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation]).await {
+    let (admin, row) = match confirmed_account_action(&app, jar, &body, &id, locale).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
-    let row = match account_for_action(&app, &admin, &id, locale).await {
-        Ok(r) => r,
         Err(r) => return r,
     };
     let source = super::audit_source(&app, peer, &headers);
