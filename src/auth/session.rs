@@ -111,7 +111,7 @@ pub async fn current(app: &App, cookie: &str) -> AppResult<Option<Session>> {
         return Ok(None);
     }
     if now - row.last_seen_at >= TOUCH_EVERY_MS {
-        let mut tx = app.store.begin_write().await?;
+        let mut tx = app.store.begin_batched_write().await?;
         store::touch_session(&mut tx, &id_hash, now).await?;
         tx.commit().await?;
     }

@@ -306,7 +306,7 @@ pub async fn issue_code(app: &App, request: &AuthorizationRequest, session: &Ses
         used_at: None,
         family_id: None,
     };
-    let mut tx = app.store.begin_write().await?;
+    let mut tx = app.store.begin_batched_write().await?;
     store::insert_code(&mut tx, &row).await?;
     store::add_session_client(&mut tx, &session.id_hash, &request.client_id).await?;
     tx.commit().await?;
@@ -318,7 +318,7 @@ pub async fn park(app: &App, request: &AuthorizationRequest) -> AppResult<String
     let now = app.clock.now_ms();
     let handle = random_token();
     let params = serde_json::to_string(request).map_err(|e| crate::error::AppError::Invalid(e.to_string()))?;
-    let mut tx = app.store.begin_write().await?;
+    let mut tx = app.store.begin_batched_write().await?;
     store::insert_auth_request(&mut tx, &hash_secret(&handle), &request.client_id, &params, now, now + PARKED_TTL_MS)
         .await?;
     tx.commit().await?;

@@ -107,7 +107,7 @@ async fn authorization_code(
     // One round trip on SQLite: everything is queued and sent with the
     // commit, which the family's unique code_hash makes fail for a second
     // exchange of the same code, however close the two.
-    let mut tx = app.store.begin_write().await?;
+    let mut tx = app.store.begin_batched_write().await?;
     store::insert_family(&mut tx, &family, Some(&code_hash)).await?;
     store::consume_code(&mut tx, &code_hash, &family.id, now);
     let offline = scopes.iter().any(|s| s == "offline_access");
@@ -196,7 +196,7 @@ async fn refresh_token(
     }
     // One round trip on SQLite, as for the code: the successor's unique
     // parent_hash makes the commit fail for a second rotation.
-    let mut tx = app.store.begin_write().await?;
+    let mut tx = app.store.begin_batched_write().await?;
     let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, Some(&token_hash), now).await?;
     store::consume_refresh_token(&mut tx, &token_hash, now);
     let event =

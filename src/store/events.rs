@@ -88,6 +88,10 @@ pub(super) async fn read_chain_head_on(conn: &mut sqlx::AnyConnection) -> StoreR
 /// sent with the commit; `rehash` chains them again should the head turn
 /// out to be stale.
 pub fn append_events(tx: &mut WriteTx, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
+    if tx.chains_at_commit() {
+        tx.add_unchained_events(rows, rehash);
+        return;
+    }
     let Some(last) = rows.last() else { return };
     tx.appended_head = Some((last.seq, last.hash.clone()));
     for row in &rows {

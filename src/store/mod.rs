@@ -14,6 +14,7 @@ mod clients;
 mod credentials;
 mod events;
 mod grants;
+mod group_commit;
 mod outbox;
 mod provisioning;
 mod retention;
@@ -57,6 +58,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// An error of the SQLite group writer (`group_commit.rs`), which does
+    /// not go through sqlx; `extended_code` is SQLite's.
+    #[error("database: {message}")]
+    Sqlite { extended_code: Option<i32>, message: String },
 }
 
 impl StoreError {
@@ -69,6 +74,10 @@ impl StoreError {
     /// server's own goodbye as SQLSTATE class 08 or 57P (admin shutdown,
     /// cannot connect now).
     pub fn is_unavailable(&self) -> bool {
+        if let StoreError::Sqlite { extended_code: Some(code), .. } = self {
+            // Busy or locked past the timeout, the file unreadable.
+            return matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_CANTOPEN);
+        }
         let StoreError::Database(e) = self else { return false };
         match e {
             sqlx::Error::PoolTimedOut
@@ -99,21 +108,30 @@ impl StoreError {
     /// the unique indexes of migration 0012 (SQLite names the column,
     /// PostgreSQL the index).
     pub fn is_second_use(&self) -> bool {
-        let StoreError::Database(sqlx::Error::Database(db)) = self else { return false };
-        let message = db.message();
-        db.is_unique_violation()
-            && [
-                "token_families.code_hash",
-                "token_families_code",
-                "refresh_tokens.parent_hash",
-                "refresh_tokens_parent",
-            ]
-            .iter()
-            .any(|name| message.contains(name) || db.constraint() == Some(name))
+        const SINGLE_USE: [&str; 4] =
+            ["token_families.code_hash", "token_families_code", "refresh_tokens.parent_hash", "refresh_tokens_parent"];
+        match self {
+            StoreError::Sqlite { extended_code: Some(SQLITE_CONSTRAINT_UNIQUE), message } => {
+                SINGLE_USE.iter().any(|name| message.contains(name))
+            }
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                let message = db.message();
+                db.is_unique_violation()
+                    && SINGLE_USE.iter().any(|name| message.contains(name) || db.constraint() == Some(name))
+            }
+            _ => false,
+        }
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+// SQLite result codes (https://sqlite.org/rescode.html).
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_IOERR: i32 = 10;
+const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -132,6 +150,9 @@ pub struct Store {
     write_gate: Option<Arc<Mutex<Option<ChainHead>>>>,
     /// Client registrations read in the last second (see `clients.rs`).
     client_cache: Arc<ClientCache>,
+    /// SQLite on a file: the thread that commits the hot paths' transactions
+    /// in groups (see `group_commit.rs`).
+    group_writer: Option<Arc<group_commit::GroupWriter>>,
 }
 
 impl Store {
@@ -166,7 +187,11 @@ impl Store {
             }
         };
         let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(None)));
-        Ok(Store { pool, write_pool, backend, write_gate, client_cache: Arc::default() })
+        let group_writer = match (&write_gate, sqlite_path(&url)) {
+            (Some(gate), Some(path)) => Some(Arc::new(group_commit::GroupWriter::start(&path, gate.clone())?)),
+            _ => None,
+        };
+        Ok(Store { pool, write_pool, backend, write_gate, client_cache: Arc::default(), group_writer })
     }
 
     pub fn backend(&self) -> Backend {
@@ -196,6 +221,19 @@ impl Store {
         }
     }
 
+    /// A write transaction whose statements need no answer before the commit
+    /// (the hot paths: codes, tokens, sessions touched, their log records).
+    /// On SQLite it is committed with others by the group writer, and its log
+    /// records are chained there; should it need the connection after all
+    /// (`WriteTx::conn`), it becomes an ordinary transaction. On PostgreSQL
+    /// it is an ordinary transaction.
+    pub async fn begin_batched_write(&self) -> StoreResult<WriteTx> {
+        match (&self.group_writer, &self.write_gate) {
+            (Some(writer), Some(gate)) => Ok(WriteTx::deferred(writer.clone(), gate.clone(), self.write_pool.clone())),
+            _ => self.begin_write().await,
+        }
+    }
+
     /// SQLite: copies the WAL back into the database file (PASSIVE: it
     /// never waits for, nor blocks, the writer). Called every second by a
     /// job, since the writer connection does not checkpoint by itself.
@@ -213,6 +251,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.group_writer {
+            writer.close();
+        }
         self.pool.close().await;
         self.write_pool.close().await;
     }

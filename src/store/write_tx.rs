@@ -14,11 +14,14 @@
 //! (the extended protocol takes one statement per message), inside an
 //! ordinary sqlx transaction.
 
+use std::sync::Arc;
+
 use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Transaction};
-use tokio::sync::OwnedMutexGuard;
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::group_commit::GroupWriter;
 use super::{Backend, EventRow, StoreError, StoreResult};
 
 /// The last record of the connection-log chain: its sequence and hash.
@@ -74,6 +77,13 @@ pub(super) struct Queued {
 }
 
 enum Conn {
+    /// SQLite, a transaction for the group writer (`group_commit.rs`): no
+    /// gate, no connection until it needs one.
+    Deferred {
+        writer: Arc<GroupWriter>,
+        gate: Arc<Mutex<Option<ChainHead>>>,
+        pool: AnyPool,
+    },
     /// SQLite: the writer connection; `BEGIN` and `COMMIT` travel with the
     /// queued statements.
     Sqlite {
@@ -102,6 +112,9 @@ pub struct WriteTx {
     pub(super) appended_head: Option<ChainHead>,
     queued: Vec<Queued>,
     pub(super) pending_events: Option<PendingEvents>,
+    /// Deferred transactions: log records not chained yet (the group writer
+    /// chains them).
+    unchained_events: Option<PendingEvents>,
     finished: bool,
 }
 
@@ -117,6 +130,10 @@ impl WriteTx {
         Self::with(Conn::Postgres(tx), Backend::Postgres, None)
     }
 
+    pub(super) fn deferred(writer: Arc<GroupWriter>, gate: Arc<Mutex<Option<ChainHead>>>, pool: AnyPool) -> Self {
+        Self::with(Conn::Deferred { writer, gate, pool }, Backend::Sqlite, None)
+    }
+
     fn with(conn: Conn, backend: Backend, gate: Option<OwnedMutexGuard<Option<ChainHead>>>) -> Self {
         WriteTx {
             conn: Some(conn),
@@ -125,13 +142,61 @@ impl WriteTx {
             appended_head: None,
             queued: Vec::new(),
             pending_events: None,
+            unchained_events: None,
             finished: false,
         }
+    }
+
+    /// Whether log records appended now are chained by the group writer at
+    /// the commit rather than by the caller.
+    pub fn chains_at_commit(&self) -> bool {
+        matches!(self.conn, Some(Conn::Deferred { .. }))
+    }
+
+    pub(super) fn add_unchained_events(&mut self, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
+        match self.unchained_events.as_mut() {
+            Some(p) => p.rows.extend(rows),
+            None => self.unchained_events = Some(PendingEvents { rows, rehash }),
+        }
+    }
+
+    /// A deferred transaction that needs the connection becomes an ordinary
+    /// one: it takes the gate and the writer connection, and chains the log
+    /// records it already holds after the head, as `audit::append` would.
+    async fn attach(&mut self) -> StoreResult<()> {
+        let Some(Conn::Deferred { gate, pool, .. }) = &self.conn else { return Ok(()) };
+        let (gate, pool) = (gate.clone(), pool.clone());
+        let guard = gate.lock_owned().await;
+        let conn = pool.acquire().await?;
+        self.gate = Some(guard);
+        self.conn = Some(Conn::Sqlite { conn, begun: false });
+        let Some(mut unchained) = self.unchained_events.take() else { return Ok(()) };
+        let (mut seq, mut prev) = match self.cached_head() {
+            Some(head) => head,
+            None => {
+                self.queued.insert(0, Queued { sql: BEGIN, params: Vec::new() });
+                self.flush_attached().await?;
+                let Some(Conn::Sqlite { conn, .. }) = self.conn.as_mut() else {
+                    return Err(StoreError::Corrupt("writer connection lost".into()));
+                };
+                super::events::read_chain_head_on(conn).await?
+            }
+        };
+        for row in unchained.rows.iter_mut() {
+            seq += 1;
+            row.seq = seq;
+            row.prev_hash = prev;
+            row.hash = (unchained.rehash)(row);
+            prev = row.hash.clone();
+        }
+        super::events::append_events(self, unchained.rows, unchained.rehash);
+        Ok(())
     }
 
     /// The connection, for a statement whose answer is needed now: what was
     /// queued is sent first, so statements keep their order.
     pub async fn conn(&mut self) -> StoreResult<&mut AnyConnection> {
+        self.attach().await?;
         if let Some(Conn::Sqlite { begun: false, .. }) = &self.conn {
             self.queued.insert(0, Queued { sql: BEGIN, params: Vec::new() });
         }
@@ -139,7 +204,7 @@ impl WriteTx {
         match self.conn.as_mut() {
             Some(Conn::Sqlite { conn, .. }) => Ok(&mut **conn),
             Some(Conn::Postgres(tx)) => Ok(&mut **tx),
-            None => Err(StoreError::Corrupt("transaction already finished".into())),
+            Some(Conn::Deferred { .. }) | None => Err(StoreError::Corrupt("transaction already finished".into())),
         }
     }
 
@@ -162,12 +227,19 @@ impl WriteTx {
 
     /// Sends what is queued; returns the rows of queued `RETURNING` clauses.
     pub(crate) async fn flush(&mut self) -> StoreResult<Vec<AnyRow>> {
+        self.attach().await?;
+        self.flush_attached().await
+    }
+
+    async fn flush_attached(&mut self) -> StoreResult<Vec<AnyRow>> {
         if self.queued.is_empty() {
             return Ok(Vec::new());
         }
         let mut queued = std::mem::take(&mut self.queued);
         let result = match self.conn.as_mut() {
-            None => return Err(StoreError::Corrupt("transaction already finished".into())),
+            None | Some(Conn::Deferred { .. }) => {
+                return Err(StoreError::Corrupt("transaction already finished".into()));
+            }
             Some(Conn::Sqlite { conn, begun }) => {
                 if !*begun {
                     if queued.first().is_none_or(|q| q.sql != BEGIN) {
@@ -240,6 +312,19 @@ impl WriteTx {
     }
 
     pub async fn commit(mut self) -> StoreResult<()> {
+        if let Some(Conn::Deferred { writer, .. }) = &self.conn {
+            let writer = writer.clone();
+            let statements = std::mem::take(&mut self.queued);
+            let (events, rehash) = match self.unchained_events.take() {
+                Some(p) => (p.rows, p.rehash),
+                None => (Vec::new(), no_rehash as fn(&EventRow) -> String),
+            };
+            self.finished = true;
+            if statements.is_empty() && events.is_empty() {
+                return Ok(());
+            }
+            return writer.commit(statements, events, rehash).await;
+        }
         let result = match self.backend {
             Backend::Sqlite => {
                 if matches!(&self.conn, Some(Conn::Sqlite { begun: false, .. })) && self.queued.is_empty() {
@@ -311,6 +396,10 @@ impl Drop for WriteTx {
             Err(_) => conn.close_on_drop(),
         }
     }
+}
+
+fn no_rehash(_: &EventRow) -> String {
+    String::new()
 }
 
 /// The error SQLite gives when a log record's link does not match the last

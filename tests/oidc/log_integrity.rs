@@ -14,6 +14,7 @@ on_both_databases!(
     edits_deletions_and_reorderings_are_found_at_the_right_record,
     a_cut_tail_is_caught_by_the_signed_checkpoint,
     a_rewritten_chain_and_forged_checkpoints_are_caught,
+    batched_and_ordinary_appends_from_two_processes_make_one_chain,
 );
 
 /// Appends `n` records through the recorder.
@@ -156,6 +157,66 @@ async fn a_rewritten_chain_and_forged_checkpoints_are_caught(db: Db) {
     let (ok, json) = cli_verify(&server);
     assert!(!ok);
     assert_eq!(json["first_broken_record"], 4, "{json}");
+}
+
+/// The hot paths' transactions (committed in groups on SQLite, chained by the
+/// group writer) and ordinary ones, at once, while another process (the
+/// command line) appends too: every record is there, once, in one unbroken
+/// chain.
+async fn batched_and_ordinary_appends_from_two_processes_make_one_chain(db: Db) {
+    let server = TestServer::start(db).await;
+    let app = server.app.clone();
+    let mut tasks = Vec::new();
+    for i in 0..48 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = Event::new(kind::LOG_READ, Outcome::Success, "cli")
+                .email(format!("agent{i}@cc-girou.fr"))
+                .details(serde_json::json!({"n": i}));
+            if i % 2 == 0 {
+                let mut tx = app.store.begin_batched_write().await.expect("begin");
+                audit::append(&app, &mut tx, vec![e]).await.expect("append");
+                tx.commit().await.expect("commit");
+            } else {
+                audit::record(&app, vec![e]).await;
+            }
+        }));
+    }
+    let other_process = {
+        let server_cli = (server.app.config.clone(), server.base.clone());
+        tokio::task::spawn_blocking(move || {
+            let (c, base) = server_cli;
+            std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
+                .args(["logs", "query", "--email", "agent1@cc-girou.fr", "--format", "json"])
+                .current_dir(&c.data_dir)
+                .env("COOP_IDP_ISSUER", base)
+                .env("COOP_IDP_DATABASE_URL", &c.database_url)
+                .env("COOP_IDP_DATA_DIR", &c.data_dir)
+                .env("COOP_IDP_KEYS_DIR", &c.keys_dir)
+                .env("COOP_IDP_LOG", "error")
+                .output()
+                .expect("run coop-idp")
+        })
+    };
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let out = other_process.await.expect("cli");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // 48 records from the server, one (the log read) from the command line.
+    assert_eq!(verify(&app).await.expect("verify"), Verification::Intact { records: 49 });
+    let emails: Vec<String> = sqlx::query_scalar::<_, String>("SELECT email FROM events WHERE details LIKE '{\"n\":%'")
+        .fetch_all(app.store.pool())
+        .await
+        .expect("emails");
+    let distinct: std::collections::BTreeSet<&String> = emails.iter().collect();
+    assert_eq!((emails.len(), distinct.len()), (48, 48), "each record once");
+    // And the chain goes on from there, whichever writer comes next.
+    let mut tx = app.store.begin_batched_write().await.expect("begin");
+    audit::append(&app, &mut tx, vec![Event::new(kind::LOG_READ, Outcome::Success, "cli")]).await.expect("append");
+    tx.commit().await.expect("commit");
+    write_records(&server, 1).await;
+    assert_eq!(verify(&app).await.expect("verify"), Verification::Intact { records: 51 });
 }
 
 /// Runs the `coop-idp` binary on the server's database, keys and issuer.

@@ -1,0 +1,307 @@
+//! SQLite: the blind writes of many requests, committed together by one
+//! thread.
+//!
+//! SQLite has one writer. Through sqlx, every transaction took the write
+//! gate, sent its batch to the writer connection's worker thread and waited
+//! to be scheduled again before releasing the gate: the writes of the whole
+//! server were serialised on thread hand-offs, not on SQLite (a third of the
+//! profile was kernel wake-ups, a fifth of the CPU idle). Here the hot
+//! paths' transactions, whose statements need no answer (tokens, codes, log
+//! records), are handed to a thread that owns a connection of its own and
+//! calls SQLite synchronously: it takes every transaction waiting, runs each
+//! in a savepoint of one `BEGIN IMMEDIATE` … `COMMIT`, and answers each. A
+//! transaction that fails (a second use of a code, say) is rolled back to its
+//! savepoint alone; the others commit.
+//!
+//! The log records of these transactions are chained by this thread, after
+//! the head it reads inside the transaction: it is always current, even when
+//! another process (the command line) appended in between.
+//!
+//! The thread takes the same write gate as the interactive transactions of
+//! `write_tx.rs` for each batch, so the two writers never overlap, and it
+//! leaves the chain head it committed in the gate for them.
+
+use std::sync::{Arc, mpsc};
+
+use rusqlite::{Connection, OptionalExtension};
+use tokio::sync::{Mutex, oneshot};
+
+use super::write_tx::{ChainHead, Param, Queued};
+use super::{EventRow, StoreError, StoreResult};
+
+/// Transactions per batch: bounds the time one batch holds the gate.
+const MAX_BATCH: usize = 64;
+
+/// One transaction: its statements in order, then its log records (chained
+/// by the writer).
+pub(super) struct Job {
+    pub(super) statements: Vec<Queued>,
+    pub(super) events: Vec<EventRow>,
+    pub(super) rehash: fn(&EventRow) -> String,
+    pub(super) reply: oneshot::Sender<StoreResult<()>>,
+}
+
+pub(super) struct GroupWriter {
+    /// `None` once the store is closed: the thread ends when it sees the
+    /// channel closed.
+    sender: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+}
+
+impl GroupWriter {
+    /// Opens the writer's connection on the database file and starts its
+    /// thread.
+    pub(super) fn start(path: &str, gate: Arc<Mutex<Option<ChainHead>>>) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(|e| sqlite_error(&e))?;
+        for (pragma, value) in [
+            ("journal_mode", "WAL"),
+            ("synchronous", "NORMAL"),
+            ("foreign_keys", "ON"),
+            ("busy_timeout", "5000"),
+            // Checkpoints are made by `Store::checkpoint_wal`, off the gate.
+            ("wal_autocheckpoint", "0"),
+        ] {
+            conn.pragma_update_and_check(None, pragma, value, |_| Ok(()))
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                    e => Err(e),
+                })
+                .map_err(|e| sqlite_error(&e))?;
+        }
+        conn.set_prepared_statement_cache_capacity(64);
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, receiver, gate))
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Ok(GroupWriter { sender: std::sync::Mutex::new(Some(sender)) })
+    }
+
+    /// Hands a transaction to the writer and waits for its outcome.
+    pub(super) async fn commit(
+        &self,
+        statements: Vec<Queued>,
+        events: Vec<EventRow>,
+        rehash: fn(&EventRow) -> String,
+    ) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job { statements, events, rehash, reply };
+        let sent = match self.sender.lock() {
+            Ok(sender) => sender.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),
+            Err(_) => false,
+        };
+        if !sent {
+            return Err(writer_gone());
+        }
+        answer.await.map_err(|_| writer_gone())?
+    }
+
+    pub(super) fn close(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Database(sqlx::Error::WorkerCrashed)
+}
+
+fn run(conn: Connection, receiver: mpsc::Receiver<Job>, gate: Arc<Mutex<Option<ChainHead>>>) {
+    while let Ok(first) = receiver.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = {
+            let mut head = gate.blocking_lock();
+            let (results, committed_head) = commit_batch(&conn, &jobs);
+            *head = committed_head;
+            results
+        };
+        for (job, result) in jobs.into_iter().zip(results) {
+            // The request may have gone (client disconnected): nothing to do.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Runs the batch; the outcome of each transaction, and the chain head after
+/// the commit (`None` when it is not known).
+fn commit_batch(conn: &Connection, jobs: &[Job]) -> (Vec<StoreResult<()>>, Option<ChainHead>) {
+    let all_failed = |e: &rusqlite::Error| jobs.iter().map(|_| Err(sqlite_error(e))).collect();
+    if let Err(e) = run_sql(conn, "BEGIN IMMEDIATE", &[]) {
+        return (all_failed(&e), None);
+    }
+    let mut head = match read_chain_head(conn) {
+        Ok(head) => head,
+        Err(e) => {
+            let _ = run_sql(conn, "ROLLBACK", &[]);
+            return (all_failed(&e), None);
+        }
+    };
+    let results: Vec<StoreResult<()>> = jobs.iter().map(|job| run_job(conn, job, &mut head)).collect();
+    match run_sql(conn, "COMMIT", &[]) {
+        Ok(()) => (results, Some(head)),
+        Err(e) => {
+            let _ = run_sql(conn, "ROLLBACK", &[]);
+            (all_failed(&e), None)
+        }
+    }
+}
+
+/// One transaction in its savepoint: all of it, or none of it.
+fn run_job(conn: &Connection, job: &Job, head: &mut ChainHead) -> StoreResult<()> {
+    run_sql(conn, "SAVEPOINT job", &[]).map_err(|e| sqlite_error(&e))?;
+    let mut next = head.clone();
+    let outcome = (|| {
+        for statement in &job.statements {
+            run_sql(conn, statement.sql, &statement.params)?;
+        }
+        for event in &job.events {
+            let mut row = event.clone();
+            row.seq = next.0 + 1;
+            row.prev_hash = std::mem::take(&mut next.1);
+            row.hash = (job.rehash)(&row);
+            let insert = super::events::event_insert(&row);
+            run_sql(conn, insert.sql, &insert.params)?;
+            next = (row.seq, row.hash);
+        }
+        Ok(())
+    })();
+    match outcome {
+        Ok(()) => {
+            run_sql(conn, "RELEASE job", &[]).map_err(|e| sqlite_error(&e))?;
+            *head = next;
+            Ok(())
+        }
+        Err(e) => {
+            let undone = run_sql(conn, "ROLLBACK TO job", &[]).and_then(|()| run_sql(conn, "RELEASE job", &[]));
+            if let Err(undo) = undone {
+                tracing::error!(error = %undo, "could not roll a transaction back to its savepoint");
+            }
+            Err(sqlite_error(&e))
+        }
+    }
+}
+
+fn read_chain_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
+    let last = conn
+        .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some(head) = last {
+        return Ok(head);
+    }
+    // Everything was purged: the chain goes on from the last removed record.
+    let purged = conn
+        .prepare_cached("SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(purged.unwrap_or((0, String::new())))
+}
+
+/// The numbered parameters (`$1` …) of the store's SQL; SQLite treats them as
+/// named parameters, indexed in order of first appearance.
+const PARAMETER_NAMES: [&str; 20] = [
+    "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17",
+    "$18", "$19", "$20",
+];
+
+fn run_sql(conn: &Connection, sql: &str, params: &[Param]) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(sql)?;
+    for (i, param) in params.iter().enumerate() {
+        let owned;
+        let name = match PARAMETER_NAMES.get(i) {
+            Some(name) => *name,
+            None => {
+                owned = format!("${}", i + 1);
+                owned.as_str()
+            }
+        };
+        let Some(index) = statement.parameter_index(name)? else {
+            return Err(rusqlite::Error::InvalidParameterName(name.to_string()));
+        };
+        match param {
+            Param::Text(v) => statement.raw_bind_parameter(index, v)?,
+            Param::Int(v) => statement.raw_bind_parameter(index, v)?,
+        }
+    }
+    // Stepped to the end: a statement with `RETURNING` runs only as its rows
+    // are read.
+    let mut rows = statement.raw_query();
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
+/// SQLite's answer, kept with its extended code so that callers can tell a
+/// second use (a unique index) or a busy database from other failures.
+fn sqlite_error(e: &rusqlite::Error) -> StoreError {
+    let extended_code = match e {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+        _ => None,
+    };
+    StoreError::Sqlite { extended_code, message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER); \
+             CREATE TABLE events (seq INTEGER PRIMARY KEY, hash TEXT); \
+             CREATE TABLE log_purges (up_to_seq INTEGER, last_hash TEXT);",
+        )
+        .expect("schema");
+        (dir, conn)
+    }
+
+    fn job(statements: Vec<Queued>) -> (Job, oneshot::Receiver<StoreResult<()>>) {
+        let (reply, answer) = oneshot::channel();
+        (Job { statements, events: Vec::new(), rehash: |_| String::new(), reply }, answer)
+    }
+
+    fn insert(k: &str, v: i64) -> Queued {
+        Queued { sql: "INSERT INTO t (k, v) VALUES ($1, $2)", params: vec![k.into(), v.into()] }
+    }
+
+    #[test]
+    fn parameters_bind_by_number_whatever_their_order_of_appearance() {
+        let (_dir, conn) = open();
+        run_sql(&conn, "INSERT INTO t (v, k) VALUES ($2, $1)", &["a".into(), 7.into()]).expect("insert");
+        let v: i64 = conn.query_row("SELECT v FROM t WHERE k = 'a'", [], |r| r.get(0)).expect("row");
+        assert_eq!(v, 7);
+    }
+
+    #[test]
+    fn a_failing_transaction_is_undone_alone_and_the_others_commit() {
+        let (_dir, conn) = open();
+        let (first, _a) = job(vec![insert("a", 1), insert("b", 2)]);
+        // Second statement collides with the first transaction's "a".
+        let (second, _b) = job(vec![insert("c", 3), insert("a", 4)]);
+        let (third, _c) = job(vec![insert("d", 5)]);
+        let (results, head) = commit_batch(&conn, &[first, second, third]);
+        assert!(results[0].is_ok());
+        let err = results[1].as_ref().expect_err("collision");
+        assert!(matches!(err, StoreError::Sqlite { extended_code: Some(1555), .. }), "{err:?}");
+        assert!(results[2].is_ok());
+        assert_eq!(head, Some((0, String::new())));
+        let keys: Vec<String> = conn
+            .prepare("SELECT k FROM t ORDER BY k")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        // "c" went with its failed transaction.
+        assert_eq!(keys, ["a", "b", "d"]);
+        let v: i64 = conn.query_row("SELECT v FROM t WHERE k = 'a'", [], |r| r.get(0)).expect("row");
+        assert_eq!(v, 1);
+    }
+}
