@@ -61,8 +61,38 @@ pub async fn requirement(app: &App, account_id: &str) -> AppResult<Requirement> 
     Ok(Requirement::None)
 }
 
-/// Opens the pending state; returns the cookie value.
-pub async fn begin(app: &App, account_id: &str, request: Option<&str>) -> AppResult<String> {
+/// Where a step-up may lead back to: a same-origin path under `/admin`
+/// (with its query), never another site (`//evil.example`,
+/// `https://evil.example`, `/\evil.example`) nor a way out of the console.
+pub fn console_return(target: &str) -> Option<String> {
+    const BASE: &str = "http://console.invalid";
+    if target.len() > 2048 || !target.starts_with('/') || target.starts_with("//") {
+        return None;
+    }
+    if target.contains(['\\', '@']) || target.chars().any(char::is_control) {
+        return None;
+    }
+    let base = url::Url::parse(BASE).ok()?;
+    let url = base.join(target).ok()?;
+    if url.origin() != base.origin() || url.fragment().is_some() {
+        return None;
+    }
+    let path = url.path();
+    if path != "/admin" && !path.starts_with("/admin/") {
+        return None;
+    }
+    // The path as the browser would resolve it, so that `/admin/../x` is not
+    // taken for a console page.
+    Some(match url.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    })
+}
+
+/// Opens the pending state; returns the cookie value. `return_to`, a
+/// console path (kept only if [`console_return`] accepts it), is where the
+/// browser goes after the second factor when no authorization request waits.
+pub async fn begin(app: &App, account_id: &str, request: Option<&str>, return_to: Option<&str>) -> AppResult<String> {
     let now = app.clock.now_ms();
     let cookie = random_token();
     let row = PendingSecondFactorRow {
@@ -70,6 +100,7 @@ pub async fn begin(app: &App, account_id: &str, request: Option<&str>) -> AppRes
         account_id: account_id.to_string(),
         request: request.map(str::to_string),
         enrol_secret: None,
+        return_to: return_to.and_then(console_return),
         expires_at: now + PENDING_TTL_MS,
     };
     let mut tx = app.store.begin_write().await?;
@@ -204,6 +235,32 @@ pub async fn confirm_enrolment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_up_returns_only_to_console_paths() {
+        for good in ["/admin", "/admin/logs", "/admin/logs?email=a%40b.fr&event=signin", "/admin/partners/cc-girou"] {
+            assert_eq!(console_return(good).as_deref(), Some(good), "{good}");
+        }
+        for bad in [
+            "//evil.example",
+            "//evil.example/admin",
+            "https://evil.example/admin",
+            "http://console.invalid/admin",
+            "/\\evil.example/admin",
+            "/admin@evil.example",
+            "/administrator",
+            "/admin/../signin",
+            "/admin/%2e%2e/signin",
+            "/signin",
+            "admin",
+            "",
+            "/admin/logs#frag",
+            "/admin/\nlogs",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(console_return(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn recovery_codes_are_128_bit_and_typed_loosely() {

@@ -18,6 +18,8 @@ pub struct PendingSecondFactorRow {
     pub account_id: String,
     pub request: Option<String>,
     pub enrol_secret: Option<String>,
+    /// A console path to go back to after the second factor (step-up).
+    pub return_to: Option<String>,
     pub expires_at: Millis,
 }
 
@@ -41,7 +43,8 @@ impl Store {
 
     pub async fn pending_second_factor(&self, id_hash: &str) -> StoreResult<Option<PendingSecondFactorRow>> {
         Ok(sqlx::query_as(
-            "SELECT id_hash, account_id, request, enrol_secret, expires_at FROM pending_second_factor WHERE id_hash = $1",
+            "SELECT id_hash, account_id, request, enrol_secret, return_to, expires_at FROM pending_second_factor \
+             WHERE id_hash = $1",
         )
         .bind(id_hash)
         .fetch_optional(&self.pool)
@@ -57,13 +60,14 @@ pub async fn insert_pending_second_factor(
     // An expired state is of no use to anyone: sweep them as new ones come.
     sqlx::query("DELETE FROM pending_second_factor WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
     sqlx::query(
-        "INSERT INTO pending_second_factor (id_hash, account_id, request, enrol_secret, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO pending_second_factor (id_hash, account_id, request, enrol_secret, return_to, expires_at, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&row.id_hash)
     .bind(&row.account_id)
     .bind(&row.request)
     .bind(&row.enrol_secret)
+    .bind(&row.return_to)
     .bind(row.expires_at)
     .bind(now)
     .execute(tx.conn().await?)

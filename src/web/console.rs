@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::CookieJar;
@@ -68,6 +68,7 @@ async fn gate(
     jar: CookieJar,
     locale: Locale,
     allowed: &[Role],
+    back: Option<&Uri>,
 ) -> Result<(Admin, CookieJar), Response> {
     let session = match browser::session_value(&app.config, &jar) {
         Some(v) => session::current(app, &v).await.map_err(|e| error::internal_page(e, locale))?,
@@ -81,7 +82,9 @@ async fn gate(
             let Some(s) = session else { return Err(browser::see_other("/signin")) };
             let step = async {
                 let enrolled = app.store.totp(&s.account_id).await?.is_some();
-                let cookie = crate::auth::second_factor::begin(app, &s.account_id, None).await?;
+                // A page asked for (GET) is where the browser comes back to.
+                let back = back.and_then(|u| u.path_and_query()).map(|p| p.as_str());
+                let cookie = crate::auth::second_factor::begin(app, &s.account_id, None, back).await?;
                 Ok::<_, crate::error::AppError>((enrolled, cookie))
             }
             .await;
@@ -135,12 +138,13 @@ fn text(locale: Locale, key: &str) -> &'static str {
 
 async fn home(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &Role::ALL).await {
+    let (admin, jar) = match gate(&app, jar, locale, &Role::ALL, Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -184,12 +188,13 @@ fn filter_query(q: &LogQuery) -> String {
 async fn logs(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
+    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity], Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -250,12 +255,13 @@ fn csv_response(body: String, file_name: &str) -> Response {
 async fn logs_export(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, _jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
+    let (admin, _jar) = match gate(&app, jar, locale, &[Role::CafSecurity], Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -280,12 +286,13 @@ async fn logs_export(
 async fn alerts(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
+    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity], Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -305,12 +312,13 @@ async fn alerts(
 /// last purge.
 async fn integrity(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
+    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity], Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -349,12 +357,13 @@ async fn integrity(
 /// destructions recorded with the attestation to download.
 async fn purges(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
+    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity], Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -389,9 +398,16 @@ async fn purges(
     page(&app, jar, StatusCode::OK, "admin/purges.html", locale, "/admin/purges", &admin, ctx)
 }
 
-async fn attestation(app: &AppState, headers: &HeaderMap, jar: CookieJar, partner: &str, pdf: bool) -> Response {
+async fn attestation(
+    app: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    partner: &str,
+    pdf: bool,
+) -> Response {
     let locale = browser::locale(headers, None, None);
-    if let Err(r) = gate(app, jar, locale, &[Role::CafSecurity]).await {
+    if let Err(r) = gate(app, jar, locale, &[Role::CafSecurity], Some(uri)).await {
         return r;
     }
     match app.store.partner(partner).await {
@@ -420,20 +436,22 @@ async fn attestation(app: &AppState, headers: &HeaderMap, jar: CookieJar, partne
 
 async fn attestation_pdf(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Path(partner): Path<String>,
 ) -> Response {
-    attestation(&app, &headers, jar, &partner, true).await
+    attestation(&app, &uri, &headers, jar, &partner, true).await
 }
 
 async fn attestation_jws(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Path(partner): Path<String>,
 ) -> Response {
-    attestation(&app, &headers, jar, &partner, false).await
+    attestation(&app, &uri, &headers, jar, &partner, false).await
 }
 
 /// The partner, when this administrator may see it.
@@ -455,12 +473,13 @@ async fn visible_partner(
 
 async fn partners(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
+    let (admin, jar) = match gate(&app, jar, locale, HABILITATION, Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -485,13 +504,14 @@ async fn partners(
 
 async fn partner(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
+    let (admin, jar) = match gate(&app, jar, locale, HABILITATION, Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -521,13 +541,14 @@ async fn partner(
 
 async fn annex1_form(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
+    let (admin, jar) = match gate(&app, jar, locale, HABILITATION, Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -605,7 +626,7 @@ async fn annex1_upload(
     form: Multipart,
 ) -> Response {
     let locale = browser::locale(&headers, None, None);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
+    let (admin, jar) = match gate(&app, jar, locale, HABILITATION, None).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -685,7 +706,7 @@ async fn annex1_apply(
     body: axum::body::Bytes,
 ) -> Response {
     let locale = browser::locale(&headers, None, None);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation]).await {
+    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation], None).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -740,7 +761,7 @@ async fn confirmed_account_action(
     id: &str,
     locale: Locale,
 ) -> Result<(Admin, crate::store::AccountRow), Response> {
-    let (admin, jar) = gate(app, jar, locale, &[Role::CafHabilitation]).await?;
+    let (admin, jar) = gate(app, jar, locale, &[Role::CafHabilitation], None).await?;
     let form = Params::from_pairs(pairs(body)).unwrap_or_default();
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
         return Err(pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf"));
@@ -799,13 +820,14 @@ async fn resend_activation(
 /// "Clôturer l'accès" asks for confirmation first: this page, then its POST.
 async fn close_confirm(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation]).await {
+    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation], Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -846,12 +868,13 @@ async fn close_access(
 
 async fn review(
     State(app): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
+    let (admin, jar) = match gate(&app, jar, locale, HABILITATION, Some(&uri)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
