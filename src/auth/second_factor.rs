@@ -11,7 +11,7 @@
 //! so that a correct password does not reset them.
 
 use crate::app::App;
-use crate::auth::{throttle, totp};
+use crate::auth::{throttle, totp, vault};
 use crate::clock::Millis;
 use crate::crypto::{hash_secret, random_token};
 use crate::error::AppResult;
@@ -117,15 +117,21 @@ pub async fn pending(app: &App, cookie: &str) -> AppResult<Option<PendingSecondF
 
 /// The secret offered for enrolment in this pending state, made on first
 /// display and the same on every reload (the first writer wins).
+/// Like the enrolled secret, the candidate is stored sealed (`vault`).
 pub async fn enrolment_secret(app: &App, pending: &PendingSecondFactorRow) -> AppResult<String> {
+    let key = vault::load_key(app)?;
     if let Some(s) = &pending.enrol_secret {
-        return Ok(s.clone());
+        return Ok(vault::open(&key, &pending.account_id, s)?);
     }
+    let sealed = vault::seal(&key, &pending.account_id, &totp::new_secret())?;
     let mut tx = app.store.begin_write().await?;
-    store::set_pending_enrol_secret(&mut tx, &pending.id_hash, &totp::new_secret()).await?;
+    store::set_pending_enrol_secret(&mut tx, &pending.id_hash, &sealed).await?;
     tx.commit().await?;
     let row = app.store.pending_second_factor(&pending.id_hash).await?;
-    row.and_then(|r| r.enrol_secret).ok_or_else(|| crate::error::AppError::Invalid("pending state vanished".into()))
+    let stored = row
+        .and_then(|r| r.enrol_secret)
+        .ok_or_else(|| crate::error::AppError::Invalid("pending state vanished".into()))?;
+    Ok(vault::open(&key, &pending.account_id, &stored)?)
 }
 
 fn throttle_key(account_id: &str) -> String {
@@ -172,12 +178,14 @@ pub async fn verify(
     }
     let now = app.clock.now_ms();
     let Some(enrolled) = app.store.totp(account_id).await? else { return Ok(Err(Failure::Expired)) };
+    // A secret that does not open (another key) refuses the sign-in: an error, never a pass.
+    let secret = vault::open(&vault::load_key(app)?, account_id, &enrolled.secret)?;
     let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     let mut tx = app.store.begin_write().await?;
     let method = if digits.len() == totp::DIGITS as usize && digits.chars().all(|c| c.is_ascii_digit()) {
         // The step is recorded only if it is later than the last one, so two
         // requests racing with the same code cannot both pass.
-        let accepted = match totp::verify(&enrolled.secret, &digits, now, enrolled.last_step) {
+        let accepted = match totp::verify(&secret, &digits, now, enrolled.last_step) {
             Some(step) => store::advance_totp_step(&mut tx, account_id, step).await?,
             None => false,
         };
@@ -215,9 +223,11 @@ pub async fn confirm_enrolment(
     if let Some(f) = blocked(app, account_id, ip).await? {
         return Ok(Err(f));
     }
-    let Some(secret) = pending.enrol_secret.as_deref() else { return Ok(Err(Failure::Expired)) };
+    let Some(stored) = pending.enrol_secret.as_deref() else { return Ok(Err(Failure::Expired)) };
+    let key = vault::load_key(app)?;
+    let secret = vault::open(&key, account_id, stored)?;
     let now = app.clock.now_ms();
-    let Some(step) = totp::verify(secret, code, now, i64::MIN) else {
+    let Some(step) = totp::verify(&secret, code, now, i64::MIN) else {
         return Ok(Err(refuse(app, account_id, ip).await?));
     };
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
@@ -226,7 +236,8 @@ pub async fn confirm_enrolment(
     if !store::take_pending_second_factor(&mut tx, &pending.id_hash, now).await? {
         return Ok(Err(Failure::Expired));
     }
-    store::insert_totp(&mut tx, account_id, secret, step, &hashes, now).await?;
+    let sealed = vault::seal(&key, account_id, &secret)?;
+    store::insert_totp(&mut tx, account_id, &sealed, step, &hashes, now).await?;
     tx.commit().await?;
     throttle::record_success(app, &throttle_key(account_id)).await?;
     Ok(Ok(codes))

@@ -31,6 +31,14 @@ impl Store {
             .await?)
     }
 
+    /// (account id, secret) of the TOTP secrets not sealed yet (stored in
+    /// clear by an earlier version).
+    pub async fn totp_secrets_in_clear(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT account_id, secret FROM account_totp WHERE secret NOT LIKE 'v1:%'")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Unused recovery codes left to an account.
     pub async fn recovery_codes_left(&self, account_id: &str) -> StoreResult<i64> {
         let row: (i64,) =
@@ -210,6 +218,19 @@ pub async fn take_console_upload(
         .await?
         .rows_affected();
     Ok(if n == 1 { row } else { None })
+}
+
+/// Replaces a stored TOTP secret by its sealed form, only if the row still
+/// holds `old`; false when another writer changed it first.
+pub async fn replace_totp_secret(tx: &mut WriteTx, account_id: &str, old: &str, new: &str) -> StoreResult<bool> {
+    let n = sqlx::query("UPDATE account_totp SET secret = $1 WHERE account_id = $2 AND secret = $3")
+        .bind(new)
+        .bind(account_id)
+        .bind(old)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }
 
 /// Removes an account's TOTP secret and recovery codes; false when it had
