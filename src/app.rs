@@ -38,7 +38,13 @@ impl App {
             .map_err(|e| crate::error::AppError::Invalid(format!("data_dir {}: {e}", config.data_dir.display())))?;
         let store = Store::connect(&config.database_url).await?;
         store.migrate().await?;
-        App::with_store(config, store, clock)
+        let app = App::with_store(config, store, clock)?;
+        // The TOTP sealing key is made now, like the signing keys (so that
+        // `migrate` makes it before instances start), and secrets kept in
+        // clear by an earlier version are sealed.
+        crate::auth::vault::load_key(&app).map_err(crate::error::AppError::from)?;
+        crate::auth::vault::seal_clear_secrets(&app).await?;
+        Ok(app)
     }
 
     pub fn with_store(config: Config, store: Store, clock: Clock) -> AppResult<Arc<App>> {

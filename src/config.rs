@@ -49,6 +49,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub smtp_url: Option<String>,
     pub mail_from: String,
+    /// Where people report an accessibility problem (the statement page,
+    /// RGAA); by default the address of `mail_from`.
+    pub accessibility_contact: String,
     pub keys_dir: PathBuf,
     pub log_format: LogFormat,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -120,6 +123,7 @@ const KEYS: &[(&str, Option<&str>)] = &[
     ("metrics_listen", None),
     ("smtp_url", None),
     ("mail_from", Some("Coopération <no-reply@localhost>")),
+    ("accessibility_contact", None),
     ("keys_dir", Some("./keys")),
     ("log_format", Some("text")),
     ("trusted_proxies", Some("")),
@@ -156,6 +160,14 @@ const KEYS: &[(&str, Option<&str>)] = &[
 ];
 
 pub const ENV_PREFIX: &str = "COOP_IDP_";
+
+/// The address of a mailbox written `Name <address>` (or the text itself).
+fn address_of(mailbox: &str) -> String {
+    match (mailbox.rfind('<'), mailbox.rfind('>')) {
+        (Some(a), Some(b)) if a < b => mailbox[a + 1..b].trim().to_string(),
+        _ => mailbox.trim().to_string(),
+    }
+}
 
 impl Config {
     /// Loads `file` (or `./coop-idp.toml` when it exists) and the process
@@ -276,6 +288,11 @@ impl Config {
         if !mail_from.contains('@') {
             return Err(invalid("mail_from", "must contain an email address"));
         }
+        let accessibility_contact = match get("accessibility_contact").filter(|s| !s.trim().is_empty()) {
+            Some(c) if c.contains('@') && !c.contains(['<', '>', '"']) => c.trim().to_string(),
+            Some(_) => return Err(invalid("accessibility_contact", "must be an email address")),
+            None => address_of(&mail_from),
+        };
         let log_format = match get("log_format").as_deref() {
             Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -317,6 +334,7 @@ impl Config {
             metrics_listen,
             smtp_url,
             mail_from,
+            accessibility_contact,
             log_format,
             trusted_proxies,
             // RFC 9700: codes live at most 60 s.
@@ -409,6 +427,7 @@ mod tests {
         assert_eq!(c.metrics_listen, None, "no metrics unless asked for");
         assert_eq!(c.smtp_url, None);
         assert_eq!(c.mail_from, "Coopération <no-reply@localhost>");
+        assert_eq!(c.accessibility_contact, "no-reply@localhost", "the address of mail_from");
         assert_eq!(c.keys_dir, PathBuf::from("./keys"));
         assert_eq!(c.code_ttl_secs, 60);
         assert_eq!(c.log_retention_months, 12);
@@ -421,6 +440,18 @@ mod tests {
         assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9090"));
         let e = Config::from_sources(None, &env(&[("COOP_IDP_METRICS_LISTEN", "metrics")])).expect_err("no port");
         assert!(e.to_string().contains("metrics_listen"), "{e}");
+    }
+
+    #[test]
+    fn accessibility_contact_is_an_address() {
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_ACCESSIBILITY_CONTACT", "accessibilite@caf.fr")]))
+            .expect("set");
+        assert_eq!(c.accessibility_contact, "accessibilite@caf.fr");
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_MAIL_FROM", "Caf <idp@caf.fr>")])).expect("derived");
+        assert_eq!(c.accessibility_contact, "idp@caf.fr");
+        let e = Config::from_sources(None, &env(&[("COOP_IDP_ACCESSIBILITY_CONTACT", "A <a@b.fr>")]))
+            .expect_err("a mailbox");
+        assert!(e.to_string().contains("accessibility_contact"), "{e}");
     }
 
     #[test]
@@ -445,6 +476,7 @@ mod tests {
             ("COOP_IDP_ARGON2_MEMORY_KIB", "1024"),
             ("COOP_IDP_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("COOP_IDP_SMTP_URL", "http://mail"),
+            ("COOP_IDP_ACCESSIBILITY_CONTACT", "nobody"),
             ("COOP_IDP_LOG_RETENTION_MONTHS", "5"),
             ("COOP_IDP_LOG_RETENTION_MONTHS", "13"),
             ("COOP_IDP_LOG_CHECKPOINT_INTERVAL_SECS", "1"),

@@ -13,6 +13,8 @@ pub enum AppError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error(transparent)]
+    Vault(#[from] crate::auth::vault::VaultError),
     #[error("{0}")]
     Invalid(String),
 }

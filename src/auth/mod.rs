@@ -7,6 +7,7 @@ pub mod second_factor;
 pub mod session;
 pub mod throttle;
 pub mod totp;
+pub mod vault;
 
 use crate::accounts::{Account, AccountState, ProfessionalEmail};
 use crate::app::App;

@@ -11,7 +11,7 @@
 //! so that a correct password does not reset them.
 
 use crate::app::App;
-use crate::auth::{throttle, totp};
+use crate::auth::{throttle, totp, vault};
 use crate::clock::Millis;
 use crate::crypto::{hash_secret, random_token};
 use crate::error::AppResult;
@@ -61,8 +61,38 @@ pub async fn requirement(app: &App, account_id: &str) -> AppResult<Requirement> 
     Ok(Requirement::None)
 }
 
-/// Opens the pending state; returns the cookie value.
-pub async fn begin(app: &App, account_id: &str, request: Option<&str>) -> AppResult<String> {
+/// Where a step-up may lead back to: a same-origin path under `/admin`
+/// (with its query), never another site (`//evil.example`,
+/// `https://evil.example`, `/\evil.example`) nor a way out of the console.
+pub fn console_return(target: &str) -> Option<String> {
+    const BASE: &str = "http://console.invalid";
+    if target.len() > 2048 || !target.starts_with('/') || target.starts_with("//") {
+        return None;
+    }
+    if target.contains(['\\', '@']) || target.chars().any(char::is_control) {
+        return None;
+    }
+    let base = url::Url::parse(BASE).ok()?;
+    let url = base.join(target).ok()?;
+    if url.origin() != base.origin() || url.fragment().is_some() {
+        return None;
+    }
+    let path = url.path();
+    if path != "/admin" && !path.starts_with("/admin/") {
+        return None;
+    }
+    // The path as the browser would resolve it, so that `/admin/../x` is not
+    // taken for a console page.
+    Some(match url.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    })
+}
+
+/// Opens the pending state; returns the cookie value. `return_to`, a
+/// console path (kept only if [`console_return`] accepts it), is where the
+/// browser goes after the second factor when no authorization request waits.
+pub async fn begin(app: &App, account_id: &str, request: Option<&str>, return_to: Option<&str>) -> AppResult<String> {
     let now = app.clock.now_ms();
     let cookie = random_token();
     let row = PendingSecondFactorRow {
@@ -70,6 +100,7 @@ pub async fn begin(app: &App, account_id: &str, request: Option<&str>) -> AppRes
         account_id: account_id.to_string(),
         request: request.map(str::to_string),
         enrol_secret: None,
+        return_to: return_to.and_then(console_return),
         expires_at: now + PENDING_TTL_MS,
     };
     let mut tx = app.store.begin_write().await?;
@@ -86,15 +117,21 @@ pub async fn pending(app: &App, cookie: &str) -> AppResult<Option<PendingSecondF
 
 /// The secret offered for enrolment in this pending state, made on first
 /// display and the same on every reload (the first writer wins).
+/// Like the enrolled secret, the candidate is stored sealed (`vault`).
 pub async fn enrolment_secret(app: &App, pending: &PendingSecondFactorRow) -> AppResult<String> {
+    let key = vault::load_key(app)?;
     if let Some(s) = &pending.enrol_secret {
-        return Ok(s.clone());
+        return Ok(vault::open(&key, &pending.account_id, s)?);
     }
+    let sealed = vault::seal(&key, &pending.account_id, &totp::new_secret())?;
     let mut tx = app.store.begin_write().await?;
-    store::set_pending_enrol_secret(&mut tx, &pending.id_hash, &totp::new_secret()).await?;
+    store::set_pending_enrol_secret(&mut tx, &pending.id_hash, &sealed).await?;
     tx.commit().await?;
     let row = app.store.pending_second_factor(&pending.id_hash).await?;
-    row.and_then(|r| r.enrol_secret).ok_or_else(|| crate::error::AppError::Invalid("pending state vanished".into()))
+    let stored = row
+        .and_then(|r| r.enrol_secret)
+        .ok_or_else(|| crate::error::AppError::Invalid("pending state vanished".into()))?;
+    Ok(vault::open(&key, &pending.account_id, &stored)?)
 }
 
 fn throttle_key(account_id: &str) -> String {
@@ -141,12 +178,14 @@ pub async fn verify(
     }
     let now = app.clock.now_ms();
     let Some(enrolled) = app.store.totp(account_id).await? else { return Ok(Err(Failure::Expired)) };
+    // A secret that does not open (another key) refuses the sign-in: an error, never a pass.
+    let secret = vault::open(&vault::load_key(app)?, account_id, &enrolled.secret)?;
     let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     let mut tx = app.store.begin_write().await?;
     let method = if digits.len() == totp::DIGITS as usize && digits.chars().all(|c| c.is_ascii_digit()) {
         // The step is recorded only if it is later than the last one, so two
         // requests racing with the same code cannot both pass.
-        let accepted = match totp::verify(&enrolled.secret, &digits, now, enrolled.last_step) {
+        let accepted = match totp::verify(&secret, &digits, now, enrolled.last_step) {
             Some(step) => store::advance_totp_step(&mut tx, account_id, step).await?,
             None => false,
         };
@@ -184,9 +223,11 @@ pub async fn confirm_enrolment(
     if let Some(f) = blocked(app, account_id, ip).await? {
         return Ok(Err(f));
     }
-    let Some(secret) = pending.enrol_secret.as_deref() else { return Ok(Err(Failure::Expired)) };
+    let Some(stored) = pending.enrol_secret.as_deref() else { return Ok(Err(Failure::Expired)) };
+    let key = vault::load_key(app)?;
+    let secret = vault::open(&key, account_id, stored)?;
     let now = app.clock.now_ms();
-    let Some(step) = totp::verify(secret, code, now, i64::MIN) else {
+    let Some(step) = totp::verify(&secret, code, now, i64::MIN) else {
         return Ok(Err(refuse(app, account_id, ip).await?));
     };
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
@@ -195,7 +236,8 @@ pub async fn confirm_enrolment(
     if !store::take_pending_second_factor(&mut tx, &pending.id_hash, now).await? {
         return Ok(Err(Failure::Expired));
     }
-    store::insert_totp(&mut tx, account_id, secret, step, &hashes, now).await?;
+    let sealed = vault::seal(&key, account_id, &secret)?;
+    store::insert_totp(&mut tx, account_id, &sealed, step, &hashes, now).await?;
     tx.commit().await?;
     throttle::record_success(app, &throttle_key(account_id)).await?;
     Ok(Ok(codes))
@@ -204,6 +246,32 @@ pub async fn confirm_enrolment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_up_returns_only_to_console_paths() {
+        for good in ["/admin", "/admin/logs", "/admin/logs?email=a%40b.fr&event=signin", "/admin/partners/cc-girou"] {
+            assert_eq!(console_return(good).as_deref(), Some(good), "{good}");
+        }
+        for bad in [
+            "//evil.example",
+            "//evil.example/admin",
+            "https://evil.example/admin",
+            "http://console.invalid/admin",
+            "/\\evil.example/admin",
+            "/admin@evil.example",
+            "/administrator",
+            "/admin/../signin",
+            "/admin/%2e%2e/signin",
+            "/signin",
+            "admin",
+            "",
+            "/admin/logs#frag",
+            "/admin/\nlogs",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(console_return(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn recovery_codes_are_128_bit_and_typed_loosely() {

@@ -18,6 +18,8 @@ pub struct PendingSecondFactorRow {
     pub account_id: String,
     pub request: Option<String>,
     pub enrol_secret: Option<String>,
+    /// A console path to go back to after the second factor (step-up).
+    pub return_to: Option<String>,
     pub expires_at: Millis,
 }
 
@@ -26,6 +28,14 @@ impl Store {
         Ok(sqlx::query_as("SELECT account_id, secret, last_step, enrolled_at FROM account_totp WHERE account_id = $1")
             .bind(account_id)
             .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// (account id, secret) of the TOTP secrets not sealed yet (stored in
+    /// clear by an earlier version).
+    pub async fn totp_secrets_in_clear(&self) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT account_id, secret FROM account_totp WHERE secret NOT LIKE 'v1:%'")
+            .fetch_all(&self.pool)
             .await?)
     }
 
@@ -41,7 +51,8 @@ impl Store {
 
     pub async fn pending_second_factor(&self, id_hash: &str) -> StoreResult<Option<PendingSecondFactorRow>> {
         Ok(sqlx::query_as(
-            "SELECT id_hash, account_id, request, enrol_secret, expires_at FROM pending_second_factor WHERE id_hash = $1",
+            "SELECT id_hash, account_id, request, enrol_secret, return_to, expires_at FROM pending_second_factor \
+             WHERE id_hash = $1",
         )
         .bind(id_hash)
         .fetch_optional(&self.pool)
@@ -57,13 +68,14 @@ pub async fn insert_pending_second_factor(
     // An expired state is of no use to anyone: sweep them as new ones come.
     sqlx::query("DELETE FROM pending_second_factor WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
     sqlx::query(
-        "INSERT INTO pending_second_factor (id_hash, account_id, request, enrol_secret, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO pending_second_factor (id_hash, account_id, request, enrol_secret, return_to, expires_at, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&row.id_hash)
     .bind(&row.account_id)
     .bind(&row.request)
     .bind(&row.enrol_secret)
+    .bind(&row.return_to)
     .bind(row.expires_at)
     .bind(now)
     .execute(tx.conn().await?)
@@ -206,6 +218,19 @@ pub async fn take_console_upload(
         .await?
         .rows_affected();
     Ok(if n == 1 { row } else { None })
+}
+
+/// Replaces a stored TOTP secret by its sealed form, only if the row still
+/// holds `old`; false when another writer changed it first.
+pub async fn replace_totp_secret(tx: &mut WriteTx, account_id: &str, old: &str, new: &str) -> StoreResult<bool> {
+    let n = sqlx::query("UPDATE account_totp SET secret = $1 WHERE account_id = $2 AND secret = $3")
+        .bind(new)
+        .bind(account_id)
+        .bind(old)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }
 
 /// Removes an account's TOTP secret and recovery codes; false when it had

@@ -3,14 +3,19 @@
 //! API (`admin::require_admin` for every page, CSRF double submit on every
 //! form, every action and every read of the log recorded). A session
 //! without the second factor is sent to give it (step-up) rather than
-//! refused.
+//! refused. Every handler opens the same way: the [`Opening`] extractor
+//! (language, cookies, the page asked for), then `Opening::page` for a
+//! page or `Opening::form` / `Opening::form_with` for a form (with its CSRF
+//! token), which give the administrator as a [`Console`] that renders the
+//! page.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Multipart, OriginalUri, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::CookieJar;
@@ -68,6 +73,7 @@ async fn gate(
     jar: CookieJar,
     locale: Locale,
     allowed: &[Role],
+    back: Option<&Uri>,
 ) -> Result<(Admin, CookieJar), Response> {
     let session = match browser::session_value(&app.config, &jar) {
         Some(v) => session::current(app, &v).await.map_err(|e| error::internal_page(e, locale))?,
@@ -81,7 +87,9 @@ async fn gate(
             let Some(s) = session else { return Err(browser::see_other("/signin")) };
             let step = async {
                 let enrolled = app.store.totp(&s.account_id).await?.is_some();
-                let cookie = crate::auth::second_factor::begin(app, &s.account_id, None).await?;
+                // A page asked for (GET) is where the browser comes back to.
+                let back = back.and_then(|u| u.path_and_query()).map(|p| p.as_str());
+                let cookie = crate::auth::second_factor::begin(app, &s.account_id, None, back).await?;
                 Ok::<_, crate::error::AppError>((enrolled, cookie))
             }
             .await;
@@ -98,53 +106,108 @@ async fn gate(
     }
 }
 
-fn locale_of(headers: &HeaderMap, q: &HashMap<String, String>) -> Locale {
-    browser::locale(headers, q.get("lang").map(String::as_str), None)
+/// What every console request opens with: its language (`?lang=` on a
+/// page, then the language cookie and `Accept-Language`; the forms carry no
+/// `?lang=` and answer in the cookie's language, as before), the cookies,
+/// and the page asked for (where a step-up comes back to).
+struct Opening {
+    locale: Locale,
+    jar: CookieJar,
+    uri: Uri,
 }
 
-/// Renders a console page with the administrator and this browser's CSRF
-/// token in its context.
-#[allow(clippy::too_many_arguments)]
-fn page(
-    app: &AppState,
+impl<S: Send + Sync> FromRequestParts<S> for Opening {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let lang = if parts.method == Method::GET || parts.method == Method::HEAD {
+            parts.uri.query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .filter(|(k, _)| k == "lang")
+                    .map(|(_, v)| v.into_owned())
+                    .last()
+            })
+        } else {
+            None
+        };
+        let locale = browser::locale(&parts.headers, lang.as_deref(), None);
+        let uri = parts.extensions.get::<OriginalUri>().map(|u| u.0.clone()).unwrap_or_else(|| parts.uri.clone());
+        Ok(Opening { locale, jar: CookieJar::from_headers(&parts.headers), uri })
+    }
+}
+
+/// An administrator let in, with the cookies and the language of the request.
+struct Console {
+    admin: Admin,
     jar: CookieJar,
-    status: StatusCode,
-    template: &str,
     locale: Locale,
-    path: &str,
-    admin: &Admin,
-    extra: Value,
-) -> Response {
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
-    let roles: Vec<&str> = admin.roles.iter().map(|r| r.as_str()).collect();
-    let ctx = context! {
-        csrf => csrf,
-        admin_email => admin.email.clone(),
-        roles => roles,
-        is_security => admin.has(Role::CafSecurity),
-        is_caf_habilitation => admin.has(Role::CafHabilitation),
-        is_habilitation => admin.has(Role::CafHabilitation) || admin.has(Role::PartnerHabilitation),
-        ..extra
-    };
-    (jar, pages::render(status, template, locale, path, ctx)).into_response()
+}
+
+impl Opening {
+    /// A page (GET): the administrator, or the response instead — the
+    /// sign-in page, the second factor (then back to this page), a 403 page.
+    async fn page(self, app: &AppState, allowed: &[Role]) -> Result<Console, Response> {
+        let (admin, jar) = gate(app, self.jar, self.locale, allowed, Some(&self.uri)).await?;
+        Ok(Console { admin, jar, locale: self.locale })
+    }
+
+    /// A form (POST): the same without a way back (a form is not sent again
+    /// after the second factor). Its CSRF token is checked once its body is
+    /// read: [`Console::csrf_refusal`], or [`Opening::form_with`] for a body read
+    /// already.
+    async fn form(self, app: &AppState, allowed: &[Role]) -> Result<Console, Response> {
+        let (admin, jar) = gate(app, self.jar, self.locale, allowed, None).await?;
+        Ok(Console { admin, jar, locale: self.locale })
+    }
+
+    /// A URL-encoded form already read: the gate, then its CSRF token.
+    async fn form_with(self, app: &AppState, allowed: &[Role], form: &Params) -> Result<Console, Response> {
+        let c = self.form(app, allowed).await?;
+        if let Some(refusal) = c.csrf_refusal(app, form.get("csrf")) {
+            return Err(refusal);
+        }
+        Ok(c)
+    }
+}
+
+impl Console {
+    /// The form's CSRF token against this browser's (double submit).
+    /// The refusal of a form whose CSRF token is not this browser's
+    /// (double submit); `None` when it is.
+    fn csrf_refusal(&self, app: &AppState, token: Option<&str>) -> Option<Response> {
+        (!browser::csrf_ok(&app.config, &self.jar, token))
+            .then(|| pages::error_page(StatusCode::FORBIDDEN, self.locale, "err_csrf"))
+    }
+
+    /// Renders a console page with the administrator and this browser's
+    /// CSRF token in its context.
+    fn render(&self, app: &AppState, status: StatusCode, template: &str, path: &str, extra: Value) -> Response {
+        let (jar, csrf) = browser::csrf_token(&app.config, self.jar.clone());
+        let admin = &self.admin;
+        let roles: Vec<&str> = admin.roles.iter().map(|r| r.as_str()).collect();
+        let ctx = context! {
+            csrf => csrf,
+            admin_email => admin.email.clone(),
+            roles => roles,
+            is_security => admin.has(Role::CafSecurity),
+            is_caf_habilitation => admin.has(Role::CafHabilitation),
+            is_habilitation => admin.has(Role::CafHabilitation) || admin.has(Role::PartnerHabilitation),
+            ..extra
+        };
+        (jar, pages::render(status, template, self.locale, path, ctx)).into_response()
+    }
 }
 
 fn text(locale: Locale, key: &str) -> &'static str {
     super::i18n::text(locale, key)
 }
 
-async fn home(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &Role::ALL).await {
-        Ok(x) => x,
+async fn home(State(app): State<AppState>, opening: Opening) -> Response {
+    let c = match opening.page(&app, &Role::ALL).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    page(&app, jar, StatusCode::OK, "admin/home.html", locale, "/admin", &admin, context! {})
+    c.render(&app, StatusCode::OK, "admin/home.html", "/admin", context! {})
 }
 
 fn log_query(q: &HashMap<String, String>) -> LogQuery {
@@ -185,12 +248,11 @@ async fn logs(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    jar: CookieJar,
+    opening: Opening,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
-        Ok(x) => x,
+    let c = match opening.page(&app, &[Role::CafSecurity]).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let mut query = log_query(&q);
@@ -207,14 +269,14 @@ async fn logs(
         Ok(f) => f,
         Err(e) => {
             let ctx = context! { error => e.to_string(), searched => false, ..base };
-            return page(&app, jar, StatusCode::BAD_REQUEST, "admin/logs.html", locale, "/admin/logs", &admin, ctx);
+            return c.render(&app, StatusCode::BAD_REQUEST, "admin/logs.html", "/admin/logs", ctx);
         }
     };
     let source = super::audit_source(&app, peer, &headers);
-    let reader = Reader { actor: &admin.email, source: &source, format: "console" };
+    let reader = Reader { actor: &c.admin.email, source: &source, format: "console" };
     let rows = match audit::query::read(&app, &query, &filter, Access::Read, reader).await {
         Ok(r) => r,
-        Err(e) => return error::internal_page(e, locale),
+        Err(e) => return error::internal_page(e, c.locale),
     };
     let records: Vec<serde_json::Value> = rows.iter().map(audit::public_record).collect();
     let sep = if filters.is_empty() { "" } else { "&" };
@@ -232,7 +294,7 @@ async fn logs(
         next_href => next,
         ..base
     };
-    page(&app, jar, StatusCode::OK, "admin/logs.html", locale, "/admin/logs", &admin, ctx)
+    c.render(&app, StatusCode::OK, "admin/logs.html", "/admin/logs", ctx)
 }
 
 fn csv_response(body: String, file_name: &str) -> Response {
@@ -251,12 +313,11 @@ async fn logs_export(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    jar: CookieJar,
+    opening: Opening,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, _jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
-        Ok(x) => x,
+    let c = match opening.page(&app, &[Role::CafSecurity]).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let mut query = log_query(&q);
@@ -270,10 +331,10 @@ async fn logs_export(
         }
     };
     let source = super::audit_source(&app, peer, &headers);
-    let reader = Reader { actor: &admin.email, source: &source, format: "csv" };
+    let reader = Reader { actor: &c.admin.email, source: &source, format: "csv" };
     match audit::query::read(&app, &query, &filter, Access::Export, reader).await {
         Ok(rows) => csv_response(audit::export::to_csv(&rows), "journal-connexions.csv"),
-        Err(e) => error::internal_page(e, locale),
+        Err(e) => error::internal_page(e, c.locale),
     }
 }
 
@@ -281,37 +342,29 @@ async fn alerts(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<HashMap<String, String>>,
+    opening: Opening,
 ) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
-        Ok(x) => x,
+    let c = match opening.page(&app, &[Role::CafSecurity]).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let list = match crate::alerts::list(&app, None, 1000, 0).await {
         Ok(l) => l,
-        Err(e) => return error::internal_page(e, locale),
+        Err(e) => return error::internal_page(e, c.locale),
     };
-    let e = audit::Event::new(audit::kind::LOG_READ, audit::Outcome::Success, admin.email.clone())
+    let e = audit::Event::new(audit::kind::LOG_READ, audit::Outcome::Success, c.admin.email.clone())
         .source(&super::audit_source(&app, peer, &headers))
         .details(serde_json::json!({"alerts": true, "format": "console", "records": list.len()}));
     audit::record(&app, vec![e]).await;
     let ctx = context! { alerts => Value::from_serialize(&list) };
-    page(&app, jar, StatusCode::OK, "admin/alerts.html", locale, "/admin/alerts", &admin, ctx)
+    c.render(&app, StatusCode::OK, "admin/alerts.html", "/admin/alerts", ctx)
 }
 
 /// The log's integrity: the chain walked now, the signed checkpoints, the
 /// last purge.
-async fn integrity(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
-        Ok(x) => x,
+async fn integrity(State(app): State<AppState>, opening: Opening) -> Response {
+    let c = match opening.page(&app, &[Role::CafSecurity]).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let loaded = async {
@@ -323,7 +376,7 @@ async fn integrity(
     .await;
     let (verification, checkpoints, purge) = match loaded {
         Ok(x) => x,
-        Err(e) => return error::internal_page(e, locale),
+        Err(e) => return error::internal_page(e, c.locale),
     };
     let (intact, records, broken_seq, broken_reason) = match verification {
         Verification::Intact { records } => (true, records, None, None),
@@ -342,20 +395,14 @@ async fn integrity(
         purge_up_to => purge.as_ref().map(|p| p.up_to_seq),
         purge_time => purge.as_ref().map(|p| crate::clock::rfc3339_ms(p.purged_at)),
     };
-    page(&app, jar, StatusCode::OK, "admin/integrity.html", locale, "/admin/integrity", &admin, ctx)
+    c.render(&app, StatusCode::OK, "admin/integrity.html", "/admin/integrity", ctx)
 }
 
 /// Purge history (the `purge` records of the log) and, per partner, the
 /// destructions recorded with the attestation to download.
-async fn purges(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafSecurity]).await {
-        Ok(x) => x,
+async fn purges(State(app): State<AppState>, opening: Opening) -> Response {
+    let c = match opening.page(&app, &[Role::CafSecurity]).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let loaded = async {
@@ -383,17 +430,17 @@ async fn purges(
     .await;
     let (runs, partners) = match loaded {
         Ok(x) => x,
-        Err(e) => return error::internal_page(e, locale),
+        Err(e) => return error::internal_page(e, c.locale),
     };
     let ctx = context! { runs => Value::from_serialize(&runs), partners => Value::from_serialize(&partners) };
-    page(&app, jar, StatusCode::OK, "admin/purges.html", locale, "/admin/purges", &admin, ctx)
+    c.render(&app, StatusCode::OK, "admin/purges.html", "/admin/purges", ctx)
 }
 
-async fn attestation(app: &AppState, headers: &HeaderMap, jar: CookieJar, partner: &str, pdf: bool) -> Response {
-    let locale = browser::locale(headers, None, None);
-    if let Err(r) = gate(app, jar, locale, &[Role::CafSecurity]).await {
-        return r;
-    }
+async fn attestation(app: &AppState, opening: Opening, partner: &str, pdf: bool) -> Response {
+    let locale = match opening.page(app, &[Role::CafSecurity]).await {
+        Ok(c) => c.locale,
+        Err(r) => return r,
+    };
     match app.store.partner(partner).await {
         Ok(Some(_)) => {}
         Ok(None) => return pages::error_page(StatusCode::NOT_FOUND, locale, "err_not_found"),
@@ -418,22 +465,12 @@ async fn attestation(app: &AppState, headers: &HeaderMap, jar: CookieJar, partne
     r
 }
 
-async fn attestation_pdf(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Path(partner): Path<String>,
-) -> Response {
-    attestation(&app, &headers, jar, &partner, true).await
+async fn attestation_pdf(State(app): State<AppState>, opening: Opening, Path(partner): Path<String>) -> Response {
+    attestation(&app, opening, &partner, true).await
 }
 
-async fn attestation_jws(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Path(partner): Path<String>,
-) -> Response {
-    attestation(&app, &headers, jar, &partner, false).await
+async fn attestation_jws(State(app): State<AppState>, opening: Opening, Path(partner): Path<String>) -> Response {
+    attestation(&app, opening, &partner, false).await
 }
 
 /// The partner, when this administrator may see it.
@@ -453,21 +490,15 @@ async fn visible_partner(
     }
 }
 
-async fn partners(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
-        Ok(x) => x,
+async fn partners(State(app): State<AppState>, opening: Opening) -> Response {
+    let c = match opening.page(&app, HABILITATION).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     let loaded = async {
         let mut out = Vec::new();
         for p in app.store.partners().await? {
-            if admin.may_see_partner(&p.id) {
+            if c.admin.may_see_partner(&p.id) {
                 out.push(actions::partner_summary(&app, &p).await?);
             }
         }
@@ -477,25 +508,23 @@ async fn partners(
     match loaded {
         Ok(list) => {
             let ctx = context! { partners => Value::from_serialize(&list) };
-            page(&app, jar, StatusCode::OK, "admin/partners.html", locale, "/admin/partners", &admin, ctx)
+            c.render(&app, StatusCode::OK, "admin/partners.html", "/admin/partners", ctx)
         }
-        Err(e) => error::internal_page(e, locale),
+        Err(e) => error::internal_page(e, c.locale),
     }
 }
 
 async fn partner(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
+    opening: Opening,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
-        Ok(x) => x,
+    let c = match opening.page(&app, HABILITATION).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    let p = match visible_partner(&app, &admin, &id, locale).await {
+    let p = match visible_partner(&app, &c.admin, &id, c.locale).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -513,31 +542,24 @@ async fn partner(
                 done => q.get("done").cloned(),
             };
             let path = format!("/admin/partners/{}", p.id);
-            page(&app, jar, StatusCode::OK, "admin/partner.html", locale, &path, &admin, ctx)
+            c.render(&app, StatusCode::OK, "admin/partner.html", &path, ctx)
         }
-        Err(e) => error::internal_page(e, locale),
+        Err(e) => error::internal_page(e, c.locale),
     }
 }
 
-async fn annex1_form(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
-        Ok(x) => x,
+async fn annex1_form(State(app): State<AppState>, opening: Opening, Path(id): Path<String>) -> Response {
+    let c = match opening.page(&app, HABILITATION).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    let p = match visible_partner(&app, &admin, &id, locale).await {
+    let p = match visible_partner(&app, &c.admin, &id, c.locale).await {
         Ok(p) => p,
         Err(r) => return r,
     };
     let ctx = context! { partner_id => p.id.clone(), partner_name => p.name.clone(), error => None::<String> };
     let path = format!("/admin/partners/{}/annex1", p.id);
-    page(&app, jar, StatusCode::OK, "admin/annex1.html", locale, &path, &admin, ctx)
+    c.render(&app, StatusCode::OK, "admin/annex1.html", &path, ctx)
 }
 
 /// The parts of the upload form.
@@ -574,11 +596,9 @@ async fn read_upload(mut form: Multipart) -> Result<Upload, String> {
 /// habilitation manager, when the plan has no error — "Appliquer", which
 /// applies the same file kept under a single-use handle.
 #[allow(clippy::too_many_arguments)]
-async fn show_plan(
+fn show_plan(
     app: &AppState,
-    jar: CookieJar,
-    locale: Locale,
-    admin: &Admin,
+    c: &Console,
     p: &crate::store::PartnerRow,
     plan: &crate::provisioning::annex1::plan::Plan,
     handle: Option<String>,
@@ -594,22 +614,21 @@ async fn show_plan(
     };
     let path = format!("/admin/partners/{}/annex1", p.id);
     let status = if !plan.errors.is_empty() && applied { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    page(app, jar, status, "admin/annex1_plan.html", locale, &path, admin, ctx)
+    c.render(app, status, "admin/annex1_plan.html", &path, ctx)
 }
 
 async fn annex1_upload(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
+    opening: Opening,
     Path(id): Path<String>,
     form: Multipart,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
-        Ok(x) => x,
+    let c = match opening.form(&app, HABILITATION).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    let p = match visible_partner(&app, &admin, &id, locale).await {
+    let (admin, locale) = (&c.admin, c.locale);
+    let p = match visible_partner(&app, admin, &id, locale).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -618,12 +637,12 @@ async fn annex1_upload(
         Ok(u) => u,
         Err(_) => return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_bad_upload"),
     };
-    if !browser::csrf_ok(&app.config, &jar, up.csrf.as_deref()) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
+    if let Some(r) = c.csrf_refusal(&app, up.csrf.as_deref()) {
+        return r;
     }
     let form_error = |key: &str| {
         let ctx = context! { partner_id => p.id.clone(), partner_name => p.name.clone(), error => text(locale, key) };
-        page(&app, jar.clone(), StatusCode::BAD_REQUEST, "admin/annex1.html", locale, &path, &admin, ctx)
+        c.render(&app, StatusCode::BAD_REQUEST, "admin/annex1.html", &path, ctx)
     };
     if up.bytes.is_empty() {
         return form_error("console_file_missing");
@@ -674,26 +693,22 @@ async fn annex1_upload(
     } else {
         None
     };
-    show_plan(&app, jar, locale, &admin, &p, &outcome.plan, handle, false).await
+    show_plan(&app, &c, &p, &outcome.plan, handle, false)
 }
 
 async fn annex1_apply(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
+    opening: Opening,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation]).await {
-        Ok(x) => x,
+    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
+    let c = match opening.form_with(&app, &[Role::CafHabilitation], &form).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
-    let p = match visible_partner(&app, &admin, &id, locale).await {
+    let (admin, locale) = (&c.admin, c.locale);
+    let p = match visible_partner(&app, admin, &id, locale).await {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -723,32 +738,28 @@ async fn annex1_apply(
         operator: &admin.email,
     };
     match crate::provisioning::annex1::apply::import(&app, import).await {
-        Ok(outcome) => show_plan(&app, jar, locale, &admin, &p, &outcome.plan, None, outcome.applied).await,
+        Ok(outcome) => show_plan(&app, &c, &p, &outcome.plan, None, outcome.applied),
         Err(e) => error::internal_page(e, locale),
     }
 }
 
-/// The account concerned by an action, when this administrator may act on
-/// its partner.
 /// What a POST on an account (resend, close) checks first: the
 /// habilitation role, the CSRF token, and that the account is one this
 /// manager may act on.
 async fn confirmed_account_action(
     app: &AppState,
-    jar: CookieJar,
+    opening: Opening,
     body: &[u8],
     id: &str,
-    locale: Locale,
-) -> Result<(Admin, crate::store::AccountRow), Response> {
-    let (admin, jar) = gate(app, jar, locale, &[Role::CafHabilitation]).await?;
+) -> Result<(Console, crate::store::AccountRow), Response> {
     let form = Params::from_pairs(pairs(body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return Err(pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf"));
-    }
-    let row = account_for_action(app, &admin, id, locale).await?;
-    Ok((admin, row))
+    let c = opening.form_with(app, &[Role::CafHabilitation], &form).await?;
+    let row = account_for_action(app, &c.admin, id, c.locale).await?;
+    Ok((c, row))
 }
 
+/// The account concerned by an action, when this administrator may act on
+/// its partner.
 async fn account_for_action(
     app: &AppState,
     admin: &Admin,
@@ -779,17 +790,17 @@ async fn resend_activation(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    jar: CookieJar,
+    opening: Opening,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let (admin, row) = match confirmed_account_action(&app, jar, &body, &id, locale).await {
+    let (c, row) = match confirmed_account_action(&app, opening, &body, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    let locale = c.locale;
     let source = super::audit_source(&app, peer, &headers);
-    match actions::resend_activation(&app, &id, &admin.email, &source).await {
+    match actions::resend_activation(&app, &id, &c.admin.email, &source).await {
         Ok(()) => back_to_partner(&row, "activation_sent"),
         Err(admin::AdminError::App(e)) => error::internal_page(e, locale),
         Err(_) => pages::error_page(StatusCode::CONFLICT, locale, "console_not_pending"),
@@ -797,19 +808,12 @@ async fn resend_activation(
 }
 
 /// "Clôturer l'accès" asks for confirmation first: this page, then its POST.
-async fn close_confirm(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, &[Role::CafHabilitation]).await {
-        Ok(x) => x,
+async fn close_confirm(State(app): State<AppState>, opening: Opening, Path(id): Path<String>) -> Response {
+    let c = match opening.page(&app, &[Role::CafHabilitation]).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
-    let row = match account_for_action(&app, &admin, &id, locale).await {
+    let row = match account_for_action(&app, &c.admin, &id, c.locale).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -820,48 +824,42 @@ async fn close_confirm(
         partner_id => row.partner_id.clone(),
     };
     let path = format!("/admin/accounts/{}/close", row.id);
-    page(&app, jar, StatusCode::OK, "admin/close_confirm.html", locale, &path, &admin, ctx)
+    c.render(&app, StatusCode::OK, "admin/close_confirm.html", &path, ctx)
 }
 
 async fn close_access(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    jar: CookieJar,
+    opening: Opening,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let (admin, row) = match confirmed_account_action(&app, jar, &body, &id, locale).await {
+    let (c, row) = match confirmed_account_action(&app, opening, &body, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
+    let locale = c.locale;
     let source = super::audit_source(&app, peer, &headers);
-    match actions::close_access(&app, &id, &admin.email, &source).await {
+    match actions::close_access(&app, &id, &c.admin.email, &source).await {
         Ok(_) => back_to_partner(&row, "closed"),
         Err(admin::AdminError::App(e)) => error::internal_page(e, locale),
         Err(_) => pages::error_page(StatusCode::CONFLICT, locale, "err_not_found"),
     }
 }
 
-async fn review(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let locale = locale_of(&headers, &q);
-    let (admin, jar) = match gate(&app, jar, locale, HABILITATION).await {
-        Ok(x) => x,
+async fn review(State(app): State<AppState>, opening: Opening) -> Response {
+    let c = match opening.page(&app, HABILITATION).await {
+        Ok(c) => c,
         Err(r) => return r,
     };
     match crate::provisioning::review::review(&app).await {
         Ok(list) => {
-            let list: Vec<_> = list.into_iter().filter(|r| admin.may_see_partner(&r.partner_id)).collect();
+            let list: Vec<_> = list.into_iter().filter(|r| c.admin.may_see_partner(&r.partner_id)).collect();
             let ctx = context! { partners => Value::from_serialize(&list) };
-            page(&app, jar, StatusCode::OK, "admin/review.html", locale, "/admin/review", &admin, ctx)
+            c.render(&app, StatusCode::OK, "admin/review.html", "/admin/review", ctx)
         }
-        Err(e) => error::internal_page(e, locale),
+        Err(e) => error::internal_page(e, c.locale),
     }
 }
 

@@ -280,7 +280,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
 
 /// The shared texts and those of the second-factor pages.
 fn all_texts() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
-    TEXTS.iter().chain(super::second_factor::TEXTS.iter()).chain(super::console::TEXTS.iter())
+    TEXTS
+        .iter()
+        .chain(super::second_factor::TEXTS.iter())
+        .chain(super::console::TEXTS.iter())
+        .chain(super::statement::TEXTS.iter())
 }
 
 pub fn texts(locale: Locale) -> BTreeMap<&'static str, &'static str> {

@@ -13,6 +13,7 @@ mod oauth;
 mod pages;
 mod second_factor;
 mod signin;
+mod statement;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -63,6 +64,7 @@ pub fn router(app: AppState) -> Router {
         .route("/password/forgot", get(credentials::forgot_page).post(credentials::forgot_submit))
         .route("/password/reset", get(credentials::reset_page).post(credentials::reset_submit))
         .route("/password/change", get(credentials::change_page).post(credentials::change_submit))
+        .route(statement::PATH, get(statement::accessibility))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/static/style.css", get(assets::style))

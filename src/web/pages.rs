@@ -25,6 +25,7 @@ fn environment() -> &'static Environment<'static> {
             ("second_factor_enrol.html", include_str!("../../templates/second_factor_enrol.html")),
             ("second_factor_codes.html", include_str!("../../templates/second_factor_codes.html")),
             ("account_security.html", include_str!("../../templates/account_security.html")),
+            ("accessibility.html", include_str!("../../templates/accessibility.html")),
             ("admin/_nav.html", include_str!("../../templates/admin/_nav.html")),
             ("admin/home.html", include_str!("../../templates/admin/home.html")),
             ("admin/logs.html", include_str!("../../templates/admin/logs.html")),

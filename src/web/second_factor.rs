@@ -30,6 +30,8 @@ use crate::store::PendingSecondFactorRow;
 pub const VERIFY_PATH: &str = "/signin/otp";
 pub const ENROL_PATH: &str = "/signin/otp/enrol";
 pub const SECURITY_PATH: &str = "/account/security";
+/// Where a step-up lands when the page it asked for cannot be returned to.
+const CONSOLE_HOME: &str = "/admin";
 
 /// The label authenticator apps show next to the code.
 const ISSUER_LABEL: &str = "Coopération";
@@ -221,9 +223,20 @@ pub async fn verify_submit(
     let jar = clear_pending_cookie(&app.config, jar);
     let amr = [AMR_PASSWORD, AMR_OTP];
     match establish(&app, jar, &headers, &source, &account, &amr, ACR_MFA, pending.request.as_deref()).await {
-        Ok((jar, location)) => (jar, after_sign_in(locale, location)).into_response(),
+        Ok((jar, location)) => (jar, after_sign_in(locale, next_location(location, &pending))).into_response(),
         Err(e) => error::internal_page(e, locale),
     }
+}
+
+/// Where the browser goes once the second factor is given: the relying
+/// party when an authorization request waited; else, after a step-up, the
+/// console page asked for (`/admin` when the stored path is not a console
+/// path); else `None` (the page of each step decides).
+fn next_location(location: Option<String>, pending: &PendingSecondFactorRow) -> Option<String> {
+    location.or_else(|| {
+        let target = pending.return_to.as_deref()?;
+        Some(second_factor::console_return(target).unwrap_or_else(|| CONSOLE_HOME.to_string()))
+    })
 }
 
 async fn enrol_view(
@@ -339,7 +352,7 @@ pub async fn enrol_submit(
         Ok((jar, location)) => {
             // The recovery codes are shown this once; the page then leads on
             // to the relying party, or to the account's security page.
-            let next = location.unwrap_or_else(|| SECURITY_PATH.to_string());
+            let next = next_location(location, &pending).unwrap_or_else(|| SECURITY_PATH.to_string());
             let page = pages::render(
                 StatusCode::OK,
                 "second_factor_codes.html",
@@ -408,7 +421,7 @@ pub async fn security_enable(State(app): State<AppState>, headers: HeaderMap, ja
         if app.store.totp(&s.account_id).await?.is_some() {
             return Ok(Some(None));
         }
-        Ok::<_, AppError>(Some(Some(second_factor::begin(&app, &s.account_id, None).await?)))
+        Ok::<_, AppError>(Some(Some(second_factor::begin(&app, &s.account_id, None, None).await?)))
     }
     .await;
     match started {

@@ -230,7 +230,7 @@ pub async fn signin_submit(
     };
     if let Some(path) = step_page {
         // The password was right; the session waits for the second factor.
-        return match second_factor::begin(&app, &account.id, handle.as_deref()).await {
+        return match second_factor::begin(&app, &account.id, handle.as_deref(), None).await {
             Ok(cookie) => {
                 let jar = super::second_factor::set_pending_cookie(&app.config, jar, cookie);
                 (jar, browser::see_other(path)).into_response()

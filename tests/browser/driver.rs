@@ -166,6 +166,33 @@ impl Browser {
         self.wait_title(title).await;
     }
 
+    /// Chooses `path` in the file field `#id` (the browser reads the file
+    /// from this machine, as a person picking it would).
+    pub async fn choose_file(&self, id: &str, path: &Path) {
+        let field = self.client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("field #{id}: {e}"));
+        field.send_keys(&path.display().to_string()).await.unwrap_or_else(|e| panic!("choose a file in #{id}: {e}"));
+    }
+
+    /// Follows the link `css` and waits for a page whose title contains `title`.
+    pub async fn follow(&self, css: &str, title: &str) {
+        let link = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("link {css}: {e}"));
+        link.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.wait_title(title).await;
+    }
+
+    /// The text of the page's `main` element.
+    pub async fn main_text(&self) -> String {
+        let main = self.client.find(Locator::Css("main")).await.expect("main");
+        main.text().await.expect("text of main")
+    }
+
+    /// This browser's cookies for the current site, as a `Cookie` header:
+    /// what a download started from the page would send.
+    pub async fn cookie_header(&self) -> String {
+        let cookies = self.client.get_all_cookies().await.expect("cookies");
+        cookies.iter().map(|c| format!("{}={}", c.name(), c.value())).collect::<Vec<_>>().join("; ")
+    }
+
     pub async fn wait_title(&self, title: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

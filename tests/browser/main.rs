@@ -6,6 +6,7 @@
 //! SQLite only: storage is covered on both databases by tests/oidc; a second
 //! browser run on PostgreSQL would double the time for no new page.
 
+mod admin;
 #[allow(dead_code)]
 #[path = "../oidc/common.rs"]
 mod common;

@@ -17,6 +17,7 @@ on_both_databases!(
     annex1_upload_shows_the_plan_and_applies_once,
     log_search_filters_pages_and_exports_csv,
     closing_an_access_asks_for_confirmation,
+    a_step_up_returns_to_the_console_page_asked_for,
 );
 
 const PARTNER: &str = "cc-girou";
@@ -309,4 +310,74 @@ async fn closing_an_access_asks_for_confirmation(db: Db) {
         .expect("events");
     assert_eq!(closed.len(), 1);
     assert_eq!(closed[0].actor, HABILITATION);
+}
+
+/// A session opened on a password alone, whose account has since been
+/// granted a role, is sent to the second factor from a console page: once
+/// it is given (enrolment or code), the browser is back on that page. A
+/// pending state naming anything but a console path leads to /admin.
+async fn a_step_up_returns_to_the_console_page_asked_for(db: Db) {
+    use crate::second_step::{ENROL, VERIFY, enrol, fresh_code, post_code};
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+
+    // Enrolment: the codes page's "Continuer" leads to the page asked for,
+    // filters included.
+    let late = server.add_account("late@caf.fr", None).await;
+    let (b, _) = signed_in(&server, "late@caf.fr").await;
+    server.grant_role(&late, "caf_security").await;
+    let asked = "/admin/logs?email=x.cible%40cc-girou.fr&event=signin";
+    let (status, to, _) = get(&b, &server.url(asked)).await;
+    assert_eq!((status, to.as_str()), (303, ENROL));
+    let (_, next) = enrol(&server, &b, "late@caf.fr").await;
+    assert_eq!(next, asked, "back to the page asked for");
+    let (status, _, html) = get(&b, &server.url(&next)).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("value=\"x.cible@cc-girou.fr\""), "with its filters: {html}");
+
+    // Verification: an agent who opted in (in another browser) after this
+    // password-only session opened, then granted a role.
+    let email = "opted.in@caf.fr";
+    let account = server.add_account(email, None).await;
+    let (old, _) = signed_in(&server, email).await;
+    let (other, csrf) = signed_in(&server, email).await;
+    let r =
+        other.post(server.url("/account/security/totp")).form(&[("csrf", csrf.as_str())]).send().await.expect("opt in");
+    assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, ENROL));
+    enrol(&server, &other, email).await;
+    server.grant_role(&account, "caf_security").await;
+    let (status, to, _) = get(&old, &server.url("/admin/alerts")).await;
+    assert_eq!((status, to.as_str()), (303, VERIFY));
+    let code = fresh_code(&server, email).await;
+    let r = post_code(&server, &old, VERIFY, &code).await;
+    assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, "/admin/alerts"));
+    assert_eq!(get(&old, &server.url("/admin/alerts")).await.0, 200, "the new session has the second factor");
+
+    // The other side: a pending state whose return path is another site
+    // (forged in the database: the server never stores one) leads to /admin.
+    for (i, target) in ["https://evil.example/admin", "//evil.example", "/signin"].into_iter().enumerate() {
+        let cookie = format!("forged-pending-state-{i}-0123456789abcdef");
+        let row = coop_idp::store::PendingSecondFactorRow {
+            id_hash: coop_idp::crypto::hash_secret(&cookie),
+            account_id: account.clone(),
+            request: None,
+            enrol_secret: None,
+            return_to: Some(target.to_string()),
+            expires_at: server.clock.now_ms() + 60_000,
+        };
+        let mut tx = server.app.store.begin_write().await.expect("tx");
+        coop_idp::store::insert_pending_second_factor(&mut tx, &row, server.clock.now_ms()).await.expect("insert");
+        tx.commit().await.expect("commit");
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let base = url::Url::parse(&server.base).expect("base");
+        jar.add_cookie_str(&format!("coop_mfa={cookie}; Path=/"), &base);
+        let c = reqwest::Client::builder()
+            .cookie_provider(jar)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let code = fresh_code(&server, email).await;
+        let r = post_code(&server, &c, VERIFY, &code).await;
+        assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, "/admin"), "{target}");
+    }
 }

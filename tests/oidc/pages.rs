@@ -83,3 +83,36 @@ async fn pages_say_where_you_are_and_tie_errors_to_fields() {
     assert!(html.contains("fr-input-group--error") && html.contains("aria-describedby=\"email-hint signin-error\""));
     assert!(html.contains("<p class=\"fr-error-text\" id=\"signin-error\">"), "{html}");
 }
+
+/// RGAA: an accessibility statement, French first with its English switch,
+/// linked from the footer of every page, naming the feedback contact and
+/// the recourse to the Défenseur des droits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accessibility_statement_is_linked_from_every_page() {
+    let server = TestServer::start_with(Db::Sqlite, &[("accessibility_contact", "accessibilite@caf.fr")]).await;
+    let link = "<a class=\"fr-footer__bottom-link\" href=\"/accessibilite\">Accessibilité : non conforme</a>";
+    for path in ["/signin", "/password/forgot", "/no-such-page", "/accessibilite"] {
+        let html = http_client().get(server.url(path)).send().await.expect("GET").text().await.expect("html");
+        assert!(html.contains(link), "{path}: the footer links the statement: {html}");
+    }
+    let r = http_client().get(server.url("/accessibilite")).send().await.expect("GET");
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("<html lang=\"fr\">"), "French first");
+    assert!(html.contains("<title>Déclaration d&#x27;accessibilité – Coopération</title>"), "{html}");
+    for part in ["non conforme", "axe-core", "ne couvrent pas", "Contenus non accessibles", "Défenseur des droits"] {
+        assert!(html.contains(part), "the statement says {part:?}");
+    }
+    assert!(html.contains("href=\"mailto:accessibilite@caf.fr\""), "the configured contact");
+    assert!(html.contains("accessibilite?lang=en\" hreflang=\"en\""), "the English switch");
+    let en = http_client().get(server.url("/accessibilite?lang=en")).send().await.expect("GET");
+    let en = en.text().await.expect("html");
+    assert!(en.contains("<html lang=\"en\">") && en.contains("<title>Accessibility statement – Coopération</title>"));
+    assert!(en.contains("not compliant") && en.contains("Accessibility: not compliant"), "{en}");
+    assert!(!en.contains("ne couvrent pas"), "the English page is not the French one");
+
+    // Without the setting, the contact is the sender's address.
+    let plain = TestServer::start_with(Db::Sqlite, &[("mail_from", "Caf du Gers <idp@caf-gers.fr>")]).await;
+    let html = http_client().get(plain.url("/accessibilite")).send().await.expect("GET").text().await.expect("html");
+    assert!(html.contains("href=\"mailto:idp@caf-gers.fr\""), "{html}");
+}

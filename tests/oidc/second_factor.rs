@@ -21,6 +21,7 @@ on_both_databases!(
     codes_are_checked_used_once_and_recovery_codes_once,
     id_token_amr_and_acr_follow_the_second_factor,
     an_agent_may_opt_in,
+    totp_secrets_are_sealed_at_rest,
 );
 
 const ADMIN: &str = "rssi@caf.fr";
@@ -268,4 +269,56 @@ async fn an_agent_may_opt_in(db: Db) {
     // An agent holds no role: the admin API stays closed (403), second
     // factor or not.
     assert_eq!(me(&server, &c).await.0, 403);
+}
+
+/// The TOTP secret is stored sealed under a key of `keys_dir`, not in
+/// clear; a secret left in clear by an earlier version still works and is
+/// sealed by the start-up step; with another key the second factor fails
+/// closed (an error page, no session), never open.
+async fn totp_secrets_are_sealed_at_rest(db: Db) {
+    use coop_idp::auth::vault;
+    let server = TestServer::start(db).await;
+    let admin = server.add_account(ADMIN, None).await;
+    server.grant_role(&admin, "caf_security").await;
+    signed_in(&server, ADMIN).await;
+    let secret = secret_of(&server, ADMIN);
+    let stored = server.app.store.totp(&admin).await.expect("read").expect("enrolled").secret;
+    assert!(vault::is_sealed(&stored), "{stored}");
+    assert!(!stored.contains(&secret) && !stored.contains(&secret.to_lowercase()), "the column holds no secret");
+    let key_file = server.app.config.keys_dir.join(vault::KEY_FILE);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file).expect("key file").permissions());
+    assert_eq!(mode & 0o777, 0o600, "the key file is private");
+
+    // A secret stored in clear by an earlier version: it works, then the
+    // start-up step seals it, and it still works.
+    let legacy_email = "ancien@caf.fr";
+    let legacy = server.add_account(legacy_email, None).await;
+    server.grant_role(&legacy, "caf_security").await;
+    let clear = coop_idp::auth::totp::new_secret();
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    coop_idp::store::insert_totp(&mut tx, &legacy, &clear, 0, &[], server.clock.now_ms()).await.expect("insert");
+    tx.commit().await.expect("commit");
+    remember(&server, legacy_email, &clear);
+    signed_in(&server, legacy_email).await;
+    assert_eq!(vault::seal_clear_secrets(&server.app).await.expect("seal"), 1);
+    assert_eq!(vault::seal_clear_secrets(&server.app).await.expect("again"), 0, "nothing left in clear");
+    let stored = server.app.store.totp(&legacy).await.expect("read").expect("enrolled").secret;
+    assert!(vault::is_sealed(&stored) && !stored.contains(&clear), "{stored}");
+    signed_in(&server, legacy_email).await;
+
+    // Another key in keys_dir (not shared between instances, or replaced):
+    // the code is not checked against anything, the sign-in fails.
+    std::fs::remove_file(&key_file).expect("remove key");
+    std::fs::write(&key_file, coop_idp::crypto::random_b64(32)).expect("another key");
+    let b = browser();
+    let r = password_step(&server, &b, ADMIN, None).await;
+    assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, VERIFY));
+    let code = fresh_code(&server, ADMIN).await;
+    let r = post_code(&server, &b, VERIFY, &code).await;
+    assert_eq!(r.status(), 500, "fails closed");
+    assert_eq!(me(&server, &b).await.0, 401, "no session");
+    let key = vault::load_key(&server.app).expect("key");
+    let e = vault::open(&key, &admin, &server.app.store.totp(&admin).await.expect("read").expect("row").secret)
+        .expect_err("another key");
+    assert!(e.to_string().contains("keys_dir"), "a clear error: {e}");
 }
