@@ -667,10 +667,15 @@ impl Report<'_> {
         for note in self.notes {
             md.push_str(&format!("{note}\n\n"));
         }
-        if self.runs.is_empty() {
-            return md;
+        if !self.runs.is_empty() {
+            self.cells_and_ratios(&mut md);
         }
+        self.metrics(&mut md);
+        md
+    }
 
+    /// Every cell, the ratios against node and the sign-ins.
+    fn cells_and_ratios(&self, md: &mut String) {
         // Every cell.
         md.push_str("| Scenario | Clients |");
         for r in self.runs {
@@ -816,7 +821,23 @@ impl Report<'_> {
             }
         }
         md.push('\n');
+        for r in self.runs {
+            for c in &r.cells {
+                if let Some(e) = &c.m.first_error {
+                    md.push_str(&format!(
+                        "First error, {} · {} · {} clients ({} in all): {e}\n\n",
+                        r.name,
+                        c.scenario.label(),
+                        c.clients,
+                        c.m.errors
+                    ));
+                }
+            }
+        }
+    }
 
+    /// The metrics middleware: micro-benchmark and A/B.
+    fn metrics(&self, md: &mut String) {
         if let Some(micro) = &self.micro {
             md.push_str(&format!(
                 "Metrics middleware: `metrics::request` costs {:.0} ns per request on one thread, {:.0} ns with two \
@@ -846,20 +867,6 @@ impl Report<'_> {
             }
             md.push('\n');
         }
-        for r in self.runs {
-            for c in &r.cells {
-                if let Some(e) = &c.m.first_error {
-                    md.push_str(&format!(
-                        "First error, {} · {} · {} clients ({} in all): {e}\n\n",
-                        r.name,
-                        c.scenario.label(),
-                        c.clients,
-                        c.m.errors
-                    ));
-                }
-            }
-        }
-        md
     }
 }
 
