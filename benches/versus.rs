@@ -705,7 +705,7 @@ impl Report<'_> {
                 md.push('\n');
             }
         }
-        md.push_str("| RSS idle → peak (Σ VmHWM) | |");
+        md.push_str("| RSS at rest after one sign-in → peak (Σ VmHWM) | |");
         for r in self.runs {
             md.push_str(&format!(" {:.0} → {:.0} MiB ({} processes) |", r.idle_rss, r.peak_rss, r.processes));
         }
