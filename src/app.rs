@@ -155,13 +155,15 @@ impl App {
             }
         });
         // Checkpoints and purges, once across instances (leases), from one
-        // minute after start on: nothing needs them at the very start.
+        // period after start on: nothing needs them at the very start. The
+        // period is a minute, or the checkpoint interval when it is shorter.
         let app = self.clone();
         let mut stop = shutdown;
         let holder = crate::crypto::random_b64(9);
+        let period = Duration::from_secs(self.config.log_checkpoint_interval_secs.clamp(1, 60) as u64);
         tokio::spawn(async move {
-            let first = tokio::time::Instant::now() + Duration::from_secs(60);
-            let mut tick = tokio::time::interval_at(first, Duration::from_secs(60));
+            let first = tokio::time::Instant::now() + period;
+            let mut tick = tokio::time::interval_at(first, period);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}

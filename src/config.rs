@@ -360,7 +360,7 @@ impl Config {
             // Convention art. 2.1 and the CNIL's guidance on connection logs:
             // between 6 months and one year.
             log_retention_months: int("log_retention_months", 6, 12)? as u32,
-            log_checkpoint_interval_secs: int("log_checkpoint_interval_secs", 60, 86_400)?,
+            log_checkpoint_interval_secs: int("log_checkpoint_interval_secs", 5, 86_400)?,
             purge_interval_secs: int("purge_interval_secs", 60, 7 * 86_400)?,
             alerts: AlertConfig {
                 scan_interval_secs: int("alert_scan_interval_secs", 1, 3600)?,

@@ -44,7 +44,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router(app: AppState) -> Router {
     let https = app.config.is_https();
-    Router::new()
+    // Requests are counted only for the `metrics_listen` listener: without
+    // it nobody could read the counts, so the middleware is left out.
+    let counted = app.config.metrics_listen.is_some();
+    let router = Router::new()
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
@@ -76,9 +79,9 @@ pub fn router(app: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(middleware::from_fn(move |req, next| security_headers(https, req, next)))
-        .layer(middleware::from_fn(limit_header_size))
-        .layer(middleware::from_fn(track))
-        .with_state(app)
+        .layer(middleware::from_fn(limit_header_size));
+    let router = if counted { router.layer(middleware::from_fn(track)) } else { router };
+    router.with_state(app)
 }
 
 /// Counts every request by matched route (`/token`, never the raw URL: the

@@ -2,7 +2,8 @@
 //! 7): a flow started on one instance completes on another, single-use
 //! things stay single-use when two instances receive them in the same
 //! instant, a key rotated through the shared folder is published by all,
-//! and background jobs run once across instances.
+//! and background jobs (mail, alerts, log checkpoints) run once across
+//! instances.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -242,6 +243,52 @@ async fn background_jobs_run_once_across_instances() {
         .await
         .expect("alerts");
     assert_eq!(alerts, 1, "one alert, not one per instance");
+}
+
+/// Signed checkpoints of the connection log: three instances, each trying
+/// every period, sign the head once per period between them, not three
+/// times, while records keep coming on every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_checkpoints_are_signed_once_across_instances() {
+    let Some(backends) = Backends::from_env() else { return };
+    const INTERVAL: u64 = 5;
+    let mut cluster = Cluster::new(&backends, &[("log_checkpoint_interval_secs", &INTERVAL.to_string())]).await;
+    let started = std::time::Instant::now();
+    cluster.spawn_many(3).await;
+    cluster.add_account(EMAIL).await;
+
+    // A new head in every period, appended through each instance in turn.
+    let appending = std::time::Instant::now();
+    let mut n = 0;
+    while appending.elapsed() < Duration::from_secs(4 * INTERVAL + 2) {
+        assert_eq!(attempt_at(&cluster.instance(n % 3).base, EMAIL, PASSWORD).await, 200);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let elapsed = started.elapsed().as_secs();
+    let app = cluster.app.clone();
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT seq, jws FROM log_checkpoints ORDER BY seq")
+        .fetch_all(app.store.pool())
+        .await
+        .expect("checkpoints");
+    let signed_at: Vec<i64> =
+        rows.iter().map(|(_, jws)| crate::refresh::jwt_part(jws, 1)["iat"].as_i64().expect("iat")).collect();
+    assert!(rows.len() >= 2, "the job ran in the periods that passed: {signed_at:?}");
+    assert!(
+        rows.len() as u64 <= elapsed / INTERVAL + 1,
+        "at most one checkpoint per period ({elapsed} s): {} checkpoints signed at {signed_at:?}",
+        rows.len()
+    );
+    for pair in signed_at.windows(2) {
+        // `iat` is in whole seconds; the lease holds a whole period.
+        assert!(pair[1] - pair[0] >= INTERVAL as i64 - 1, "two checkpoints in one period: {signed_at:?}");
+    }
+    let seqs: HashSet<i64> = rows.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs.len(), rows.len(), "one checkpoint per chain position");
+
+    // The chain and its checkpoints check out.
+    let (ok, out, err) = cluster.cli(&["logs", "verify"]).await;
+    assert!(ok, "logs verify: {out}{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
