@@ -38,7 +38,9 @@ pub struct Argon2Config {
     pub max_concurrent: usize,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` is written by hand: the database, Redis and SMTP URLs may carry a
+/// password, which a debug print must not show.
+#[derive(Clone)]
 pub struct Config {
     pub issuer: Url,
     pub listen: SocketAddr,
@@ -82,6 +84,88 @@ pub struct Config {
     pub purge_interval_secs: i64,
     /// Thresholds and windows of the security-alert detectors.
     pub alerts: AlertConfig,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a new field cannot be left out unnoticed.
+        let Config {
+            issuer,
+            listen,
+            data_dir,
+            database_url,
+            redis_url,
+            metrics_listen,
+            smtp_url,
+            mail_from,
+            accessibility_contact,
+            keys_dir,
+            log_format,
+            trusted_proxies,
+            code_ttl_secs,
+            access_token_ttl_secs,
+            id_token_ttl_secs,
+            refresh_idle_ttl_secs,
+            refresh_absolute_ttl_secs,
+            session_idle_timeout_secs,
+            session_absolute_timeout_secs,
+            argon2,
+            activation_link_ttl_secs,
+            reset_link_ttl_secs,
+            throttle_max_delay_secs,
+            throttle_ip_max_failures,
+            redis_key_prefix,
+            log_retention_months,
+            log_checkpoint_interval_secs,
+            purge_interval_secs,
+            alerts,
+        } = self;
+        f.debug_struct("Config")
+            .field("issuer", &issuer.as_str())
+            .field("listen", listen)
+            .field("data_dir", data_dir)
+            .field("database_url", &without_password(database_url))
+            .field("redis_url", &redis_url.as_deref().map(without_password))
+            .field("metrics_listen", metrics_listen)
+            .field("smtp_url", &smtp_url.as_deref().map(without_password))
+            .field("mail_from", mail_from)
+            .field("accessibility_contact", accessibility_contact)
+            .field("keys_dir", keys_dir)
+            .field("log_format", log_format)
+            .field("trusted_proxies", trusted_proxies)
+            .field("code_ttl_secs", code_ttl_secs)
+            .field("access_token_ttl_secs", access_token_ttl_secs)
+            .field("id_token_ttl_secs", id_token_ttl_secs)
+            .field("refresh_idle_ttl_secs", refresh_idle_ttl_secs)
+            .field("refresh_absolute_ttl_secs", refresh_absolute_ttl_secs)
+            .field("session_idle_timeout_secs", session_idle_timeout_secs)
+            .field("session_absolute_timeout_secs", session_absolute_timeout_secs)
+            .field("argon2", argon2)
+            .field("activation_link_ttl_secs", activation_link_ttl_secs)
+            .field("reset_link_ttl_secs", reset_link_ttl_secs)
+            .field("throttle_max_delay_secs", throttle_max_delay_secs)
+            .field("throttle_ip_max_failures", throttle_ip_max_failures)
+            .field("redis_key_prefix", redis_key_prefix)
+            .field("log_retention_months", log_retention_months)
+            .field("log_checkpoint_interval_secs", log_checkpoint_interval_secs)
+            .field("purge_interval_secs", purge_interval_secs)
+            .field("alerts", alerts)
+            .finish()
+    }
+}
+
+/// A URL with its password replaced by `***` (and one that does not parse
+/// replaced whole, since it cannot be cut safely).
+fn without_password(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            url.to_string()
+        }
+        Err(_) => "(unparsable URL, not shown)".to_string(),
+    }
 }
 
 /// Thresholds of the alert detectors (R5, R17); README "Administration"
@@ -432,6 +516,28 @@ mod tests {
         assert_eq!(c.code_ttl_secs, 60);
         assert_eq!(c.log_retention_months, 12);
         assert_eq!(c.log_checkpoint_interval_secs, 300);
+    }
+
+    #[test]
+    fn debug_output_hides_the_passwords_of_urls() {
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("COOP_IDP_DATABASE_URL", "postgres://coop:db-s3cret@db.example.fr/coop"),
+                ("COOP_IDP_REDIS_URL", "redis://:redis-s3cret@cache.example.fr:6379"),
+                ("COOP_IDP_SMTP_URL", "smtps://mailer:smtp-s3cret@mail.example.fr:465"),
+            ]),
+        )
+        .expect("config");
+        let shown = format!("{c:?}");
+        for secret in ["db-s3cret", "redis-s3cret", "smtp-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        // The rest of each URL is still there, to be of use when debugging.
+        assert!(shown.contains("postgres://coop:***@db.example.fr/coop"), "{shown}");
+        assert!(shown.contains("smtps://mailer:***@mail.example.fr:465"), "{shown}");
+        // The values themselves are untouched.
+        assert_eq!(c.smtp_url.as_deref(), Some("smtps://mailer:smtp-s3cret@mail.example.fr:465"));
     }
 
     #[test]

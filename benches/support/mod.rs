@@ -44,9 +44,11 @@ pub fn env_text(name: &str) -> Option<String> {
 
 /// The release binary: Cargo's path for benchmarks, else `target/release`.
 pub fn server_binary() -> PathBuf {
-    let path = match option_env!("CARGO_BIN_EXE_coop-idp") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/coop-idp"),
+    // `COOP_IDP_BENCH_SERVER`: another build, to compare two in one run.
+    let path = match (std::env::var_os("COOP_IDP_BENCH_SERVER"), option_env!("CARGO_BIN_EXE_coop-idp")) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/coop-idp"),
     };
     assert!(path.exists(), "{} is missing: run `cargo build --release` first", path.display());
     path

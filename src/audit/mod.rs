@@ -178,9 +178,9 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
     }
     let now = app.clock.now_ms();
     let mut rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
-    for row in &rows {
-        crate::metrics::event(&row.kind);
-    }
+    let kinds: Vec<String> = rows.iter().map(|r| r.kind.clone()).collect();
+    // Counted once written: a rolled-back append is not an event.
+    tx.after_commit(move || kinds.iter().for_each(|kind| crate::metrics::event(kind)));
     if tx.chains_at_commit() {
         // The SQLite group writer chains them after the head it reads.
         store::append_events(tx, rows, record_hash);

@@ -21,7 +21,9 @@
 //! `write_tx.rs` for each batch, so the two writers never overlap, and it
 //! leaves the chain head it committed in the gate for them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{Mutex, oneshot};
@@ -45,6 +47,9 @@ pub(super) struct GroupWriter {
     /// `None` once the store is closed: the thread ends when it sees the
     /// channel closed.
     sender: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    /// Set by the checkpoint job when the WAL has grown: the thread empties
+    /// it between two groups.
+    wal_restart: Arc<AtomicBool>,
 }
 
 impl GroupWriter {
@@ -69,11 +74,17 @@ impl GroupWriter {
         }
         conn.set_prepared_statement_cache_capacity(64);
         let (sender, receiver) = mpsc::channel();
+        let wal_restart = Arc::new(AtomicBool::new(false));
+        let asked = wal_restart.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver, gate))
+            .spawn(move || run(conn, receiver, gate, asked))
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
-        Ok(GroupWriter { sender: std::sync::Mutex::new(Some(sender)) })
+        Ok(GroupWriter { sender: std::sync::Mutex::new(Some(sender)), wal_restart })
+    }
+
+    pub(super) fn ask_for_wal_restart(&self) {
+        self.wal_restart.store(true, Ordering::Relaxed);
     }
 
     /// Hands a transaction to the writer and waits for its outcome.
@@ -106,8 +117,21 @@ fn writer_gone() -> StoreError {
     StoreError::Database(sqlx::Error::WorkerCrashed)
 }
 
-fn run(conn: Connection, receiver: mpsc::Receiver<Job>, gate: Arc<Mutex<Option<ChainHead>>>) {
-    while let Ok(first) = receiver.recv() {
+fn run(
+    conn: Connection,
+    receiver: mpsc::Receiver<Job>,
+    gate: Arc<Mutex<Option<ChainHead>>>,
+    wal_restart: Arc<AtomicBool>,
+) {
+    loop {
+        if wal_restart.swap(false, Ordering::Relaxed) {
+            restart_wal(&conn);
+        }
+        let first = match receiver.recv_timeout(Duration::from_secs(1)) {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -125,6 +149,18 @@ fn run(conn: Connection, receiver: mpsc::Receiver<Job>, gate: Arc<Mutex<Option<C
             // The request may have gone (client disconnected): nothing to do.
             let _ = job.reply.send(result);
         }
+    }
+}
+
+/// Starts the WAL over (RESTART checkpoint: the file keeps its size, to be
+/// written again from its start, which costs no truncation and no sync). It waits for the readers of the
+/// moment to finish, at most 100 ms, else it leaves it for the next request.
+fn restart_wal(conn: &Connection) {
+    let outcome = conn
+        .busy_timeout(Duration::from_millis(100))
+        .and_then(|()| conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)));
+    if let Err(e) = conn.busy_timeout(Duration::from_secs(5)).and(outcome) {
+        tracing::warn!(error = %e, "emptying the SQLite WAL");
     }
 }
 
@@ -269,6 +305,35 @@ mod tests {
 
     fn insert(k: &str, v: i64) -> Queued {
         Queued { sql: "INSERT INTO t (k, v) VALUES ($1, $2)", params: vec![k.into(), v.into()] }
+    }
+
+    #[test]
+    fn a_restart_starts_the_wal_over() {
+        let (_dir, conn) = open();
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(())).expect("wal");
+        conn.pragma_update(None, "wal_autocheckpoint", 0).expect("no autocheckpoint");
+        let mut n = 0;
+        let mut write = |count: usize| {
+            for _ in 0..count {
+                n += 1;
+                run_sql(&conn, "INSERT INTO t (k, v) VALUES ($1, $2)", &[format!("k{n}").into(), n.into()])
+                    .expect("insert");
+            }
+        };
+        write(200);
+        write(1);
+        // Frames in the WAL, read without checkpointing anything.
+        let frames = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA wal_checkpoint(NOOP)", [], |r| r.get(1)).unwrap_or(-1)
+        };
+        let grown = frames(&conn);
+        assert!(grown >= 200, "without a checkpoint the WAL grows on: {grown}");
+        restart_wal(&conn);
+        run_sql(&conn, "INSERT INTO t (k, v) VALUES ($1, $2)", &["restarted".into(), 0.into()]).expect("insert");
+        let restarted = frames(&conn);
+        assert!(restarted < 10, "the next write starts at the beginning of the WAL: {restarted}");
+        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).expect("count");
+        assert_eq!(rows, 202, "nothing lost");
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct WriteTx {
     /// Deferred transactions: log records not chained yet (the group writer
     /// chains them).
     unchained_events: Option<PendingEvents>,
+    /// Run once the transaction has committed (counters of what it wrote).
+    after_commit: Vec<Box<dyn FnOnce() + Send>>,
     finished: bool,
 }
 
@@ -143,7 +145,20 @@ impl WriteTx {
             queued: Vec::new(),
             pending_events: None,
             unchained_events: None,
+            after_commit: Vec::new(),
             finished: false,
+        }
+    }
+
+    /// Runs `f` if and once the transaction commits.
+    pub fn after_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.after_commit.push(Box::new(f));
+    }
+
+    fn committed(&mut self) {
+        self.finished = true;
+        for f in std::mem::take(&mut self.after_commit) {
+            f();
         }
     }
 
@@ -320,10 +335,11 @@ impl WriteTx {
                 None => (Vec::new(), no_rehash as fn(&EventRow) -> String),
             };
             self.finished = true;
-            if statements.is_empty() && events.is_empty() {
-                return Ok(());
+            if !(statements.is_empty() && events.is_empty()) {
+                writer.commit(statements, events, rehash).await?;
             }
-            return writer.commit(statements, events, rehash).await;
+            self.committed();
+            return Ok(());
         }
         let result = match self.backend {
             Backend::Sqlite => {
@@ -343,7 +359,7 @@ impl WriteTx {
             },
         };
         if result.is_ok() {
-            self.finished = true;
+            self.committed();
         }
         if let Some(gate) = self.gate.as_mut() {
             // A failed commit leaves the head unknown: read it again next time.
