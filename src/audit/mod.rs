@@ -186,14 +186,8 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
         store::append_events(tx, rows, record_hash);
         return Ok(());
     }
-    let (mut seq, mut prev) = store::chain_head(tx).await?;
-    for row in rows.iter_mut() {
-        seq += 1;
-        row.seq = seq;
-        row.prev_hash = prev;
-        row.hash = record_hash(row);
-        prev = row.hash.clone();
-    }
+    let head = store::chain_head(tx).await?;
+    store::chain_after(head, &mut rows, record_hash);
     store::append_events(tx, rows, record_hash);
     Ok(())
 }

@@ -100,6 +100,20 @@ pub fn append_events(tx: &mut WriteTx, rows: Vec<EventRow>, rehash: fn(&EventRow
     tx.add_pending_events(rows, rehash);
 }
 
+/// Links records one after the other from `head` (sequence, previous hash,
+/// own hash by `hash`); returns the new head.
+pub fn chain_after(head: ChainHead, rows: &mut [EventRow], hash: fn(&EventRow) -> String) -> ChainHead {
+    let (mut seq, mut prev) = head;
+    for row in rows.iter_mut() {
+        seq += 1;
+        row.seq = seq;
+        row.prev_hash = prev;
+        row.hash = hash(row);
+        prev = row.hash.clone();
+    }
+    (seq, prev)
+}
+
 pub(super) fn event_insert(e: &EventRow) -> Queued {
     Queued {
         sql: INSERT_EVENT_SQL,

@@ -191,19 +191,14 @@ fn commit_batch(conn: &Connection, jobs: &[Job]) -> (Vec<StoreResult<()>>, Optio
 /// One transaction in its savepoint: all of it, or none of it.
 fn run_job(conn: &Connection, job: &Job, head: &mut ChainHead) -> StoreResult<()> {
     run_sql(conn, "SAVEPOINT job", &[]).map_err(|e| sqlite_error(&e))?;
-    let mut next = head.clone();
+    let mut events = job.events.clone();
+    let next = super::events::chain_after(head.clone(), &mut events, job.rehash);
     let outcome = (|| {
         for statement in &job.statements {
             run_sql(conn, statement.sql, &statement.params)?;
         }
-        for event in &job.events {
-            let mut row = event.clone();
-            row.seq = next.0 + 1;
-            row.prev_hash = std::mem::take(&mut next.1);
-            row.hash = (job.rehash)(&row);
-            let insert = super::events::event_insert(&row);
+        for insert in events.iter().map(super::events::event_insert) {
             run_sql(conn, insert.sql, &insert.params)?;
-            next = (row.seq, row.hash);
         }
         Ok(())
     })();

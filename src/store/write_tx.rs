@@ -186,7 +186,7 @@ impl WriteTx {
         self.gate = Some(guard);
         self.conn = Some(Conn::Sqlite { conn, begun: false });
         let Some(mut unchained) = self.unchained_events.take() else { return Ok(()) };
-        let (mut seq, mut prev) = match self.cached_head() {
+        let head = match self.cached_head() {
             Some(head) => head,
             None => {
                 self.queued.insert(0, Queued { sql: BEGIN, params: Vec::new() });
@@ -197,13 +197,7 @@ impl WriteTx {
                 super::events::read_chain_head_on(conn).await?
             }
         };
-        for row in unchained.rows.iter_mut() {
-            seq += 1;
-            row.seq = seq;
-            row.prev_hash = prev;
-            row.hash = (unchained.rehash)(row);
-            prev = row.hash.clone();
-        }
+        super::events::chain_after(head, &mut unchained.rows, unchained.rehash);
         super::events::append_events(self, unchained.rows, unchained.rehash);
         Ok(())
     }
@@ -307,15 +301,9 @@ impl WriteTx {
         let Some(Conn::Sqlite { conn, .. }) = self.conn.as_mut() else {
             return Err(StoreError::Corrupt("re-chaining outside SQLite".into()));
         };
-        let (mut seq, mut prev) = super::events::read_chain_head_on(conn).await?;
-        for row in pending.rows.iter_mut() {
-            seq += 1;
-            row.seq = seq;
-            row.prev_hash = prev;
-            row.hash = (pending.rehash)(row);
-            prev = row.hash.clone();
-            self.queued.push(super::events::event_insert(row));
-        }
+        let head = super::events::read_chain_head_on(conn).await?;
+        super::events::chain_after(head, &mut pending.rows, pending.rehash);
+        self.queued.extend(pending.rows.iter().map(super::events::event_insert));
         self.appended_head = pending.rows.last().map(|r| (r.seq, r.hash.clone()));
         self.queued.extend(rest);
         let queued = std::mem::take(&mut self.queued);

@@ -183,19 +183,9 @@ async fn batched_and_ordinary_appends_from_two_processes_make_one_chain(db: Db) 
         }));
     }
     let other_process = {
-        let server_cli = (server.app.config.clone(), server.base.clone());
+        let (config, base) = (server.app.config.clone(), server.base.clone());
         tokio::task::spawn_blocking(move || {
-            let (c, base) = server_cli;
-            std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
-                .args(["logs", "query", "--email", "agent1@cc-girou.fr", "--format", "json"])
-                .current_dir(&c.data_dir)
-                .env("COOP_IDP_ISSUER", base)
-                .env("COOP_IDP_DATABASE_URL", &c.database_url)
-                .env("COOP_IDP_DATA_DIR", &c.data_dir)
-                .env("COOP_IDP_KEYS_DIR", &c.keys_dir)
-                .env("COOP_IDP_LOG", "error")
-                .output()
-                .expect("run coop-idp")
+            cli_on(&config, &base, &["logs", "query", "--email", "agent1@cc-girou.fr", "--format", "json"])
         })
     };
     for task in tasks {
@@ -221,11 +211,14 @@ async fn batched_and_ordinary_appends_from_two_processes_make_one_chain(db: Db) 
 
 /// Runs the `coop-idp` binary on the server's database, keys and issuer.
 pub fn cli(server: &TestServer, args: &[&str]) -> std::process::Output {
-    let c = &server.app.config;
+    cli_on(&server.app.config, &server.base, args)
+}
+
+fn cli_on(c: &coop_idp::config::Config, base: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
         .args(args)
         .current_dir(&c.data_dir)
-        .env("COOP_IDP_ISSUER", &server.base)
+        .env("COOP_IDP_ISSUER", base)
         .env("COOP_IDP_DATABASE_URL", &c.database_url)
         .env("COOP_IDP_DATA_DIR", &c.data_dir)
         .env("COOP_IDP_KEYS_DIR", &c.keys_dir)
