@@ -83,6 +83,44 @@ struct TokenGrantRow {
 }
 
 impl TokenGrantRow {
+    /// The same row as sqlx's `FromRow`, read by `sync_read` (by column name).
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(TokenGrantRow {
+            token: TokenLookup {
+                token_hash: r.get("token_hash")?,
+                token_created_at: r.get("token_created_at")?,
+                token_expires_at: r.get("token_expires_at")?,
+                used_at: r.get("used_at")?,
+                family: FamilyRow {
+                    id: r.get("id")?,
+                    client_id: r.get("client_id")?,
+                    account_id: r.get("account_id")?,
+                    session_id_hash: r.get("session_id_hash")?,
+                    sid: r.get("sid")?,
+                    scope: r.get("scope")?,
+                    claims: r.get("claims")?,
+                    auth_time: r.get("auth_time")?,
+                    acr: r.get("acr")?,
+                    amr: r.get("amr")?,
+                    created_at: r.get("created_at")?,
+                    expires_at: r.get("expires_at")?,
+                    revoked_at: r.get("revoked_at")?,
+                },
+                account_state: r.get("account_state")?,
+            },
+            account_email: r.get("account_email")?,
+            account_email_normalized: r.get("account_email_normalized")?,
+            account_given_name: r.get("account_given_name")?,
+            account_family_name: r.get("account_family_name")?,
+            account_function: r.get("account_function")?,
+            account_partner_id: r.get("account_partner_id")?,
+            account_partner_name: r.get("account_partner_name")?,
+            account_created_at: r.get("account_created_at")?,
+            account_updated_at: r.get("account_updated_at")?,
+            role: r.get("role")?,
+        })
+    }
+
     fn split(self) -> ((TokenLookup, AccountRow), Option<String>) {
         let account = AccountRow {
             id: self.token.family.account_id.clone(),
@@ -249,7 +287,12 @@ impl Store {
     }
 
     async fn token_grant(&self, sql: &str, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
-        let rows: Vec<TokenGrantRow> = sqlx::query_as(sql).bind(token_hash).fetch_all(&self.pool).await?;
+        let rows: Vec<TokenGrantRow> = match &self.sync_readers {
+            Some(readers) => readers.read(|conn| {
+                conn.prepare_cached(sql)?.query_map([token_hash], TokenGrantRow::from_sqlite)?.collect()
+            })?,
+            None => sqlx::query_as(sql).bind(token_hash).fetch_all(&self.pool).await?,
+        };
         Ok(fold_roles(rows.into_iter().map(TokenGrantRow::split)).map(|((token, account), roles)| TokenGrant {
             token,
             account,

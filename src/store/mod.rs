@@ -20,6 +20,7 @@ mod provisioning;
 mod retention;
 mod sessions;
 pub mod shared;
+mod sync_read;
 mod throttle;
 mod totp;
 mod transfer;
@@ -157,6 +158,8 @@ pub struct Store {
     /// SQLite on a file: the thread that commits the hot paths' transactions
     /// in groups (see `group_commit.rs`).
     group_writer: Option<Arc<group_commit::GroupWriter>>,
+    /// SQLite on a file: the hot paths' point reads (see `sync_read.rs`).
+    sync_readers: Option<Arc<sync_read::SyncReaders>>,
 }
 
 impl Store {
@@ -195,7 +198,9 @@ impl Store {
             (Some(gate), Some(path)) => Some(Arc::new(group_commit::GroupWriter::start(&path, gate.clone())?)),
             _ => None,
         };
-        Ok(Store { pool, write_pool, backend, write_gate, client_cache: Arc::default(), group_writer })
+        let sync_readers =
+            group_writer.as_ref().and(sqlite_path(&url)).map(|path| Arc::new(sync_read::SyncReaders::new(path)));
+        Ok(Store { pool, write_pool, backend, write_gate, client_cache: Arc::default(), group_writer, sync_readers })
     }
 
     pub fn backend(&self) -> Backend {
