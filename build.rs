@@ -34,8 +34,13 @@ fn main() {
     // Sorted, so that the server can binary-search the table.
     entries.sort();
     let mut table = String::from("&[\n");
-    for (rel, abs) in entries {
-        table.push_str(&format!("    ({rel:?}, include_bytes!({:?}) as &[u8]),\n", abs.display().to_string()));
+    // Paths from the crate's own folder at compile time, not absolute ones:
+    // cargo may reuse this script's output for another checkout of the crate
+    // built in the same target folder.
+    for (rel, _) in entries {
+        table.push_str(&format!(
+            "    ({rel:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/static/dsfr/\", {rel:?})) as &[u8]),\n"
+        ));
     }
     table.push_str("]\n");
     fs::write(Path::new(&out_dir).join("dsfr_files.rs"), table).expect("write dsfr_files.rs");

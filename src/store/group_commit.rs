@@ -269,7 +269,7 @@ fn run_sql(conn: &Connection, sql: &str, params: &[Param]) -> rusqlite::Result<(
 
 /// SQLite's answer, kept with its extended code so that callers can tell a
 /// second use (a unique index) or a busy database from other failures.
-fn sqlite_error(e: &rusqlite::Error) -> StoreError {
+pub(super) fn sqlite_error(e: &rusqlite::Error) -> StoreError {
     let extended_code = match e {
         rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
         _ => None,

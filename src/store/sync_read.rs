@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use rusqlite::Connection;
 
-use super::{StoreError, StoreResult};
+use super::StoreResult;
+use super::group_commit::sqlite_error;
 
 /// Connections kept for later reads; more are opened when all are in use.
 const KEPT: usize = 8;
@@ -41,9 +42,9 @@ impl SyncReaders {
         let kept = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match kept {
             Some(conn) => conn,
-            None => self.open().map_err(|e| read_error(&e))?,
+            None => self.open().map_err(|e| sqlite_error(&e))?,
         };
-        let result = read(&conn).map_err(|e| read_error(&e));
+        let result = read(&conn).map_err(|e| sqlite_error(&e));
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < KEPT
         {
@@ -51,12 +52,4 @@ impl SyncReaders {
         }
         result
     }
-}
-
-fn read_error(e: &rusqlite::Error) -> StoreError {
-    let extended_code = match e {
-        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
-        _ => None,
-    };
-    StoreError::Sqlite { extended_code, message: e.to_string() }
 }
