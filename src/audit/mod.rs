@@ -177,18 +177,11 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
         return Ok(());
     }
     let now = app.clock.now_ms();
-    let mut rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
-    let kinds: Vec<String> = rows.iter().map(|r| r.kind.clone()).collect();
+    let kinds: Vec<&'static str> = events.iter().map(|e| e.kind).collect();
     // Counted once written: a rolled-back append is not an event.
-    tx.after_commit(move || kinds.iter().for_each(|kind| crate::metrics::event(kind)));
-    if tx.chains_at_commit() {
-        // The SQLite group writer chains them after the head it reads.
-        store::append_events(tx, rows, record_hash);
-        return Ok(());
-    }
-    let head = store::chain_head(tx).await?;
-    store::chain_after(head, &mut rows, record_hash);
-    store::append_events(tx, rows, record_hash);
+    tx.after_commit(move || kinds.into_iter().for_each(crate::metrics::event));
+    let rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
+    store::append_events(tx, rows, record_hash).await?;
     Ok(())
 }
 

@@ -84,14 +84,27 @@ pub(super) async fn read_chain_head_on(conn: &mut sqlx::AnyConnection) -> StoreR
     Ok(purged.unwrap_or((0, String::new())))
 }
 
-/// Appends records already chained after `chain_head`. They are queued, and
-/// sent with the commit; `rehash` chains them again should the head turn
-/// out to be stale.
-pub fn append_events(tx: &mut WriteTx, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
+/// Appends records, chained with `hash` after `chain_head`: now, or by the
+/// SQLite group writer for a batched transaction. They are queued and sent
+/// with the commit; `hash` chains them again should the head turn out to be
+/// stale.
+pub async fn append_events(
+    tx: &mut WriteTx,
+    mut rows: Vec<EventRow>,
+    hash: fn(&EventRow) -> String,
+) -> StoreResult<()> {
     if tx.chains_at_commit() {
-        tx.add_unchained_events(rows, rehash);
-        return;
+        tx.add_unchained_events(rows, hash);
+        return Ok(());
     }
+    let head = chain_head(tx).await?;
+    chain_after(head, &mut rows, hash);
+    queue_chained(tx, rows, hash);
+    Ok(())
+}
+
+/// Queues records already chained after the transaction's head.
+pub(super) fn queue_chained(tx: &mut WriteTx, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
     let Some(last) = rows.last() else { return };
     tx.appended_head = Some((last.seq, last.hash.clone()));
     for row in &rows {
@@ -102,7 +115,7 @@ pub fn append_events(tx: &mut WriteTx, rows: Vec<EventRow>, rehash: fn(&EventRow
 
 /// Links records one after the other from `head` (sequence, previous hash,
 /// own hash by `hash`); returns the new head.
-pub fn chain_after(head: ChainHead, rows: &mut [EventRow], hash: fn(&EventRow) -> String) -> ChainHead {
+pub(super) fn chain_after(head: ChainHead, rows: &mut [EventRow], hash: fn(&EventRow) -> String) -> ChainHead {
     let (mut seq, mut prev) = head;
     for row in rows.iter_mut() {
         seq += 1;

@@ -28,8 +28,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{Mutex, oneshot};
 
-use super::write_tx::{ChainHead, Param, Queued};
-use super::{EventRow, StoreError, StoreResult};
+use super::write_tx::{ChainHead, Param, PendingEvents, Queued};
+use super::{StoreError, StoreResult};
 
 /// Transactions per batch: bounds the time one batch holds the gate.
 const MAX_BATCH: usize = 64;
@@ -38,8 +38,7 @@ const MAX_BATCH: usize = 64;
 /// by the writer).
 pub(super) struct Job {
     pub(super) statements: Vec<Queued>,
-    pub(super) events: Vec<EventRow>,
-    pub(super) rehash: fn(&EventRow) -> String,
+    pub(super) events: Option<PendingEvents>,
     pub(super) reply: oneshot::Sender<StoreResult<()>>,
 }
 
@@ -88,14 +87,9 @@ impl GroupWriter {
     }
 
     /// Hands a transaction to the writer and waits for its outcome.
-    pub(super) async fn commit(
-        &self,
-        statements: Vec<Queued>,
-        events: Vec<EventRow>,
-        rehash: fn(&EventRow) -> String,
-    ) -> StoreResult<()> {
+    pub(super) async fn commit(&self, statements: Vec<Queued>, events: Option<PendingEvents>) -> StoreResult<()> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { statements, events, rehash, reply };
+        let job = Job { statements, events, reply };
         let sent = match self.sender.lock() {
             Ok(sender) => sender.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),
             Err(_) => false,
@@ -141,7 +135,7 @@ fn run(
         }
         let results = {
             let mut head = gate.blocking_lock();
-            let (results, committed_head) = commit_batch(&conn, &jobs);
+            let (results, committed_head) = commit_batch(&conn, &mut jobs);
             *head = committed_head;
             results
         };
@@ -166,8 +160,9 @@ fn restart_wal(conn: &Connection) {
 
 /// Runs the batch; the outcome of each transaction, and the chain head after
 /// the commit (`None` when it is not known).
-fn commit_batch(conn: &Connection, jobs: &[Job]) -> (Vec<StoreResult<()>>, Option<ChainHead>) {
-    let all_failed = |e: &rusqlite::Error| jobs.iter().map(|_| Err(sqlite_error(e))).collect();
+fn commit_batch(conn: &Connection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, Option<ChainHead>) {
+    let count = jobs.len();
+    let all_failed = |e: &rusqlite::Error| (0..count).map(|_| Err(sqlite_error(e))).collect();
     if let Err(e) = run_sql(conn, "BEGIN IMMEDIATE", &[]) {
         return (all_failed(&e), None);
     }
@@ -178,7 +173,7 @@ fn commit_batch(conn: &Connection, jobs: &[Job]) -> (Vec<StoreResult<()>>, Optio
             return (all_failed(&e), None);
         }
     };
-    let results: Vec<StoreResult<()>> = jobs.iter().map(|job| run_job(conn, job, &mut head)).collect();
+    let results: Vec<StoreResult<()>> = jobs.iter_mut().map(|job| run_job(conn, job, &mut head)).collect();
     match run_sql(conn, "COMMIT", &[]) {
         Ok(()) => (results, Some(head)),
         Err(e) => {
@@ -189,10 +184,15 @@ fn commit_batch(conn: &Connection, jobs: &[Job]) -> (Vec<StoreResult<()>>, Optio
 }
 
 /// One transaction in its savepoint: all of it, or none of it.
-fn run_job(conn: &Connection, job: &Job, head: &mut ChainHead) -> StoreResult<()> {
+fn run_job(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> StoreResult<()> {
     run_sql(conn, "SAVEPOINT job", &[]).map_err(|e| sqlite_error(&e))?;
-    let mut events = job.events.clone();
-    let next = super::events::chain_after(head.clone(), &mut events, job.rehash);
+    // Chained in place: the records are not needed again, whatever the outcome.
+    let events = job.events.as_mut().map(|p| (p.rehash, p.rows.as_mut_slice()));
+    let next = match events {
+        Some((rehash, rows)) => super::events::chain_after(head.clone(), rows, rehash),
+        None => head.clone(),
+    };
+    let events = job.events.as_ref().map(|p| p.rows.as_slice()).unwrap_or_default();
     let outcome = (|| {
         for statement in &job.statements {
             run_sql(conn, statement.sql, &statement.params)?;
@@ -295,7 +295,7 @@ mod tests {
 
     fn job(statements: Vec<Queued>) -> (Job, oneshot::Receiver<StoreResult<()>>) {
         let (reply, answer) = oneshot::channel();
-        (Job { statements, events: Vec::new(), rehash: |_| String::new(), reply }, answer)
+        (Job { statements, events: None, reply }, answer)
     }
 
     fn insert(k: &str, v: i64) -> Queued {
@@ -346,7 +346,7 @@ mod tests {
         // Second statement collides with the first transaction's "a".
         let (second, _b) = job(vec![insert("c", 3), insert("a", 4)]);
         let (third, _c) = job(vec![insert("d", 5)]);
-        let (results, head) = commit_batch(&conn, &[first, second, third]);
+        let (results, head) = commit_batch(&conn, &mut [first, second, third]);
         assert!(results[0].is_ok());
         let err = results[1].as_ref().expect_err("collision");
         assert!(matches!(err, StoreError::Sqlite { extended_code: Some(1555), .. }), "{err:?}");

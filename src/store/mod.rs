@@ -194,12 +194,13 @@ impl Store {
             }
         };
         let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(None)));
-        let group_writer = match (&write_gate, sqlite_path(&url)) {
-            (Some(gate), Some(path)) => Some(Arc::new(group_commit::GroupWriter::start(&path, gate.clone())?)),
-            _ => None,
+        let (group_writer, sync_readers) = match (&write_gate, sqlite_path(&url)) {
+            (Some(gate), Some(path)) => (
+                Some(Arc::new(group_commit::GroupWriter::start(&path, gate.clone())?)),
+                Some(Arc::new(sync_read::SyncReaders::new(path))),
+            ),
+            _ => (None, None),
         };
-        let sync_readers =
-            group_writer.as_ref().and(sqlite_path(&url)).map(|path| Arc::new(sync_read::SyncReaders::new(path)));
         Ok(Store { pool, write_pool, backend, write_gate, client_cache: Arc::default(), group_writer, sync_readers })
     }
 

@@ -101,6 +101,15 @@ pub(super) struct PendingEvents {
     pub(super) rehash: fn(&EventRow) -> String,
 }
 
+impl PendingEvents {
+    fn extend(slot: &mut Option<PendingEvents>, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
+        match slot {
+            Some(p) => p.rows.extend(rows),
+            None => *slot = Some(PendingEvents { rows, rehash }),
+        }
+    }
+}
+
 /// A write transaction; on SQLite it also holds the single-writer gate. It
 /// rolls back when dropped without `commit`.
 pub struct WriteTx {
@@ -164,15 +173,12 @@ impl WriteTx {
 
     /// Whether log records appended now are chained by the group writer at
     /// the commit rather than by the caller.
-    pub fn chains_at_commit(&self) -> bool {
+    pub(super) fn chains_at_commit(&self) -> bool {
         matches!(self.conn, Some(Conn::Deferred { .. }))
     }
 
     pub(super) fn add_unchained_events(&mut self, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
-        match self.unchained_events.as_mut() {
-            Some(p) => p.rows.extend(rows),
-            None => self.unchained_events = Some(PendingEvents { rows, rehash }),
-        }
+        PendingEvents::extend(&mut self.unchained_events, rows, rehash);
     }
 
     /// A deferred transaction that needs the connection becomes an ordinary
@@ -198,7 +204,7 @@ impl WriteTx {
             }
         };
         super::events::chain_after(head, &mut unchained.rows, unchained.rehash);
-        super::events::append_events(self, unchained.rows, unchained.rehash);
+        super::events::queue_chained(self, unchained.rows, unchained.rehash);
         Ok(())
     }
 
@@ -228,10 +234,7 @@ impl WriteTx {
     }
 
     pub(super) fn add_pending_events(&mut self, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
-        match self.pending_events.as_mut() {
-            Some(p) => p.rows.extend(rows),
-            None => self.pending_events = Some(PendingEvents { rows, rehash }),
-        }
+        PendingEvents::extend(&mut self.pending_events, rows, rehash);
     }
 
     /// Sends what is queued; returns the rows of queued `RETURNING` clauses.
@@ -318,13 +321,10 @@ impl WriteTx {
         if let Some(Conn::Deferred { writer, .. }) = &self.conn {
             let writer = writer.clone();
             let statements = std::mem::take(&mut self.queued);
-            let (events, rehash) = match self.unchained_events.take() {
-                Some(p) => (p.rows, p.rehash),
-                None => (Vec::new(), no_rehash as fn(&EventRow) -> String),
-            };
+            let events = self.unchained_events.take();
             self.finished = true;
-            if !(statements.is_empty() && events.is_empty()) {
-                writer.commit(statements, events, rehash).await?;
+            if !statements.is_empty() || events.is_some() {
+                writer.commit(statements, events).await?;
             }
             self.committed();
             return Ok(());
@@ -400,10 +400,6 @@ impl Drop for WriteTx {
             Err(_) => conn.close_on_drop(),
         }
     }
-}
-
-fn no_rehash(_: &EventRow) -> String {
-    String::new()
 }
 
 /// The error SQLite gives when a log record's link does not match the last
