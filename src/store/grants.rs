@@ -3,6 +3,7 @@
 use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
+use super::sync_read::PointRow;
 use super::{AccountRow, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -70,20 +71,11 @@ pub struct TokenGrant {
 struct TokenGrantRow {
     #[sqlx(flatten)]
     token: TokenLookup,
-    account_email: String,
-    account_email_normalized: String,
-    account_given_name: String,
-    account_family_name: String,
-    account_function: String,
-    account_partner_id: Option<String>,
-    account_partner_name: Option<String>,
-    account_created_at: Millis,
-    account_updated_at: Millis,
-    role: Option<String>,
+    #[sqlx(flatten)]
+    account: GrantAccount,
 }
 
-impl TokenGrantRow {
-    /// The same row as sqlx's `FromRow`, read by `sync_read` (by column name).
+impl PointRow for TokenGrantRow {
     fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(TokenGrantRow {
             token: TokenLookup {
@@ -108,6 +100,32 @@ impl TokenGrantRow {
                 },
                 account_state: r.get("account_state")?,
             },
+            account: GrantAccount::from_sqlite(r)?,
+        })
+    }
+}
+
+/// The account columns of a grant read (`GRANT_ACCOUNT_COLUMNS`), one role
+/// per row; all NULL when the account is gone (a code's outer join).
+#[derive(sqlx::FromRow)]
+struct GrantAccount {
+    account_state: Option<String>,
+    account_email: Option<String>,
+    account_email_normalized: Option<String>,
+    account_given_name: Option<String>,
+    account_family_name: Option<String>,
+    account_function: Option<String>,
+    account_partner_id: Option<String>,
+    account_partner_name: Option<String>,
+    account_created_at: Option<Millis>,
+    account_updated_at: Option<Millis>,
+    role: Option<String>,
+}
+
+impl GrantAccount {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(GrantAccount {
+            account_state: r.get("account_state")?,
             account_email: r.get("account_email")?,
             account_email_normalized: r.get("account_email_normalized")?,
             account_given_name: r.get("account_given_name")?,
@@ -121,22 +139,34 @@ impl TokenGrantRow {
         })
     }
 
-    fn split(self) -> ((TokenLookup, AccountRow), Option<String>) {
-        let account = AccountRow {
-            id: self.token.family.account_id.clone(),
-            email: self.account_email,
-            email_normalized: self.account_email_normalized,
-            given_name: self.account_given_name,
-            family_name: self.account_family_name,
-            function: self.account_function,
-            partner_id: self.account_partner_id,
-            partner_name: self.account_partner_name,
-            state: self.token.account_state.clone(),
-            password_hash: None,
-            created_at: self.account_created_at,
-            updated_at: self.account_updated_at,
+    /// The account (`None` when it is gone; `password_hash` not read) and
+    /// this row's role.
+    fn split(self, account_id: &str) -> (Option<AccountRow>, Option<String>) {
+        let account = match (self.account_state, self.account_created_at, self.account_updated_at) {
+            (Some(state), Some(created_at), Some(updated_at)) => Some(AccountRow {
+                id: account_id.to_string(),
+                email: self.account_email.unwrap_or_default(),
+                email_normalized: self.account_email_normalized.unwrap_or_default(),
+                given_name: self.account_given_name.unwrap_or_default(),
+                family_name: self.account_family_name.unwrap_or_default(),
+                function: self.account_function.unwrap_or_default(),
+                partner_id: self.account_partner_id,
+                partner_name: self.account_partner_name,
+                state,
+                password_hash: None,
+                created_at,
+                updated_at,
+            }),
+            _ => None,
         };
-        ((self.token, account), self.role)
+        (account, self.role)
+    }
+}
+
+impl TokenGrantRow {
+    fn split(self) -> ((TokenLookup, Option<AccountRow>), Option<String>) {
+        let (account, role) = self.account.split(&self.token.family.account_id);
+        ((self.token, account), role)
     }
 }
 
@@ -169,39 +199,41 @@ static REFRESH_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
 struct CodeGrantRow {
     #[sqlx(flatten)]
     code: CodeRow,
-    account_state: Option<String>,
-    account_email: Option<String>,
-    account_email_normalized: Option<String>,
-    account_given_name: Option<String>,
-    account_family_name: Option<String>,
-    account_function: Option<String>,
-    account_partner_id: Option<String>,
-    account_partner_name: Option<String>,
-    account_created_at: Option<Millis>,
-    account_updated_at: Option<Millis>,
-    role: Option<String>,
+    #[sqlx(flatten)]
+    account: GrantAccount,
+}
+
+impl PointRow for CodeGrantRow {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(CodeGrantRow {
+            code: CodeRow {
+                code_hash: r.get("code_hash")?,
+                client_id: r.get("client_id")?,
+                account_id: r.get("account_id")?,
+                session_id_hash: r.get("session_id_hash")?,
+                sid: r.get("sid")?,
+                redirect_uri: r.get("redirect_uri")?,
+                code_challenge: r.get("code_challenge")?,
+                scope: r.get("scope")?,
+                nonce: r.get("nonce")?,
+                claims: r.get("claims")?,
+                auth_time: r.get("auth_time")?,
+                acr: r.get("acr")?,
+                amr: r.get("amr")?,
+                created_at: r.get("created_at")?,
+                expires_at: r.get("expires_at")?,
+                used_at: r.get("used_at")?,
+                family_id: r.get("family_id")?,
+            },
+            account: GrantAccount::from_sqlite(r)?,
+        })
+    }
 }
 
 impl CodeGrantRow {
     fn split(self) -> ((CodeRow, Option<AccountRow>), Option<String>) {
-        let account = match (self.account_state, self.account_created_at, self.account_updated_at) {
-            (Some(state), Some(created_at), Some(updated_at)) => Some(AccountRow {
-                id: self.code.account_id.clone(),
-                email: self.account_email.unwrap_or_default(),
-                email_normalized: self.account_email_normalized.unwrap_or_default(),
-                given_name: self.account_given_name.unwrap_or_default(),
-                family_name: self.account_family_name.unwrap_or_default(),
-                function: self.account_function.unwrap_or_default(),
-                partner_id: self.account_partner_id,
-                partner_name: self.account_partner_name,
-                state,
-                password_hash: None,
-                created_at,
-                updated_at,
-            }),
-            _ => None,
-        };
-        ((self.code, account), self.role)
+        let (account, role) = self.account.split(&self.code.account_id);
+        ((self.code, account), role)
     }
 }
 
@@ -271,7 +303,7 @@ impl Store {
         &self,
         code_hash: &str,
     ) -> StoreResult<Option<(CodeRow, Option<(AccountRow, Vec<String>)>)>> {
-        let rows: Vec<CodeGrantRow> = sqlx::query_as(&CODE_GRANT_SQL).bind(code_hash).fetch_all(&self.pool).await?;
+        let rows: Vec<CodeGrantRow> = self.point_read(&CODE_GRANT_SQL, code_hash).await?;
         Ok(fold_roles(rows.into_iter().map(CodeGrantRow::split))
             .map(|((code, account), roles)| (code, account.map(|a| (a, roles)))))
     }
@@ -287,17 +319,10 @@ impl Store {
     }
 
     async fn token_grant(&self, sql: &str, token_hash: &str) -> StoreResult<Option<TokenGrant>> {
-        let rows: Vec<TokenGrantRow> = match &self.sync_readers {
-            Some(readers) => readers.read(|conn| {
-                conn.prepare_cached(sql)?.query_map([token_hash], TokenGrantRow::from_sqlite)?.collect()
-            })?,
-            None => sqlx::query_as(sql).bind(token_hash).fetch_all(&self.pool).await?,
-        };
-        Ok(fold_roles(rows.into_iter().map(TokenGrantRow::split)).map(|((token, account), roles)| TokenGrant {
-            token,
-            account,
-            roles,
-        }))
+        let rows: Vec<TokenGrantRow> = self.point_read(sql, token_hash).await?;
+        // The account is joined, not outer-joined: it is always there.
+        Ok(fold_roles(rows.into_iter().map(TokenGrantRow::split))
+            .and_then(|((token, account), roles)| account.map(|account| TokenGrant { token, account, roles })))
     }
 }
 

@@ -1,5 +1,6 @@
 use sqlx::Row;
 
+use super::sync_read::PointRow;
 use super::{Store, StoreError, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -29,13 +30,32 @@ pub struct NewSession<'a> {
     pub user_agent: Option<&'a str>,
 }
 
+impl PointRow for SessionRow {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(SessionRow {
+            id_hash: r.get("id_hash")?,
+            sid: r.get("sid")?,
+            account_id: r.get("account_id")?,
+            auth_time: r.get("auth_time")?,
+            amr: r.get("amr")?,
+            acr: r.get("acr")?,
+            created_at: r.get("created_at")?,
+            last_seen_at: r.get("last_seen_at")?,
+            absolute_expires_at: r.get("absolute_expires_at")?,
+            ended_at: r.get("ended_at")?,
+        })
+    }
+}
+
 const SESSION_COLUMNS: &str =
     "id_hash, sid, account_id, auth_time, amr, acr, created_at, last_seen_at, absolute_expires_at, ended_at";
 
+static SESSION_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1"));
+
 impl Store {
     pub async fn session(&self, id_hash: &str) -> StoreResult<Option<SessionRow>> {
-        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1");
-        Ok(sqlx::query_as(&sql).bind(id_hash).fetch_optional(&self.pool).await?)
+        Ok(self.point_read(&SESSION_SQL, id_hash).await?.into_iter().next())
     }
 
     /// Live sessions of an account (not ended; expiry is the caller's rule).

@@ -2,17 +2,19 @@
 //!
 //! A read through sqlx is a round trip to the connection's worker thread (two
 //! thread wake-ups) and a copy of every value into sqlx's `Any` row. The
-//! token endpoint's and userinfo's one read is a lookup by primary key in a
-//! warm page cache, which takes a few microseconds: it is cheaper to make it
-//! on the calling thread, on a connection of its own, than to hand it over.
-//! Only such reads go here; everything else keeps to sqlx.
+//! hot paths' reads (the session behind a cookie, a code at the token
+//! endpoint, a token at the token and userinfo endpoints) are lookups by
+//! primary key in a warm page cache, which take a few microseconds: it is
+//! cheaper to make them on the calling thread, on a connection of their own,
+//! than to hand them over. Only such reads go here; everything else keeps to
+//! sqlx.
 
 use std::sync::Mutex;
 
 use rusqlite::Connection;
 
-use super::StoreResult;
 use super::group_commit::sqlite_error;
+use super::{Store, StoreResult};
 
 /// Connections kept for later reads; more are opened when all are in use.
 const KEPT: usize = 8;
@@ -51,5 +53,22 @@ impl SyncReaders {
             idle.push(conn);
         }
         result
+    }
+}
+
+/// A row that can be read both through sqlx and by `SyncReaders`, under the
+/// same column names.
+pub(super) trait PointRow: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin {
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+impl Store {
+    /// The rows `sql` selects for one key (`$1`): synchronously on SQLite on
+    /// a file, through sqlx otherwise.
+    pub(super) async fn point_read<R: PointRow>(&self, sql: &str, key: &str) -> StoreResult<Vec<R>> {
+        match &self.sync_readers {
+            Some(readers) => readers.read(|conn| conn.prepare_cached(sql)?.query_map([key], R::from_sqlite)?.collect()),
+            None => Ok(sqlx::query_as(sql).bind(key).fetch_all(&self.pool).await?),
+        }
     }
 }

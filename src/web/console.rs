@@ -79,16 +79,20 @@ async fn gate(
         Some(v) => session::current(app, &v).await.map_err(|e| error::internal_page(e, locale))?,
         None => None,
     };
+    // A page asked for (GET) is where the browser comes back to, after the
+    // sign-in or the second factor.
+    let back = back.and_then(|u| u.path_and_query()).map(|p| p.as_str());
     match admin::require_admin(app, session.as_ref(), allowed).await {
         Ok(a) => Ok((a, jar)),
-        Err(AccessDenied::Unauthenticated) => Err(browser::see_other("/signin")),
+        Err(AccessDenied::Unauthenticated) => {
+            let next = back.and_then(crate::auth::second_factor::console_return);
+            Err(browser::see_other(&super::signin::signin_path(None, next.as_deref())))
+        }
         Err(AccessDenied::Forbidden) => Err(pages::error_page(StatusCode::FORBIDDEN, locale, "err_forbidden")),
         Err(AccessDenied::SecondFactorRequired) => {
             let Some(s) = session else { return Err(browser::see_other("/signin")) };
             let step = async {
                 let enrolled = app.store.totp(&s.account_id).await?.is_some();
-                // A page asked for (GET) is where the browser comes back to.
-                let back = back.and_then(|u| u.path_and_query()).map(|p| p.as_str());
                 let cookie = crate::auth::second_factor::begin(app, &s.account_id, None, back).await?;
                 Ok::<_, crate::error::AppError>((enrolled, cookie))
             }

@@ -76,10 +76,28 @@ fn page_error_key(e: PageError) -> &'static str {
 pub struct SigninQuery {
     request: Option<String>,
     lang: Option<String>,
+    /// The console page that sent the browser here (see `console_return`).
+    next: Option<String>,
+}
+
+/// The sign-in page's address, keeping what it carries (for the language
+/// switch, and for the console's redirect to it).
+pub(super) fn signin_path(request: Option<&str>, next: Option<&str>) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(r) = request {
+        query.append_pair("request", r);
+    }
+    if let Some(n) = next {
+        query.append_pair("next", n);
+    }
+    let query = query.finish();
+    if query.is_empty() { "/signin".to_string() } else { format!("/signin?{query}") }
 }
 
 struct SigninView<'a> {
     request: Option<&'a str>,
+    /// A console path, already accepted by `console_return`.
+    next: Option<&'a str>,
     parked: Option<&'a AuthorizationRequest>,
     email: &'a str,
     error: Option<&'a str>,
@@ -92,10 +110,7 @@ async fn render_signin(app: &AppState, jar: CookieJar, locale: Locale, view: Sig
         Some(p) => clients::find(app, &p.client_id).await.ok().flatten().map(|c| c.name),
         None => None,
     };
-    let switch = match view.request {
-        Some(r) => format!("/signin?request={r}"),
-        None => "/signin".to_string(),
-    };
+    let switch = signin_path(view.request, view.next);
     let page = pages::render(
         view.status,
         "signin.html",
@@ -104,6 +119,7 @@ async fn render_signin(app: &AppState, jar: CookieJar, locale: Locale, view: Sig
         context! {
             csrf => csrf,
             request => view.request,
+            next => view.next,
             email => view.email,
             error => view.error,
             client_name => client_name,
@@ -132,8 +148,12 @@ pub async fn signin_page(
     let locale = browser::locale(&headers, q.lang.as_deref(), parked.as_ref().and_then(|p| p.ui_locales.as_deref()));
     let jar = browser::remember_locale(jar, q.lang.as_deref());
     let email = parked.as_ref().and_then(|p| p.login_hint.clone()).unwrap_or_default();
+    // A relying party's request, when there is one, decides where the
+    // browser goes next; a console page only otherwise.
+    let next = if parked.is_none() { q.next.as_deref().and_then(second_factor::console_return) } else { None };
     let view = SigninView {
         request: q.request.as_deref(),
+        next: next.as_deref(),
         parked: parked.as_ref(),
         email: &email,
         error: None,
@@ -159,6 +179,7 @@ pub async fn signin_submit(
     if handle.is_some() && parked.is_none() {
         return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
     }
+    let next = if handle.is_none() { form.get("next").and_then(second_factor::console_return) } else { None };
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
         return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
     }
@@ -205,6 +226,7 @@ pub async fn signin_submit(
             };
             let view = SigninView {
                 request: handle.as_deref(),
+                next: next.as_deref(),
                 parked: parked.as_ref(),
                 email: &email,
                 error: Some(message),
@@ -230,7 +252,7 @@ pub async fn signin_submit(
     };
     if let Some(path) = step_page {
         // The password was right; the session waits for the second factor.
-        return match second_factor::begin(&app, &account.id, handle.as_deref(), None).await {
+        return match second_factor::begin(&app, &account.id, handle.as_deref(), next.as_deref()).await {
             Ok(cookie) => {
                 let jar = super::second_factor::set_pending_cookie(&app.config, jar, cookie);
                 (jar, browser::see_other(path)).into_response()
@@ -239,7 +261,7 @@ pub async fn signin_submit(
         };
     }
     match establish(&app, jar, &headers, &source, &account, &[AMR_PASSWORD], ACR_PASSWORD, handle.as_deref()).await {
-        Ok((jar, location)) => (jar, after_sign_in(locale, location)).into_response(),
+        Ok((jar, location)) => (jar, after_sign_in(locale, location.or(next))).into_response(),
         Err(e) => error::internal_page(e, locale),
     }
 }

@@ -18,6 +18,7 @@ on_both_databases!(
     log_search_filters_pages_and_exports_csv,
     closing_an_access_asks_for_confirmation,
     a_step_up_returns_to_the_console_page_asked_for,
+    a_sign_in_from_a_console_page_returns_to_it,
 );
 
 const PARTNER: &str = "cc-girou";
@@ -84,7 +85,8 @@ async fn each_role_reaches_its_pages_and_not_the_others(db: Db) {
     for (path, sec, hab, man) in pages {
         let url = server.url(path);
         let (status, to, _) = get(&anonymous, &url).await;
-        assert_eq!((status, to.as_str()), (303, "/signin"), "{path} without a session");
+        let back = url::form_urlencoded::Serializer::new(String::new()).append_pair("next", path).finish();
+        assert_eq!((status, to), (303, format!("/signin?{back}")), "{path} without a session, to come back");
         assert_eq!(get(&agent, &url).await.0, 403, "{path} for an agent without a role");
         for (b, allowed, who) in
             [(&security, sec, "security"), (&habilitation, hab, "habilitation"), (&manager, man, "partner")]
@@ -379,5 +381,54 @@ async fn a_step_up_returns_to_the_console_page_asked_for(db: Db) {
         let code = fresh_code(&server, email).await;
         let r = post_code(&server, &c, VERIFY, &code).await;
         assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, "/admin"), "{target}");
+    }
+}
+
+/// A console page opened without a session sends the browser to sign in,
+/// carrying the page; after the password and the second factor the browser
+/// is back on it. A `next` that is not a console path is dropped: the
+/// sign-in ends on its own page.
+async fn a_sign_in_from_a_console_page_returns_to_it(db: Db) {
+    use crate::second_step::{VERIFY, fresh_code, post_code};
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    // The administrator enrols once (the second factor is then asked for).
+    signed_in(&server, SECURITY).await;
+
+    let asked = "/admin/logs?email=x.cible%40cc-girou.fr&event=signin";
+    let b = browser();
+    let (status, to, _) = get(&b, &server.url(asked)).await;
+    assert_eq!(status, 303);
+    assert!(to.starts_with("/signin?next="), "{to}");
+    let (status, _, page) = get(&b, &server.url(&to)).await;
+    assert_eq!(status, 200);
+    let next = hidden(&page, "next").expect("the page asked for rides along");
+    assert_eq!(next, asked);
+    let csrf = hidden(&page, "csrf").expect("csrf");
+    let form = [("csrf", csrf.as_str()), ("email", SECURITY), ("password", PASSWORD), ("next", next.as_str())];
+    let r = b.post(server.url("/signin")).form(&form).send().await.expect("sign in");
+    assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, VERIFY));
+    let code = fresh_code(&server, SECURITY).await;
+    let r = post_code(&server, &b, VERIFY, &code).await;
+    assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, asked), "back on the page asked for");
+    let (status, _, html) = get(&b, &server.url(asked)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("value=\"x.cible@cc-girou.fr\""), "with its filters: {html}");
+
+    // The other side: another site, or a page outside the console, is not
+    // carried (on the page, nor through the form).
+    for target in ["https://evil.example/admin", "//evil.example/admin", "/signin", "/admin/../password/change"] {
+        let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("next", target).finish();
+        let (_, _, page) = get(&b, &server.url(&format!("/signin?{query}"))).await;
+        assert_eq!(hidden(&page, "next"), None, "{target} not carried by the page");
+        let b = browser();
+        let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
+        let csrf = hidden(&page, "csrf").expect("csrf");
+        let form = [("csrf", csrf.as_str()), ("email", SECURITY), ("password", PASSWORD), ("next", target)];
+        let r = b.post(server.url("/signin")).form(&form).send().await.expect("sign in");
+        assert_eq!((r.status().as_u16(), location(&r).as_str()), (303, VERIFY), "{target}");
+        let code = fresh_code(&server, SECURITY).await;
+        let r = post_code(&server, &b, VERIFY, &code).await;
+        assert_eq!(r.status(), 200, "{target}: the signed-in page, no redirect to it");
     }
 }
