@@ -160,25 +160,55 @@ fn restart_wal(conn: &Connection) {
 
 /// Runs the batch; the outcome of each transaction, and the chain head after
 /// the commit (`None` when it is not known).
+///
+/// First without savepoints: a savepoint copies every page its transaction
+/// touches to the sub-journal, and a batch in which nothing fails (nearly
+/// all of them) needs none. A failure undoes the whole batch. A lone
+/// transaction's failure is its own answer; a batch runs again, each
+/// transaction in its savepoint, so that only the failing one is undone.
 fn commit_batch(conn: &Connection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, Option<ChainHead>) {
     let count = jobs.len();
     let all_failed = |e: &rusqlite::Error| (0..count).map(|_| Err(sqlite_error(e))).collect();
-    if let Err(e) = run_sql(conn, "BEGIN IMMEDIATE", &[]) {
-        return (all_failed(&e), None);
-    }
-    let mut head = match read_chain_head(conn) {
+    let mut head = match begin(conn) {
         Ok(head) => head,
-        Err(e) => {
-            let _ = run_sql(conn, "ROLLBACK", &[]);
-            return (all_failed(&e), None);
-        }
+        Err(e) => return (all_failed(&e), None),
     };
-    let results: Vec<StoreResult<()>> = jobs.iter_mut().map(|job| run_job(conn, job, &mut head)).collect();
+    match jobs.iter_mut().find_map(|job| run_statements(conn, job, &mut head).err()) {
+        None => return commit(conn, (0..count).map(|_| Ok(())).collect(), head),
+        Some(e) => {
+            let _ = run_sql(conn, "ROLLBACK", &[]);
+            if count == 1 {
+                return (vec![Err(sqlite_error(&e))], None);
+            }
+        }
+    }
+    let mut head = match begin(conn) {
+        Ok(head) => head,
+        Err(e) => return (all_failed(&e), None),
+    };
+    let results = jobs.iter_mut().map(|job| run_job(conn, job, &mut head)).collect();
+    commit(conn, results, head)
+}
+
+/// `BEGIN IMMEDIATE`, and the chain head as it is inside the transaction.
+fn begin(conn: &Connection) -> rusqlite::Result<ChainHead> {
+    run_sql(conn, "BEGIN IMMEDIATE", &[])?;
+    read_chain_head(conn).inspect_err(|_| {
+        let _ = run_sql(conn, "ROLLBACK", &[]);
+    })
+}
+
+/// `COMMIT`: the transactions' outcomes stand, or all fail with it.
+fn commit(
+    conn: &Connection,
+    results: Vec<StoreResult<()>>,
+    head: ChainHead,
+) -> (Vec<StoreResult<()>>, Option<ChainHead>) {
     match run_sql(conn, "COMMIT", &[]) {
         Ok(()) => (results, Some(head)),
         Err(e) => {
             let _ = run_sql(conn, "ROLLBACK", &[]);
-            (all_failed(&e), None)
+            (results.iter().map(|_| Err(sqlite_error(&e))).collect(), None)
         }
     }
 }
@@ -186,28 +216,8 @@ fn commit_batch(conn: &Connection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, O
 /// One transaction in its savepoint: all of it, or none of it.
 fn run_job(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> StoreResult<()> {
     run_sql(conn, "SAVEPOINT job", &[]).map_err(|e| sqlite_error(&e))?;
-    // Chained in place: the records are not needed again, whatever the outcome.
-    let events = job.events.as_mut().map(|p| (p.rehash, p.rows.as_mut_slice()));
-    let next = match events {
-        Some((rehash, rows)) => super::events::chain_after(head.clone(), rows, rehash),
-        None => head.clone(),
-    };
-    let events = job.events.as_ref().map(|p| p.rows.as_slice()).unwrap_or_default();
-    let outcome = (|| {
-        for statement in &job.statements {
-            run_sql(conn, statement.sql, &statement.params)?;
-        }
-        for insert in events.iter().map(super::events::event_insert) {
-            run_sql(conn, insert.sql, &insert.params)?;
-        }
-        Ok(())
-    })();
-    match outcome {
-        Ok(()) => {
-            run_sql(conn, "RELEASE job", &[]).map_err(|e| sqlite_error(&e))?;
-            *head = next;
-            Ok(())
-        }
+    match run_statements(conn, job, head) {
+        Ok(()) => run_sql(conn, "RELEASE job", &[]).map_err(|e| sqlite_error(&e)),
         Err(e) => {
             let undone = run_sql(conn, "ROLLBACK TO job", &[]).and_then(|()| run_sql(conn, "RELEASE job", &[]));
             if let Err(undo) = undone {
@@ -216,6 +226,26 @@ fn run_job(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> StoreResul
             Err(sqlite_error(&e))
         }
     }
+}
+
+/// A transaction's statements, then its log records chained after `head`,
+/// which moves on only if all of them went in.
+fn run_statements(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> rusqlite::Result<()> {
+    // Chained in place (again when the batch runs a second time).
+    let events = job.events.as_mut().map(|p| (p.rehash, p.rows.as_mut_slice()));
+    let next = match events {
+        Some((rehash, rows)) => super::events::chain_after(head.clone(), rows, rehash),
+        None => head.clone(),
+    };
+    for statement in &job.statements {
+        run_sql(conn, statement.sql, &statement.params)?;
+    }
+    for row in job.events.as_ref().map(|p| p.rows.as_slice()).unwrap_or_default() {
+        let insert = super::events::event_insert(row);
+        run_sql(conn, insert.sql, &insert.params)?;
+    }
+    *head = next;
+    Ok(())
 }
 
 fn read_chain_head(conn: &Connection) -> rusqlite::Result<ChainHead> {
@@ -363,5 +393,26 @@ mod tests {
         assert_eq!(keys, ["a", "b", "d"]);
         let v: i64 = conn.query_row("SELECT v FROM t WHERE k = 'a'", [], |r| r.get(0)).expect("row");
         assert_eq!(v, 1);
+    }
+
+    #[test]
+    fn a_lone_failing_transaction_leaves_nothing_and_a_clean_batch_commits_whole() {
+        let (_dir, conn) = open();
+        let (alone, _a) = job(vec![insert("x", 1), insert("x", 2)]);
+        let (results, head) = commit_batch(&conn, &mut [alone]);
+        assert!(results[0].is_err(), "second insert collides");
+        assert_eq!(head, None);
+        let count =
+            |conn: &Connection| -> i64 { conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap_or(-1) };
+        assert_eq!(count(&conn), 0, "its first statement is undone too");
+        assert!(conn.is_autocommit(), "no transaction left open");
+
+        let (first, _b) = job(vec![insert("a", 1)]);
+        let (second, _c) = job(vec![insert("b", 2), insert("c", 3)]);
+        let (results, head) = commit_batch(&conn, &mut [first, second]);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(head, Some((0, String::new())));
+        assert_eq!(count(&conn), 3);
+        assert!(conn.is_autocommit());
     }
 }
