@@ -268,20 +268,45 @@ const RETIRED_DIR: &str = "retired";
 /// destruction records without keeping the address.
 pub fn load_or_create_secret(dir: &Path, name: &str) -> Result<Vec<u8>, KeyError> {
     let path = dir.join(name);
-    let read = |path: &Path| -> Result<Vec<u8>, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.display().to_string(), e))?;
-        crate::crypto::b64url_decode(text.trim())
-            .filter(|k| k.len() == 32)
-            .ok_or_else(|| KeyError::Invalid(path.display().to_string()))
-    };
     if path.exists() {
-        return read(&path);
+        return read_secret(&path);
     }
     create_private_dir(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
     match write_private(&path, crate::crypto::random_b64(32).as_bytes()) {
-        Ok(()) => read(&path),
+        Ok(()) => read_secret(&path),
         // Another instance created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(&path),
+        Err(e) => Err(KeyError::Io(path.display().to_string(), e)),
+    }
+}
+
+/// A 256-bit secret key file (base64url text).
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|e| KeyError::Io(path.display().to_string(), e))?;
+    crate::crypto::b64url_decode(text.trim())
+        .filter(|k| k.len() == 32)
+        .ok_or_else(|| KeyError::Invalid(path.display().to_string()))
+}
+
+/// Puts a fresh 256-bit secret in `dir/name` in one step (written beside
+/// it, then renamed over it), so that a reader sees the old key or the new
+/// one, never a partial file. Returns the new key.
+pub fn replace_secret(dir: &Path, name: &str) -> Result<Vec<u8>, KeyError> {
+    let io = |path: &Path, e| KeyError::Io(path.display().to_string(), e);
+    let path = dir.join(name);
+    let staged = dir.join(format!(".{name}.{}", crate::crypto::random_b64(6)));
+    write_private(&staged, crate::crypto::random_b64(32).as_bytes()).map_err(|e| io(&staged, e))?;
+    std::fs::rename(&staged, &path).map_err(|e| io(&path, e))?;
+    read_secret(&path)
+}
+
+/// Writes a copy of a secret under another name (mode 0600); an existing
+/// file of that name is left as it is.
+pub fn keep_secret(dir: &Path, name: &str, key: &[u8]) -> Result<(), KeyError> {
+    let path = dir.join(name);
+    match write_private(&path, crate::crypto::b64url(key).as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(KeyError::Io(path.display().to_string(), e)),
     }
 }
