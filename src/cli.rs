@@ -370,6 +370,10 @@ enum KeysCommand {
     /// Adds a new signing key per algorithm; older keys stay published until
     /// the tokens they signed have expired.
     Rotate,
+    /// Replaces the key that seals the TOTP secrets at rest, seals every
+    /// stored secret again under the new key, and removes the previous key
+    /// once nothing needs it.
+    RotateTotp,
 }
 
 pub async fn main() -> ExitCode {
@@ -745,6 +749,21 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let kids = crate::keys::rotate(&config.keys_dir, config.max_signed_token_ttl_secs(), now)
                 .map_err(|e| e.to_string())?;
             println!("{}", serde_json::json!({"new_kids": kids}));
+            Ok(())
+        }
+        Command::Keys(KeysCommand::RotateTotp) => {
+            let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+            let r = crate::auth::vault::rotate(&app).await.map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "totp_key_id": r.key_id,
+                    "resealed": r.resealed,
+                    "unreadable": r.unreadable,
+                    "retired_kept": r.kept,
+                    "retired_removed": r.removed,
+                })
+            );
             Ok(())
         }
     }

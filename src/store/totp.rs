@@ -23,6 +23,18 @@ pub struct PendingSecondFactorRow {
     pub expires_at: Millis,
 }
 
+/// A sealed TOTP value where it is stored: an enrolled secret, or the
+/// candidate secret of an enrolment in progress.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SealedTotpValue {
+    /// The table: `account_totp` or `pending_second_factor`.
+    pub source: String,
+    /// The row's key: the account id, or the pending state's id hash.
+    pub row_key: String,
+    pub account_id: String,
+    pub stored: String,
+}
+
 impl Store {
     pub async fn totp(&self, account_id: &str) -> StoreResult<Option<TotpRow>> {
         Ok(sqlx::query_as("SELECT account_id, secret, last_step, enrolled_at FROM account_totp WHERE account_id = $1")
@@ -34,9 +46,11 @@ impl Store {
     /// (account id, secret) of the TOTP secrets not sealed yet (stored in
     /// clear by an earlier version).
     pub async fn totp_secrets_in_clear(&self) -> StoreResult<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT account_id, secret FROM account_totp WHERE secret NOT LIKE 'v1:%'")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(
+            "SELECT account_id, secret FROM account_totp WHERE secret NOT LIKE 'v1:%' AND secret NOT LIKE 'v2:%'",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Unused recovery codes left to an account.
@@ -246,4 +260,26 @@ pub async fn delete_totp(tx: &mut WriteTx, account_id: &str) -> StoreResult<bool
         .await?
         .rows_affected();
     Ok(n == 1)
+}
+
+/// Every stored TOTP value (enrolled secrets and pending enrolments' candidates).
+pub async fn sealed_totp_values(tx: &mut WriteTx) -> StoreResult<Vec<SealedTotpValue>> {
+    Ok(sqlx::query_as(
+        "SELECT 'account_totp' AS source, account_id AS row_key, account_id, secret AS stored FROM account_totp \
+         UNION ALL SELECT 'pending_second_factor' AS source, id_hash AS row_key, account_id, enrol_secret AS stored \
+         FROM pending_second_factor WHERE enrol_secret IS NOT NULL",
+    )
+    .fetch_all(tx.conn().await?)
+    .await?)
+}
+
+/// Replaces a stored TOTP value if it is still the one read; false otherwise.
+pub async fn replace_sealed_totp_value(tx: &mut WriteTx, value: &SealedTotpValue, new: &str) -> StoreResult<bool> {
+    let sql = if value.source == "pending_second_factor" {
+        "UPDATE pending_second_factor SET enrol_secret = $1 WHERE id_hash = $2 AND enrol_secret = $3"
+    } else {
+        "UPDATE account_totp SET secret = $1 WHERE account_id = $2 AND secret = $3"
+    };
+    let n = sqlx::query(sql).bind(new).bind(&value.row_key).bind(&value.stored).execute(tx.conn().await?).await?;
+    Ok(n.rows_affected() == 1)
 }

@@ -22,6 +22,7 @@ on_both_databases!(
     id_token_amr_and_acr_follow_the_second_factor,
     an_agent_may_opt_in,
     totp_secrets_are_sealed_at_rest,
+    the_totp_key_rotates_and_every_secret_follows,
 );
 
 const ADMIN: &str = "rssi@caf.fr";
@@ -321,4 +322,66 @@ async fn totp_secrets_are_sealed_at_rest(db: Db) {
     let e = vault::open(&key, &admin, &server.app.store.totp(&admin).await.expect("read").expect("row").secret)
         .expect_err("another key");
     assert!(e.to_string().contains("keys_dir"), "a clear error: {e}");
+}
+
+/// `keys rotate-totp`: a new key seals every stored value again (enrolled
+/// secrets and an enrolment in progress), the previous key is removed once
+/// nothing needs it, and the second factor goes on working. A value that
+/// no key opens is counted and left as it is; the removed key's values, as
+/// a copy of the database would hold them, no longer open.
+async fn the_totp_key_rotates_and_every_secret_follows(db: Db) {
+    use coop_idp::auth::{second_factor as step, vault};
+    let server = TestServer::start(db).await;
+    let admin = server.add_account(ADMIN, None).await;
+    server.grant_role(&admin, "caf_security").await;
+    signed_in(&server, ADMIN).await;
+    // An enrolment in progress, its candidate secret already shown.
+    let agent = server.add_account(AGENT, None).await;
+    let cookie = step::begin(&server.app, &agent, None, None).await.expect("begin");
+    let pending = step::pending(&server.app, &cookie).await.expect("read").expect("pending");
+    let candidate = step::enrolment_secret(&server.app, &pending).await.expect("candidate");
+    // A value no key opens (sealed under a key that is not in keys_dir).
+    let stray = server.add_account("stray@caf.fr", None).await;
+    let foreign = format!("v2:AAAAAAAA:{}", coop_idp::crypto::random_b64(40));
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    coop_idp::store::insert_totp(&mut tx, &stray, &foreign, 0, &[], server.clock.now_ms()).await.expect("insert");
+    tx.commit().await.expect("commit");
+
+    let before = vault::load_key(&server.app).expect("ring");
+    let old_id = before.current_id().to_string();
+    let old_value = server.app.store.totp(&admin).await.expect("read").expect("row").secret;
+    assert!(old_value.starts_with(&format!("v2:{old_id}:")), "{old_value}");
+
+    let out = crate::log_integrity::cli(&server, &["keys", "rotate-totp"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let new_id = report["totp_key_id"].as_str().expect("new key id").to_string();
+    assert_ne!(new_id, old_id);
+    assert_eq!(report["resealed"], 2, "the enrolled secret and the candidate: {report}");
+    assert_eq!(report["unreadable"], 1, "{report}");
+    assert_eq!(report["retired_removed"], serde_json::json!([old_id]), "{report}");
+    assert_eq!(report["retired_kept"], serde_json::json!([]), "{report}");
+
+    let ring = vault::load_key(&server.app).expect("ring");
+    assert_eq!(ring.current_id(), new_id);
+    let value = server.app.store.totp(&admin).await.expect("read").expect("row").secret;
+    assert!(value.starts_with(&format!("v2:{new_id}:")), "{value}");
+    assert_eq!(vault::open(&ring, &admin, &value).expect("open"), secret_of(&server, ADMIN), "the same secret");
+    let pending = step::pending(&server.app, &cookie).await.expect("read").expect("pending");
+    let resealed = pending.enrol_secret.clone().expect("candidate kept");
+    assert!(resealed.starts_with(&format!("v2:{new_id}:")), "{resealed}");
+    assert_eq!(step::enrolment_secret(&server.app, &pending).await.expect("candidate"), candidate);
+    let stray_value = server.app.store.totp(&stray).await.expect("read").expect("row").secret;
+    assert_eq!(stray_value, foreign, "left as it was");
+    let files: Vec<String> = std::fs::read_dir(&server.app.config.keys_dir)
+        .expect("keys_dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("totp-secrets") || n.starts_with('.'))
+        .collect();
+    assert_eq!(files, [vault::KEY_FILE], "the previous key is gone");
+    assert!(vault::open(&ring, &admin, &old_value).is_err(), "the old value does not open any more");
+
+    // The second factor still works, over HTTP, with the same app.
+    signed_in(&server, ADMIN).await;
 }
