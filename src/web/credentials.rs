@@ -10,6 +10,7 @@ use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 use serde::Deserialize;
 
+use super::browser::PageLocale;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
@@ -202,11 +203,6 @@ pub async fn reset_submit(
     submit(app, peer, headers, jar, body, Purpose::Reset).await
 }
 
-#[derive(Deserialize)]
-pub struct LangQuery {
-    lang: Option<String>,
-}
-
 fn forgot_view(app: &AppState, jar: CookieJar, locale: Locale, sent: bool) -> Response {
     let (jar, csrf) = browser::csrf_token(&app.config, jar);
     let page = pages::render(
@@ -219,14 +215,7 @@ fn forgot_view(app: &AppState, jar: CookieJar, locale: Locale, sent: bool) -> Re
     (jar, page).into_response()
 }
 
-pub async fn forgot_page(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let locale = browser::locale(&headers, q.lang.as_deref(), None);
-    let jar = browser::remember_locale(jar, q.lang.as_deref());
+pub async fn forgot_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
     forgot_view(&app, jar, locale, false)
 }
 
@@ -308,14 +297,7 @@ fn render_change(app: &AppState, jar: CookieJar, locale: Locale, view: ChangeVie
     (jar, page).into_response()
 }
 
-pub async fn change_page(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let locale = browser::locale(&headers, q.lang.as_deref(), None);
-    let jar = browser::remember_locale(jar, q.lang.as_deref());
+pub async fn change_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
     match signed_in(&app, &jar).await {
         Some(account) => {
             render_change(&app, jar, locale, ChangeView { email: &account.email, violations: &[], current_error: None })

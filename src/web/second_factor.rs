@@ -6,13 +6,13 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use minijinja::context;
-use serde::Deserialize;
 
+use super::browser::PageLocale;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::signin::{after_sign_in, establish};
@@ -88,11 +88,6 @@ fn expired(locale: Locale) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-pub struct LangQuery {
-    lang: Option<String>,
-}
-
 struct CodeView<'a> {
     error: Option<&'a str>,
     status: StatusCode,
@@ -110,14 +105,7 @@ fn verify_view(app: &AppState, jar: CookieJar, locale: Locale, view: CodeView<'_
     (jar, page).into_response()
 }
 
-pub async fn verify_page(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let locale = browser::locale(&headers, q.lang.as_deref(), None);
-    let jar = browser::remember_locale(jar, q.lang.as_deref());
+pub async fn verify_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
     let pending = match load_pending(&app, &jar).await {
         Ok(Some(p)) => p,
         Ok(None) => return expired(locale),
@@ -292,14 +280,7 @@ async fn enrolment(
     }
 }
 
-pub async fn enrol_page(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let locale = browser::locale(&headers, q.lang.as_deref(), None);
-    let jar = browser::remember_locale(jar, q.lang.as_deref());
+pub async fn enrol_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
     match enrolment(&app, &jar, locale).await {
         Ok((pending, account)) => {
             enrol_view(&app, jar, locale, &pending, &account, CodeView { error: None, status: StatusCode::OK }).await
@@ -368,14 +349,7 @@ pub async fn enrol_submit(
 
 /// The signed-in account's security page: whether the second factor is on,
 /// recovery codes left, and the opt-in.
-pub async fn security_page(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let locale = browser::locale(&headers, q.lang.as_deref(), None);
-    let jar = browser::remember_locale(jar, q.lang.as_deref());
+pub async fn security_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
     let loaded = async {
         let Some(value) = browser::session_value(&app.config, &jar) else { return Ok(None) };
         let Some(s) = session::current(&app, &value).await? else { return Ok(None) };

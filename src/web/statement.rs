@@ -3,30 +3,17 @@
 //! content lives in the template, French and English side by side; the
 //! feedback address is the `accessibility_contact` setting.
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
-use serde::Deserialize;
 
-use super::{AppState, browser, pages};
+use super::browser::PageLocale;
+use super::{AppState, pages};
 
 pub const PATH: &str = "/accessibilite";
 
-#[derive(Deserialize)]
-pub struct LangQuery {
-    lang: Option<String>,
-}
-
-pub async fn accessibility(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<LangQuery>,
-) -> Response {
-    let locale = browser::locale(&headers, q.lang.as_deref(), None);
-    let jar = browser::remember_locale(jar, q.lang.as_deref());
+pub async fn accessibility(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
     let page = pages::render(
         StatusCode::OK,
         "accessibility.html",
