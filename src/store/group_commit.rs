@@ -192,6 +192,12 @@ fn commit_batch(conn: &Connection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, O
 
 /// `BEGIN IMMEDIATE`, and the chain head as it is inside the transaction.
 fn begin(conn: &Connection) -> rusqlite::Result<ChainHead> {
+    if !conn.is_autocommit() {
+        // A transaction left open (a `ROLLBACK` that failed earlier): undone
+        // first, or every later batch would fail to begin.
+        tracing::error!("the SQLite writer found a transaction left open; it is rolled back");
+        run_sql(conn, "ROLLBACK", &[])?;
+    }
     run_sql(conn, "BEGIN IMMEDIATE", &[])?;
     read_chain_head(conn).inspect_err(|_| {
         let _ = run_sql(conn, "ROLLBACK", &[]);
@@ -413,6 +419,25 @@ mod tests {
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(head, Some((0, String::new())));
         assert_eq!(count(&conn), 3);
+        assert!(conn.is_autocommit());
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_undone_before_the_next_batch() {
+        let (_dir, conn) = open();
+        run_sql(&conn, "BEGIN", &[]).expect("begin");
+        run_sql(&conn, "INSERT INTO t (k, v) VALUES ($1, $2)", &["stale".into(), 0.into()]).expect("insert");
+        let (next, _a) = job(vec![insert("a", 1)]);
+        let (results, _) = commit_batch(&conn, &mut [next]);
+        assert!(results[0].is_ok(), "{results:?}");
+        let keys: Vec<String> = conn
+            .prepare("SELECT k FROM t ORDER BY k")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(keys, ["a"], "the stale write is gone, the batch committed");
         assert!(conn.is_autocommit());
     }
 }
