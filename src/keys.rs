@@ -300,6 +300,12 @@ pub fn replace_secret(dir: &Path, name: &str) -> Result<Vec<u8>, KeyError> {
     read_secret(&path)
 }
 
+/// Removes a secret key file.
+pub fn remove_secret(dir: &Path, name: &str) -> Result<(), KeyError> {
+    let path = dir.join(name);
+    std::fs::remove_file(&path).map_err(|e| KeyError::Io(path.display().to_string(), e))
+}
+
 /// Writes a copy of a secret under another name (mode 0600); an existing
 /// file of that name is left as it is.
 pub fn keep_secret(dir: &Path, name: &str, key: &[u8]) -> Result<(), KeyError> {
@@ -312,14 +318,14 @@ pub fn keep_secret(dir: &Path, name: &str, key: &[u8]) -> Result<(), KeyError> {
 }
 
 fn list_key_files(dir: &Path) -> Result<Vec<String>, KeyError> {
-    let mut files = Vec::new();
+    list_files(dir, |name| name.ends_with(".pem"))
+}
+
+/// The names of the files of `dir` that `keep` accepts, sorted.
+pub fn list_files(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, KeyError> {
     let entries = std::fs::read_dir(dir).map_err(|e| KeyError::Io(dir.display().to_string(), e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with(".pem") {
-            files.push(name);
-        }
-    }
+    let mut files: Vec<String> =
+        entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| keep(n)).collect();
     files.sort();
     Ok(files)
 }

@@ -96,7 +96,7 @@ pub fn load_key(app: &App) -> Result<Keyring, VaultError> {
 fn load_keyring(dir: &Path) -> Result<Keyring, VaultError> {
     let current = SealingKey::new(crate::keys::load_or_create_secret(dir, KEY_FILE)?)?;
     let mut retired = Vec::new();
-    for name in retired_files(dir)? {
+    for name in crate::keys::list_files(dir, |n| n.starts_with(RETIRED_PREFIX) && n.ends_with(".key"))? {
         let key = SealingKey::new(crate::keys::read_secret(&dir.join(&name))?)?;
         if key.id != current.id {
             retired.push(key);
@@ -107,18 +107,6 @@ fn load_keyring(dir: &Path) -> Result<Keyring, VaultError> {
 
 fn retired_name(id: &str) -> String {
     format!("{RETIRED_PREFIX}{id}.key")
-}
-
-fn retired_files(dir: &Path) -> Result<Vec<String>, VaultError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| VaultError::Key(crate::keys::KeyError::Io(dir.display().to_string(), e)))?;
-    let mut names: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with(RETIRED_PREFIX) && n.ends_with(".key"))
-        .collect();
-    names.sort();
-    Ok(names)
 }
 
 /// Seals `secret` (base32 text) for `account_id` under the current key.
@@ -203,8 +191,8 @@ pub struct Rotation {
 /// removed.
 pub async fn rotate(app: &App) -> AppResult<Rotation> {
     let dir = &app.config.keys_dir;
-    let before = load_keyring(dir)?;
-    crate::keys::keep_secret(dir, &retired_name(&before.current.id), &before.current.bytes)?;
+    let before = SealingKey::new(crate::keys::load_or_create_secret(dir, KEY_FILE)?)?;
+    crate::keys::keep_secret(dir, &retired_name(&before.id), &before.bytes)?;
     crate::keys::replace_secret(dir, KEY_FILE)?;
     let ring = load_keyring(dir)?;
     let mut resealed = reseal(app, &ring).await?.resealed;
@@ -216,9 +204,7 @@ pub async fn rotate(app: &App) -> AppResult<Rotation> {
         if last.needed.contains(&key.id) {
             kept.push(key.id.clone());
         } else {
-            let path = dir.join(retired_name(&key.id));
-            std::fs::remove_file(&path)
-                .map_err(|e| VaultError::Key(crate::keys::KeyError::Io(path.display().to_string(), e)))?;
+            crate::keys::remove_secret(dir, &retired_name(&key.id))?;
             removed.push(key.id.clone());
         }
     }

@@ -334,6 +334,16 @@ mod tests {
         (Job { statements, events: None, reply }, answer)
     }
 
+    /// The keys in table `t`, in order.
+    fn keys(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT k FROM t ORDER BY k")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
     fn insert(k: &str, v: i64) -> Queued {
         Queued { sql: "INSERT INTO t (k, v) VALUES ($1, $2)", params: vec![k.into(), v.into()] }
     }
@@ -388,13 +398,7 @@ mod tests {
         assert!(matches!(err, StoreError::Sqlite { extended_code: Some(1555), .. }), "{err:?}");
         assert!(results[2].is_ok());
         assert_eq!(head, Some((0, String::new())));
-        let keys: Vec<String> = conn
-            .prepare("SELECT k FROM t ORDER BY k")
-            .expect("prepare")
-            .query_map([], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        let keys = keys(&conn);
         // "c" went with its failed transaction.
         assert_eq!(keys, ["a", "b", "d"]);
         let v: i64 = conn.query_row("SELECT v FROM t WHERE k = 'a'", [], |r| r.get(0)).expect("row");
@@ -430,13 +434,7 @@ mod tests {
         let (next, _a) = job(vec![insert("a", 1)]);
         let (results, _) = commit_batch(&conn, &mut [next]);
         assert!(results[0].is_ok(), "{results:?}");
-        let keys: Vec<String> = conn
-            .prepare("SELECT k FROM t ORDER BY k")
-            .expect("prepare")
-            .query_map([], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
+        let keys = keys(&conn);
         assert_eq!(keys, ["a"], "the stale write is gone, the batch committed");
         assert!(conn.is_autocommit());
     }

@@ -84,10 +84,8 @@ async fn gate(
     let back = back.and_then(|u| u.path_and_query()).map(|p| p.as_str());
     match admin::require_admin(app, session.as_ref(), allowed).await {
         Ok(a) => Ok((a, jar)),
-        Err(AccessDenied::Unauthenticated) => {
-            let next = back.and_then(crate::auth::second_factor::console_return);
-            Err(browser::see_other(&super::signin::signin_path(None, next.as_deref())))
-        }
+        // The sign-in page checks `next` (`console_return`), as the step-up does.
+        Err(AccessDenied::Unauthenticated) => Err(browser::see_other(&super::signin::signin_path(None, back))),
         Err(AccessDenied::Forbidden) => Err(pages::error_page(StatusCode::FORBIDDEN, locale, "err_forbidden")),
         Err(AccessDenied::SecondFactorRequired) => {
             let Some(s) = session else { return Err(browser::see_other("/signin")) };
