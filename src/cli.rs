@@ -574,7 +574,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Annex1(Annex1Command::Import { partner, file, transmitted, apply, json }) => {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
-            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let bytes = read_bounded(&file, crate::provisioning::annex1::limits::MAX_FILE_BYTES)?;
             let transmitted = match transmitted {
                 Some(t) => Some(
                     crate::provisioning::convention::parse_date(&t)
@@ -868,4 +868,22 @@ async fn wait_for_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// Reads a file the user names, refusing it past `max` bytes before
+/// reading more than that.
+fn read_bounded(path: &std::path::Path, max: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > max {
+        return Err(format!(
+            "{} : le fichier dépasse {} Mo / the file is over {} MB",
+            path.display(),
+            max >> 20,
+            max >> 20
+        ));
+    }
+    Ok(bytes)
 }

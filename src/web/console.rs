@@ -642,10 +642,11 @@ async fn annex1_upload(
     if let Some(r) = c.csrf_refusal(&app, up.csrf.as_deref()) {
         return r;
     }
-    let form_error = |key: &str| {
-        let ctx = context! { partner_id => p.id.clone(), partner_name => p.name.clone(), error => text(locale, key) };
+    let form_error_text = |error: String| {
+        let ctx = context! { partner_id => p.id.clone(), partner_name => p.name.clone(), error => error };
         c.render(&app, StatusCode::BAD_REQUEST, "admin/annex1.html", &path, ctx)
     };
+    let form_error = |key: &str| form_error_text(text(locale, key).to_string());
     if up.bytes.is_empty() {
         return form_error("console_file_missing");
     }
@@ -666,6 +667,9 @@ async fn annex1_upload(
     };
     let outcome = match crate::provisioning::annex1::apply::import(&app, import).await {
         Ok(o) => o,
+        // A file that cannot be read (format, limits, header): said on the
+        // form, which stays there for the corrected file.
+        Err(crate::error::AppError::Invalid(message)) => return form_error_text(message),
         Err(e) => return error::internal_page(e, locale),
     };
     // Only a Caf habilitation manager may apply, and only a plan without

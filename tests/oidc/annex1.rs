@@ -44,7 +44,7 @@ const HEADER: &str =
 // ---------------------------------------------------------------------------
 // Helpers
 
-async fn setup_partner(server: &TestServer, signed: Option<&str>) {
+pub(crate) async fn setup_partner(server: &TestServer, signed: Option<&str>) {
     add_partner(
         &server.app,
         NewPartner {
@@ -114,7 +114,7 @@ async fn state_of(server: &TestServer, email: &str) -> Option<String> {
 }
 
 /// Everything an import may change, to compare before and after.
-async fn snapshot(server: &TestServer) -> Vec<String> {
+pub(crate) async fn snapshot(server: &TestServer) -> Vec<String> {
     let pool = server.app.store.pool();
     let mut out = Vec::new();
     type AccountState = (String, String, String, String, String, String, Option<String>, Option<String>);

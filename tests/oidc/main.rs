@@ -8,6 +8,7 @@ mod common;
 mod admin_api;
 mod alerts;
 mod annex1;
+mod annex1_hostile;
 mod authorize;
 mod backchannel;
 mod basic;

@@ -7,7 +7,7 @@
 
 use time::Date;
 
-use super::parse::parse_annex1;
+use super::parse::parse_annex1_off_runtime;
 use super::plan::{PartnerView, Plan, build_plan};
 use crate::app::App;
 use crate::audit;
@@ -66,8 +66,14 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
     if transmitted > today {
         return Err(AppError::Invalid("--transmitted is in the future".into()));
     }
-    let parsed = parse_annex1(import.file_name, import.bytes)
-        .map_err(|p| AppError::Invalid(format!("{} (ligne {}) : {}", import.file_name, p.line, p.message)))?;
+    let parsed = parse_annex1_off_runtime(import.file_name, import.bytes.into()).await.map_err(|p| {
+        let place = match (&p.sheet, p.line) {
+            (_, 0) => String::new(),
+            (Some(sheet), line) => format!(", feuille « {sheet} », ligne {line}"),
+            (None, line) => format!(", ligne {line}"),
+        };
+        AppError::Invalid(format!("{}{place} : {} [{}]", import.file_name, p.message, p.code))
+    })?;
     let rows_json = serde_json::to_string(
         &parsed
             .rows

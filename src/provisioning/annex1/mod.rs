@@ -3,7 +3,10 @@ pub mod apply;
 /// compression); not used by the server.
 #[doc(hidden)]
 pub mod fixture;
+pub mod limits;
 pub mod parse;
 pub mod plan;
+mod text;
+mod workbook;
 
 pub use parse::*;

@@ -11,10 +11,12 @@
 //! sheet.
 
 use std::borrow::Cow;
-use std::io::Cursor;
+use std::sync::Arc;
 
-use calamine::{Data, Reader, SheetType, SheetVisible};
 use unicode_normalization::UnicodeNormalization;
+
+use super::limits::{self, MAX_CONCURRENT_PARSES};
+use super::{text, workbook};
 
 /// Which list of annex 1 a row belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -83,6 +85,15 @@ pub mod code {
     pub const DUPLICATE_COLUMN: &str = "duplicate_column";
     /// A workbook with no sheet holding the lists.
     pub const NO_LIST_SHEET: &str = "no_list_sheet";
+    /// The file is over the size limit (`limits::MAX_FILE_BYTES`).
+    pub const FILE_TOO_LARGE: &str = "file_too_large";
+    /// A workbook's archive has too many parts or decompresses to too much.
+    pub const ARCHIVE_TOO_LARGE: &str = "archive_too_large";
+    /// A value past the last row or column an annex may use, too many
+    /// sheets, cells or too much text (the message names the cell).
+    pub const SHEET_TOO_LARGE: &str = "sheet_too_large";
+    /// One cell holds more text than `limits::MAX_CELL_BYTES`.
+    pub const CELL_TOO_LONG: &str = "cell_too_long";
     // Row-level.
     /// A required cell is empty (the message names it).
     pub const MISSING_FIELD: &str = "missing_field";
@@ -92,19 +103,32 @@ pub mod code {
     pub const BAD_DATE: &str = "bad_date";
     /// In a workbook with one sheet per list, the list column names the other list.
     pub const LIST_MISMATCH: &str = "list_mismatch";
+    /// A name, first name, email or function holds a control or invisible
+    /// formatting character (NUL, line break, right-to-left override, …).
+    pub const CONTROL_CHARACTER: &str = "control_character";
 }
 
 /// Reads annex 1. `file_name` decides the format by its extension: `.csv`
-/// (also `.tsv`, `.txt`), `.xlsx`/`.xlsm`, `.ods`, `.xls`. A fatal problem
-/// (unreadable file, unknown format, missing required column, no sheet
-/// holding the lists) is returned as `Err` with line 0 or the header line.
+/// (also `.tsv`, `.txt`), `.xlsx`/`.xlsm`, `.ods`. A fatal problem
+/// (unreadable file, unknown format, a file over the limits of
+/// [`limits`], missing required column, no sheet holding the lists) is
+/// returned as `Err` with line 0, the header line or the line of the cell.
+///
+/// Synchronous and CPU-bound: the server calls [`parse_annex1_off_runtime`].
 pub fn parse_annex1(file_name: &str, bytes: &[u8]) -> Result<ParsedAnnex, ParseProblem> {
+    limits::check_file_size(bytes.len())?;
     let ext = file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     match ext.as_str() {
-        "csv" | "tsv" | "txt" => parse_csv(bytes),
-        "xlsx" | "xlsm" => parse_workbook::<calamine::Xlsx<Cursor<&[u8]>>>(bytes, "XLSX"),
-        "ods" => parse_workbook::<calamine::Ods<Cursor<&[u8]>>>(bytes, "ODS"),
-        "xls" => parse_workbook::<calamine::Xls<Cursor<&[u8]>>>(bytes, "XLS"),
+        "csv" | "tsv" | "txt" => text::parse_csv(bytes),
+        "xlsx" | "xlsm" => workbook::parse_xlsx(bytes),
+        "ods" => workbook::parse_ods(bytes),
+        "xls" => Err(fatal(
+            0,
+            None,
+            code::UNKNOWN_FORMAT,
+            "Le format Excel 97-2003 (.xls) n'est pas accepté : enregistrez l'annexe 1 au format .xlsx, .ods ou .csv."
+                .into(),
+        )),
         _ => Err(fatal(
             0,
             None,
@@ -115,6 +139,19 @@ pub fn parse_annex1(file_name: &str, bytes: &[u8]) -> Result<ParsedAnnex, ParseP
             ),
         )),
     }
+}
+
+/// At most [`MAX_CONCURRENT_PARSES`] files are parsed at once, each on a
+/// blocking thread, so that uploads never hold the async runtime (and the
+/// sign-ins it serves) however many arrive together.
+static PARSE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_PARSES);
+
+/// [`parse_annex1`] off the async runtime, behind a concurrency bound.
+pub async fn parse_annex1_off_runtime(file_name: &str, bytes: Arc<[u8]>) -> Result<ParsedAnnex, ParseProblem> {
+    let internal = || fatal(0, None, code::UNREADABLE_FILE, "Le fichier n'a pas pu être lu (erreur interne).".into());
+    let Ok(_slot) = PARSE_SLOTS.acquire().await else { return Err(internal()) };
+    let name = file_name.to_string();
+    tokio::task::spawn_blocking(move || parse_annex1(&name, &bytes)).await.unwrap_or_else(|_| Err(internal()))
 }
 
 // ---------------------------------------------------------------------------
@@ -238,7 +275,7 @@ impl Field {
 }
 
 /// Lower case, accents removed, only letters and digits kept.
-fn fold(s: &str) -> String {
+pub(super) fn fold(s: &str) -> String {
     s.nfd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
         .flat_map(char::to_lowercase)
@@ -290,6 +327,21 @@ fn parse_list(value: &str) -> Option<ListKind> {
 
 fn is_blank_char(c: char) -> bool {
     c.is_whitespace() || matches!(c, '\u{200B}' | '\u{FEFF}' | '\u{2060}')
+}
+
+/// The first character of `s` that has no place in a name, an address or
+/// a function: a control character (NUL, escape, …; a line break or tab is
+/// only a space there) or an invisible formatting one (soft hyphen,
+/// right-to-left override, joiners, tags), which would make two names look
+/// alike or a log line read backwards. Zero-width spaces are blanks, see
+/// [`is_blank_char`].
+fn hidden_char(s: &str) -> Option<char> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    s.chars().find(|&c| match c.general_category() {
+        GeneralCategory::Control => !matches!(c, '\t' | '\n' | '\r'),
+        GeneralCategory::Format => !is_blank_char(c),
+        _ => false,
+    })
 }
 
 fn clean(s: &str) -> String {
@@ -363,7 +415,7 @@ fn excel_serial_to_date(serial: f64, is_1904: bool) -> Option<String> {
 // Cells and sheets, common to CSV and workbooks
 
 #[derive(Debug, Clone)]
-enum Cell {
+pub(super) enum Cell {
     Text(String),
     Number(f64),
     Date { serial: f64, is_1904: bool },
@@ -382,9 +434,13 @@ impl Cell {
 
     fn is_blank(&self) -> bool {
         match self {
-            Cell::Text(s) => s.chars().all(is_blank_char),
+            Cell::Text(s) => Cell::is_blank_text(s),
             _ => false,
         }
+    }
+
+    pub(super) fn is_blank_text(s: &str) -> bool {
+        s.chars().all(is_blank_char)
     }
 
     fn date(&self) -> Option<String> {
@@ -400,23 +456,23 @@ fn format_number(n: f64) -> String {
     if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
 }
 
-struct RawRow {
-    line: usize,
-    cells: Vec<Cell>,
+pub(super) struct RawRow {
+    pub(super) line: usize,
+    pub(super) cells: Vec<Cell>,
 }
 
-struct RawSheet {
-    name: Option<String>,
-    rows: Vec<RawRow>,
+pub(super) struct RawSheet {
+    pub(super) name: Option<String>,
+    pub(super) rows: Vec<RawRow>,
 }
 
 /// Column index of each [`Field`].
 type Columns = [Option<usize>; 6];
 
 /// How far down the header row is looked for (title rows above it are allowed).
-const HEADER_SEARCH_ROWS: usize = 30;
+pub(super) const HEADER_SEARCH_ROWS: usize = 30;
 
-struct HeaderCandidate {
+pub(super) struct HeaderCandidate {
     row_index: usize,
     line: usize,
     columns: Columns,
@@ -459,12 +515,12 @@ fn missing_columns(columns: &Columns, need_list: bool) -> Vec<Field> {
 /// Finds the header row: the first of the first non-blank rows that has all
 /// required columns; otherwise the error names the columns missing from the
 /// row that looked most like a header.
-fn find_header(sheet: &RawSheet, need_list: bool) -> Result<HeaderCandidate, ParseProblem> {
+pub(super) fn find_header(sheet: &RawSheet, need_list: bool) -> Result<HeaderCandidate, ParseProblem> {
     find_header_scored(sheet, need_list).map_err(|(problem, _)| problem)
 }
 
 /// [`find_header`], the error with the number of columns recognised.
-fn find_header_scored(sheet: &RawSheet, need_list: bool) -> Result<HeaderCandidate, (ParseProblem, usize)> {
+pub(super) fn find_header_scored(sheet: &RawSheet, need_list: bool) -> Result<HeaderCandidate, (ParseProblem, usize)> {
     let mut best: Option<HeaderCandidate> = None;
     let non_blank = sheet.rows.iter().enumerate().filter(|(_, r)| !r.cells.iter().all(Cell::is_blank));
     for (i, row) in non_blank.take(HEADER_SEARCH_ROWS) {
@@ -521,7 +577,7 @@ fn find_header_scored(sheet: &RawSheet, need_list: bool) -> Result<HeaderCandida
 
 /// Reads the data rows below `header`. `forced`: the list of the sheet in a
 /// workbook with one sheet per list.
-fn read_rows(sheet: &RawSheet, header: &HeaderCandidate, forced: Option<ListKind>, out: &mut ParsedAnnex) {
+pub(super) fn read_rows(sheet: &RawSheet, header: &HeaderCandidate, forced: Option<ListKind>, out: &mut ParsedAnnex) {
     let cols = &header.columns;
     for row in sheet.rows.iter().skip(header.row_index + 1) {
         let raw = |f: Field| -> Option<&Cell> { cols[f.index()].and_then(|i| row.cells.get(i)) };
@@ -588,6 +644,16 @@ fn read_rows(sheet: &RawSheet, header: &HeaderCandidate, forced: Option<ListKind
         ] {
             if value.is_empty() {
                 missing.push(field);
+            } else if let Some(c) = hidden_char(value) {
+                problems.push(problem(
+                    code::CONTROL_CHARACTER,
+                    format!(
+                        "La colonne « {} » contient un caractère de contrôle ou invisible (U+{:04X}) : \
+                         retapez la valeur sans copier-coller.",
+                        field.label(),
+                        u32::from(c)
+                    ),
+                ));
             }
         }
         if !missing.is_empty() {
@@ -633,243 +699,8 @@ fn read_rows(sheet: &RawSheet, header: &HeaderCandidate, forced: Option<ListKind
     }
 }
 
-fn fatal(line: usize, sheet: Option<String>, code: &'static str, message: String) -> ParseProblem {
+pub(super) fn fatal(line: usize, sheet: Option<String>, code: &'static str, message: String) -> ParseProblem {
     ParseProblem { line, sheet, email: None, code, message }
-}
-
-// ---------------------------------------------------------------------------
-// CSV
-
-/// UTF-8 (BOM stripped), UTF-16 with BOM, otherwise Windows-1252.
-fn decode(bytes: &[u8]) -> Cow<'_, str> {
-    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
-        return String::from_utf8_lossy(rest);
-    }
-    if bytes.starts_with(b"\xFF\xFE") {
-        return Cow::Owned(encoding_rs::UTF_16LE.decode_with_bom_removal(bytes).0.into_owned());
-    }
-    if bytes.starts_with(b"\xFE\xFF") {
-        return Cow::Owned(encoding_rs::UTF_16BE.decode_with_bom_removal(bytes).0.into_owned());
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Cow::Borrowed(s),
-        Err(_) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0,
-    }
-}
-
-/// The separator that occurs most (outside quotes) on one of the first
-/// lines: the header wins over a title line. Ties favour `;`, as French
-/// Excel writes it.
-fn detect_delimiter(text: &str) -> u8 {
-    let mut best = (0usize, b';');
-    for line in text.lines().filter(|l| !l.trim().is_empty()).take(HEADER_SEARCH_ROWS) {
-        let mut counts = [0usize; 3];
-        let mut quoted = false;
-        for c in line.chars() {
-            match c {
-                '"' => quoted = !quoted,
-                ';' if !quoted => counts[0] += 1,
-                ',' if !quoted => counts[1] += 1,
-                '\t' if !quoted => counts[2] += 1,
-                _ => {}
-            }
-        }
-        for (count, delim) in counts.into_iter().zip([b';', b',', b'\t']) {
-            if count > best.0 {
-                best = (count, delim);
-            }
-        }
-    }
-    best.1
-}
-
-/// Line numbers of CSV records. The csv crate's own `Position::line` is
-/// where the reader stood before skipping the end of the previous line and
-/// blank lines (one too few after a CRLF or a blank line); the byte offset
-/// is reliable, so lines are counted here from it.
-struct LineCounter<'a> {
-    text: &'a [u8],
-    /// Bytes before `offset` hold `line - 1` line ends.
-    offset: usize,
-    line: usize,
-}
-
-impl<'a> LineCounter<'a> {
-    fn new(text: &'a [u8]) -> Self {
-        LineCounter { text, offset: 0, line: 1 }
-    }
-
-    /// The line of the first byte at or after `byte` that is not a line end.
-    /// Offsets must not decrease between calls.
-    fn line_at(&mut self, byte: u64) -> usize {
-        let mut start = usize::try_from(byte).unwrap_or(usize::MAX).min(self.text.len());
-        while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        let from = self.offset.min(start);
-        for i in from..start {
-            match self.text[i] {
-                b'\n' => self.line += 1,
-                b'\r' if self.text.get(i + 1) != Some(&b'\n') => self.line += 1,
-                _ => {}
-            }
-        }
-        self.offset = self.offset.max(start);
-        self.line
-    }
-}
-
-fn parse_csv(bytes: &[u8]) -> Result<ParsedAnnex, ParseProblem> {
-    let text = decode(bytes);
-    let delimiter = detect_delimiter(&text);
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    let mut lines = LineCounter::new(text.as_bytes());
-    for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
-            fatal(line, None, code::UNREADABLE_FILE, format!("Fichier CSV illisible : {e}."))
-        })?;
-        let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
-        rows.push(RawRow { line, cells: record.iter().map(|f| Cell::Text(f.to_string())).collect() });
-    }
-    let sheet = RawSheet { name: None, rows };
-    let header = find_header(&sheet, true)?;
-    let mut out = ParsedAnnex::default();
-    read_rows(&sheet, &header, None, &mut out);
-    Ok(out)
-}
-
-// ---------------------------------------------------------------------------
-// Workbooks
-
-fn data_to_cell(d: &Data) -> Cell {
-    match d {
-        Data::Empty => Cell::Text(String::new()),
-        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => Cell::Text(s.clone()),
-        Data::Int(i) => Cell::Number(*i as f64),
-        Data::Float(f) => Cell::Number(*f),
-        Data::Bool(b) => Cell::Text(if *b { "VRAI" } else { "FAUX" }.into()),
-        Data::Error(e) => Cell::Text(e.to_string()),
-        Data::DateTime(dt) => {
-            // Without calamine's `dates` feature the 1904 flag and the kind
-            // (date or duration) are private; their Debug form shows them.
-            let debug = format!("{dt:?}");
-            if debug.contains("TimeDelta") {
-                Cell::Number(dt.as_f64())
-            } else {
-                Cell::Date { serial: dt.as_f64(), is_1904: debug.contains("is_1904: true") }
-            }
-        }
-    }
-}
-
-fn read_sheets<'a, R>(bytes: &'a [u8], format: &str) -> Result<Vec<RawSheet>, ParseProblem>
-where
-    R: Reader<Cursor<&'a [u8]>>,
-{
-    let mut workbook = R::new(Cursor::new(bytes)).map_err(|e| unreadable(format, format!("{e:?}")))?;
-    let wanted: Vec<String> = workbook
-        .sheets_metadata()
-        .iter()
-        .filter(|s| s.typ == SheetType::WorkSheet && s.visible == SheetVisible::Visible)
-        .map(|s| s.name.clone())
-        .collect();
-    let mut sheets = Vec::new();
-    for name in wanted {
-        let range = workbook.worksheet_range(&name).map_err(|e| unreadable(format, format!("{e:?}")))?;
-        let (first_row, _) = range.start().unwrap_or((0, 0));
-        let mut rows = Vec::new();
-        for (i, row) in range.rows().enumerate() {
-            if row.iter().all(|d| matches!(d, Data::Empty)) {
-                continue;
-            }
-            let line = usize::try_from(first_row).unwrap_or(usize::MAX).saturating_add(i).saturating_add(1);
-            rows.push(RawRow { line, cells: row.iter().map(data_to_cell).collect() });
-        }
-        sheets.push(RawSheet { name: Some(name), rows });
-    }
-    Ok(sheets)
-}
-
-/// The list a sheet holds in a workbook with one sheet per list, from its name.
-fn sheet_list(name: &str) -> Option<ListKind> {
-    let n = fold(name);
-    match (n.contains("ouvert"), n.contains("clotur")) {
-        (true, false) => Some(ListKind::Open),
-        (false, true) => Some(ListKind::Closed),
-        _ => None,
-    }
-}
-
-fn parse_workbook<'a, R>(bytes: &'a [u8], format: &str) -> Result<ParsedAnnex, ParseProblem>
-where
-    R: Reader<Cursor<&'a [u8]>>,
-{
-    // A damaged file must give an error, not bring the program down, even
-    // if the spreadsheet reader trips over it.
-    let sheets = std::panic::catch_unwind(|| read_sheets::<R>(bytes, format))
-        .map_err(|_| unreadable(format, "erreur interne du lecteur".into()))??;
-    let mut out = ParsedAnnex::default();
-
-    let per_list: Vec<(&RawSheet, ListKind)> =
-        sheets.iter().filter_map(|s| Some((s, sheet_list(s.name.as_deref()?)?))).collect();
-    if !per_list.is_empty() {
-        for (sheet, kind) in per_list {
-            if sheet.rows.is_empty() {
-                continue; // an empty list
-            }
-            let header = find_header(sheet, false)?;
-            read_rows(sheet, &header, Some(kind), &mut out);
-        }
-        return Ok(out);
-    }
-
-    // One sheet (or several) with a list column; sheets without an
-    // annex-1 header (instructions, value lists) are ignored.
-    // Without any, the error is that of the sheet that looked most like one.
-    let mut closest: Option<(ParseProblem, usize)> = None;
-    let mut found = false;
-    for sheet in &sheets {
-        match find_header_scored(sheet, true) {
-            Ok(header) => {
-                found = true;
-                read_rows(sheet, &header, None, &mut out);
-            }
-            Err((e, recognised)) => {
-                if recognised > 0 && closest.as_ref().is_none_or(|(_, r)| recognised > *r) {
-                    closest = Some((e, recognised));
-                }
-            }
-        }
-    }
-    if found {
-        return Ok(out);
-    }
-    Err(closest.map(|(e, _)| e).unwrap_or_else(|| {
-        fatal(
-            0,
-            None,
-            code::NO_LIST_SHEET,
-            "Aucune feuille du classeur ne contient l'annexe 1 : une feuille avec une colonne « liste », \
-             ou une feuille par liste dont le nom contient « ouvert » ou « clôtur »."
-                .into(),
-        )
-    }))
-}
-
-fn unreadable(format: &str, detail: String) -> ParseProblem {
-    let mut detail = detail;
-    if detail.len() > 200 {
-        let mut cut = 200;
-        while !detail.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        detail.truncate(cut);
-        detail.push('…');
-    }
-    fatal(0, None, code::UNREADABLE_FILE, format!("Le fichier n'est pas un classeur {format} lisible ({detail})."))
 }
 
 #[cfg(test)]
@@ -1011,6 +842,48 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
         let parsed = csv_ok(&format!("{HEADER}{GOOD}{bad}\n{GOOD}"));
         assert_eq!(parsed.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 4]);
         parsed
+    }
+
+    #[test]
+    fn control_and_invisible_characters_are_refused_by_line() {
+        for (bad, column) in [
+            ("ouvert;Du\u{0}pont;Marie;m.dupont@cc-girou.fr;Agent;", "nom"),
+            ("ouvert;Dupont;Ma\u{1b}rie;m.dupont@cc-girou.fr;Agent;", "prénom"),
+            ("ouvert;Dupont;Marie;m.dupont@cc-girou.fr;Agent \u{202E}CTG;", "qualité/fonction"),
+            ("ouvert;Dupont;Marie;m.dupont@cc-girou.fr;Ag\u{AD}ent;", "qualité/fonction"),
+            ("ouvert;Dupont;Marie;m.du\u{7}pont@cc-girou.fr;Agent;", "adresse"),
+        ] {
+            let parsed = with_bad_row(bad);
+            let p = only_problem(&parsed);
+            assert_eq!((p.line, p.code), (3, code::CONTROL_CHARACTER), "{bad:?}");
+            assert!(p.message.contains(column), "{bad:?}: {}", p.message);
+        }
+        // Letters of every kind, a line break typed in a cell and a
+        // zero-width space are not control characters.
+        let parsed = csv_ok(&format!(
+            "{HEADER}ouvert;N'Diaye-Ødegård;Jean-Éric;je.ndiaye@cc-girou.fr;\"Référente\nCTG\";\n\
+             ouvert;Dupont\u{200B};Marie;m.dupont@cc-girou.fr;Agent;"
+        ));
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+        assert_eq!(parsed.rows[0].function, "Référente CTG");
+    }
+
+    #[test]
+    fn csv_limits() {
+        let e = parse_annex1("a.csv", &fixture::hostile::csv_many_fields(limits::MAX_COLUMNS)).expect_err("too wide");
+        assert_eq!((e.code, e.line), (code::SHEET_TOO_LARGE, 2));
+        assert!(e.message.contains(&format!("champ {}", limits::MAX_COLUMNS + 1)), "{}", e.message);
+        // The last column, and empty fields past it, are fine.
+        parse_annex1("a.csv", &fixture::hostile::csv_many_fields(limits::MAX_COLUMNS - 1)).expect("the last column");
+        let trailing = format!("{HEADER}{GOOD}{}\n", ";".repeat(500));
+        assert_eq!(csv_ok(&trailing).rows.len(), 1);
+        let long =
+            format!("{HEADER}ouvert;Dupont;Marie;m.dupont@cc-girou.fr;{};\n", "x".repeat(limits::MAX_CELL_BYTES + 1));
+        assert_eq!(parse_annex1("a.csv", long.as_bytes()).expect_err("too long").code, code::CELL_TOO_LONG);
+        let many = format!("{HEADER}{}", GOOD.repeat(limits::MAX_ROWS));
+        assert_eq!(parse_annex1("a.csv", many.as_bytes()).expect_err("past the last row").code, code::SHEET_TOO_LARGE);
+        let e = parse_annex1("a.csv", &vec![b' '; limits::MAX_FILE_BYTES + 1]).expect_err("too big");
+        assert_eq!(e.code, code::FILE_TOO_LARGE);
     }
 
     #[test]
