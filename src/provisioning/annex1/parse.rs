@@ -1,14 +1,15 @@
 //! Reading an annex-1 spreadsheet (PRODUCT.md "Annex 1 files") into rows.
 //!
 //! Pure and synchronous: bytes in, rows and problems out. Only the structure
-//! is checked here (columns, list values, dates, empty fields); email
-//! validity, duplicates and business rules belong to the planner.
+//! is checked here (columns, list values, dates, empty fields, control
+//! characters); email validity, duplicates and business rules belong to the
+//! planner.
 //!
-//! Formats: CSV (`;`, `,` or tab, detected from the first lines; UTF-8 with
-//! or without BOM, UTF-16 with BOM, otherwise Windows-1252), XLSX/XLSM, ODS
-//! and XLS (through `calamine`). Line numbers are those of the file (header
-//! row = 1 in the canonical layout); for workbooks, the row number in its
-//! sheet.
+//! Formats: CSV (`text.rs`: `;`, `,` or tab, detected from the first lines;
+//! UTF-8 with or without BOM, UTF-16 with BOM, otherwise Windows-1252),
+//! XLSX/XLSM and ODS (`workbook.rs`, through `calamine`), each within the
+//! bounds of `limits.rs`. Line numbers are those of the file (header row = 1
+//! in the canonical layout); for workbooks, the row number in its sheet.
 
 use std::borrow::Cow;
 use std::sync::Arc;
