@@ -167,6 +167,12 @@ async fn annex1_upload_shows_the_plan_and_applies_once(db: Db) {
     assert!(html.contains("missing_field") && html.contains("<th scope=\"row\">3</th>"), "{html}");
     assert!(hidden(&html, "handle").is_none(), "no Appliquer with errors");
 
+    // A file that cannot be read: its error on the upload form, kept for
+    // the corrected file (it was an internal-error page).
+    let (status, html) = upload(&server, &habilitation, "Nom;Prénom\r\nDupont;Marie\r\n").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("[missing_column]") && html.contains("enctype=\"multipart/form-data\""), "{html}");
+
     // A partner's manager may propose: the plan, but no Appliquer.
     let (status, html) = upload(&server, &manager, ANNEX).await;
     assert_eq!(status, 200);
