@@ -12,6 +12,8 @@ pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_ROWS: usize = 10_000;
 /// Last column that may hold a value (64 = column `BL`).
 pub const MAX_COLUMNS: usize = 64;
+/// Fields on one CSV record, empty or not (trailing separators included).
+pub const MAX_CSV_FIELDS: usize = 1_024;
 /// Worksheets in a workbook (hidden ones included).
 pub const MAX_SHEETS: usize = 32;
 /// Cells holding a value, in the whole file.

@@ -876,8 +876,11 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
         assert!(e.message.contains(&format!("champ {}", limits::MAX_COLUMNS + 1)), "{}", e.message);
         // The last column, and empty fields past it, are fine.
         parse_annex1("a.csv", &fixture::hostile::csv_many_fields(limits::MAX_COLUMNS - 1)).expect("the last column");
-        let trailing = format!("{HEADER}{GOOD}{}\n", ";".repeat(500));
+        let trailing = format!("{HEADER}{GOOD}{}\n", ";".repeat(limits::MAX_CSV_FIELDS - 1));
         assert_eq!(csv_ok(&trailing).rows.len(), 1);
+        let separators = format!("{HEADER}{GOOD}\"a\nb\";{}\n", ";".repeat(limits::MAX_CSV_FIELDS - 1));
+        let e = parse_annex1("a.csv", separators.as_bytes()).expect_err("too many fields");
+        assert_eq!((e.code, e.line), (code::SHEET_TOO_LARGE, 3));
         let long =
             format!("{HEADER}ouvert;Dupont;Marie;m.dupont@cc-girou.fr;{};\n", "x".repeat(limits::MAX_CELL_BYTES + 1));
         assert_eq!(parse_annex1("a.csv", long.as_bytes()).expect_err("too long").code, code::CELL_TOO_LONG);

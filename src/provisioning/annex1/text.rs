@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::limits::{Budget, Place};
+use super::limits::{Budget, MAX_CSV_FIELDS, Place};
 use super::parse::{
     Cell, HEADER_SEARCH_ROWS, ParseProblem, ParsedAnnex, RawRow, RawSheet, code, fatal, find_header, read_rows,
 };
@@ -88,9 +88,51 @@ impl<'a> LineCounter<'a> {
     }
 }
 
+/// The CSV reader holds a whole record, and 8 bytes per field of it: a
+/// line of ten million separators would cost hundreds of megabytes before
+/// its first value could be refused. Records are counted here first, with
+/// the reader's own quoting rules (a quoted field may span lines).
+fn check_field_counts(text: &[u8], delimiter: u8) -> Result<(), ParseProblem> {
+    let (mut line, mut record_line, mut fields, mut quoted) = (1usize, 1usize, 1usize, false);
+    for (i, &b) in text.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' => {
+                line += 1;
+                if !quoted {
+                    (record_line, fields) = (line, 1);
+                }
+            }
+            b'\r' if text.get(i + 1) != Some(&b'\n') => {
+                line += 1;
+                if !quoted {
+                    (record_line, fields) = (line, 1);
+                }
+            }
+            _ if b == delimiter && !quoted => {
+                fields += 1;
+                if fields > MAX_CSV_FIELDS {
+                    return Err(fatal(
+                        record_line,
+                        None,
+                        code::SHEET_TOO_LARGE,
+                        format!(
+                            "La ligne {record_line} compte plus de {MAX_CSV_FIELDS} champs, vides ou non : \
+                             une annexe 1 en a six."
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn parse_csv(bytes: &[u8]) -> Result<ParsedAnnex, ParseProblem> {
     let text = decode(bytes);
     let delimiter = detect_delimiter(&text);
+    check_field_counts(text.as_bytes(), delimiter)?;
     let mut reader =
         csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(text.as_bytes());
     let mut rows = Vec::new();
