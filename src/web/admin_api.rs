@@ -25,8 +25,8 @@ use crate::audit::query::{Access, LogQuery, Reader};
 use crate::audit::{self, Source};
 use crate::auth::session;
 
-/// An annex-1 workbook may be far larger than a form.
-const MAX_ANNEX_BYTES: usize = 10 * 1024 * 1024;
+/// The body is the file itself, held to the parser's own limit.
+const MAX_ANNEX_BYTES: usize = crate::provisioning::annex1::limits::MAX_FILE_BYTES;
 /// Records per page when the request does not say.
 const DEFAULT_LIMIT: i64 = 1000;
 

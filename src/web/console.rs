@@ -36,8 +36,8 @@ use crate::store::{self, ConsoleUploadRow, EventFilter};
 
 /// Records per page of the log search.
 const PAGE: i64 = 50;
-/// An annex-1 workbook may be far larger than a form.
-const MAX_ANNEX_BYTES: usize = 10 * 1024 * 1024;
+/// The file, held to the parser's own limit, and the form's other fields.
+const MAX_ANNEX_BYTES: usize = crate::provisioning::annex1::limits::MAX_FILE_BYTES + 64 * 1024;
 /// How long an uploaded annex 1 waits for "Appliquer".
 const UPLOAD_TTL_MS: i64 = 30 * 60_000;
 
