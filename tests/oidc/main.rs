@@ -9,6 +9,7 @@ mod admin_api;
 mod alerts;
 mod annex1;
 mod authorize;
+mod authorize_limits;
 mod backchannel;
 mod basic;
 mod connection_log;
