@@ -376,10 +376,16 @@ async fn authorize_limits_parked_size_at_every_bound(db: Db) {
     sizes.sort_unstable();
     eprintln!("typical parked row: {} bytes", sizes[0]);
     assert!(sizes[0] <= 256, "{sizes:?}");
-    // The largest request comes back whole: its state reaches the client.
+    // The largest request comes back whole: the page in English with the
+    // hint filled in, then the state, every VSCHAR in it, at the client.
     let html = browser.get(server.url(&signin)).send().await.expect("page").text().await.expect("html");
     assert!(html.contains("lang=\"en\""), "ui_locales kept");
     assert!(html.contains(&login_hint), "login_hint kept");
+    server.add_account("marie.dupont@cc-girou.fr", None).await;
+    let callback = submit_sign_in(&server, &browser, &signin, "marie.dupont@cc-girou.fr", PASSWORD).await;
+    assert!(callback.starts_with(&uris[15]), "{callback}");
+    assert_eq!(query(&callback).get("state"), Some(&state));
+    assert!(query(&callback).contains_key("code"));
 }
 
 async fn park_from(server: &TestServer, p: &Pkce, ip: &str) -> String {
