@@ -59,6 +59,20 @@ pub fn ip_key(ip: &str) -> String {
     format!("ip:{ip}")
 }
 
+/// The source that anonymous requests are counted against: an IPv4
+/// address, or an IPv6 /64. One subscriber (and one attacker) holds a whole
+/// /64, so counting its addresses one by one would count nothing. An
+/// IPv4-mapped IPv6 address is its IPv4 address.
+pub fn source_of(ip: std::net::IpAddr) -> String {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !(u128::MAX >> 64);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+    }
+}
+
 fn verdict(row: Option<&ThrottleRow>, now: Millis) -> Verdict {
     match row {
         Some(r) if r.blocked_until > now => Verdict::Blocked { retry_after_secs: (r.blocked_until - now + 999) / 1000 },
@@ -273,6 +287,19 @@ mod tests {
             row24 = Some(after_account_failure(row24, "email:x", i * 120_000, limits));
         }
         assert!(row24.expect("row").blocked_until < DAY_MS);
+    }
+
+    #[test]
+    fn sources_group_ipv6_by_64_and_keep_ipv4_whole() {
+        let source = |s: &str| source_of(s.parse().expect("ip"));
+        assert_eq!(source("203.0.113.9"), "203.0.113.9");
+        assert_ne!(source("203.0.113.9"), source("203.0.113.10"));
+        assert_eq!(source("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(source("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(source("2001:db8:1:2:ffff:ffff:ffff:ffff"), source("2001:db8:1:2::1"));
+        assert_ne!(source("2001:db8:1:3::1"), source("2001:db8:1:2::1"));
+        // The longest key a parked request keeps.
+        assert_eq!(source("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), "ffff:ffff:ffff:ffff::/64");
     }
 
     #[test]

@@ -2,31 +2,36 @@
 //!
 //! Validation order, each a named step below: `client_id` known, then
 //! `redirect_uri` registered exactly (until both hold, errors are pages,
-//! never redirects); then request objects refused, `response_type=code`,
-//! `response_mode`, `scope` with `openid`, PKCE S256, `prompt`, `max_age`,
-//! `claims`, `id_token_hint`.
+//! never redirects); then the bounds of `limits.rs`, request objects
+//! refused, `response_type=code`, `response_mode`, `scope` with `openid`,
+//! PKCE S256, `prompt`, `max_age`, `claims`, `id_token_hint`.
 
-use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+use serde::Deserialize;
 use url::Url;
 
 use super::claims::ClaimsRequest;
 use super::clients::{self, Client};
+use super::limits::{self, MAX_HINT_SUB_BYTES, PARKED_PER_SOURCE};
+use super::parked::{self, known_subset};
 use super::pkce::CodeChallenge;
-use super::{Params, SUPPORTED_SCOPES, split_spaces};
+use super::{ACR_VALUES_SUPPORTED, PROMPT_VALUES, Params, SUPPORTED_SCOPES, UI_LOCALES_SUPPORTED, split_spaces};
 use crate::app::App;
 use crate::auth::session::Session;
+use crate::auth::throttle::source_of;
 use crate::clock::Millis;
 use crate::crypto::{hash_secret, random_token};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::store::{self, CodeRow};
 
 /// How long a parked request waits for the user to sign in.
 const PARKED_TTL_MS: Millis = 30 * 60 * 1000;
-const MAX_STATE_LEN: usize = 4096;
-const MAX_NONCE_LEN: usize = 1024;
 
-/// A validated authorization request; parked as JSON while the user signs in.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A validated authorization request, reduced to what the code needs: the
+/// lists hold only the values we know, in their table's order; parked in
+/// the compact form of `parked.rs` while the user signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizationRequest {
     pub client_id: String,
     pub redirect_uri: String,
@@ -38,7 +43,8 @@ pub struct AuthorizationRequest {
     pub max_age: Option<i64>,
     pub id_token_hint_sub: Option<String>,
     pub login_hint: Option<String>,
-    pub ui_locales: Option<String>,
+    /// The first of `ui_locales` that we have a language for.
+    pub ui_locale: Option<String>,
     pub claims: Option<ClaimsRequest>,
     pub acr_values: Vec<String>,
 }
@@ -51,6 +57,8 @@ pub enum PageError {
     UnknownClient,
     MissingRedirectUri,
     UnregisteredRedirectUri,
+    /// `client_id` or `redirect_uri` beyond its bound.
+    ParameterTooLong,
 }
 
 #[derive(Debug)]
@@ -107,20 +115,20 @@ impl Redirector<'_> {
     }
 }
 
-/// Steps 1–11: turns raw parameters into a request, or an error to show or
-/// to redirect.
+/// Steps 1–12: turns raw parameters (the query or body was `raw_bytes`
+/// long) into a request, or an error to show or to redirect.
 pub async fn validate(
     app: &App,
     raw: Result<Params, String>,
+    raw_bytes: usize,
 ) -> Result<(AuthorizationRequest, Client), AuthorizeError> {
     let params = raw.map_err(|_| AuthorizeError::Page(PageError::RepeatedParameter))?;
     let client = step_client(app, &params).await?;
     let redirect_uri = step_redirect_uri(&client, &params)?;
-    let state = params.get("state");
+    // A state beyond its bound is not sent back, not even with the error.
+    let state = params.get("state").filter(|_| limits::within(&params, "state"));
     let r = Redirector { issuer: app.config.issuer_str(), redirect_uri, state };
-    if state.is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return Err(r.error("invalid_request", "state is too long"));
-    }
+    limits::check_request(&params, raw_bytes).map_err(|v| r.error("invalid_request", &v.to_string()))?;
     step_no_request_object(&params, &r)?;
     step_response_type(&params, &r)?;
     step_response_mode(&params, &r)?;
@@ -134,35 +142,52 @@ pub async fn validate(
         None => None,
     };
     let id_token_hint_sub = step_id_token_hint(app, &params, &r)?;
-    let nonce = params.get("nonce");
-    if nonce.is_some_and(|n| n.len() > MAX_NONCE_LEN) {
-        return Err(r.error("invalid_request", "nonce is too long"));
-    }
     let request = AuthorizationRequest {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.to_string(),
         state: state.map(str::to_string),
-        nonce: nonce.map(str::to_string),
+        nonce: params.get("nonce").map(str::to_string),
         scopes,
         code_challenge: challenge.as_str().to_string(),
         prompt,
         max_age,
         id_token_hint_sub,
-        login_hint: params.get("login_hint").map(|s| s.chars().take(254).collect()),
-        ui_locales: params.get("ui_locales").map(|s| s.chars().take(100).collect()),
+        login_hint: params.get("login_hint").map(str::to_string),
+        ui_locale: params.get("ui_locales").and_then(first_supported_locale),
         claims,
-        acr_values: params.get("acr_values").map(split_spaces).unwrap_or_default(),
+        acr_values: known_subset(
+            &params.get("acr_values").map(split_spaces).unwrap_or_default(),
+            &ACR_VALUES_SUPPORTED,
+        ),
     };
     Ok((request, client))
 }
 
+/// The primary subtag of the first tag we have a language for (`en-GB` is
+/// `en`): all that the pages use.
+fn first_supported_locale(ui_locales: &str) -> Option<String> {
+    ui_locales.split(' ').find_map(|tag| {
+        let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+        UI_LOCALES_SUPPORTED.contains(&primary.as_str()).then_some(primary)
+    })
+}
+
+/// Within its bound before it is looked up, so that an oversized one costs
+/// no query.
+fn bounded<'p>(params: &'p Params, name: &str) -> Result<Option<&'p str>, AuthorizeError> {
+    if !limits::within(params, name) {
+        return Err(AuthorizeError::Page(PageError::ParameterTooLong));
+    }
+    Ok(params.get(name))
+}
+
 async fn step_client(app: &App, params: &Params) -> Result<Client, AuthorizeError> {
-    let id = params.get("client_id").ok_or(AuthorizeError::Page(PageError::MissingClientId))?;
+    let id = bounded(params, "client_id")?.ok_or(AuthorizeError::Page(PageError::MissingClientId))?;
     clients::find(app, id).await?.ok_or(AuthorizeError::Page(PageError::UnknownClient))
 }
 
 fn step_redirect_uri<'p>(client: &Client, params: &'p Params) -> Result<&'p str, AuthorizeError> {
-    let uri = params.get("redirect_uri").ok_or(AuthorizeError::Page(PageError::MissingRedirectUri))?;
+    let uri = bounded(params, "redirect_uri")?.ok_or(AuthorizeError::Page(PageError::MissingRedirectUri))?;
     if !client.has_redirect_uri(uri) {
         return Err(AuthorizeError::Page(PageError::UnregisteredRedirectUri));
     }
@@ -207,13 +232,13 @@ fn step_scope(params: &Params, r: &Redirector) -> Result<Vec<String>, AuthorizeE
 
 fn step_prompt(params: &Params, r: &Redirector) -> Result<Vec<String>, AuthorizeError> {
     let prompt = params.get("prompt").map(split_spaces).unwrap_or_default();
-    if prompt.iter().any(|p| !matches!(p.as_str(), "none" | "login" | "consent" | "select_account")) {
+    if prompt.iter().any(|p| !PROMPT_VALUES.contains(&p.as_str())) {
         return Err(r.error("invalid_request", "unknown prompt value"));
     }
     if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
         return Err(r.error("invalid_request", "prompt=none cannot be combined"));
     }
-    Ok(prompt)
+    Ok(known_subset(&prompt, &PROMPT_VALUES))
 }
 
 fn step_max_age(params: &Params, r: &Redirector) -> Result<Option<i64>, AuthorizeError> {
@@ -235,6 +260,7 @@ fn step_id_token_hint(app: &App, params: &Params, r: &Redirector) -> Result<Opti
     let Some(hint) = params.get("id_token_hint") else { return Ok(None) };
     let keys = app.keys.current();
     keys.verify_own::<HintClaims>(hint, &app.config.issuer_str(), app.clock.now_ms())
+        .filter(|c| c.sub.len() <= MAX_HINT_SUB_BYTES && !c.sub.contains(char::is_control))
         .map(|c| Some(c.sub))
         .ok_or_else(|| r.error("invalid_request", "id_token_hint is not a valid ID token of this provider"))
 }
@@ -314,23 +340,44 @@ pub async fn issue_code(app: &App, request: &AuthorizationRequest, session: &Ses
 }
 
 /// Parks a request while the user signs in; returns its handle.
-pub async fn park(app: &App, request: &AuthorizationRequest) -> AppResult<String> {
+///
+/// Each source (`source_of`: an IPv4 address, an IPv6 /64) keeps at most
+/// `PARKED_PER_SOURCE` requests waiting: past that, its oldest is dropped
+/// rather than the new one refused. A Caf office signs in from behind one
+/// address; refusing would let anyone there (or a morning's abandoned tabs)
+/// block every sign-in from it for the 30 minutes a request waits, whereas
+/// dropping the oldest ends only the requests that have waited longest; the
+/// table stays as bounded either way: at most `PARKED_PER_SOURCE` rows of
+/// at most 1.1 KiB per source (README "Input limits").
+pub async fn park(app: &App, request: &AuthorizationRequest, client: &Client, ip: IpAddr) -> AppResult<String> {
     let now = app.clock.now_ms();
     let handle = random_token();
-    let params = serde_json::to_string(request).map_err(|e| crate::error::AppError::Invalid(e.to_string()))?;
+    let params = parked::encode(request, client)
+        .ok_or_else(|| AppError::Invalid("an authorization request that validation should have refused".into()))?;
     let mut tx = app.store.begin_batched_write().await?;
-    store::insert_auth_request(&mut tx, &hash_secret(&handle), &request.client_id, &params, now, now + PARKED_TTL_MS)
-        .await?;
+    store::park_auth_request(
+        &mut tx,
+        &hash_secret(&handle),
+        &request.client_id,
+        &source_of(ip),
+        &params,
+        now,
+        now + PARKED_TTL_MS,
+        PARKED_PER_SOURCE,
+    )
+    .await?;
     tx.commit().await?;
     Ok(handle)
 }
 
-/// The parked request behind a handle, if it has not expired.
+/// The parked request behind a handle, if it has not expired (nor been
+/// dropped for a newer one of its source).
 pub async fn parked(app: &App, handle: &str) -> AppResult<Option<AuthorizationRequest>> {
-    let Some((_, params)) = app.store.auth_request(&hash_secret(handle), app.clock.now_ms()).await? else {
+    let Some((client_id, params)) = app.store.auth_request(&hash_secret(handle), app.clock.now_ms()).await? else {
         return Ok(None);
     };
-    Ok(serde_json::from_str(&params).ok())
+    let Some(client) = clients::find(app, &client_id).await? else { return Ok(None) };
+    Ok(parked::decode(&params, &client))
 }
 
 pub async fn forget_parked(app: &App, handle: &str) -> AppResult<()> {
@@ -356,7 +403,7 @@ mod tests {
             max_age,
             id_token_hint_sub: hint.map(str::to_string),
             login_hint: None,
-            ui_locales: None,
+            ui_locale: None,
             claims: None,
             acr_values: vec![],
         }

@@ -30,7 +30,9 @@ pub const ALL_CLAIMS: [&str; 11] = [
 ];
 
 /// The `claims` request parameter (OIDC Core §5.5), reduced to the names
-/// asked for in each place.
+/// asked for in each place that we can release (`ALL_CLAIMS`, in its order):
+/// the others would be ignored anyway, and this is kept until the code is
+/// exchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimsRequest {
     pub userinfo: Vec<String>,
@@ -38,13 +40,19 @@ pub struct ClaimsRequest {
 }
 
 impl ClaimsRequest {
+    /// `text` is within its byte bound (`limits.rs`) already.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
         let value: Value = serde_json::from_str(text).map_err(|_| "claims is not valid JSON")?;
+        if super::limits::json_depth(&value) > super::limits::CLAIMS_MAX_DEPTH {
+            return Err("claims is nested too deeply (at most 4 levels of objects and arrays)");
+        }
         let obj = value.as_object().ok_or("claims must be a JSON object")?;
         let names = |member: &str| -> Result<Vec<String>, &'static str> {
             match obj.get(member) {
                 None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::Object(m)) => Ok(m.keys().cloned().collect()),
+                Some(Value::Object(m)) => {
+                    Ok(ALL_CLAIMS.iter().filter(|c| m.contains_key(**c)).map(|c| c.to_string()).collect())
+                }
                 Some(_) => Err("claims members must be objects"),
             }
         };
@@ -140,5 +148,19 @@ mod tests {
         assert!(ClaimsRequest::parse("not json").is_err());
         assert!(ClaimsRequest::parse("[1]").is_err());
         assert!(ClaimsRequest::parse(r#"{"userinfo":3}"#).is_err());
+    }
+
+    #[test]
+    fn claims_parameter_is_reduced_to_known_names_and_bounded_in_depth() {
+        let r = ClaimsRequest::parse(r#"{"userinfo":{"x-unknown":null,"email":null,"name":null,"email":null}}"#)
+            .expect("claims");
+        assert_eq!(r.userinfo, vec!["name", "email"], "known names only, once, in ALL_CLAIMS order");
+        let four = r#"{"userinfo":{"name":{"values":["a"]}}}"#;
+        assert!(ClaimsRequest::parse(four).is_ok());
+        let five = r#"{"userinfo":{"name":{"values":[["a"]]}}}"#;
+        assert!(ClaimsRequest::parse(five).is_err());
+        assert!(
+            format!("{:?}", ClaimsRequest::parse(five)).contains(&super::super::limits::CLAIMS_MAX_DEPTH.to_string())
+        );
     }
 }

@@ -3,6 +3,7 @@
 use jsonwebtoken::Algorithm;
 use url::Url;
 
+use super::limits::{MAX_REDIRECT_URIS, bound_of};
 use crate::app::App;
 use crate::config::is_loopback_host;
 use crate::crypto::{hash_secret, random_token};
@@ -142,6 +143,14 @@ pub async fn register(app: &App, r: Registration) -> AppResult<Option<String>> {
     }
     if r.redirect_uris.is_empty() {
         return Err(bad("at least one --redirect-uri is required".into()));
+    }
+    if r.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(bad(format!("at most {MAX_REDIRECT_URIS} --redirect-uri")));
+    }
+    // An authorization request naming a longer one would be refused.
+    let max = bound_of("redirect_uri").map_or(0, |b| b.max_bytes);
+    if let Some(uri) = r.redirect_uris.iter().find(|u| u.len() > max) {
+        return Err(bad(format!("`{uri}`: a redirect URI has at most {max} bytes")));
     }
     for uri in r.redirect_uris.iter().chain(&r.post_logout_redirect_uris).chain(&r.backchannel_logout_uri) {
         RedirectUri::parse(uri).map_err(bad)?;

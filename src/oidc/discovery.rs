@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::SUPPORTED_SCOPES;
 use super::claims::ALL_CLAIMS;
+use super::{ACR_VALUES_SUPPORTED, PROMPT_VALUES, SUPPORTED_SCOPES, UI_LOCALES_SUPPORTED};
 use crate::config::Config;
 
 pub fn metadata(config: &Config) -> Value {
@@ -34,9 +34,9 @@ pub fn metadata(config: &Config) -> Value {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
-        "acr_values_supported": [crate::auth::session::ACR_PASSWORD, crate::auth::session::ACR_MFA],
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "ui_locales_supported": ["fr", "en"],
+        "acr_values_supported": ACR_VALUES_SUPPORTED,
+        "prompt_values_supported": PROMPT_VALUES,
+        "ui_locales_supported": UI_LOCALES_SUPPORTED,
         "claims_locales_supported": ["fr"],
         "display_values_supported": ["page"],
         "authorization_response_iss_parameter_supported": true,

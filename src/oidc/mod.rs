@@ -8,7 +8,9 @@ pub mod client_auth;
 pub mod clients;
 pub mod discovery;
 pub mod introspection;
+pub mod limits;
 pub mod logout;
+pub mod parked;
 pub mod pkce;
 pub mod revocation;
 pub mod token;
@@ -20,6 +22,15 @@ use crate::error::AppError;
 
 /// Scopes we can fill; others are dropped from a request.
 pub const SUPPORTED_SCOPES: [&str; 5] = ["openid", "profile", "email", "offline_access", "coop"];
+
+/// `prompt` values (OIDC Core §3.1.2.1).
+pub const PROMPT_VALUES: [&str; 4] = ["none", "login", "consent", "select_account"];
+
+/// Languages of the pages, as `ui_locales` names them.
+pub const UI_LOCALES_SUPPORTED: [&str; 2] = ["fr", "en"];
+
+/// Authentication context classes a sign-in can reach.
+pub const ACR_VALUES_SUPPORTED: [&str; 2] = [crate::auth::session::ACR_PASSWORD, crate::auth::session::ACR_MFA];
 
 /// An RFC 6749 error (§4.1.2.1 on redirects, §5.2 on the token endpoint).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -326,24 +326,41 @@ impl Store {
     }
 }
 
-pub async fn insert_auth_request(
+/// Parks an authorization request and leaves `source` at most `keep` live
+/// ones: this one and its newest others; the oldest, and any expired, go.
+/// Returns nothing to read, so on SQLite it rides with the group commit,
+/// whose transactions never overlap. On PostgreSQL, where two transactions
+/// reading under READ COMMITTED would each see room for one more, a lock on
+/// the source (across instances: it lives in the database) makes them take
+/// turns.
+#[allow(clippy::too_many_arguments)]
+pub async fn park_auth_request(
     tx: &mut WriteTx,
     id_hash: &str,
     client_id: &str,
+    source: &str,
     params: &str,
     now: Millis,
     expires_at: Millis,
+    keep: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO auth_requests (id_hash, client_id, params, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id_hash)
-    .bind(client_id)
-    .bind(params)
-    .bind(now)
-    .bind(expires_at)
-    .execute(tx.conn().await?)
-    .await?;
+    if tx.backend == super::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7215003, hashtext($1))")
+            .bind(source)
+            .execute(tx.conn().await?)
+            .await?;
+    }
+    tx.queue(
+        "DELETE FROM auth_requests WHERE source = $1 AND (expires_at <= $2 OR id_hash NOT IN \
+         (SELECT id_hash FROM auth_requests WHERE source = $1 AND expires_at > $2 \
+         ORDER BY created_at DESC, id_hash DESC LIMIT $3))",
+        vec![source.into(), now.into(), (keep - 1).max(0).into()],
+    );
+    tx.queue(
+        "INSERT INTO auth_requests (id_hash, client_id, source, params, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        vec![id_hash.into(), client_id.into(), source.into(), params.into(), now.into(), expires_at.into()],
+    );
     Ok(())
 }
 

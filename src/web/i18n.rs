@@ -111,6 +111,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "L'adresse de retour n'est pas enregistrée pour cette application.",
         "The return address is not registered for this application.",
     ),
+    (
+        "err_parameter_too_long",
+        "La demande contient un paramètre trop long (client_id ou redirect_uri).",
+        "The request holds a parameter that is too long (client_id or redirect_uri).",
+    ),
     ("err_request_expired", "Cette demande de connexion a expiré.", "This sign-in request has expired."),
     (
         "err_csrf",

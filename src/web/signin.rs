@@ -22,24 +22,31 @@ use crate::oidc::{Params, clients};
 
 pub async fn authorize_get(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let raw = Params::from_pairs(pairs(q.unwrap_or_default().as_bytes()));
-    authorize(app, headers, jar, raw).await
+    let q = q.unwrap_or_default();
+    authorize(app, peer, headers, jar, q.as_bytes()).await
 }
 
-pub async fn authorize_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
-    let raw = Params::from_pairs(pairs(&body));
-    authorize(app, headers, jar, raw).await
+pub async fn authorize_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Bytes,
+) -> Response {
+    authorize(app, peer, headers, jar, &body).await
 }
 
-async fn authorize(app: AppState, headers: HeaderMap, jar: CookieJar, raw: Result<Params, String>) -> Response {
-    let ui_locales = raw.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
+async fn authorize(app: AppState, peer: SocketAddr, headers: HeaderMap, jar: CookieJar, raw: &[u8]) -> Response {
+    let params = Params::from_pairs(pairs(raw));
+    let ui_locales = params.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
     let locale = browser::locale(&headers, None, ui_locales.as_deref());
     let outcome = async {
-        let (request, _client) = authorize::validate(&app, raw).await?;
+        let (request, client) = authorize::validate(&app, params, raw.len()).await?;
         let session = match browser::session_value(&app.config, &jar) {
             Some(v) => session::current(&app, &v).await?,
             None => None,
@@ -48,7 +55,8 @@ async fn authorize(app: AppState, headers: HeaderMap, jar: CookieJar, raw: Resul
         match (decision, session) {
             (Decision::IssueCode, Some(session)) => Ok(authorize::issue_code(&app, &request, &session).await?),
             _ => {
-                let handle = authorize::park(&app, &request).await?;
+                let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies);
+                let handle = authorize::park(&app, &request, &client, ip).await?;
                 Ok(format!("/signin?request={handle}"))
             }
         }
@@ -69,6 +77,7 @@ fn page_error_key(e: PageError) -> &'static str {
         PageError::UnknownClient => "err_unknown_client",
         PageError::MissingRedirectUri => "err_missing_redirect_uri",
         PageError::UnregisteredRedirectUri => "err_unregistered_redirect_uri",
+        PageError::ParameterTooLong => "err_parameter_too_long",
     }
 }
 
@@ -145,7 +154,7 @@ pub async fn signin_page(
         },
         None => None,
     };
-    let locale = browser::locale(&headers, q.lang.as_deref(), parked.as_ref().and_then(|p| p.ui_locales.as_deref()));
+    let locale = browser::locale(&headers, q.lang.as_deref(), parked.as_ref().and_then(|p| p.ui_locale.as_deref()));
     let jar = browser::remember_locale(jar, q.lang.as_deref());
     let email = parked.as_ref().and_then(|p| p.login_hint.clone()).unwrap_or_default();
     // A relying party's request, when there is one, decides where the
@@ -175,7 +184,7 @@ pub async fn signin_submit(
         Some(h) => authorize::parked(&app, h).await.ok().flatten(),
         None => None,
     };
-    let locale = browser::locale(&headers, None, parked.as_ref().and_then(|p| p.ui_locales.as_deref()));
+    let locale = browser::locale(&headers, None, parked.as_ref().and_then(|p| p.ui_locale.as_deref()));
     if handle.is_some() && parked.is_none() {
         return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
     }

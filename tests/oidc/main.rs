@@ -10,6 +10,7 @@ mod alerts;
 mod annex1;
 mod annex1_hostile;
 mod authorize;
+mod authorize_limits;
 mod backchannel;
 mod basic;
 mod connection_log;
