@@ -149,33 +149,46 @@ enum AlertsCommand {
 #[derive(Subcommand)]
 enum LogsCommand {
     /// Records matching every given filter, oldest first.
-    Query {
-        /// Every record about that account.
-        #[arg(long)]
-        email: Option<String>,
-        #[arg(long)]
-        partner: Option<String>,
-        /// An event kind, e.g. signin_failed.
-        #[arg(long)]
-        event: Option<String>,
-        #[arg(long)]
-        ip: Option<String>,
-        /// RFC 3339 time or YYYY-MM-DD (inclusive).
-        #[arg(long)]
-        since: Option<String>,
-        /// RFC 3339 time or YYYY-MM-DD (exclusive).
-        #[arg(long)]
-        until: Option<String>,
-        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
-        format: String,
-        /// Page size.
-        #[arg(long, default_value_t = 1000)]
-        limit: i64,
-        #[arg(long, default_value_t = 0)]
-        offset: i64,
-    },
+    Query(Box<QueryArgs>),
     /// Checks the chain of the connection log; names the first broken record.
     Verify,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// Every record about that account.
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    partner: Option<String>,
+    /// An event kind, e.g. signin_failed (an unknown kind is refused
+    /// with the list of kinds).
+    #[arg(long)]
+    event: Option<String>,
+    /// success or failure.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// An IPv4 or IPv6 address.
+    #[arg(long)]
+    ip: Option<String>,
+    /// RFC 3339 time or YYYY-MM-DD (inclusive).
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339 time or YYYY-MM-DD (exclusive).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    format: String,
+    /// With --format csv: the cell separator. comma (default) writes
+    /// RFC 4180 for scripts; semicolon writes for a French spreadsheet,
+    /// with a UTF-8 byte-order mark first.
+    #[arg(long, value_parser = ["comma", "semicolon"])]
+    separator: Option<String>,
+    /// Page size (1 to 100000).
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+    #[arg(long, default_value_t = 0)]
+    offset: i64,
 }
 
 #[derive(Subcommand)]
@@ -388,10 +401,40 @@ pub async fn main() -> ExitCode {
     init_tracing(config.log_format);
     match run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(CliError::BadInput(message)) => {
+            eprintln!("coop-idp: {message}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failure(message)) => {
             eprintln!("coop-idp: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Why a command failed, for its exit status: 2 for input it refuses (as
+/// clap does for a bad option), 1 for anything else. Commands that have not
+/// told the two apart yet give plain messages, which are failures.
+enum CliError {
+    BadInput(String),
+    Failure(String),
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        CliError::Failure(message)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(message: &str) -> Self {
+        CliError::Failure(message.to_string())
+    }
+}
+
+impl From<crate::audit::query::QueryError> for CliError {
+    fn from(e: crate::audit::query::QueryError) -> Self {
+        if e.is_bad_input() { CliError::BadInput(e.to_string()) } else { CliError::Failure(e.to_string()) }
     }
 }
 
@@ -405,9 +448,9 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
-async fn run(command: Command, config: Config) -> Result<(), String> {
+async fn run(command: Command, config: Config) -> Result<(), CliError> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve => Ok(serve(config).await?),
         Command::Migrate => {
             App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
             println!("migrations applied");
@@ -609,22 +652,40 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             if outcome.applied || (!apply && clean) {
                 Ok(())
             } else {
-                Err(if apply { "not applied: the annex has errors".into() } else { "the annex has errors".into() })
+                Err(CliError::Failure(if apply {
+                    "not applied: the annex has errors".into()
+                } else {
+                    "the annex has errors".into()
+                }))
             }
         }
-        Command::Logs(LogsCommand::Query { email, partner, event, ip, since, until, format, limit, offset }) => {
+        Command::Logs(LogsCommand::Query(args)) => {
+            let QueryArgs { email, partner, event, outcome, ip, since, until, format, separator, limit, offset } =
+                *args;
+            use crate::audit::export::{CsvLayout, Separator};
+            let layout = match (format.as_str(), separator.as_deref()) {
+                (_, None) | ("csv", Some("comma")) => CsvLayout::FIELDS,
+                // For a French spreadsheet, which also needs the BOM to read UTF-8.
+                ("csv", Some(_)) => CsvLayout { separator: Separator::Semicolon, bom: true, ..CsvLayout::FIELDS },
+                (_, Some(_)) => {
+                    return Err(CliError::BadInput(
+                        "--separator ne s'applique qu'à --format csv / applies to --format csv only".into(),
+                    ));
+                }
+            };
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
             let query = crate::audit::query::LogQuery {
                 email,
                 partner,
                 event,
+                outcome,
                 ip,
                 since,
                 until,
                 limit: Some(limit),
                 offset: Some(offset),
             };
-            let filter = query.filter(1000).map_err(|e| e.to_string())?;
+            let filter = query.validate(&app, 1000).await?;
             let access =
                 if format == "csv" { crate::audit::query::Access::Export } else { crate::audit::query::Access::Read };
             let source = crate::audit::Source::default();
@@ -632,7 +693,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let rows =
                 crate::audit::query::read(&app, &query, &filter, access, reader).await.map_err(|e| e.to_string())?;
             let output = match format.as_str() {
-                "csv" => crate::audit::export::to_csv(&rows),
+                "csv" => crate::audit::export::to_csv(&rows, &layout),
                 "json" => crate::audit::export::to_json(&rows),
                 _ => crate::audit::export::to_table(&rows),
             };
@@ -642,14 +703,13 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Admin(c) => admin_command(c, config).await,
+        Command::Admin(c) => Ok(admin_command(c, config).await?),
         Command::Alerts(AlertsCommand::List { since, format, limit, offset }) => {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
             let since_ms = since
                 .as_deref()
-                .map(|t| crate::audit::query::parse_time("--since", t))
-                .transpose()
-                .map_err(|e| e.to_string())?;
+                .map(|t| crate::audit::query::parse_time(crate::audit::query::Param::Since, t))
+                .transpose()?;
             let alerts = crate::alerts::list(&app, since_ms, limit, offset).await.map_err(|e| e.to_string())?;
             let kind = if format == "csv" { crate::audit::kind::LOG_EXPORTED } else { crate::audit::kind::LOG_READ };
             let e = crate::audit::Event::new(kind, crate::audit::Outcome::Success, "cli").details(
@@ -688,7 +748,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
                         "{}",
                         serde_json::json!({"status": "broken", "first_broken_record": seq, "reason": reason})
                     );
-                    Err(format!("connection log broken at record {seq}: {reason}"))
+                    Err(CliError::Failure(format!("connection log broken at record {seq}: {reason}")))
                 }
             }
         }

@@ -215,21 +215,18 @@ pub const CSV_COLUMNS: [&str; 10] =
     ["seq", "time", "detector", "subject", "cause", "message", "email", "partner_id", "event_seqs", "notified"];
 
 pub fn to_csv(alerts: &[AlertView]) -> String {
-    use crate::audit::export::csv_cell;
-    let mut out = CSV_COLUMNS.join(",");
-    out.push_str("\r\n");
+    use crate::audit::export::{Separator, csv_line};
+    let mut out = csv_line(CSV_COLUMNS, Separator::Comma);
     for a in alerts {
         let v = serde_json::to_value(a).unwrap_or(Value::Null);
-        let cells: Vec<String> = CSV_COLUMNS
-            .iter()
-            .map(|c| match &v[*c] {
+        out.push_str(&csv_line(
+            CSV_COLUMNS.iter().map(|c| match &v[*c] {
                 Value::Null => String::new(),
-                Value::String(s) => csv_cell(s),
-                other => csv_cell(&other.to_string()),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            Separator::Comma,
+        ));
     }
     out
 }

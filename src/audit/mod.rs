@@ -61,6 +61,54 @@ pub mod kind {
     pub const SECOND_FACTOR_FAILED: &str = "second_factor_failed";
     pub const RECOVERY_CODE_USED: &str = "recovery_code_used";
     pub const SECOND_FACTOR_RESET: &str = "second_factor_reset";
+
+    /// Every kind above: what a query's `event` filter accepts and what an
+    /// unknown kind's error lists. A kind declared above and left out here
+    /// fails `every_kind_constant_is_listed` (and `Event::new` in debug builds).
+    pub const ALL: &[&str] = &[
+        SIGNIN,
+        SIGNIN_FAILED,
+        SIGNOUT,
+        SESSION_EXPIRED,
+        TOKEN_ISSUED,
+        TOKEN_REFRESHED,
+        REFRESH_REUSE_DETECTED,
+        TOKEN_REVOKED,
+        ACTIVATION_SENT,
+        PASSWORD_CREATED,
+        RESET_REQUESTED,
+        RESET_SENT,
+        PASSWORD_RESET,
+        PASSWORD_CHANGED,
+        THROTTLED,
+        ACCESS_OPENED,
+        ACCESS_REOPENED,
+        ACCESS_CLOSED,
+        ACCESS_UPDATED,
+        ANNEX1_DRY_RUN,
+        ANNEX1_APPLIED,
+        CONVENTION_CHANGED,
+        BACKCHANNEL_LOGOUT_SENT,
+        BACKCHANNEL_LOGOUT_FAILED,
+        LOG_READ,
+        LOG_EXPORTED,
+        PURGE,
+        INTROSPECTION_DENIED,
+        LINK_REFUSED,
+        ALERT,
+        ROLE_GRANTED,
+        ROLE_REVOKED,
+        TOTP_ENROLLED,
+        SECOND_FACTOR,
+        SECOND_FACTOR_FAILED,
+        RECOVERY_CODE_USED,
+        SECOND_FACTOR_RESET,
+    ];
+
+    /// The kind named `text`, as listed.
+    pub fn parse(text: &str) -> Option<&'static str> {
+        ALL.iter().copied().find(|k| *k == text)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,11 +119,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 2] = [Outcome::Success, Outcome::Failure];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == text)
     }
 }
 
@@ -104,6 +158,8 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: &'static str, outcome: Outcome, actor: impl Into<String>) -> Self {
+        // A kind missing from `kind::ALL` could be recorded but never queried.
+        debug_assert!(kind::ALL.contains(&kind), "connection-log kind `{kind}` is missing from audit::kind::ALL");
         Event {
             kind,
             outcome,
@@ -338,4 +394,41 @@ pub fn public_record(row: &EventRow) -> Value {
         "actor": row.actor,
         "details": serde_json::from_str::<Value>(&row.details).unwrap_or(Value::Null),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `pub const NAME: &str = "value";` of `mod kind`, read from this
+    /// file's source: a constant added without its entry in `kind::ALL`
+    /// fails here rather than in the security officer's query.
+    #[test]
+    fn every_kind_constant_is_listed() {
+        let source = include_str!("mod.rs");
+        let start = source.find("pub mod kind {").expect("mod kind");
+        let end = start + source[start..].find("pub const ALL").expect("kind::ALL");
+        let declared: Vec<&str> = source[start..end]
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
+            .filter_map(|l| l.split('"').nth(1))
+            .collect();
+        assert!(declared.len() >= 37, "the constants were read: {declared:?}");
+        for k in &declared {
+            assert!(kind::ALL.contains(k), "kind `{k}` is declared but missing from kind::ALL");
+        }
+        assert_eq!(declared.len(), kind::ALL.len(), "kind::ALL lists something declared nowhere else, or twice");
+        let distinct: std::collections::BTreeSet<_> = kind::ALL.iter().collect();
+        assert_eq!(distinct.len(), kind::ALL.len(), "a kind is listed twice");
+    }
+
+    #[test]
+    fn kinds_and_outcomes_parse_only_as_listed() {
+        assert_eq!(kind::parse("signin_failed"), Some(kind::SIGNIN_FAILED));
+        assert_eq!(kind::parse("signin_fail"), None);
+        assert_eq!(kind::parse("SIGNIN"), None);
+        assert_eq!(Outcome::parse("failure"), Some(Outcome::Failure));
+        assert_eq!(Outcome::parse("failed"), None);
+    }
 }

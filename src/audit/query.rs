@@ -1,6 +1,13 @@
-//! Reading the connection log (R16): the filters of `logs query`, parsed the
-//! same way for the command line and the admin API, and the one function
-//! that reads and records the read.
+//! Reading the connection log (R16): the filters of `logs query`, checked
+//! the same way for the command line, the admin API and the console, and
+//! the one function that reads and records the read.
+//!
+//! A filter value that cannot match anything as typed (an unknown kind, a
+//! malformed address or date, a partner never registered, an empty period)
+//! is refused with the valid values rather than answered with an empty
+//! list: a typo must never read as "nothing happened".
+
+use std::net::IpAddr;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -8,7 +15,7 @@ use serde_json::json;
 use super::{Event, Outcome, Source, kind};
 use crate::app::App;
 use crate::clock::Millis;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::store::{EventFilter, EventRow};
 
 /// Largest page a single read returns.
@@ -20,6 +27,7 @@ pub struct LogQuery {
     pub email: Option<String>,
     pub partner: Option<String>,
     pub event: Option<String>,
+    pub outcome: Option<String>,
     pub ip: Option<String>,
     /// RFC 3339 time or YYYY-MM-DD (inclusive).
     pub since: Option<String>,
@@ -29,22 +37,148 @@ pub struct LogQuery {
     pub offset: Option<i64>,
 }
 
+/// A filter of [`LogQuery`], named as the admin API and the console name
+/// it (the command line puts `--` in front).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    Partner,
+    Event,
+    Outcome,
+    Ip,
+    Since,
+    Until,
+    Limit,
+    Offset,
+}
+
+impl Param {
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::Partner => "partner",
+            Param::Event => "event",
+            Param::Outcome => "outcome",
+            Param::Ip => "ip",
+            Param::Since => "since",
+            Param::Until => "until",
+            Param::Limit => "limit",
+            Param::Offset => "offset",
+        }
+    }
+}
+
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What makes a query unanswerable. Every variant but `Internal` is bad
+/// input: exit status 2, HTTP 400, a message on the console's form.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(
-        "{flag} : « {value} » n'est ni une date RFC 3339 ni une date AAAA-MM-JJ / is neither an RFC 3339 time nor a date (YYYY-MM-DD)"
+        "event : type d'événement inconnu « {value} » / unknown event kind `{value}`. Valeurs possibles / valid values: {}",
+        kind::ALL.join(", ")
     )]
-    BadTime { flag: &'static str, value: String },
+    UnknownKind { value: String },
+    #[error(
+        "outcome : résultat inconnu « {value} » / unknown outcome `{value}`. Valeurs possibles / valid values: {}",
+        outcome_names().join(", ")
+    )]
+    UnknownOutcome { value: String },
+    #[error(
+        "partner : partenaire inconnu « {value} » / unknown partner `{value}`. Partenaires enregistrés / registered partners: {}",
+        if known.is_empty() { "(aucun / none)".to_string() } else { known.join(", ") }
+    )]
+    UnknownPartner { value: String, known: Vec<String> },
+    #[error("ip : « {value} » n'est pas une adresse IPv4 ou IPv6 / is not an IPv4 or IPv6 address")]
+    BadIp { value: String },
+    #[error(
+        "{param} : « {value} » n'est ni une date RFC 3339 ni une date AAAA-MM-JJ / is neither an RFC 3339 time nor a date (YYYY-MM-DD)"
+    )]
+    BadTime { param: Param, value: String },
+    #[error(
+        "until : la période est vide, « until » ({until}) doit suivre « since » ({since}) / the period is empty: until ({until}) must come after since ({since})"
+    )]
+    EmptyPeriod { since: String, until: String },
+    #[error("{param} : « {value} » hors des bornes {min} à {max} / out of bounds {min} to {max}")]
+    OutOfRange { param: Param, value: i64, min: i64, max: i64 },
+    #[error("{param} : « {value} » doit être positif ou nul / must be zero or more")]
+    Negative { param: Param, value: i64 },
+    #[error(transparent)]
+    Internal(#[from] AppError),
+}
+
+fn outcome_names() -> Vec<&'static str> {
+    Outcome::ALL.iter().map(|o| o.as_str()).collect()
+}
+
+impl QueryError {
+    /// The filter at fault; `None` for an internal failure.
+    pub fn param(&self) -> Option<Param> {
+        Some(match self {
+            QueryError::UnknownKind { .. } => Param::Event,
+            QueryError::UnknownOutcome { .. } => Param::Outcome,
+            QueryError::UnknownPartner { .. } => Param::Partner,
+            QueryError::BadIp { .. } => Param::Ip,
+            QueryError::BadTime { param, .. }
+            | QueryError::OutOfRange { param, .. }
+            | QueryError::Negative { param, .. } => *param,
+            QueryError::EmptyPeriod { .. } => Param::Until,
+            QueryError::Internal(_) => return None,
+        })
+    }
+
+    /// The value as typed.
+    pub fn value(&self) -> String {
+        match self {
+            QueryError::UnknownKind { value }
+            | QueryError::UnknownOutcome { value }
+            | QueryError::UnknownPartner { value, .. }
+            | QueryError::BadIp { value }
+            | QueryError::BadTime { value, .. } => value.clone(),
+            QueryError::EmptyPeriod { until, .. } => until.clone(),
+            QueryError::OutOfRange { value, .. } | QueryError::Negative { value, .. } => value.to_string(),
+            QueryError::Internal(_) => String::new(),
+        }
+    }
+
+    /// Every value the filter accepts, when they can be listed: all the
+    /// kinds, both outcomes, the registered partners.
+    pub fn valid_values(&self) -> Option<Vec<String>> {
+        match self {
+            QueryError::UnknownKind { .. } => Some(kind::ALL.iter().map(|k| k.to_string()).collect()),
+            QueryError::UnknownOutcome { .. } => Some(outcome_names().into_iter().map(String::from).collect()),
+            QueryError::UnknownPartner { known, .. } => Some(known.clone()),
+            _ => None,
+        }
+    }
+
+    /// What the filter expects, when its values cannot be listed.
+    pub fn expected(&self) -> Option<String> {
+        match self {
+            QueryError::BadIp { .. } => Some("an IPv4 or IPv6 address".into()),
+            QueryError::BadTime { .. } => Some("an RFC 3339 time or a date (YYYY-MM-DD)".into()),
+            QueryError::EmptyPeriod { .. } => Some("a time after since".into()),
+            QueryError::OutOfRange { min, max, .. } => Some(format!("a whole number from {min} to {max}")),
+            QueryError::Negative { .. } => Some("a whole number, 0 or more".into()),
+            _ => None,
+        }
+    }
+
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, QueryError::Internal(_))
+    }
 }
 
 /// RFC 3339, or a date (midnight UTC), as milliseconds.
-pub fn parse_time(flag: &'static str, text: &str) -> Result<Millis, QueryError> {
+pub fn parse_time(param: Param, text: &str) -> Result<Millis, QueryError> {
     if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
     crate::provisioning::convention::parse_date(text)
         .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
-        .ok_or_else(|| QueryError::BadTime { flag, value: text.to_string() })
+        .ok_or_else(|| QueryError::BadTime { param, value: text.to_string() })
 }
 
 fn non_blank(v: &Option<String>) -> Option<String> {
@@ -52,17 +186,66 @@ fn non_blank(v: &Option<String>) -> Option<String> {
 }
 
 impl LogQuery {
-    /// The store filter; `default_limit` applies when no limit was given.
+    /// The store filter, every value checked; `default_limit` applies when
+    /// no limit was given. A partner is checked against the registered
+    /// ones (partners are never deleted, so a partner of an old record is
+    /// still one of them).
+    pub async fn validate(&self, app: &App, default_limit: i64) -> Result<EventFilter, QueryError> {
+        let filter = self.filter(default_limit)?;
+        if let Some(p) = &filter.partner_id
+            && app.store.partner(p).await.map_err(AppError::from)?.is_none()
+        {
+            let known = app.store.partners().await.map_err(AppError::from)?.into_iter().map(|p| p.id).collect();
+            return Err(QueryError::UnknownPartner { value: p.clone(), known });
+        }
+        Ok(filter)
+    }
+
+    /// The checks that need no database: kinds, outcomes, addresses,
+    /// times, bounds.
     pub fn filter(&self, default_limit: i64) -> Result<EventFilter, QueryError> {
+        let kind = match non_blank(&self.event) {
+            Some(v) => Some(kind::parse(&v).ok_or(QueryError::UnknownKind { value: v })?.to_string()),
+            None => None,
+        };
+        let outcome = match non_blank(&self.outcome) {
+            Some(v) => Some(Outcome::parse(&v).ok_or(QueryError::UnknownOutcome { value: v })?.as_str().to_string()),
+            None => None,
+        };
+        // Stored addresses are `IpAddr`'s canonical text: "2001:DB8::1"
+        // must find "2001:db8::1".
+        let ip = match non_blank(&self.ip) {
+            Some(v) => Some(v.parse::<IpAddr>().map_err(|_| QueryError::BadIp { value: v })?.to_string()),
+            None => None,
+        };
+        let since_ms = non_blank(&self.since).map(|t| parse_time(Param::Since, &t)).transpose()?;
+        let until_ms = non_blank(&self.until).map(|t| parse_time(Param::Until, &t)).transpose()?;
+        if let (Some(s), Some(u)) = (since_ms, until_ms)
+            && u <= s
+        {
+            return Err(QueryError::EmptyPeriod {
+                since: non_blank(&self.since).unwrap_or_default(),
+                until: non_blank(&self.until).unwrap_or_default(),
+            });
+        }
+        let limit = self.limit.unwrap_or(default_limit);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(QueryError::OutOfRange { param: Param::Limit, value: limit, min: 1, max: MAX_LIMIT });
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(QueryError::Negative { param: Param::Offset, value: offset });
+        }
         Ok(EventFilter {
             email_normalized: non_blank(&self.email).map(|e| e.to_lowercase()),
             partner_id: non_blank(&self.partner),
-            kind: non_blank(&self.event),
-            ip: non_blank(&self.ip),
-            since_ms: non_blank(&self.since).map(|t| parse_time("--since", &t)).transpose()?,
-            until_ms: non_blank(&self.until).map(|t| parse_time("--until", &t)).transpose()?,
-            limit: self.limit.unwrap_or(default_limit).clamp(1, MAX_LIMIT),
-            offset: self.offset.unwrap_or(0).max(0),
+            kind,
+            outcome,
+            ip,
+            since_ms,
+            until_ms,
+            limit,
+            offset,
         })
     }
 }
@@ -96,10 +279,78 @@ pub async fn read(
         Access::Export => kind::LOG_EXPORTED,
     };
     let e = Event::new(kind, Outcome::Success, reader.actor).source(reader.source).details(json!({
-        "email": query.email, "partner_id": filter.partner_id, "event": filter.kind, "ip": filter.ip,
-        "since": query.since, "until": query.until, "format": reader.format,
+        "email": query.email, "partner_id": filter.partner_id, "event": filter.kind, "outcome": filter.outcome,
+        "ip": filter.ip, "since": query.since, "until": query.until, "format": reader.format,
         "limit": filter.limit, "offset": filter.offset, "records": rows.len(),
     }));
     super::record(app, vec![e]).await;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(f: impl FnOnce(&mut LogQuery)) -> Result<EventFilter, QueryError> {
+        let mut q = LogQuery::default();
+        f(&mut q);
+        q.filter(1000)
+    }
+
+    #[test]
+    fn a_typo_is_an_error_listing_every_valid_value() {
+        let e = query(|q| q.event = Some("signin_fail".into())).expect_err("unknown kind");
+        assert_eq!(e.param(), Some(Param::Event));
+        assert_eq!(e.valid_values().map(|v| v.len()), Some(kind::ALL.len()));
+        let text = e.to_string();
+        assert!(text.contains("signin_fail") && text.contains("signin_failed") && text.contains("second_factor_reset"));
+        let e = query(|q| q.outcome = Some("failed".into())).expect_err("unknown outcome");
+        assert_eq!(e.valid_values(), Some(vec!["success".to_string(), "failure".to_string()]));
+        assert!(e.is_bad_input());
+        // The other side: listed values pass, trimmed.
+        let f = query(|q| {
+            q.event = Some(" signin_failed ".into());
+            q.outcome = Some("failure".into());
+        })
+        .expect("valid");
+        assert_eq!((f.kind.as_deref(), f.outcome.as_deref()), (Some("signin_failed"), Some("failure")));
+    }
+
+    #[test]
+    fn addresses_times_and_bounds_are_checked() {
+        assert!(matches!(query(|q| q.ip = Some("10.0.0".into())), Err(QueryError::BadIp { .. })));
+        assert!(matches!(query(|q| q.ip = Some("10.0.0.1/8".into())), Err(QueryError::BadIp { .. })));
+        let f = query(|q| q.ip = Some("2001:DB8::0:1".into())).expect("IPv6");
+        assert_eq!(f.ip.as_deref(), Some("2001:db8::1"), "canonical, as stored");
+        assert!(matches!(
+            query(|q| q.since = Some("hier".into())),
+            Err(QueryError::BadTime { param: Param::Since, .. })
+        ));
+        assert!(matches!(
+            query(|q| {
+                q.since = Some("2026-02-01".into());
+                q.until = Some("2026-01-01".into());
+            }),
+            Err(QueryError::EmptyPeriod { .. })
+        ));
+        assert!(matches!(
+            query(|q| {
+                q.since = Some("2026-01-01".into());
+                q.until = Some("2026-01-01".into());
+            }),
+            Err(QueryError::EmptyPeriod { .. })
+        ));
+        query(|q| {
+            q.since = Some("2026-01-01".into());
+            q.until = Some("2026-01-01T00:00:00.001Z".into());
+        })
+        .expect("a one-millisecond period");
+        for limit in [0, -1, MAX_LIMIT + 1] {
+            let e = query(|q| q.limit = Some(limit)).expect_err("out of bounds");
+            assert_eq!(e.param(), Some(Param::Limit));
+        }
+        assert_eq!(query(|q| q.limit = Some(MAX_LIMIT)).expect("the maximum").limit, MAX_LIMIT);
+        assert_eq!(query(|q| q.offset = Some(-1)).expect_err("negative").param(), Some(Param::Offset));
+        assert_eq!(query(|_| {}).expect("no filter").limit, 1000);
+    }
 }

@@ -32,6 +32,8 @@ pub struct EventFilter {
     pub email_normalized: Option<String>,
     pub partner_id: Option<String>,
     pub kind: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: Option<String>,
     pub ip: Option<String>,
     pub since_ms: Option<Millis>,
     pub until_ms: Option<Millis>,
@@ -202,6 +204,9 @@ impl Store {
         if f.kind.is_some() {
             sql.push_str(&format!(" AND kind = {}", next()));
         }
+        if f.outcome.is_some() {
+            sql.push_str(&format!(" AND outcome = {}", next()));
+        }
         if f.ip.is_some() {
             sql.push_str(&format!(" AND ip = {}", next()));
         }
@@ -219,7 +224,7 @@ impl Store {
                 q = q.bind(id.clone());
             }
         }
-        for v in [&f.partner_id, &f.kind, &f.ip].into_iter().flatten() {
+        for v in [&f.partner_id, &f.kind, &f.outcome, &f.ip].into_iter().flatten() {
             q = q.bind(v.clone());
         }
         for v in [f.since_ms, f.until_ms].into_iter().flatten() {

@@ -19,8 +19,10 @@ use axum_extra::extract::cookie::CookieJar;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, no_store};
+use super::i18n::Locale;
 use super::{AppState, browser};
 use crate::admin::{self, Admin, Role, actions};
+use crate::audit::export::{CsvLayout, Separator};
 use crate::audit::query::{Access, LogQuery, Reader};
 use crate::audit::{self, Source};
 use crate::auth::session;
@@ -67,6 +69,14 @@ fn json_response(status: StatusCode, body: Value) -> Response {
     r
 }
 
+/// The connection-log records as a CSV file for a spreadsheet (BOM, `;`,
+/// headers in `locale`): what the console's export and this API's give.
+pub(super) fn log_csv_response(rows: &[crate::store::EventRow], locale: Locale) -> Response {
+    let headers = super::i18n::csv_headers(locale);
+    let layout = CsvLayout { separator: Separator::Semicolon, bom: true, headers: &headers };
+    csv_response(audit::export::to_csv(rows, &layout), "journal-connexions.csv")
+}
+
 fn csv_response(body: String, file_name: &str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
@@ -81,19 +91,64 @@ fn csv_response(body: String, file_name: &str) -> Response {
 fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
     match params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| {
-            ApiError::Invalid(format!("{name} : « {v} » n'est pas un nombre entier / is not a whole number"))
+        Some(v) => v.parse().map(Some).map_err(|_| ApiError::InvalidParameter {
+            parameter: name.to_string(),
+            message: format!("{name} : « {v} » n'est pas un nombre entier / is not a whole number"),
+            valid_values: None,
+            expected: Some("a whole number".into()),
+        }),
+    }
+}
+
+/// A parameter that takes one of `valid` (the first when absent or blank).
+fn one_of(params: &HashMap<String, String>, name: &str, valid: &[&'static str]) -> Result<&'static str, ApiError> {
+    let given = params.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    match given {
+        None => Ok(valid[0]),
+        Some(v) => valid.iter().copied().find(|x| *x == v).ok_or_else(|| ApiError::InvalidParameter {
+            parameter: name.to_string(),
+            message: format!(
+                "{name} : valeur inconnue « {v} » / unknown value `{v}`. Valeurs possibles / valid values: {}",
+                valid.join(", ")
+            ),
+            valid_values: Some(valid.iter().map(|x| x.to_string()).collect()),
+            expected: None,
         }),
     }
 }
 
 /// `json` (default) or `csv`.
 fn export_format(params: &HashMap<String, String>) -> Result<&'static str, ApiError> {
-    match params.get("format").map(String::as_str) {
-        None | Some("") | Some("json") => Ok("json"),
-        Some("csv") => Ok("csv"),
-        Some(other) => Err(ApiError::Invalid(format!("format : « {other} » (json ou csv / json or csv)"))),
+    one_of(params, "format", &["json", "csv"])
+}
+
+/// Refuses a parameter the endpoint does not know: a misspelt filter
+/// (`evnt=`) would otherwise widen the answer silently.
+fn only_known(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&String> = params.keys().filter(|k| !known.contains(&k.as_str())).collect();
+    unknown.sort();
+    match unknown.first() {
+        None => Ok(()),
+        Some(name) => Err(ApiError::InvalidParameter {
+            parameter: name.to_string(),
+            message: format!(
+                "paramètre inconnu « {name} » / unknown parameter `{name}`. Paramètres possibles / valid parameters: {}",
+                known.join(", ")
+            ),
+            valid_values: Some(known.iter().map(|k| k.to_string()).collect()),
+            expected: None,
+        }),
     }
+}
+
+/// The language of a CSV export's headers: `lang` (`fr` or `en`), then the
+/// language cookie and `Accept-Language`; French by default.
+fn export_locale(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<Locale, ApiError> {
+    let lang = params.get("lang").map(|v| v.trim()).filter(|v| !v.is_empty());
+    if lang.is_some() {
+        one_of(params, "lang", &["fr", "en"])?;
+    }
+    Ok(browser::locale(headers, lang, None))
 }
 
 /// Who is signed in, with the CSRF token that state-changing requests must
@@ -121,24 +176,30 @@ async fn logs(
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
     let admin = authenticate(&app, &jar, &[Role::CafSecurity]).await?;
+    only_known(
+        &params,
+        &["email", "partner", "event", "outcome", "ip", "since", "until", "limit", "offset", "format", "lang"],
+    )?;
     let format = export_format(&params)?;
+    let locale = export_locale(&headers, &params)?;
     let query = LogQuery {
         email: params.get("email").cloned(),
         partner: params.get("partner").cloned(),
         event: params.get("event").cloned(),
+        outcome: params.get("outcome").cloned(),
         ip: params.get("ip").cloned(),
         since: params.get("since").cloned(),
         until: params.get("until").cloned(),
         limit: number(&params, "limit")?,
         offset: number(&params, "offset")?,
     };
-    let filter = query.filter(DEFAULT_LIMIT)?;
+    let filter = query.validate(&app, DEFAULT_LIMIT).await?;
     let source = super::audit_source(&app, peer, &headers);
     let access = if format == "csv" { Access::Export } else { Access::Read };
     let reader = Reader { actor: &admin.email, source: &source, format };
     let rows = audit::query::read(&app, &query, &filter, access, reader).await?;
     if format == "csv" {
-        return Ok(csv_response(audit::export::to_csv(&rows), "journal-connexions.csv"));
+        return Ok(log_csv_response(&rows, locale));
     }
     let next = (rows.len() as i64 == filter.limit).then(|| filter.offset + filter.limit);
     let records: Vec<Value> = rows.iter().map(audit::public_record).collect();
@@ -158,7 +219,7 @@ async fn alerts(
     let admin = authenticate(&app, &jar, &[Role::CafSecurity]).await?;
     let format = export_format(&params)?;
     let since = params.get("since").map(|s| s.trim()).filter(|s| !s.is_empty());
-    let since_ms = since.map(|t| audit::query::parse_time("since", t)).transpose()?;
+    let since_ms = since.map(|t| audit::query::parse_time(audit::query::Param::Since, t)).transpose()?;
     let limit = number(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
     let offset = number(&params, "offset")?.unwrap_or(0);
     let list = crate::alerts::list(&app, since_ms, limit, offset).await?;

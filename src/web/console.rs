@@ -27,7 +27,7 @@ use super::i18n::Locale;
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages, second_factor};
 use crate::admin::{self, AccessDenied, Admin, Role, actions};
-use crate::audit::query::{Access, LogQuery, Reader};
+use crate::audit::query::{Access, LogQuery, QueryError, Reader};
 use crate::audit::{self, Verification};
 use crate::auth::session;
 use crate::crypto::{hash_secret, random_token};
@@ -218,6 +218,7 @@ fn log_query(q: &HashMap<String, String>) -> LogQuery {
         email: get("email"),
         partner: get("partner"),
         event: get("event"),
+        outcome: get("outcome"),
         ip: get("ip"),
         since: get("since"),
         until: get("until"),
@@ -233,6 +234,7 @@ fn filter_query(q: &LogQuery) -> String {
         ("email", &q.email),
         ("partner", &q.partner),
         ("event", &q.event),
+        ("outcome", &q.outcome),
         ("ip", &q.ip),
         ("since", &q.since),
         ("until", &q.until),
@@ -260,17 +262,22 @@ async fn logs(
     let mut query = log_query(&q);
     query.limit = Some(PAGE);
     let filters = filter_query(&query);
+    let sep = if filters.is_empty() { "" } else { "&" };
     let base = context! {
         f => context! {
             email => query.email.clone(), partner => query.partner.clone(), event => query.event.clone(),
-            ip => query.ip.clone(), since => query.since.clone(), until => query.until.clone(),
+            outcome => query.outcome.clone(), ip => query.ip.clone(), since => query.since.clone(),
+            until => query.until.clone(),
         },
-        export_href => format!("/admin/logs/export?{filters}"),
+        kinds => audit::kind::ALL,
+        // The file's headers follow the page's language.
+        export_href => format!("/admin/logs/export?{filters}{sep}lang={}", c.locale.code()),
     };
-    let filter = match query.filter(PAGE) {
+    let filter = match query.validate(&app, PAGE).await {
         Ok(f) => f,
+        Err(QueryError::Internal(e)) => return error::internal_page(e, c.locale),
         Err(e) => {
-            let ctx = context! { error => e.to_string(), searched => false, ..base };
+            let ctx = context! { error => filter_error(c.locale, &e), searched => false, ..base };
             return c.render(&app, StatusCode::BAD_REQUEST, "admin/logs.html", "/admin/logs", ctx);
         }
     };
@@ -281,7 +288,6 @@ async fn logs(
         Err(e) => return error::internal_page(e, c.locale),
     };
     let records: Vec<serde_json::Value> = rows.iter().map(audit::public_record).collect();
-    let sep = if filters.is_empty() { "" } else { "&" };
     let prev =
         (filter.offset > 0).then(|| format!("/admin/logs?{filters}{sep}offset={}", (filter.offset - PAGE).max(0)));
     let next =
@@ -299,15 +305,25 @@ async fn logs(
     c.render(&app, StatusCode::OK, "admin/logs.html", "/admin/logs", ctx)
 }
 
-fn csv_response(body: String, file_name: &str) -> Response {
-    let mut r = body.into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
+/// A refused filter, for the form: which field, why (in the page's
+/// language), what was typed, and what would be accepted.
+fn filter_error(locale: Locale, e: &QueryError) -> Value {
+    let key = match e {
+        QueryError::UnknownKind { .. } => "console_err_event",
+        QueryError::UnknownOutcome { .. } => "console_err_outcome",
+        QueryError::UnknownPartner { .. } => "console_err_partner",
+        QueryError::BadIp { .. } => "console_err_ip",
+        QueryError::BadTime { .. } => "console_err_time",
+        QueryError::EmptyPeriod { .. } => "console_err_period",
+        QueryError::OutOfRange { .. } | QueryError::Negative { .. } | QueryError::Internal(_) => "console_err_page",
+    };
+    let value = (!matches!(e, QueryError::EmptyPeriod { .. })).then(|| e.value());
+    context! {
+        field => e.param().map(|p| p.name()),
+        message => text(locale, key),
+        value => value,
+        valid => e.valid_values(),
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
 }
 
 /// The same filters as a CSV file (a `log_exported` record).
@@ -324,18 +340,20 @@ async fn logs_export(
     };
     let mut query = log_query(&q);
     query.offset = None;
-    let filter = match query.filter(audit::query::MAX_LIMIT) {
+    let filter = match query.validate(&app, audit::query::MAX_LIMIT).await {
         Ok(f) => f,
-        Err(e) => {
-            let mut r = (StatusCode::BAD_REQUEST, e.to_string()).into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-            return r;
+        Err(QueryError::Internal(e)) => return error::internal_page(e, c.locale),
+        // Back to the search form, which says what is wrong with what was typed.
+        Err(_) => {
+            let filters = filter_query(&query);
+            let sep = if filters.is_empty() { "" } else { "&" };
+            return browser::see_other(&format!("/admin/logs?{filters}{sep}lang={}", c.locale.code()));
         }
     };
     let source = super::audit_source(&app, peer, &headers);
     let reader = Reader { actor: &c.admin.email, source: &source, format: "csv" };
     match audit::query::read(&app, &query, &filter, Access::Export, reader).await {
-        Ok(rows) => csv_response(audit::export::to_csv(&rows), "journal-connexions.csv"),
+        Ok(rows) => super::admin_api::log_csv_response(&rows, c.locale),
         Err(e) => error::internal_page(e, c.locale),
     }
 }
@@ -887,6 +905,27 @@ pub(super) const TEXTS: &[(&str, &str, &str)] = &[
     ("console_partner_id", "Partenaire (identifiant)", "Partner (identifier)"),
     ("console_event", "Type d'événement", "Event kind"),
     ("console_event_hint", "Par exemple signin_failed", "For example signin_failed"),
+    ("console_outcome", "Résultat", "Outcome"),
+    ("console_outcome_any", "Tous", "Any"),
+    ("console_outcome_success", "Succès (success)", "Success"),
+    ("console_outcome_failure", "Échec (failure)", "Failure"),
+    ("console_err_event", "Type d'événement inconnu :", "Unknown event kind:"),
+    ("console_err_outcome", "Résultat inconnu :", "Unknown outcome:"),
+    ("console_err_partner", "Partenaire inconnu :", "Unknown partner:"),
+    ("console_err_ip", "Ce n'est pas une adresse IPv4 ou IPv6 :", "Not an IPv4 or IPv6 address:"),
+    (
+        "console_err_time",
+        "Date non reconnue (saisissez AAAA-MM-JJ ou une date RFC 3339) :",
+        "Date not recognised (type YYYY-MM-DD or an RFC 3339 time):",
+    ),
+    (
+        "console_err_period",
+        "La période est vide : « Jusqu'à » doit être postérieur à « Depuis ».",
+        "The period is empty: “Until” must come after “Since”.",
+    ),
+    ("console_err_page", "Numéro de page hors limites :", "Page number out of range:"),
+    ("console_valid_values", "Valeurs possibles :", "Valid values:"),
+    ("console_no_partner", "aucun partenaire n'est enregistré.", "no partner is registered."),
     ("console_ip", "Adresse IP", "IP address"),
     ("console_since", "Depuis", "Since"),
     ("console_until", "Jusqu'à (exclu)", "Until (excluded)"),

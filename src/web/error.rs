@@ -76,6 +76,14 @@ pub enum ApiError {
     Csrf,
     NotFound(String),
     Invalid(String),
+    /// A query parameter refused: 400 with the parameter, and the values it
+    /// accepts (`valid_values` when they can be listed, else `expected`).
+    InvalidParameter {
+        parameter: String,
+        message: String,
+        valid_values: Option<Vec<String>>,
+        expected: Option<String>,
+    },
     Conflict(String),
     Internal(AppError),
 }
@@ -114,7 +122,15 @@ impl From<crate::admin::AdminError> for ApiError {
 
 impl From<crate::audit::query::QueryError> for ApiError {
     fn from(e: crate::audit::query::QueryError) -> Self {
-        ApiError::Invalid(e.to_string())
+        match (e.param(), e) {
+            (_, crate::audit::query::QueryError::Internal(e)) => ApiError::Internal(e),
+            (param, e) => ApiError::InvalidParameter {
+                parameter: param.map(|p| p.name().to_string()).unwrap_or_default(),
+                message: e.to_string(),
+                valid_values: e.valid_values(),
+                expected: e.expected(),
+            },
+        }
     }
 }
 
@@ -126,6 +142,7 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut extra = serde_json::Map::new();
         let (status, code, message) = match self {
             ApiError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
@@ -149,6 +166,16 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Invalid(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
+            ApiError::InvalidParameter { parameter, message, valid_values, expected } => {
+                extra.insert("parameter".into(), json!(parameter));
+                if let Some(v) = valid_values {
+                    extra.insert("valid_values".into(), json!(v));
+                }
+                if let Some(x) = expected {
+                    extra.insert("expected".into(), json!(x));
+                }
+                (StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::Internal(e) => {
                 tracing::error!(error = %e, "admin API request failed");
@@ -163,7 +190,10 @@ impl IntoResponse for ApiError {
                 }
             }
         };
-        let mut r = (status, Json(json!({"error": code, "message": message}))).into_response();
+        let mut body =
+            serde_json::Map::from_iter([("error".to_string(), json!(code)), ("message".into(), json!(message))]);
+        body.extend(extra);
+        let mut r = (status, Json(body)).into_response();
         no_store(&mut r);
         r
     }

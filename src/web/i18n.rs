@@ -283,6 +283,29 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Column headers of the connection-log CSV export, `csv_col_` + the field
+/// name of `audit::export::CSV_COLUMNS`.
+const CSV_HEADERS: &[(&str, &str, &str)] = &[
+    ("csv_col_seq", "N°", "No."),
+    ("csv_col_time", "Date (UTC)", "Time (UTC)"),
+    ("csv_col_kind", "Type d'événement", "Event kind"),
+    ("csv_col_outcome", "Résultat", "Outcome"),
+    ("csv_col_email", "Adresse électronique", "Email address"),
+    ("csv_col_account_id", "Compte", "Account"),
+    ("csv_col_partner_id", "Partenaire", "Partner"),
+    ("csv_col_client_id", "Application", "Client"),
+    ("csv_col_ip", "Adresse IP", "IP address"),
+    ("csv_col_user_agent", "Navigateur (user agent)", "User agent"),
+    ("csv_col_actor", "Auteur", "Actor"),
+    ("csv_col_details", "Détails", "Details"),
+];
+
+/// The headers of the connection-log CSV in `locale`, in the order of
+/// `audit::export::CSV_COLUMNS`.
+pub fn csv_headers(locale: Locale) -> [&'static str; 12] {
+    crate::audit::export::CSV_COLUMNS.map(|c| text(locale, &format!("csv_col_{c}")))
+}
+
 /// The shared texts and those of the second-factor pages.
 fn all_texts() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
     TEXTS
@@ -290,6 +313,7 @@ fn all_texts() -> impl Iterator<Item = &'static (&'static str, &'static str, &'s
         .chain(super::second_factor::TEXTS.iter())
         .chain(super::console::TEXTS.iter())
         .chain(super::statement::TEXTS.iter())
+        .chain(CSV_HEADERS.iter())
 }
 
 pub fn texts(locale: Locale) -> BTreeMap<&'static str, &'static str> {
@@ -322,6 +346,18 @@ mod tests {
         for (k, fr, en) in all_texts() {
             assert!(!fr.is_empty() && !en.is_empty(), "{k}");
         }
+    }
+
+    #[test]
+    fn every_csv_column_has_a_header_in_both_languages() {
+        for locale in [Locale::Fr, Locale::En] {
+            let headers = csv_headers(locale);
+            assert!(headers.iter().all(|h| !h.is_empty()), "{headers:?}");
+            let distinct: std::collections::BTreeSet<_> = headers.iter().collect();
+            assert_eq!(distinct.len(), headers.len(), "{headers:?}");
+        }
+        assert_eq!(csv_headers(Locale::Fr)[2], "Type d'événement");
+        assert_eq!(csv_headers(Locale::En)[2], "Event kind");
     }
 
     /// The second-factor and console texts live beside their pages: a key

@@ -27,12 +27,64 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
     r
 }
 
+/// Whether a `Content-Type` value is `application/x-www-form-urlencoded`
+/// (RFC 9110 §8.3.1): type and subtype compared without regard to case,
+/// then optional parameters (`; charset=UTF-8`), each `name=value` with a
+/// token or a quoted string as value. A prefix is not enough:
+/// `application/x-www-form-urlencodedX` names another media type.
+pub fn is_form_urlencoded(value: &str) -> bool {
+    const OWS: [char; 2] = [' ', '\t'];
+    let (essence, mut rest) = match value.find(';') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, ""),
+    };
+    if !essence.trim_matches(OWS).eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return false;
+    }
+    let is_token =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    // Each round: `;`, then an optional parameter.
+    while let Some(after) = rest.strip_prefix(';') {
+        let after = after.trim_start_matches(OWS);
+        if after.is_empty() || after.starts_with(';') {
+            rest = after;
+            continue;
+        }
+        let Some((name, tail)) = after.split_once('=') else { return false };
+        if !is_token(name) {
+            return false;
+        }
+        let value_len = if let Some(quoted) = tail.strip_prefix('"') {
+            // A quoted string: up to the closing quote, `\` escaping one character.
+            let mut escaped = false;
+            let Some(end) = quoted.char_indices().find_map(|(i, c)| {
+                let closes = !escaped && c == '"';
+                escaped = !escaped && c == '\\';
+                closes.then_some(i)
+            }) else {
+                return false;
+            };
+            end + 2
+        } else {
+            let end = tail.find([';', ' ', '\t']).unwrap_or(tail.len());
+            if !is_token(&tail[..end]) {
+                return false;
+            }
+            end
+        };
+        rest = tail[value_len..].trim_start_matches(OWS);
+    }
+    rest.is_empty()
+}
+
 /// Parses an `application/x-www-form-urlencoded` body, refusing repeats.
 pub fn form_params(headers: &HeaderMap, body: &Bytes) -> Result<Params, OAuthError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let mut types = headers.get_all(header::CONTENT_TYPE).iter();
+    // Two Content-Type headers leave the body's type undecided: refused.
+    let is_form = match (types.next(), types.next()) {
+        (Some(v), None) => v.to_str().is_ok_and(is_form_urlencoded),
+        _ => false,
+    };
     if !is_form {
         return Err(OAuthError::invalid_request("expected application/x-www-form-urlencoded"));
     }
@@ -157,5 +209,40 @@ pub async fn introspect(
             r
         }
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_form_urlencoded;
+
+    #[test]
+    fn the_media_type_is_parsed_not_prefix_matched() {
+        for accepted in [
+            "application/x-www-form-urlencoded",
+            "Application/X-WWW-Form-URLEncoded",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "application/x-www-form-urlencoded;charset=utf-8",
+            "application/x-www-form-urlencoded ; charset=\"UTF-8\"",
+            "application/x-www-form-urlencoded; charset=\"a;b\\\"c\"; x=y",
+            "application/x-www-form-urlencoded;",
+        ] {
+            assert!(is_form_urlencoded(accepted), "{accepted}");
+        }
+        for refused in [
+            "application/x-www-form-urlencodedX",
+            "application/x-www-form-urlencoded2; charset=UTF-8",
+            "application/x-www-form-urlencoded, text/plain",
+            "application/x-www-form-urlencoded; charset",
+            "application/x-www-form-urlencoded; =UTF-8",
+            "application/x-www-form-urlencoded; charset=\"UTF-8",
+            "application/x-www-form-urlencoded; charset=UTF 8",
+            "application/x-www-form",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+            "",
+        ] {
+            assert!(!is_form_urlencoded(refused), "{refused}");
+        }
     }
 }

@@ -172,13 +172,22 @@ async fn a_caf_administrator_journey_in_a_real_browser() {
     assert!(ct.starts_with("text/csv"), "{ct}");
     let csv = r.text().await.expect("csv");
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], coop_idp::audit::export::CSV_COLUMNS.join(","), "header row");
+    // For a French spreadsheet: BOM, `;`, the page's language in the headers.
+    assert!(lines[0].starts_with("\u{feff}N°;Date (UTC);Type d'événement;Résultat;"), "header row: {}", lines[0]);
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(lines[1..].iter().all(|l| l.contains(",access_opened,success,")), "{csv}");
+    assert!(lines[1..].iter().all(|l| l.contains(";access_opened;success;")), "{csv}");
     assert!(lines[1..].iter().any(|l| l.contains(NEW_AGENT)), "{csv}");
     // Without this browser's session, no export.
     let anonymous = crate::common::http_client().get(server.url(&href)).send().await.expect("export");
     assert_eq!(anonymous.status(), 303, "the export needs a session");
+
+    // A mistyped kind: the form again, with the error and what was typed.
+    b.fill("f-event", "access_open").await;
+    b.submit("Erreur : Journal des connexions").await;
+    let error = b.main_text().await;
+    assert!(error.contains("Type d'événement inconnu") && error.contains("access_opened"), "{error}");
+    assert_eq!(b.attr("#f-event", "value").await.as_deref(), Some("access_open"), "kept as typed");
+    b.check_page("console-logs-error", "fr").await;
 
     // The security officer's other pages, and the yearly review.
     for (path, title, name) in [
@@ -221,6 +230,6 @@ async fn a_caf_administrator_journey_in_a_real_browser() {
     b.wait_title("Accueil — Console d'administration").await;
 
     let pages = b.finish().await;
-    assert_eq!(pages.len(), 19, "pages scanned: {pages:?}");
+    assert_eq!(pages.len(), 20, "pages scanned: {pages:?}");
     eprintln!("admin journey: {} pages in {:.1} s", pages.len(), started.elapsed().as_secs_f64());
 }

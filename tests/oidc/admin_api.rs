@@ -15,7 +15,10 @@ on_both_databases!(
     every_endpoint_family_admits_its_roles_and_refuses_the_others,
     state_changes_need_csrf_and_are_logged_with_the_administrator,
     log_filters_narrow_and_reads_are_logged,
+    bad_filters_are_refused_with_the_valid_values,
     csv_export_escapes_injected_cells,
+    csv_export_is_for_a_french_spreadsheet_and_injection_proof,
+    cli_query_refuses_bad_filters_and_exports_safe_csv,
 );
 
 pub(crate) const PARTNER: &str = "cc-girou";
@@ -321,6 +324,11 @@ async fn log_filters_narrow_and_reads_are_logged(db: Db) {
     assert_eq!(dated.len() + 1, records(&security, &server, "").await.len());
     let r = security.get(server.url("/admin/api/logs?since=yesterday")).send().await.expect("get");
     assert_eq!(r.status(), 400);
+    // The outcome narrows too, both ways.
+    let failures = records(&security, &server, "outcome=failure").await;
+    check("outcome", &failures, &|r| r["outcome"] == "failure");
+    let successes = records(&security, &server, "outcome=success&event=signin_failed").await;
+    assert!(successes.is_empty(), "{successes:?}");
 
     // Pagination: pages of 2 follow each other without overlap.
     let r: Value =
@@ -384,14 +392,12 @@ async fn csv_export_escapes_injected_cells(db: Db) {
     let r = security.get(server.url("/admin/api/logs?format=csv&event=signin_failed")).send().await.expect("get");
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("csv");
-    assert!(
-        text.starts_with("seq,time,kind,outcome,email,account_id,partner_id,client_id,ip,user_agent,actor,details\r\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("\u{feff}N°;Date (UTC);Type d'événement;Résultat;"), "{text}");
     // The raw text quotes the cell and doubles its quotes …
     assert!(text.contains("\"'=HYPERLINK(\"\"http://evil\"\"),x;\"\"q\"\"\nnext@cc-girou.fr\""), "{text}");
     // … and a CSV reader gets the values back, neutralised.
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+    let text = text.trim_start_matches('\u{feff}');
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').has_headers(true).from_reader(text.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a well-formed CSV row")).collect();
     assert_eq!(rows.len(), 2, "{text}");
     assert_eq!(&rows[0][4], format!("'{injected}"));
@@ -403,6 +409,206 @@ async fn csv_export_escapes_injected_cells(db: Db) {
             assert!(!cell.starts_with(['=', '+', '-', '@']), "a formula escaped: {cell}");
         }
     }
+}
+
+/// A `GET` on the log API: status and JSON body.
+async fn api_error(b: &reqwest::Client, server: &TestServer, query: &str) -> (StatusCode, Value) {
+    let r = b.get(server.url(&format!("/admin/api/logs?{query}"))).send().await.expect("get");
+    let status = r.status();
+    (status, r.json().await.expect("JSON error"))
+}
+
+/// A typo is a 400 naming the parameter and what it accepts, never an empty
+/// (or a silently widened) answer; what is valid still passes.
+async fn bad_filters_are_refused_with_the_valid_values(db: Db) {
+    let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
+    setup(&server).await;
+    assert_eq!(failed_sign_in(&server, AGENT, "203.0.113.9", "ua-a").await, 401);
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let reads_before = read_count(&server).await;
+
+    let (status, body) = api_error(&security, &server, "event=signin_fail").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(body["parameter"], "event");
+    let kinds: Vec<&str> = body["valid_values"].as_array().expect("kinds").iter().filter_map(Value::as_str).collect();
+    assert_eq!(kinds, coop_idp::audit::kind::ALL, "every kind, from the one list");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("signin_fail") && m.contains("signin_failed")));
+    let (status, body) = api_error(&security, &server, "outcome=failed").await;
+    assert_eq!((status, &body["parameter"]), (StatusCode::BAD_REQUEST, &Value::from("outcome")));
+    assert_eq!(body["valid_values"], serde_json::json!(["success", "failure"]));
+    let (status, body) = api_error(&security, &server, "partner=cc-giro").await;
+    assert_eq!((status, &body["parameter"]), (StatusCode::BAD_REQUEST, &Value::from("partner")));
+    assert_eq!(body["valid_values"], serde_json::json!([PARTNER, OTHER]));
+    for (query, parameter) in [
+        ("ip=203.0.113", "ip"),
+        ("ip=203.0.113.9/24", "ip"),
+        ("since=31/12/2026", "since"),
+        ("until=demain", "until"),
+        ("since=2026-02-01&until=2026-01-01", "until"),
+        ("limit=0", "limit"),
+        ("limit=100001", "limit"),
+        ("limit=ten", "limit"),
+        ("offset=-1", "offset"),
+        ("format=xlsx", "format"),
+        ("lang=de&format=csv", "lang"),
+        ("evnt=signin_failed", "evnt"),
+    ] {
+        let (status, body) = api_error(&security, &server, query).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["parameter"], parameter, "{query}: {body}");
+        assert!(body["valid_values"].is_array() || body["expected"].is_string(), "{query}: {body}");
+    }
+    let (_, body) = api_error(&security, &server, "format=xlsx").await;
+    assert_eq!(body["valid_values"], serde_json::json!(["json", "csv"]));
+    assert_eq!(read_count(&server).await, reads_before, "a refused query reads nothing");
+
+    // The other side: the same filters, well typed, answer.
+    let found = records(
+        &security,
+        &server,
+        "event=signin_failed&outcome=failure&ip=203.0.113.9&since=2020-01-01&until=2999-01-01&limit=100000&lang=en",
+    )
+    .await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    // A registered partner is a valid filter, records or not (`records` checks the 200).
+    records(&security, &server, "partner=ville-autre").await;
+    // An address is compared in its canonical form, as recorded.
+    assert!(records(&security, &server, "ip=2001:DB8:0::1").await.is_empty());
+}
+
+async fn read_count(server: &TestServer) -> usize {
+    server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("log_read".into()), limit: 1000, ..Default::default() })
+        .await
+        .expect("events")
+        .len()
+}
+
+/// The user agent of the issue: split on `;` it would give cells starting
+/// with `=`.
+pub(crate) const HOSTILE_AGENT: &str = "Mozilla/5.0;=1+41;=cmd|' /C calc'!A0";
+
+/// Every cell a spreadsheet may see in `text`, splitting on `;` or `,`,
+/// honouring quotes or not, starts with anything but a formula.
+pub(crate) fn assert_no_formula_cell(text: &str) {
+    let text = text.trim_start_matches('\u{feff}');
+    let starters = coop_idp::audit::export::FORMULA_STARTERS;
+    for sep in [b';', b','] {
+        for line in text.split(['\n', '\r']) {
+            for cell in line.split(sep as char) {
+                assert!(!cell.starts_with(starters), "naive split on {:?}: {cell:?}", sep as char);
+            }
+        }
+        let mut reader =
+            csv::ReaderBuilder::new().delimiter(sep).has_headers(false).flexible(true).from_reader(text.as_bytes());
+        for record in reader.records() {
+            let record = record.expect("a CSV record");
+            for cell in record.iter() {
+                assert!(!cell.starts_with(starters), "CSV parse on {:?}: {cell:?}", sep as char);
+            }
+        }
+    }
+}
+
+async fn csv_export_is_for_a_french_spreadsheet_and_injection_proof(db: Db) {
+    let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
+    setup(&server).await;
+    assert_eq!(failed_sign_in(&server, "Jérôme.Hébert@cc-girou.fr", "203.0.113.9", HOSTILE_AGENT).await, 401);
+    let (security, _) = signed_in(&server, SECURITY).await;
+
+    let r = security.get(server.url("/admin/api/logs?format=csv&event=signin_failed")).send().await.expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    let bytes = r.bytes().await.expect("csv");
+    assert!(bytes.starts_with(&[0xEF, 0xBB, 0xBF]), "UTF-8 byte-order mark first");
+    let text = String::from_utf8(bytes.to_vec()).expect("UTF-8");
+    let header = text.trim_start_matches('\u{feff}').lines().next().unwrap_or_default();
+    assert_eq!(
+        header,
+        "N°;Date (UTC);Type d'événement;Résultat;Adresse électronique;Compte;Partenaire;Application;\
+         Adresse IP;Navigateur (user agent);Auteur;Détails"
+    );
+    assert!(text.contains("Jérôme.Hébert@cc-girou.fr"), "accents as they are: {text}");
+    assert!(text.contains("\"Mozilla/5.0;'=1+41;'=cmd|' /C calc'!A0\""), "{text}");
+    assert_no_formula_cell(&text);
+    // Read with `;`, as a French spreadsheet does: one column per field.
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].len(), 12);
+    assert_eq!(&rows[0][2], "signin_failed");
+    assert_eq!(&rows[0][9], "Mozilla/5.0;'=1+41;'=cmd|' /C calc'!A0");
+
+    // In English when the request is, by `lang` or by `Accept-Language`.
+    for (query, accept) in [("&lang=en", "fr"), ("", "en-GB,en;q=0.8")] {
+        let r = security
+            .get(server.url(&format!("/admin/api/logs?format=csv&event=signin_failed{query}")))
+            .header("accept-language", accept)
+            .send()
+            .await
+            .expect("get");
+        let text = r.text().await.expect("csv");
+        assert!(text.starts_with("\u{feff}No.;Time (UTC);Event kind;Outcome;Email address;"), "{query}: {text}");
+        assert_no_formula_cell(&text);
+    }
+}
+
+/// `logs query` on the server's database: a typo exits 2 with the list of
+/// kinds; the CSV keeps the field names, `,` by default, `;` (with a BOM)
+/// on request, and no formula either way.
+async fn cli_query_refuses_bad_filters_and_exports_safe_csv(db: Db) {
+    use crate::log_integrity::cli;
+    let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
+    setup(&server).await;
+    assert_eq!(failed_sign_in(&server, AGENT, "203.0.113.9", HOSTILE_AGENT).await, 401);
+    let text = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let errors = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let out = cli(&server, &["logs", "query", "--event", "signin_fail"]);
+    assert_eq!(out.status.code(), Some(2), "bad input: {}", errors(&out));
+    assert!(text(&out).is_empty(), "no header, no empty table: {}", text(&out));
+    for kind in coop_idp::audit::kind::ALL {
+        assert!(errors(&out).contains(kind), "{kind} listed: {}", errors(&out));
+    }
+    for args in [
+        vec!["--outcome", "failed"],
+        vec!["--ip", "203.0.113"],
+        vec!["--since", "hier"],
+        vec!["--since", "2026-02-01", "--until", "2026-01-01"],
+        vec!["--partner", "cc-giro"],
+        vec!["--limit", "0"],
+        vec!["--format", "json", "--separator", "semicolon"],
+        vec!["--format", "xlsx"],
+        vec!["--format", "csv", "--separator", "tab"],
+    ] {
+        let out = cli(&server, &[&["logs", "query"][..], &args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", errors(&out));
+    }
+    let out = cli(&server, &["logs", "query", "--partner", "cc-giro"]);
+    assert!(errors(&out).contains(PARTNER) && errors(&out).contains(OTHER), "{}", errors(&out));
+
+    let out = cli(&server, &["logs", "query", "--event", "signin_failed", "--outcome", "failure", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(0), "{}", errors(&out));
+    let csv = text(&out);
+    assert!(
+        csv.starts_with("seq,time,kind,outcome,email,account_id,partner_id,client_id,ip,user_agent,actor,details\r\n")
+    );
+    assert!(csv.contains("\"Mozilla/5.0;'=1+41;'=cmd|' /C calc'!A0\""), "{csv}");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert_no_formula_cell(&csv);
+    let out =
+        cli(&server, &["logs", "query", "--event", "signin_failed", "--format", "csv", "--separator", "semicolon"]);
+    assert_eq!(out.status.code(), Some(0), "{}", errors(&out));
+    let csv = text(&out);
+    assert!(csv.starts_with("\u{feff}seq;time;kind;outcome;email;"), "{csv}");
+    assert_no_formula_cell(&csv);
+    let mut reader =
+        csv::ReaderBuilder::new().delimiter(b';').from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+    let row = reader.records().next().expect("a row").expect("CSV");
+    assert_eq!(&row[9], "Mozilla/5.0;'=1+41;'=cmd|' /C calc'!A0");
 }
 
 // ---------------------------------------------------------------------------

@@ -261,6 +261,39 @@ async fn log_search_filters_pages_and_exports_csv(db: Db) {
     assert_eq!(status, 400);
     assert!(bad.contains("hier") && bad.contains("role=\"alert\""), "{bad}");
 
+    // A typo is an error on the form, with every valid value, never an
+    // empty result; the form keeps what was typed.
+    let (status, _, bad) = get(&security, &server.url("/admin/logs?event=signin_fail&ip=203.0.113.1")).await;
+    assert_eq!(status, 400);
+    assert!(bad.contains("événement inconnu") && bad.contains("<code>signin_fail</code>"), "{bad}");
+    for kind in coop_idp::audit::kind::ALL {
+        assert!(bad.contains(&format!("<code>{kind}</code>")), "{kind} listed");
+    }
+    assert!(bad.contains("value=\"signin_fail\"") && bad.contains("value=\"203.0.113.1\""), "kept: {bad}");
+    assert!(bad.contains("aria-describedby=\"f-event-hint filter-error\" aria-invalid=\"true\""), "{bad}");
+    assert!(!bad.contains("<td><time"), "no result table");
+    assert!(bad.contains("<title>Erreur : Journal des connexions — Console d"), "the title says so");
+    let (status, _, bad) = get(&security, &server.url("/admin/logs?event=signin_fail&lang=en")).await;
+    assert_eq!(status, 400);
+    assert!(bad.contains("Unknown event kind:") && bad.contains("Valid values:"), "{bad}");
+    for (query, says, lists) in [
+        ("outcome=failed", "Résultat inconnu", "<code>success</code>, <code>failure</code>"),
+        ("partner=cc-giro", "Partenaire inconnu", "<code>cc-girou</code>"),
+        ("ip=203.0.113", "adresse IPv4 ou IPv6", "value=\"203.0.113\""),
+        ("since=2026-02-01&until=2026-01-01", "La période est vide", "value=\"2026-01-01\""),
+    ] {
+        let (status, _, bad) = get(&security, &server.url(&format!("/admin/logs?{query}"))).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(bad.contains(says) && bad.contains(lists), "{query}: {bad}");
+    }
+    // The other side: the values listed are accepted.
+    let (status, _, _) =
+        get(&security, &server.url("/admin/logs?event=signin_failed&outcome=failure&partner=cc-girou")).await;
+    assert_eq!(status, 200);
+    // An export of a bad filter goes back to the form, which says why.
+    let (status, to, _) = get(&security, &server.url("/admin/logs/export?event=signin_fail")).await;
+    assert_eq!((status, to.as_str()), (303, "/admin/logs?event=signin_fail&lang=fr"));
+
     // The export link carries the filters; the CSV has a header and 30 rows.
     assert!(by_ip.contains("export?email="));
     let r = security
@@ -272,6 +305,17 @@ async fn log_search_filters_pages_and_exports_csv(db: Db) {
     assert!(r.headers()["content-type"].to_str().unwrap_or("").starts_with("text/csv"));
     let csv = r.text().await.expect("csv");
     assert_eq!(csv.lines().count(), 31, "{csv}");
+    // For a French spreadsheet: BOM, `;`, French headers (English with the page).
+    assert!(csv.starts_with("\u{feff}N°;Date (UTC);Type d'événement;"), "{csv}");
+    assert!(by_ip.contains("&amp;lang=fr\""), "the export link carries the page's language");
+    let r = security
+        .get(server.url(&format!("/admin/logs/export?email={target}&ip=203.0.113.1&lang=en")))
+        .send()
+        .await
+        .expect("export");
+    let csv = r.text().await.expect("csv");
+    assert!(csv.starts_with("\u{feff}No.;Time (UTC);Event kind;"), "{csv}");
+    crate::admin_api::assert_no_formula_cell(&csv);
     // Reads and exports are logged with the officer as actor.
     let count = |kind: &'static str| {
         let store = server.app.store.clone();
@@ -286,7 +330,7 @@ async fn log_search_filters_pages_and_exports_csv(db: Db) {
         }
     };
     assert!(count("log_read").await >= 5);
-    assert_eq!(count("log_exported").await, 1);
+    assert_eq!(count("log_exported").await, 2);
 }
 
 async fn closing_an_access_asks_for_confirmation(db: Db) {

@@ -101,6 +101,7 @@ on_both_databases!(
     private_key_jwt_client_authentication,
     introspection_hides_other_clients_tokens,
     revocation_basics,
+    form_content_type_is_parsed_not_prefix_matched,
 );
 
 async fn code_reuse(db: Db, wait_secs: i64) {
@@ -833,4 +834,54 @@ async fn revocation_basics(db: Db) {
     assert_eq!(revoke(&server, ("platform", &secret), &at).await, 200);
     assert_eq!(userinfo_status(&server, &at).await, 401);
     assert_eq!(introspect(&server, ("platform", &secret), &at).await["active"], false);
+}
+
+/// The protocol endpoints take `application/x-www-form-urlencoded` and
+/// nothing else: a parameter after `;` is fine, a longer subtype or another
+/// type is `invalid_request` (and changes nothing: the code still works).
+async fn form_content_type_is_parsed_not_prefix_matched(db: Db) {
+    let (server, _, secret) = setup(db).await;
+    let (code, verifier) = fresh_code(&server, &browser(), "platform").await;
+    let exchange = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_verifier", &verifier)
+        .finish();
+    let post = |path: &str, content_type: &str, body: String| {
+        http_client()
+            .post(server.url(path))
+            .basic_auth("platform", Some(&secret))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    const REFUSED: [&str; 4] = [
+        "application/x-www-form-urlencodedX",
+        "application/x-www-form-urlencodedX; charset=UTF-8",
+        "text/plain",
+        "application/x-www-form-urlencoded; charset",
+    ];
+    for content_type in REFUSED {
+        let r = post("/token", content_type, exchange.clone()).await.expect("token request");
+        assert_eq!(token_error(r).await, (400, "invalid_request".to_string()), "{content_type}");
+    }
+    let r = post("/token", "application/x-www-form-urlencoded; charset=UTF-8", exchange).await.expect("token");
+    let tokens = token_json(r).await;
+    let at = access_token(&tokens);
+    let token_form = format!("token={at}");
+    for path in ["/introspect", "/revoke"] {
+        for content_type in REFUSED {
+            let r = post(path, content_type, token_form.clone()).await.expect("request");
+            assert_eq!(token_error(r).await, (400, "invalid_request".to_string()), "{path} {content_type}");
+        }
+    }
+    assert_eq!(userinfo_status(&server, &at).await, 200, "a refused revocation revoked nothing");
+    let r = post("/introspect", "Application/X-WWW-Form-URLEncoded;charset=utf-8", token_form.clone()).await;
+    let r = r.expect("introspection");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.expect("json")["active"], true);
+    let r = post("/revoke", "application/x-www-form-urlencoded; charset=UTF-8", token_form).await.expect("revoke");
+    assert_eq!(r.status(), 200);
+    assert_eq!(userinfo_status(&server, &at).await, 401);
 }
