@@ -28,8 +28,11 @@ pub enum SignInFailure {
 }
 
 /// Checks an email and password, under the failed-attempt restriction
-/// (`throttle`). Every checked failure takes one Argon2 verification, so
-/// that an unknown email and a wrong password answer in the same time; the
+/// (`throttle`): the attempt is reserved (counted as a failure) before
+/// Argon2 runs, so a concurrent burst gets no more evaluations than the
+/// free allowance; a success clears the address's count and gives back the
+/// source's. Every checked failure takes one Argon2 verification, so that
+/// an unknown email and a wrong password answer in the same time; the
 /// caller shows the same message for all of them.
 pub async fn sign_in_with_password(
     app: &App,
@@ -37,15 +40,13 @@ pub async fn sign_in_with_password(
     password: &str,
     ip: Option<&str>,
 ) -> AppResult<Result<Account, SignInFailure>> {
-    if let throttle::Verdict::Blocked { retry_after_secs } = throttle::check(app, email, ip).await? {
+    if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, email, ip).await? {
         return Ok(Err(SignInFailure::Throttled { retry_after_secs }));
     }
     let outcome = check_password(app, email, password).await?;
-    match &outcome {
-        Ok(_) => throttle::record_success(app, email).await?,
-        Err(_) => {
-            throttle::record_failure(app, email, ip).await?;
-        }
+    if outcome.is_ok() {
+        throttle::record_success(app, email).await?;
+        throttle::release_source(app, ip).await?;
     }
     Ok(outcome)
 }

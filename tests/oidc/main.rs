@@ -29,6 +29,7 @@ mod rotation;
 mod second_factor;
 mod second_step;
 mod session_expiry;
+mod throttle_burst;
 mod throttle_shared;
 mod token;
 mod transfer;
