@@ -141,6 +141,7 @@ pub async fn expire(app: &App, id_hash: &str, sid: &str, account_id: &str, reaso
     if !store::expire_session(&mut tx, id_hash, reason, now).await? {
         return Ok(false);
     }
+    store::delete_unredeemed_codes_of_session(&mut tx, id_hash);
     let mut e = crate::audit::Event::new(crate::audit::kind::SESSION_EXPIRED, crate::audit::Outcome::Success, "system")
         .account(account_id)
         .session(sid)
@@ -177,6 +178,9 @@ pub async fn end(app: &App, id_hash: &str, reason: &str) -> AppResult<bool> {
     let mut tx = app.store.begin_write().await?;
     let ended = store::end_session(&mut tx, id_hash, reason, now).await?;
     store::revoke_families_of_session(&mut tx, id_hash, reason, now).await?;
+    // A code not yet exchanged would otherwise open a token family that
+    // outlives the session it came from (R4, R12).
+    store::delete_unredeemed_codes_of_session(&mut tx, id_hash);
     if ended {
         for client_id in &clients {
             crate::oidc::backchannel::enqueue(app, &mut tx, client_id, &row.account_id, &row.sid).await?;
@@ -213,6 +217,7 @@ pub async fn end_all_of_account_in(
     let now = app.clock.now_ms();
     let ended = store::end_sessions_of_account(tx, account_id, reason, now).await?;
     store::revoke_families_of_account(tx, account_id, reason, now).await?;
+    store::delete_unredeemed_codes_of_account(tx, account_id);
     let mut notices = 0;
     for (id_hash, sid) in &ended {
         for client_id in store::session_client_ids_in(tx, id_hash).await? {

@@ -12,6 +12,7 @@ mod annex1_hostile;
 mod authorize;
 mod backchannel;
 mod basic;
+mod code_session;
 mod connection_log;
 mod console;
 mod credentials;
