@@ -52,7 +52,9 @@ pub async fn sign_in_with_password(
 }
 
 async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Result<Account, SignInFailure>> {
-    let password = password.to_string();
+    // Hashes were made from the NFKC form (`policy::normalize`): a typed
+    // password is verified in that form, or `Zkpq①Mwx!` set would not sign in.
+    let password = policy::normalize(password);
     let row = match ProfessionalEmail::parse(email) {
         Ok(email) => app.store.account_by_email(email.normalized()).await?,
         Err(_) => None,
