@@ -27,6 +27,21 @@ pub enum SignInFailure {
     },
 }
 
+/// A refused sign-in, with the account the address belongs to when it
+/// was read (not for `Throttled`, refused before any read), so that the
+/// connection log names the account and its partner.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub failure: SignInFailure,
+    pub account: Option<Account>,
+}
+
+impl Refused {
+    fn of(failure: SignInFailure, account: Option<Account>) -> Self {
+        Refused { failure, account }
+    }
+}
+
 /// Checks an email and password, under the failed-attempt restriction
 /// (`throttle`): the attempt is reserved (counted as a failure) before
 /// Argon2 runs, so a concurrent burst gets no more evaluations than the
@@ -39,9 +54,9 @@ pub async fn sign_in_with_password(
     email: &str,
     password: &str,
     ip: Option<&str>,
-) -> AppResult<Result<Account, SignInFailure>> {
+) -> AppResult<Result<Account, Refused>> {
     if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, email, ip).await? {
-        return Ok(Err(SignInFailure::Throttled { retry_after_secs }));
+        return Ok(Err(Refused::of(SignInFailure::Throttled { retry_after_secs }, None)));
     }
     let outcome = check_password(app, email, password).await?;
     if outcome.is_ok() {
@@ -51,7 +66,7 @@ pub async fn sign_in_with_password(
     Ok(outcome)
 }
 
-async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Result<Account, SignInFailure>> {
+async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Result<Account, Refused>> {
     // Hashes were made from the NFKC form (`policy::normalize`): a typed
     // password is verified in that form, or `Zkpq①Mwx!` set would not sign in.
     let password = policy::normalize(password);
@@ -61,21 +76,21 @@ async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Res
     };
     let Some(row) = row else {
         app.hasher.verify_dummy(password).await?;
-        return Ok(Err(SignInFailure::UnknownAccount));
+        return Ok(Err(Refused::of(SignInFailure::UnknownAccount, None)));
     };
+    let account = Account::from_row(&row);
     let Some(stored) = row.password_hash.clone() else {
         app.hasher.verify_dummy(password).await?;
-        return Ok(Err(SignInFailure::Pending));
+        return Ok(Err(Refused::of(SignInFailure::Pending, Some(account))));
     };
     let check = app.hasher.verify(password.clone(), stored).await?;
-    let account = Account::from_row(&row);
     if !check.valid {
-        return Ok(Err(SignInFailure::WrongPassword));
+        return Ok(Err(Refused::of(SignInFailure::WrongPassword, Some(account))));
     }
     match account.state {
         AccountState::Active => {}
-        AccountState::Pending => return Ok(Err(SignInFailure::Pending)),
-        AccountState::Closed => return Ok(Err(SignInFailure::Closed)),
+        AccountState::Pending => return Ok(Err(Refused::of(SignInFailure::Pending, Some(account)))),
+        AccountState::Closed => return Ok(Err(Refused::of(SignInFailure::Closed, Some(account)))),
     }
     if check.needs_rehash {
         // The configured Argon2 parameters changed: upgrade while we hold the password.

@@ -194,7 +194,7 @@ pub async fn signin_submit(
     };
     let account = match outcome {
         Ok(a) => a,
-        Err(reason) => {
+        Err(authn::Refused { failure: reason, account: known }) => {
             tracing::info!(reason = ?reason, "sign-in refused");
             let (kind, why) = match reason {
                 authn::SignInFailure::Throttled { retry_after_secs } => (
@@ -216,6 +216,11 @@ pub async fn signin_submit(
                 .details(why);
             if let Some(c) = &client_id {
                 event = event.client(c.clone());
+            }
+            // Read only by the Caf's security staff: naming the account
+            // reveals nothing to the person typing.
+            if let Some(a) = known {
+                event = event.account(a.id).partner(a.partner_id);
             }
             audit::record(&app, vec![event]).await;
             let (message, status, retry_after) = match reason {
