@@ -5,6 +5,7 @@ pub mod password;
 pub mod policy;
 pub mod second_factor;
 pub mod session;
+pub mod signin;
 pub mod throttle;
 pub mod totp;
 pub mod vault;

@@ -30,6 +30,7 @@ mod rotation;
 mod second_factor;
 mod second_step;
 mod session_expiry;
+mod signin_core;
 mod throttle_burst;
 mod throttle_shared;
 mod token;
