@@ -99,4 +99,19 @@ on_both_databases!(
     a_code_obtained_before_sign_out_is_refused_after_it,
     a_code_obtained_before_a_password_change_is_refused_after_it,
     a_code_obtained_before_closure_is_refused_after_it,
+    a_code_whose_session_ended_without_deleting_it_is_refused,
 );
+
+async fn a_code_whose_session_ended_without_deleting_it_is_refused(db: Db) {
+    let s = setup(db).await;
+    let pkce = Pkce::random();
+    let code = silent_code(&s, &pkce).await;
+    // As a session ended by an instance older than this rule would leave it.
+    sqlx::query("UPDATE sessions SET ended_at = $1 WHERE account_id = $2")
+        .bind(s.server.clock.now_ms())
+        .bind(&s.account_id)
+        .execute(s.server.app.store.pool())
+        .await
+        .expect("end the session alone");
+    refused(exchange(&s, &code, &pkce).await);
+}
