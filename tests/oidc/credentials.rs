@@ -36,6 +36,7 @@ on_both_databases!(
     smtp_server_down_at_first_the_message_still_arrives,
     a_password_set_with_compatibility_characters_signs_in_typed_alike,
     invisible_characters_are_refused_and_never_the_special_one,
+    a_code_obtained_before_a_reset_is_refused_after_it,
 );
 
 const PARTNER: &str = "cc-girou";
@@ -1034,4 +1035,21 @@ async fn invisible_characters_are_refused_and_never_the_special_one(db: Db) {
         submit_password(&server, &browser(), &link, "/activate", "TuileVerte7Basalte!", "TuileVerte7Basalte!").await;
     assert_eq!(p.status, 200, "{}", p.html);
     assert_eq!(try_sign_in(&server, &browser(), email, "TuileVerte7Basalte!").await.status, 200);
+}
+
+/// The other side, a code of a live session exchanged, is in `code_session`.
+async fn a_code_obtained_before_a_reset_is_refused_after_it(db: Db) {
+    let server = TestServer::start(db).await;
+    let email = "marie.dupont@cc-girou.fr";
+    server.add_account(email, None).await;
+    let secret = server.add_client("platform").await;
+    let pkce = crate::cluster::Pkce::random();
+    let code = crate::cluster::code_at(&browser(), &server.url(""), &server.url(""), "platform", email, &pkce).await;
+    let mailbox = browser();
+    lost_password(&server, &mailbox, email).await;
+    let link = mailed_link(&server, email, "/password/reset", 1).await;
+    let p = submit_password(&server, &mailbox, &link, "/password/reset", NEW_PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    let (status, body) = crate::cluster::exchange_at(&server.url(""), "platform", &secret, &code, &pkce).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
 }
