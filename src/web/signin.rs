@@ -265,7 +265,9 @@ pub async fn signin_submit(
             Err(e) => error::internal_page(e, locale),
         };
     }
-    match establish(&app, jar, &headers, &source, &account, &[AMR_PASSWORD], ACR_PASSWORD, handle.as_deref()).await {
+    // The request was read above: not read again.
+    let parked = handle.as_deref().zip(parked.as_ref());
+    match complete(&app, jar, &headers, &source, &account, &[AMR_PASSWORD], ACR_PASSWORD, parked).await {
         Ok((jar, location)) => (jar, after_sign_in(locale, location.or(next))).into_response(),
         Err(e) => error::internal_page(e, locale),
     }
@@ -301,6 +303,21 @@ pub(super) async fn establish(
         Some(h) => authorize::parked(app, h).await?,
         None => None,
     };
+    complete(app, jar, headers, source, account, amr, acr, handle.zip(parked.as_ref())).await
+}
+
+/// [`establish`] with the parked request already read by the caller.
+#[allow(clippy::too_many_arguments)]
+async fn complete(
+    app: &AppState,
+    jar: CookieJar,
+    headers: &HeaderMap,
+    source: &audit::Source,
+    account: &Account,
+    amr: &[&str],
+    acr: &str,
+    parked: Option<(&str, &AuthorizationRequest)>,
+) -> Result<(CookieJar, Option<String>), crate::error::AppError> {
     let previous = browser::session_value(&app.config, &jar);
     let ua = browser::user_agent(headers);
     let done = authn::signin::complete(
@@ -310,7 +327,7 @@ pub(super) async fn establish(
             amr,
             acr,
             previous_cookie: previous.as_deref(),
-            parked: handle.zip(parked.as_ref()),
+            parked,
             source,
             user_agent: ua.as_deref(),
         },
