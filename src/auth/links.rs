@@ -217,8 +217,8 @@ pub async fn change_password(
     let Some(account) = app.store.account_by_id(account_id).await? else {
         return Ok(Err(ChangePasswordError::CurrentPassword(crate::auth::SignInFailure::UnknownAccount)));
     };
-    if let Err(failure) = crate::auth::sign_in_with_password(app, &account.email, current, ip).await? {
-        return Ok(Err(ChangePasswordError::CurrentPassword(failure)));
+    if let Err(refused) = crate::auth::sign_in_with_password(app, &account.email, current, ip).await? {
+        return Ok(Err(ChangePasswordError::CurrentPassword(refused.failure)));
     }
     let personal =
         PersonalData { email: &account.email, given_name: &account.given_name, family_name: &account.family_name };

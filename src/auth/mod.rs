@@ -5,6 +5,7 @@ pub mod password;
 pub mod policy;
 pub mod second_factor;
 pub mod session;
+pub mod signin;
 pub mod throttle;
 pub mod totp;
 pub mod vault;
@@ -27,52 +28,70 @@ pub enum SignInFailure {
     },
 }
 
+/// A refused sign-in, with the account the address belongs to when it
+/// was read (not for `Throttled`, refused before any read), so that the
+/// connection log names the account and its partner.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub failure: SignInFailure,
+    pub account: Option<Account>,
+}
+
+impl Refused {
+    fn of(failure: SignInFailure, account: Option<Account>) -> Self {
+        Refused { failure, account }
+    }
+}
+
 /// Checks an email and password, under the failed-attempt restriction
-/// (`throttle`). Every checked failure takes one Argon2 verification, so
-/// that an unknown email and a wrong password answer in the same time; the
+/// (`throttle`): the attempt is reserved (counted as a failure) before
+/// Argon2 runs, so a concurrent burst gets no more evaluations than the
+/// free allowance; a success clears the address's count and gives back the
+/// source's. Every checked failure takes one Argon2 verification, so that
+/// an unknown email and a wrong password answer in the same time; the
 /// caller shows the same message for all of them.
 pub async fn sign_in_with_password(
     app: &App,
     email: &str,
     password: &str,
     ip: Option<&str>,
-) -> AppResult<Result<Account, SignInFailure>> {
-    if let throttle::Verdict::Blocked { retry_after_secs } = throttle::check(app, email, ip).await? {
-        return Ok(Err(SignInFailure::Throttled { retry_after_secs }));
+) -> AppResult<Result<Account, Refused>> {
+    if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, email, ip).await? {
+        return Ok(Err(Refused::of(SignInFailure::Throttled { retry_after_secs }, None)));
     }
     let outcome = check_password(app, email, password).await?;
-    match &outcome {
-        Ok(_) => throttle::record_success(app, email).await?,
-        Err(_) => {
-            throttle::record_failure(app, email, ip).await?;
-        }
+    if outcome.is_ok() {
+        throttle::record_success(app, email).await?;
+        throttle::release_source(app, ip).await?;
     }
     Ok(outcome)
 }
 
-async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Result<Account, SignInFailure>> {
-    let password = password.to_string();
+async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Result<Account, Refused>> {
+    // Hashes were made from the NFKC form (`policy::normalize`): a typed
+    // password is verified in that form, or `Zkpq①Mwx!` set would not sign in.
+    let password = policy::normalize(password);
     let row = match ProfessionalEmail::parse(email) {
         Ok(email) => app.store.account_by_email(email.normalized()).await?,
         Err(_) => None,
     };
     let Some(row) = row else {
         app.hasher.verify_dummy(password).await?;
-        return Ok(Err(SignInFailure::UnknownAccount));
+        return Ok(Err(Refused::of(SignInFailure::UnknownAccount, None)));
     };
+    let account = Account::from_row(&row);
     let Some(stored) = row.password_hash.clone() else {
         app.hasher.verify_dummy(password).await?;
-        return Ok(Err(SignInFailure::Pending));
+        return Ok(Err(Refused::of(SignInFailure::Pending, Some(account))));
     };
     let check = app.hasher.verify(password.clone(), stored).await?;
-    let account = Account::from_row(&row);
     if !check.valid {
-        return Ok(Err(SignInFailure::WrongPassword));
+        return Ok(Err(Refused::of(SignInFailure::WrongPassword, Some(account))));
     }
     match account.state {
         AccountState::Active => {}
-        AccountState::Pending => return Ok(Err(SignInFailure::Pending)),
-        AccountState::Closed => return Ok(Err(SignInFailure::Closed)),
+        AccountState::Pending => return Ok(Err(Refused::of(SignInFailure::Pending, Some(account)))),
+        AccountState::Closed => return Ok(Err(Refused::of(SignInFailure::Closed, Some(account)))),
     }
     if check.needs_rehash {
         // The configured Argon2 parameters changed: upgrade while we hold the password.

@@ -7,15 +7,23 @@
 //! nothing that the zxcvbn estimator (which ships the well-known lists of
 //! common and breached passwords) rates guessable in under 10^6 attempts.
 //!
-//! Characters are counted after Unicode NFKC normalisation, which is also
-//! what is hashed, so the same password typed on another keyboard matches.
+//! Characters are counted after Unicode NFKC normalisation ([`normalize`]),
+//! which is also what is hashed and what a typed password is verified as,
+//! so the same password typed on another keyboard matches.
 //! - uppercase / lowercase: Unicode letters with that case (É, ß…);
 //! - digit: any Unicode numeric character (0–9, ², ٣…);
-//! - special: any other visible character — punctuation, symbols, emoji —
-//!   that is not a letter, a digit, a space or a control character.
+//! - special: a visible character of the general categories P
+//!   (punctuation: Pc Pd Ps Pe Pi Pf Po) or S (symbols: Sm Sc Sk So, emoji
+//!   included). Marks (Mn Mc Me: a combining accent alone, a variation
+//!   selector) and separators (Zs Zl Zp) do not count.
+//! - refused outright: the general categories C — control (Cc), format (Cf:
+//!   zero-width space, U+202E and other direction overrides, soft hyphen),
+//!   private use (Co) and unassigned (Cn) — which cannot be seen, so cannot
+//!   be typed back with confidence.
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
+use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
 pub const MIN_LENGTH: usize = 8;
 /// Long passphrases are welcome; this only bounds the work per request.
@@ -29,6 +37,7 @@ pub enum Violation {
     NoLowercase,
     NoDigit,
     NoSpecial,
+    Invisible,
     ContainsPersonalData,
     TooCommon,
     Mismatch,
@@ -44,6 +53,7 @@ impl Violation {
             Violation::NoLowercase => "pw_no_lowercase",
             Violation::NoDigit => "pw_no_digit",
             Violation::NoSpecial => "pw_no_special",
+            Violation::Invisible => "pw_invisible",
             Violation::ContainsPersonalData => "pw_personal",
             Violation::TooCommon => "pw_common",
             Violation::Mismatch => "pw_mismatch",
@@ -75,7 +85,8 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// NFKC, as used both for policy checks and for hashing.
+/// NFKC: the one form of a password, used for the policy checks, for
+/// hashing and for verifying a typed password (`auth::check_password`).
 pub fn normalize(raw: &str) -> String {
     raw.nfkc().collect()
 }
@@ -108,6 +119,9 @@ pub fn check(raw: &str, confirmation: &str, personal: &PersonalData) -> Result<P
     if !password.chars().any(is_special) {
         broken.push(Violation::NoSpecial);
     }
+    if password.chars().any(is_invisible) {
+        broken.push(Violation::Invisible);
+    }
     let folded = fold(&password);
     if personal_fragments(personal).iter().any(|f| folded.contains(f.as_str())) {
         broken.push(Violation::ContainsPersonalData);
@@ -122,7 +136,13 @@ pub fn check(raw: &str, confirmation: &str, personal: &PersonalData) -> Result<P
 }
 
 pub fn is_special(c: char) -> bool {
-    !c.is_alphabetic() && !c.is_numeric() && !c.is_whitespace() && !c.is_control()
+    matches!(c.general_category_group(), GeneralCategoryGroup::Punctuation | GeneralCategoryGroup::Symbol)
+}
+
+/// Control, format, private-use and unassigned characters (Cs cannot occur
+/// in a Rust string).
+pub fn is_invisible(c: char) -> bool {
+    c.general_category_group() == GeneralCategoryGroup::Other
 }
 
 /// Parts of the identity long enough to be meaningful (3+ characters).
@@ -205,6 +225,24 @@ mod tests {
         let long = format!("Aa1!{}", "x-Y".repeat(41));
         assert_eq!(long.chars().count(), 127);
         assert_eq!(check(&long, &long, &ME).map(|p| p.expose().len()).ok(), Some(long.len()));
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_and_marks_are_not_special() {
+        // Each would otherwise be the only "special" character.
+        for c in ['\u{200B}', '\u{202E}', '\u{00AD}', '\u{E000}'] {
+            let p = format!("TuileVerte7Basalte{c}");
+            assert_eq!(broken(&p), vec![Violation::NoSpecial, Violation::Invisible], "U+{:04X}", c as u32);
+        }
+        // A variation selector or a combining accent alone is allowed but
+        // is not the special character.
+        for c in ['\u{FE0F}', '\u{0301}'] {
+            assert!(!is_special(c) && !is_invisible(c));
+            let p = format!("TuileVerte7Basalte{c}");
+            assert_eq!(broken(&p), vec![Violation::NoSpecial], "U+{:04X}", c as u32);
+        }
+        // The same characters beside a visible special one: still refused.
+        assert_eq!(broken("Tuile-Verte-7-Basalte\u{200B}"), vec![Violation::Invisible]);
     }
 
     proptest! {

@@ -63,14 +63,28 @@ pub async fn open(
     acr: &str,
     source: SessionSource<'_>,
 ) -> AppResult<(String, Session)> {
+    let mut tx = app.store.begin_write().await?;
+    let opened = open_in(app, &mut tx, account_id, amr, acr, source).await?;
+    tx.commit().await?;
+    Ok(opened)
+}
+
+/// [`open`] inside the caller's transaction (a sign-in's, all or nothing).
+pub async fn open_in(
+    app: &App,
+    tx: &mut crate::store::WriteTx,
+    account_id: &str,
+    amr: &[&str],
+    acr: &str,
+    source: SessionSource<'_>,
+) -> AppResult<(String, Session)> {
     let now = app.clock.now_ms();
     let cookie = random_token();
     let id_hash = hash_secret(&cookie);
     let sid = random_b64(16);
     let amr_text = amr.join(" ");
-    let mut tx = app.store.begin_write().await?;
     store::insert_session(
-        &mut tx,
+        tx,
         &NewSession {
             id_hash: &id_hash,
             sid: &sid,
@@ -85,7 +99,6 @@ pub async fn open(
         now,
     )
     .await?;
-    tx.commit().await?;
     let session = Session {
         id_hash,
         sid,
@@ -141,6 +154,7 @@ pub async fn expire(app: &App, id_hash: &str, sid: &str, account_id: &str, reaso
     if !store::expire_session(&mut tx, id_hash, reason, now).await? {
         return Ok(false);
     }
+    store::delete_unredeemed_codes_of_session(&mut tx, id_hash);
     let mut e = crate::audit::Event::new(crate::audit::kind::SESSION_EXPIRED, crate::audit::Outcome::Success, "system")
         .account(account_id)
         .session(sid)
@@ -171,20 +185,37 @@ pub async fn sweep_expired(app: &App) -> AppResult<usize> {
 /// Ends a session: its tokens stop working at once and every relying party
 /// that received tokens from it is told by back-channel logout.
 pub async fn end(app: &App, id_hash: &str, reason: &str) -> AppResult<bool> {
-    let now = app.clock.now_ms();
     let Some(row) = app.store.session(id_hash).await? else { return Ok(false) };
     let clients = app.store.session_client_ids(id_hash).await?;
     let mut tx = app.store.begin_write().await?;
-    let ended = store::end_session(&mut tx, id_hash, reason, now).await?;
-    store::revoke_families_of_session(&mut tx, id_hash, reason, now).await?;
-    if ended {
-        for client_id in &clients {
-            crate::oidc::backchannel::enqueue(app, &mut tx, client_id, &row.account_id, &row.sid).await?;
-        }
-    }
+    let ended = end_in(app, &mut tx, &row, &clients, reason).await?;
     tx.commit().await?;
     if ended && !clients.is_empty() {
         app.backchannel_wake.notify_one();
+    }
+    Ok(ended)
+}
+
+/// [`end`] inside the caller's transaction, with the session and its
+/// clients already read; the caller wakes the back-channel sender after
+/// committing when this returns true and `clients` is not empty.
+pub async fn end_in(
+    app: &App,
+    tx: &mut crate::store::WriteTx,
+    row: &SessionRow,
+    clients: &[String],
+    reason: &str,
+) -> AppResult<bool> {
+    let now = app.clock.now_ms();
+    let ended = store::end_session(tx, &row.id_hash, reason, now).await?;
+    store::revoke_families_of_session(tx, &row.id_hash, reason, now).await?;
+    // A code not yet exchanged would otherwise open a token family that
+    // outlives the session it came from (R4, R12).
+    store::delete_unredeemed_codes_of_session(tx, &row.id_hash);
+    if ended {
+        for client_id in clients {
+            crate::oidc::backchannel::enqueue(app, tx, client_id, &row.account_id, &row.sid).await?;
+        }
     }
     Ok(ended)
 }
@@ -213,6 +244,7 @@ pub async fn end_all_of_account_in(
     let now = app.clock.now_ms();
     let ended = store::end_sessions_of_account(tx, account_id, reason, now).await?;
     store::revoke_families_of_account(tx, account_id, reason, now).await?;
+    store::delete_unredeemed_codes_of_account(tx, account_id);
     let mut notices = 0;
     for (id_hash, sid) in &ended {
         for client_id in store::session_client_ids_in(tx, id_hash).await? {

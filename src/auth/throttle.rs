@@ -140,34 +140,54 @@ async fn read(app: &App, key: &str) -> AppResult<Option<ThrottleRow>> {
     Ok(app.store.throttle(key).await?)
 }
 
-/// Applies `next` to a counter atomically and returns the new value.
-async fn update(app: &App, key: &str, next: impl Fn(Option<ThrottleRow>) -> ThrottleRow) -> AppResult<ThrottleRow> {
+/// What a transition makes of a counter: a new value to store, or a
+/// verdict that leaves it as it is.
+type Step = Result<ThrottleRow, Verdict>;
+
+/// Applies `next` to a counter atomically: the check and the increment are
+/// one step, so concurrent attempts on any instance each see the previous
+/// one's increment.
+async fn update(app: &App, key: &str, next: impl Fn(Option<ThrottleRow>) -> Step) -> AppResult<Step> {
     if let Some(s) = shared(app) {
         let attempt = async {
             // Compare-and-set: retried when another instance changed it meanwhile.
-            for _ in 0..16 {
+            for _ in 0..CAS_ATTEMPTS {
                 let seen = s.get(key).await?;
-                let row = next(seen.row.clone());
+                let row = match next(seen.row.clone()) {
+                    Ok(row) => row,
+                    Err(verdict) => return Ok(Some(Err(verdict))),
+                };
                 if s.compare_and_set(key, &seen, &row, SHARED_TTL_MS).await? {
-                    return Ok(Some(row));
+                    return Ok(Some(Ok(row)));
                 }
             }
             Ok::<_, crate::store::shared::SharedError>(None)
         }
         .await;
         match attempt {
-            Ok(Some(row)) => return Ok(row),
-            Ok(None) => tracing::warn!("failed sign-in counter contended; using the database"),
+            Ok(Some(step)) => return Ok(step),
+            // A counter this contended is a burst: falling back to the
+            // database would let it through on a second counter, so the
+            // attempt is refused for a second instead.
+            Ok(None) => {
+                tracing::warn!(key = %key, "failed sign-in counter contended; attempt refused");
+                return Ok(Err(Verdict::Blocked { retry_after_secs: 1 }));
+            }
             Err(e) => redis_failed(app, &e),
         }
     }
     let now = app.clock.now_ms();
     let mut tx = app.store.begin_write().await?;
-    let row = next(store::throttle_for_update(&mut tx, key).await?);
-    store::save_throttle(&mut tx, &row, now).await?;
+    let step = next(store::throttle_for_update(&mut tx, key).await?);
+    if let Ok(row) = &step {
+        store::save_throttle(&mut tx, row, now).await?;
+    }
     tx.commit().await?;
-    Ok(row)
+    Ok(step)
 }
+
+/// Compare-and-set rounds before a contended Redis counter refuses the attempt.
+const CAS_ATTEMPTS: usize = 32;
 
 async fn clear(app: &App, key: &str) -> AppResult<()> {
     if let Some(s) = shared(app) {
@@ -195,31 +215,95 @@ pub async fn check(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdic
     }
 }
 
+/// Counts an attempt before its password is checked: it is recorded as a
+/// failure up front, in the same atomic step that checks the limit, so that
+/// a burst of concurrent attempts gets at most the free allowance evaluated
+/// (the old read, Argon2, then write let every attempt of a burst through).
+/// A success then clears the count (`record_success`). The source is
+/// reserved first, so that attempts from a blocked source never lengthen an
+/// account's delay; an attempt refused here changes no counter.
+pub async fn reserve(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
+    let now = app.clock.now_ms();
+    let limits = Limits::from_app(app);
+    if let Some(ip) = ip {
+        let key = ip_key(ip);
+        let step = update(app, &key, |r| match verdict(r.as_ref(), now) {
+            Verdict::Allowed => Ok(after_ip_failure(r, &key, now, limits)),
+            blocked => Err(blocked),
+        })
+        .await?;
+        match step {
+            Err(blocked) => return Ok(blocked),
+            Ok(row) if row.blocked_until > now => {
+                tracing::warn!(ip = %ip, "source address blocked after failed sign-ins across accounts");
+            }
+            Ok(_) => {}
+        }
+    }
+    let key = email_key(email);
+    let step = update(app, &key, |r| match verdict(r.as_ref(), now) {
+        Verdict::Allowed => Ok(after_account_failure(r, &key, now, limits)),
+        blocked => Err(blocked),
+    })
+    .await?;
+    match step {
+        Err(blocked) => {
+            // Refused unchecked: not a failure of the source either.
+            release_source(app, ip).await?;
+            Ok(blocked)
+        }
+        Ok(row) => {
+            if row.blocked_until > now {
+                tracing::warn!(
+                    retry_after_secs = (row.blocked_until - now) / 1000,
+                    failures = row.consecutive_failures,
+                    "sign-in delayed after repeated failures"
+                );
+            }
+            Ok(Verdict::Allowed)
+        }
+    }
+}
+
 /// Records a failure; returns the verdict for the next attempt.
 pub async fn record_failure(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
     let now = app.clock.now_ms();
     let limits = Limits::from_app(app);
     let key = email_key(email);
-    let row = update(app, &key, |r| after_account_failure(r, &key, now, limits)).await?;
-    let mut next = verdict(Some(&row), now);
-    if row.blocked_until > now {
-        tracing::warn!(
-            retry_after_secs = (row.blocked_until - now) / 1000,
-            failures = row.consecutive_failures,
-            "sign-in delayed after repeated failures"
-        );
-    }
+    let row = stored(update(app, &key, |r| Ok(after_account_failure(r, &key, now, limits))).await?);
+    let mut next = verdict(row.as_ref(), now);
     if let Some(ip) = ip {
         let key = ip_key(ip);
-        let ip_row = update(app, &key, |r| after_ip_failure(r, &key, now, limits)).await?;
+        let ip_row = stored(update(app, &key, |r| Ok(after_ip_failure(r, &key, now, limits))).await?);
         if next == Verdict::Allowed {
-            next = verdict(Some(&ip_row), now);
-        }
-        if ip_row.blocked_until > now {
-            tracing::warn!(ip = %ip, "source address blocked after failed sign-ins across accounts");
+            next = verdict(ip_row.as_ref(), now);
         }
     }
     Ok(next)
+}
+
+/// The row an unconditional step stored (none when Redis refused a
+/// contended counter: the attempt is then treated as blocked elsewhere).
+fn stored(step: Step) -> Option<ThrottleRow> {
+    step.ok()
+}
+
+/// A successful attempt gives back the source budget its reservation
+/// spent: the source budget counts failures, not sign-ins.
+pub async fn release_source(app: &App, ip: Option<&str>) -> AppResult<()> {
+    let Some(ip) = ip else { return Ok(()) };
+    let key = ip_key(ip);
+    // Nothing to report: a counter already gone needs no giving back.
+    let _ = update(app, &key, |r| match r {
+        Some(mut r) => {
+            r.window_failures = (r.window_failures - 1).max(0);
+            r.consecutive_failures = (r.consecutive_failures - 1).max(0);
+            Ok(r)
+        }
+        None => Err(Verdict::Allowed),
+    })
+    .await?;
+    Ok(())
 }
 
 /// Lost-password requests allowed per source address per 15 minutes.
@@ -232,8 +316,8 @@ pub async fn spend_reset_budget(app: &App, ip: &str) -> AppResult<bool> {
     let now = app.clock.now_ms();
     let key = format!("reset-ip:{ip}");
     let limits = Limits { max_delay_ms: IP_WINDOW_MS, ip_max_failures: RESET_REQUESTS_PER_SOURCE + 1 };
-    let row = update(app, &key, |r| after_ip_failure(r, &key, now, limits)).await?;
-    Ok(row.window_failures <= RESET_REQUESTS_PER_SOURCE)
+    let row = stored(update(app, &key, |r| Ok(after_ip_failure(r, &key, now, limits))).await?);
+    Ok(row.is_some_and(|r| r.window_failures <= RESET_REQUESTS_PER_SOURCE))
 }
 
 /// A success resets the address's counter (not the source's budget).

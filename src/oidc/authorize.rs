@@ -311,6 +311,19 @@ impl AuthorizationRequest {
 /// Issues a single-use code bound to client, redirect URI, PKCE and session,
 /// and returns the redirect carrying it.
 pub async fn issue_code(app: &App, request: &AuthorizationRequest, session: &Session) -> AppResult<String> {
+    let mut tx = app.store.begin_batched_write().await?;
+    let location = issue_code_in(app, &mut tx, request, session).await?;
+    tx.commit().await?;
+    Ok(location)
+}
+
+/// [`issue_code`] inside the caller's transaction (a sign-in's).
+pub async fn issue_code_in(
+    app: &App,
+    tx: &mut crate::store::WriteTx,
+    request: &AuthorizationRequest,
+    session: &Session,
+) -> AppResult<String> {
     let now = app.clock.now_ms();
     let code = random_token();
     let row = CodeRow {
@@ -332,10 +345,8 @@ pub async fn issue_code(app: &App, request: &AuthorizationRequest, session: &Ses
         used_at: None,
         family_id: None,
     };
-    let mut tx = app.store.begin_batched_write().await?;
-    store::insert_code(&mut tx, &row).await?;
-    store::add_session_client(&mut tx, &session.id_hash, &request.client_id).await?;
-    tx.commit().await?;
+    store::insert_code(tx, &row).await?;
+    store::add_session_client(tx, &session.id_hash, &request.client_id).await?;
     Ok(redirect_with(&app.config.issuer_str(), &request.redirect_uri, request.state.as_deref(), &[("code", &code)]))
 }
 

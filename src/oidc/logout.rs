@@ -1,6 +1,7 @@
 //! RP-Initiated Logout 1.0. Redirects only to a post-logout URI registered
 //! exactly for the client named by a valid `id_token_hint`; without a hint
-//! the user is asked to confirm; with a bad hint nothing is redirected.
+//! naming the signed-in person, the user is asked to confirm (GET or POST
+//! alike); with a bad hint nothing is redirected.
 
 use serde::Deserialize;
 
@@ -91,7 +92,10 @@ pub async fn decide(app: &App, raw: Result<Params, String>, session: Option<&Ses
         (Some(_), None) => true,
         (None, _) => false,
     };
-    if post_logout.is_some() && !hint_matches_session {
+    // Without a hint naming the signed-in person, the request may come from
+    // any page that navigates the browser here: the user is asked first
+    // (RP-Initiated Logout §2), and nothing changes until they confirm.
+    if !hint_matches_session {
         return Ok(LogoutDecision::Confirm { client_id, post_logout_redirect_uri: post_logout, state });
     }
     let redirect = post_logout.map(|uri| redirect_without_iss(&uri, state.as_deref()));

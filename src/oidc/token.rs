@@ -84,6 +84,18 @@ async fn authorization_code(
     if row.expires_at <= now {
         return Err(OAuthError::invalid_grant("code expired"));
     }
+    // A code dies with its session (R4, R12). Ending a session deletes its
+    // codes; this also refuses one whose session timed out unnoticed, or
+    // ended while the code was being read.
+    let idle_ms = app.config.session_idle_timeout_secs * 1000;
+    let live = app
+        .store
+        .session(&row.session_id_hash)
+        .await?
+        .is_some_and(|s| s.ended_at.is_none() && crate::auth::session::expiry_reason(&s, now, idle_ms).is_none());
+    if !live {
+        return Err(OAuthError::invalid_grant("the session of this code has ended"));
+    }
     if !CodeChallenge::from_stored(row.code_challenge.clone()).verify(&verifier) {
         return Err(OAuthError::invalid_grant("code_verifier does not match code_challenge"));
     }

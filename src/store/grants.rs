@@ -397,6 +397,19 @@ pub async fn insert_code(tx: &mut WriteTx, c: &CodeRow) -> StoreResult<()> {
 
 /// Marks a code used and links it to the family it produced. Single use
 /// itself is the family's unique `code_hash` (see `insert_family`).
+/// Deletes the codes of a session that were never exchanged.
+pub fn delete_unredeemed_codes_of_session(tx: &mut WriteTx, session_id_hash: &str) {
+    tx.queue(
+        "DELETE FROM authorization_codes WHERE session_id_hash = $1 AND used_at IS NULL",
+        vec![session_id_hash.into()],
+    );
+}
+
+/// Deletes the codes of every session of an account that were never exchanged.
+pub fn delete_unredeemed_codes_of_account(tx: &mut WriteTx, account_id: &str) {
+    tx.queue("DELETE FROM authorization_codes WHERE account_id = $1 AND used_at IS NULL", vec![account_id.into()]);
+}
+
 pub fn consume_code(tx: &mut WriteTx, code_hash: &str, family_id: &str, now: Millis) {
     tx.queue(
         "UPDATE authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL",

@@ -24,10 +24,19 @@ impl Store {
 }
 
 pub async fn throttle_for_update(tx: &mut WriteTx, key: &str) -> StoreResult<Option<ThrottleRow>> {
-    // On PostgreSQL the row lock serialises concurrent failures of one key;
-    // SQLite is already serialised by the write gate.
+    // On PostgreSQL the row lock serialises concurrent attempts on one key;
+    // the row is created first, since `FOR UPDATE` locks nothing that does
+    // not exist yet and two first attempts would both read "none". SQLite is
+    // already serialised by the write gate.
     let sql = match tx.backend {
         super::Backend::Postgres => {
+            sqlx::query(
+                "INSERT INTO signin_throttle (key, consecutive_failures, window_start, window_failures, blocked_until, \
+                 updated_at) VALUES ($1, 0, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .execute(tx.conn().await?)
+            .await?;
             "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1 FOR UPDATE"
         }
         super::Backend::Sqlite => {

@@ -893,6 +893,7 @@ pub(super) const TEXTS: &[(&str, &str, &str)] = &[
     ("console_nav_label", "Menu de la console", "Console menu"),
     ("console_home", "Accueil", "Home"),
     ("console_signed_in_as", "Connecté(e) en tant que", "Signed in as"),
+    ("console_sign_out", "Se déconnecter", "Sign out"),
     ("console_logs", "Journal des connexions", "Connection log"),
     ("console_logs_intro", "recherche, pagination, export CSV", "search, pages, CSV export"),
     ("console_alerts", "Alertes de sécurité", "Security alerts"),

@@ -219,6 +219,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "The password must contain a special character.",
     ),
     (
+        "pw_invisible",
+        "Le mot de passe ne doit pas contenir de caractère invisible (espace sans largeur, trait d'union conditionnel, caractère de contrôle, de mise en forme ou à usage privé).",
+        "The password must not contain invisible characters (zero-width space, soft hyphen, control, formatting or private-use characters).",
+    ),
+    (
         "pw_personal",
         "Le mot de passe ne doit contenir ni votre nom, ni votre prénom, ni votre adresse électronique.",
         "The password must not contain your names or your email address.",

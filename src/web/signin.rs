@@ -15,7 +15,7 @@ use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
 use crate::accounts::Account;
 use crate::audit;
-use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD, SessionSource};
+use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD};
 use crate::auth::{self as authn, second_factor};
 use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
 use crate::oidc::{Params, clients};
@@ -203,7 +203,7 @@ pub async fn signin_submit(
     };
     let account = match outcome {
         Ok(a) => a,
-        Err(reason) => {
+        Err(authn::Refused { failure: reason, account: known }) => {
             tracing::info!(reason = ?reason, "sign-in refused");
             let (kind, why) = match reason {
                 authn::SignInFailure::Throttled { retry_after_secs } => (
@@ -225,6 +225,11 @@ pub async fn signin_submit(
                 .details(why);
             if let Some(c) = &client_id {
                 event = event.client(c.clone());
+            }
+            // Read only by the Caf's security staff: naming the account
+            // reveals nothing to the person typing.
+            if let Some(a) = known {
+                event = event.account(a.id).partner(a.partner_id);
             }
             audit::record(&app, vec![event]).await;
             let (message, status, retry_after) = match reason {
@@ -269,7 +274,9 @@ pub async fn signin_submit(
             Err(e) => error::internal_page(e, locale),
         };
     }
-    match establish(&app, jar, &headers, &source, &account, &[AMR_PASSWORD], ACR_PASSWORD, handle.as_deref()).await {
+    // The request was read above: not read again.
+    let parked = handle.as_deref().zip(parked.as_ref());
+    match complete(&app, jar, &headers, &source, &account, &[AMR_PASSWORD], ACR_PASSWORD, parked).await {
         Ok((jar, location)) => (jar, after_sign_in(locale, location.or(next))).into_response(),
         Err(e) => error::internal_page(e, locale),
     }
@@ -287,9 +294,9 @@ pub(super) fn after_sign_in(locale: Locale, location: Option<String>) -> Respons
 }
 
 /// Opens the session of an authenticated account (password, and second
-/// factor when `amr` says so), records the sign-in and, when an
-/// authorization request was parked, issues its code. Returns the cookie
-/// jar holding the new session and the redirect to the relying party.
+/// factor when `amr` says so) through the domain's one-transaction use case
+/// (`auth::signin::complete`). Returns the cookie jar holding the new
+/// session and the redirect to the relying party.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn establish(
     app: &AppState,
@@ -305,39 +312,35 @@ pub(super) async fn establish(
         Some(h) => authorize::parked(app, h).await?,
         None => None,
     };
-    let client_id = parked.as_ref().map(|p| p.client_id.clone());
-    // A new session id at every sign-in; the previous session ends.
-    if let Some(old) = browser::session_value(&app.config, &jar) {
-        session::end(app, &crate::crypto::hash_secret(&old), "replaced").await?;
-    }
+    complete(app, jar, headers, source, account, amr, acr, handle.zip(parked.as_ref())).await
+}
+
+/// [`establish`] with the parked request already read by the caller.
+#[allow(clippy::too_many_arguments)]
+async fn complete(
+    app: &AppState,
+    jar: CookieJar,
+    headers: &HeaderMap,
+    source: &audit::Source,
+    account: &Account,
+    amr: &[&str],
+    acr: &str,
+    parked: Option<(&str, &AuthorizationRequest)>,
+) -> Result<(CookieJar, Option<String>), crate::error::AppError> {
+    let previous = browser::session_value(&app.config, &jar);
     let ua = browser::user_agent(headers);
-    let (cookie, session) = session::open(
+    let done = authn::signin::complete(
         app,
-        &account.id,
-        amr,
-        acr,
-        SessionSource { ip: source.ip.as_deref(), user_agent: ua.as_deref() },
+        authn::signin::Completion {
+            account,
+            amr,
+            acr,
+            previous_cookie: previous.as_deref(),
+            parked,
+            source,
+            user_agent: ua.as_deref(),
+        },
     )
     .await?;
-    let location = match (&parked, handle) {
-        (Some(request), Some(h)) => {
-            let location = authorize::issue_code(app, request, &session).await?;
-            authorize::forget_parked(app, h).await?;
-            Some(location)
-        }
-        _ => None,
-    };
-    tracing::info!(account = %account.id, "signed in");
-    let mut event = audit::Event::new(audit::kind::SIGNIN, audit::Outcome::Success, account.email.clone())
-        .email(account.email.clone())
-        .account(account.id.clone())
-        .partner(account.partner_id.clone())
-        .source(source)
-        .session(&session.sid)
-        .details(serde_json::json!({"amr": amr, "acr": acr}));
-    if let Some(c) = &client_id {
-        event = event.client(c.clone());
-    }
-    audit::record(app, vec![event]).await;
-    Ok((browser::set_session(&app.config, jar, cookie), location))
+    Ok((browser::set_session(&app.config, jar, done.cookie), done.location))
 }

@@ -19,6 +19,7 @@ on_both_databases!(
     csv_export_escapes_injected_cells,
     csv_export_is_for_a_french_spreadsheet_and_injection_proof,
     cli_query_refuses_bad_filters_and_exports_safe_csv,
+    failed_sign_ins_name_the_account_and_its_partner,
 );
 
 pub(crate) const PARTNER: &str = "cc-girou";
@@ -741,4 +742,33 @@ fn admin_cli_bootstrap_grant_revoke_and_errors() {
     let (code, out, _) = cli.run(&["alerts", "list", "--format", "csv"]);
     assert_eq!(code, Some(0));
     assert!(out.starts_with("seq,time,detector,subject,"), "{out}");
+}
+
+async fn failed_sign_ins_name_the_account_and_its_partner(db: Db) {
+    let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
+    let ids = setup(&server).await;
+    let unknown = "personne@cc-girou.fr";
+    assert_eq!(failed_sign_in(&server, AGENT, "203.0.113.9", "ua-a").await, 401);
+    assert_eq!(failed_sign_in(&server, unknown, "203.0.113.9", "ua-a").await, 401);
+    let (security, _) = signed_in(&server, SECURITY).await;
+
+    // The agent's failure is found by partner, with the account named.
+    let found = records(&security, &server, "partner=cc-girou&event=signin_failed").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0]["email"].as_str(), found[0]["account_id"].as_str()), (Some(AGENT), Some(ids.agent.as_str())));
+    // An unknown address keeps the typed address only.
+    let typed = records(&security, &server, &format!("email={unknown}&event=signin_failed")).await;
+    assert_eq!(typed.len(), 1, "{typed:?}");
+    assert!(typed[0]["account_id"].is_null() && typed[0]["partner_id"].is_null(), "{typed:?}");
+
+    // The same through the command line.
+    let out = crate::log_integrity::cli(
+        &server,
+        &["logs", "query", "--partner", PARTNER, "--event", "signin_failed", "--format", "json"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let listed = listed.as_array().expect("records");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["account_id"].as_str(), Some(ids.agent.as_str()));
 }

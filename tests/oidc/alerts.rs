@@ -276,7 +276,16 @@ async fn concurrent_sign_ins_from_distant_networks_or_many_devices_alert(db: Db)
     let lea = "lea.bernard@cc-girou.fr";
     server.add_account(lea, Some((PARTNER, "CC du Girou"))).await;
     let (office, _) = signed_in_from(&server, lea, Some("198.51.100.7"), Some("Firefox/140")).await;
-    let r = office.get(server.url("/logout")).header("x-forwarded-for", "198.51.100.7").send().await.expect("logout");
+    let page =
+        office.get(server.url("/logout")).header("x-forwarded-for", "198.51.100.7").send().await.expect("logout");
+    let csrf = hidden(&page.text().await.expect("html"), "csrf").expect("confirmation form");
+    let r = office
+        .post(server.url("/logout/confirm"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("confirm");
     assert_eq!(r.status(), 200);
     signed_in_from(&server, lea, Some("203.0.113.77"), Some("Firefox/140")).await;
     assert!(alerts(&server, "shared_credentials").await.is_empty(), "a session ended before is not concurrent");

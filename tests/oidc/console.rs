@@ -19,6 +19,7 @@ on_both_databases!(
     closing_an_access_asks_for_confirmation,
     a_step_up_returns_to_the_console_page_asked_for,
     a_sign_in_from_a_console_page_returns_to_it,
+    the_console_has_a_sign_out_button,
 );
 
 const PARTNER: &str = "cc-girou";
@@ -481,4 +482,18 @@ async fn a_sign_in_from_a_console_page_returns_to_it(db: Db) {
         let r = post_code(&server, &b, VERIFY, &code).await;
         assert_eq!(r.status(), 200, "{target}: the signed-in page, no redirect to it");
     }
+}
+
+async fn the_console_has_a_sign_out_button(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let (status, _, html) = get(&security, &server.url("/admin")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("action=\"/logout/confirm\"") && html.contains("Se déconnecter"), "{html}");
+    let csrf = hidden(&html, "csrf").expect("csrf");
+    let r = security.post(server.url("/logout/confirm")).form(&[("csrf", csrf.as_str())]).send().await.expect("out");
+    assert_eq!(r.status(), 200);
+    let (status, to, _) = get(&security, &server.url("/admin")).await;
+    assert_eq!((status, to.as_str()), (303, "/signin?next=%2Fadmin"), "signed out");
 }

@@ -34,6 +34,9 @@ on_both_databases!(
     source_address_budget_spans_accounts,
     smtp_delivery_is_auto_submitted,
     smtp_server_down_at_first_the_message_still_arrives,
+    a_password_set_with_compatibility_characters_signs_in_typed_alike,
+    invisible_characters_are_refused_and_never_the_special_one,
+    a_code_obtained_before_a_reset_is_refused_after_it,
 );
 
 const PARTNER: &str = "cc-girou";
@@ -993,4 +996,60 @@ async fn smtp_server_down_at_first_the_message_still_arrives(db: Db) {
         .await
         .expect("message");
     assert!(attempts >= 2, "delivered by a retry: {attempts}");
+}
+
+async fn a_password_set_with_compatibility_characters_signs_in_typed_alike(db: Db) {
+    let server = TestServer::start(db).await;
+    setup_partner(&server).await;
+    let email = "compat@cc-girou.fr";
+    open_access(&server, email).await;
+    let link = mailed_link(&server, email, "/activate", 1).await;
+    let typed = "Zkpq\u{2460}Mwx!";
+    let p = submit_password(&server, &browser(), &link, "/activate", typed, typed).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    // Typed exactly as set, and in its NFKC form: the same password.
+    assert_eq!(try_sign_in(&server, &browser(), email, typed).await.status, 200);
+    assert_eq!(try_sign_in(&server, &browser(), email, "Zkpq1Mwx!").await.status, 200);
+    assert_eq!(try_sign_in(&server, &browser(), email, "Zkpq2Mwx!").await.status, 401);
+}
+
+async fn invisible_characters_are_refused_and_never_the_special_one(db: Db) {
+    let server = TestServer::start(db).await;
+    setup_partner(&server).await;
+    let email = "invisible@cc-girou.fr";
+    open_access(&server, email).await;
+    let link = mailed_link(&server, email, "/activate", 1).await;
+    // Zero-width space, right-to-left override, soft hyphen, private use:
+    // refused; variation selector, combining accent alone: not special.
+    let cases = [('\u{200B}', true), ('\u{202E}', true), ('\u{00AD}', true), ('\u{E000}', true)];
+    let marks = [('\u{FE0F}', false), ('\u{0301}', false)];
+    for (c, invisible) in cases.into_iter().chain(marks) {
+        let password = format!("TuileVerte7Basalte{c}");
+        let p = submit_password(&server, &browser(), &link, "/activate", &password, &password).await;
+        let errors = password_errors(&p.html);
+        assert!(errors.contains(&shown("pw_no_special")), "U+{:04X}: {}", c as u32, p.html);
+        assert_eq!(errors.contains(&shown("pw_invisible")), invisible, "U+{:04X}: {errors}", c as u32);
+    }
+    // The other side: a visible special character makes the same password pass.
+    let p =
+        submit_password(&server, &browser(), &link, "/activate", "TuileVerte7Basalte!", "TuileVerte7Basalte!").await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert_eq!(try_sign_in(&server, &browser(), email, "TuileVerte7Basalte!").await.status, 200);
+}
+
+/// The other side, a code of a live session exchanged, is in `code_session`.
+async fn a_code_obtained_before_a_reset_is_refused_after_it(db: Db) {
+    let server = TestServer::start(db).await;
+    let email = "marie.dupont@cc-girou.fr";
+    server.add_account(email, None).await;
+    let secret = server.add_client("platform").await;
+    let pkce = crate::cluster::Pkce::random();
+    let code = crate::cluster::code_at(&browser(), &server.url(""), &server.url(""), "platform", email, &pkce).await;
+    let mailbox = browser();
+    lost_password(&server, &mailbox, email).await;
+    let link = mailed_link(&server, email, "/password/reset", 1).await;
+    let p = submit_password(&server, &mailbox, &link, "/password/reset", NEW_PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    let (status, body) = crate::cluster::exchange_at(&server.url(""), "platform", &secret, &code, &pkce).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
 }

@@ -248,10 +248,33 @@ async fn rp_initiated_logout_no_id_token_hint(db: Db) {
     assert_signed_out(&s).await;
 }
 
+/// The confirmation page (200, no redirect, a form with a CSRF token); the token.
+async fn assert_confirmation(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("location").is_none());
+    let html = r.text().await.expect("html");
+    hidden(&html, "csrf").expect("a confirmation form")
+}
+
+async fn confirm(s: &SignedIn, form: &[(&str, &str)]) -> reqwest::Response {
+    s.browser.post(s.server.url("/logout/confirm")).form(form).send().await.expect("confirm")
+}
+
 async fn rp_initiated_logout_no_params(db: Db) {
     let s = signed_in(db).await;
     assert_still_signed_in(&s).await;
-    assert_signed_out_page(logout(&s, &[]).await).await;
+    // Any page can send the browser here: nothing changes until the user
+    // confirms, whether the request is a GET or a POST.
+    let csrf = assert_confirmation(logout(&s, &[]).await).await;
+    assert_still_signed_in(&s).await;
+    let empty: &[(&str, &str)] = &[];
+    let posted = s.browser.post(s.server.url("/logout")).form(empty).send().await.expect("logout");
+    assert_confirmation(posted).await;
+    assert_still_signed_in(&s).await;
+    // A confirmation without the CSRF token changes nothing either.
+    assert_eq!(confirm(&s, empty).await.status(), 403);
+    assert_still_signed_in(&s).await;
+    assert_signed_out_page(confirm(&s, &[("csrf", &csrf)]).await).await;
     assert_signed_out(&s).await;
 }
 
@@ -263,8 +286,9 @@ async fn rp_initiated_logout_no_post_logout_redirect_uri(db: Db) {
 
 async fn rp_initiated_logout_only_state(db: Db) {
     let s = signed_in(db).await;
-    let r = logout(&s, &[("state", "only-state")]).await;
-    assert_signed_out_page(r).await;
+    let csrf = assert_confirmation(logout(&s, &[("state", "only-state")]).await).await;
+    assert_still_signed_in(&s).await;
+    assert_signed_out_page(confirm(&s, &[("csrf", &csrf), ("state", "only-state")]).await).await;
     assert_signed_out(&s).await;
 }
 
