@@ -55,8 +55,14 @@ pub fn email_key(email: &str) -> String {
     format!("email:{}", email.trim().to_lowercase())
 }
 
+/// The per-source budget's key: an IPv6 address counts as its /64, like
+/// the parked requests (see [`source_of`]), or a /64 would hold 2^64 budgets.
 pub fn ip_key(ip: &str) -> String {
-    format!("ip:{ip}")
+    format!("ip:{}", source_key(ip))
+}
+
+fn source_key(ip: &str) -> String {
+    ip.parse::<std::net::IpAddr>().map(source_of).unwrap_or_else(|_| ip.to_string())
 }
 
 /// The source that anonymous requests are counted against: an IPv4
@@ -314,7 +320,7 @@ pub const RESET_REQUESTS_PER_SOURCE: i64 = 10;
 /// answers the same either way).
 pub async fn spend_reset_budget(app: &App, ip: &str) -> AppResult<bool> {
     let now = app.clock.now_ms();
-    let key = format!("reset-ip:{ip}");
+    let key = format!("reset-ip:{}", source_key(ip));
     let limits = Limits { max_delay_ms: IP_WINDOW_MS, ip_max_failures: RESET_REQUESTS_PER_SOURCE + 1 };
     let row = stored(update(app, &key, |r| Ok(after_ip_failure(r, &key, now, limits))).await?);
     Ok(row.is_some_and(|r| r.window_failures <= RESET_REQUESTS_PER_SOURCE))
@@ -328,6 +334,15 @@ pub async fn record_success(app: &App, email: &str) -> AppResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_budget_covers_an_ipv6_64_and_one_ipv4_address() {
+        assert_eq!(ip_key("2001:db8:1:2::1"), ip_key("2001:db8:1:2:ffff::9"));
+        assert_ne!(ip_key("2001:db8:1:2::1"), ip_key("2001:db8:1:3::1"));
+        assert_eq!(ip_key("192.0.2.7"), "ip:192.0.2.7");
+        assert_ne!(ip_key("192.0.2.7"), ip_key("192.0.2.8"));
+        assert_eq!(ip_key("::ffff:192.0.2.7"), ip_key("192.0.2.7"));
+    }
 
     const LIMITS: Limits = Limits { max_delay_ms: 3_600_000, ip_max_failures: 50 };
 
