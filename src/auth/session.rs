@@ -134,13 +134,25 @@ pub async fn current(app: &App, cookie: &str) -> AppResult<Option<Session>> {
 /// Why a live session is over, if it is: past its absolute lifetime, or idle
 /// for longer than the inactivity timeout.
 pub fn expiry_reason(row: &SessionRow, now: Millis, idle_ms: Millis) -> Option<&'static str> {
-    if row.absolute_expires_at <= now {
+    timed_out(row.absolute_expires_at, row.last_seen_at, now, idle_ms)
+}
+
+fn timed_out(absolute_expires_at: Millis, last_seen_at: Millis, now: Millis, idle_ms: Millis) -> Option<&'static str> {
+    if absolute_expires_at <= now {
         Some("absolute_timeout")
-    } else if row.last_seen_at + idle_ms <= now {
+    } else if last_seen_at + idle_ms <= now {
         Some("idle_timeout")
     } else {
         None
     }
+}
+
+/// Whether a session, as read with a code, is still live: not ended, not
+/// timed out (even if no request noticed it yet), and still there.
+pub fn is_live(times: Option<&store::SessionTimes>, now: Millis, idle_ms: Millis) -> bool {
+    times.is_some_and(|t| {
+        t.ended_at.is_none() && timed_out(t.absolute_expires_at, t.last_seen_at, now, idle_ms).is_none()
+    })
 }
 
 /// Ends a session that timed out and records `session_expired`, once:
@@ -253,4 +265,21 @@ pub async fn end_all_of_account_in(
         }
     }
     Ok(notices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SessionTimes;
+
+    #[test]
+    fn a_code_s_session_is_live_only_while_there_open_and_not_timed_out() {
+        let (now, idle) = (1_000_000, 60_000);
+        let live = SessionTimes { last_seen_at: now - idle + 1, absolute_expires_at: now + 1, ended_at: None };
+        assert!(is_live(Some(&live), now, idle));
+        assert!(!is_live(None, now, idle), "gone");
+        assert!(!is_live(Some(&SessionTimes { ended_at: Some(now - 1), ..live }), now, idle), "ended");
+        assert!(!is_live(Some(&SessionTimes { last_seen_at: now - idle, ..live }), now, idle), "idle");
+        assert!(!is_live(Some(&SessionTimes { absolute_expires_at: now, ..live }), now, idle), "absolute");
+    }
 }

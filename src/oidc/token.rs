@@ -67,8 +67,9 @@ async fn authorization_code(
     let verifier = CodeVerifier::parse(verifier).ok_or_else(|| OAuthError::invalid_grant("malformed code_verifier"))?;
     let now = app.clock.now_ms();
     let code_hash = hash_secret(code);
-    // The code, and its account with its roles (checked below): one read.
-    let (row, account) =
+    // The code, its session's times and its account with its roles
+    // (checked below): one read.
+    let (row, session, account) =
         app.store.code_grant(&code_hash).await?.ok_or_else(|| OAuthError::invalid_grant("unknown code"))?;
 
     if row.used_at.is_some() {
@@ -88,12 +89,7 @@ async fn authorization_code(
     // codes; this also refuses one whose session timed out unnoticed, or
     // ended while the code was being read.
     let idle_ms = app.config.session_idle_timeout_secs * 1000;
-    let live = app
-        .store
-        .session(&row.session_id_hash)
-        .await?
-        .is_some_and(|s| s.ended_at.is_none() && crate::auth::session::expiry_reason(&s, now, idle_ms).is_none());
-    if !live {
+    if !crate::auth::session::is_live(session.as_ref(), now, idle_ms) {
         return Err(OAuthError::invalid_grant("the session of this code has ended"));
     }
     if !CodeChallenge::from_stored(row.code_challenge.clone()).verify(&verifier) {

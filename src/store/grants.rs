@@ -195,12 +195,52 @@ static REFRESH_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A code, its session's times, and its account with its roles.
+pub type CodeGrant = (CodeRow, Option<SessionTimes>, Option<(AccountRow, Vec<String>)>);
+
 #[derive(sqlx::FromRow)]
 struct CodeGrantRow {
     #[sqlx(flatten)]
     code: CodeRow,
     #[sqlx(flatten)]
+    session: CodeSessionColumns,
+    #[sqlx(flatten)]
     account: GrantAccount,
+}
+
+/// The times of a code's session, read with the code: a code dies with its
+/// session, and the token endpoint checks it without a second read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimes {
+    pub last_seen_at: Millis,
+    pub absolute_expires_at: Millis,
+    pub ended_at: Option<Millis>,
+}
+
+/// Outer-joined: all `None` when the session is gone.
+#[derive(sqlx::FromRow)]
+struct CodeSessionColumns {
+    session_last_seen_at: Option<Millis>,
+    session_absolute_expires_at: Option<Millis>,
+    session_ended_at: Option<Millis>,
+}
+
+impl CodeSessionColumns {
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(CodeSessionColumns {
+            session_last_seen_at: r.get("session_last_seen_at")?,
+            session_absolute_expires_at: r.get("session_absolute_expires_at")?,
+            session_ended_at: r.get("session_ended_at")?,
+        })
+    }
+
+    fn times(&self) -> Option<SessionTimes> {
+        Some(SessionTimes {
+            last_seen_at: self.session_last_seen_at?,
+            absolute_expires_at: self.session_absolute_expires_at?,
+            ended_at: self.session_ended_at,
+        })
+    }
 }
 
 impl PointRow for CodeGrantRow {
@@ -225,21 +265,26 @@ impl PointRow for CodeGrantRow {
                 used_at: r.get("used_at")?,
                 family_id: r.get("family_id")?,
             },
+            session: CodeSessionColumns::from_sqlite(r)?,
             account: GrantAccount::from_sqlite(r)?,
         })
     }
 }
 
 impl CodeGrantRow {
-    fn split(self) -> ((CodeRow, Option<AccountRow>), Option<String>) {
+    fn split(self) -> (((CodeRow, Option<SessionTimes>), Option<AccountRow>), Option<String>) {
         let (account, role) = self.account.split(&self.code.account_id);
-        ((self.code, account), role)
+        let session = self.session.times();
+        (((self.code, session), account), role)
     }
 }
 
 static CODE_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {CODE_COLUMNS}, {GRANT_ACCOUNT_COLUMNS} FROM authorization_codes c \
+        "SELECT {CODE_COLUMNS}, s.last_seen_at AS session_last_seen_at, \
+         s.absolute_expires_at AS session_absolute_expires_at, s.ended_at AS session_ended_at, \
+         {GRANT_ACCOUNT_COLUMNS} FROM authorization_codes c \
+         LEFT JOIN sessions s ON s.id_hash = c.session_id_hash \
          LEFT JOIN accounts a ON a.id = c.account_id LEFT JOIN partners p ON p.id = a.partner_id \
          LEFT JOIN account_roles r ON r.account_id = a.id WHERE c.code_hash = $1 ORDER BY r.role"
     )
@@ -299,13 +344,12 @@ impl Store {
     /// A code with its account (`None` if gone; `password_hash` not read)
     /// and the account's roles, in one statement.
     #[allow(clippy::type_complexity)]
-    pub async fn code_grant(
-        &self,
-        code_hash: &str,
-    ) -> StoreResult<Option<(CodeRow, Option<(AccountRow, Vec<String>)>)>> {
+    /// A code with its session's times (`None` when the session is gone)
+    /// and its account with its roles: one statement.
+    pub async fn code_grant(&self, code_hash: &str) -> StoreResult<Option<CodeGrant>> {
         let rows: Vec<CodeGrantRow> = self.point_read(&CODE_GRANT_SQL, code_hash).await?;
         Ok(fold_roles(rows.into_iter().map(CodeGrantRow::split))
-            .map(|((code, account), roles)| (code, account.map(|a| (a, roles)))))
+            .map(|(((code, session), account), roles)| (code, session, account.map(|a| (a, roles)))))
     }
 
     /// An access token with its family, account and roles (one statement).
@@ -395,8 +439,6 @@ pub async fn insert_code(tx: &mut WriteTx, c: &CodeRow) -> StoreResult<()> {
     Ok(())
 }
 
-/// Marks a code used and links it to the family it produced. Single use
-/// itself is the family's unique `code_hash` (see `insert_family`).
 /// Deletes the codes of a session that were never exchanged.
 pub fn delete_unredeemed_codes_of_session(tx: &mut WriteTx, session_id_hash: &str) {
     tx.queue(
@@ -410,6 +452,8 @@ pub fn delete_unredeemed_codes_of_account(tx: &mut WriteTx, account_id: &str) {
     tx.queue("DELETE FROM authorization_codes WHERE account_id = $1 AND used_at IS NULL", vec![account_id.into()]);
 }
 
+/// Marks a code used and links it to the family it produced. Single use
+/// itself is the family's unique `code_hash` (see `insert_family`).
 pub fn consume_code(tx: &mut WriteTx, code_hash: &str, family_id: &str, now: Millis) {
     tx.queue(
         "UPDATE authorization_codes SET used_at = $1, family_id = $2 WHERE code_hash = $3 AND used_at IS NULL",
