@@ -195,6 +195,8 @@ static REFRESH_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+type CodeAndSession = (CodeRow, Option<SessionTimes>);
+
 /// A code, its session's times, and its account with its roles.
 pub type CodeGrant = (CodeRow, Option<SessionTimes>, Option<(AccountRow, Vec<String>)>);
 
@@ -272,7 +274,7 @@ impl PointRow for CodeGrantRow {
 }
 
 impl CodeGrantRow {
-    fn split(self) -> (((CodeRow, Option<SessionTimes>), Option<AccountRow>), Option<String>) {
+    fn split(self) -> ((CodeAndSession, Option<AccountRow>), Option<String>) {
         let (account, role) = self.account.split(&self.code.account_id);
         let session = self.session.times();
         (((self.code, session), account), role)
