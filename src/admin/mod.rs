@@ -122,16 +122,19 @@ pub async fn reset_second_factor(app: &App, email: &str, actor: &str) -> AdminRe
     let account = account_by_email(app, email).await?;
     let mut tx = app.store.begin_write().await?;
     let removed = store::delete_totp(&mut tx, &account.id).await?;
+    let mut notices = 0;
     if removed {
         let e = Event::new(audit::kind::SECOND_FACTOR_RESET, Outcome::Success, actor)
             .email(account.email.clone())
             .account(account.id.clone())
             .partner(account.partner_id.clone());
         audit::append(app, &mut tx, vec![e]).await?;
+        // Its sessions were opened with the factor removed: they end with it.
+        notices = crate::auth::session::end_all_of_account_in(app, &mut tx, &account.id, "second_factor_reset").await?;
     }
     tx.commit().await?;
-    if removed {
-        crate::auth::session::end_all_of_account(app, &account.id, "second_factor_reset").await?;
+    if notices > 0 {
+        app.backchannel_wake.notify_one();
     }
     Ok(removed)
 }

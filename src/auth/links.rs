@@ -5,7 +5,7 @@
 use crate::accounts::{Account, AccountState};
 use crate::app::App;
 use crate::auth::policy::{self, PersonalData, Violation};
-use crate::auth::session;
+use crate::auth::{session, throttle};
 use crate::crypto::{hash_secret, random_token};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
@@ -133,15 +133,15 @@ pub async fn record_refusal(
     audit::record(app, vec![e]).await;
 }
 
-/// Sets the password through a link: the policy is enforced, the link used
-/// once. A reset then ends every session and token of the account
-/// (back-channel logout included) and confirms by email, without any secret.
+/// Sets a password through a link: the policy checked, the link consumed
+/// and, for a reset, every session and token of the account ended, with
+/// the `password_created` or `password_reset` record, in one transaction.
 pub async fn set_password(
     app: &App,
     token: &str,
     purpose: Purpose,
-    password: &str,
-    confirmation: &str,
+    typed: Typed<'_>,
+    source: &crate::audit::Source,
 ) -> AppResult<Result<Account, SetPasswordError>> {
     let account = match inspect(app, token, purpose).await? {
         Ok(a) => a,
@@ -149,7 +149,7 @@ pub async fn set_password(
     };
     let personal =
         PersonalData { email: &account.email, given_name: &account.given_name, family_name: &account.family_name };
-    let password = match policy::check(password, confirmation, &personal) {
+    let password = match policy::check(typed.password, typed.confirmation, &personal) {
         Ok(p) => p,
         Err(v) => return Ok(Err(SetPasswordError::Policy(v))),
     };
@@ -159,77 +159,144 @@ pub async fn set_password(
     if !store::consume_credential_link(&mut tx, &hash_secret(token), now).await? {
         return Ok(Err(SetPasswordError::Link(LinkProblem::Used)));
     }
-    if purpose == Purpose::Activation {
-        store::update_password_hash(&mut tx, &account.id, &hash, now).await?;
-        store::supersede_links_of_account(&mut tx, &account.id, now).await?;
-        store::update_account_state(&mut tx, &account.id, AccountState::Active.as_str(), now).await?;
-        tx.commit().await?;
-    } else {
-        replace_password(app, tx, &account, &hash, "password_reset").await?;
-    }
-    // The emailed link proves control of the mailbox: a sign-in delay caused
-    // by someone else's guesses must not keep the owner out (R6).
-    crate::auth::throttle::record_success(app, &account.email_normalized).await?;
+    // A password set by its owner's link ends a lock-out (the reset link
+    // works during one).
+    let success = throttle::Success::of(app, &account.email_normalized, None);
+    success.in_tx(app, &mut tx);
+    let notices = match purpose {
+        Purpose::Activation => {
+            store::update_password_hash(&mut tx, &account.id, &hash, now).await?;
+            store::supersede_links_of_account(&mut tx, &account.id, now).await?;
+            store::update_account_state(&mut tx, &account.id, AccountState::Active.as_str(), now).await?;
+            let event = account_event(crate::audit::kind::PASSWORD_CREATED, &account, source);
+            crate::audit::append(app, &mut tx, vec![event]).await?;
+            0
+        }
+        Purpose::Reset => {
+            let event = account_event(crate::audit::kind::PASSWORD_RESET, &account, source);
+            replace_password_in(app, &mut tx, &account, &hash, "password_reset", event).await?
+        }
+    };
+    tx.commit().await?;
+    wake_after_replacement(app, purpose == Purpose::Reset, notices);
+    success.after_commit(app).await?;
     let mut updated = Account::from_row(&account);
     updated.state = AccountState::Active;
     Ok(Ok(updated))
 }
 
-/// A new password for an active account (reset or change): older links die,
-/// every token family is revoked, a confirmation email without any secret is
-/// queued in the same transaction; then every session ends (back-channel
-/// logout to the relying parties).
-async fn replace_password(app: &App, mut tx: WriteTx, account: &AccountRow, hash: &str, reason: &str) -> AppResult<()> {
+/// A new password as typed twice.
+#[derive(Clone, Copy)]
+pub struct Typed<'a> {
+    pub password: &'a str,
+    pub confirmation: &'a str,
+}
+
+fn account_event(kind: &'static str, account: &AccountRow, source: &crate::audit::Source) -> crate::audit::Event {
+    crate::audit::Event::new(kind, crate::audit::Outcome::Success, account.email.clone())
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .source(source)
+}
+
+/// A password replaced (reset or change) inside the caller's transaction:
+/// the hash, older links superseded, every token family revoked, every
+/// session ended (codes with them, back-channel notices queued), the
+/// "password changed" email queued and the record appended. Returns the
+/// back-channel notices queued.
+async fn replace_password_in(
+    app: &App,
+    tx: &mut WriteTx,
+    account: &AccountRow,
+    hash: &str,
+    reason: &str,
+    event: crate::audit::Event,
+) -> AppResult<usize> {
     let now = app.clock.now_ms();
-    store::update_password_hash(&mut tx, &account.id, hash, now).await?;
-    store::supersede_links_of_account(&mut tx, &account.id, now).await?;
-    store::revoke_families_of_account(&mut tx, &account.id, reason, now).await?;
+    store::update_password_hash(tx, &account.id, hash, now).await?;
+    store::supersede_links_of_account(tx, &account.id, now).await?;
+    let notices = session::end_all_of_account_in(app, tx, &account.id, reason).await?;
     let message = mail::render(
         &account.email,
         MailKind::PasswordChanged { given_name: &account.given_name, issuer: &app.config.issuer_str() },
     )
     .map_err(|e| AppError::Invalid(e.to_string()))?;
-    mail::enqueue(&mut tx, &message, now).await?;
-    tx.commit().await?;
-    app.mail_wake.notify_one();
-    session::end_all_of_account(app, &account.id, reason).await?;
-    Ok(())
+    mail::enqueue(tx, &message, now).await?;
+    crate::audit::append(app, tx, vec![event]).await?;
+    Ok(notices)
+}
+
+fn wake_after_replacement(app: &App, mailed: bool, notices: usize) {
+    if mailed {
+        app.mail_wake.notify_one();
+    }
+    if notices > 0 {
+        app.backchannel_wake.notify_one();
+    }
 }
 
 #[derive(Debug)]
 pub enum ChangePasswordError {
-    /// The current password is wrong (or the account is throttled, closed…).
     CurrentPassword(crate::auth::SignInFailure),
     Policy(Vec<Violation>),
 }
 
-/// Password change by a signed-in user (R2, issue 3 §5): the current password
-/// is checked under the same failed-attempt restriction as a sign-in, the
-/// policy applies, then the same revocations and email as a reset.
+/// A signed-in account changes its password: the current one checked under
+/// the failed-attempt restriction, the new one against the policy, then one
+/// transaction (as [`replace_password_in`], with the `password_changed`
+/// record and the counters cleared).
 pub async fn change_password(
     app: &App,
     account_id: &str,
     current: &str,
-    new: &str,
-    confirmation: &str,
-    ip: Option<&str>,
+    typed: Typed<'_>,
+    source: &crate::audit::Source,
 ) -> AppResult<Result<(), ChangePasswordError>> {
     let Some(account) = app.store.account_by_id(account_id).await? else {
         return Ok(Err(ChangePasswordError::CurrentPassword(crate::auth::SignInFailure::UnknownAccount)));
     };
-    if let Err(refused) = crate::auth::sign_in_with_password(app, &account.email, current, ip).await? {
+    let ip = source.ip.as_deref();
+    // The password is replaced below: an upgraded hash of the current one is moot.
+    if let Err(refused) = crate::auth::check_password(app, &account.email, current, ip).await? {
         return Ok(Err(ChangePasswordError::CurrentPassword(refused.failure)));
     }
+    let success = throttle::Success::of(app, &account.email, ip);
     let personal =
         PersonalData { email: &account.email, given_name: &account.given_name, family_name: &account.family_name };
-    let password = match policy::check(new, confirmation, &personal) {
+    let password = match policy::check(typed.password, typed.confirmation, &personal) {
         Ok(p) => p,
-        Err(v) => return Ok(Err(ChangePasswordError::Policy(v))),
+        Err(v) => {
+            // The current password was right: its reservation is given back.
+            let mut tx = app.store.begin_write().await?;
+            success.in_tx(app, &mut tx);
+            tx.commit().await?;
+            success.after_commit(app).await?;
+            return Ok(Err(ChangePasswordError::Policy(v)));
+        }
     };
     let hash = app.hasher.hash(password.expose().to_string()).await?;
-    let tx = app.store.begin_write().await?;
-    replace_password(app, tx, &account, &hash, "password_changed").await?;
+    let mut tx = app.store.begin_write().await?;
+    success.in_tx(app, &mut tx);
+    let event = account_event(crate::audit::kind::PASSWORD_CHANGED, &account, source);
+    let notices = replace_password_in(app, &mut tx, &account, &hash, "password_changed", event).await?;
+    tx.commit().await?;
+    wake_after_replacement(app, true, notices);
+    success.after_commit(app).await?;
     Ok(Ok(()))
+}
+
+/// Records a lost-password request as typed, before anything is looked up
+/// (the page answers the same whatever the address).
+pub async fn record_reset_request(app: &App, email: &str, source: &crate::audit::Source) -> AppResult<()> {
+    let requested =
+        crate::audit::Event::new(crate::audit::kind::RESET_REQUESTED, crate::audit::Outcome::Success, email)
+            .email(email)
+            .source(source);
+    let mut tx = app.store.begin_write().await?;
+    crate::audit::append(app, &mut tx, vec![requested]).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Lost password: for an active account, a reset link by email; for any

@@ -6,6 +6,7 @@ pub mod policy;
 pub mod second_factor;
 pub mod session;
 pub mod signin;
+pub mod signout;
 pub mod throttle;
 pub mod totp;
 pub mod vault;
@@ -43,44 +44,52 @@ impl Refused {
     }
 }
 
+/// An account whose password was right, with what its sign-in does next.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub account: Account,
+    pub requirement: second_factor::Requirement,
+    /// A new hash when the configured Argon2 parameters changed: written in
+    /// the caller's transaction while the password is at hand.
+    pub rehash: Option<String>,
+}
+
 /// Checks an email and password, under the failed-attempt restriction
 /// (`throttle`): the attempt is reserved (counted as a failure) before
 /// Argon2 runs, so a concurrent burst gets no more evaluations than the
-/// free allowance; a success clears the address's count and gives back the
-/// source's. Every checked failure takes one Argon2 verification, so that
-/// an unknown email and a wrong password answer in the same time; the
-/// caller shows the same message for all of them.
-pub async fn sign_in_with_password(
+/// free allowance. On success the caller owes the counters a
+/// [`throttle::Success`], written in its own transaction. Every checked
+/// failure takes one Argon2 verification, so that an unknown email and a
+/// wrong password answer in the same time; the caller shows the same
+/// message for all of them.
+pub async fn check_password(
     app: &App,
     email: &str,
     password: &str,
     ip: Option<&str>,
-) -> AppResult<Result<Account, Refused>> {
+) -> AppResult<Result<Checked, Refused>> {
     if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, email, ip).await? {
         return Ok(Err(Refused::of(SignInFailure::Throttled { retry_after_secs }, None)));
     }
-    let outcome = check_password(app, email, password).await?;
-    if outcome.is_ok() {
-        throttle::record_success(app, email).await?;
-        throttle::release_source(app, ip).await?;
-    }
-    Ok(outcome)
+    verify(app, email, password).await
 }
 
-async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Result<Account, Refused>> {
+/// One read (the account, its second factor and whether it holds a role),
+/// then Argon2.
+async fn verify(app: &App, email: &str, password: &str) -> AppResult<Result<Checked, Refused>> {
     // Hashes were made from the NFKC form (`policy::normalize`): a typed
     // password is verified in that form, or `Zkpq①Mwx!` set would not sign in.
     let password = policy::normalize(password);
     let row = match ProfessionalEmail::parse(email) {
-        Ok(email) => app.store.account_by_email(email.normalized()).await?,
+        Ok(email) => app.store.signin_account(email.normalized()).await?,
         Err(_) => None,
     };
     let Some(row) = row else {
         app.hasher.verify_dummy(password).await?;
         return Ok(Err(Refused::of(SignInFailure::UnknownAccount, None)));
     };
-    let account = Account::from_row(&row);
-    let Some(stored) = row.password_hash.clone() else {
+    let account = Account::from_row(&row.account);
+    let Some(stored) = row.account.password_hash.clone() else {
         app.hasher.verify_dummy(password).await?;
         return Ok(Err(Refused::of(SignInFailure::Pending, Some(account))));
     };
@@ -93,12 +102,15 @@ async fn check_password(app: &App, email: &str, password: &str) -> AppResult<Res
         AccountState::Pending => return Ok(Err(Refused::of(SignInFailure::Pending, Some(account)))),
         AccountState::Closed => return Ok(Err(Refused::of(SignInFailure::Closed, Some(account)))),
     }
-    if check.needs_rehash {
-        // The configured Argon2 parameters changed: upgrade while we hold the password.
-        let upgraded = app.hasher.hash(password).await?;
-        let mut tx = app.store.begin_write().await?;
-        store::update_password_hash(&mut tx, &account.id, &upgraded, app.clock.now_ms()).await?;
-        tx.commit().await?;
+    let rehash = if check.needs_rehash { Some(app.hasher.hash(password).await?) } else { None };
+    let requirement = second_factor::requirement_of(row.totp_count > 0, row.role_count > 0);
+    Ok(Ok(Checked { account, requirement, rehash }))
+}
+
+/// Writes an upgraded hash, when there is one, in the caller's transaction.
+pub async fn write_rehash(app: &App, tx: &mut store::WriteTx, checked: &Checked) -> AppResult<()> {
+    if let Some(hash) = &checked.rehash {
+        store::update_password_hash(tx, &checked.account.id, hash, app.clock.now_ms()).await?;
     }
-    Ok(Ok(account))
+    Ok(())
 }

@@ -11,7 +11,7 @@
 //! so that a correct password does not reset them.
 
 use crate::app::App;
-use crate::auth::{throttle, totp, vault};
+use crate::auth::{totp, vault};
 use crate::clock::Millis;
 use crate::crypto::{hash_secret, random_token};
 use crate::error::AppResult;
@@ -51,14 +51,13 @@ pub enum Method {
     RecoveryCode,
 }
 
-pub async fn requirement(app: &App, account_id: &str) -> AppResult<Requirement> {
-    if app.store.totp(account_id).await?.is_some() {
-        return Ok(Requirement::Verify);
+/// What a correct password leads to, from what the account holds.
+pub fn requirement_of(has_totp: bool, has_role: bool) -> Requirement {
+    match (has_totp, has_role) {
+        (true, _) => Requirement::Verify,
+        (false, true) => Requirement::Enrol,
+        (false, false) => Requirement::None,
     }
-    if !app.store.account_roles(account_id).await?.is_empty() {
-        return Ok(Requirement::Enrol);
-    }
-    Ok(Requirement::None)
 }
 
 /// Where a step-up may lead back to: a same-origin path under `/admin`
@@ -93,6 +92,20 @@ pub fn console_return(target: &str) -> Option<String> {
 /// console path (kept only if [`console_return`] accepts it), is where the
 /// browser goes after the second factor when no authorization request waits.
 pub async fn begin(app: &App, account_id: &str, request: Option<&str>, return_to: Option<&str>) -> AppResult<String> {
+    let mut tx = app.store.begin_write().await?;
+    let cookie = begin_in(app, &mut tx, account_id, request, return_to).await?;
+    tx.commit().await?;
+    Ok(cookie)
+}
+
+/// [`begin`] inside the caller's transaction (a password sign-in's).
+pub async fn begin_in(
+    app: &App,
+    tx: &mut store::WriteTx,
+    account_id: &str,
+    request: Option<&str>,
+    return_to: Option<&str>,
+) -> AppResult<String> {
     let now = app.clock.now_ms();
     let cookie = random_token();
     let row = PendingSecondFactorRow {
@@ -103,9 +116,7 @@ pub async fn begin(app: &App, account_id: &str, request: Option<&str>, return_to
         return_to: return_to.and_then(console_return),
         expires_at: now + PENDING_TTL_MS,
     };
-    let mut tx = app.store.begin_write().await?;
-    store::insert_pending_second_factor(&mut tx, &row, now).await?;
-    tx.commit().await?;
+    store::insert_pending_second_factor(tx, &row, now).await?;
     Ok(cookie)
 }
 
@@ -134,20 +145,10 @@ pub async fn enrolment_secret(app: &App, pending: &PendingSecondFactorRow) -> Ap
     Ok(vault::open(&key, &pending.account_id, &stored)?)
 }
 
-fn throttle_key(account_id: &str) -> String {
+/// The failed-attempt counter of an account's codes: its own, so that a
+/// correct password does not reset it.
+pub fn throttle_key(account_id: &str) -> String {
     format!("otp:{account_id}")
-}
-
-async fn refuse(app: &App, account_id: &str, ip: Option<&str>) -> AppResult<Failure> {
-    throttle::record_failure(app, &throttle_key(account_id), ip).await?;
-    Ok(Failure::WrongCode)
-}
-
-async fn blocked(app: &App, account_id: &str, ip: Option<&str>) -> AppResult<Option<Failure>> {
-    Ok(match throttle::check(app, &throttle_key(account_id), ip).await? {
-        throttle::Verdict::Blocked { retry_after_secs } => Some(Failure::Throttled { retry_after_secs }),
-        throttle::Verdict::Allowed => None,
-    })
 }
 
 /// A recovery code as typed: case, spaces and dashes do not matter.
@@ -163,83 +164,72 @@ fn new_recovery_code() -> String {
     b32.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
 }
 
-/// Checks the second factor of a pending sign-in: a TOTP code (6 digits,
-/// each step once) or an unused recovery code (spent). On success the
-/// pending state is consumed in the same transaction.
-pub async fn verify(
+/// Checks the second factor of a pending sign-in inside the caller's
+/// transaction: a TOTP code (6 digits, each step once) or an unused
+/// recovery code (spent); then consumes the pending state. The attempt was
+/// reserved in the throttle by the caller; on a refusal the caller drops
+/// the transaction.
+pub async fn verify_in(
     app: &App,
+    tx: &mut store::WriteTx,
     pending: &PendingSecondFactorRow,
+    enrolled: &store::TotpRow,
     code: &str,
-    ip: Option<&str>,
 ) -> AppResult<Result<Method, Failure>> {
     let account_id = pending.account_id.as_str();
-    if let Some(f) = blocked(app, account_id, ip).await? {
-        return Ok(Err(f));
-    }
     let now = app.clock.now_ms();
-    let Some(enrolled) = app.store.totp(account_id).await? else { return Ok(Err(Failure::Expired)) };
     // A secret that does not open (another key) refuses the sign-in: an error, never a pass.
     let secret = vault::open(&vault::load_key(app)?, account_id, &enrolled.secret)?;
     let digits: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    let mut tx = app.store.begin_write().await?;
     let method = if digits.len() == totp::DIGITS as usize && digits.chars().all(|c| c.is_ascii_digit()) {
         // The step is recorded only if it is later than the last one, so two
         // requests racing with the same code cannot both pass.
         let accepted = match totp::verify(&secret, &digits, now, enrolled.last_step) {
-            Some(step) => store::advance_totp_step(&mut tx, account_id, step).await?,
+            Some(step) => store::advance_totp_step(tx, account_id, step).await?,
             None => false,
         };
         if !accepted {
-            drop(tx);
-            return Ok(Err(refuse(app, account_id, ip).await?));
+            return Ok(Err(Failure::WrongCode));
         }
         Method::Totp
     } else {
         let hash = hash_secret(&normalize_recovery_code(code));
-        if !store::use_recovery_code(&mut tx, account_id, &hash, now).await? {
-            drop(tx);
-            return Ok(Err(refuse(app, account_id, ip).await?));
+        if !store::use_recovery_code(tx, account_id, &hash, now).await? {
+            return Ok(Err(Failure::WrongCode));
         }
         Method::RecoveryCode
     };
-    if !store::take_pending_second_factor(&mut tx, &pending.id_hash, now).await? {
+    if !store::take_pending_second_factor(tx, &pending.id_hash, now).await? {
         return Ok(Err(Failure::Expired));
     }
-    tx.commit().await?;
-    throttle::record_success(app, &throttle_key(account_id)).await?;
     Ok(Ok(method))
 }
 
-/// Confirms an enrolment with a first code from the app: stores the secret
-/// and fresh recovery codes (their hashes), consumes the pending state, and
-/// returns the recovery codes, to be shown this once.
-pub async fn confirm_enrolment(
+/// Confirms an enrolment with a first code from the app inside the caller's
+/// transaction: stores the secret and fresh recovery codes (their hashes),
+/// consumes the pending state, and returns the recovery codes, to be shown
+/// this once.
+pub async fn confirm_in(
     app: &App,
+    tx: &mut store::WriteTx,
     pending: &PendingSecondFactorRow,
     code: &str,
-    ip: Option<&str>,
 ) -> AppResult<Result<Vec<String>, Failure>> {
     let account_id = pending.account_id.as_str();
-    if let Some(f) = blocked(app, account_id, ip).await? {
-        return Ok(Err(f));
-    }
     let Some(stored) = pending.enrol_secret.as_deref() else { return Ok(Err(Failure::Expired)) };
     let key = vault::load_key(app)?;
     let secret = vault::open(&key, account_id, stored)?;
     let now = app.clock.now_ms();
     let Some(step) = totp::verify(&secret, code, now, i64::MIN) else {
-        return Ok(Err(refuse(app, account_id, ip).await?));
+        return Ok(Err(Failure::WrongCode));
     };
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
     let hashes: Vec<String> = codes.iter().map(|c| hash_secret(&normalize_recovery_code(c))).collect();
-    let mut tx = app.store.begin_write().await?;
-    if !store::take_pending_second_factor(&mut tx, &pending.id_hash, now).await? {
+    if !store::take_pending_second_factor(tx, &pending.id_hash, now).await? {
         return Ok(Err(Failure::Expired));
     }
     let sealed = vault::seal(&key, account_id, &secret)?;
-    store::insert_totp(&mut tx, account_id, &sealed, step, &hashes, now).await?;
-    tx.commit().await?;
-    throttle::record_success(app, &throttle_key(account_id)).await?;
+    store::insert_totp(tx, account_id, &sealed, step, &hashes, now).await?;
     Ok(Ok(codes))
 }
 

@@ -194,22 +194,10 @@ pub async fn sweep_expired(app: &App) -> AppResult<usize> {
     Ok(n)
 }
 
-/// Ends a session: its tokens stop working at once and every relying party
-/// that received tokens from it is told by back-channel logout.
-pub async fn end(app: &App, id_hash: &str, reason: &str) -> AppResult<bool> {
-    let Some(row) = app.store.session(id_hash).await? else { return Ok(false) };
-    let clients = app.store.session_client_ids(id_hash).await?;
-    let mut tx = app.store.begin_write().await?;
-    let ended = end_in(app, &mut tx, &row, &clients, reason).await?;
-    tx.commit().await?;
-    if ended && !clients.is_empty() {
-        app.backchannel_wake.notify_one();
-    }
-    Ok(ended)
-}
-
-/// [`end`] inside the caller's transaction, with the session and its
-/// clients already read; the caller wakes the back-channel sender after
+/// Ends a session inside the caller's transaction, its tokens stopping at
+/// once and every relying party that received tokens from it told by
+/// back-channel logout; the session and its clients are already read. The
+/// caller wakes the back-channel sender after
 /// committing when this returns true and `clients` is not empty.
 pub async fn end_in(
     app: &App,
@@ -230,17 +218,6 @@ pub async fn end_in(
         }
     }
     Ok(ended)
-}
-
-/// Ends every session of an account (password reset, closure).
-pub async fn end_all_of_account(app: &App, account_id: &str, reason: &str) -> AppResult<usize> {
-    let mut n = 0;
-    for s in app.store.open_sessions_of_account(account_id).await? {
-        if end(app, &s.id_hash, reason).await? {
-            n += 1;
-        }
-    }
-    Ok(n)
 }
 
 /// Ends every session and token of an account inside the caller's

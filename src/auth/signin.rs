@@ -1,29 +1,47 @@
-//! The end of a sign-in, once the credentials are checked (password, and
-//! second factor when required): the browser's previous session ended, the
-//! new one opened, the parked authorization request's code issued and the
-//! request consumed, and the connection-log record — one write transaction,
-//! all or nothing, so a session never exists without its sign-in record.
+//! The sign-in use cases: a password, then (when the account needs one) a
+//! second factor or its enrolment. Each is one domain function taking what
+//! the browser sent and returning what to show, and each writes all it
+//! changes in one transaction, its connection-log records included:
+//!
+//! 1. the attempt reserved in the failed-attempt restriction (`throttle`);
+//! 2. one read (the account, with whether it holds a second factor or a role);
+//! 3. Argon2, off the async runtime;
+//! 4. one write transaction: the counters cleared (database counters), the
+//!    browser's previous session ended, the new one opened, the parked
+//!    authorization request's code issued and the request consumed, and the
+//!    `signin` record — all or nothing, so a session never exists without
+//!    its record. A refusal writes its record alone.
 
-use crate::accounts::Account;
+use crate::accounts::{Account, AccountState};
 use crate::app::App;
 use crate::audit;
-use crate::auth::session::{self, Session, SessionSource};
+use crate::auth::second_factor::{self, Failure, Method, Requirement};
+use crate::auth::session::{self, ACR_MFA, ACR_PASSWORD, AMR_OTP, AMR_PASSWORD, Session, SessionSource};
+use crate::auth::{self as authn, SignInFailure, throttle};
 use crate::crypto::hash_secret;
 use crate::error::AppResult;
 use crate::oidc::authorize::{self, AuthorizationRequest};
-use crate::store;
+use crate::store::{self, PendingSecondFactorRow, WriteTx};
 
-pub struct Completion<'a> {
-    pub account: &'a Account,
-    pub amr: &'a [&'a str],
-    pub acr: &'a str,
+/// Where a sign-in comes from and what the browser already holds.
+#[derive(Clone, Copy)]
+pub struct Browser<'a> {
     /// The session cookie the browser still holds: a new id at every
     /// sign-in, the previous session ends.
     pub previous_cookie: Option<&'a str>,
-    /// The parked authorization request, with its handle, to answer now.
-    pub parked: Option<(&'a str, &'a AuthorizationRequest)>,
     pub source: &'a audit::Source,
     pub user_agent: Option<&'a str>,
+}
+
+/// A password sign-in as typed.
+pub struct PasswordSignIn<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    /// The parked authorization request, with its handle, to answer now.
+    pub parked: Option<(&'a str, &'a AuthorizationRequest)>,
+    /// A console page to go back to after a second factor (step-up).
+    pub return_to: Option<&'a str>,
+    pub browser: Browser<'a>,
 }
 
 pub struct Completed {
@@ -34,28 +52,331 @@ pub struct Completed {
     pub location: Option<String>,
 }
 
-/// Reads the previous session (when the browser holds one) and its clients,
-/// then writes everything in one transaction.
-pub async fn complete(app: &App, c: Completion<'_>) -> AppResult<Completed> {
-    let previous = match c.previous_cookie {
-        Some(cookie) => app.store.session(&hash_secret(cookie)).await?,
+/// What a password leads to.
+pub enum PasswordOutcome {
+    SignedIn(Completed),
+    /// The password was right; the session waits for a second factor
+    /// (`Verify`) or its enrolment (`Enrol`), behind this pending cookie.
+    SecondFactor {
+        step: Requirement,
+        pending_cookie: String,
+    },
+    /// Refused, and recorded in the connection log.
+    Refused(SignInFailure),
+}
+
+/// The password step.
+pub async fn with_password(app: &App, s: PasswordSignIn<'_>) -> AppResult<PasswordOutcome> {
+    let ip = s.browser.source.ip.as_deref();
+    let client_id = s.parked.map(|(_, r)| r.client_id.as_str());
+    let checked = match authn::check_password(app, s.email, s.password, ip).await? {
+        Ok(c) => c,
+        Err(refused) => {
+            let event = refusal_event(s.email, s.browser.source, client_id, refused.failure, refused.account.as_ref());
+            write_alone(app, event).await?;
+            return Ok(PasswordOutcome::Refused(refused.failure));
+        }
+    };
+    let success = throttle::Success::of(app, s.email, ip);
+    if checked.requirement != Requirement::None {
+        let mut tx = app.store.begin_write().await?;
+        success.in_tx(app, &mut tx);
+        authn::write_rehash(app, &mut tx, &checked).await?;
+        let handle = s.parked.map(|(h, _)| h);
+        let pending_cookie = second_factor::begin_in(app, &mut tx, &checked.account.id, handle, s.return_to).await?;
+        tx.commit().await?;
+        success.after_commit(app).await?;
+        return Ok(PasswordOutcome::SecondFactor { step: checked.requirement, pending_cookie });
+    }
+    let completion = Completion {
+        account: &checked.account,
+        amr: &[AMR_PASSWORD],
+        acr: ACR_PASSWORD,
+        parked: s.parked,
+        browser: s.browser,
+        events: Vec::new(),
+    };
+    let previous = previous_session(app, s.browser.previous_cookie).await?;
+    let mut tx = app.store.begin_write().await?;
+    success.in_tx(app, &mut tx);
+    authn::write_rehash(app, &mut tx, &checked).await?;
+    let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
+    commit(app, tx, done, Some(success)).await.map(PasswordOutcome::SignedIn)
+}
+
+/// The second step as sent: the pending cookie and the code typed.
+pub struct SecondStep<'a> {
+    pub pending_cookie: &'a str,
+    pub code: &'a str,
+    pub browser: Browser<'a>,
+}
+
+/// What a second step leads to.
+pub enum StepOutcome<T> {
+    /// Signed in; `return_to` is the console page a step-up asked for.
+    SignedIn { completed: Completed, return_to: Option<String>, value: T },
+    /// The code was refused (recorded in the connection log).
+    Refused(Failure),
+    /// No pending sign-in behind the cookie (expired, used, or its
+    /// account no longer active): start again.
+    Expired,
+}
+
+/// The pending state behind a cookie and its account, if it may still sign in.
+pub async fn pending_account(app: &App, cookie: &str) -> AppResult<Option<(PendingSecondFactorRow, Account)>> {
+    let Some(pending) = second_factor::pending(app, cookie).await? else { return Ok(None) };
+    let row = app.store.account_by_id(&pending.account_id).await?;
+    let account = row.map(|r| Account::from_row(&r)).filter(|a| a.state == AccountState::Active);
+    Ok(account.map(|a| (pending, a)))
+}
+
+/// The code asked at each sign-in of an enrolled account.
+pub async fn with_code(app: &App, s: SecondStep<'_>) -> AppResult<StepOutcome<Method>> {
+    let Some((pending, account)) = pending_account(app, s.pending_cookie).await? else {
+        return Ok(StepOutcome::Expired);
+    };
+    let Some(enrolled) = app.store.totp(&account.id).await? else { return Ok(StepOutcome::Expired) };
+    Ok(second_step(app, &s, &pending, &account, Check::Code(&enrolled)).await?.map(|v| match v {
+        Given::Code(m) => m,
+        // `Check::Code` gives a code's method, never recovery codes.
+        Given::Enrolment(_) => Method::Totp,
+    }))
+}
+
+/// The first code of an enrolment; on success the recovery codes, to be
+/// shown once.
+pub async fn with_enrolment(app: &App, s: SecondStep<'_>) -> AppResult<StepOutcome<Vec<String>>> {
+    let Some((pending, account)) = pending_account(app, s.pending_cookie).await? else {
+        return Ok(StepOutcome::Expired);
+    };
+    Ok(second_step(app, &s, &pending, &account, Check::Enrolment).await?.map(|v| match v {
+        Given::Enrolment(codes) => codes,
+        // `Check::Enrolment` gives recovery codes, never a method.
+        Given::Code(_) => Vec::new(),
+    }))
+}
+
+impl<T> StepOutcome<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> StepOutcome<U> {
+        match self {
+            StepOutcome::SignedIn { completed, return_to, value } => {
+                StepOutcome::SignedIn { completed, return_to, value: f(value) }
+            }
+            StepOutcome::Refused(f) => StepOutcome::Refused(f),
+            StepOutcome::Expired => StepOutcome::Expired,
+        }
+    }
+}
+
+/// Which second step is checked.
+enum Check<'a> {
+    Code(&'a store::TotpRow),
+    Enrolment,
+}
+
+/// What a second step gave.
+enum Given {
+    Code(Method),
+    Enrolment(Vec<String>),
+}
+
+/// Checks a second step inside the sign-in's transaction; returns what was
+/// given and its connection-log records.
+async fn check_in(
+    app: &App,
+    tx: &mut WriteTx,
+    pending: &PendingSecondFactorRow,
+    account: &Account,
+    source: &audit::Source,
+    check: Check<'_>,
+    code: &str,
+) -> AppResult<Result<(Given, Vec<audit::Event>), Failure>> {
+    match check {
+        Check::Code(enrolled) => {
+            let method = match second_factor::verify_in(app, tx, pending, enrolled, code).await? {
+                Ok(m) => m,
+                Err(f) => return Ok(Err(f)),
+            };
+            let name = match method {
+                Method::Totp => "totp",
+                Method::RecoveryCode => "recovery_code",
+            };
+            let mut events = vec![
+                code_event(audit::kind::SECOND_FACTOR, audit::Outcome::Success, account, source)
+                    .details(serde_json::json!({"method": name})),
+            ];
+            if method == Method::RecoveryCode {
+                let left = store::recovery_codes_left_in(tx, &account.id).await?;
+                events.push(
+                    code_event(audit::kind::RECOVERY_CODE_USED, audit::Outcome::Success, account, source)
+                        .details(serde_json::json!({"remaining": left})),
+                );
+            }
+            Ok(Ok((Given::Code(method), events)))
+        }
+        Check::Enrolment => {
+            let codes = match second_factor::confirm_in(app, tx, pending, code).await? {
+                Ok(c) => c,
+                Err(f) => return Ok(Err(f)),
+            };
+            let event = code_event(audit::kind::TOTP_ENROLLED, audit::Outcome::Success, account, source)
+                .details(serde_json::json!({"recovery_codes": codes.len()}));
+            Ok(Ok((Given::Enrolment(codes), vec![event])))
+        }
+    }
+}
+
+/// What both second steps share: the attempt reserved under the account's
+/// code counter, the check inside the sign-in's transaction, and on success
+/// the session opened in that same transaction.
+async fn second_step(
+    app: &App,
+    s: &SecondStep<'_>,
+    pending: &PendingSecondFactorRow,
+    account: &Account,
+    check: Check<'_>,
+) -> AppResult<StepOutcome<Given>> {
+    let ip = s.browser.source.ip.as_deref();
+    let key = second_factor::throttle_key(&account.id);
+    if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, &key, ip).await? {
+        return refused(app, account, s.browser.source, Failure::Throttled { retry_after_secs }).await;
+    }
+    let parked = match &pending.request {
+        Some(handle) => authorize::parked(app, handle).await?.map(|r| (handle.as_str(), r)),
         None => None,
     };
-    let clients = match &previous {
-        Some(row) => app.store.session_client_ids(&row.id_hash).await?,
-        None => Vec::new(),
-    };
+    let previous = previous_session(app, s.browser.previous_cookie).await?;
     let mut tx = app.store.begin_write().await?;
-    let mut notices = false;
-    if let Some(row) = &previous {
-        notices = session::end_in(app, &mut tx, row, &clients, "replaced").await? && !clients.is_empty();
+    let (value, events) = match check_in(app, &mut tx, pending, account, s.browser.source, check, s.code).await? {
+        Ok(v) => v,
+        Err(Failure::Expired) => return Ok(StepOutcome::Expired),
+        Err(failure) => {
+            drop(tx);
+            return refused(app, account, s.browser.source, failure).await;
+        }
+    };
+    let success = throttle::Success::of(app, &key, ip);
+    success.in_tx(app, &mut tx);
+    let completion = Completion {
+        account,
+        amr: &[AMR_PASSWORD, AMR_OTP],
+        acr: ACR_MFA,
+        parked: parked.as_ref().map(|(h, r)| (*h, r)),
+        browser: s.browser,
+        events,
+    };
+    let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
+    let completed = commit(app, tx, done, Some(success)).await?;
+    let return_to = if completed.location.is_none() { pending.return_to.clone() } else { None };
+    Ok(StepOutcome::SignedIn { completed, return_to, value })
+}
+
+async fn refused<T>(
+    app: &App,
+    account: &Account,
+    source: &audit::Source,
+    failure: Failure,
+) -> AppResult<StepOutcome<T>> {
+    let details = match failure {
+        Failure::Throttled { retry_after_secs } => {
+            serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs})
+        }
+        Failure::WrongCode => serde_json::json!({"reason": "wrong_code"}),
+        Failure::Expired => serde_json::json!({"reason": "expired"}),
+    };
+    let event =
+        code_event(audit::kind::SECOND_FACTOR_FAILED, audit::Outcome::Failure, account, source).details(details);
+    write_alone(app, event).await?;
+    Ok(StepOutcome::Refused(failure))
+}
+
+/// One event of a second step, about its account.
+fn code_event(kind: &'static str, outcome: audit::Outcome, account: &Account, source: &audit::Source) -> audit::Event {
+    audit::Event::new(kind, outcome, account.email.clone())
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .source(source)
+}
+
+/// The record of a refused password. Read only by the Caf's security
+/// staff: naming the account reveals nothing to the person typing.
+fn refusal_event(
+    email: &str,
+    source: &audit::Source,
+    client_id: Option<&str>,
+    failure: SignInFailure,
+    account: Option<&Account>,
+) -> audit::Event {
+    let (kind, details) = match failure {
+        SignInFailure::Throttled { retry_after_secs } => {
+            (audit::kind::THROTTLED, serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs}))
+        }
+        SignInFailure::UnknownAccount => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "unknown_account"})),
+        SignInFailure::WrongPassword => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "wrong_password"})),
+        SignInFailure::Pending => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "pending"})),
+        SignInFailure::Closed => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "closed"})),
+    };
+    let mut event =
+        audit::Event::new(kind, audit::Outcome::Failure, email).email(email).source(source).details(details);
+    if let Some(c) = client_id {
+        event = event.client(c);
     }
-    let source = SessionSource { ip: c.source.ip.as_deref(), user_agent: c.user_agent };
-    let (cookie, session) = session::open_in(app, &mut tx, &c.account.id, c.amr, c.acr, source).await?;
+    if let Some(a) = account {
+        event = event.account(a.id.clone()).partner(a.partner_id.clone());
+    }
+    event
+}
+
+/// A refusal's record: the only thing it writes.
+async fn write_alone(app: &App, event: audit::Event) -> AppResult<()> {
+    let mut tx = app.store.begin_write().await?;
+    audit::append(app, &mut tx, vec![event]).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+struct Completion<'a> {
+    account: &'a Account,
+    amr: &'a [&'a str],
+    acr: &'a str,
+    parked: Option<(&'a str, &'a AuthorizationRequest)>,
+    browser: Browser<'a>,
+    /// Records of the step that led here, written before the `signin` record.
+    events: Vec<audit::Event>,
+}
+
+/// The session the browser holds, with the clients it reached (read
+/// before the transaction, which ends it).
+struct Previous {
+    row: store::SessionRow,
+    clients: Vec<String>,
+}
+
+async fn previous_session(app: &App, cookie: Option<&str>) -> AppResult<Option<Previous>> {
+    let Some(cookie) = cookie else { return Ok(None) };
+    let Some(row) = app.store.session(&hash_secret(cookie)).await? else { return Ok(None) };
+    let clients = app.store.session_client_ids(&row.id_hash).await?;
+    Ok(Some(Previous { row, clients }))
+}
+
+struct Done {
+    completed: Completed,
+    notices: bool,
+}
+
+/// The end of every sign-in, inside the caller's transaction.
+async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c: Completion<'_>) -> AppResult<Done> {
+    let mut notices = false;
+    if let Some(p) = previous {
+        notices = session::end_in(app, tx, &p.row, &p.clients, "replaced").await? && !p.clients.is_empty();
+    }
+    let source = SessionSource { ip: c.browser.source.ip.as_deref(), user_agent: c.browser.user_agent };
+    let (cookie, session) = session::open_in(app, tx, &c.account.id, c.amr, c.acr, source).await?;
     let location = match c.parked {
         Some((handle, request)) => {
-            let location = authorize::issue_code_in(app, &mut tx, request, &session).await?;
-            store::delete_auth_request(&mut tx, &hash_secret(handle)).await?;
+            let location = authorize::issue_code_in(app, tx, request, &session).await?;
+            store::delete_auth_request(tx, &hash_secret(handle)).await?;
             Some(location)
         }
         None => None,
@@ -64,17 +385,26 @@ pub async fn complete(app: &App, c: Completion<'_>) -> AppResult<Completed> {
         .email(c.account.email.clone())
         .account(c.account.id.clone())
         .partner(c.account.partner_id.clone())
-        .source(c.source)
+        .source(c.browser.source)
         .session(&session.sid)
         .details(serde_json::json!({"amr": c.amr, "acr": c.acr}));
     if let Some((_, request)) = c.parked {
         event = event.client(request.client_id.clone());
     }
-    audit::append(app, &mut tx, vec![event]).await?;
+    let mut events = c.events;
+    events.push(event);
+    audit::append(app, tx, events).await?;
+    tracing::info!(account = %c.account.id, "signed in");
+    Ok(Done { completed: Completed { cookie, session, location }, notices })
+}
+
+async fn commit(app: &App, tx: WriteTx, done: Done, success: Option<throttle::Success>) -> AppResult<Completed> {
     tx.commit().await?;
-    if notices {
+    if done.notices {
         app.backchannel_wake.notify_one();
     }
-    tracing::info!(account = %c.account.id, "signed in");
-    Ok(Completed { cookie, session, location })
+    if let Some(success) = success {
+        success.after_commit(app).await?;
+    }
+    Ok(done.completed)
 }

@@ -225,49 +225,120 @@ pub async fn check(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdic
 /// failure up front, in the same atomic step that checks the limit, so that
 /// a burst of concurrent attempts gets at most the free allowance evaluated
 /// (the old read, Argon2, then write let every attempt of a burst through).
-/// A success then clears the count (`record_success`). The source is
-/// reserved first, so that attempts from a blocked source never lengthen an
+/// A success then clears the count ([`Success`]). The source is checked
+/// first, so that attempts from a blocked source never lengthen an
 /// account's delay; an attempt refused here changes no counter.
+///
+/// With the counters in the database this is one write transaction (both
+/// rows locked, checked and counted, source first); with Redis, two
+/// compare-and-set steps. A process that dies between the reservation and
+/// the answer leaves the attempt counted as a failure: the safe side.
 pub async fn reserve(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
     let now = app.clock.now_ms();
     let limits = Limits::from_app(app);
-    if let Some(ip) = ip {
-        let key = ip_key(ip);
-        let step = update(app, &key, |r| match verdict(r.as_ref(), now) {
-            Verdict::Allowed => Ok(after_ip_failure(r, &key, now, limits)),
-            blocked => Err(blocked),
-        })
-        .await?;
-        match step {
-            Err(blocked) => return Ok(blocked),
-            Ok(row) if row.blocked_until > now => {
-                tracing::warn!(ip = %ip, "source address blocked after failed sign-ins across accounts");
+    let email_key = email_key(email);
+    let ip_key = ip.map(ip_key);
+    let by_source = |r: Option<ThrottleRow>, key: &str| match verdict(r.as_ref(), now) {
+        Verdict::Allowed => Ok(after_ip_failure(r, key, now, limits)),
+        blocked => Err(blocked),
+    };
+    let by_address = |r: Option<ThrottleRow>| match verdict(r.as_ref(), now) {
+        Verdict::Allowed => Ok(after_account_failure(r, &email_key, now, limits)),
+        blocked => Err(blocked),
+    };
+    if shared(app).is_none() {
+        let mut tx = app.store.begin_write().await?;
+        let mut rows = Vec::with_capacity(2);
+        if let Some(key) = &ip_key {
+            match by_source(store::throttle_for_update(&mut tx, key).await?, key) {
+                Ok(row) => rows.push(row),
+                Err(blocked) => return Ok(blocked),
             }
-            Ok(_) => {}
+        }
+        match by_address(store::throttle_for_update(&mut tx, &email_key).await?) {
+            Ok(row) => rows.push(row),
+            // Refused unchecked: not a failure of the source either.
+            Err(blocked) => return Ok(blocked),
+        }
+        for row in &rows {
+            store::save_throttle(&mut tx, row, now).await?;
+        }
+        tx.commit().await?;
+        warn_when_blocking(&rows, now);
+        return Ok(Verdict::Allowed);
+    }
+    let mut rows = Vec::with_capacity(2);
+    if let Some(key) = &ip_key {
+        match update(app, key, |r| by_source(r, key)).await? {
+            Err(blocked) => return Ok(blocked),
+            Ok(row) => rows.push(row),
         }
     }
-    let key = email_key(email);
-    let step = update(app, &key, |r| match verdict(r.as_ref(), now) {
-        Verdict::Allowed => Ok(after_account_failure(r, &key, now, limits)),
-        blocked => Err(blocked),
-    })
-    .await?;
-    match step {
+    match update(app, &email_key, by_address).await? {
         Err(blocked) => {
-            // Refused unchecked: not a failure of the source either.
             release_source(app, ip).await?;
             Ok(blocked)
         }
         Ok(row) => {
-            if row.blocked_until > now {
-                tracing::warn!(
-                    retry_after_secs = (row.blocked_until - now) / 1000,
-                    failures = row.consecutive_failures,
-                    "sign-in delayed after repeated failures"
-                );
-            }
+            rows.push(row);
+            warn_when_blocking(&rows, now);
             Ok(Verdict::Allowed)
         }
+    }
+}
+
+fn warn_when_blocking(rows: &[ThrottleRow], now: Millis) {
+    for row in rows.iter().filter(|r| r.blocked_until > now) {
+        if row.key.starts_with("ip:") {
+            tracing::warn!(source = %row.key, "source address blocked after failed sign-ins across accounts");
+        } else {
+            tracing::warn!(
+                retry_after_secs = (row.blocked_until - now) / 1000,
+                failures = row.consecutive_failures,
+                "sign-in delayed after repeated failures"
+            );
+        }
+    }
+}
+
+/// What a successful attempt owes the counters its reservation spent: the
+/// address's count cleared, the source's failure given back (the source
+/// budget counts failures, not sign-ins). With the counters in the
+/// database it is written in the sign-in's own transaction ([`Self::in_tx`]);
+/// with Redis, after that transaction commits ([`Self::after_commit`]).
+#[must_use = "a success must clear the counters its reservation spent"]
+pub struct Success {
+    key: String,
+    ip: Option<String>,
+    shared: bool,
+}
+
+impl Success {
+    pub fn of(app: &App, email: &str, ip: Option<&str>) -> Self {
+        Success { key: email_key(email), ip: ip.map(str::to_string), shared: shared(app).is_some() }
+    }
+
+    /// Queues the clearing in the caller's transaction (database counters).
+    pub fn in_tx(&self, app: &App, tx: &mut store::WriteTx) {
+        if self.shared {
+            return;
+        }
+        // Source first, then address: the order `reserve` locks them in,
+        // so two transactions never wait on each other (PostgreSQL).
+        if let Some(ip) = &self.ip {
+            store::give_back_throttle_queued(tx, &ip_key(ip), app.clock.now_ms());
+        }
+        store::clear_throttle_queued(tx, &self.key);
+    }
+
+    /// Clears Redis counters once the sign-in committed. A Redis outage
+    /// here leaves the attempt counted: the safe side.
+    pub async fn after_commit(self, app: &App) -> AppResult<()> {
+        if !self.shared {
+            return Ok(());
+        }
+        clear(app, &self.key).await?;
+        release_source(app, self.ip.as_deref()).await
     }
 }
 

@@ -5,6 +5,7 @@
 use super::client_auth::{self, Presented};
 use super::{OAuthError, Params};
 use crate::app::App;
+use crate::audit;
 use crate::crypto::hash_secret;
 use crate::store;
 
@@ -21,8 +22,14 @@ pub enum Revoked {
     Nothing,
 }
 
-/// Returns what was revoked and the client that asked.
-pub async fn revoke(app: &App, presented: &Presented, form: &Params) -> Result<(Revoked, String), OAuthError> {
+/// Returns what was revoked and the client that asked. A revocation and
+/// its `token_revoked` record are one transaction.
+pub async fn revoke(
+    app: &App,
+    presented: &Presented,
+    form: &Params,
+    source: &audit::Source,
+) -> Result<(Revoked, String), OAuthError> {
     let client = client_auth::authenticate(app, presented, form).await?;
     let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hash = hash_secret(token);
@@ -35,6 +42,7 @@ pub async fn revoke(app: &App, presented: &Presented, form: &Params) -> Result<(
         if found.family.client_id != client.id {
             return Ok((Revoked::Nothing, client.id));
         }
+        let account = app.store.account_by_id(&found.family.account_id).await?;
         let mut tx = app.store.begin_write().await?;
         let what = if try_refresh {
             store::revoke_family(&mut tx, &found.family.id, "revoked_by_client", now).await?;
@@ -43,6 +51,16 @@ pub async fn revoke(app: &App, presented: &Presented, form: &Params) -> Result<(
             store::delete_access_token(&mut tx, &hash).await?;
             Revoked::AccessToken { account_id: found.family.account_id.clone() }
         };
+        let token_type = if try_refresh { "refresh_token" } else { "access_token" };
+        let mut e = audit::Event::new(audit::kind::TOKEN_REVOKED, audit::Outcome::Success, client.id.clone())
+            .account(found.family.account_id.clone())
+            .client(client.id.clone())
+            .source(source)
+            .details(serde_json::json!({"token_type": token_type}));
+        if let Some(row) = account {
+            e = e.email(row.email).partner(row.partner_id);
+        }
+        audit::append(app, &mut tx, vec![e]).await?;
         tx.commit().await?;
         return Ok((what, client.id));
     }

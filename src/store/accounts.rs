@@ -19,6 +19,16 @@ pub struct AccountRow {
     pub updated_at: Millis,
 }
 
+/// An account with the counts that decide its second step (see
+/// [`Store::signin_account`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigninAccountRow {
+    #[sqlx(flatten)]
+    pub account: AccountRow,
+    pub totp_count: i64,
+    pub role_count: i64,
+}
+
 pub struct NewAccount<'a> {
     pub id: &'a str,
     pub email: &'a str,
@@ -63,6 +73,21 @@ impl Store {
             "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id WHERE a.id = $1"
         );
         Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// The account behind a typed address with what its sign-in needs to
+    /// know next (whether it holds a TOTP factor, whether it holds any
+    /// role): one read, so a password sign-in reads nothing else.
+    pub async fn signin_account(&self, email_normalized: &str) -> StoreResult<Option<SigninAccountRow>> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {ACCOUNT_COLUMNS}, \
+                 (SELECT COUNT(*) FROM account_totp t WHERE t.account_id = a.id) AS totp_count, \
+                 (SELECT COUNT(*) FROM account_roles r WHERE r.account_id = a.id) AS role_count \
+                 FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id WHERE a.email_normalized = $1"
+            )
+        });
+        Ok(sqlx::query_as(SQL.as_str()).bind(email_normalized).fetch_optional(&self.pool).await?)
     }
 
     pub async fn account_roles(&self, account_id: &str) -> StoreResult<Vec<String>> {

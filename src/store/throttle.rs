@@ -68,6 +68,24 @@ pub async fn clear_throttle(tx: &mut WriteTx, key: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// [`clear_throttle`] queued in a batched transaction (a sign-in's).
+pub fn clear_throttle_queued(tx: &mut WriteTx, key: &str) {
+    tx.queue("DELETE FROM signin_throttle WHERE key = $1", vec![key.into()]);
+}
+
+/// Gives back one failure of a counter (a source's budget, spent by a
+/// reservation that succeeded), in one statement: no read, so it can ride
+/// in a batched transaction.
+pub fn give_back_throttle_queued(tx: &mut WriteTx, key: &str, now: Millis) {
+    tx.queue(
+        "UPDATE signin_throttle SET \
+         window_failures = CASE WHEN window_failures > 0 THEN window_failures - 1 ELSE 0 END, \
+         consecutive_failures = CASE WHEN consecutive_failures > 0 THEN consecutive_failures - 1 ELSE 0 END, \
+         updated_at = $2 WHERE key = $1",
+        vec![key.into(), now.into()],
+    );
+}
+
 /// Forgets counters idle for a day (they can no longer block anything).
 pub async fn delete_stale_throttles(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
     Ok(sqlx::query("DELETE FROM signin_throttle WHERE updated_at < $1 AND blocked_until < $2")

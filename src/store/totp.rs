@@ -120,6 +120,16 @@ pub async fn take_pending_second_factor(tx: &mut WriteTx, id_hash: &str, now: Mi
 
 /// Records the step of an accepted code, only if it is later than the last
 /// one accepted: false means the code (or an earlier one) was already used.
+/// Recovery codes not used yet, as the caller's transaction sees them.
+pub async fn recovery_codes_left_in(tx: &mut WriteTx, account_id: &str) -> StoreResult<i64> {
+    let row: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM totp_recovery_codes WHERE account_id = $1 AND used_at IS NULL")
+            .bind(account_id)
+            .fetch_one(tx.conn().await?)
+            .await?;
+    Ok(row.0)
+}
+
 pub async fn advance_totp_step(tx: &mut WriteTx, account_id: &str, step: i64) -> StoreResult<bool> {
     let n = sqlx::query("UPDATE account_totp SET last_step = $1 WHERE account_id = $2 AND last_step < $1")
         .bind(step)

@@ -119,6 +119,16 @@ pub fn see_other(location: &str) -> Response {
     r
 }
 
+/// A refusal's page with `Retry-After`, when the refusal names a delay.
+pub fn with_retry_after(mut page: Response, retry_after_secs: Option<i64>) -> Response {
+    if let Some(secs) = retry_after_secs
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page
+}
+
 #[cfg(test)]
 mod tests {
     use axum::extract::FromRequestParts;

@@ -14,8 +14,7 @@ use super::browser::PageLocale;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
-use crate::audit;
-use crate::auth::links::{self, LinkProblem, Purpose, SetPasswordError};
+use crate::auth::links::{self, LinkProblem, Purpose, SetPasswordError, Typed};
 use crate::auth::policy::Violation;
 use crate::oidc::Params;
 
@@ -126,18 +125,9 @@ async fn submit(
     let token = form.get("token").unwrap_or_default().to_string();
     let password = form.get("password").unwrap_or_default();
     let confirmation = form.get("confirmation").unwrap_or_default();
-    match links::set_password(&app, &token, purpose, password, confirmation).await {
-        Ok(Ok(account)) => {
-            let kind = match purpose {
-                Purpose::Activation => audit::kind::PASSWORD_CREATED,
-                Purpose::Reset => audit::kind::PASSWORD_RESET,
-            };
-            let e = audit::Event::new(kind, audit::Outcome::Success, account.email.clone())
-                .email(account.email.clone())
-                .account(account.id.clone())
-                .partner(account.partner_id.clone())
-                .source(&super::audit_source(&app, peer, &headers));
-            audit::record(&app, vec![e]).await;
+    let source = super::audit_source(&app, peer, &headers);
+    match links::set_password(&app, &token, purpose, Typed { password, confirmation }, &source).await {
+        Ok(Ok(_)) => {
             let (title, message) = match purpose {
                 Purpose::Activation => ("activated_title", "activated_text"),
                 Purpose::Reset => ("reset_done_title", "reset_done_text"),
@@ -236,10 +226,9 @@ pub async fn forgot_submit(
     }
     let email = form.get("email").unwrap_or_default().chars().take(254).collect::<String>();
     let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
-    let requested = audit::Event::new(audit::kind::RESET_REQUESTED, audit::Outcome::Success, email.clone())
-        .email(email.clone())
-        .source(&super::audit_source(&app, peer, &headers));
-    audit::record(&app, vec![requested]).await;
+    if let Err(e) = links::record_reset_request(&app, &email, &super::audit_source(&app, peer, &headers)).await {
+        return error::internal_page(e, locale);
+    }
     let background = app.clone();
     tokio::spawn(async move {
         if let Err(e) = links::request_reset(&background, &email, Some(&ip)).await {
@@ -321,24 +310,15 @@ pub async fn change_submit(
     let Some(account) = signed_in(&app, &jar).await else {
         return pages::message(StatusCode::UNAUTHORIZED, locale, "error_title", "err_signin_first", None);
     };
-    let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
-    let outcome = links::change_password(
-        &app,
-        &account.id,
-        form.get("current").unwrap_or_default(),
-        form.get("password").unwrap_or_default(),
-        form.get("confirmation").unwrap_or_default(),
-        Some(&ip),
-    )
-    .await;
+    let typed = Typed {
+        password: form.get("password").unwrap_or_default(),
+        confirmation: form.get("confirmation").unwrap_or_default(),
+    };
+    let source = super::audit_source(&app, peer, &headers);
+    let outcome =
+        links::change_password(&app, &account.id, form.get("current").unwrap_or_default(), typed, &source).await;
     match outcome {
         Ok(Ok(())) => {
-            let e = audit::Event::new(audit::kind::PASSWORD_CHANGED, audit::Outcome::Success, account.email.clone())
-                .email(account.email.clone())
-                .account(account.id.clone())
-                .partner(account.partner_id.clone())
-                .source(&super::audit_source(&app, peer, &headers));
-            audit::record(&app, vec![e]).await;
             let jar = browser::clear_session(&app.config, jar);
             (jar, pages::message(StatusCode::OK, locale, "changed_title", "reset_done_text", None)).into_response()
         }

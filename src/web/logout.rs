@@ -12,8 +12,7 @@ use minijinja::context;
 use super::i18n::Locale;
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
-use crate::auth::session;
-use crate::crypto::hash_secret;
+use crate::auth::{session, signout};
 use crate::oidc::Params;
 use crate::oidc::logout::{self, LogoutDecision, LogoutError};
 
@@ -106,30 +105,10 @@ async fn sign_out(
     redirect: Option<String>,
     source: crate::audit::Source,
 ) -> Response {
-    if let Some(value) = browser::session_value(&app.config, &jar) {
-        let id_hash = hash_secret(&value);
-        let live = app.store.session(&id_hash).await.ok().flatten().filter(|s| s.ended_at.is_none());
-        match session::end(app, &id_hash, "logout").await {
-            Err(e) => return error::internal_page(e, locale),
-            Ok(true) => {
-                if let Some(s) = live {
-                    let account = app.store.account_by_id(&s.account_id).await.ok().flatten();
-                    let email = account.as_ref().map(|a| a.email.clone()).unwrap_or_default();
-                    let e = crate::audit::Event::new(
-                        crate::audit::kind::SIGNOUT,
-                        crate::audit::Outcome::Success,
-                        email.clone(),
-                    )
-                    .email(email)
-                    .account(s.account_id.clone())
-                    .partner(account.and_then(|a| a.partner_id))
-                    .source(&source)
-                    .session(&s.sid);
-                    crate::audit::record(app, vec![e]).await;
-                }
-            }
-            Ok(false) => {}
-        }
+    if let Some(value) = browser::session_value(&app.config, &jar)
+        && let Err(e) = signout::sign_out(app, &value, &source).await
+    {
+        return error::internal_page(e, locale);
     }
     let jar = browser::clear_session(&app.config, jar);
     match redirect {

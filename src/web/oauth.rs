@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::no_store;
-use crate::audit;
 use crate::oidc::client_auth::Presented;
 use crate::oidc::userinfo::BearerError;
 use crate::oidc::{self, OAuthError, Params};
@@ -160,28 +159,12 @@ pub async fn revoke(
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        oidc::revocation::revoke(&app, &presented(&headers)?, &form).await
+        let source = super::audit_source(&app, peer, &headers);
+        oidc::revocation::revoke(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
     match result {
-        Ok((revoked, client_id)) => {
-            let account = match &revoked {
-                oidc::revocation::Revoked::AccessToken { account_id } => Some((account_id.clone(), "access_token")),
-                oidc::revocation::Revoked::RefreshToken { account_id } => Some((account_id.clone(), "refresh_token")),
-                oidc::revocation::Revoked::Nothing => None,
-            };
-            if let Some((account_id, what)) = account {
-                let row = app.store.account_by_id(&account_id).await.ok().flatten();
-                let mut e = audit::Event::new(audit::kind::TOKEN_REVOKED, audit::Outcome::Success, client_id.clone())
-                    .account(account_id)
-                    .client(client_id)
-                    .source(&super::audit_source(&app, peer, &headers))
-                    .details(serde_json::json!({"token_type": what}));
-                if let Some(row) = row {
-                    e = e.email(row.email).partner(row.partner_id);
-                }
-                audit::record(&app, vec![e]).await;
-            }
+        Ok(_) => {
             let mut r = StatusCode::OK.into_response();
             no_store(&mut r);
             r

@@ -15,12 +15,12 @@ use minijinja::context;
 use super::browser::PageLocale;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
-use super::signin::{after_sign_in, establish};
+use super::signin::after_sign_in;
 use super::{AppState, browser, error, pages};
-use crate::accounts::{Account, AccountState};
-use crate::audit;
-use crate::auth::second_factor::{self, Failure, Method};
-use crate::auth::session::{self, ACR_MFA, AMR_OTP, AMR_PASSWORD};
+use crate::accounts::Account;
+use crate::auth::second_factor::{self, Failure};
+use crate::auth::session;
+use crate::auth::signin::{self, Browser, SecondStep, StepOutcome};
 use crate::auth::totp;
 use crate::config::Config;
 use crate::error::AppError;
@@ -64,12 +64,6 @@ async fn load_pending(app: &AppState, jar: &CookieJar) -> Result<Option<PendingS
         Some(c) => second_factor::pending(app, c.value()).await,
         None => Ok(None),
     }
-}
-
-/// The account a pending state is for, if it may still sign in.
-async fn active_account(app: &AppState, account_id: &str) -> Result<Option<Account>, AppError> {
-    let row = app.store.account_by_id(account_id).await?;
-    Ok(row.map(|r| Account::from_row(&r)).filter(|a| a.state == AccountState::Active))
 }
 
 fn expired(locale: Locale) -> Response {
@@ -118,26 +112,6 @@ pub async fn verify_page(State(app): State<AppState>, PageLocale { locale, jar }
     }
 }
 
-/// One code event for the connection log.
-fn code_event(kind: &'static str, outcome: audit::Outcome, account: &Account, source: &audit::Source) -> audit::Event {
-    audit::Event::new(kind, outcome, account.email.clone())
-        .email(account.email.clone())
-        .account(account.id.clone())
-        .partner(account.partner_id.clone())
-        .source(source)
-}
-
-fn failure_event(account: &Account, source: &audit::Source, failure: Failure) -> audit::Event {
-    let details = match failure {
-        Failure::Throttled { retry_after_secs } => {
-            serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs})
-        }
-        Failure::WrongCode => serde_json::json!({"reason": "wrong_code"}),
-        Failure::Expired => serde_json::json!({"reason": "expired"}),
-    };
-    code_event(audit::kind::SECOND_FACTOR_FAILED, audit::Outcome::Failure, account, source).details(details)
-}
-
 /// The status and message of a refused code.
 fn refusal(locale: Locale, failure: Failure) -> (StatusCode, &'static str, Option<i64>) {
     match failure {
@@ -146,15 +120,6 @@ fn refusal(locale: Locale, failure: Failure) -> (StatusCode, &'static str, Optio
         }
         _ => (StatusCode::UNAUTHORIZED, text(locale, "second_factor_failed"), None),
     }
-}
-
-fn with_retry_after(mut page: Response, retry_after: Option<i64>) -> Response {
-    if let Some(secs) = retry_after
-        && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
-    {
-        page.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-    }
-    page
 }
 
 pub async fn verify_submit(
@@ -169,49 +134,29 @@ pub async fn verify_submit(
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
         return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
     }
-    let source = super::audit_source(&app, peer, &headers);
-    let loaded = async {
-        let Some(pending) = load_pending(&app, &jar).await? else { return Ok(None) };
-        Ok::<_, AppError>(active_account(&app, &pending.account_id).await?.map(|a| (pending, a)))
-    }
-    .await;
-    let (pending, account) = match loaded {
-        Ok(Some(p)) => p,
-        Ok(None) => return expired(locale),
-        Err(e) => return error::internal_page(e, locale),
+    let Some(pending_cookie) = jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string()) else {
+        return expired(locale);
     };
+    let source = super::audit_source(&app, peer, &headers);
     let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
-    let method = match second_factor::verify(&app, &pending, &code, source.ip.as_deref()).await {
-        Ok(Ok(m)) => m,
-        Ok(Err(Failure::Expired)) => return expired(locale),
-        Ok(Err(failure)) => {
-            audit::record(&app, vec![failure_event(&account, &source, failure)]).await;
+    let previous = browser::session_value(&app.config, &jar);
+    let user_agent = browser::user_agent(&headers);
+    let step = SecondStep {
+        pending_cookie: &pending_cookie,
+        code: &code,
+        browser: Browser { previous_cookie: previous.as_deref(), source: &source, user_agent: user_agent.as_deref() },
+    };
+    match signin::with_code(&app, step).await {
+        Ok(StepOutcome::SignedIn { completed, return_to, .. }) => {
+            let jar = browser::set_session(&app.config, clear_pending_cookie(&app.config, jar), completed.cookie);
+            (jar, after_sign_in(locale, next_location(completed.location, return_to))).into_response()
+        }
+        Ok(StepOutcome::Expired) => expired(locale),
+        Ok(StepOutcome::Refused(failure)) => {
             let (status, message, retry_after) = refusal(locale, failure);
             let page = verify_view(&app, jar, locale, CodeView { error: Some(message), status });
-            return with_retry_after(page, retry_after);
+            browser::with_retry_after(page, retry_after)
         }
-        Err(e) => return error::internal_page(e, locale),
-    };
-    let method_name = match method {
-        Method::Totp => "totp",
-        Method::RecoveryCode => "recovery_code",
-    };
-    let mut events = vec![
-        code_event(audit::kind::SECOND_FACTOR, audit::Outcome::Success, &account, &source)
-            .details(serde_json::json!({"method": method_name})),
-    ];
-    if method == Method::RecoveryCode {
-        let left = app.store.recovery_codes_left(&account.id).await.unwrap_or_default();
-        events.push(
-            code_event(audit::kind::RECOVERY_CODE_USED, audit::Outcome::Success, &account, &source)
-                .details(serde_json::json!({"remaining": left})),
-        );
-    }
-    audit::record(&app, events).await;
-    let jar = clear_pending_cookie(&app.config, jar);
-    let amr = [AMR_PASSWORD, AMR_OTP];
-    match establish(&app, jar, &headers, &source, &account, &amr, ACR_MFA, pending.request.as_deref()).await {
-        Ok((jar, location)) => (jar, after_sign_in(locale, next_location(location, &pending))).into_response(),
         Err(e) => error::internal_page(e, locale),
     }
 }
@@ -220,9 +165,9 @@ pub async fn verify_submit(
 /// party when an authorization request waited; else, after a step-up, the
 /// console page asked for (`/admin` when the stored path is not a console
 /// path); else `None` (the page of each step decides).
-fn next_location(location: Option<String>, pending: &PendingSecondFactorRow) -> Option<String> {
+fn next_location(location: Option<String>, return_to: Option<String>) -> Option<String> {
     location.or_else(|| {
-        let target = pending.return_to.as_deref()?;
+        let target = return_to.as_deref()?;
         Some(second_factor::console_return(target).unwrap_or_else(|| CONSOLE_HOME.to_string()))
     })
 }
@@ -266,8 +211,8 @@ async fn enrolment(
     locale: Locale,
 ) -> Result<(PendingSecondFactorRow, Account), Response> {
     let loaded = async {
-        let Some(pending) = load_pending(app, jar).await? else { return Ok(None) };
-        let Some(account) = active_account(app, &pending.account_id).await? else { return Ok(None) };
+        let Some(cookie) = jar.get(pending_cookie_name(&app.config)) else { return Ok(None) };
+        let Some((pending, account)) = signin::pending_account(app, cookie.value()).await? else { return Ok(None) };
         let enrolled = app.store.totp(&account.id).await?.is_some();
         Ok::<_, AppError>(Some((pending, account, enrolled)))
     }
@@ -305,35 +250,24 @@ pub async fn enrol_submit(
         Ok(p) => p,
         Err(page) => return page,
     };
+    let Some(pending_cookie) = jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string()) else {
+        return expired(locale);
+    };
     let source = super::audit_source(&app, peer, &headers);
     let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
-    let codes = match second_factor::confirm_enrolment(&app, &pending, &code, source.ip.as_deref()).await {
-        Ok(Ok(codes)) => codes,
-        Ok(Err(Failure::Expired)) => return expired(locale),
-        Ok(Err(failure)) => {
-            audit::record(&app, vec![failure_event(&account, &source, failure)]).await;
-            let (status, message, retry_after) = refusal(locale, failure);
-            let page =
-                enrol_view(&app, jar, locale, &pending, &account, CodeView { error: Some(message), status }).await;
-            return with_retry_after(page, retry_after);
-        }
-        Err(e) => return error::internal_page(e, locale),
+    let previous = browser::session_value(&app.config, &jar);
+    let user_agent = browser::user_agent(&headers);
+    let step = SecondStep {
+        pending_cookie: &pending_cookie,
+        code: &code,
+        browser: Browser { previous_cookie: previous.as_deref(), source: &source, user_agent: user_agent.as_deref() },
     };
-    audit::record(
-        &app,
-        vec![
-            code_event(audit::kind::TOTP_ENROLLED, audit::Outcome::Success, &account, &source)
-                .details(serde_json::json!({"recovery_codes": codes.len()})),
-        ],
-    )
-    .await;
-    let jar = clear_pending_cookie(&app.config, jar);
-    let amr = [AMR_PASSWORD, AMR_OTP];
-    match establish(&app, jar, &headers, &source, &account, &amr, ACR_MFA, pending.request.as_deref()).await {
-        Ok((jar, location)) => {
+    match signin::with_enrolment(&app, step).await {
+        Ok(StepOutcome::SignedIn { completed, return_to, value: codes }) => {
+            let jar = browser::set_session(&app.config, clear_pending_cookie(&app.config, jar), completed.cookie);
             // The recovery codes are shown this once; the page then leads on
             // to the relying party, or to the account's security page.
-            let next = next_location(location, &pending).unwrap_or_else(|| SECURITY_PATH.to_string());
+            let next = next_location(completed.location, return_to).unwrap_or_else(|| SECURITY_PATH.to_string());
             let page = pages::render(
                 StatusCode::OK,
                 "second_factor_codes.html",
@@ -342,6 +276,13 @@ pub async fn enrol_submit(
                 context! { codes => codes, next => next },
             );
             (jar, page).into_response()
+        }
+        Ok(StepOutcome::Expired) => expired(locale),
+        Ok(StepOutcome::Refused(failure)) => {
+            let (status, message, retry_after) = refusal(locale, failure);
+            let page =
+                enrol_view(&app, jar, locale, &pending, &account, CodeView { error: Some(message), status }).await;
+            browser::with_retry_after(page, retry_after)
         }
         Err(e) => error::internal_page(e, locale),
     }

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
-use crate::accounts::Account;
-use crate::audit;
-use crate::auth::session::{self, ACR_PASSWORD, AMR_PASSWORD};
-use crate::auth::{self as authn, second_factor};
+use crate::auth::SignInFailure;
+use crate::auth::second_factor::{self, Requirement};
+use crate::auth::session;
+use crate::auth::signin::{self, PasswordOutcome};
 use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
 use crate::oidc::{Params, clients};
 
@@ -193,47 +193,37 @@ pub async fn signin_submit(
         return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
     }
     let email = form.get("email").unwrap_or("").chars().take(254).collect::<String>();
-    let password = form.get("password").unwrap_or("");
     let source = super::audit_source(&app, peer, &headers);
-    let ip = source.ip.clone().unwrap_or_default();
-    let client_id = parked.as_ref().map(|p| p.client_id.clone());
-    let outcome = match authn::sign_in_with_password(&app, &email, password, Some(&ip)).await {
-        Ok(o) => o,
-        Err(e) => return error::internal_page(e, locale),
+    let previous = browser::session_value(&app.config, &jar);
+    let user_agent = browser::user_agent(&headers);
+    let attempt = signin::PasswordSignIn {
+        email: &email,
+        password: form.get("password").unwrap_or(""),
+        parked: handle.as_deref().zip(parked.as_ref()),
+        return_to: next.as_deref(),
+        browser: signin::Browser {
+            previous_cookie: previous.as_deref(),
+            source: &source,
+            user_agent: user_agent.as_deref(),
+        },
     };
-    let account = match outcome {
-        Ok(a) => a,
-        Err(authn::Refused { failure: reason, account: known }) => {
-            tracing::info!(reason = ?reason, "sign-in refused");
-            let (kind, why) = match reason {
-                authn::SignInFailure::Throttled { retry_after_secs } => (
-                    audit::kind::THROTTLED,
-                    serde_json::json!({"reason": "throttled", "retry_after_secs": retry_after_secs}),
-                ),
-                authn::SignInFailure::UnknownAccount => {
-                    (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "unknown_account"}))
-                }
-                authn::SignInFailure::WrongPassword => {
-                    (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "wrong_password"}))
-                }
-                authn::SignInFailure::Pending => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "pending"})),
-                authn::SignInFailure::Closed => (audit::kind::SIGNIN_FAILED, serde_json::json!({"reason": "closed"})),
+    match signin::with_password(&app, attempt).await {
+        Ok(PasswordOutcome::SignedIn(done)) => {
+            let jar = browser::set_session(&app.config, jar, done.cookie);
+            (jar, after_sign_in(locale, done.location.or(next))).into_response()
+        }
+        Ok(PasswordOutcome::SecondFactor { step, pending_cookie }) => {
+            let path = match step {
+                Requirement::Enrol => super::second_factor::ENROL_PATH,
+                _ => super::second_factor::VERIFY_PATH,
             };
-            let mut event = audit::Event::new(kind, audit::Outcome::Failure, email.clone())
-                .email(email.clone())
-                .source(&source)
-                .details(why);
-            if let Some(c) = &client_id {
-                event = event.client(c.clone());
-            }
-            // Read only by the Caf's security staff: naming the account
-            // reveals nothing to the person typing.
-            if let Some(a) = known {
-                event = event.account(a.id).partner(a.partner_id);
-            }
-            audit::record(&app, vec![event]).await;
-            let (message, status, retry_after) = match reason {
-                authn::SignInFailure::Throttled { retry_after_secs } => {
+            let jar = super::second_factor::set_pending_cookie(&app.config, jar, pending_cookie);
+            (jar, browser::see_other(path)).into_response()
+        }
+        Ok(PasswordOutcome::Refused(failure)) => {
+            tracing::info!(reason = ?failure, "sign-in refused");
+            let (message, status, retry_after) = match failure {
+                SignInFailure::Throttled { retry_after_secs } => {
                     (text(locale, "signin_throttled"), StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs))
                 }
                 _ => (text(locale, "signin_failed"), StatusCode::UNAUTHORIZED, None),
@@ -246,38 +236,8 @@ pub async fn signin_submit(
                 error: Some(message),
                 status,
             };
-            let mut page = render_signin(&app, jar, locale, view).await;
-            if let Some(secs) = retry_after
-                && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
-            {
-                page.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-            }
-            return page;
+            browser::with_retry_after(render_signin(&app, jar, locale, view).await, retry_after)
         }
-    };
-    let requirement = match second_factor::requirement(&app, &account.id).await {
-        Ok(r) => r,
-        Err(e) => return error::internal_page(e, locale),
-    };
-    let step_page = match requirement {
-        second_factor::Requirement::None => None,
-        second_factor::Requirement::Verify => Some(super::second_factor::VERIFY_PATH),
-        second_factor::Requirement::Enrol => Some(super::second_factor::ENROL_PATH),
-    };
-    if let Some(path) = step_page {
-        // The password was right; the session waits for the second factor.
-        return match second_factor::begin(&app, &account.id, handle.as_deref(), next.as_deref()).await {
-            Ok(cookie) => {
-                let jar = super::second_factor::set_pending_cookie(&app.config, jar, cookie);
-                (jar, browser::see_other(path)).into_response()
-            }
-            Err(e) => error::internal_page(e, locale),
-        };
-    }
-    // The request was read above: not read again.
-    let parked = handle.as_deref().zip(parked.as_ref());
-    match complete(&app, jar, &headers, &source, &account, &[AMR_PASSWORD], ACR_PASSWORD, parked).await {
-        Ok((jar, location)) => (jar, after_sign_in(locale, location.or(next))).into_response(),
         Err(e) => error::internal_page(e, locale),
     }
 }
@@ -291,56 +251,4 @@ pub(super) fn after_sign_in(locale: Locale, location: Option<String>) -> Respons
             pages::message_with_link(locale, "signed_in_title", "signed_in_text", "/password/change", "change_title")
         }
     }
-}
-
-/// Opens the session of an authenticated account (password, and second
-/// factor when `amr` says so) through the domain's one-transaction use case
-/// (`auth::signin::complete`). Returns the cookie jar holding the new
-/// session and the redirect to the relying party.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn establish(
-    app: &AppState,
-    jar: CookieJar,
-    headers: &HeaderMap,
-    source: &audit::Source,
-    account: &Account,
-    amr: &[&str],
-    acr: &str,
-    handle: Option<&str>,
-) -> Result<(CookieJar, Option<String>), crate::error::AppError> {
-    let parked = match handle {
-        Some(h) => authorize::parked(app, h).await?,
-        None => None,
-    };
-    complete(app, jar, headers, source, account, amr, acr, handle.zip(parked.as_ref())).await
-}
-
-/// [`establish`] with the parked request already read by the caller.
-#[allow(clippy::too_many_arguments)]
-async fn complete(
-    app: &AppState,
-    jar: CookieJar,
-    headers: &HeaderMap,
-    source: &audit::Source,
-    account: &Account,
-    amr: &[&str],
-    acr: &str,
-    parked: Option<(&str, &AuthorizationRequest)>,
-) -> Result<(CookieJar, Option<String>), crate::error::AppError> {
-    let previous = browser::session_value(&app.config, &jar);
-    let ua = browser::user_agent(headers);
-    let done = authn::signin::complete(
-        app,
-        authn::signin::Completion {
-            account,
-            amr,
-            acr,
-            previous_cookie: previous.as_deref(),
-            parked,
-            source,
-            user_agent: ua.as_deref(),
-        },
-    )
-    .await?;
-    Ok((browser::set_session(&app.config, jar, done.cookie), done.location))
 }

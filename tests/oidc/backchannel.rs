@@ -267,8 +267,13 @@ async fn backchannel_logout_on_session_end_by_the_provider(db: Db) {
     assert!(receiver.tokens().await.is_empty(), "nothing sent while the session lives");
 
     // An administrator ends every session of the account (closure, reset).
-    let ended = coop_idp::auth::session::end_all_of_account(&server.app, &sub, "admin").await.expect("end sessions");
-    assert_eq!(ended, 1);
+    let mut tx = server.app.store.begin_write().await.expect("begin");
+    let notices = coop_idp::auth::session::end_all_of_account_in(&server.app, &mut tx, &sub, "admin")
+        .await
+        .expect("end sessions");
+    tx.commit().await.expect("commit");
+    server.app.backchannel_wake.notify_one();
+    assert_eq!(notices, 1);
     let (_, token) = receiver.wait_for_token(Duration::from_secs(15)).await.expect("logout token delivered");
     verify_logout_token(&server, &token, "platform", &id_token).await;
 }

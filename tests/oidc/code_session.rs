@@ -74,9 +74,8 @@ async fn a_code_obtained_before_a_password_change_is_refused_after_it(db: Db) {
         &s.server.app,
         &s.account_id,
         PASSWORD,
-        NEW_PASSWORD,
-        NEW_PASSWORD,
-        Some("127.0.0.1"),
+        coop_idp::auth::links::Typed { password: NEW_PASSWORD, confirmation: NEW_PASSWORD },
+        &coop_idp::audit::Source { ip: Some("127.0.0.1".into()), user_agent: None },
     )
     .await
     .expect("change");
