@@ -7,8 +7,8 @@
 //! browser run on PostgreSQL would double the time for no new page.
 
 mod admin;
-#[allow(dead_code)]
-#[path = "../oidc/common.rs"]
+#[allow(dead_code, unused_imports)]
+#[path = "../oidc/common/mod.rs"]
 mod common;
 mod driver;
 #[allow(dead_code)]

@@ -8,6 +8,7 @@ use coop_idp::store::EventFilter;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::common::admin::*;
 use crate::common::*;
 use crate::on_both_databases;
 
@@ -21,67 +22,6 @@ on_both_databases!(
     cli_query_refuses_bad_filters_and_exports_safe_csv,
     failed_sign_ins_name_the_account_and_its_partner,
 );
-
-pub(crate) const PARTNER: &str = "cc-girou";
-const OTHER: &str = "ville-autre";
-const SECURITY: &str = "rssi@caf.fr";
-const HABILITATION: &str = "habilitations@caf.fr";
-const PARTNER_MANAGER: &str = "claire.habil@cc-girou.fr";
-const AGENT: &str = "marie.dupont@cc-girou.fr";
-
-/// Signs `email` in over HTTP; the returned browser holds the session and
-/// CSRF cookies, and the CSRF token to send back.
-pub(crate) async fn signed_in(server: &TestServer, email: &str) -> (reqwest::Client, String) {
-    signed_in_from(server, email, None, None).await
-}
-
-/// The same from a forwarded address and with a user agent of its own.
-pub(crate) async fn signed_in_from(
-    server: &TestServer,
-    email: &str,
-    forwarded_for: Option<&str>,
-    user_agent: Option<&str>,
-) -> (reqwest::Client, String) {
-    let b = browser();
-    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let mut request = b.post(server.url("/signin"));
-    if let Some(ip) = forwarded_for {
-        request = request.header("x-forwarded-for", ip);
-    }
-    if let Some(ua) = user_agent {
-        request = request.header("user-agent", ua);
-    }
-    let r = request
-        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("sign in");
-    // Administrators give their second factor (enrolling the first time).
-    let r = if r.status() == 303 { crate::second_step::second_step(server, &b, email, &location(&r)).await } else { r };
-    assert_eq!(r.status(), 200, "sign-in of {email}");
-    (b, csrf)
-}
-
-/// Partners, annexes and the five kinds of caller.
-async fn setup(server: &TestServer) -> Accounts {
-    let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
-    let manager = server.add_account(PARTNER_MANAGER, Some((PARTNER, "CC du Girou"))).await;
-    server.add_account("agent@ville-autre.fr", Some((OTHER, "Ville Autre"))).await;
-    let security = server.add_account(SECURITY, None).await;
-    let habilitation = server.add_account(HABILITATION, None).await;
-    server.grant_role(&security, "caf_security").await;
-    server.grant_role(&habilitation, "caf_habilitation").await;
-    server.grant_role(&manager, "partner_habilitation").await;
-    for p in [PARTNER, OTHER] {
-        coop_idp::provisioning::sign_convention(&server.app, p, "2026-01-05").await.expect("sign");
-    }
-    Accounts { agent }
-}
-
-struct Accounts {
-    agent: String,
-}
 
 async fn status(b: &reqwest::Client, url: &str) -> StatusCode {
     b.get(url).send().await.expect("get").status()
@@ -267,21 +207,6 @@ async fn state_changes_need_csrf_and_are_logged_with_the_administrator(db: Db) {
     assert_eq!(dry[0].actor, HABILITATION);
 }
 
-/// A failed sign-in from `ip` (forwarded by the trusted proxy) for `email`.
-pub(crate) async fn failed_sign_in(server: &TestServer, email: &str, ip: &str, user_agent: &str) -> StatusCode {
-    let b = browser();
-    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    b.post(server.url("/signin"))
-        .header("x-forwarded-for", ip)
-        .header("user-agent", user_agent)
-        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", "Wrong-Password-1")])
-        .send()
-        .await
-        .expect("submit")
-        .status()
-}
-
 async fn records(b: &reqwest::Client, server: &TestServer, query: &str) -> Vec<Value> {
     let r = b.get(server.url(&format!("/admin/api/logs?{query}"))).send().await.expect("get");
     assert_eq!(r.status(), 200, "{query}");
@@ -293,7 +218,7 @@ async fn log_filters_narrow_and_reads_are_logged(db: Db) {
     let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
     setup(&server).await;
     assert_eq!(failed_sign_in(&server, AGENT, "203.0.113.9", "ua-a").await, 401);
-    assert_eq!(failed_sign_in(&server, "agent@ville-autre.fr", "198.51.100.7", "ua-b").await, 401);
+    assert_eq!(failed_sign_in(&server, OTHER_AGENT, "198.51.100.7", "ua-b").await, 401);
     let (security, _) = signed_in(&server, SECURITY).await;
     let (_agent, _) = signed_in_from(&server, AGENT, Some("203.0.113.9"), None).await;
 
@@ -376,16 +301,7 @@ async fn csv_export_escapes_injected_cells(db: Db) {
     let server = TestServer::start(db).await;
     setup(&server).await;
     let injected = "=HYPERLINK(\"http://evil\"),x;\"q\"\nnext@cc-girou.fr";
-    let b = browser();
-    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let r = b
-        .post(server.url("/signin"))
-        .header("user-agent", "@SUM(A1)")
-        .form(&[("csrf", csrf.as_str()), ("email", injected), ("password", "x")])
-        .send()
-        .await
-        .expect("submit");
+    let r = SignIn::new(injected, "x").with_user_agent("@SUM(A1)").post(&browser(), &server.base).await;
     assert_eq!(r.status(), 401);
     assert_eq!(failed_sign_in(&server, AGENT, "127.0.0.1", "-2+3").await, 401);
 
@@ -492,28 +408,6 @@ async fn read_count(server: &TestServer) -> usize {
 /// with `=`.
 pub(crate) const HOSTILE_AGENT: &str = "Mozilla/5.0;=1+41;=cmd|' /C calc'!A0";
 
-/// Every cell a spreadsheet may see in `text`, splitting on `;` or `,`,
-/// honouring quotes or not, starts with anything but a formula.
-pub(crate) fn assert_no_formula_cell(text: &str) {
-    let text = text.trim_start_matches('\u{feff}');
-    let starters = coop_idp::audit::export::FORMULA_STARTERS;
-    for sep in [b';', b','] {
-        for line in text.split(['\n', '\r']) {
-            for cell in line.split(sep as char) {
-                assert!(!cell.starts_with(starters), "naive split on {:?}: {cell:?}", sep as char);
-            }
-        }
-        let mut reader =
-            csv::ReaderBuilder::new().delimiter(sep).has_headers(false).flexible(true).from_reader(text.as_bytes());
-        for record in reader.records() {
-            let record = record.expect("a CSV record");
-            for cell in record.iter() {
-                assert!(!cell.starts_with(starters), "CSV parse on {:?}: {cell:?}", sep as char);
-            }
-        }
-    }
-}
-
 async fn csv_export_is_for_a_french_spreadsheet_and_injection_proof(db: Db) {
     let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
     setup(&server).await;
@@ -561,7 +455,6 @@ async fn csv_export_is_for_a_french_spreadsheet_and_injection_proof(db: Db) {
 /// kinds; the CSV keeps the field names, `,` by default, `;` (with a BOM)
 /// on request, and no formula either way.
 async fn cli_query_refuses_bad_filters_and_exports_safe_csv(db: Db) {
-    use crate::log_integrity::cli;
     let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
     setup(&server).await;
     assert_eq!(failed_sign_in(&server, AGENT, "203.0.113.9", HOSTILE_AGENT).await, 401);
@@ -614,49 +507,6 @@ async fn cli_query_refuses_bad_filters_and_exports_safe_csv(db: Db) {
 
 // ---------------------------------------------------------------------------
 // The command line
-
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli { dir: tempfile::tempdir().expect("tempdir") }
-    }
-
-    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let data = self.dir.path().join("data");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("COOP_IDP_DATA_DIR", &data)
-            .env("COOP_IDP_KEYS_DIR", self.dir.path().join("keys"))
-            .env("COOP_IDP_DATABASE_URL", format!("sqlite://{}/coop-idp.db", data.display()))
-            .env_remove("COOP_IDP_SMTP_URL")
-            .env_remove("COOP_IDP_REDIS_URL")
-            .output()
-            .expect("run coop-idp");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn outbox(&self) -> Vec<String> {
-        let Ok(dir) = std::fs::read_dir(self.dir.path().join("data").join("outbox")) else { return Vec::new() };
-        dir.filter_map(Result::ok)
-            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .collect()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, Some(0), "{args:?}\n{out}\n{err}");
-        serde_json::from_str(&out).expect("JSON output")
-    }
-}
 
 #[test]
 fn admin_cli_bootstrap_grant_revoke_and_errors() {
@@ -762,10 +612,7 @@ async fn failed_sign_ins_name_the_account_and_its_partner(db: Db) {
     assert!(typed[0]["account_id"].is_null() && typed[0]["partner_id"].is_null(), "{typed:?}");
 
     // The same through the command line.
-    let out = crate::log_integrity::cli(
-        &server,
-        &["logs", "query", "--partner", PARTNER, "--event", "signin_failed", "--format", "json"],
-    );
+    let out = cli(&server, &["logs", "query", "--partner", PARTNER, "--event", "signin_failed", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let listed = listed.as_array().expect("records");

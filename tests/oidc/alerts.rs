@@ -11,11 +11,9 @@ use coop_idp::store::{EventFilter, EventRow};
 use openidconnect::OAuth2TokenResponse;
 use serde_json::Value;
 
-use crate::admin_api::{PARTNER, failed_sign_in, signed_in_from};
+use crate::common::admin::PARTNER;
 use crate::common::*;
-use crate::credentials::{is_to, outbox, wait_for_mails};
 use crate::on_both_databases;
-use crate::refresh::{code_flow, refresh_raw};
 
 on_both_databases!(
     spraying_from_one_address_alerts_both_security_officers_once_per_period,
@@ -226,17 +224,7 @@ async fn refresh_token_replay_alerts_and_rotation_does_not(db: Db) {
 }
 
 async fn forgot(server: &TestServer, email: &str, ip: &str) {
-    let b = browser();
-    let page = b.get(server.url("/password/forgot")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let r = b
-        .post(server.url("/password/forgot"))
-        .header("x-forwarded-for", ip)
-        .form(&[("csrf", csrf.as_str()), ("email", email)])
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(r.status(), 200);
+    assert_eq!(forgot_at(&server.base, email, Some(ip)).await, 200);
 }
 
 async fn repeated_reset_requests_alert_by_account_and_by_source(db: Db) {

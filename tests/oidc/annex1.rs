@@ -17,9 +17,7 @@ use time::Date;
 
 use crate::backchannel::{Receiver, verify_logout_token};
 use crate::common::*;
-use crate::credentials::{is_to, link_in, outbox, wait_for_mails};
 use crate::on_both_databases;
-use crate::refresh::{code_flow, refresh_raw, userinfo_status};
 
 on_both_databases!(
     annex1_files_in_every_format_give_the_same_people,
@@ -155,27 +153,10 @@ pub(crate) async fn snapshot(server: &TestServer) -> Vec<String> {
     out
 }
 
-/// Waits for the activation link mailed to `email` (the `count`th one).
-async fn activation_link(server: &TestServer, email: &str, count: usize) -> String {
-    let prefix = format!("{}?token=", server.url("/activate"));
-    let mails = wait_for_mails(server, email, &prefix, count).await;
-    link_in(mails.last().expect("a message"), &prefix)
-}
-
 /// Creates the password through the activation page, as the person does.
 async fn activate(server: &TestServer, link: &str) {
-    let browser = browser();
-    let page = browser.get(link).send().await.expect("activation page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
-    let csrf = hidden(&html, "csrf").expect("csrf field");
-    let token = hidden(&html, "token").expect("token field");
-    let r = browser
-        .post(server.url("/activate"))
-        .form(&[("csrf", csrf.as_str()), ("token", &token), ("password", PASSWORD), ("confirmation", PASSWORD)])
-        .send()
-        .await
-        .expect("activation submit");
+    let fields = [("password", PASSWORD), ("confirmation", PASSWORD)];
+    let r = submit_form(&browser(), link, &server.url("/activate"), &fields, &[]).await;
     assert_eq!(r.status(), 200, "password created");
 }
 
@@ -196,7 +177,7 @@ async fn platform(server: &TestServer) -> (Receiver, String) {
 /// An activated person signed in at the platform with `offline_access`:
 /// (ID token, access token, refresh token).
 async fn signed_in(server: &TestServer, secret: &str, email: &str) -> (String, String, String) {
-    activate(server, &activation_link(server, email, 1).await).await;
+    activate(server, &mailed_link(server, email, "/activate", 1).await).await;
     let rp = server.rp("platform", Some(secret)).await;
     let (tokens, _) = code_flow(server, &rp, &browser(), email, &["offline_access"]).await;
     let id_token = tokens.id_token().expect("id_token").to_string();
@@ -349,7 +330,7 @@ async fn annex1_dry_run_changes_nothing_then_apply_opens_the_accesses(db: Db) {
     assert!(outcome.applied);
     for email in [ELOISE, MARIE] {
         assert_eq!(state_of(&server, email).await.as_deref(), Some("pending"), "{email}");
-        let link = activation_link(&server, email, 1).await;
+        let link = mailed_link(&server, email, "/activate", 1).await;
         assert!(link.starts_with(&server.base), "{link}");
     }
     let mails = outbox(&server);
@@ -454,16 +435,7 @@ async fn annex1_closure_revokes_tokens_and_tells_the_relying_party(db: Db) {
         without.warnings.iter().map(|w| (w.code, w.line, w.email.as_deref())).collect();
     assert_eq!(warned, [("closed_missing", 0, Some(MARIE))]);
     // The person can no longer sign in.
-    let b = browser();
-    let page = b.get(server.url("/signin")).send().await.expect("sign-in page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf field");
-    let r = b
-        .post(server.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("email", MARIE), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("sign-in");
-    assert_eq!(r.status(), 401, "a closed account cannot sign in");
+    assert_eq!(attempt_at(&server.base, MARIE, PASSWORD).await, 401, "a closed account cannot sign in");
 }
 
 async fn annex1_reopen_sends_a_fresh_activation_link(db: Db) {
@@ -471,7 +443,7 @@ async fn annex1_reopen_sends_a_fresh_activation_link(db: Db) {
     setup_partner(&server, Some("2026-01-01")).await;
     let open = annex(&["ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;"]);
     apply(&server, &open).await;
-    let first = activation_link(&server, MARIE, 1).await;
+    let first = mailed_link(&server, MARIE, "/activate", 1).await;
     activate(&server, &first).await;
     apply(&server, &annex(&["clôture demandée;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;"])).await;
     assert_eq!(state_of(&server, MARIE).await.as_deref(), Some("closed"));
@@ -483,7 +455,7 @@ async fn annex1_reopen_sends_a_fresh_activation_link(db: Db) {
     let marie = server.app.store.account_by_email(MARIE).await.expect("db").expect("account");
     assert_eq!((marie.state.as_str(), marie.function.as_str()), ("pending", "Directrice"));
     assert!(marie.password_hash.is_none(), "the old password is gone");
-    let second = activation_link(&server, MARIE, 2).await;
+    let second = mailed_link(&server, MARIE, "/activate", 2).await;
     assert_ne!(first, second);
     assert_eq!(link_status(&first).await, 410, "the first link is spent");
     activate(&server, &second).await;
@@ -677,7 +649,7 @@ async fn annex1_terminated_convention_closes_everything_and_blocks_openings(db: 
     assert_revoked(&server, &secret, &access, &refresh).await;
     let (_, token) = receiver.wait_for_token(Duration::from_secs(15)).await.expect("logout token delivered");
     verify_logout_token(&server, &token, "platform", &id_token).await;
-    let eloise_link = activation_link(&server, ELOISE, 1).await;
+    let eloise_link = mailed_link(&server, ELOISE, "/activate", 1).await;
     assert_eq!(link_status(&eloise_link).await, 410, "a pending access's link is withdrawn");
 
     // Openings are refused, the annex as a whole with them.
@@ -778,7 +750,7 @@ async fn annex1_unsigned_convention_blocks_openings(db: Db) {
     sign_convention(&server.app, PARTNER, &ymd(today_of(&server))).await.expect("sign");
     apply(&server, &file).await;
     assert_eq!(state_of(&server, MARIE).await.as_deref(), Some("pending"));
-    activation_link(&server, MARIE, 1).await;
+    mailed_link(&server, MARIE, "/activate", 1).await;
 }
 
 async fn annex1_new_annex_replaces_the_previous_one(db: Db) {
@@ -820,47 +792,6 @@ async fn annex1_new_annex_replaces_the_previous_one(db: Db) {
 // ---------------------------------------------------------------------------
 // The command line
 
-struct Cli {
-    dir: tempfile::TempDir,
-}
-
-impl Cli {
-    fn new() -> Cli {
-        Cli { dir: tempfile::tempdir().expect("tempdir") }
-    }
-
-    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let data = self.dir.path().join("data");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("COOP_IDP_DATA_DIR", &data)
-            .env("COOP_IDP_KEYS_DIR", self.dir.path().join("keys"))
-            .env("COOP_IDP_DATABASE_URL", format!("sqlite://{}/coop-idp.db", data.display()))
-            .env_remove("COOP_IDP_SMTP_URL")
-            .env_remove("COOP_IDP_REDIS_URL")
-            .output()
-            .expect("run coop-idp");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn file(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, bytes).expect("write fixture");
-        path.display().to_string()
-    }
-
-    fn eml_count(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("data").join("outbox"))
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
-            .unwrap_or(0)
-    }
-}
-
 #[test]
 fn annex1_cli_exit_codes_and_json() {
     let cli = Cli::new();
@@ -890,7 +821,7 @@ fn annex1_cli_exit_codes_and_json() {
     let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &good]);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains(ELOISE) && out.contains("Éloïse"), "{out}");
-    assert_eq!(cli.eml_count(), 0);
+    assert_eq!(cli.outbox().len(), 0);
 
     // Dry run with errors: non-zero, the problem with its line.
     let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &bad, "--json"]);
@@ -904,7 +835,7 @@ fn annex1_cli_exit_codes_and_json() {
     // --apply on it: refused, non-zero.
     let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &bad, "--apply"]);
     assert_ne!(code, Some(0), "{out}\n{err}");
-    assert_eq!(cli.eml_count(), 0);
+    assert_eq!(cli.outbox().len(), 0);
 
     // --apply on the clean one, with --json and --transmitted: 0, PRODUCT.md keys.
     let transmitted = ymd(time::OffsetDateTime::now_utc().date() - time::Duration::days(1));
@@ -935,7 +866,7 @@ fn annex1_cli_exit_codes_and_json() {
         opened,
         [(2, ELOISE, "N'Diaye", "Éloïse", "Chargée de mission"), (3, MARIE, "Dupont", "Marie", "Coordinatrice CTG")]
     );
-    assert_eq!(cli.eml_count(), 2, "activation emails in the outbox");
+    assert_eq!(cli.outbox().len(), 2, "activation emails in the outbox");
 
     // The same file again: nothing to do, still 0.
     let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &good, "--json"]);
@@ -943,5 +874,5 @@ fn annex1_cli_exit_codes_and_json() {
     let plan: Value = serde_json::from_str(&out).expect("JSON plan");
     assert_eq!(plan["open"], serde_json::json!([]));
     assert_eq!(plan["unchanged"].as_array().map(Vec::len), Some(2));
-    assert_eq!(cli.eml_count(), 2);
+    assert_eq!(cli.outbox().len(), 2);
 }

@@ -22,7 +22,7 @@ async fn hostile_annexes_are_refused_change_nothing_and_the_server_keeps_answeri
     setup_partner(&server, Some("2026-01-05")).await;
     let manager = server.add_account(MANAGER, Some(("cc-girou", "CC du Girou"))).await;
     server.grant_role(&manager, "partner_habilitation").await;
-    let (admin, csrf) = crate::admin_api::signed_in(&server, MANAGER).await;
+    let (admin, csrf) = signed_in(&server, MANAGER).await;
     let before = snapshot(&server).await;
 
     let files: Vec<(&str, Vec<u8>, &str, &str)> = vec![

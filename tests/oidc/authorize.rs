@@ -2,234 +2,16 @@
 //! authorization request, plus the RFC 9700 rules enforced there (PKCE S256
 //! only, no implicit or hybrid flow, 303 after a credential POST, no CORS,
 //! `frame-ancestors 'none'`). Each test checks both sides of its rule.
-//!
-//! The helpers at the top are shared with `token.rs`.
 
-use openidconnect::core::{CoreIdToken, CoreIdTokenClaims};
-use openidconnect::{Nonce, PkceCodeChallenge};
 use serde_json::Value;
 
 use crate::common::*;
 use crate::on_both_databases;
 
-pub const EMAIL: &str = "marie.dupont@cc-girou.fr";
-
-/// An S256 challenge and its verifier.
-pub struct Pkce {
-    pub challenge: String,
-    pub verifier: String,
-}
-
-pub fn pkce() -> Pkce {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    Pkce { challenge: challenge.as_str().to_string(), verifier: verifier.secret().to_string() }
-}
-
-/// An authorization URL built by hand, its parameters in the order given.
-pub fn authorize_url(server: &TestServer, params: &[(&str, &str)]) -> String {
-    let mut url = url::Url::parse(&server.url("/authorize")).expect("authorize url");
-    url.query_pairs_mut().extend_pairs(params);
-    url.to_string()
-}
-
-/// A valid code-flow request for `client_id`: scope openid, S256 PKCE.
-pub fn code_request<'a>(client_id: &'a str, pkce: &'a Pkce, state: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-        ("scope", "openid"),
-        ("state", state),
-        ("code_challenge", pkce.challenge.as_str()),
-        ("code_challenge_method", "S256"),
-    ]
-}
-
-/// The same request with `extra` parameters added or replacing existing ones.
-pub fn with<'a>(mut params: Vec<(&'a str, &'a str)>, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    for (k, v) in extra {
-        params.retain(|(name, _)| name != k);
-        params.push((k, v));
-    }
-    params
-}
-
-/// The code of a successful callback (checks it goes to the client).
-pub fn code_of(callback: &str) -> String {
-    assert!(callback.starts_with(REDIRECT), "expected a redirect to the client, got {callback}");
-    let q = query(callback);
-    assert!(!q.contains_key("error"), "unexpected error: {callback}");
-    q.get("code").cloned().expect("code in the callback")
-}
-
-/// GET on the authorization endpoint with a live session: the browser must
-/// be sent straight back to the client, no page in between.
-pub async fn authorize_silently(browser: &reqwest::Client, url: &str) -> String {
-    let r = browser.get(url).send().await.expect("authorize");
-    assert_eq!(r.status(), 303);
-    let loc = location(&r);
-    assert!(loc.starts_with(REDIRECT), "expected a redirect to the client without a page, got {loc}");
-    loc
-}
-
-/// GET on the authorization endpoint that must lead to the sign-in page;
-/// returns the sign-in page path.
-pub async fn expect_sign_in_page(browser: &reqwest::Client, url: &str) -> String {
-    let r = browser.get(url).send().await.expect("authorize");
-    assert_eq!(r.status(), 303);
-    let loc = location(&r);
-    assert!(loc.starts_with("/signin?request="), "expected the sign-in page, got {loc}");
-    loc
-}
-
-/// The token request for a code, as the RP sends it: HTTP Basic when there
-/// is a secret, else `client_id` in the form.
-pub async fn exchange(
-    server: &TestServer,
-    client_id: &str,
-    secret: Option<&str>,
-    code: &str,
-    verifier: &str,
-) -> reqwest::Response {
-    let mut form = vec![
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", verifier),
-    ];
-    let request = http_client().post(server.url("/token"));
-    let request = match secret {
-        Some(s) => request.basic_auth(client_id, Some(s)),
-        None => {
-            form.push(("client_id", client_id));
-            request
-        }
-    };
-    request.form(&form).send().await.expect("token request")
-}
-
-/// A successful token response: 200 JSON, Bearer, `expires_in`, no-store.
-pub async fn token_json(r: reqwest::Response) -> Value {
-    let status = r.status();
-    let cache = r.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let body: Value = r.json().await.expect("token response JSON");
-    assert_eq!(status, 200, "token response: {body}");
-    assert_eq!(cache, "no-store");
-    assert_eq!(body["token_type"].as_str().map(str::to_ascii_lowercase).as_deref(), Some("bearer"));
-    assert!(body["expires_in"].as_i64().is_some_and(|e| e > 0), "{body}");
-    assert!(body["access_token"].is_string(), "{body}");
-    body
-}
-
-/// A token-endpoint error: its status and JSON `error`.
-pub async fn token_error(r: reqwest::Response) -> (u16, String) {
-    let status = r.status().as_u16();
-    let cache = r.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let body: Value = r.json().await.expect("error JSON");
-    assert_eq!(cache, "no-store");
-    (status, body["error"].as_str().unwrap_or_default().to_string())
-}
-
-/// Exchanges `code` and returns the token response (checked).
-pub async fn tokens(server: &TestServer, client_id: &str, secret: Option<&str>, code: &str, verifier: &str) -> Value {
-    token_json(exchange(server, client_id, secret, code, verifier).await).await
-}
-
-/// A JWT's header or payload (`part` 0 or 1), unverified.
-pub fn jwt_part(jwt: &str, part: usize) -> Value {
-    let segment = jwt.split('.').nth(part).expect("JWT segment");
-    serde_json::from_slice(&coop_idp::crypto::b64url_decode(segment).expect("base64url")).expect("JSON")
-}
-
-/// Verifies an ID token with the RP library (signature, iss, aud, exp) and
-/// the nonce: equal to `nonce`, or absent when none was sent.
-pub fn verify_id_token(rp: &Rp, id_token: &str, nonce: Option<&str>) -> CoreIdTokenClaims {
-    let token: CoreIdToken = id_token.parse().expect("ID token parses");
-    let verifier = rp.id_token_verifier().set_allowed_algs(vec![
-        openidconnect::core::CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-        openidconnect::core::CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-        openidconnect::core::CoreJwsSigningAlgorithm::EdDsa,
-    ]);
-    let claims = match nonce {
-        Some(n) => token.claims(&verifier, &Nonce::new(n.to_string())),
-        None => token.claims(&verifier, |n: Option<&Nonce>| match n {
-            None => Ok(()),
-            Some(_) => Err("nonce present although none was sent".to_string()),
-        }),
-    };
-    claims.expect("valid ID token").clone()
-}
-
-/// Signs in through the sign-in page with the usual request plus `extra`,
-/// exchanges the code; returns the token response.
-pub async fn sign_in_for_tokens(
-    server: &TestServer,
-    browser: &reqwest::Client,
-    client_id: &str,
-    secret: Option<&str>,
-    extra: &[(&str, &str)],
-    email: &str,
-) -> Value {
-    let p = pkce();
-    let url = authorize_url(server, &with(code_request(client_id, &p, "st"), extra));
-    let callback = sign_in(server, browser, &url, email).await;
-    tokens(server, client_id, secret, &code_of(&callback), &p.verifier).await
-}
-
-/// With a live session: a code without any page, exchanged; returns the
-/// token response.
-pub async fn silent_tokens(
-    server: &TestServer,
-    browser: &reqwest::Client,
-    client_id: &str,
-    secret: Option<&str>,
-    extra: &[(&str, &str)],
-) -> Value {
-    let p = pkce();
-    let url = authorize_url(server, &with(code_request(client_id, &p, "st"), extra));
-    let callback = authorize_silently(browser, &url).await;
-    tokens(server, client_id, secret, &code_of(&callback), &p.verifier).await
-}
-
-pub fn id_token_of(tokens: &Value) -> String {
-    tokens["id_token"].as_str().expect("id_token").to_string()
-}
-
-/// The response must be an error page: 400, HTML, and no redirect at all.
-pub async fn assert_error_page(r: reqwest::Response, what: &str) {
-    assert_eq!(r.status(), 400, "{what}: expected an error page");
-    assert!(r.headers().get("location").is_none(), "{what}: must redirect nowhere");
-    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    assert!(ct.starts_with("text/html"), "{what}: {ct}");
-}
-
-/// An error redirect to the client: `error` among `codes`, state and iss
-/// echoed, no code.
-pub fn assert_error_redirect(loc: &str, codes: &[&str], state: &str, issuer: &str) {
-    assert!(loc.starts_with(REDIRECT), "expected an error redirect to the client, got {loc}");
-    let q = query(loc);
-    let error = q.get("error").map(String::as_str).unwrap_or_default();
-    assert!(codes.contains(&error), "error {error:?} not among {codes:?}: {loc}");
-    assert_eq!(q.get("state").map(String::as_str), Some(state), "state echoed exactly");
-    assert_eq!(q.get("iss").map(String::as_str), Some(issuer), "iss (RFC 9207)");
-    for leaked in ["code", "access_token", "id_token"] {
-        assert!(!q.contains_key(leaked), "{leaked} in an error redirect: {loc}");
-    }
-    assert!(!loc.contains('#'), "no fragment response: {loc}");
-}
-
 async fn get_redirect(browser: &reqwest::Client, url: &str) -> String {
     let r = browser.get(url).send().await.expect("authorize");
     assert_eq!(r.status(), 303);
     location(&r)
-}
-
-/// A server with Marie's account and the confidential client `platform`.
-async fn setup(db: Db) -> (TestServer, String, String) {
-    let server = TestServer::start(db).await;
-    let sub = server.add_account(EMAIL, Some(("cc-girou", "CC du Girou"))).await;
-    let secret = server.add_client("platform").await;
-    (server, sub, secret)
 }
 
 on_both_databases!(
@@ -261,11 +43,11 @@ on_both_databases!(
 );
 
 async fn oidcc_response_type_missing(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     // Signed in, so that a provider ignoring the omission would hand out a code.
     sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
-    let p = pkce();
+    let p = Pkce::random();
     let mut params = code_request("platform", &p, "st-missing");
     params.retain(|(k, _)| *k != "response_type");
     let loc = get_redirect(&browser, &authorize_url(&server, &params)).await;
@@ -276,10 +58,10 @@ async fn oidcc_response_type_missing(db: Db) {
 }
 
 async fn oidcc_ensure_registered_redirect_uri(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
-    let p = pkce();
+    let p = Pkce::random();
     let suffixed = format!("{REDIRECT}/extra");
     let with_query = format!("{REDIRECT}?x=1");
     let with_fragment = format!("{REDIRECT}#x");
@@ -308,9 +90,9 @@ async fn oidcc_ensure_registered_redirect_uri(db: Db) {
 }
 
 async fn oidcc_ensure_post_request_succeeds(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
-    let p = pkce();
+    let p = Pkce::random();
     let r = browser
         .post(server.url("/authorize"))
         .form(&code_request("platform", &p, "st-post"))
@@ -325,7 +107,7 @@ async fn oidcc_ensure_post_request_succeeds(db: Db) {
     let t = tokens(&server, "platform", Some(&secret), &code_of(&callback), &p.verifier).await;
     assert_eq!(jwt_part(&id_token_of(&t), 1)["sub"], sub.as_str());
     // With the session: a code straight away, also by POST.
-    let p = pkce();
+    let p = Pkce::random();
     let r = browser
         .post(server.url("/authorize"))
         .form(&code_request("platform", &p, "st-post-2"))
@@ -357,22 +139,14 @@ fn unsigned_request_object(client_id: &str, p: &Pkce) -> String {
 }
 
 async fn discovery_flag(server: &TestServer, name: &str) -> Value {
-    let d: Value = http_client()
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
-    d[name].clone()
+    discovery(&server.base).await[name].clone()
 }
 
 async fn oidcc_unsigned_request_object_refused(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
-    let p = pkce();
+    let p = Pkce::random();
     let object = unsigned_request_object("platform", &p);
     let url = authorize_url(&server, &with(code_request("platform", &p, "st-ro"), &[("request", object.as_str())]));
     assert_error_redirect(&get_redirect(&browser, &url).await, &["request_not_supported"], "st-ro", &server.base);
@@ -383,10 +157,10 @@ async fn oidcc_unsigned_request_object_refused(db: Db) {
 }
 
 async fn oidcc_request_uri_refused(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(
         &server,
         &with(code_request("platform", &p, "st-ru"), &[("request_uri", "https://rp.example.fr/request.jwt")]),
@@ -398,10 +172,10 @@ async fn oidcc_request_uri_refused(db: Db) {
 }
 
 async fn oidcc_ensure_request_object_with_redirect_uri(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
-    let p = pkce();
+    let p = Pkce::random();
     let object = unsigned_request_object("platform", &p);
     // The outer redirect_uri is checked first: unregistered means a page.
     let bad = format!("{REDIRECT}/elsewhere");
@@ -416,9 +190,9 @@ async fn oidcc_ensure_request_object_with_redirect_uri(db: Db) {
 }
 
 async fn oidcc_prompt_none_not_logged_in(db: Db) {
-    let (server, _, _) = setup(db).await;
+    let (server, _, _) = platform_server(db).await;
     let browser = browser();
-    let p = pkce();
+    let p = Pkce::random();
     let long_state: String = "s".repeat(64) + &"S".repeat(64);
     assert_eq!(long_state.len(), 128);
     let url = authorize_url(&server, &with(code_request("platform", &p, &long_state), &[("prompt", "none")]));
@@ -429,7 +203,7 @@ async fn oidcc_prompt_none_not_logged_in(db: Db) {
 }
 
 async fn oidcc_prompt_none_logged_in(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
     let first = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
     let first = jwt_part(&id_token_of(&first), 1);
@@ -438,19 +212,19 @@ async fn oidcc_prompt_none_logged_in(db: Db) {
     assert_eq!(again["sub"], sub.as_str());
     assert_eq!(again["auth_time"], first["auth_time"]);
     // Another browser, not signed in: login_required.
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(&server, &with(code_request("platform", &p, "st-none"), &[("prompt", "none")]));
     assert_error_redirect(&get_redirect(&http_client(), &url).await, &["login_required"], "st-none", &server.base);
 }
 
 async fn oidcc_prompt_login(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
     let first = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
     let first_auth = jwt_part(&id_token_of(&first), 1)["auth_time"].as_i64().expect("auth_time");
     server.clock.advance_secs(2);
     // prompt=login: the sign-in page again despite the live session.
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(&server, &with(code_request("platform", &p, "st"), &[("prompt", "login")]));
     let signin = expect_sign_in_page(&browser, &url).await;
     let callback = submit_sign_in(&server, &browser, &signin, EMAIL, PASSWORD).await;
@@ -465,14 +239,14 @@ async fn oidcc_prompt_login(db: Db) {
 }
 
 async fn oidcc_max_age_1(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
     let first = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
     let first_auth = jwt_part(&id_token_of(&first), 1)["auth_time"].as_i64().expect("auth_time");
     // Within a generous max_age the session is still good.
     silent_tokens(&server, &browser, "platform", Some(&secret), &[("max_age", "30")]).await;
     server.clock.advance_secs(2);
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(&server, &with(code_request("platform", &p, "st"), &[("max_age", "1")]));
     let signin = expect_sign_in_page(&browser, &url).await;
     let callback = submit_sign_in(&server, &browser, &signin, EMAIL, PASSWORD).await;
@@ -484,7 +258,7 @@ async fn oidcc_max_age_1(db: Db) {
 }
 
 async fn oidcc_max_age_10000(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
     let first = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
     let first = jwt_part(&id_token_of(&first), 1);
@@ -494,13 +268,13 @@ async fn oidcc_max_age_10000(db: Db) {
     assert_eq!(again["sub"], sub.as_str());
     assert_eq!(again["auth_time"], first["auth_time"]);
     // A max_age shorter than the session's age asks again.
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(&server, &with(code_request("platform", &p, "st"), &[("max_age", "60")]));
     expect_sign_in_page(&browser, &url).await;
 }
 
 async fn oidcc_id_token_hint(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let other_email = "jean.martin@cc-girou.fr";
     server.add_account(other_email, None).await;
     let browser = browser();
@@ -520,7 +294,7 @@ async fn oidcc_id_token_hint(db: Db) {
     payload["sub"] = Value::from("someone-else");
     parts[1] = coop_idp::crypto::b64url(payload.to_string().as_bytes());
     let forged = parts.join(".");
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(
         &server,
         &with(code_request("platform", &p, "st-h"), &[("prompt", "none"), ("id_token_hint", &forged)]),
@@ -541,9 +315,9 @@ async fn oidcc_id_token_hint(db: Db) {
 }
 
 async fn oidcc_login_hint(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(&server, &with(code_request("platform", &p, "st"), &[("login_hint", EMAIL)]));
     let signin = expect_sign_in_page(&browser, &url).await;
     let html = browser.get(server.url(&signin)).send().await.expect("page").text().await.expect("html");
@@ -565,7 +339,7 @@ async fn oidcc_login_hint(db: Db) {
 
 async fn sign_in_page_html(server: &TestServer, extra: &[(&str, &str)]) -> String {
     let browser = browser();
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(server, &with(code_request("platform", &p, "st"), extra));
     let signin = expect_sign_in_page(&browser, &url).await;
     let r = browser.get(server.url(&signin)).send().await.expect("page");
@@ -574,7 +348,7 @@ async fn sign_in_page_html(server: &TestServer, extra: &[(&str, &str)]) -> Strin
 }
 
 async fn oidcc_ui_locales(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let en = sign_in_page_html(&server, &[("ui_locales", "en-GB fr")]).await;
     assert!(en.contains("<html lang=\"en\">"), "ui_locales=en-GB gives English");
     assert!(en.contains("Sign in"));
@@ -588,7 +362,7 @@ async fn oidcc_ui_locales(db: Db) {
 }
 
 async fn oidcc_claims_locales(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
     let t = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[("claims_locales", "fr-FR en")], EMAIL)
         .await;
@@ -600,7 +374,7 @@ async fn oidcc_claims_locales(db: Db) {
 }
 
 async fn oidcc_display_page_and_popup(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     for display in ["page", "popup"] {
         let browser = browser();
         let t = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[("display", display)], EMAIL).await;
@@ -609,7 +383,7 @@ async fn oidcc_display_page_and_popup(db: Db) {
 }
 
 async fn oidcc_ensure_request_with_unknown_parameter_succeeds(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
     let t = sign_in_for_tokens(
         &server,
@@ -622,7 +396,7 @@ async fn oidcc_ensure_request_with_unknown_parameter_succeeds(db: Db) {
     .await;
     assert_eq!(jwt_part(&id_token_of(&t), 1)["sub"], sub.as_str());
     // Parameters are still parsed strictly: a repeated one is refused.
-    let p = pkce();
+    let p = Pkce::random();
     let mut repeated = code_request("platform", &p, "st");
     repeated.push(("state", "again"));
     assert_error_page(browser.get(authorize_url(&server, &repeated)).send().await.expect("authorize"), "repeated")
@@ -630,7 +404,7 @@ async fn oidcc_ensure_request_with_unknown_parameter_succeeds(db: Db) {
 }
 
 async fn oidcc_ensure_request_with_acr_values_succeeds(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let password_acr = "urn:coop-idp:acr:password";
     let browser = browser();
     let acr_values = format!("urn:example:acr:unknown {password_acr}");
@@ -642,23 +416,12 @@ async fn oidcc_ensure_request_with_acr_values_succeeds(db: Db) {
     assert!(jwt_part(&id_token_of(&t), 1)["acr"].is_string());
 }
 
-async fn userinfo(server: &TestServer, tokens: &Value) -> Value {
-    let r = http_client()
-        .get(server.url("/userinfo"))
-        .bearer_auth(tokens["access_token"].as_str().expect("access_token"))
-        .send()
-        .await
-        .expect("userinfo");
-    assert_eq!(r.status(), 200);
-    r.json().await.expect("userinfo JSON")
-}
-
 async fn oidcc_claims_essential(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let browser = browser();
     let claims = r#"{"userinfo":{"name":{"essential":true}},"id_token":{"email":null}}"#;
     let t = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[("claims", claims)], EMAIL).await;
-    let info = userinfo(&server, &t).await;
+    let info = userinfo(&server, t["access_token"].as_str().expect("access_token")).await;
     assert_eq!(info["sub"], sub.as_str());
     assert_eq!(info["name"], "Marie Dupont", "name requested for userinfo");
     assert!(info.get("email").is_none(), "only what was asked: {info}");
@@ -667,16 +430,16 @@ async fn oidcc_claims_essential(db: Db) {
     assert!(id.get("name").is_none(), "{id}");
     // Without the claims parameter, scope openid alone releases nothing more.
     let t = silent_tokens(&server, &browser, "platform", Some(&secret), &[]).await;
-    let info = userinfo(&server, &t).await;
+    let info = userinfo(&server, t["access_token"].as_str().expect("access_token")).await;
     assert!(info.get("name").is_none(), "{info}");
     // A malformed claims parameter is refused with a redirect.
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(&server, &with(code_request("platform", &p, "st-c"), &[("claims", r#"{"userinfo":3}"#)]));
     assert_error_redirect(&get_redirect(&browser, &url).await, &["invalid_request"], "st-c", &server.base);
 }
 
 async fn oidcc_ensure_request_without_nonce_succeeds_for_code_flow(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let rp = server.rp("platform", Some(&secret)).await;
     let browser = browser();
     let t = sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
@@ -690,10 +453,10 @@ async fn oidcc_ensure_request_without_nonce_succeeds_for_code_flow(db: Db) {
 }
 
 async fn pkce_s256_required_plain_refused(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
-    let p = pkce();
+    let p = Pkce::random();
     let no_pkce: Vec<_> =
         code_request("platform", &p, "st-p").into_iter().filter(|(k, _)| !k.starts_with("code_challenge")).collect();
     let no_method: Vec<_> =
@@ -728,10 +491,10 @@ async fn password_grant(server: &TestServer, secret: &str) -> (u16, String) {
 }
 
 async fn no_implicit_hybrid_or_password_grant(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     sign_in_for_tokens(&server, &browser, "platform", Some(&secret), &[], EMAIL).await;
-    let p = pkce();
+    let p = Pkce::random();
     for rt in ["token", "id_token", "id_token token", "code id_token", "code token", "code id_token token", "none"] {
         let url = authorize_url(
             &server,
@@ -754,35 +517,19 @@ async fn no_implicit_hybrid_or_password_grant(db: Db) {
 }
 
 async fn credential_post_redirects_with_303(db: Db) {
-    let (server, _, _) = setup(db).await;
+    let (server, _, _) = platform_server(db).await;
     let browser = browser();
-    let p = pkce();
+    let p = Pkce::random();
     let signin = expect_sign_in_page(&browser, &authorize_url(&server, &code_request("platform", &p, "st"))).await;
-    let html = browser.get(server.url(&signin)).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&html, "csrf").expect("csrf");
-    let request = hidden(&html, "request").expect("request");
+    let form = Form::of(&browser, &server.url(&signin)).await;
+    assert!(form.field("request").is_some(), "the parked request rides along");
     // Wrong password: the page again (401), no redirect.
-    let r = browser
-        .post(server.url("/signin"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("request", request.as_str()),
-            ("email", EMAIL),
-            ("password", "wrong-password"),
-        ])
-        .send()
-        .await
-        .expect("sign-in");
+    let r = SignIn::new(EMAIL, "wrong-password").send(&form, &browser, &server.base).await;
     assert_eq!(r.status(), 401);
     assert!(r.headers().get("location").is_none());
     // Right password: 303 See Other to the client, never 307/308 (which
     // would replay the credentials to the client).
-    let r = browser
-        .post(server.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("request", request.as_str()), ("email", EMAIL), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("sign-in");
+    let r = SignIn::new(EMAIL, PASSWORD).send(&form, &browser, &server.base).await;
     assert_eq!(r.status(), 303);
     code_of(&location(&r));
 }
@@ -794,9 +541,9 @@ fn assert_no_cors(r: &reqwest::Response, what: &str) {
 }
 
 async fn no_cors_on_authorization_endpoint(db: Db) {
-    let (server, _, _) = setup(db).await;
+    let (server, _, _) = platform_server(db).await;
     let browser = browser();
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(&server, &code_request("platform", &p, "st"));
     let origin = "https://attacker.example";
     let r = browser.get(&url).header("origin", origin).send().await.expect("GET");
@@ -829,9 +576,9 @@ fn assert_not_framable(r: &reqwest::Response, what: &str) {
 }
 
 async fn frame_ancestors_none_on_every_page(db: Db) {
-    let (server, _, _) = setup(db).await;
+    let (server, _, _) = platform_server(db).await;
     let browser = browser();
-    let p = pkce();
+    let p = Pkce::random();
     let r = browser.get(authorize_url(&server, &code_request("platform", &p, "st"))).send().await.expect("authorize");
     assert_not_framable(&r, "authorize redirect");
     let signin = location(&r);

@@ -6,7 +6,6 @@
 use coop_idp::oidc::clients::AuthMethod;
 use coop_idp::oidc::limits::{CLAIMS_MAX_DEPTH, MAX_REQUEST_BYTES, PARKED_PER_SOURCE, bound_of};
 
-use crate::authorize::{Pkce, assert_error_page, authorize_url, code_request, pkce, with};
 use crate::common::*;
 use crate::on_both_databases;
 
@@ -86,7 +85,7 @@ async fn setup(db: Db) -> TestServer {
 
 async fn authorize_limits_each_parameter_both_sides(db: Db) {
     let server = setup(db).await;
-    let p = pkce();
+    let p = Pkce::random();
     let acr = coop_idp::auth::session::ACR_PASSWORD;
     let claims_at = sized(r#"{"userinfo":{"name":null},"pad":""#, 'x', max("claims") - 2) + "\"}";
     let claims_over = sized(r#"{"userinfo":{"name":null},"pad":""#, 'x', max("claims") - 1) + "\"}";
@@ -129,7 +128,7 @@ async fn authorize_limits_each_parameter_both_sides(db: Db) {
 
 async fn authorize_limits_value_counts_characters_and_depth(db: Db) {
     let server = setup(db).await;
-    let p = pkce();
+    let p = Pkce::random();
     let words = |first: &str, n: usize| {
         std::iter::once(first.to_string()).chain((1..n).map(|i| format!("v{i}"))).collect::<Vec<_>>().join(" ")
     };
@@ -205,7 +204,7 @@ fn padded(params: &[(&str, &str)], n: usize) -> String {
 
 async fn authorize_limits_whole_request_both_sides(db: Db) {
     let server = setup(db).await;
-    let p = pkce();
+    let p = Pkce::random();
     let params = code_request("platform", &p, "st");
     for n in [MAX_REQUEST_BYTES, MAX_REQUEST_BYTES + 1] {
         let q = padded(&params, n);
@@ -239,7 +238,7 @@ async fn authorize_limits_whole_request_both_sides(db: Db) {
 
 async fn authorize_limits_page_while_the_client_is_not_validated(db: Db) {
     let server = setup(db).await;
-    let p = pkce();
+    let p = Pkce::random();
     // A client id as long as registration allows works; one byte more is a page.
     let long_id = "c".repeat(max("client_id"));
     server.add_client(&long_id).await;
@@ -321,7 +320,7 @@ async fn authorize_limits_parked_size_at_every_bound(db: Db) {
         .current()
         .sign(jsonwebtoken::Algorithm::RS256, "JWT", &serde_json::json!({"iss": server.base, "sub": sub, "aud": id}))
         .expect("hint");
-    let p = pkce();
+    let p = Pkce::random();
     let vschar: String = (0x20u8..=0x7e).map(char::from).collect();
     let state = sized(&vschar, '~', max("state"));
     let acr = coop_idp::oidc::ACR_VALUES_SUPPORTED.join(" ");
@@ -362,7 +361,7 @@ async fn authorize_limits_parked_size_at_every_bound(db: Db) {
     assert_eq!(sizes, vec![WORST_ROW_BYTES], "the documented worst case, exactly");
     // A typical request (platform-sized client id, random state and nonce).
     server.add_client("platform").await;
-    let typical = pkce();
+    let typical = Pkce::random();
     let r = browser
         .get(authorize_url(
             &server,
@@ -410,7 +409,7 @@ async fn still_parked(server: &TestServer, signin: &str) -> bool {
 async fn authorize_limits_parked_per_source_under_a_burst(db: Db) {
     let server = TestServer::start_with(db, &[("trusted_proxies", "127.0.0.1/32")]).await;
     server.add_client("platform").await;
-    let p = pkce();
+    let p = Pkce::random();
     let other = park_from(&server, &p, "198.51.100.7").await;
     // A burst from one /64, each request from another address in it.
     let burst = PARKED_PER_SOURCE as usize + 36;
@@ -453,14 +452,14 @@ async fn authorize_limits_parked_per_source_under_a_burst(db: Db) {
 /// database, so a burst spread over both still leaves at most the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorize_limits_parked_per_source_across_instances() {
-    use crate::cluster::{Backends, Cluster, Pkce};
+    use crate::cluster::{Backends, Cluster};
     let Some(backends) = Backends::from_env() else { return };
     let mut cluster = Cluster::new(&backends, &[]).await;
     cluster.spawn_many(2).await;
     cluster.add_client("platform").await;
     let bases = [cluster.instance(0).base.clone(), cluster.instance(1).base.clone()];
     let sent = (0..PARKED_PER_SOURCE as usize + 36).map(|i| {
-        let url = crate::cluster::authorize_url(&bases[i % 2], "platform", &Pkce::random(), "openid");
+        let url = authorize_url_at(&bases[i % 2], "platform", &Pkce::random(), "openid");
         async move {
             let r = http_client()
                 .get(url)

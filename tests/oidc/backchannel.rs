@@ -21,7 +21,6 @@ use tokio::sync::Mutex;
 
 use crate::common::*;
 use crate::on_both_databases;
-use crate::refresh::{code_flow, jwt_part};
 
 const EMAIL: &str = "marie.dupont@cc-girou.fr";
 const SIGNED_OUT: &str = "http://127.0.0.1:9/signed-out";
@@ -156,14 +155,7 @@ pub(crate) async fn verify_logout_token(server: &TestServer, token: &str, client
 
 async fn backchannel_logout_discovery_endpoint_verification(db: Db) {
     let server = TestServer::start(db).await;
-    let metadata: Value = http_client()
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("JSON");
+    let metadata = discovery(&server.base).await;
     assert_eq!(metadata["backchannel_logout_supported"], true);
     assert_eq!(metadata["backchannel_logout_session_supported"], true);
     assert!(metadata["end_session_endpoint"].is_string());

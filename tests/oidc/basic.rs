@@ -78,15 +78,7 @@ async fn oidcc_server(db: Db) {
     assert_eq!(payload["azp"], "platform");
     assert!(payload["sid"].is_string());
     assert_eq!(payload["amr"], serde_json::json!(["pwd"]));
-    let info_raw: serde_json::Value = http
-        .get(server.url("/userinfo"))
-        .bearer_auth(tokens.access_token().secret())
-        .send()
-        .await
-        .expect("userinfo")
-        .json()
-        .await
-        .expect("json");
+    let info_raw = userinfo(&server, tokens.access_token().secret()).await;
     assert_eq!(info_raw["partner_id"], "cc-girou");
     assert_eq!(info_raw["family_name"], "Dupont");
 }

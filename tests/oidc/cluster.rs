@@ -14,7 +14,6 @@ use coop_idp::app::App;
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::oidc::clients::{self, AuthMethod, Registration};
-use coop_idp::store::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -29,8 +28,9 @@ pub const ISSUER: &str = "http://localhost:8080";
 /// Generous: a debug build starting on a loaded two-core machine.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// PostgreSQL (required, else the test is skipped, said so) and Redis
-/// (optional) from the test environment.
+/// PostgreSQL (without it the test is skipped, said so, unless required)
+/// and Redis (optional unless required) from the test environment; see
+/// `common::backends`.
 pub struct Backends {
     pub postgres: String,
     pub redis: Option<String>,
@@ -38,8 +38,8 @@ pub struct Backends {
 
 impl Backends {
     pub fn from_env() -> Option<Backends> {
-        let Some(Db::Postgres(postgres)) = Db::postgres() else { return None };
-        let redis = std::env::var("COOP_IDP_TEST_REDIS_URL").ok().filter(|u| !u.is_empty());
+        let postgres = Backend::Postgres.for_test()?;
+        let redis = Backend::Redis.configured();
         if redis.is_none() {
             eprintln!("note: COOP_IDP_TEST_REDIS_URL is not set, instances share counters through the database");
         }
@@ -102,8 +102,7 @@ pub struct Cluster {
     /// The configuration every instance shares (`COOP_IDP_*`).
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
-    admin_url: String,
-    schema: String,
+    _schema: PgSchema,
 }
 
 impl Cluster {
@@ -111,14 +110,10 @@ impl Cluster {
     /// yet. `extra`: configuration shared by every instance.
     pub async fn new(backends: &Backends, extra: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let schema = format!("m_{}", coop_idp::crypto::random_b64(9).to_lowercase().replace(['-', '_'], "x"));
-        let admin =
-            Store::connect(&backends.postgres).await.expect("PostgreSQL reachable (COOP_IDP_TEST_POSTGRES_URL)");
-        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(admin.pool()).await.expect("create schema");
-        admin.close().await;
+        let schema = PgSchema::create(&backends.postgres, "m").await;
         let mut env: Vec<(String, String)> = vec![
             ("issuer".into(), ISSUER.into()),
-            ("database_url".into(), schema_url(&backends.postgres, &schema)),
+            ("database_url".into(), schema.url.clone()),
             ("keys_dir".into(), dir.path().join("keys").display().to_string()),
             ("trusted_proxies".into(), "127.0.0.1/32".into()),
             ("log_format".into(), "json".into()),
@@ -135,7 +130,7 @@ impl Cluster {
         set(&mut local, "data_dir", &dir.path().join("setup").display().to_string());
         let config = Config::from_sources(None, &prefixed(&local)).expect("cluster configuration");
         let app = App::open(config, Clock::system()).await.expect("setup app");
-        Cluster { app, instances: Vec::new(), env, dir, admin_url: backends.postgres.clone(), schema }
+        Cluster { app, instances: Vec::new(), env, dir, _schema: schema }
     }
 
     /// The shared configuration with `key` set to `value`.
@@ -247,20 +242,9 @@ impl Drop for Cluster {
                 let _ = child.start_kill();
             }
         }
-        let (url, schema) = (self.admin_url.clone(), self.schema.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(async {
-                    // The killed instances' connections go away first.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    if let Ok(admin) = Store::connect(&url).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(admin.pool()).await;
-                        admin.close().await;
-                    }
-                });
-            }
-        })
-        .join();
+        // The killed instances' connections go away before the schema
+        // (dropped with the fields, after this).
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -273,12 +257,6 @@ fn prefixed(env: &[(String, String)]) -> Vec<(String, String)> {
     env.iter()
         .map(|(k, v)| (format!("{}{}", coop_idp::config::ENV_PREFIX, k.to_ascii_uppercase()), v.clone()))
         .collect()
-}
-
-/// The PostgreSQL URL of the test server with `schema` as search path.
-pub fn schema_url(url: &str, schema: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// `url` with its host and port replaced by `proxy`'s.
@@ -406,144 +384,4 @@ impl Drop for Proxy {
         }
         self.cut.send_replace(true);
     }
-}
-
-// ---------------------------------------------------------------------------
-// The authorization code flow in plain HTTP, each step on any instance.
-
-pub struct Pkce {
-    pub verifier: String,
-    pub challenge: String,
-}
-
-impl Pkce {
-    pub fn random() -> Pkce {
-        let verifier = coop_idp::crypto::random_b64(32);
-        let challenge = coop_idp::crypto::b64url(&coop_idp::crypto::sha256(verifier.as_bytes()));
-        Pkce { verifier, challenge }
-    }
-}
-
-pub fn authorize_url(base: &str, client_id: &str, pkce: &Pkce, scope: &str) -> String {
-    let mut u = url::Url::parse(&format!("{base}/authorize")).expect("URL");
-    u.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("scope", scope)
-        .append_pair("state", "st-1")
-        .append_pair("nonce", "n-1")
-        .append_pair("code_challenge", &pkce.challenge)
-        .append_pair("code_challenge_method", "S256");
-    u.to_string()
-}
-
-/// Authorize on `authorize_base`, sign in on `signin_base`; the code.
-pub async fn code_at(
-    browser: &reqwest::Client,
-    authorize_base: &str,
-    signin_base: &str,
-    client_id: &str,
-    email: &str,
-    pkce: &Pkce,
-) -> String {
-    let r = browser
-        .get(authorize_url(authorize_base, client_id, pkce, "openid email offline_access"))
-        .send()
-        .await
-        .expect("authorize");
-    assert_eq!(r.status(), 303, "authorize redirects to the sign-in page");
-    let signin = location(&r);
-    assert!(signin.starts_with("/signin?request="), "{signin}");
-    let page = browser.get(format!("{signin_base}{signin}")).send().await.expect("sign-in page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
-    let csrf = hidden(&html, "csrf").expect("csrf field");
-    let request = hidden(&html, "request").expect("request field");
-    let r = browser
-        .post(format!("{signin_base}/signin"))
-        .form(&[("csrf", csrf.as_str()), ("request", request.as_str()), ("email", email), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("sign-in submit");
-    assert_eq!(r.status(), 303, "sign-in succeeds");
-    let callback = location(&r);
-    assert!(callback.starts_with(REDIRECT), "{callback}");
-    let q = query(&callback);
-    assert_eq!(q.get("state").map(String::as_str), Some("st-1"));
-    q.get("code").expect("code").clone()
-}
-
-/// Where `/authorize` on `base` sends a browser without a session.
-pub async fn fresh_authorize(base: &str, client_id: &str) -> String {
-    let r = browser().get(authorize_url(base, client_id, &Pkce::random(), "openid")).send().await.expect("authorize");
-    location(&r)
-}
-
-/// A token request (`client_secret_basic`); status and JSON body.
-pub async fn token_at(base: &str, client_id: &str, secret: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
-    let r = http_client()
-        .post(format!("{base}/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(form)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("token request");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or_default())
-}
-
-pub async fn exchange_at(
-    base: &str,
-    client_id: &str,
-    secret: &str,
-    code: &str,
-    pkce: &Pkce,
-) -> (u16, serde_json::Value) {
-    token_at(
-        base,
-        client_id,
-        secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &pkce.verifier),
-        ],
-    )
-    .await
-}
-
-/// A sign-in on the page alone: 200 signed in, 401 refused, 429 delayed,
-/// 503 unavailable.
-pub async fn attempt_at(base: &str, email: &str, password: &str) -> u16 {
-    let browser = browser();
-    let page = browser.get(format!("{base}/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    browser
-        .post(format!("{base}/signin"))
-        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password)])
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("submit")
-        .status()
-        .as_u16()
-}
-
-/// Asks for a reset link on `base` (lost password page).
-pub async fn forgot_at(base: &str, email: &str) -> u16 {
-    let browser = browser();
-    let page = browser.get(format!("{base}/password/forgot")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    browser
-        .post(format!("{base}/password/forgot"))
-        .form(&[("csrf", csrf.as_str()), ("email", email)])
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("submit")
-        .status()
-        .as_u16()
 }

@@ -3,7 +3,6 @@
 //! or a closure is refused after it, while the same flow without them
 //! exchanges its code.
 
-use crate::cluster::*;
 use crate::common::*;
 use crate::on_both_databases;
 
@@ -34,7 +33,7 @@ async fn setup(db: Db) -> Setup {
 
 /// A code from the live session, without signing in again; not exchanged.
 async fn silent_code(s: &Setup, pkce: &Pkce) -> String {
-    let r = s.browser.get(authorize_url(&s.server.url(""), "platform", pkce, "openid offline_access")).send().await;
+    let r = s.browser.get(authorize_url_at(&s.server.url(""), "platform", pkce, "openid offline_access")).send().await;
     let to = location(&r.expect("authorize"));
     query(&to).get("code").cloned().unwrap_or_else(|| panic!("a code from the live session: {to}"))
 }

@@ -5,7 +5,6 @@
 use coop_idp::audit::{Verification, export, verify};
 use coop_idp::store::EventFilter;
 
-use crate::authorize::sign_in_for_tokens;
 use crate::common::*;
 use crate::on_both_databases;
 
@@ -18,17 +17,8 @@ async fn events(server: &TestServer, filter: EventFilter) -> Vec<coop_idp::store
 }
 
 async fn wrong_password(server: &TestServer) {
-    let b = browser();
-    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let r = b
-        .post(server.url("/signin"))
-        .header("user-agent", "canary-agent/1.0")
-        .form(&[("csrf", csrf.as_str()), ("email", EMAIL), ("password", "Canary-Secret-42!")])
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(r.status(), 401);
+    let form = SignIn::new(EMAIL, "Canary-Secret-42!").with_user_agent("canary-agent/1.0");
+    assert_eq!(form.post(&browser(), &server.base).await.status(), 401);
 }
 
 async fn sign_in_events_are_recorded_without_secrets_and_tampering_is_caught(db: Db) {
@@ -152,7 +142,7 @@ async fn introspection_denials_and_refused_links_are_recorded(db: Db) {
     // Links: a usable one is not a refusal; an unknown one and an expired
     // one are, the expired one with its account.
     coop_idp::auth::links::request_reset(&server.app, EMAIL, None).await.expect("reset requested");
-    let link = crate::credentials::mailed_link(&server, EMAIL, "/password/reset", 1).await;
+    let link = mailed_link(&server, EMAIL, "/password/reset", 1).await;
     assert_eq!(browser().get(&link).send().await.expect("open").status(), 200);
     assert!(of_kind(&server, "link_refused").await.is_empty());
     let r = browser().get(server.url("/activate?token=not-a-token")).send().await.expect("open");

@@ -8,7 +8,7 @@
 use coop_idp::audit;
 use coop_idp::store::EventFilter;
 
-use crate::admin_api::signed_in;
+use crate::common::admin::*;
 use crate::common::*;
 use crate::on_both_databases;
 
@@ -21,32 +21,6 @@ on_both_databases!(
     a_sign_in_from_a_console_page_returns_to_it,
     the_console_has_a_sign_out_button,
 );
-
-const PARTNER: &str = "cc-girou";
-const OTHER: &str = "ville-autre";
-const SECURITY: &str = "rssi@caf.fr";
-const HABILITATION: &str = "habilitations@caf.fr";
-const PARTNER_MANAGER: &str = "claire.habil@cc-girou.fr";
-const AGENT: &str = "marie.dupont@cc-girou.fr";
-
-struct Ids {
-    agent: String,
-}
-
-async fn setup(server: &TestServer) -> Ids {
-    let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
-    let manager = server.add_account(PARTNER_MANAGER, Some((PARTNER, "CC du Girou"))).await;
-    server.add_account("agent@ville-autre.fr", Some((OTHER, "Ville Autre"))).await;
-    let security = server.add_account(SECURITY, None).await;
-    let habilitation = server.add_account(HABILITATION, None).await;
-    server.grant_role(&security, "caf_security").await;
-    server.grant_role(&habilitation, "caf_habilitation").await;
-    server.grant_role(&manager, "partner_habilitation").await;
-    for p in [PARTNER, OTHER] {
-        coop_idp::provisioning::sign_convention(&server.app, p, "2026-01-05").await.expect("sign");
-    }
-    Ids { agent }
-}
 
 async fn get(b: &reqwest::Client, url: &str) -> (u16, String, String) {
     let r = b.get(url).send().await.expect("get");
@@ -316,7 +290,7 @@ async fn log_search_filters_pages_and_exports_csv(db: Db) {
         .expect("export");
     let csv = r.text().await.expect("csv");
     assert!(csv.starts_with("\u{feff}No.;Time (UTC);Event kind;"), "{csv}");
-    crate::admin_api::assert_no_formula_cell(&csv);
+    assert_no_formula_cell(&csv);
     // Reads and exports are logged with the officer as actor.
     let count = |kind: &'static str| {
         let store = server.app.store.clone();

@@ -3,20 +3,16 @@
 //! restriction, and email delivery (file outbox and a real SMTP
 //! conversation, including a mail server that is down at first).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coop_idp::accounts::invite::{Invitation, invite};
 use coop_idp::provisioning::{NewPartner, add_partner};
 use coop_idp::web::i18n::{Locale, text};
-use openidconnect::core::{CoreAuthenticationFlow, CoreTokenResponse};
-use openidconnect::{
-    AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, Scope, TokenResponse,
-};
+use openidconnect::core::CoreAuthenticationFlow;
+use openidconnect::{CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, TokenResponse};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::common::*;
 use crate::on_both_databases;
@@ -116,55 +112,6 @@ async fn open_access(server: &TestServer, email: &str) {
     .expect("invitation");
 }
 
-/// Every `.eml` of the file outbox, oldest first (names start with the
-/// creation time in milliseconds).
-pub(crate) fn outbox(server: &TestServer) -> Vec<String> {
-    let dir = server.app.config.data_dir.join("outbox");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
-    let mut names: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "eml")
-                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    names.sort();
-    names.iter().map(|p| std::fs::read_to_string(p).expect("read .eml")).collect()
-}
-
-pub(crate) fn is_to(mail: &str, recipient: &str) -> bool {
-    mail.lines().any(|l| l.strip_prefix("To: ").is_some_and(|to| to.contains(recipient)))
-}
-
-/// Waits for at least `count` outbox messages to `recipient` containing
-/// `marker`; returns all of them, oldest first.
-pub(crate) async fn wait_for_mails(server: &TestServer, recipient: &str, marker: &str, count: usize) -> Vec<String> {
-    for _ in 0..200 {
-        let found: Vec<String> =
-            outbox(server).into_iter().filter(|m| is_to(m, recipient) && m.contains(marker)).collect();
-        if found.len() >= count {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no {count} message(s) to {recipient} containing {marker:?} in the outbox");
-}
-
-/// The newest activation (`/activate`) or reset (`/password/reset`) link
-/// mailed to `recipient`, waiting for the `count`th one.
-pub(crate) async fn mailed_link(server: &TestServer, recipient: &str, path: &str, count: usize) -> String {
-    let prefix = format!("{}?token=", server.url(path));
-    let mails = wait_for_mails(server, recipient, &prefix, count).await;
-    link_in(mails.last().expect("a message"), &prefix)
-}
-
-pub(crate) fn link_in(mail: &str, prefix: &str) -> String {
-    let start = mail.find(prefix).expect("the link, in plain text");
-    let rest = &mail[start..];
-    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    rest[..end].to_string()
-}
-
 /// Messages queued for `recipient` whose subject contains `subject`.
 async fn queued(server: &TestServer, recipient: &str, subject: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM mail_outbox WHERE recipient = $1 AND subject LIKE $2")
@@ -181,9 +128,8 @@ const ACTIVATION_SUBJECT: &str = "créez";
 
 /// The password form behind a link: its hidden `csrf` and `token`.
 async fn open_form(browser: &reqwest::Client, link: &str) -> (String, String) {
-    let p = get(browser, link).await;
-    assert_eq!(p.status, 200, "{link}: {}", p.html);
-    (hidden(&p.html, "csrf").expect("csrf field"), hidden(&p.html, "token").expect("token field"))
+    let form = Form::of(browser, link).await;
+    (form.csrf().to_string(), form.field("token").expect("token field").to_string())
 }
 
 /// Submits a password through a link page, as a browser does.
@@ -195,64 +141,20 @@ async fn submit_password(
     password: &str,
     confirmation: &str,
 ) -> Page {
-    let (csrf, token) = open_form(browser, link).await;
-    post(
-        browser,
-        &server.url(path),
-        &[("csrf", &csrf), ("token", &token), ("password", password), ("confirmation", confirmation)],
-    )
-    .await
+    let form = Form::of(browser, link).await;
+    page(form.submit(browser, &server.url(path), &[("password", password), ("confirmation", confirmation)], &[]).await)
+        .await
 }
 
 /// A sign-in on the page alone (no authorization request): 200 when
 /// signed in, 401 when refused, 429 when delayed.
 async fn try_sign_in(server: &TestServer, browser: &reqwest::Client, email: &str, password: &str) -> Page {
-    let p = get(browser, &server.url("/signin")).await;
-    assert_eq!(p.status, 200);
-    let csrf = hidden(&p.html, "csrf").expect("csrf field");
-    post(browser, &server.url("/signin"), &[("csrf", &csrf), ("email", email), ("password", password)]).await
+    page(SignIn::new(email, password).post(browser, &server.base).await).await
 }
 
 async fn lost_password(server: &TestServer, browser: &reqwest::Client, email: &str) -> Page {
-    let p = get(browser, &server.url("/password/forgot")).await;
-    assert_eq!(p.status, 200);
-    let csrf = hidden(&p.html, "csrf").expect("csrf field");
-    post(browser, &server.url("/password/forgot"), &[("csrf", &csrf), ("email", email)]).await
-}
-
-/// The authorization code flow of `rp` with `password`.
-async fn code_flow(
-    server: &TestServer,
-    rp: &Rp,
-    browser: &reqwest::Client,
-    email: &str,
-    password: &str,
-    scopes: &[&str],
-) -> (CoreTokenResponse, Nonce) {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut request = rp
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .set_pkce_challenge(challenge);
-    for s in scopes {
-        request = request.add_scope(Scope::new(s.to_string()));
-    }
-    let (url, state, nonce) = request.url();
-    let r = browser.get(url.as_str()).send().await.expect("authorize");
-    assert_eq!(r.status(), 303, "authorize redirects");
-    let signin = location(&r);
-    assert!(signin.starts_with("/signin?request="), "{signin}");
-    let callback = submit_sign_in(server, browser, &signin, email, password).await;
-    assert!(callback.starts_with(REDIRECT), "{callback}");
-    let q = query(&callback);
-    assert_eq!(q.get("state"), Some(state.secret()));
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(q.get("code").expect("code").clone()))
-        .expect("token endpoint")
-        .set_pkce_verifier(verifier)
-        .request_async(&http_client())
-        .await
-        .expect("token response");
-    (tokens, nonce)
+    let forgot = server.url("/password/forgot");
+    page(submit_form(browser, &forgot, &forgot, &[("email", email)], &[]).await).await
 }
 
 /// The violation messages shown next to the password field.
@@ -367,19 +269,12 @@ async fn activation_by_email_then_the_relying_party_signs_in(db: Db) {
     let secret = server.add_client("platform").await;
     let rp = server.rp("platform", Some(&secret)).await;
     let (tokens, nonce) =
-        code_flow(&server, &rp, &crate::common::browser(), email, NEW_PASSWORD, &["profile", "email", "coop"]).await;
+        code_flow_as(&server, &rp, &crate::common::browser(), (email, NEW_PASSWORD), &["profile", "email", "coop"])
+            .await;
     let claims = tokens.id_token().expect("id_token").claims(&rp.id_token_verifier(), &nonce).expect("valid");
     assert_eq!(claims.subject().as_str(), row.id);
     assert_eq!(claims.email().map(|e| e.as_str()), Some(email));
-    let info: serde_json::Value = http_client()
-        .get(server.url("/userinfo"))
-        .bearer_auth(tokens.access_token().secret())
-        .send()
-        .await
-        .expect("userinfo")
-        .json()
-        .await
-        .expect("json");
+    let info = userinfo(&server, tokens.access_token().secret()).await;
     assert_eq!(info["partner_id"], PARTNER);
     assert_eq!(info["given_name"], "Marie");
     assert_eq!(info["function"], "Coordinatrice CTG");
@@ -640,7 +535,7 @@ async fn reset_enforces_the_policy_and_revokes_everything(db: Db) {
 
     // Signed in at the platform, with a refresh token.
     let session_browser = browser();
-    let (tokens, _) = code_flow(&server, &rp, &session_browser, email, PASSWORD, &["offline_access"]).await;
+    let (tokens, _) = code_flow(&server, &rp, &session_browser, email, &["offline_access"]).await;
     let access = tokens.access_token().secret().clone();
     let refresh = tokens.refresh_token().expect("refresh token").secret().clone();
     assert_eq!(userinfo_status(&server, &access).await, 200);
@@ -702,10 +597,6 @@ async fn reset_enforces_the_policy_and_revokes_everything(db: Db) {
     assert!(!confirmation.contains(NEW_PASSWORD));
     assert!(confirmation.contains(&server.base), "points to the sign-in page");
     assert_eq!(queued(&server, email, "modifié").await, 1);
-}
-
-async fn userinfo_status(server: &TestServer, access_token: &str) -> StatusCode {
-    http_client().get(server.url("/userinfo")).bearer_auth(access_token).send().await.expect("userinfo").status()
 }
 
 // ---------------------------------------------------------------------------
@@ -833,63 +724,6 @@ async fn source_address_budget_spans_accounts(db: Db) {
 // ---------------------------------------------------------------------------
 // Email over SMTP (R25)
 
-type Inbox = Arc<Mutex<Vec<String>>>;
-
-/// A minimal SMTP receiver: enough of RFC 5321 for lettre in plain mode.
-fn smtp_receiver(listener: TcpListener) -> Inbox {
-    let inbox: Inbox = Arc::new(Mutex::new(Vec::new()));
-    let messages = inbox.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let messages = messages.clone();
-            tokio::spawn(async move {
-                if let Err(e) = smtp_session(socket, messages).await {
-                    eprintln!("SMTP receiver: {e}");
-                }
-            });
-        }
-    });
-    inbox
-}
-
-async fn smtp_session(socket: TcpStream, inbox: Inbox) -> std::io::Result<()> {
-    let (read, mut write) = socket.into_split();
-    let mut reader = BufReader::new(read);
-    write.write_all(b"220 receiver ESMTP\r\n").await?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
-        match verb.as_str() {
-            "EHLO" | "HELO" => write.write_all(b"250 receiver\r\n").await?,
-            "DATA" => {
-                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
-                let mut data = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).await? == 0 {
-                        return Ok(());
-                    }
-                    if line == ".\r\n" {
-                        break;
-                    }
-                    data.push_str(if line.starts_with("..") { &line[1..] } else { &line });
-                }
-                inbox.lock().expect("inbox").push(data);
-                write.write_all(b"250 queued\r\n").await?;
-            }
-            "QUIT" => {
-                write.write_all(b"221 bye\r\n").await?;
-                return Ok(());
-            }
-            _ => write.write_all(b"250 ok\r\n").await?,
-        }
-    }
-}
-
 async fn wait_for_smtp(inbox: &Inbox, secs: u64) -> Vec<String> {
     for _ in 0..secs * 10 {
         let got = inbox.lock().expect("inbox").clone();
@@ -936,7 +770,7 @@ fn check_activation_message(server: &TestServer, message: &str, recipient: &str)
 async fn smtp_delivery_is_auto_submitted(db: Db) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP");
     let port = listener.local_addr().expect("addr").port();
-    let inbox = smtp_receiver(listener);
+    let (inbox, _) = smtp_receiver(listener, Smtp::Willing);
     let smtp = format!("smtp://127.0.0.1:{port}");
     let server = TestServer::start_with(db, &[("smtp_url", &smtp)]).await;
     setup_partner(&server).await;
@@ -979,7 +813,8 @@ async fn smtp_server_down_at_first_the_message_still_arrives(db: Db) {
     assert_eq!(server.app.store.mail_counts().await.expect("counts"), (1, 0), "still waiting, not failed");
 
     // The mail server comes up; the retry delivers.
-    let inbox = smtp_receiver(TcpListener::bind(("127.0.0.1", port)).await.expect("bind the reserved port"));
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the reserved port");
+    let (inbox, _) = smtp_receiver(listener, Smtp::Willing);
     let messages = wait_for_smtp(&inbox, 20).await;
     assert_eq!(messages.len(), 1);
     check_activation_message(&server, &messages[0], email);
@@ -1043,13 +878,13 @@ async fn a_code_obtained_before_a_reset_is_refused_after_it(db: Db) {
     let email = "marie.dupont@cc-girou.fr";
     server.add_account(email, None).await;
     let secret = server.add_client("platform").await;
-    let pkce = crate::cluster::Pkce::random();
-    let code = crate::cluster::code_at(&browser(), &server.url(""), &server.url(""), "platform", email, &pkce).await;
+    let pkce = Pkce::random();
+    let code = code_at(&browser(), &server.url(""), &server.url(""), "platform", email, &pkce).await;
     let mailbox = browser();
     lost_password(&server, &mailbox, email).await;
     let link = mailed_link(&server, email, "/password/reset", 1).await;
     let p = submit_password(&server, &mailbox, &link, "/password/reset", NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(p.status, 200, "{}", p.html);
-    let (status, body) = crate::cluster::exchange_at(&server.url(""), "platform", &secret, &code, &pkce).await;
+    let (status, body) = exchange_at(&server.url(""), "platform", &secret, &code, &pkce).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
 }

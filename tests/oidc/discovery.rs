@@ -16,15 +16,6 @@ on_both_databases!(
     jwks_holds_public_keys_with_distinct_kids,
 );
 
-async fn get_json(url: &str) -> (reqwest::header::HeaderMap, Value) {
-    let r = http_client().get(url).send().await.expect("GET");
-    assert_eq!(r.status(), 200, "{url}");
-    let headers = r.headers().clone();
-    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    assert!(ct.starts_with("application/json"), "{url}: {ct}");
-    (headers, r.json().await.expect("JSON"))
-}
-
 fn strings(v: &Value, name: &str) -> Vec<String> {
     v[name]
         .as_array()

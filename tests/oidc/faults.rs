@@ -3,11 +3,11 @@
 //! killed with SIGKILL, and SIGTERM letting an in-flight request finish.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use coop_idp::provisioning::{NewPartner, add_partner};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cluster::*;
@@ -94,7 +94,7 @@ async fn postgres_away_answers_503_then_recovers_by_itself() {
 async fn flow_works_quietly(base: &str, secret: &str, email: &str) -> Option<()> {
     let pkce = Pkce::random();
     let b = browser();
-    let r = b.get(authorize_url(base, "platform", &pkce, "openid")).send().await.ok()?;
+    let r = b.get(authorize_url_at(base, "platform", &pkce, "openid")).send().await.ok()?;
     let signin = location(&r);
     if !signin.starts_with("/signin") {
         return None;
@@ -126,10 +126,7 @@ async fn flow_works_quietly(base: &str, secret: &str, email: &str) -> Option<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_away_keeps_brute_force_protection_through_the_database() {
     let Some(backends) = Backends::from_env() else { return };
-    let Some(redis) = backends.redis.clone() else {
-        eprintln!("skipped: COOP_IDP_TEST_REDIS_URL is not set");
-        return;
-    };
+    let Some(redis) = Backend::Redis.for_test() else { return };
     let mut cluster = Cluster::new(&backends, &[]).await;
     let proxy = Proxy::start(target_of(&redis).await).await;
     let via_proxy = through(&redis, &proxy);
@@ -174,79 +171,16 @@ async fn redis_away_keeps_brute_force_protection_through_the_database() {
 // ---------------------------------------------------------------------------
 // A mail server that refuses, then accepts.
 
-type Inbox = Arc<std::sync::Mutex<Vec<String>>>;
-
-/// Sessions 0 and 1 are refused (421 at the greeting, then 451 at `MAIL`);
-/// later ones are accepted.
-fn reluctant_smtp(listener: TcpListener) -> (Inbox, Arc<AtomicUsize>) {
-    let inbox: Inbox = Arc::default();
-    let sessions = Arc::new(AtomicUsize::new(0));
-    let (messages, count) = (inbox.clone(), sessions.clone());
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let n = count.fetch_add(1, Ordering::SeqCst);
-            let messages = messages.clone();
-            tokio::spawn(async move {
-                let _ = smtp_session(socket, messages, n).await;
-            });
-        }
-    });
-    (inbox, sessions)
-}
-
-async fn smtp_session(socket: TcpStream, inbox: Inbox, n: usize) -> std::io::Result<()> {
-    let (read, mut write) = socket.into_split();
-    if n == 0 {
-        write.write_all(b"421 4.3.2 busy, try again later\r\n").await?;
-        return Ok(());
-    }
-    let mut reader = BufReader::new(read);
-    write.write_all(b"220 receiver ESMTP\r\n").await?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
-        match verb.as_str() {
-            "EHLO" | "HELO" => write.write_all(b"250 receiver\r\n").await?,
-            "MAIL" if n == 1 => write.write_all(b"451 4.3.0 temporary failure\r\n").await?,
-            "DATA" => {
-                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
-                let mut data = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).await? == 0 {
-                        return Ok(());
-                    }
-                    if line == ".\r\n" {
-                        break;
-                    }
-                    data.push_str(&line);
-                }
-                inbox.lock().expect("inbox").push(data);
-                write.write_all(b"250 queued\r\n").await?;
-            }
-            "QUIT" => {
-                write.write_all(b"221 bye\r\n").await?;
-                return Ok(());
-            }
-            _ => write.write_all(b"250 ok\r\n").await?,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_waits_in_the_outbox_while_the_server_refuses_then_leaves_once() {
     let Some(backends) = Backends::from_env() else { return };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind SMTP");
     let smtp = format!("smtp://127.0.0.1:{}", listener.local_addr().expect("addr").port());
-    let (inbox, sessions) = reluctant_smtp(listener);
+    let (inbox, sessions) = smtp_receiver(listener, Smtp::Reluctant);
     let mut cluster = Cluster::new(&backends, &[("smtp_url", &smtp)]).await;
     cluster.spawn_many(2).await;
     cluster.add_account(EMAIL).await;
-    assert_eq!(forgot_at(&cluster.instance(0).base, EMAIL).await, 200);
+    assert_eq!(forgot_at(&cluster.instance(0).base, EMAIL, None).await, 200);
 
     let app = cluster.app.clone();
     let attempts = || async {

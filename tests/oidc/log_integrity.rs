@@ -208,21 +208,3 @@ async fn batched_and_ordinary_appends_from_two_processes_make_one_chain(db: Db) 
     write_records(&server, 1).await;
     assert_eq!(verify(&app).await.expect("verify"), Verification::Intact { records: 51 });
 }
-
-/// Runs the `coop-idp` binary on the server's database, keys and issuer.
-pub fn cli(server: &TestServer, args: &[&str]) -> std::process::Output {
-    cli_on(&server.app.config, &server.base, args)
-}
-
-fn cli_on(c: &coop_idp::config::Config, base: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_coop-idp"))
-        .args(args)
-        .current_dir(&c.data_dir)
-        .env("COOP_IDP_ISSUER", base)
-        .env("COOP_IDP_DATABASE_URL", &c.database_url)
-        .env("COOP_IDP_DATA_DIR", &c.data_dir)
-        .env("COOP_IDP_KEYS_DIR", &c.keys_dir)
-        .env("COOP_IDP_LOG", "error")
-        .output()
-        .expect("run coop-idp")
-}

@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use crate::common::*;
 use crate::on_both_databases;
-use crate::refresh::{code_flow, jwt_part, refresh_raw, userinfo_status};
 
 const EMAIL: &str = "marie.dupont@cc-girou.fr";
 const SIGNED_OUT: &str = "http://127.0.0.1:9/signed-out";
@@ -110,14 +109,7 @@ async fn assert_signed_out_page(r: reqwest::Response) {
 
 async fn rp_initiated_logout_discovery_endpoint_verification(db: Db) {
     let server = TestServer::start(db).await;
-    let metadata: Value = http_client()
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("JSON");
+    let metadata = discovery(&server.base).await;
     assert_eq!(metadata["end_session_endpoint"], server.url("/logout"));
     // The advertised endpoint answers (no params: the signed-out page).
     let r = browser().get(server.url("/logout")).send().await.expect("end_session_endpoint");

@@ -32,7 +32,7 @@ async fn flow_started_on_one_instance_completes_on_the_others() {
     let code = code_at(&browser, &a.base, &a.base, "platform", EMAIL, &pkce).await;
     let (status, tokens) = exchange_at(&b.base, "platform", &secret, &code, &pkce).await;
     assert_eq!(status, 200, "{tokens}");
-    assert_eq!(crate::refresh::jwt_part(tokens["id_token"].as_str().expect("id_token"), 1)["iss"], ISSUER);
+    assert_eq!(jwt_part(tokens["id_token"].as_str().expect("id_token"), 1)["iss"], ISSUER);
     let access = tokens["access_token"].as_str().expect("access token");
     let r = http_client().get(c.url("/userinfo")).bearer_auth(access).send().await.expect("userinfo");
     assert_eq!(r.status(), 200);
@@ -40,7 +40,8 @@ async fn flow_started_on_one_instance_completes_on_the_others() {
     assert_eq!(info["email"], EMAIL);
 
     // The session made on A is known to B: no second sign-in there.
-    let r = browser.get(authorize_url(&b.base, "platform", &Pkce::random(), "openid")).send().await.expect("authorize");
+    let r =
+        browser.get(authorize_url_at(&b.base, "platform", &Pkce::random(), "openid")).send().await.expect("authorize");
     assert_eq!(r.status(), 303);
     assert!(location(&r).starts_with(REDIRECT), "signed in on B already: {}", location(&r));
     // A browser without that session is sent to sign in (the other side).
@@ -102,16 +103,16 @@ async fn single_use_holds_across_instances_in_the_same_instant() {
     }
 
     // A reset link used on A and on B at once, with different passwords.
-    assert_eq!(forgot_at(&a.base, EMAIL).await, 200);
+    assert_eq!(forgot_at(&a.base, EMAIL, None).await, 200);
     let prefix = format!("{ISSUER}/password/reset?token=");
     let mail = eventually(Duration::from_secs(20), "the reset email", || async {
         cluster.all_outboxes().into_iter().find(|m| m.contains(&prefix))
     })
     .await;
-    let link = crate::credentials::link_in(&mail, &prefix);
+    let link = link_in(&mail, &prefix);
     let (ba, bb) = (browser(), browser());
     let (link_a, link_b) = (link.replace(ISSUER, &a.base), link.replace(ISSUER, &b.base));
-    let (fa, fb) = tokio::join!(reset_form(&ba, &link_a), reset_form(&bb, &link_b));
+    let (fa, fb) = tokio::join!(Form::of(&ba, &link_a), Form::of(&bb, &link_b));
     let (sa, sb) =
         tokio::join!(reset_submit(&ba, &a.base, &fa, NEW_PASSWORD), reset_submit(&bb, &b.base, &fb, OTHER_PASSWORD));
     exactly_one_success([sa, sb], "reset link");
@@ -120,34 +121,19 @@ async fn single_use_holds_across_instances_in_the_same_instant() {
     assert_eq!(attempt_at(&a.base, EMAIL, loser).await, 401, "the other use changed nothing");
 }
 
-/// The hidden `csrf` and `token` of a link's password form.
-async fn reset_form(browser: &reqwest::Client, link: &str) -> (String, String) {
-    let r = browser.get(link).send().await.expect("link page");
-    assert_eq!(r.status(), 200, "{link}");
-    let html = r.text().await.expect("html");
-    (hidden(&html, "csrf").expect("csrf"), hidden(&html, "token").expect("token"))
-}
-
-async fn reset_submit(browser: &reqwest::Client, base: &str, form: &(String, String), password: &str) -> u16 {
-    browser
-        .post(format!("{base}/password/reset"))
-        .form(&[
-            ("csrf", form.0.as_str()),
-            ("token", form.1.as_str()),
-            ("password", password),
-            ("confirmation", password),
-        ])
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("reset submit")
-        .status()
-        .as_u16()
+/// Sets `password` through the form of a reset link shown on `base`; the status.
+async fn reset_submit(browser: &reqwest::Client, base: &str, form: &Form, password: &str) -> u16 {
+    let fields = [("password", password), ("confirmation", password)];
+    form.submit(browser, &format!("{base}/password/reset"), &fields, &[]).await.status().as_u16()
 }
 
 async fn jwks_kids(base: &str) -> HashSet<String> {
-    let jwks: Value = http_client().get(format!("{base}/jwks")).send().await.expect("jwks").json().await.expect("JSON");
-    jwks["keys"].as_array().expect("keys").iter().filter_map(|k| k["kid"].as_str().map(str::to_string)).collect()
+    jwks(base).await["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["kid"].as_str().map(str::to_string))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,7 +174,7 @@ async fn key_rotated_on_the_shared_folder_is_published_by_every_instance() {
         code_at(&browser(), &cluster.instance(1).base, &cluster.instance(1).base, "platform", EMAIL, &pkce).await;
     let (status, tokens) = exchange_at(&cluster.instance(2).base, "platform", &secret, &code, &pkce).await;
     assert_eq!(status, 200, "{tokens}");
-    let kid = crate::refresh::jwt_part(tokens["id_token"].as_str().expect("id_token"), 0)["kid"].clone();
+    let kid = jwt_part(tokens["id_token"].as_str().expect("id_token"), 0)["kid"].clone();
     assert!(new_kids.contains(kid.as_str().expect("kid")), "signed with the new key: {kid}");
 }
 
@@ -220,7 +206,7 @@ async fn background_jobs_run_once_across_instances() {
     let sent = cluster.all_outboxes();
     assert_eq!(sent.len(), count, "each message written once, by one instance");
     let recipients: HashSet<usize> =
-        (0..count).filter(|n| sent.iter().any(|m| crate::credentials::is_to(m, &format!("agent{n}@")))).collect();
+        (0..count).filter(|n| sent.iter().any(|m| is_to(m, &format!("agent{n}@")))).collect();
     assert_eq!(recipients.len(), count, "every message delivered");
 
     // Failed sign-ins spread over the instances: the three detectors raise one alert.
@@ -271,8 +257,7 @@ async fn log_checkpoints_are_signed_once_across_instances() {
         .fetch_all(app.store.pool())
         .await
         .expect("checkpoints");
-    let signed_at: Vec<i64> =
-        rows.iter().map(|(_, jws)| crate::refresh::jwt_part(jws, 1)["iat"].as_i64().expect("iat")).collect();
+    let signed_at: Vec<i64> = rows.iter().map(|(_, jws)| jwt_part(jws, 1)["iat"].as_i64().expect("iat")).collect();
     assert!(rows.len() >= 2, "the job ran in the periods that passed: {signed_at:?}");
     assert!(
         rows.len() as u64 <= elapsed / INTERVAL + 1,

@@ -68,15 +68,7 @@ async fn pages_say_where_you_are_and_tie_errors_to_fields() {
     assert!(en.contains("hreflang=\"fr\" lang=\"fr\""), "the switch back to French is marked French");
 
     // A failed sign-in: the summary links to the field, the field points to its message.
-    let b = browser();
-    let page = b.get(server.url("/signin")).send().await.expect("GET").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let r = b
-        .post(server.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("email", "nobody@example.fr"), ("password", "wrong")])
-        .send()
-        .await
-        .expect("POST");
+    let r = SignIn::new("nobody@example.fr", "wrong").post(&browser(), &server.base).await;
     let html = r.text().await.expect("html");
     assert!(html.contains("<title>Erreur : Se connecter – Coopération</title>"), "{html}");
     assert!(html.contains("role=\"alert\"") && html.contains("href=\"#email\""), "{html}");

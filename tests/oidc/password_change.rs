@@ -4,10 +4,8 @@
 
 use serde_json::Value;
 
-use crate::authorize::{sign_in_for_tokens, silent_tokens};
 use crate::common::*;
 use crate::on_both_databases;
-use crate::refresh::{refresh_raw, userinfo_status};
 
 const EMAIL: &str = "paul.martin@cc-girou.fr";
 const NEW_PASSWORD: &str = "Basalte-Ocre-4-Tuile";
@@ -83,23 +81,17 @@ async fn password_change_needs_current_password_and_policy_then_revokes_everythi
     assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_grant")));
     // The browser session is gone: a silent authorization needs a sign-in again.
     let r = browser
-        .get(crate::authorize::authorize_url(
-            &server,
-            &crate::authorize::with(
-                crate::authorize::code_request("platform", &crate::authorize::pkce(), "st"),
-                &[("prompt", "none")],
-            ),
-        ))
+        .get(authorize_url(&server, &with(code_request("platform", &Pkce::random(), "st"), &[("prompt", "none")])))
         .send()
         .await
         .expect("authorize");
     assert!(location(&r).contains("error=login_required"), "{}", location(&r));
     // The old password no longer works; the new one does.
-    assert_eq!(plain_sign_in(&server, EMAIL, PASSWORD).await, 401);
-    assert_eq!(plain_sign_in(&server, EMAIL, NEW_PASSWORD).await, 200);
+    assert_eq!(attempt_at(&server.base, EMAIL, PASSWORD).await, 401);
+    assert_eq!(attempt_at(&server.base, EMAIL, NEW_PASSWORD).await, 200);
     let fresh = crate::common::browser();
-    let p = crate::authorize::pkce();
-    let url = crate::authorize::authorize_url(&server, &crate::authorize::code_request("platform", &p, "st"));
+    let p = Pkce::random();
+    let url = authorize_url(&server, &code_request("platform", &p, "st"));
     let r = fresh.get(url).send().await.expect("authorize");
     let callback = submit_sign_in(&server, &fresh, &location(&r), EMAIL, NEW_PASSWORD).await;
     assert!(callback.contains("code="), "{callback}");
@@ -107,20 +99,6 @@ async fn password_change_needs_current_password_and_policy_then_revokes_everythi
     let mails = mails_to(&server).await;
     assert!(mails.iter().any(|m| m.contains("vient d'être modifié")), "confirmation email");
     assert!(mails.iter().all(|m| !m.contains("token=")), "no secret in the confirmation");
-}
-
-/// A sign-in without an authorization request; returns the status.
-async fn plain_sign_in(server: &TestServer, email: &str, password: &str) -> u16 {
-    let b = browser();
-    let page = b.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    b.post(server.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", password)])
-        .send()
-        .await
-        .expect("submit")
-        .status()
-        .as_u16()
 }
 
 async fn browser_status(server: &TestServer, path: &str) -> u16 {

@@ -3,12 +3,9 @@
 //! bound to their client, scope may narrow but not widen, idle and absolute
 //! expiry, and a closed account can no longer use them.
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreTokenResponse};
-use openidconnect::{
-    AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RefreshToken, Scope, TokenResponse,
-};
+use openidconnect::core::CoreTokenResponse;
+use openidconnect::{Nonce, OAuth2TokenResponse, RefreshToken, TokenResponse};
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::common::*;
@@ -24,80 +21,6 @@ on_both_databases!(
     closed_account_cannot_refresh_nor_use_its_access_token,
     concurrent_rotations_of_one_refresh_token_succeed_once,
 );
-
-/// Runs the code flow for `rp` in `browser` (signing in when the browser has
-/// no session yet) with `openid` plus `scopes`; returns the token response
-/// and the nonce sent.
-pub(crate) async fn code_flow(
-    server: &TestServer,
-    rp: &Rp,
-    browser: &reqwest::Client,
-    email: &str,
-    scopes: &[&str],
-) -> (CoreTokenResponse, Nonce) {
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let mut request = rp
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .set_pkce_challenge(challenge);
-    for s in scopes {
-        request = request.add_scope(Scope::new(s.to_string()));
-    }
-    let (url, state, nonce) = request.url();
-    let r = browser.get(url.as_str()).send().await.expect("authorize");
-    assert_eq!(r.status(), 303, "authorize redirects");
-    let next = location(&r);
-    let callback =
-        if next.starts_with("/signin") { submit_sign_in(server, browser, &next, email, PASSWORD).await } else { next };
-    assert!(callback.starts_with(REDIRECT), "{callback}");
-    let q = query(&callback);
-    assert_eq!(q.get("state"), Some(state.secret()));
-    let code = q.get("code").expect("code");
-    let tokens = rp
-        .exchange_code(AuthorizationCode::new(code.clone()))
-        .expect("token endpoint")
-        .set_pkce_verifier(verifier)
-        .request_async(&http_client())
-        .await
-        .expect("token response");
-    (tokens, nonce)
-}
-
-/// The JSON of a JWT part (0: header, 1: payload), not verified.
-pub(crate) fn jwt_part(jwt: &str, part: usize) -> Value {
-    let encoded = jwt.split('.').nth(part).expect("JWT part");
-    serde_json::from_slice(&coop_idp::crypto::b64url_decode(encoded).expect("base64url")).expect("JSON")
-}
-
-/// A refresh request in plain HTTP (client_secret_basic), to see the status,
-/// the headers and the error body that the RP library hides.
-pub(crate) async fn refresh_raw(
-    server: &TestServer,
-    client_id: &str,
-    secret: &str,
-    refresh_token: &str,
-    scope: Option<&str>,
-) -> (StatusCode, HeaderMap, Value) {
-    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", refresh_token)];
-    if let Some(s) = scope {
-        form.push(("scope", s));
-    }
-    let r = http_client()
-        .post(server.url("/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&form)
-        .send()
-        .await
-        .expect("token request");
-    let status = r.status();
-    let headers = r.headers().clone();
-    let body = r.json().await.expect("JSON token response");
-    (status, headers, body)
-}
-
-/// Status of a userinfo GET with this bearer token.
-pub(crate) async fn userinfo_status(server: &TestServer, access_token: &str) -> StatusCode {
-    http_client().get(server.url("/userinfo")).bearer_auth(access_token).send().await.expect("userinfo").status()
-}
 
 fn assert_invalid_grant(status: StatusCode, body: &Value, what: &str) {
     assert_eq!(status, 400, "{what}: {body}");
@@ -266,15 +189,7 @@ async fn refresh_scope_may_narrow_but_not_widen(db: Db) {
     assert_eq!(id["family_name"], "Dupont", "profile kept");
     assert!(id.get("email").is_none(), "email dropped: {id}");
     let narrowed_access = text(&body, "access_token");
-    let info: Value = http_client()
-        .get(server.url("/userinfo"))
-        .bearer_auth(&narrowed_access)
-        .send()
-        .await
-        .expect("userinfo")
-        .json()
-        .await
-        .expect("JSON");
+    let info = userinfo(&server, &narrowed_access).await;
     assert_eq!(info["family_name"], "Dupont", "{info}");
     assert!(info.get("email").is_none(), "the narrowed access token does not reach email: {info}");
 

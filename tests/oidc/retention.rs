@@ -12,7 +12,6 @@ use coop_idp::store::{self, EventFilter, NewSession};
 use time::{Date, Duration};
 
 use crate::common::*;
-use crate::log_integrity::cli;
 use crate::on_both_databases;
 
 on_both_databases!(

@@ -5,18 +5,16 @@
 use std::collections::HashSet;
 
 use openidconnect::TokenResponse;
-use serde_json::Value;
 
 use crate::common::*;
 use crate::on_both_databases;
-use crate::refresh::{code_flow, jwt_part};
 
 const EMAIL: &str = "marie.dupont@cc-girou.fr";
 
 on_both_databases!(oidcc_server_rotate_keys);
 
 async fn jwks_kids(server: &TestServer) -> HashSet<String> {
-    let jwks: Value = http_client().get(server.url("/jwks")).send().await.expect("jwks").json().await.expect("JSON");
+    let jwks = jwks(&server.base).await;
     let keys = jwks["keys"].as_array().expect("keys");
     for k in keys {
         assert!(k.get("d").is_none(), "public keys only: {k}");

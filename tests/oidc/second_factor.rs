@@ -11,7 +11,6 @@ use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{AuthorizationCode, CsrfToken, Nonce, PkceCodeChallenge, TokenResponse};
 use serde_json::Value;
 
-use crate::admin_api::signed_in;
 use crate::common::*;
 use crate::on_both_databases;
 use crate::second_step::*;
@@ -35,17 +34,11 @@ async fn password_step(
     email: &str,
     request: Option<&str>,
 ) -> reqwest::Response {
-    let path = match request {
+    let page = match request {
         Some(r) => format!("/signin?request={r}"),
         None => "/signin".to_string(),
     };
-    let page = b.get(server.url(&path)).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let mut form = vec![("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)];
-    if let Some(r) = request {
-        form.push(("request", r));
-    }
-    b.post(server.url("/signin")).form(&form).send().await.expect("sign in")
+    SignIn::new(email, PASSWORD).on(&page).post(b, &server.base).await
 }
 
 async fn me(server: &TestServer, b: &reqwest::Client) -> (u16, Value) {
@@ -232,14 +225,7 @@ async fn id_token_amr_and_acr_follow_the_second_factor(db: Db) {
     assert_eq!(without["amr"], serde_json::json!(["pwd"]), "{without}");
     assert_eq!(without["acr"], "urn:coop-idp:acr:password");
 
-    let discovery: Value = http_client()
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery = discovery(&server.base).await;
     assert_eq!(
         discovery["acr_values_supported"],
         serde_json::json!(["urn:coop-idp:acr:password", "urn:coop-idp:acr:mfa"])
@@ -352,7 +338,7 @@ async fn the_totp_key_rotates_and_every_secret_follows(db: Db) {
     let old_value = server.app.store.totp(&admin).await.expect("read").expect("row").secret;
     assert!(old_value.starts_with(&format!("v2:{old_id}:")), "{old_value}");
 
-    let out = crate::log_integrity::cli(&server, &["keys", "rotate-totp"]);
+    let out = cli(&server, &["keys", "rotate-totp"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     let new_id = report["totp_key_id"].as_str().expect("new key id").to_string();

@@ -59,9 +59,7 @@ pub(crate) async fn fresh_code(server: &TestServer, email: &str) -> String {
 }
 
 pub(crate) async fn post_code(server: &TestServer, b: &reqwest::Client, path: &str, code: &str) -> reqwest::Response {
-    let page = b.get(server.url(path)).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    b.post(server.url(path)).form(&[("csrf", csrf.as_str()), ("code", code)]).send().await.expect("code")
+    submit_form(b, &server.url(path), &server.url(path), &[("code", code)], &[]).await
 }
 
 /// Enrols on the enrolment page the browser was sent to: returns the

@@ -4,7 +4,6 @@
 
 use coop_idp::store::EventFilter;
 
-use crate::authorize::{authorize_url, code_request, pkce, sign_in_for_tokens};
 use crate::common::*;
 use crate::on_both_databases;
 
@@ -27,7 +26,7 @@ async fn expired_sessions_are_recorded_once(db: Db) {
 
     // Idle past the inactivity timeout: the next request sees it and asks to sign in.
     server.clock.advance_secs(server.app.config.session_idle_timeout_secs + 1);
-    let p = pkce();
+    let p = Pkce::random();
     let r = b.get(authorize_url(&server, &code_request("platform", &p, "st"))).send().await.expect("authorize");
     assert_eq!(r.status(), 303);
     assert!(location(&r).starts_with("/signin?"), "{}", location(&r));

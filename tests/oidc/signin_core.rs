@@ -3,7 +3,6 @@
 //! code issued, the parked request consumed and the sign-in record, all or
 //! nothing. A session therefore never exists without its record.
 
-use crate::cluster::*;
 use crate::common::*;
 use crate::on_both_databases;
 use crate::second_step::*;
@@ -63,14 +62,7 @@ async fn every_session_has_its_sign_in_record(db: Db) {
     let browser = browser();
     // Two sign-ins in one browser: the second replaces the first session.
     code_at(&browser, &server.url(""), &server.url(""), "platform", EMAIL, &Pkce::random()).await;
-    let r = browser.get(server.url("/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&r, "csrf").expect("csrf");
-    let again = browser
-        .post(server.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("email", EMAIL), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("submit");
+    let again = SignIn::new(EMAIL, PASSWORD).post(&browser, &server.base).await;
     assert_eq!(again.status(), 200);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM sessions").await, 2);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL").await, 1, "replaced");
@@ -83,17 +75,9 @@ async fn every_session_has_its_sign_in_record(db: Db) {
         count(&server, "SELECT COUNT(*) FROM auth_requests").await,
     );
     let other = crate::common::browser();
-    let r = other.get(authorize_url(&server.url(""), "platform", &Pkce::random(), "openid")).send().await;
+    let r = other.get(authorize_url_at(&server.url(""), "platform", &Pkce::random(), "openid")).send().await;
     let signin = location(&r.expect("authorize"));
-    let page = other.get(server.url(&signin)).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let request = hidden(&page, "request").expect("request");
-    let failed = other
-        .post(server.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("request", request.as_str()), ("email", EMAIL), ("password", PASSWORD)])
-        .send()
-        .await
-        .expect("submit");
+    let failed = SignIn::new(EMAIL, PASSWORD).on(&signin).post(&other, &server.base).await;
     assert_eq!(failed.status(), 500);
     assert_eq!(count(&server, "SELECT COUNT(*) FROM sessions").await, 2, "no session without its record");
     assert_eq!(count(&server, "SELECT COUNT(*) FROM authorization_codes").await, codes);

@@ -22,13 +22,6 @@ fn evaluated(statuses: &[u16]) -> usize {
     statuses.iter().filter(|s| **s == 401 || **s == 200).count()
 }
 
-fn redis_url() -> Option<String> {
-    std::env::var("COOP_IDP_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()).or_else(|| {
-        eprintln!("skipped: COOP_IDP_TEST_REDIS_URL is not set, Redis variant not run");
-        None
-    })
-}
-
 async fn forty_concurrent_attempts_evaluate_at_most_five(db: Db) {
     let server = TestServer::start(db).await;
     let email = "agent.cible@cc-girou.fr";
@@ -74,7 +67,7 @@ on_both_databases!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_split_over_two_instances_sharing_redis_evaluates_at_most_five() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = Backend::Redis.for_test() else { return };
     let prefix = format!("test-{}:", coop_idp::crypto::random_b64(6));
     let a = TestServer::start_with(Db::Sqlite, &[("redis_url", &url), ("redis_key_prefix", &prefix)]).await;
     let b = TestServer::start_with(Db::Sqlite, &[("redis_url", &url), ("redis_key_prefix", &prefix)]).await;

@@ -13,18 +13,10 @@ use openidconnect::{
 };
 use serde_json::{Value, json};
 
-use crate::authorize::*;
 use crate::common::*;
 use crate::on_both_databases;
 
 const OTHER_REDIRECT: &str = "http://127.0.0.1:9/other-callback";
-
-async fn setup(db: Db) -> (TestServer, String, String) {
-    let server = TestServer::start(db).await;
-    let sub = server.add_account(EMAIL, Some(("cc-girou", "CC du Girou"))).await;
-    let secret = server.add_client("platform").await;
-    (server, sub, secret)
-}
 
 /// A token-endpoint request with HTTP Basic and the form as given.
 async fn token_request(server: &TestServer, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> reqwest::Response {
@@ -39,7 +31,7 @@ async fn token_request(server: &TestServer, basic: Option<(&str, &str)>, form: &
 /// A code for `client_id` through `browser` (signing in when needed), with
 /// its PKCE verifier.
 async fn fresh_code(server: &TestServer, browser: &reqwest::Client, client_id: &str) -> (String, String) {
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(server, &code_request(client_id, &p, "st"));
     let r = browser.get(&url).send().await.expect("authorize");
     assert_eq!(r.status(), 303);
@@ -47,17 +39,6 @@ async fn fresh_code(server: &TestServer, browser: &reqwest::Client, client_id: &
     let callback =
         if loc.starts_with("/signin") { submit_sign_in(server, browser, &loc, EMAIL, PASSWORD).await } else { loc };
     (code_of(&callback), p.verifier)
-}
-
-async fn userinfo_status(server: &TestServer, access_token: &str) -> u16 {
-    http_client()
-        .get(server.url("/userinfo"))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .expect("userinfo")
-        .status()
-        .as_u16()
 }
 
 async fn introspect(server: &TestServer, basic: (&str, &str), token: &str) -> Value {
@@ -105,7 +86,7 @@ on_both_databases!(
 );
 
 async fn code_reuse(db: Db, wait_secs: i64) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     let (code, verifier) = fresh_code(&server, &browser, "platform").await;
     let t = tokens(&server, "platform", Some(&secret), &code, &verifier).await;
@@ -131,7 +112,7 @@ async fn replayed_code_revokes_issued_tokens(db: Db) {
 /// The same code exchanged twice at once: one exchange gets tokens, the
 /// other is a replay, which revokes them.
 async fn concurrent_exchanges_of_one_code_succeed_once(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     for _ in 0..3 {
         let (code, verifier) = fresh_code(&server, &browser, "platform").await;
@@ -154,7 +135,7 @@ async fn oidcc_codereuse_30seconds(db: Db) {
 }
 
 async fn code_expires_after_60_seconds(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     // 55 s old: still good.
     let (code, verifier) = fresh_code(&server, &browser, "platform").await;
@@ -174,15 +155,7 @@ async fn oidcc_server_client_secret_post(db: Db) {
         .add_client_with("poster", AuthMethod::ClientSecretPost, |_| {})
         .await
         .expect("client_secret_post secret");
-    let methods = http_client()
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json::<Value>()
-        .await
-        .expect("json")["token_endpoint_auth_methods_supported"]
-        .clone();
+    let methods = discovery(&server.base).await["token_endpoint_auth_methods_supported"].clone();
     assert!(methods.as_array().expect("methods").iter().any(|m| m == "client_secret_post"), "{methods}");
 
     let rp = server.rp("poster", Some(&secret)).await.set_auth_type(AuthType::RequestBody);
@@ -235,7 +208,7 @@ async fn oidcc_server_client_secret_post(db: Db) {
 }
 
 async fn code_bound_to_client(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let other_secret = server.add_client("other").await;
     let browser = browser();
     let (code, verifier) = fresh_code(&server, &browser, "platform").await;
@@ -279,10 +252,10 @@ async fn code_bound_to_redirect_uri(db: Db) {
 }
 
 async fn code_bound_to_pkce_verifier(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let browser = browser();
     let (code, verifier) = fresh_code(&server, &browser, "platform").await;
-    let other = pkce().verifier;
+    let other = Pkce::random().verifier;
     let r = exchange(&server, "platform", Some(&secret), &code, &other).await;
     assert_eq!(token_error(r).await, (400, "invalid_grant".to_string()), "another verifier");
     // The challenge itself (what a `plain` downgrade would send) is no verifier.
@@ -319,7 +292,7 @@ async fn assert_userinfo(r: reqwest::Response, sub: &str) -> Value {
 }
 
 async fn oidcc_userinfo_get(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let rp = server.rp("platform", Some(&secret)).await;
     let t = profile_tokens(&server, &secret).await;
     let id_sub = jwt_part(&id_token_of(&t), 1)["sub"].clone();
@@ -346,7 +319,7 @@ async fn oidcc_userinfo_get(db: Db) {
 }
 
 async fn oidcc_userinfo_post_header(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let t = profile_tokens(&server, &secret).await;
     let http = http_client();
     let r = http.post(server.url("/userinfo")).bearer_auth(access_token(&t)).send().await.expect("POST");
@@ -356,7 +329,7 @@ async fn oidcc_userinfo_post_header(db: Db) {
 }
 
 async fn oidcc_userinfo_post_body(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let t = profile_tokens(&server, &secret).await;
     let at = access_token(&t);
     let http = http_client();
@@ -375,23 +348,19 @@ async fn oidcc_userinfo_post_body(db: Db) {
     assert_eq!(r.status(), 400);
 }
 
-async fn jwks(server: &TestServer) -> Value {
-    http_client().get(server.url("/jwks")).send().await.expect("jwks").json().await.expect("jwks JSON")
-}
-
 fn jwk_of<'a>(jwks: &'a Value, kid: &str) -> &'a Value {
     jwks["keys"].as_array().expect("keys").iter().find(|k| k["kid"] == kid).expect("the kid is in the JWKS")
 }
 
 async fn oidcc_idtoken_signature(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let rp = server.rp("platform", Some(&secret)).await;
     let t = sign_in_for_tokens(&server, &browser(), "platform", Some(&secret), &[("nonce", "n-sig")], EMAIL).await;
     let id_token = id_token_of(&t);
     let header = jwt_part(&id_token, 0);
     assert_eq!(header["alg"], "RS256", "RS256 by default");
     let kid = header["kid"].as_str().expect("kid in the header");
-    let jwk = jwk_of(&jwks(&server).await, kid).clone();
+    let jwk = jwk_of(&jwks(&server.base).await, kid).clone();
     assert_eq!(jwk["kty"], "RSA");
     // The RP library's default verifier (RS256 only) accepts it.
     let parsed: CoreIdToken = id_token.parse().expect("ID token");
@@ -416,15 +385,8 @@ fn chrono_now() -> i64 {
 }
 
 async fn oidcc_idtoken_unsigned(db: Db) {
-    let (server, _, secret) = setup(db).await;
-    let d: Value = http_client()
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let (server, _, secret) = platform_server(db).await;
+    let d = discovery(&server.base).await;
     for list in [
         "id_token_signing_alg_values_supported",
         "userinfo_signing_alg_values_supported",
@@ -440,7 +402,7 @@ async fn oidcc_idtoken_unsigned(db: Db) {
     // The same claims under `alg: none` are not accepted as id_token_hint.
     let payload = id_token.split('.').nth(1).expect("payload");
     let unsigned = format!("{}.{payload}.", coop_idp::crypto::b64url(br#"{"alg":"none","typ":"JWT"}"#));
-    let p = pkce();
+    let p = Pkce::random();
     let url = authorize_url(
         &server,
         &with(code_request("platform", &p, "st-u"), &[("prompt", "none"), ("id_token_hint", &unsigned)]),
@@ -454,7 +416,7 @@ async fn oidcc_idtoken_unsigned(db: Db) {
 }
 
 async fn scope_claims(db: Db, scope: &str) -> (TestServer, Value, Value, Value) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let t = sign_in_for_tokens(&server, &browser(), "platform", Some(&secret), &[("scope", scope)], EMAIL).await;
     let r = http_client().get(server.url("/userinfo")).bearer_auth(access_token(&t)).send().await.expect("userinfo");
     assert_eq!(r.status(), 200);
@@ -532,25 +494,18 @@ async fn oidcc_scope_all(db: Db) {
         assert!(granted.contains(&s), "{s} granted: {granted:?}");
     }
     assert!(!granted.contains(&"address") && !granted.contains(&"phone"), "{granted:?}");
-    let d: Value = http_client()
-        .get(server.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let d = discovery(&server.base).await;
     let supported = d["scopes_supported"].as_array().expect("scopes_supported");
     assert!(!supported.iter().any(|s| s == "address" || s == "phone"), "{supported:?}");
 }
 
 async fn oidcc_alternate_happy_flow(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let rp = server.rp("platform", Some(&secret)).await;
     let mut results = Vec::new();
     for reordered in [false, true] {
         let browser = browser();
-        let p = pkce();
+        let p = Pkce::random();
         let state: String = if reordered { "x".repeat(128) } else { "st".into() };
         let params: Vec<(&str, &str)> = if reordered {
             vec![
@@ -601,7 +556,7 @@ async fn oidcc_alternate_happy_flow(db: Db) {
 /// A client signing its ID tokens with `alg`; checks header, kid, signature
 /// (with the RP library) and at_hash; an RS256-only verifier refuses it.
 async fn per_client_alg(db: Db, alg: jsonwebtoken::Algorithm, name: &str, kty: &str, rp_alg: CoreJwsSigningAlgorithm) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let client_id = format!("client-{}", name.to_lowercase());
     let alg_secret = server
         .add_client_with(&client_id, AuthMethod::ClientSecretBasic, |r| r.id_token_alg = alg)
@@ -613,7 +568,7 @@ async fn per_client_alg(db: Db, alg: jsonwebtoken::Algorithm, name: &str, kty: &
     let id_token = id_token_of(&t);
     let header = jwt_part(&id_token, 0);
     assert_eq!(header["alg"], name);
-    let jwk = jwk_of(&jwks(&server).await, header["kid"].as_str().expect("kid")).clone();
+    let jwk = jwk_of(&jwks(&server.base).await, header["kid"].as_str().expect("kid")).clone();
     assert_eq!(jwk["kty"], kty);
     assert_eq!(jwk["alg"], name);
     let parsed: CoreIdToken = id_token.parse().expect("ID token");
@@ -645,7 +600,7 @@ async fn id_token_alg_eddsa_per_client(db: Db) {
 }
 
 async fn public_client_auth_method_none(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     assert_eq!(server.add_client_with("spa", AuthMethod::None, |_| {}).await, None, "no secret for a public client");
     let rp = server.rp("spa", None).await;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -773,7 +728,7 @@ async fn private_key_jwt_client_authentication(db: Db) {
 }
 
 async fn introspection_hides_other_clients_tokens(db: Db) {
-    let (server, sub, secret) = setup(db).await;
+    let (server, sub, secret) = platform_server(db).await;
     let other_secret = server.add_client("other").await;
     let t = profile_tokens(&server, &secret).await;
     let at = access_token(&t);
@@ -817,7 +772,7 @@ async fn revoke(server: &TestServer, basic: (&str, &str), token: &str) -> u16 {
 }
 
 async fn revocation_basics(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let other_secret = server.add_client("other").await;
     let t = profile_tokens(&server, &secret).await;
     let at = access_token(&t);
@@ -840,7 +795,7 @@ async fn revocation_basics(db: Db) {
 /// nothing else: a parameter after `;` is fine, a longer subtype or another
 /// type is `invalid_request` (and changes nothing: the code still works).
 async fn form_content_type_is_parsed_not_prefix_matched(db: Db) {
-    let (server, _, secret) = setup(db).await;
+    let (server, _, secret) = platform_server(db).await;
     let (code, verifier) = fresh_code(&server, &browser(), "platform").await;
     let exchange = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "authorization_code")

@@ -10,49 +10,13 @@ use coop_idp::config::Config;
 use coop_idp::provisioning::{NewPartner, add_partner};
 use coop_idp::store::{Store, TransferError};
 
-use crate::cluster::schema_url;
 use crate::common::*;
 
-const EMAIL: &str = "marie.dupont@cc-girou.fr";
-
-/// A PostgreSQL schema of its own, dropped at the end.
-struct Schema {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Schema {
-    async fn new(admin: &str) -> Schema {
-        let name = format!("x_{}", coop_idp::crypto::random_b64(9).to_lowercase().replace(['-', '_'], "x"));
-        let store = Store::connect(admin).await.expect("PostgreSQL reachable (COOP_IDP_TEST_POSTGRES_URL)");
-        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(store.pool()).await.expect("create schema");
-        store.close().await;
-        Schema { admin: admin.to_string(), url: schema_url(admin, &name), name }
-    }
-
-    async fn store(&self) -> Store {
-        let store = Store::connect(&self.url).await.expect("schema");
-        store.migrate().await.expect("migrate");
-        store
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                rt.block_on(async {
-                    if let Ok(admin) = Store::connect(&url).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA {name} CASCADE")).execute(admin.pool()).await;
-                        admin.close().await;
-                    }
-                });
-            }
-        })
-        .join();
-    }
+/// A migrated store on `schema`.
+async fn store_on(schema: &PgSchema) -> Store {
+    let store = Store::connect(&schema.url).await.expect("schema");
+    store.migrate().await.expect("migrate");
+    store
 }
 
 /// The data lines of an export, sorted (the header and end lines apart).
@@ -95,17 +59,8 @@ async fn sqlite_installation_moves_to_postgres_whole() {
     source.add_account(EMAIL, Some(("cc-girou", "CC du Girou"))).await;
     let secret = source.add_client("platform").await;
     let rp = source.rp("platform", Some(&secret)).await;
-    crate::refresh::code_flow(&source, &rp, &browser(), EMAIL, &["offline_access"]).await;
-    let b = browser();
-    let page = b.get(source.url("/signin")).send().await.expect("page").text().await.expect("html");
-    let csrf = hidden(&page, "csrf").expect("csrf");
-    let r = b
-        .post(source.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("email", EMAIL), ("password", "wrong-Password-1")])
-        .send()
-        .await
-        .expect("failure");
-    assert_eq!(r.status(), 401);
+    code_flow(&source, &rp, &browser(), EMAIL, &["offline_access"]).await;
+    assert_eq!(attempt_at(&source.base, EMAIL, "wrong-Password-1").await, 401);
 
     let mut export = Vec::new();
     let counts = source.app.store.export(&mut export).await.expect("export");
@@ -114,8 +69,8 @@ async fn sqlite_installation_moves_to_postgres_whole() {
     }
 
     // Into an empty PostgreSQL schema.
-    let schema = Schema::new(&admin).await;
-    let target = schema.store().await;
+    let schema = PgSchema::create(&admin, "x").await;
+    let target = store_on(&schema).await;
     let imported = target.import(&export[..]).await.expect("import");
     assert_eq!(imported.values().sum::<i64>(), counts.values().sum::<i64>(), "every row");
 
@@ -153,8 +108,8 @@ async fn truncated_or_foreign_file_changes_nothing() {
     let lines: Vec<&str> = text.lines().collect();
     let truncated = lines[..lines.len() - 1].join("\n");
 
-    let schema = Schema::new(&admin).await;
-    let target = schema.store().await;
+    let schema = PgSchema::create(&admin, "x").await;
+    let target = store_on(&schema).await;
     match target.import(truncated.as_bytes()).await {
         Err(TransferError::Format { .. }) => {}
         other => panic!("a truncated file is refused: {other:?}"),

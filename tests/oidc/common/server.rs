@@ -1,6 +1,5 @@
-//! Test harness: a real coop-idp server on a free port, on SQLite or on its
-//! own PostgreSQL schema, with a cookie-keeping browser and the
-//! `openidconnect` crate as relying party.
+//! A real coop-idp server on a free port, in the test's process, on SQLite
+//! or on its own PostgreSQL schema; the accounts and clients it starts with.
 
 use std::sync::Arc;
 
@@ -13,11 +12,12 @@ use openidconnect::core::{CoreClient, CoreProviderMetadata};
 use openidconnect::{ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, RedirectUrl};
 use tokio::sync::watch;
 
+use super::backends::{Backend, PgSchema};
+use super::http::http_client;
+use super::{EMAIL, PASSWORD, REDIRECT};
+
 pub type Rp =
     CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
-
-pub const PASSWORD: &str = "Correct-Horse-9-Battery";
-pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -26,32 +26,12 @@ pub enum Db {
 }
 
 impl Db {
-    /// PostgreSQL from `COOP_IDP_TEST_POSTGRES_URL`; unset: skipped (said so).
+    /// PostgreSQL from `COOP_IDP_TEST_POSTGRES_URL`: `None` (said so) when
+    /// it is unset, a failure when it is required or does not answer (see
+    /// `backends`).
     pub fn postgres() -> Option<Db> {
-        match std::env::var("COOP_IDP_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => Some(Db::Postgres(url)),
-            _ => {
-                eprintln!("skipped: COOP_IDP_TEST_POSTGRES_URL is not set, PostgreSQL variant not run");
-                None
-            }
-        }
+        Backend::Postgres.for_test().map(Db::Postgres)
     }
-}
-
-/// Declares each listed `async fn name(db: Db)` as two tests, `name::sqlite`
-/// and `name::postgres`.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => { $(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name($crate::common::Db::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = $crate::common::Db::postgres() { super::$name(db).await }
-            }
-        }
-    )* };
 }
 
 pub struct TestServer {
@@ -60,7 +40,8 @@ pub struct TestServer {
     pub clock: Clock,
     _dir: tempfile::TempDir,
     stop: Option<watch::Sender<bool>>,
-    pg_cleanup: Option<(String, String)>,
+    /// Dropped after the server stops: its schema goes with it.
+    _schema: Option<PgSchema>,
 }
 
 impl TestServer {
@@ -74,15 +55,11 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://127.0.0.1:{}", addr.port());
-        let (database_url, pg_cleanup) = match &db {
+        let (database_url, schema) = match &db {
             Db::Sqlite => (format!("sqlite://{}/coop-idp.db", dir.path().display()), None),
             Db::Postgres(url) => {
-                let schema = format!("t_{}", coop_idp::crypto::random_b64(9).to_lowercase().replace(['-', '_'], "x"));
-                let admin = Store::connect(url).await.expect("PostgreSQL reachable (COOP_IDP_TEST_POSTGRES_URL)");
-                sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(admin.pool()).await.expect("create schema");
-                admin.close().await;
-                let sep = if url.contains('?') { '&' } else { '?' };
-                (format!("{url}{sep}options=-c%20search_path%3D{schema}"), Some((url.clone(), schema)))
+                let schema = PgSchema::create(url, "t").await;
+                (schema.url.clone(), Some(schema))
             }
         };
         let mut env: Vec<(String, String)> = vec![
@@ -111,7 +88,7 @@ impl TestServer {
             };
             let _ = coop_idp::web::serve(served, listener, shutdown).await;
         });
-        TestServer { app, base, clock, _dir: dir, stop: Some(stop_tx), pg_cleanup }
+        TestServer { app, base, clock, _dir: dir, stop: Some(stop_tx), _schema: schema }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -181,21 +158,16 @@ impl Drop for TestServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(true);
         }
-        if let Some((url, schema)) = self.pg_cleanup.take() {
-            // Drop runs inside the test's runtime; clean up from a thread of its own.
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    rt.block_on(async {
-                        if let Ok(admin) = Store::connect(&url).await {
-                            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(admin.pool()).await;
-                            admin.close().await;
-                        }
-                    });
-                }
-            })
-            .join();
-        }
     }
+}
+
+/// The usual stage: a server with Marie's account (`EMAIL`) at her partner
+/// and the confidential client `platform`; (server, her subject, the secret).
+pub async fn platform_server(db: Db) -> (TestServer, String, String) {
+    let server = TestServer::start(db).await;
+    let sub = server.add_account(EMAIL, Some(("cc-girou", "CC du Girou"))).await;
+    let secret = server.add_client("platform").await;
+    (server, sub, secret)
 }
 
 /// Creates an active account with `PASSWORD` through the store layer (the
@@ -232,73 +204,4 @@ pub async fn create_account(app: &App, email: &str, partner: Option<(&str, &str)
     .expect("insert account");
     tx.commit().await.expect("commit");
     id
-}
-
-/// The RP's HTTP client: no redirects (OAuth clients must not follow them).
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client")
-}
-
-/// A browser: keeps cookies, does not follow redirects (tests look at them).
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().expect("browser")
-}
-
-pub fn location(r: &reqwest::Response) -> String {
-    r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-}
-
-/// The value of a hidden form field in a page.
-pub fn hidden(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')?;
-    Some(html[start..start + end].replace("&#x2f;", "/").replace("&amp;", "&"))
-}
-
-/// Query parameters of a URL, as a map.
-pub fn query(url: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(url).map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default()
-}
-
-/// Follows an authorization URL through the sign-in page; returns the final
-/// redirect to the client (its `Location`).
-pub async fn sign_in(server: &TestServer, browser: &reqwest::Client, authorize_url: &str, email: &str) -> String {
-    let r = browser.get(authorize_url).send().await.expect("authorize");
-    assert_eq!(r.status(), 303, "authorize should redirect to the sign-in page");
-    let signin = location(&r);
-    assert!(signin.starts_with("/signin?request="), "{signin}");
-    submit_sign_in(server, browser, &signin, email, PASSWORD).await
-}
-
-pub async fn submit_sign_in(
-    server: &TestServer,
-    browser: &reqwest::Client,
-    signin: &str,
-    email: &str,
-    password: &str,
-) -> String {
-    let page = browser.get(server.url(signin)).send().await.expect("sign-in page");
-    assert_eq!(page.status(), 200);
-    let html = page.text().await.expect("html");
-    let csrf = hidden(&html, "csrf").expect("csrf field");
-    let request = hidden(&html, "request").expect("request field");
-    let r = browser
-        .post(server.url("/signin"))
-        .form(&[("csrf", csrf.as_str()), ("request", request.as_str()), ("email", email), ("password", password)])
-        .send()
-        .await
-        .expect("sign-in submit");
-    assert_eq!(r.status(), 303, "sign-in should succeed");
-    // An administrator gives the second factor (enrolling the first time);
-    // either way the browser then goes back to the client.
-    match location(&r).as_str() {
-        "/signin/otp/enrol" => crate::second_step::enrol(server, browser, email).await.1,
-        "/signin/otp" => {
-            let r = crate::second_step::second_step(server, browser, email, "/signin/otp").await;
-            assert_eq!(r.status(), 303, "second factor accepted");
-            location(&r)
-        }
-        other => other.to_string(),
-    }
 }
