@@ -14,6 +14,7 @@ mod authorize_limits;
 mod backchannel;
 mod basic;
 mod code_session;
+mod command_line;
 mod connection_log;
 mod console;
 mod credentials;

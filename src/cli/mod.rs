@@ -1,0 +1,99 @@
+//! The command line (PRODUCT.md "Command line"). Commands are thin: they
+//! parse arguments into domain calls and print results. `args` holds what
+//! users type; one file per group of commands does the work; `open` is the
+//! one way a command gets the application; `error` maps every failure to
+//! its exit status.
+
+mod admin;
+mod args;
+mod error;
+mod operations;
+mod partners;
+mod retention;
+mod security;
+mod serve;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::{Config, LogFormat};
+
+pub use args::Cli;
+use args::Command;
+pub use error::{BAD_INPUT, CliError, FAILURE, SUCCESS};
+
+pub async fn main() -> ExitCode {
+    // Usage errors exit here with clap's status 2, help and version with 0.
+    let cli = Cli::parse();
+    match Config::load(cli.config.as_deref()).map_err(CliError::from) {
+        Ok(config) => {
+            init_tracing(config.log_format);
+            match run(cli.command, config).await {
+                Ok(()) => ExitCode::from(SUCCESS),
+                Err(e) => report(e),
+            }
+        }
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: CliError) -> ExitCode {
+    eprintln!("coop-idp: {e}");
+    e.exit_code()
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COOP_IDP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn run(command: Command, config: Config) -> Result<(), CliError> {
+    match command {
+        Command::Serve => serve::serve(config).await,
+        Command::Migrate => serve::migrate(config).await,
+        Command::Client(c) => operations::client(c, config).await,
+        Command::Keys(c) => operations::keys(c, config).await,
+        Command::Mail(c) => operations::mail(c, config).await,
+        Command::Export { file } => operations::export(&file, config).await,
+        Command::Import { file } => operations::import(&file, config).await,
+        Command::Partner(c) => partners::partner(c, config).await,
+        Command::Convention(c) => partners::convention(c, config).await,
+        Command::Annex1(c) => partners::annex1(c, config).await,
+        Command::Annex2(c) => partners::annex2(c, config).await,
+        Command::Annex3(c) => partners::annex3(c, config).await,
+        Command::Review(c) => partners::review(c, config).await,
+        Command::Account(c) => partners::account(c, config).await,
+        Command::Logs(c) => security::logs(c, config).await,
+        Command::Alerts(c) => security::alerts(c, config).await,
+        Command::Admin(c) => admin::admin(c, config).await,
+        Command::Purge { dry_run } => retention::purge(dry_run, config).await,
+        Command::Attestation { partner, email, out } => {
+            retention::attestation(&partner, email.as_deref(), &out, config).await
+        }
+    }
+}
+
+/// Opens the application (migrations applied) on the system clock: the one
+/// way a command reaches the database.
+async fn open(config: Config) -> Result<Arc<App>, CliError> {
+    Ok(App::open(config, Clock::system()).await?)
+}
+
+/// Prints a result on one line (the shape scripts read).
+fn print_line(value: serde_json::Value) {
+    println!("{value}");
+}
+
+/// Prints a result indented, for reading.
+fn print_pretty(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}

@@ -1,0 +1,205 @@
+//! Partners and what they sign and send: `partner`, `convention`,
+//! `annex1`, `annex2`, `annex3`, `review`, and `account invite` (the
+//! access an annex 1 opens, by hand).
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::args::{
+    AccountCommand, Annex1Command, Annex2Command, Annex3Command, ConventionCommand, PartnerCommand, ReviewCommand,
+};
+use super::{CliError, open, print_line, print_pretty};
+use crate::app::App;
+use crate::config::Config;
+use crate::provisioning::annex1::apply::{Import, import};
+
+pub(super) async fn partner(command: PartnerCommand, config: Config) -> Result<(), CliError> {
+    let app = open(config).await?;
+    match command {
+        PartnerCommand::Add { id, name, convention_signed, email_domains } => {
+            let partner = crate::provisioning::NewPartner {
+                id: &id,
+                name: &name,
+                convention_signed: convention_signed.as_deref(),
+                email_domains: &email_domains,
+            };
+            crate::provisioning::add_partner(&app, partner).await?;
+            print_line(json!({"partner_id": id, "convention_signed": convention_signed}));
+        }
+        PartnerCommand::List => {
+            let mut out = Vec::new();
+            for p in app.store.partners().await? {
+                out.push(summary(&app, &p).await?);
+            }
+            print_pretty(&out);
+        }
+        PartnerCommand::Update { id, name, siren, email_domains } => {
+            let domains = (!email_domains.is_empty()).then_some(email_domains.as_slice());
+            crate::provisioning::update_partner(&app, &id, name.as_deref(), siren.as_deref(), domains).await?;
+            print_line(json!({"partner_id": id, "updated": true}));
+        }
+        PartnerCommand::Show { id } => {
+            let p =
+                app.store.partner(&id).await?.ok_or_else(|| CliError::BadInput(format!("unknown partner `{id}`")))?;
+            print_pretty(&summary(&app, &p).await?);
+        }
+    }
+    Ok(())
+}
+
+async fn summary(app: &App, p: &crate::store::PartnerRow) -> Result<serde_json::Value, CliError> {
+    Ok(crate::admin::actions::partner_summary(app, p).await?)
+}
+
+pub(super) async fn convention(command: ConventionCommand, config: Config) -> Result<(), CliError> {
+    let app = open(config).await?;
+    let output = match command {
+        ConventionCommand::Sign { partner, date } => {
+            crate::provisioning::sign_convention(&app, &partner, &date).await?;
+            json!({"partner_id": partner, "signed_on": date})
+        }
+        ConventionCommand::Terminate { partner, date, reason } => {
+            let closed = crate::provisioning::terminate_convention(&app, &partner, &date, &reason).await?;
+            json!({"partner_id": partner, "terminated_on": date, "accesses_closed": closed})
+        }
+        ConventionCommand::NotRenew { partner, date } => {
+            let ends = crate::provisioning::set_non_renewal(&app, &partner, Some(&date)).await?;
+            json!({"partner_id": partner, "notice_on": date, "ends_on": ends})
+        }
+        ConventionCommand::Renew { partner } => {
+            crate::provisioning::set_non_renewal(&app, &partner, None).await?;
+            json!({"partner_id": partner, "renewal": "tacit"})
+        }
+    };
+    print_line(output);
+    Ok(())
+}
+
+/// Exit status 0 only when applied, or when a dry run would apply cleanly;
+/// an annex with errors is input refused (2).
+pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(), CliError> {
+    let Annex1Command::Import { partner, file, transmitted, apply, json } = command;
+    let app = open(config).await?;
+    let bytes = read_bounded(&file, crate::provisioning::annex1::limits::MAX_FILE_BYTES)?;
+    let transmitted = match transmitted {
+        Some(t) => Some(
+            crate::provisioning::convention::parse_date(&t)
+                .ok_or_else(|| CliError::BadInput(format!("--transmitted: `{t}` is not a date (YYYY-MM-DD)")))?,
+        ),
+        None => None,
+    };
+    let file_name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let request =
+        Import { partner_id: &partner, file_name: &file_name, bytes: &bytes, transmitted, apply, operator: "cli" };
+    let outcome = import(&app, request).await?;
+    if outcome.applied {
+        // Deliver the activation emails now rather than wait for the server.
+        let _ = crate::mail::send_due(&app).await;
+    }
+    if json {
+        print_pretty(&outcome.plan);
+    } else {
+        print!("{}", crate::provisioning::annex1::plan::render_text(&outcome.plan, outcome.applied));
+    }
+    let clean = outcome.plan.errors.is_empty();
+    if outcome.applied || (!apply && clean) {
+        Ok(())
+    } else if apply {
+        Err(CliError::BadInput("not applied: the annex has errors".into()))
+    } else {
+        Err(CliError::BadInput("the annex has errors".into()))
+    }
+}
+
+/// Reads a file the user names, refusing it past `max` bytes before
+/// reading more than that.
+fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| CliError::file(path.display(), e))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| CliError::file(path.display(), e))?;
+    if bytes.len() > max {
+        return Err(CliError::BadInput(format!(
+            "{} : le fichier dépasse {} Mo / the file is over {} MB",
+            path.display(),
+            max >> 20,
+            max >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+pub(super) async fn annex2(command: Annex2Command, config: Config) -> Result<(), CliError> {
+    let Annex2Command::Set {
+        partner,
+        habilitation_name,
+        habilitation_email,
+        security_name,
+        security_email,
+        transmitted,
+    } = command;
+    let app = open(config).await?;
+    let annex = crate::provisioning::Annex2 {
+        partner_id: &partner,
+        habilitation_name: &habilitation_name,
+        habilitation_email: &habilitation_email,
+        security_name: &security_name,
+        security_email: &security_email,
+        transmitted: &transmitted,
+    };
+    crate::provisioning::set_annex2(&app, annex).await?;
+    print_line(json!({"partner_id": partner, "annex2": "replaced"}));
+    Ok(())
+}
+
+pub(super) async fn annex3(command: Annex3Command, config: Config) -> Result<(), CliError> {
+    let Annex3Command::Set {
+        habilitation_name,
+        habilitation_email,
+        security_name,
+        security_email,
+        technical_referents,
+        transmitted,
+    } = command;
+    let app = open(config).await?;
+    let annex = crate::provisioning::Annex3 {
+        habilitation_name: &habilitation_name,
+        habilitation_email: &habilitation_email,
+        security_name: &security_name,
+        security_email: &security_email,
+        technical_referents: &technical_referents,
+        transmitted: &transmitted,
+    };
+    crate::provisioning::set_annex3(&app, annex).await?;
+    print_line(json!({"annex3": "replaced"}));
+    Ok(())
+}
+
+pub(super) async fn review(command: ReviewCommand, config: Config) -> Result<(), CliError> {
+    let ReviewCommand::Status = command;
+    let app = open(config).await?;
+    print_pretty(&crate::provisioning::review::review(&app).await?);
+    Ok(())
+}
+
+pub(super) async fn account(command: AccountCommand, config: Config) -> Result<(), CliError> {
+    let AccountCommand::Invite { partner, email, given_name, family_name, function } = command;
+    let app = open(config).await?;
+    let invitation = crate::accounts::invite::Invitation {
+        partner_id: &partner,
+        email: &email,
+        given_name: &given_name,
+        family_name: &family_name,
+        function: &function,
+    };
+    let outcome = crate::accounts::invite::invite(&app, invitation).await?;
+    // Deliver now rather than wait for the server's worker.
+    let delivered = crate::mail::send_due(&app).await?;
+    let (status, id) = match outcome {
+        crate::accounts::invite::Invited::Opened(id) => ("opened", id),
+        crate::accounts::invite::Invited::Reinvited(id) => ("reinvited", id),
+    };
+    print_line(json!({"status": status, "account_id": id, "emails_delivered": delivered}));
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! Configuration: read once at start into a typed struct.
+//!
+//! Sources, lowest to highest priority: embedded defaults, the TOML file
+//! (`coop-idp.toml` in the working folder or `--config FILE`), then
+//! `COOP_IDP_<KEY>` environment variables. Nothing reads the environment later.
+//!
+//! Every key is declared once, below: its field, doc (the README's
+//! meaning), name, fallback and rule. The reading, the list of keys, `Debug`
+//! (secrets hidden) and the README's table come from that declaration
+//! (`table.rs`); readers of the keys that are not whole numbers are in
+//! `readers.rs`.
+
+mod readers;
+pub(crate) mod table;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use url::Url;
+
+use readers::*;
+use table::Fallback::{Derived, Unset, Value};
+pub use table::{Fallback, Key};
+use table::{Source, settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("configuration file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), reason: reason.into() }
+}
+
+pub const ENV_PREFIX: &str = "COOP_IDP_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+settings! {
+    pub struct Config {
+        /// public base URL; every link and `iss` is built from it, never from
+        /// `Host`. Must be https unless the host is loopback
+        pub issuer: Url = ("issuer", Value("http://localhost:8080"), issuer),
+        /// address to bind
+        pub listen: SocketAddr = ("listen", Value("127.0.0.1:8080"), address),
+        /// embedded database, mail outbox (created mode 0700)
+        pub data_dir: PathBuf = ("data_dir", Value("./data"), path),
+        /// or `postgres://…`
+        pub database_url: String =
+            ("database_url", Derived("`sqlite://<data_dir>/coop-idp.db`"), secret database_url),
+        /// when set, the failed-sign-in counters live in Redis so that several
+        /// instances agree without a database write per failure (the database
+        /// takes over while Redis is unreachable)
+        pub redis_url: Option<String> = ("redis_url", Unset, secret redis_url),
+        /// prefix of every Redis key, so that deployments can share a Redis
+        pub redis_key_prefix: String = ("redis_key_prefix", Value("coop-idp:"), text),
+        /// address of a second listener that serves only `/metrics`
+        /// (Prometheus); unset: no metrics anywhere. Never served on `listen`:
+        /// keep it on loopback or a private network
+        pub metrics_listen: Option<SocketAddr> = ("metrics_listen", Unset, optional_address),
+        /// unset: `.eml` files under `<data_dir>/outbox/`; `smtp://host:port`
+        /// (plain, local sinks), `smtp://host:587?tls=starttls`,
+        /// `smtps://user:pass@host:465`
+        pub smtp_url: Option<String> = ("smtp_url", Unset, secret smtp_url),
+        /// sender
+        pub mail_from: String = ("mail_from", Value("Coopération <no-reply@localhost>"), mailbox),
+        /// signing keys, generated on first start; also the 256-bit keys that
+        /// seal the TOTP secrets (`totp-secrets.key`) and key the destruction
+        /// hashes (`destruction-hmac.key`). Back it up with the database, and
+        /// share it between instances
+        pub keys_dir: PathBuf = ("keys_dir", Value("./keys"), path),
+        /// the address the accessibility statement (`/accessibilite`) gives
+        /// for reporting an accessibility problem (RGAA); set it to a mailbox
+        /// someone reads
+        pub accessibility_contact: String =
+            ("accessibility_contact", Derived("the address of `mail_from`"), accessibility_contact),
+        /// `text` or `json` (to stderr; level with `COOP_IDP_LOG`, e.g. `info`)
+        pub log_format: LogFormat = ("log_format", Value("text"), log_format),
+        /// addresses/CIDR blocks whose `X-Forwarded-For` is believed
+        /// (comma-separated in the environment)
+        pub trusted_proxies: Vec<IpNet> = ("trusted_proxies", Value(""), networks),
+        // RFC 9700: codes live at most 60 s.
+        /// authorization code lifetime
+        pub code_ttl_secs: i64 = ("code_ttl_secs", Value("60"), int(1, 60)),
+        /// access token lifetime
+        pub access_token_ttl_secs: i64 = ("access_token_ttl_secs", Value("600"), int(30, 86_400)),
+        /// ID token lifetime
+        pub id_token_ttl_secs: i64 = ("id_token_ttl_secs", Value("600"), int(30, 86_400)),
+        /// a refresh token unused this long dies; at most
+        /// `refresh_absolute_ttl_secs`
+        pub refresh_idle_ttl_secs: i64 = ("refresh_idle_ttl_secs", Value("86400"), int(60, 86_400 * 365)),
+        /// a refresh-token family lives at most this long (30 days)
+        pub refresh_absolute_ttl_secs: i64 =
+            ("refresh_absolute_ttl_secs", Value("2592000"), int(60, 86_400 * 365)),
+        /// browser session inactivity timeout; at most
+        /// `session_absolute_timeout_secs`
+        pub session_idle_timeout_secs: i64 = ("session_idle_timeout_secs", Value("3600"), int(60, 86_400 * 7)),
+        /// browser session absolute lifetime (10 h, a working day)
+        pub session_absolute_timeout_secs: i64 =
+            ("session_absolute_timeout_secs", Value("36000"), int(60, 86_400 * 30)),
+        /// Argon2id parameters.
+        pub argon2: Argon2Config = (group),
+        /// activation link lifetime (72 h)
+        pub activation_link_ttl_secs: i64 = ("activation_link_ttl_secs", Value("259200"), int(600, 30 * 86_400)),
+        /// reset link lifetime (30 min)
+        pub reset_link_ttl_secs: i64 = ("reset_link_ttl_secs", Value("1800"), int(300, 86_400)),
+        /// cap of the doubling delay after repeated failed sign-ins
+        pub throttle_max_delay_secs: i64 = ("throttle_max_delay_secs", Value("3600"), int(60, 86_400)),
+        /// failed sign-ins allowed per source (an IPv4 address or an IPv6
+        /// /64) per 15 minutes
+        pub throttle_ip_max_failures: i64 = ("throttle_ip_max_failures", Value("50"), int(5, 100_000)),
+        // Convention art. 2.1 and the CNIL's guidance on connection logs:
+        // between 6 months and one year.
+        /// connection-log records older than this many months are purged;
+        /// the bounds are the convention's (art. 2.1)
+        pub log_retention_months: u32 = ("log_retention_months", Value("12"), int(6, 12)),
+        /// how often the head of the connection log is signed as a
+        /// checkpoint, once across instances; also at every purge
+        pub log_checkpoint_interval_secs: i64 =
+            ("log_checkpoint_interval_secs", Value("300"), int(5, 86_400)),
+        /// how often the retention purge runs on its own, once across
+        /// instances
+        pub purge_interval_secs: i64 = ("purge_interval_secs", Value("3600"), int(60, 7 * 86_400)),
+        /// Thresholds and windows of the security-alert detectors.
+        pub alerts: AlertConfig = (group),
+    }
+}
+
+settings! {
+    pub struct Argon2Config {
+        // OWASP's floor for Argon2id: m=19456 KiB, t=2, p=1.
+        /// Argon2id memory per hash (OWASP floor; lower is refused). Changing
+        /// an Argon2 parameter upgrades each hash at its owner's next sign-in
+        pub memory_kib: u32 = ("argon2_memory_kib", Value("19456"), int(19_456, 4_194_304)),
+        /// Argon2id iterations (OWASP floor; lower is refused)
+        pub iterations: u32 = ("argon2_iterations", Value("2"), int(2, 100)),
+        /// Argon2id lanes
+        pub parallelism: u32 = ("argon2_parallelism", Value("1"), int(1, 64)),
+        /// hashing threads; at most this many hashes (each
+        /// `argon2_memory_kib`) at once, 256 more may wait, beyond that
+        /// sign-ins are refused
+        pub max_concurrent: usize =
+            ("argon2_max_concurrent", Derived("number of CPUs"), int(1, 1024) or cpus),
+    }
+}
+
+settings! {
+    /// Thresholds of the alert detectors (R5, R17); README "Administration"
+    /// says what each detector does.
+    pub struct AlertConfig {
+        /// how often the alert detectors read the new events
+        pub scan_interval_secs: i64 = ("alert_scan_interval_secs", Value("5"), int(1, 3600)),
+        /// at most one alert per detector and subject within this period
+        pub period_secs: i64 = ("alert_period_secs", Value("3600"), int(60, 7 * 86_400)),
+        /// password spraying: failed sign-ins on this many distinct accounts
+        /// from one source address within the window
+        pub spraying_accounts: i64 = ("alert_spraying_accounts", Value("10"), int(2, 100_000)),
+        /// the window of password spraying
+        pub spraying_window_secs: i64 = ("alert_spraying_window_secs", Value("900"), int(60, 86_400)),
+        /// an account locked: this many failed sign-ins in a row (no success
+        /// in between) within the window
+        pub lockout_failures: i64 = ("alert_lockout_failures", Value("5"), int(1, 100_000)),
+        /// the window of a locked account
+        pub lockout_window_secs: i64 = ("alert_lockout_window_secs", Value("900"), int(60, 86_400)),
+        /// shared credentials: sign-ins of one account within this window
+        /// from distant networks (another IPv4 /16 or IPv6 /48), or with
+        /// `alert_sharing_user_agents` distinct user agents
+        pub sharing_window_secs: i64 = ("alert_sharing_window_secs", Value("3600"), int(60, 86_400)),
+        /// distinct user agents of one account that make its credentials
+        /// look shared
+        pub sharing_user_agents: i64 = ("alert_sharing_user_agents", Value("4"), int(2, 1000)),
+        /// repeated lost-password requests for one account within the window
+        pub reset_per_account: i64 = ("alert_reset_per_account", Value("5"), int(2, 100_000)),
+        /// repeated lost-password requests from one source address within the
+        /// window
+        pub reset_per_source: i64 = ("alert_reset_per_source", Value("10"), int(2, 100_000)),
+        /// the window of repeated lost-password requests
+        pub reset_window_secs: i64 = ("alert_reset_window_secs", Value("3600"), int(60, 86_400)),
+    }
+}
+
+impl Config {
+    /// Every key the file or the environment may set, in the README's order.
+    pub fn keys() -> Vec<Key> {
+        let mut keys = Vec::new();
+        Config::collect_keys(&mut keys);
+        keys
+    }
+
+    /// The README's table of keys ("Configuration"); a test keeps the two equal.
+    pub fn readme_table() -> String {
+        table::markdown(&Config::keys())
+    }
+
+    /// Loads `file` (or `./coop-idp.toml` when it exists) and the process
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let default_file = Path::new("coop-idp.toml");
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_file.exists() => Some(default_file.to_path_buf()),
+            None => None,
+        };
+        let text = match &path {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::File { path: p.display().to_string(), reason: e.to_string() })?,
+            ),
+            None => None,
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_sources(text.as_deref(), &env)
+    }
+
+    /// Builds the configuration from a TOML text and environment pairs; the
+    /// pure core of [`Config::load`], tested on its own.
+    pub fn from_sources(toml_text: Option<&str>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let source = Source::new(Config::keys(), toml_text, env)?;
+        Config::read(&source)?.checked()
+    }
+
+    /// The rules between keys, once each key is valid on its own.
+    fn checked(self) -> Result<Self, ConfigError> {
+        if self.session_idle_timeout_secs > self.session_absolute_timeout_secs {
+            return Err(invalid("session_idle_timeout_secs", "must not exceed session_absolute_timeout_secs"));
+        }
+        if self.refresh_idle_ttl_secs > self.refresh_absolute_ttl_secs {
+            return Err(invalid("refresh_idle_ttl_secs", "must not exceed refresh_absolute_ttl_secs"));
+        }
+        Ok(self)
+    }
+
+    /// The issuer as it appears in `iss`: no trailing slash.
+    pub fn issuer_str(&self) -> String {
+        self.issuer.as_str().trim_end_matches('/').to_string()
+    }
+
+    /// An absolute URL under the issuer, never derived from the `Host` header.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer_str(), path)
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.issuer.scheme() == "https"
+    }
+
+    /// The longest a token signed by a key can stay valid; a retired key stays
+    /// published this long.
+    pub fn max_signed_token_ttl_secs(&self) -> i64 {
+        self.id_token_ttl_secs.max(self.access_token_ttl_secs) + 300
+    }
+}
+
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn embedded_defaults_match_the_contract() {
+        let c = Config::from_sources(None, &[]).expect("defaults");
+        assert_eq!(c.issuer_str(), "http://localhost:8080");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.database_url, "sqlite://./data/coop-idp.db");
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.metrics_listen, None, "no metrics unless asked for");
+        assert_eq!(c.smtp_url, None);
+        assert_eq!(c.mail_from, "Coopération <no-reply@localhost>");
+        assert_eq!(c.accessibility_contact, "no-reply@localhost", "the address of mail_from");
+        assert_eq!(c.keys_dir, PathBuf::from("./keys"));
+        assert_eq!(c.code_ttl_secs, 60);
+        assert_eq!(c.log_retention_months, 12);
+        assert_eq!(c.log_checkpoint_interval_secs, 300);
+    }
+
+    #[test]
+    fn debug_output_hides_the_passwords_of_urls() {
+        let c = Config::from_sources(
+            None,
+            &env(&[
+                ("COOP_IDP_DATABASE_URL", "postgres://coop:db-s3cret@db.example.fr/coop"),
+                ("COOP_IDP_REDIS_URL", "redis://:redis-s3cret@cache.example.fr:6379"),
+                ("COOP_IDP_SMTP_URL", "smtps://mailer:smtp-s3cret@mail.example.fr:465"),
+            ]),
+        )
+        .expect("config");
+        let shown = format!("{c:?}");
+        for secret in ["db-s3cret", "redis-s3cret", "smtp-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        // The rest of each URL is still there, to be of use when debugging.
+        assert!(shown.contains("postgres://coop:***@db.example.fr/coop"), "{shown}");
+        assert!(shown.contains("smtps://mailer:***@mail.example.fr:465"), "{shown}");
+        // The values themselves are untouched.
+        assert_eq!(c.smtp_url.as_deref(), Some("smtps://mailer:smtp-s3cret@mail.example.fr:465"));
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_or_unset() {
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_METRICS_LISTEN", "127.0.0.1:9090")])).expect("set");
+        assert_eq!(c.metrics_listen.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9090"));
+        let e = Config::from_sources(None, &env(&[("COOP_IDP_METRICS_LISTEN", "metrics")])).expect_err("no port");
+        assert!(e.to_string().contains("metrics_listen"), "{e}");
+    }
+
+    #[test]
+    fn accessibility_contact_is_an_address() {
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_ACCESSIBILITY_CONTACT", "accessibilite@caf.fr")]))
+            .expect("set");
+        assert_eq!(c.accessibility_contact, "accessibilite@caf.fr");
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_MAIL_FROM", "Caf <idp@caf.fr>")])).expect("derived");
+        assert_eq!(c.accessibility_contact, "idp@caf.fr");
+        let e = Config::from_sources(None, &env(&[("COOP_IDP_ACCESSIBILITY_CONTACT", "A <a@b.fr>")]))
+            .expect_err("a mailbox");
+        assert!(e.to_string().contains("accessibility_contact"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let c = Config::from_sources(
+            Some("issuer = \"https://idp.example.fr\"\nlisten = \"0.0.0.0:9000\"\n"),
+            &env(&[("COOP_IDP_LISTEN", "127.0.0.1:9999"), ("COOP_IDP_TEST_POSTGRES_URL", "x")]),
+        )
+        .expect("config");
+        assert_eq!(c.issuer_str(), "https://idp.example.fr");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            ("COOP_IDP_LISTEN", "nowhere"),
+            ("COOP_IDP_ISSUER", "ftp://x"),
+            ("COOP_IDP_ISSUER", "http://idp.example.fr"),
+            ("COOP_IDP_DATABASE_URL", "mysql://x"),
+            ("COOP_IDP_CODE_TTL_SECS", "600"),
+            ("COOP_IDP_ARGON2_MEMORY_KIB", "1024"),
+            ("COOP_IDP_TRUSTED_PROXIES", "10.0.0.0/99"),
+            ("COOP_IDP_SMTP_URL", "http://mail"),
+            ("COOP_IDP_ACCESSIBILITY_CONTACT", "nobody"),
+            ("COOP_IDP_LOG_RETENTION_MONTHS", "5"),
+            ("COOP_IDP_LOG_RETENTION_MONTHS", "13"),
+            ("COOP_IDP_LOG_CHECKPOINT_INTERVAL_SECS", "1"),
+            ("COOP_IDP_ALERT_SPRAYING_ACCOUNTS", "1"),
+            ("COOP_IDP_ALERT_PERIOD_SECS", "soon"),
+            ("COOP_IDP_ALERT_RESET_WINDOW_SECS", "0"),
+        ];
+        for (key, value) in cases {
+            let err = Config::from_sources(None, &env(&[(key, value)])).expect_err(key);
+            let expected = key.trim_start_matches(ENV_PREFIX).to_ascii_lowercase();
+            assert!(err.to_string().contains(&format!("`{expected}`")), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_key_is_refused() {
+        let err = Config::from_sources(Some("isuer = \"x\""), &[]).expect_err("typo");
+        assert!(err.to_string().contains("`isuer`"));
+    }
+
+    /// The README's table is the declaration's, row for row: a key added,
+    /// removed or given another default fails here until the README says so.
+    #[test]
+    fn readme_table_is_the_declared_one() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+        let section = readme.split("\n## Configuration\n").nth(1).expect("a Configuration section");
+        let section = section.split("\n## ").next().unwrap_or_default();
+        let expected = Config::readme_table();
+        assert!(section.contains(&expected), "README \"## Configuration\" should hold this table:\n\n{expected}");
+    }
+
+    /// Elsewhere in the README a key's default is written `key` (default):
+    /// it must be the declared one.
+    #[test]
+    fn readme_mentions_of_defaults_are_the_declared_ones() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+        let mut checked = 0;
+        for key in Config::keys() {
+            let Fallback::Value(default) = key.fallback else { continue };
+            for (at, _) in readme.match_indices(&format!("`{}` (", key.name)) {
+                let rest = &readme[at + key.name.len() + 4..];
+                let said = rest.split(')').next().unwrap_or_default();
+                if said.chars().all(|c| c.is_ascii_digit()) {
+                    assert_eq!(said, default, "README gives {} the default {said}", key.name);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 0, "the README's Administration section gives the alert defaults");
+    }
+
+    #[test]
+    fn keys_are_unique_and_read_from_their_environment_variable() {
+        let keys = Config::keys();
+        let names: std::collections::BTreeSet<&str> = keys.iter().map(|k| k.name).collect();
+        assert_eq!(names.len(), keys.len(), "a key declared twice");
+        for key in &keys {
+            assert!(!key.meaning.trim().is_empty(), "{} has no meaning", key.name);
+            assert_eq!(key.env_var(), format!("COOP_IDP_{}", key.name.to_ascii_uppercase()));
+            if let (Some((min, max)), Fallback::Value(default)) = (key.bounds, key.fallback) {
+                let n: i64 = default.parse().expect("a whole-number default");
+                assert!((min..=max).contains(&n), "{}: default {n} outside {min}..={max}", key.name);
+                // Each bound is accepted, and one past it refused; the idle
+                // lifetimes, bound to the absolute ones, are given room.
+                for (value, accepted) in [(min, true), (max, true), (min - 1, false), (max + 1, false)] {
+                    let mut set = env(&[
+                        ("COOP_IDP_SESSION_IDLE_TIMEOUT_SECS", "60"),
+                        ("COOP_IDP_SESSION_ABSOLUTE_TIMEOUT_SECS", "2592000"),
+                        ("COOP_IDP_REFRESH_IDLE_TTL_SECS", "60"),
+                        ("COOP_IDP_REFRESH_ABSOLUTE_TTL_SECS", "31536000"),
+                    ]);
+                    set.push((key.env_var(), value.to_string()));
+                    let result = Config::from_sources(None, &set);
+                    assert_eq!(result.is_ok(), accepted, "{}={value}: {:?}", key.name, result.err());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_blocks() {
+        let c = Config::from_sources(Some("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]"), &[]).expect("config");
+        assert_eq!(c.trusted_proxies.len(), 2);
+    }
+}

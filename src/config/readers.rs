@@ -1,0 +1,136 @@
+//! How the keys that are not plain whole numbers are read and checked; each
+//! reader takes the merged sources and its key's name, and names the key in
+//! its error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use url::Url;
+
+use super::table::Source;
+use super::{ConfigError, LogFormat, invalid, is_loopback_host};
+
+type Read<T> = Result<T, ConfigError>;
+
+pub fn issuer(source: &Source, key: &str) -> Read<Url> {
+    let text = source.get(key).unwrap_or_default();
+    let issuer = Url::parse(&text).map_err(|e| invalid(key, e.to_string()))?;
+    if !matches!(issuer.scheme(), "http" | "https") {
+        return Err(invalid(key, "must be an http or https URL"));
+    }
+    if issuer.query().is_some() || issuer.fragment().is_some() {
+        return Err(invalid(key, "must not have a query or fragment"));
+    }
+    if issuer.scheme() == "http" && !is_loopback_host(&issuer) {
+        return Err(invalid(key, "must be https unless the host is loopback"));
+    }
+    Ok(issuer)
+}
+
+pub fn address(source: &Source, key: &str) -> Read<SocketAddr> {
+    let text = source.get(key).unwrap_or_default();
+    text.parse().map_err(|_| invalid(key, format!("`{text}` is not an address:port")))
+}
+
+pub fn optional_address(source: &Source, key: &str) -> Read<Option<SocketAddr>> {
+    match source.get(key).filter(|s| !s.is_empty()) {
+        Some(_) => address(source, key).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub fn path(source: &Source, key: &str) -> Read<PathBuf> {
+    Ok(PathBuf::from(source.get(key).unwrap_or_default()))
+}
+
+pub fn text(source: &Source, key: &str) -> Read<String> {
+    Ok(source.get(key).unwrap_or_default())
+}
+
+/// Unset: the embedded database under `data_dir`.
+pub fn database_url(source: &Source, key: &str) -> Read<String> {
+    let url = source
+        .get(key)
+        .unwrap_or_else(|| format!("sqlite://{}/coop-idp.db", path(source, "data_dir").unwrap_or_default().display()));
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid(key, "must start with sqlite:, postgres:// or postgresql://"));
+    }
+    Ok(url)
+}
+
+pub fn redis_url(source: &Source, key: &str) -> Read<Option<String>> {
+    let url = source.get(key).filter(|s| !s.is_empty());
+    if let Some(r) = &url
+        && !(r.starts_with("redis://") || r.starts_with("rediss://"))
+    {
+        return Err(invalid(key, "must start with redis:// or rediss://"));
+    }
+    Ok(url)
+}
+
+pub fn smtp_url(source: &Source, key: &str) -> Read<Option<String>> {
+    let url = source.get(key).filter(|s| !s.is_empty());
+    if let Some(s) = &url {
+        let u = Url::parse(s).map_err(|e| invalid(key, e.to_string()))?;
+        if !matches!(u.scheme(), "smtp" | "smtps") {
+            return Err(invalid(key, "must start with smtp:// or smtps://"));
+        }
+    }
+    Ok(url)
+}
+
+/// A mailbox, `Name <address>` or the address alone.
+pub fn mailbox(source: &Source, key: &str) -> Read<String> {
+    let mailbox = source.get(key).unwrap_or_default();
+    if !mailbox.contains('@') {
+        return Err(invalid(key, "must contain an email address"));
+    }
+    Ok(mailbox)
+}
+
+/// Unset: the address of `mail_from`.
+pub fn accessibility_contact(source: &Source, key: &str) -> Read<String> {
+    match source.get(key).filter(|s| !s.trim().is_empty()) {
+        Some(c) if c.contains('@') && !c.contains(['<', '>', '"']) => Ok(c.trim().to_string()),
+        Some(_) => Err(invalid(key, "must be an email address")),
+        None => Ok(address_of(&mailbox(source, "mail_from")?)),
+    }
+}
+
+/// The address of a mailbox written `Name <address>` (or the text itself).
+fn address_of(mailbox: &str) -> String {
+    match (mailbox.rfind('<'), mailbox.rfind('>')) {
+        (Some(a), Some(b)) if a < b => mailbox[a + 1..b].trim().to_string(),
+        _ => mailbox.trim().to_string(),
+    }
+}
+
+pub fn log_format(source: &Source, key: &str) -> Read<LogFormat> {
+    match source.get(key).as_deref() {
+        Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        other => Err(invalid(key, format!("`{}`: expected text or json", other.unwrap_or("")))),
+    }
+}
+
+/// Comma-separated addresses and CIDR blocks (a TOML list arrives joined).
+pub fn networks(source: &Source, key: &str) -> Read<Vec<IpNet>> {
+    source
+        .get(key)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| invalid(key, format!("`{s}` is not an address or CIDR block")))
+        })
+        .collect()
+}
+
+/// The fallback of `argon2_max_concurrent`: one hash per CPU.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
