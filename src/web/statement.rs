@@ -23,9 +23,3 @@ pub async fn accessibility(State(app): State<AppState>, PageLocale { locale, jar
     );
     (jar, page).into_response()
 }
-
-/// (key, French, English) of the statement's title and footer link.
-pub(super) const TEXTS: &[(&str, &str, &str)] = &[
-    ("a11y_title", "Déclaration d'accessibilité", "Accessibility statement"),
-    ("footer_a11y", "Accessibilité : non conforme", "Accessibility: not compliant"),
-];
