@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::no_store;
+use super::extract::SourceAddress;
 use crate::audit;
 use crate::oidc::client_auth::Presented;
 use crate::oidc::userinfo::BearerError;
@@ -101,13 +102,13 @@ fn presented(headers: &HeaderMap) -> Result<Presented, OAuthError> {
 
 pub async fn token(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        oidc::token::handle(&app, &presented(&headers)?, &form, &super::audit_source(&app, peer, &headers)).await
+        oidc::token::handle(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
     match result {
@@ -154,7 +155,7 @@ fn respond_userinfo(result: Result<serde_json::Map<String, serde_json::Value>, B
 
 pub async fn revoke(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -175,7 +176,7 @@ pub async fn revoke(
                 let mut e = audit::Event::new(audit::kind::TOKEN_REVOKED, audit::Outcome::Success, client_id.clone())
                     .account(account_id)
                     .client(client_id)
-                    .source(&super::audit_source(&app, peer, &headers))
+                    .source(&source)
                     .details(serde_json::json!({"token_type": what}));
                 if let Some(row) = row {
                     e = e.email(row.email).partner(row.partner_id);
@@ -192,13 +193,12 @@ pub async fn revoke(
 
 pub async fn introspect(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        let source = super::audit_source(&app, peer, &headers);
         oidc::introspection::introspect(&app, &presented(&headers)?, &form, &source).await
     }
     .await;

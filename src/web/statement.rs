@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 
-use super::browser::PageLocale;
+use super::extract::PageLocale;
 use super::{AppState, pages};
 
 pub const PATH: &str = "/accessibilite";
