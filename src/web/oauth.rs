@@ -111,9 +111,14 @@ pub async fn token(
         oidc::token::handle(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
+    json_no_store(result.map(|(tokens, _event)| tokens))
+}
+
+/// A protocol answer: JSON never cached, or the error's own response.
+fn json_no_store<T: serde::Serialize, E: IntoResponse>(result: Result<T, E>) -> Response {
     match result {
-        Ok((tokens, _event)) => {
-            let mut r = Json(tokens).into_response();
+        Ok(body) => {
+            let mut r = Json(body).into_response();
             no_store(&mut r);
             r
         }
@@ -128,7 +133,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    respond_userinfo(oidc::userinfo::userinfo(&app, bearer(&headers)).await)
+    json_no_store(oidc::userinfo::userinfo(&app, bearer(&headers)).await)
 }
 
 /// POST: bearer in the header, or (RFC 6750 §2.2) `access_token` in the form.
@@ -139,18 +144,7 @@ pub async fn userinfo_post(State(app): State<AppState>, headers: HeaderMap, body
         (Some(t), None) | (None, Some(t)) => oidc::userinfo::userinfo(&app, Some(t)).await,
         (None, None) => Err(BearerError::InvalidToken),
     };
-    respond_userinfo(result)
-}
-
-fn respond_userinfo(result: Result<serde_json::Map<String, serde_json::Value>, BearerError>) -> Response {
-    match result {
-        Ok(claims) => {
-            let mut r = Json(claims).into_response();
-            no_store(&mut r);
-            r
-        }
-        Err(e) => e.into_response(),
-    }
+    json_no_store(result)
 }
 
 pub async fn revoke(
@@ -202,14 +196,7 @@ pub async fn introspect(
         oidc::introspection::introspect(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
-    match result {
-        Ok(v) => {
-            let mut r = Json(v).into_response();
-            no_store(&mut r);
-            r
-        }
-        Err(e) => e.into_response(),
-    }
+    json_no_store(result)
 }
 
 #[cfg(test)]

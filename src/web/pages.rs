@@ -99,35 +99,32 @@ pub fn message(
     message_key: &str,
     hint_key: Option<&str>,
 ) -> Response {
-    render(
-        status,
-        "message.html",
-        locale,
-        "",
-        context! {
-            title => text(locale, title_key),
-            message => text(locale, message_key),
-            hint => hint_key.map(|k| text(locale, k)),
-            is_error => status.is_client_error() || status.is_server_error(),
-        },
-    )
+    message_page(status, locale, [title_key, message_key], hint_key, None)
 }
 
 /// A message page with one link (e.g. "signed in" → change password).
 pub fn message_with_link(locale: Locale, title_key: &str, message_key: &str, href: &str, link_key: &str) -> Response {
-    render(
-        StatusCode::OK,
-        "message.html",
-        locale,
-        "",
-        context! {
-            title => text(locale, title_key),
-            message => text(locale, message_key),
-            link_href => href,
-            link_text => text(locale, link_key),
-            is_error => false,
-        },
-    )
+    message_page(StatusCode::OK, locale, [title_key, message_key], None, Some((href, link_key)))
+}
+
+/// `message.html`: a title and a message, a hint, a link (href, text key);
+/// an error's look follows the status.
+fn message_page(
+    status: StatusCode,
+    locale: Locale,
+    [title_key, message_key]: [&str; 2],
+    hint_key: Option<&str>,
+    link: Option<(&str, &str)>,
+) -> Response {
+    let ctx = context! {
+        title => text(locale, title_key),
+        message => text(locale, message_key),
+        hint => hint_key.map(|k| text(locale, k)),
+        link_href => link.map(|(href, _)| href),
+        link_text => link.map(|(_, key)| text(locale, key)),
+        is_error => status.is_client_error() || status.is_server_error(),
+    };
+    render(status, "message.html", locale, "", ctx)
 }
 
 pub fn error_page(status: StatusCode, locale: Locale, message_key: &str) -> Response {
