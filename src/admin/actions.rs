@@ -1,18 +1,82 @@
-//! What an administrator does to partners and accesses, shared by the
-//! command line and the admin API.
+//! What an administrator does to partners and accesses, and what it may
+//! see of them: shared by the command line, the admin API and the console.
 
 use serde_json::{Value, json};
 
-use super::{AdminError, AdminResult};
+use super::{Admin, AdminError, AdminResult, Role};
 use crate::accounts::AccountState;
+use crate::alerts::AlertView;
 use crate::app::App;
 use crate::audit::{self, Event, Outcome, Source};
 use crate::auth::links::{self, Purpose};
-use crate::clock::rfc3339_ms;
+use crate::clock::{Millis, rfc3339_ms};
 use crate::error::AppResult;
 use crate::provisioning::annex1::apply::{convention_of, today};
 use crate::provisioning::convention::{ConventionState, format_date};
-use crate::store::{self, PartnerRow};
+use crate::provisioning::review::PartnerReview;
+use crate::store::{self, AccountRow, PartnerRow};
+
+/// The partner, when this administrator may see it: refused before saying
+/// whether it exists.
+pub async fn visible_partner(app: &App, admin: &Admin, id: &str) -> AdminResult<PartnerRow> {
+    if !admin.may_see_partner(id) {
+        return Err(AdminError::Forbidden);
+    }
+    app.store.partner(id).await?.ok_or_else(|| AdminError::UnknownPartner(id.to_string()))
+}
+
+/// The summaries of the partners this administrator sees.
+pub async fn visible_partners(app: &App, admin: &Admin) -> AppResult<Vec<Value>> {
+    let mut out = Vec::new();
+    for p in app.store.partners().await? {
+        if admin.may_see_partner(&p.id) {
+            out.push(partner_summary(app, &p).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// The yearly review board (R13): every partner for the Caf, its own for a
+/// partner's manager.
+pub async fn review_board(app: &App, admin: &Admin) -> AppResult<Vec<PartnerReview>> {
+    let list = crate::provisioning::review::review(app).await?;
+    Ok(list.into_iter().filter(|r| admin.may_see_partner(&r.partner_id)).collect())
+}
+
+/// The account an action concerns, when this administrator may act on its
+/// partner. Caf staff belong to no partner: only the Caf's managers act on
+/// them.
+pub async fn account_in_scope(app: &App, admin: &Admin, id: &str) -> AdminResult<AccountRow> {
+    let row = app.store.account_by_id(id).await?.ok_or_else(|| AdminError::UnknownAccount(id.to_string()))?;
+    let allowed = match &row.partner_id {
+        Some(p) => admin.may_see_partner(p),
+        None => admin.has(Role::CafHabilitation),
+    };
+    if allowed { Ok(row) } else { Err(AdminError::Forbidden) }
+}
+
+/// A read of the security alerts, as asked.
+pub struct AlertsRead<'a> {
+    /// As typed, for the record; `since_ms` is what it means.
+    pub since: Option<&'a str>,
+    pub since_ms: Option<Millis>,
+    pub limit: i64,
+    pub offset: i64,
+    /// `json`, `csv` (an export) or `console`.
+    pub format: &'a str,
+}
+
+/// The alerts, the read recorded in the connection log (`log_read`, or
+/// `log_exported` for a CSV file) like every read of it.
+pub async fn read_alerts(app: &App, actor: &str, source: &Source, read: AlertsRead<'_>) -> AppResult<Vec<AlertView>> {
+    let list = crate::alerts::list(app, read.since_ms, read.limit, read.offset).await?;
+    let kind = if read.format == "csv" { audit::kind::LOG_EXPORTED } else { audit::kind::LOG_READ };
+    let e = Event::new(kind, Outcome::Success, actor)
+        .source(source)
+        .details(json!({"alerts": true, "since": read.since, "format": read.format, "records": list.len()}));
+    audit::record(app, vec![e]).await;
+    Ok(list)
+}
 
 /// A partner, its convention and its current annex 1, as shown to managers.
 pub async fn partner_summary(app: &App, p: &PartnerRow) -> AppResult<Value> {

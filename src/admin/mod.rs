@@ -5,6 +5,7 @@
 //! connection log with its actor (`cli` or the administrator's email).
 
 pub mod actions;
+pub mod annex1;
 
 use serde::Serialize;
 use serde_json::json;
@@ -69,6 +70,13 @@ pub enum AdminError {
     AlreadyBootstrapped,
     #[error("{0}")]
     Invalid(String),
+    /// A partner (or its account) this administrator may not see.
+    #[error("rôle insuffisant / this role may not do that")]
+    Forbidden,
+    #[error("partenaire inconnu « {0} » / unknown partner `{0}`")]
+    UnknownPartner(String),
+    #[error("transmitted : « {0} » n'est pas une date AAAA-MM-JJ / is not a date (YYYY-MM-DD)")]
+    BadDate(String),
     #[error(transparent)]
     App(#[from] AppError),
 }

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use minijinja::{Environment, context};
+use minijinja::{Environment, UndefinedBehavior, context};
 
 use super::Mail;
 
@@ -46,6 +46,8 @@ fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // As the pages: printing something undefined fails the message.
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         for (name, source) in [
             ("activation.txt", include_str!("../../templates/mail/activation.txt")),
             ("activation.html", include_str!("../../templates/mail/activation.html")),
@@ -134,5 +136,39 @@ mod tests {
         let m =
             render("a@b.fr", MailKind::PasswordChanged { given_name: "Marie", issuer: "https://idp" }).expect("render");
         assert!(!m.text.contains("token="));
+    }
+
+    /// Every kind, both parts, renders (in strict mode: no variable a
+    /// template prints is missing from what its kind passes).
+    #[test]
+    fn every_mail_renders() {
+        let partners = ["CC du Girou".to_string()];
+        for overdue in [false, true] {
+            let kinds = [
+                MailKind::Activation { given_name: "Marie", link: "https://idp/activate?token=T", valid_hours: 72 },
+                MailKind::Reset { given_name: "Marie", link: "https://idp/password/reset?token=T", valid_minutes: 30 },
+                MailKind::PasswordChanged { given_name: "Marie", issuer: "https://idp" },
+                MailKind::ReviewReminder {
+                    name: "Marie",
+                    partner_name: "CC du Girou",
+                    deadline: "2026-01-01",
+                    overdue,
+                },
+                MailKind::ReviewDigest { name: "Marie", partners: &partners },
+                MailKind::Alert {
+                    name: "Marie",
+                    title_fr: "Alerte",
+                    title_en: "Alert",
+                    cause_fr: "Cause",
+                    cause_en: "Cause",
+                    time: "2025-01-02T03:04:05Z",
+                    seqs: "1, 2",
+                },
+            ];
+            for kind in kinds {
+                let m = render("a@b.fr", kind).expect("render");
+                assert!(!m.text.trim().is_empty() && !m.html.trim().is_empty(), "{}", m.subject);
+            }
+        }
     }
 }

@@ -1,17 +1,17 @@
-//! The admin API under `/admin/api/` (R16, R18): JSON for the web console
-//! of issue 6 and for scripts. Authenticated by the IdP's own browser
-//! session of an account holding the role (`admin::require_admin`);
-//! state-changing requests also need this browser's CSRF token in the
-//! `X-CSRF-Token` header (double submit, as the pages do). Handlers only
-//! parse and call the domain; errors become responses in `error::ApiError`.
+//! The admin API under `/admin/api/` (R16, R18): JSON for scripts, over
+//! the same domain functions as the console. Authenticated by the IdP's own
+//! browser session of an account holding the role: the same gate as the
+//! console's (`extract::ApiAdministrator`); state-changing requests also
+//! need this browser's CSRF token in the `X-CSRF-Token` header
+//! (`extract::ApiCsrf`, double submit, as the pages do). Handlers only parse
+//! and call the domain; errors become responses in `error::ApiError`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,13 +19,14 @@ use axum_extra::extract::cookie::CookieJar;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, no_store};
+use super::extract::{ApiAdministrator, ApiCsrf, SourceAddress, roles};
 use super::i18n::Locale;
 use super::{AppState, browser};
-use crate::admin::{self, Admin, Role, actions};
+use crate::admin::actions::{self, AlertsRead};
+use crate::admin::annex1::{self, AnnexFile};
+use crate::audit;
 use crate::audit::export::{CsvLayout, Separator};
 use crate::audit::query::{Access, LogQuery, Reader};
-use crate::audit::{self, Source};
-use crate::auth::session;
 
 /// The body is the file itself, held to the parser's own limit.
 const MAX_ANNEX_BYTES: usize = crate::provisioning::annex1::limits::MAX_FILE_BYTES;
@@ -47,21 +48,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 type ApiResult = Result<Response, ApiError>;
-
-/// The administrator behind this request's session cookie.
-async fn authenticate(app: &AppState, jar: &CookieJar, allowed: &[Role]) -> Result<Admin, ApiError> {
-    let session = match browser::session_value(&app.config, jar) {
-        Some(v) => session::current(app, &v).await?,
-        None => None,
-    };
-    Ok(admin::require_admin(app, session.as_ref(), allowed).await?)
-}
-
-/// Double submit: the header must repeat this browser's CSRF cookie.
-fn check_csrf(app: &AppState, jar: &CookieJar, headers: &HeaderMap) -> Result<(), ApiError> {
-    let submitted = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    if browser::csrf_ok(&app.config, jar, submitted) { Ok(()) } else { Err(ApiError::Csrf) }
-}
 
 fn json_response(status: StatusCode, body: Value) -> Response {
     let mut r = (status, Json(body)).into_response();
@@ -153,8 +139,11 @@ fn export_locale(headers: &HeaderMap, params: &HashMap<String, String>) -> Resul
 
 /// Who is signed in, with the CSRF token that state-changing requests must
 /// send back in `X-CSRF-Token`.
-async fn me(State(app): State<AppState>, jar: CookieJar) -> ApiResult {
-    let admin = authenticate(&app, &jar, &Role::ALL).await?;
+async fn me(
+    State(app): State<AppState>,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Any>,
+    jar: CookieJar,
+) -> ApiResult {
     let (jar, csrf) = browser::csrf_token(&app.config, jar);
     let body = json!({
         "account_id": admin.account_id,
@@ -170,12 +159,11 @@ async fn me(State(app): State<AppState>, jar: CookieJar) -> ApiResult {
 /// (`limit`, `offset`), as JSON or as a CSV export.
 async fn logs(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Security>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
-    jar: CookieJar,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafSecurity]).await?;
     only_known(
         &params,
         &["email", "partner", "event", "outcome", "ip", "since", "until", "limit", "offset", "format", "lang"],
@@ -194,7 +182,6 @@ async fn logs(
         offset: number(&params, "offset")?,
     };
     let filter = query.validate(&app, DEFAULT_LIMIT).await?;
-    let source = super::audit_source(&app, peer, &headers);
     let access = if format == "csv" { Access::Export } else { Access::Read };
     let reader = Reader { actor: &admin.email, source: &source, format };
     let rows = audit::query::read(&app, &query, &filter, access, reader).await?;
@@ -211,61 +198,48 @@ async fn logs(
 
 async fn alerts(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Security>,
+    SourceAddress(source): SourceAddress,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafSecurity]).await?;
     let format = export_format(&params)?;
     let since = params.get("since").map(|s| s.trim()).filter(|s| !s.is_empty());
     let since_ms = since.map(|t| audit::query::parse_time(audit::query::Param::Since, t)).transpose()?;
     let limit = number(&params, "limit")?.unwrap_or(DEFAULT_LIMIT);
     let offset = number(&params, "offset")?.unwrap_or(0);
-    let list = crate::alerts::list(&app, since_ms, limit, offset).await?;
-    let kind = if format == "csv" { audit::kind::LOG_EXPORTED } else { audit::kind::LOG_READ };
-    let e = audit::Event::new(kind, audit::Outcome::Success, admin.email.clone())
-        .source(&super::audit_source(&app, peer, &headers))
-        .details(json!({"alerts": true, "since": since, "format": format, "records": list.len()}));
-    audit::record(&app, vec![e]).await;
+    let read = AlertsRead { since, since_ms, limit, offset, format };
+    let list = actions::read_alerts(&app, &admin.email, &source, read).await?;
     if format == "csv" {
         return Ok(csv_response(crate::alerts::to_csv(&list), "alertes.csv"));
     }
     Ok(json_response(StatusCode::OK, json!({"alerts": list})))
 }
 
-async fn partners(State(app): State<AppState>, jar: CookieJar) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
-    let mut out = Vec::new();
-    for p in app.store.partners().await? {
-        if admin.may_see_partner(&p.id) {
-            out.push(actions::partner_summary(&app, &p).await?);
-        }
-    }
+async fn partners(
+    State(app): State<AppState>,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
+) -> ApiResult {
+    let out = actions::visible_partners(&app, &admin).await?;
     Ok(json_response(StatusCode::OK, json!({"partners": out})))
 }
 
-/// The partner, when this administrator may see it: 403 otherwise (before
-/// saying whether it exists), 404 when it does not exist.
-async fn visible_partner(app: &AppState, admin: &Admin, id: &str) -> Result<crate::store::PartnerRow, ApiError> {
-    if !admin.may_see_partner(id) {
-        return Err(ApiError::Forbidden);
-    }
-    app.store
-        .partner(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("partenaire inconnu « {id} » / unknown partner `{id}`")))
-}
-
-async fn partner(State(app): State<AppState>, jar: CookieJar, Path(id): Path<String>) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
-    let p = visible_partner(&app, &admin, &id).await?;
+/// 403 for a partner this administrator may not see (before saying whether
+/// it exists), 404 when it does not exist.
+async fn partner(
+    State(app): State<AppState>,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let p = actions::visible_partner(&app, &admin, &id).await?;
     Ok(json_response(StatusCode::OK, actions::partner_summary(&app, &p).await?))
 }
 
-async fn partner_accounts(State(app): State<AppState>, jar: CookieJar, Path(id): Path<String>) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
-    let p = visible_partner(&app, &admin, &id).await?;
+async fn partner_accounts(
+    State(app): State<AppState>,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let p = actions::visible_partner(&app, &admin, &id).await?;
     let accounts = actions::partner_accounts(&app, &p.id).await?;
     Ok(json_response(StatusCode::OK, json!({"partner_id": p.id, "accounts": accounts})))
 }
@@ -277,81 +251,56 @@ async fn partner_accounts(State(app): State<AppState>, jar: CookieJar, Path(id):
 /// for its own partner.
 async fn annex1(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    jar: CookieJar,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
+    _: ApiCsrf,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
-    check_csrf(&app, &jar, &headers)?;
     let apply = match params.get("apply").map(String::as_str) {
         None | Some("") | Some("false") => false,
         Some("true") => true,
         Some(other) => return Err(ApiError::Invalid(format!("apply : « {other} » (true ou false / true or false)"))),
     };
-    if apply && !admin.has(Role::CafHabilitation) {
-        return Err(ApiError::Forbidden);
-    }
-    let p = visible_partner(&app, &admin, &id).await?;
-    let transmitted = match params.get("transmitted").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        Some(t) => Some(crate::provisioning::convention::parse_date(t).ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "transmitted : « {t} » n'est pas une date AAAA-MM-JJ / is not a date (YYYY-MM-DD)"
-            ))
-        })?),
-        None => None,
-    };
-    let file_name = params.get("file_name").map(String::as_str).unwrap_or("annexe1.csv");
-    let import = crate::provisioning::annex1::apply::Import {
-        partner_id: &p.id,
-        file_name,
+    let p = actions::visible_partner(&app, &admin, &id).await?;
+    let file = AnnexFile {
+        file_name: params.get("file_name").map(String::as_str).unwrap_or("annexe1.csv"),
         bytes: &body,
-        transmitted,
-        apply,
-        operator: &admin.email,
+        transmitted: params.get("transmitted").map(|s| s.trim()).filter(|s| !s.is_empty()),
     };
-    let outcome = crate::provisioning::annex1::apply::import(&app, import).await?;
+    let outcome = annex1::import(&app, &admin, &p, &file, apply).await?;
     let status = if apply && !outcome.applied { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok(json_response(status, serde_json::to_value(&outcome.plan).unwrap_or_default()))
 }
 
 async fn resend_activation(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::CafHabilitation>,
+    _: ApiCsrf,
+    SourceAddress(source): SourceAddress,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafHabilitation]).await?;
-    check_csrf(&app, &jar, &headers)?;
-    let source: Source = super::audit_source(&app, peer, &headers);
     actions::resend_activation(&app, &id, &admin.email, &source).await?;
     Ok(json_response(StatusCode::OK, json!({"account_id": id, "activation_sent": true})))
 }
 
 async fn close_access(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::CafHabilitation>,
+    _: ApiCsrf,
+    SourceAddress(source): SourceAddress,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafHabilitation]).await?;
-    check_csrf(&app, &jar, &headers)?;
-    let source = super::audit_source(&app, peer, &headers);
     let closed = actions::close_access(&app, &id, &admin.email, &source).await?;
     Ok(json_response(StatusCode::OK, json!({"account_id": id, "closed": closed})))
 }
 
 /// The yearly review board (R13): every partner for the Caf, its own for a
 /// partner's manager.
-async fn review(State(app): State<AppState>, jar: CookieJar) -> ApiResult {
-    let admin = authenticate(&app, &jar, &[Role::CafHabilitation, Role::PartnerHabilitation]).await?;
-    let list: Vec<_> = crate::provisioning::review::review(&app)
-        .await?
-        .into_iter()
-        .filter(|r| admin.may_see_partner(&r.partner_id))
-        .collect();
+async fn review(
+    State(app): State<AppState>,
+    ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
+) -> ApiResult {
+    let list = actions::review_board(&app, &admin).await?;
     Ok(json_response(StatusCode::OK, json!({"partners": list})))
 }

@@ -17,7 +17,7 @@ fn csrf_cookie_name(config: &Config) -> &'static str {
     if config.is_https() { "__Host-coop_csrf" } else { "coop_csrf" }
 }
 
-const LANG_COOKIE: &str = "coop_lang";
+pub(super) const LANG_COOKIE: &str = "coop_lang";
 
 fn base_cookie(config: &Config, name: &'static str, value: String, same_site: SameSite) -> Cookie<'static> {
     let mut c = Cookie::new(name, value);
@@ -68,26 +68,8 @@ pub fn locale(headers: &HeaderMap, switch: Option<&str>, ui_locales: Option<&str
     Locale::choose(switch, cookie.as_deref(), ui_locales, accept)
 }
 
-/// A page's language (`?lang=`, then the language cookie, then
-/// `Accept-Language`) and the cookie jar, which remembers an explicit
-/// switch: what every page handler without parameters of its own opens with.
-pub struct PageLocale {
-    pub locale: Locale,
-    pub jar: CookieJar,
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageLocale {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let switch = parts.uri.query().and_then(|q| {
-            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "lang").map(|(_, v)| v.into_owned())
-        });
-        let locale = locale(&parts.headers, switch.as_deref(), None);
-        let jar = remember_locale(CookieJar::from_headers(&parts.headers), switch.as_deref());
-        Ok(PageLocale { locale, jar })
-    }
-}
+/// Where the page handlers not yet on `extract` find it.
+pub use super::extract::PageLocale;
 
 /// Remembers an explicit language switch.
 pub fn remember_locale(jar: CookieJar, switch: Option<&str>) -> CookieJar {
@@ -127,36 +109,4 @@ pub fn with_retry_after(mut page: Response, retry_after_secs: Option<i64>) -> Re
         page.headers_mut().insert(header::RETRY_AFTER, v);
     }
     page
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::extract::FromRequestParts;
-
-    use super::*;
-
-    async fn page_locale(uri: &str, accept: &str) -> PageLocale {
-        let request =
-            axum::http::Request::builder().uri(uri).header(header::ACCEPT_LANGUAGE, accept).body(()).expect("request");
-        let (mut parts, ()) = request.into_parts();
-        match PageLocale::from_request_parts(&mut parts, &()).await {
-            Ok(p) => p,
-            Err(never) => match never {},
-        }
-    }
-
-    #[tokio::test]
-    async fn a_page_takes_the_switch_first_and_remembers_it_only_then() {
-        let switched = page_locale("/password/forgot?x=1&lang=en", "fr-FR,fr;q=0.9").await;
-        assert_eq!(switched.locale, Locale::En);
-        assert_eq!(switched.jar.get(LANG_COOKIE).map(|c| c.value().to_string()), Some("en".into()));
-
-        let browser_language = page_locale("/password/forgot", "en-GB").await;
-        assert_eq!(browser_language.locale, Locale::En);
-        assert!(browser_language.jar.get(LANG_COOKIE).is_none(), "nothing to remember without a switch");
-
-        let unknown = page_locale("/password/forgot?lang=xx", "fr").await;
-        assert_eq!(unknown.locale, Locale::Fr);
-        assert!(unknown.jar.get(LANG_COOKIE).is_none());
-    }
 }

@@ -112,9 +112,10 @@ impl From<crate::admin::AdminError> for ApiError {
     fn from(e: crate::admin::AdminError) -> Self {
         use crate::admin::AdminError as E;
         match e {
-            E::UnknownAccount(_) => ApiError::NotFound(e.to_string()),
+            E::UnknownAccount(_) | E::UnknownPartner(_) => ApiError::NotFound(e.to_string()),
+            E::Forbidden => ApiError::Forbidden,
             E::Closed(_) | E::NotPending(_) | E::AlreadyBootstrapped => ApiError::Conflict(e.to_string()),
-            E::UnknownRole(_) | E::NoPartner(_) | E::Invalid(_) => ApiError::Invalid(e.to_string()),
+            E::UnknownRole(_) | E::NoPartner(_) | E::Invalid(_) | E::BadDate(_) => ApiError::Invalid(e.to_string()),
             E::App(e) => e.into(),
         }
     }

@@ -7,13 +7,17 @@ mod browser;
 mod console;
 mod credentials;
 mod error;
+mod extract;
 pub mod i18n;
 mod logout;
 mod oauth;
 mod pages;
+#[cfg(test)]
+mod render_tests;
 mod second_factor;
 mod signin;
 mod statement;
+mod texts;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

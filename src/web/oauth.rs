@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::no_store;
+use super::extract::SourceAddress;
 use crate::oidc::client_auth::Presented;
 use crate::oidc::userinfo::BearerError;
 use crate::oidc::{self, OAuthError, Params};
@@ -100,18 +101,23 @@ fn presented(headers: &HeaderMap) -> Result<Presented, OAuthError> {
 
 pub async fn token(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        oidc::token::handle(&app, &presented(&headers)?, &form, &super::audit_source(&app, peer, &headers)).await
+        oidc::token::handle(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
+    json_no_store(result.map(|(tokens, _event)| tokens))
+}
+
+/// A protocol answer: JSON never cached, or the error's own response.
+fn json_no_store<T: serde::Serialize, E: IntoResponse>(result: Result<T, E>) -> Response {
     match result {
-        Ok((tokens, _event)) => {
-            let mut r = Json(tokens).into_response();
+        Ok(body) => {
+            let mut r = Json(body).into_response();
             no_store(&mut r);
             r
         }
@@ -126,7 +132,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    respond_userinfo(oidc::userinfo::userinfo(&app, bearer(&headers)).await)
+    json_no_store(oidc::userinfo::userinfo(&app, bearer(&headers)).await)
 }
 
 /// POST: bearer in the header, or (RFC 6750 §2.2) `access_token` in the form.
@@ -137,29 +143,17 @@ pub async fn userinfo_post(State(app): State<AppState>, headers: HeaderMap, body
         (Some(t), None) | (None, Some(t)) => oidc::userinfo::userinfo(&app, Some(t)).await,
         (None, None) => Err(BearerError::InvalidToken),
     };
-    respond_userinfo(result)
-}
-
-fn respond_userinfo(result: Result<serde_json::Map<String, serde_json::Value>, BearerError>) -> Response {
-    match result {
-        Ok(claims) => {
-            let mut r = Json(claims).into_response();
-            no_store(&mut r);
-            r
-        }
-        Err(e) => e.into_response(),
-    }
+    json_no_store(result)
 }
 
 pub async fn revoke(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        let source = super::audit_source(&app, peer, &headers);
         oidc::revocation::revoke(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
@@ -175,24 +169,16 @@ pub async fn revoke(
 
 pub async fn introspect(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let result = async {
         let form = form_params(&headers, &body)?;
-        let source = super::audit_source(&app, peer, &headers);
         oidc::introspection::introspect(&app, &presented(&headers)?, &form, &source).await
     }
     .await;
-    match result {
-        Ok(v) => {
-            let mut r = Json(v).into_response();
-            no_store(&mut r);
-            r
-        }
-        Err(e) => e.into_response(),
-    }
+    json_no_store(result)
 }
 
 #[cfg(test)]

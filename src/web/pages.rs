@@ -4,41 +4,49 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use minijinja::{Environment, Value, context};
+use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::i18n::{Locale, text, texts};
 
-fn environment() -> &'static Environment<'static> {
+/// Every page template, compiled into the binary.
+pub(super) const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("signin.html", include_str!("../../templates/signin.html")),
+    ("message.html", include_str!("../../templates/message.html")),
+    ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
+    ("password_form.html", include_str!("../../templates/password_form.html")),
+    ("forgot.html", include_str!("../../templates/forgot.html")),
+    ("second_factor.html", include_str!("../../templates/second_factor.html")),
+    ("second_factor_enrol.html", include_str!("../../templates/second_factor_enrol.html")),
+    ("second_factor_codes.html", include_str!("../../templates/second_factor_codes.html")),
+    ("account_security.html", include_str!("../../templates/account_security.html")),
+    ("accessibility.html", include_str!("../../templates/accessibility.html")),
+    ("admin/_nav.html", include_str!("../../templates/admin/_nav.html")),
+    ("admin/home.html", include_str!("../../templates/admin/home.html")),
+    ("admin/logs.html", include_str!("../../templates/admin/logs.html")),
+    ("admin/alerts.html", include_str!("../../templates/admin/alerts.html")),
+    ("admin/integrity.html", include_str!("../../templates/admin/integrity.html")),
+    ("admin/purges.html", include_str!("../../templates/admin/purges.html")),
+    ("admin/partners.html", include_str!("../../templates/admin/partners.html")),
+    ("admin/partner.html", include_str!("../../templates/admin/partner.html")),
+    ("admin/annex1.html", include_str!("../../templates/admin/annex1.html")),
+    ("admin/annex1_plan.html", include_str!("../../templates/admin/annex1_plan.html")),
+    ("admin/close_confirm.html", include_str!("../../templates/admin/close_confirm.html")),
+    ("admin/review.html", include_str!("../../templates/admin/review.html")),
+];
+
+pub(super) fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
+        // Printing or iterating over something undefined — `{{ t.typo }}`, a
+        // text no catalogue has — fails the page instead of showing nothing;
+        // an `{% if x %}` on a value a page does not pass stays false (the
+        // templates rely on it for optional parts: `error`, `admin_email`).
+        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         // The templates are part of the binary; a broken one is a build bug
-        // caught by the page tests, never an input.
-        for (name, source) in [
-            ("base.html", include_str!("../../templates/base.html")),
-            ("signin.html", include_str!("../../templates/signin.html")),
-            ("message.html", include_str!("../../templates/message.html")),
-            ("logout_confirm.html", include_str!("../../templates/logout_confirm.html")),
-            ("password_form.html", include_str!("../../templates/password_form.html")),
-            ("forgot.html", include_str!("../../templates/forgot.html")),
-            ("second_factor.html", include_str!("../../templates/second_factor.html")),
-            ("second_factor_enrol.html", include_str!("../../templates/second_factor_enrol.html")),
-            ("second_factor_codes.html", include_str!("../../templates/second_factor_codes.html")),
-            ("account_security.html", include_str!("../../templates/account_security.html")),
-            ("accessibility.html", include_str!("../../templates/accessibility.html")),
-            ("admin/_nav.html", include_str!("../../templates/admin/_nav.html")),
-            ("admin/home.html", include_str!("../../templates/admin/home.html")),
-            ("admin/logs.html", include_str!("../../templates/admin/logs.html")),
-            ("admin/alerts.html", include_str!("../../templates/admin/alerts.html")),
-            ("admin/integrity.html", include_str!("../../templates/admin/integrity.html")),
-            ("admin/purges.html", include_str!("../../templates/admin/purges.html")),
-            ("admin/partners.html", include_str!("../../templates/admin/partners.html")),
-            ("admin/partner.html", include_str!("../../templates/admin/partner.html")),
-            ("admin/annex1.html", include_str!("../../templates/admin/annex1.html")),
-            ("admin/annex1_plan.html", include_str!("../../templates/admin/annex1_plan.html")),
-            ("admin/close_confirm.html", include_str!("../../templates/admin/close_confirm.html")),
-            ("admin/review.html", include_str!("../../templates/admin/review.html")),
-        ] {
+        // caught by the rendering tests, never an input.
+        for (name, source) in TEMPLATES {
             if let Err(e) = env.add_template(name, source) {
                 tracing::error!(template = name, error = %e, "template does not compile");
             }
@@ -47,8 +55,14 @@ fn environment() -> &'static Environment<'static> {
     })
 }
 
-/// Renders a page; `path_for_switch` is where the language switch points.
-pub fn render(status: StatusCode, template: &str, locale: Locale, path_for_switch: &str, extra: Value) -> Response {
+/// The HTML of `template` in `locale`, with the texts and the language
+/// switch (to `path_for_switch`) added to `extra`.
+pub(super) fn html(
+    template: &str,
+    locale: Locale,
+    path_for_switch: &str,
+    extra: Value,
+) -> Result<String, minijinja::Error> {
     let other = locale.other();
     let sep = if path_for_switch.contains('?') { '&' } else { '?' };
     let ctx = context! {
@@ -58,7 +72,12 @@ pub fn render(status: StatusCode, template: &str, locale: Locale, path_for_switc
         switch_href => format!("{path_for_switch}{sep}lang={}", other.code()),
         ..extra
     };
-    let body = environment().get_template(template).and_then(|t| t.render(ctx));
+    environment().get_template(template).and_then(|t| t.render(ctx))
+}
+
+/// Renders a page; `path_for_switch` is where the language switch points.
+pub fn render(status: StatusCode, template: &str, locale: Locale, path_for_switch: &str, extra: Value) -> Response {
+    let body = html(template, locale, path_for_switch, extra);
     match body {
         Ok(html) => {
             let mut r = (status, Html(html)).into_response();
@@ -80,35 +99,32 @@ pub fn message(
     message_key: &str,
     hint_key: Option<&str>,
 ) -> Response {
-    render(
-        status,
-        "message.html",
-        locale,
-        "",
-        context! {
-            title => text(locale, title_key),
-            message => text(locale, message_key),
-            hint => hint_key.map(|k| text(locale, k)),
-            is_error => status.is_client_error() || status.is_server_error(),
-        },
-    )
+    message_page(status, locale, [title_key, message_key], hint_key, None)
 }
 
 /// A message page with one link (e.g. "signed in" → change password).
 pub fn message_with_link(locale: Locale, title_key: &str, message_key: &str, href: &str, link_key: &str) -> Response {
-    render(
-        StatusCode::OK,
-        "message.html",
-        locale,
-        "",
-        context! {
-            title => text(locale, title_key),
-            message => text(locale, message_key),
-            link_href => href,
-            link_text => text(locale, link_key),
-            is_error => false,
-        },
-    )
+    message_page(StatusCode::OK, locale, [title_key, message_key], None, Some((href, link_key)))
+}
+
+/// `message.html`: a title and a message, a hint, a link (href, text key);
+/// an error's look follows the status.
+fn message_page(
+    status: StatusCode,
+    locale: Locale,
+    [title_key, message_key]: [&str; 2],
+    hint_key: Option<&str>,
+    link: Option<(&str, &str)>,
+) -> Response {
+    let ctx = context! {
+        title => text(locale, title_key),
+        message => text(locale, message_key),
+        hint => hint_key.map(|k| text(locale, k)),
+        link_href => link.map(|(href, _)| href),
+        link_text => link.map(|(_, key)| text(locale, key)),
+        is_error => status.is_client_error() || status.is_server_error(),
+    };
+    render(status, "message.html", locale, "", ctx)
 }
 
 pub fn error_page(status: StatusCode, locale: Locale, message_key: &str) -> Response {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 
-use super::browser::PageLocale;
+use super::extract::PageLocale;
 use super::{AppState, pages};
 
 pub const PATH: &str = "/accessibilite";
@@ -23,9 +23,3 @@ pub async fn accessibility(State(app): State<AppState>, PageLocale { locale, jar
     );
     (jar, page).into_response()
 }
-
-/// (key, French, English) of the statement's title and footer link.
-pub(super) const TEXTS: &[(&str, &str, &str)] = &[
-    ("a11y_title", "Déclaration d'accessibilité", "Accessibility statement"),
-    ("footer_a11y", "Accessibilité : non conforme", "Accessibility: not compliant"),
-];

@@ -1,0 +1,105 @@
+//! An annex 1 imported by an administrator, from the console or the admin
+//! API: a dry run by anyone who sees the partner (for a partner's manager,
+//! a proposal), applied by the Caf's habilitation managers alone. The
+//! console shows the plan first and applies on "Appliquer": the file
+//! checked is kept under a single-use handle meanwhile, so that the file
+//! applied is the one whose plan was shown.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::{Admin, AdminError, AdminResult, Role};
+use crate::app::App;
+use crate::crypto::{hash_secret, random_token};
+use crate::provisioning::annex1::apply::{self, ImportOutcome};
+use crate::provisioning::annex1::plan::Plan;
+use crate::store::{self, ConsoleUploadRow, PartnerRow};
+
+/// How long a checked file waits for "Appliquer".
+const KEPT_TTL_MS: i64 = 30 * 60_000;
+
+/// An annex-1 file as sent.
+pub struct AnnexFile<'a> {
+    pub file_name: &'a str,
+    pub bytes: &'a [u8],
+    /// The transmission date as typed (`AAAA-MM-JJ`); today when absent.
+    pub transmitted: Option<&'a str>,
+}
+
+/// Checks `file` against `partner` and, with `apply`, applies it all or
+/// nothing. A file that cannot be read comes back as
+/// `AdminError::App(AppError::Invalid)`, to be said to the sender.
+pub async fn import(
+    app: &App,
+    admin: &Admin,
+    partner: &PartnerRow,
+    file: &AnnexFile<'_>,
+    apply: bool,
+) -> AdminResult<ImportOutcome> {
+    if apply && !admin.has(Role::CafHabilitation) {
+        return Err(AdminError::Forbidden);
+    }
+    let transmitted = match file.transmitted {
+        Some(t) => Some(crate::provisioning::convention::parse_date(t).ok_or_else(|| AdminError::BadDate(t.into()))?),
+        None => None,
+    };
+    let import = apply::Import {
+        partner_id: &partner.id,
+        file_name: file.file_name,
+        bytes: file.bytes,
+        transmitted,
+        apply,
+        operator: &admin.email,
+    };
+    Ok(apply::import(app, import).await?)
+}
+
+/// Keeps a checked file for "Appliquer" and gives its handle — only for a
+/// Caf habilitation manager (the one who may apply), and only when its plan
+/// has no error (nothing could be applied otherwise).
+pub async fn keep_for_apply(
+    app: &App,
+    admin: &Admin,
+    partner: &PartnerRow,
+    file: &AnnexFile<'_>,
+    plan: &Plan,
+) -> AdminResult<Option<String>> {
+    if !admin.has(Role::CafHabilitation) || !plan.errors.is_empty() {
+        return Ok(None);
+    }
+    let handle = random_token();
+    let now = app.clock.now_ms();
+    let row = ConsoleUploadRow {
+        handle_hash: hash_secret(&handle),
+        account_id: admin.account_id.clone(),
+        partner_id: partner.id.clone(),
+        file_name: file.file_name.to_string(),
+        transmitted: file.transmitted.map(str::to_string),
+        content: STANDARD.encode(file.bytes),
+        expires_at: now + KEPT_TTL_MS,
+    };
+    let mut tx = app.store.begin_write().await?;
+    store::insert_console_upload(&mut tx, &row, now).await?;
+    tx.commit().await?;
+    Ok(Some(handle))
+}
+
+/// Applies the file kept under `handle`, once: `None` when the handle is
+/// unknown, expired, already used, or another administrator's or another
+/// partner's.
+pub async fn apply_kept(
+    app: &App,
+    admin: &Admin,
+    partner: &PartnerRow,
+    handle: &str,
+) -> AdminResult<Option<ImportOutcome>> {
+    let mut tx = app.store.begin_write().await?;
+    let row = store::take_console_upload(&mut tx, &hash_secret(handle), app.clock.now_ms()).await?;
+    tx.commit().await?;
+    let Some(row) = row.filter(|r| r.partner_id == partner.id && r.account_id == admin.account_id) else {
+        return Ok(None);
+    };
+    let Ok(bytes) = STANDARD.decode(&row.content) else { return Ok(None) };
+    let file = AnnexFile { file_name: &row.file_name, bytes: &bytes, transmitted: row.transmitted.as_deref() };
+    import(app, admin, partner, &file, true).await.map(Some)
+}

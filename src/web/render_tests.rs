@@ -1,0 +1,380 @@
+//! Every page template rendered in both languages with a context like the
+//! one its handler passes (and each variant a handler can produce: with an
+//! error, each `done`, each review status, each plan action). In the
+//! environment's strict mode a text no catalogue has fails the rendering,
+//! so a template cannot ask for a key that does not exist.
+
+use std::collections::BTreeSet;
+
+use minijinja::{Value, context};
+use serde_json::json;
+
+use super::i18n::{Locale, texts};
+use super::pages::{TEMPLATES, environment, html};
+use crate::alerts::AlertView;
+use crate::provisioning::annex1::parse::ParseProblem;
+use crate::provisioning::annex1::plan::{PersonEntry, Plan};
+use crate::provisioning::review::{PartnerReview, ReviewStatus};
+
+const LOCALES: [Locale; 2] = [Locale::Fr, Locale::En];
+
+/// What `console::render` adds to every console page.
+fn console(roles: &[&str], extra: Value) -> Value {
+    context! {
+        csrf => "c".repeat(43),
+        admin_email => "admin@caf.fr",
+        roles => roles,
+        is_security => roles.contains(&"caf_security"),
+        is_caf_habilitation => roles.contains(&"caf_habilitation"),
+        is_habilitation => roles.contains(&"caf_habilitation") || roles.contains(&"partner_habilitation"),
+        ..extra
+    }
+}
+
+const CAF: &[&str] = &["caf_habilitation", "caf_security"];
+const PARTNER: &[&str] = &["partner_habilitation"];
+
+fn record(email: Option<&str>) -> serde_json::Value {
+    json!({
+        "seq": 7, "time": "2025-01-02T03:04:05.678Z", "kind": "signin", "outcome": "success",
+        "email": email, "account_id": null, "partner_id": email.map(|_| "cc-girou"), "client_id": null,
+        "ip": email.map(|_| "203.0.113.1"), "user_agent": null, "actor": "agent@cc-girou.fr",
+        "details": {}, "details_text": "{}",
+    })
+}
+
+fn person(line: usize, sheet: Option<&str>) -> PersonEntry {
+    PersonEntry {
+        line,
+        sheet: sheet.map(str::to_string),
+        email: "agent@cc-girou.fr".into(),
+        family_name: "Martin".into(),
+        given_name: "Anne".into(),
+        function: "Instructrice".into(),
+        account_id: None,
+        closure_date: None,
+    }
+}
+
+fn problem(email: Option<&str>) -> ParseProblem {
+    ParseProblem {
+        line: 3,
+        sheet: email.map(|_| "Feuil1".to_string()),
+        email: email.map(str::to_string),
+        code: "bad_email",
+        message: "Adresse invalide".into(),
+    }
+}
+
+fn plan(with_errors: bool) -> Plan {
+    let mut plan = Plan::default();
+    plan.open.push(person(2, None));
+    plan.reopen.push(person(3, Some("Feuil1")));
+    plan.update.push(person(4, None));
+    plan.close.push(person(5, None));
+    plan.unchanged.push(person(6, None));
+    plan.warnings.push(problem(None));
+    if with_errors {
+        plan.errors.push(problem(Some("x@y.fr")));
+    }
+    plan
+}
+
+fn plan_page(roles: &[&str], plan: &Plan, handle: Option<&str>, applied: bool) -> Value {
+    console(
+        roles,
+        context! {
+            partner_id => "cc-girou", partner_name => "CC du Girou", plan => Value::from_serialize(plan),
+            changes => plan.changes(), handle => handle, applied => applied,
+        },
+    )
+}
+
+fn partner_summary(with_annexes: bool) -> serde_json::Value {
+    json!({
+        "id": "cc-girou", "name": "CC du Girou", "email_domains": ["cc-girou.fr"],
+        "convention": {"signed_on": "2024-01-01", "non_renewal_notified_on": null,
+                       "status": {"state": "in_force", "term": "2027-01-01"}},
+        "annex1": with_annexes.then(|| json!({"transmitted_on": "2025-01-01", "checksum": "ab", "applied_at": "2025-01-01T00:00:00.000Z", "operator": "cli"})),
+        "annex2": with_annexes.then(|| json!({"partner_id": "cc-girou", "habilitation_manager_name": "A B",
+            "habilitation_manager_email": "a@cc-girou.fr", "security_officer_name": "C D",
+            "security_officer_email": "c@cc-girou.fr", "transmitted_on": "2025-01-01"})),
+    })
+}
+
+fn account(state: &str, last_signin: Option<&str>) -> serde_json::Value {
+    json!({
+        "account_id": "acc1", "email": "agent@cc-girou.fr", "given_name": "Anne", "family_name": "Martin",
+        "function": "Instructrice", "state": state, "closure_requested_on": null, "last_signin": last_signin,
+    })
+}
+
+fn review(status: ReviewStatus) -> PartnerReview {
+    PartnerReview {
+        partner_id: "cc-girou".into(),
+        partner_name: "CC du Girou".into(),
+        last_annex1: None,
+        deadline: "2026-01-01".into(),
+        status,
+    }
+}
+
+fn alert() -> AlertView {
+    AlertView {
+        seq: 9,
+        time: "2025-01-02T03:04:05.678Z".into(),
+        detector: "password_spray".into(),
+        subject: "203.0.113.1".into(),
+        cause: "many".into(),
+        message: "Beaucoup d'échecs".into(),
+        email: None,
+        partner_id: None,
+        event_seqs: json!([1, 2]),
+        notified: json!([]),
+    }
+}
+
+/// The log search's filters as the page passes them.
+fn filters(email: Option<&str>) -> Value {
+    context! {
+        email => email, partner => None::<String>, event => None::<String>, outcome => email.map(|_| "failure"),
+        ip => None::<String>, since => None::<String>, until => None::<String>,
+    }
+}
+
+fn logs_page(searched: bool, error: Option<Value>) -> Value {
+    let base = context! {
+        f => filters(Some("agent@cc-girou.fr")),
+        kinds => crate::audit::kind::ALL,
+        export_href => "/admin/logs/export?lang=fr",
+        searched => searched,
+        error => error,
+    };
+    if !searched {
+        return console(CAF, base);
+    }
+    let records = [record(Some("agent@cc-girou.fr")), record(None)];
+    console(
+        CAF,
+        context! {
+            records => Value::from_serialize(records), first => 51, last => 52, page_number => 2,
+            prev_href => "/admin/logs?offset=0", next_href => None::<String>, ..base
+        },
+    )
+}
+
+/// Each template with the contexts its handlers give it.
+fn cases() -> Vec<(&'static str, Value)> {
+    let mut cases = vec![
+        ("base.html", context! {}),
+        ("accessibility.html", context! { contact => "accessibilite@caf.fr" }),
+        (
+            "signin.html",
+            context! { csrf => "c", request => None::<String>, next => None::<String>, email => "", error => None::<String>, client_name => None::<String> },
+        ),
+        (
+            "signin.html",
+            context! { csrf => "c", request => "r", next => "/admin", email => "a@b.fr", error => "Incorrect", client_name => "Coopération" },
+        ),
+        ("message.html", context! { title => "T", message => "M", hint => None::<String>, is_error => false }),
+        (
+            "message.html",
+            context! { title => "T", message => "M", hint => "H", link_href => "/signin", link_text => "L", is_error => true },
+        ),
+        (
+            "logout_confirm.html",
+            context! { csrf => "c", client_id => None::<String>, post_logout_redirect_uri => None::<String>, state => None::<String> },
+        ),
+        (
+            "logout_confirm.html",
+            context! { csrf => "c", client_id => "app", post_logout_redirect_uri => "https://app/out", state => "s" },
+        ),
+        (
+            "password_form.html",
+            context! {
+                heading => "H", action => "/activate", csrf => "c", token => "tok", email => "a@b.fr",
+                errors => Vec::<Value>::new(), password_errors => Vec::<String>::new(), confirmation_error => None::<String>,
+            },
+        ),
+        (
+            "password_form.html",
+            context! {
+                heading => "H", action => "/password/change", csrf => "c", email => "a@b.fr", ask_current => true,
+                current_error => "wrong",
+                errors => vec![context! { field => "current", message => "wrong" }, context! { field => "password", message => "short" }],
+                password_errors => vec!["short"], confirmation_error => "differ",
+            },
+        ),
+        ("forgot.html", context! { csrf => "c", sent => false }),
+        ("forgot.html", context! { csrf => "c", sent => true }),
+        ("second_factor.html", context! { csrf => "c", error => None::<String> }),
+        ("second_factor.html", context! { csrf => "c", error => "wrong" }),
+        (
+            "second_factor_enrol.html",
+            context! { csrf => "c", error => "wrong", qr => "data:image/png;base64,AA", key => "ABCD EFGH", email => "a@b.fr" },
+        ),
+        ("second_factor_codes.html", context! { codes => vec!["aaaa-bbbb"], next => "/admin" }),
+        (
+            "account_security.html",
+            context! { csrf => "c", enrolled => false, enrolled_at => None::<String>, codes_left => 0, session_mfa => false },
+        ),
+        (
+            "account_security.html",
+            context! { csrf => "c", enrolled => true, enrolled_at => "2025-01-02T03:04:05.678Z", codes_left => 9, session_mfa => true },
+        ),
+        ("admin/_nav.html", console(CAF, context! { nav => "home" })),
+        ("admin/home.html", console(CAF, context! {})),
+        ("admin/home.html", console(PARTNER, context! {})),
+        ("admin/logs.html", logs_page(false, None)),
+        ("admin/logs.html", logs_page(true, None)),
+        (
+            "admin/logs.html",
+            logs_page(
+                false,
+                Some(
+                    context! { field => "event", message => "Unknown", value => "signin_fail", valid => vec!["signin"] },
+                ),
+            ),
+        ),
+        (
+            "admin/logs.html",
+            logs_page(
+                false,
+                Some(
+                    context! { field => "until", message => "Empty", value => None::<String>, valid => None::<Vec<String>> },
+                ),
+            ),
+        ),
+        ("admin/alerts.html", console(CAF, context! { alerts => Value::from_serialize([alert()]) })),
+        ("admin/alerts.html", console(CAF, context! { alerts => Vec::<Value>::new() })),
+        (
+            "admin/purges.html",
+            console(
+                CAF,
+                context! {
+                    runs => Value::from_serialize([record(None)]),
+                    partners => Value::from_serialize([json!({"id": "cc-girou", "name": "CC du Girou", "destructions": 2})]),
+                },
+            ),
+        ),
+        (
+            "admin/partners.html",
+            console(
+                CAF,
+                context! { partners => Value::from_serialize([partner_summary(true), partner_summary(false)]) },
+            ),
+        ),
+        (
+            "admin/annex1.html",
+            console(CAF, context! { partner_id => "cc-girou", partner_name => "CC du Girou", error => None::<String> }),
+        ),
+        (
+            "admin/annex1.html",
+            console(PARTNER, context! { partner_id => "cc-girou", partner_name => "CC du Girou", error => "Bad" }),
+        ),
+        ("admin/annex1_plan.html", plan_page(CAF, &plan(false), Some("h"), false)),
+        ("admin/annex1_plan.html", plan_page(CAF, &plan(false), None, true)),
+        ("admin/annex1_plan.html", plan_page(CAF, &plan(true), None, true)),
+        ("admin/annex1_plan.html", plan_page(PARTNER, &plan(false), None, false)),
+        ("admin/annex1_plan.html", plan_page(PARTNER, &Plan::default(), None, false)),
+        (
+            "admin/close_confirm.html",
+            console(
+                CAF,
+                context! { account_id => "acc1", email => "a@b.fr", name => "Anne Martin", partner_id => "cc-girou" },
+            ),
+        ),
+        (
+            "admin/close_confirm.html",
+            console(
+                CAF,
+                context! { account_id => "acc1", email => "a@b.fr", name => "Anne Martin", partner_id => None::<String> },
+            ),
+        ),
+    ];
+    for done in [None, Some("activation_sent"), Some("closed")] {
+        for roles in [CAF, PARTNER] {
+            let accounts = [
+                account("pending", None),
+                account("active", Some("2025-01-01T00:00:00.000Z")),
+                account("closed", None),
+            ];
+            let ctx = context! {
+                partner => Value::from_serialize(partner_summary(true)),
+                accounts => Value::from_serialize(accounts),
+                done => done,
+            };
+            cases.push(("admin/partner.html", console(roles, ctx)));
+        }
+    }
+    let reviews = [review(ReviewStatus::UpToDate), review(ReviewStatus::DueSoon), review(ReviewStatus::Overdue)];
+    cases.push(("admin/review.html", console(CAF, context! { partners => Value::from_serialize(reviews) })));
+    for (intact, latest) in [(true, Some(3)), (false, None)] {
+        let ctx = context! {
+            verified_at => "2025-01-02T03:04:05.678Z", intact => intact, records => 12,
+            broken_seq => (!intact).then_some(4), broken_reason => (!intact).then_some("hash"),
+            checkpoints => 1, latest_seq => latest, latest_time => latest.map(|_| "2025-01-01T00:00:00.000Z"),
+            purge_up_to => latest, purge_time => latest.map(|_| "2025-01-01T00:00:00.000Z"),
+        };
+        cases.push(("admin/integrity.html", console(CAF, ctx)));
+    }
+    cases
+}
+
+#[test]
+fn every_template_renders_in_both_languages() {
+    let mut failures = Vec::new();
+    for (template, ctx) in cases() {
+        for locale in LOCALES {
+            if let Err(e) = html(template, locale, "/page", ctx.clone()) {
+                failures.push(format!("{template} ({}): {e:#}", locale.code()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A template added to `templates/` must be registered, and must get a case
+/// above.
+#[test]
+fn every_template_file_is_registered_and_rendered() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let mut on_disk = BTreeSet::new();
+    for dir in ["", "admin"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("templates directory") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "html") {
+                let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+                on_disk.insert(if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") });
+            }
+        }
+    }
+    let registered: BTreeSet<String> = TEMPLATES.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(on_disk, registered);
+    let rendered: BTreeSet<String> = cases().iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(rendered, registered);
+}
+
+/// Every `t.<key>` a template names exists, even where only a branch not
+/// rendered above would reach it.
+#[test]
+fn every_text_a_template_names_exists() {
+    let env = environment();
+    for (name, _) in TEMPLATES {
+        let template = env.get_template(name).expect("template");
+        for var in template.undeclared_variables(true) {
+            if let Some(key) = var.strip_prefix("t.") {
+                for locale in LOCALES {
+                    assert!(texts(locale).contains_key(key), "{name} names t.{key}, which no catalogue has");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_missing_text_fails_the_rendering() {
+    let ctx = context! { t => texts(Locale::Fr) };
+    assert!(environment().render_str("{{ t.signin_title }}", ctx.clone()).is_ok());
+    assert!(environment().render_str("{{ t.no_such_text }}", ctx).is_err());
+}
