@@ -492,19 +492,19 @@ async fn run(command: Command, config: Config) -> Result<(), CliError> {
         }
         Command::Account(AccountCommand::Invite { partner, email, given_name, family_name, function }) => {
             let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
-            let invitation = crate::accounts::invite::Invitation {
+            let invitation = crate::provisioning::invite::Invitation {
                 partner_id: &partner,
                 email: &email,
                 given_name: &given_name,
                 family_name: &family_name,
                 function: &function,
             };
-            let outcome = crate::accounts::invite::invite(&app, invitation).await.map_err(|e| e.to_string())?;
+            let outcome = crate::provisioning::invite::invite(&app, invitation).await.map_err(|e| e.to_string())?;
             // Deliver now rather than wait for the server's worker.
             let delivered = crate::mail::send_due(&app).await.map_err(|e| e.to_string())?;
             let (status, id) = match outcome {
-                crate::accounts::invite::Invited::Opened(id) => ("opened", id),
-                crate::accounts::invite::Invited::Reinvited(id) => ("reinvited", id),
+                crate::provisioning::invite::Invited::Opened(id) => ("opened", id),
+                crate::provisioning::invite::Invited::Reinvited(id) => ("reinvited", id),
             };
             println!("{}", serde_json::json!({"status": status, "account_id": id, "emails_delivered": delivered}));
             Ok(())
@@ -620,8 +620,7 @@ async fn run(command: Command, config: Config) -> Result<(), CliError> {
             let bytes = read_bounded(&file, crate::provisioning::annex1::limits::MAX_FILE_BYTES)?;
             let transmitted = match transmitted {
                 Some(t) => Some(
-                    crate::provisioning::convention::parse_date(&t)
-                        .ok_or(format!("--transmitted: `{t}` is not a date (YYYY-MM-DD)"))?,
+                    crate::dates::parse_iso(&t).ok_or(format!("--transmitted: `{t}` is not a date (YYYY-MM-DD)"))?,
                 ),
                 None => None,
             };
@@ -763,7 +762,7 @@ async fn run(command: Command, config: Config) -> Result<(), CliError> {
             let a = crate::retention::attestation::build(&app, &partner, email.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
-            let day = crate::provisioning::convention::format_date(crate::provisioning::annex1::apply::today(&app));
+            let day = crate::dates::format_iso(app.clock.today());
             // The person's file name carries a hash prefix, never the address.
             let who = match &email {
                 Some(e) => format!("-{}", &crate::crypto::hash_secret(&e.trim().to_lowercase())[..8]),

@@ -295,7 +295,7 @@ async fn annex1(
     }
     let p = visible_partner(&app, &admin, &id).await?;
     let transmitted = match params.get("transmitted").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        Some(t) => Some(crate::provisioning::convention::parse_date(t).ok_or_else(|| {
+        Some(t) => Some(crate::dates::parse_iso(t).ok_or_else(|| {
             ApiError::Invalid(format!(
                 "transmitted : « {t} » n'est pas une date AAAA-MM-JJ / is not a date (YYYY-MM-DD)"
             ))

@@ -669,7 +669,7 @@ async fn annex1_upload(
         return form_error("console_file_missing");
     }
     let transmitted = match &up.transmitted {
-        Some(t) => match crate::provisioning::convention::parse_date(t) {
+        Some(t) => match crate::dates::parse_iso(t) {
             Some(d) => Some(d),
             None => return form_error("console_bad_date"),
         },
@@ -752,7 +752,7 @@ async fn annex1_apply(
     let Ok(bytes) = STANDARD.decode(&row.content) else {
         return pages::error_page(StatusCode::BAD_REQUEST, locale, "console_upload_expired");
     };
-    let transmitted = row.transmitted.as_deref().and_then(crate::provisioning::convention::parse_date);
+    let transmitted = row.transmitted.as_deref().and_then(crate::dates::parse_iso);
     let import = crate::provisioning::annex1::apply::Import {
         partner_id: &p.id,
         file_name: &row.file_name,

@@ -9,7 +9,8 @@ use time::Date;
 
 use super::parse::{AnnexRow, ListKind, ParseProblem, ParsedAnnex};
 use crate::accounts::ProfessionalEmail;
-use crate::provisioning::convention::{ConventionState, format_date, parse_date};
+use crate::dates::{format_iso, parse_iso};
+use crate::provisioning::convention::ConventionState;
 use crate::provisioning::webmail::is_public_webmail;
 use crate::store::PartnerAccountRow;
 
@@ -86,7 +87,7 @@ pub fn build_plan(
 ) -> Plan {
     let mut plan = Plan {
         partner_id: partner.id.to_string(),
-        transmitted: format_date(transmitted),
+        transmitted: format_iso(transmitted),
         errors: parsed.problems,
         ..Default::default()
     };
@@ -152,7 +153,7 @@ pub fn build_plan(
             },
             ListKind::Closed => {
                 let requested = match &row.closure_date {
-                    Some(d) => match parse_date(d) {
+                    Some(d) => match parse_iso(d) {
                         Some(date) => date,
                         None => {
                             plan.errors.push(problem(row, "bad_date", format!("Date de clôture illisible : « {d} ».")));
@@ -167,12 +168,12 @@ pub fn build_plan(
                         "closure_too_old",
                         format!(
                             "La clôture de {email} date du {} : plus de 2 ans avant la transmission, elle ne doit plus figurer dans l'annexe.",
-                            format_date(requested)
+                            format_iso(requested)
                         ),
                     ));
                     continue;
                 }
-                let date = Some(format_date(requested));
+                let date = Some(format_iso(requested));
                 match account {
                     Some(a) if a.state != "closed" => plan.close.push(entry(row, Some(&a.id), date)),
                     Some(a) => plan.unchanged.push(entry(row, Some(&a.id), date)),
@@ -205,7 +206,7 @@ pub fn build_plan(
                     a.email
                 ),
             });
-        } else if a.closure_requested_on.as_deref().and_then(parse_date).is_some_and(|d| d >= limit) {
+        } else if a.closure_requested_on.as_deref().and_then(parse_iso).is_some_and(|d| d >= limit) {
             plan.warnings.push(ParseProblem {
                 line: 0,
                 sheet: None,
