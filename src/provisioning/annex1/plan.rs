@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 use time::Date;
 
-use super::parse::{AnnexRow, ListKind, ParseProblem, ParsedAnnex};
+use super::parse::{ParseProblem, ParsedAnnex};
+use super::row::{AnnexRow, ListKind};
 use crate::accounts::ProfessionalEmail;
 use crate::dates::{format_iso, parse_iso};
 use crate::provisioning::convention::ConventionState;
