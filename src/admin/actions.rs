@@ -93,9 +93,7 @@ pub async fn close_access(app: &App, account_id: &str, actor: &str, source: &Sou
     let now = app.clock.now_ms();
     let on = format_iso(app.clock.today());
     let mut tx = app.store.begin_write().await?;
-    store::close_account(&mut tx, &row.id, &on, now).await?;
-    store::supersede_links_of_account(&mut tx, &row.id, now).await?;
-    crate::auth::session::end_all_of_account_in(app, &mut tx, &row.id, "access_closed").await?;
+    crate::provisioning::close_access_in(app, &mut tx, &row.id, &on, "access_closed", now).await?;
     let e = Event::new(audit::kind::ACCESS_CLOSED, Outcome::Success, actor)
         .email(row.email.clone())
         .account(row.id.clone())

@@ -19,10 +19,7 @@ use crate::store::{self, AccountRow, NewAccount, PartnerRow, WriteTx};
 pub struct Access<'a> {
     pub partner: &'a PartnerRow,
     pub email: &'a ProfessionalEmail,
-    /// Already checked and trimmed.
-    pub given_name: &'a str,
-    pub family_name: &'a str,
-    pub function: &'a str,
+    pub names: Names<'a>,
     /// `cli` or an administrator's email, for the log.
     pub actor: &'a str,
     /// The log records' details (an import gives the annex line).
@@ -46,9 +43,9 @@ pub async fn open_account(
             id: &id,
             email: access.email.as_str(),
             email_normalized: access.email.normalized(),
-            given_name: access.given_name,
-            family_name: access.family_name,
-            function: access.function,
+            given_name: access.names.given_name,
+            family_name: access.names.family_name,
+            function: access.names.function,
             partner_id: Some(&access.partner.id),
             state: AccountState::Pending.as_str(),
             password_hash: None,
@@ -79,9 +76,9 @@ async fn activation(
         id: id.to_string(),
         email: access.email.as_str().to_string(),
         email_normalized: access.email.normalized().to_string(),
-        given_name: access.given_name.to_string(),
-        family_name: access.family_name.to_string(),
-        function: access.function.to_string(),
+        given_name: access.names.given_name.to_string(),
+        family_name: access.names.family_name.to_string(),
+        function: access.names.function.to_string(),
         partner_id: Some(access.partner.id.clone()),
         partner_name: Some(access.partner.name.clone()),
         state: AccountState::Pending.as_str().to_string(),
@@ -136,15 +133,7 @@ pub async fn invite(app: &App, inv: Invitation<'_>) -> AppResult<Invited> {
     }
     let existing = app.store.account_by_email(email.normalized()).await?;
     let now = app.clock.now_ms();
-    let access = Access {
-        partner: &partner,
-        email: &email,
-        given_name: names.given_name,
-        family_name: names.family_name,
-        function: names.function,
-        actor: "cli",
-        details: json!({}),
-    };
+    let access = Access { partner: &partner, email: &email, names, actor: "cli", details: json!({}) };
     let mut tx = app.store.begin_write().await?;
     let (outcome, records) = match existing {
         Some(a) if AccountState::parse(&a.state) == Some(AccountState::Active) => {

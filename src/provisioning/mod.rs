@@ -148,6 +148,23 @@ async fn convention_event(
     crate::audit::append(app, tx, vec![e]).await
 }
 
+/// Closes an access at once (R12), in the caller's transaction: its state
+/// (`on`: the closure request's date), its links, its sessions and tokens
+/// (back-channel logouts queued; `reason` is the sessions' end reason).
+pub async fn close_access_in(
+    app: &App,
+    tx: &mut store::WriteTx,
+    account_id: &str,
+    on: &str,
+    reason: &str,
+    now: crate::clock::Millis,
+) -> AppResult<()> {
+    store::close_account(tx, account_id, on, now).await?;
+    store::supersede_links_of_account(tx, account_id, now).await?;
+    crate::auth::session::end_all_of_account_in(app, tx, account_id, reason).await?;
+    Ok(())
+}
+
 async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str, on: &str) -> AppResult<usize> {
     let now = app.clock.now_ms();
     let mut closed = 0;
@@ -157,9 +174,7 @@ async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str
         if a.state == "closed" {
             continue;
         }
-        store::close_account(tx, &a.id, on, now).await?;
-        store::supersede_links_of_account(tx, &a.id, now).await?;
-        crate::auth::session::end_all_of_account_in(app, tx, &a.id, "convention_ended").await?;
+        close_access_in(app, tx, &a.id, on, "convention_ended", now).await?;
         let e = crate::audit::Event::new(crate::audit::kind::ACCESS_CLOSED, crate::audit::Outcome::Success, "system")
             .email(a.email.clone())
             .account(a.id.clone())

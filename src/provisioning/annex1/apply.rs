@@ -9,15 +9,14 @@ use time::Date;
 
 use super::parse::parse_annex1_off_runtime;
 use super::plan::{PartnerView, PersonEntry, Plan, build_plan};
-use crate::accounts::ProfessionalEmail;
+use crate::accounts::{Names, ProfessionalEmail};
 use crate::app::App;
 use crate::audit;
-use crate::auth::session;
 use crate::crypto::sha256;
 use crate::error::{AppError, AppResult};
 use crate::provisioning::convention::Convention;
-use crate::provisioning::email_domains;
 use crate::provisioning::invite::{Access, open_account, reinvite};
+use crate::provisioning::{close_access_in, email_domains};
 use crate::store::{self, Annex1Row};
 
 pub struct Import<'a> {
@@ -139,9 +138,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
         let requested = e.closure_date.clone().unwrap_or_else(|| plan.transmitted.clone());
-        store::close_account(&mut tx, id, &requested, now).await?;
-        store::supersede_links_of_account(&mut tx, id, now).await?;
-        session::end_all_of_account_in(app, &mut tx, id, "access_closed").await?;
+        close_access_in(app, &mut tx, id, &requested, "access_closed", now).await?;
         events.push(person(audit::kind::ACCESS_CLOSED, id, e));
     }
     store::replace_annex1(
@@ -201,9 +198,8 @@ fn access<'a>(
     Access {
         partner,
         email,
-        given_name: &e.given_name,
-        family_name: &e.family_name,
-        function: &e.function,
+        // As the parser cleaned them (collapsed, never empty).
+        names: Names { given_name: &e.given_name, family_name: &e.family_name, function: &e.function },
         actor,
         details: details(e),
     }

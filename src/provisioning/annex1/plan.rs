@@ -62,6 +62,11 @@ fn problem(row: &AnnexRow, code: &'static str, message: String) -> ParseProblem 
     ParseProblem { line: row.line, sheet: row.sheet.clone(), email: Some(row.email.clone()), code, message }
 }
 
+/// About an existing access rather than a line of the file.
+fn account_problem(a: &PartnerAccountRow, code: &'static str, message: String) -> ParseProblem {
+    ParseProblem { line: 0, sheet: None, email: Some(a.email.clone()), code, message }
+}
+
 fn entry(row: &AnnexRow, account_id: Option<&str>, closure_date: Option<String>) -> PersonEntry {
     PersonEntry {
         line: row.line,
@@ -197,27 +202,23 @@ pub fn build_plan(
             continue;
         }
         if a.state != "closed" {
-            plan.errors.push(ParseProblem {
-                line: 0,
-                sheet: None,
-                email: Some(a.email.clone()),
-                code: "missing_open_access",
-                message: format!(
+            plan.errors.push(account_problem(
+                a,
+                "missing_open_access",
+                format!(
                     "{} a un accès ouvert mais ne figure dans aucune liste : l'annexe doit lister tous les accès ouverts.",
                     a.email
                 ),
-            });
+            ));
         } else if a.closure_requested_on.as_deref().and_then(parse_iso).is_some_and(|d| d >= limit) {
-            plan.warnings.push(ParseProblem {
-                line: 0,
-                sheet: None,
-                email: Some(a.email.clone()),
-                code: "closed_missing",
-                message: format!(
+            plan.warnings.push(account_problem(
+                a,
+                "closed_missing",
+                format!(
                     "{} a été clôturé il y a moins de 2 ans et devrait figurer dans la liste des clôtures.",
                     a.email
                 ),
-            });
+            ));
         }
     }
 
