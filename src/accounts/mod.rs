@@ -68,8 +68,8 @@ impl Account {
     }
 }
 
-/// What an access shows of its holder, each value trimmed and checked by
-/// [`checked_name`].
+/// What an access shows of its holder. Typed values go through
+/// [`Names::parse`]; the annex-1 parser hands them over already cleaned.
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
     pub given_name: &'a str,
