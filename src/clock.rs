@@ -27,6 +27,11 @@ impl Clock {
         self.now_ms() / 1000
     }
 
+    /// Today's date, UTC.
+    pub fn today(&self) -> time::Date {
+        time::OffsetDateTime::from_unix_timestamp(self.now_secs()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH).date()
+    }
+
     /// Moves this clock (and every clone of it) forward.
     pub fn advance_secs(&self, secs: i64) {
         self.offset_ms.fetch_add(secs * 1000, Ordering::Relaxed);

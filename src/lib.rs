@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod dates;
 pub mod error;
 pub mod keys;
 pub mod mail;

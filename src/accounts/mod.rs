@@ -1,7 +1,6 @@
 //! Accounts: who may sign in, identified by a professional email address.
 
 mod email;
-pub mod invite;
 
 pub use email::{EmailError, ProfessionalEmail};
 
@@ -67,6 +66,40 @@ impl Account {
     pub fn display_name(&self) -> String {
         format!("{} {}", self.given_name, self.family_name).trim().to_string()
     }
+}
+
+/// What an access shows of its holder. Typed values go through
+/// [`Names::parse`]; the annex-1 parser hands them over already cleaned.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub given_name: &'a str,
+    pub family_name: &'a str,
+    pub function: &'a str,
+}
+
+impl<'a> Names<'a> {
+    pub fn parse(given_name: &'a str, family_name: &'a str, function: &'a str) -> Result<Self, NameError> {
+        Ok(Names {
+            given_name: checked_name("prénom / given name", given_name)?,
+            family_name: checked_name("nom / family name", family_name)?,
+            function: checked_name("fonction / function", function)?,
+        })
+    }
+}
+
+/// A name, first name or function, trimmed, holding 1 to 200 bytes (the
+/// forms and the annexes hold short texts; a longer one is a paste gone
+/// wrong).
+pub fn checked_name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, NameError> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 200 { Err(NameError { field }) } else { Ok(value) }
+}
+
+/// `field` names the value in the user's words (« prénom / given name »).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} : 1 à 200 caractères / must hold 1 to 200 characters")]
+pub struct NameError {
+    pub field: &'static str,
 }
 
 /// A new opaque subject identifier: 128 random bits.

@@ -10,9 +10,9 @@ use crate::app::App;
 use crate::audit::{self, Event, Outcome, Source};
 use crate::auth::links::{self, Purpose};
 use crate::clock::{Millis, rfc3339_ms};
+use crate::dates::format_iso;
 use crate::error::AppResult;
-use crate::provisioning::annex1::apply::{convention_of, today};
-use crate::provisioning::convention::{ConventionState, format_date};
+use crate::provisioning::convention::{Convention, ConventionState};
 use crate::provisioning::review::PartnerReview;
 use crate::store::{self, AccountRow, PartnerRow};
 
@@ -80,12 +80,12 @@ pub async fn read_alerts(app: &App, actor: &str, source: &Source, read: AlertsRe
 
 /// A partner, its convention and its current annex 1, as shown to managers.
 pub async fn partner_summary(app: &App, p: &PartnerRow) -> AppResult<Value> {
-    let state = match convention_of(p).state(today(app)) {
+    let state = match Convention::of(p).state(app.clock.today()) {
         ConventionState::NotSigned => json!({"state": "not_signed"}),
-        ConventionState::InForce { term } => json!({"state": "in_force", "term": format_date(term)}),
-        ConventionState::Ended { on } => json!({"state": "ended", "on": format_date(on)}),
+        ConventionState::InForce { term } => json!({"state": "in_force", "term": format_iso(term)}),
+        ConventionState::Ended { on } => json!({"state": "ended", "on": format_iso(on)}),
         ConventionState::Terminated { on } => {
-            json!({"state": "terminated", "on": format_date(on), "reason": p.termination_reason})
+            json!({"state": "terminated", "on": format_iso(on), "reason": p.termination_reason})
         }
     };
     let annex = app.store.current_annex1(&p.id).await?;
@@ -155,11 +155,9 @@ pub async fn close_access(app: &App, account_id: &str, actor: &str, source: &Sou
         return Ok(false);
     }
     let now = app.clock.now_ms();
-    let on = format_date(today(app));
+    let on = format_iso(app.clock.today());
     let mut tx = app.store.begin_write().await?;
-    store::close_account(&mut tx, &row.id, &on, now).await?;
-    store::supersede_links_of_account(&mut tx, &row.id, now).await?;
-    crate::auth::session::end_all_of_account_in(app, &mut tx, &row.id, "access_closed").await?;
+    crate::provisioning::close_access_in(app, &mut tx, &row.id, &on, "access_closed", now).await?;
     let e = Event::new(audit::kind::ACCESS_CLOSED, Outcome::Success, actor)
         .email(row.email.clone())
         .account(row.id.clone())

@@ -40,7 +40,7 @@ pub async fn import(
         return Err(AdminError::Forbidden);
     }
     let transmitted = match file.transmitted {
-        Some(t) => Some(crate::provisioning::convention::parse_date(t).ok_or_else(|| AdminError::BadDate(t.into()))?),
+        Some(t) => Some(crate::dates::parse_iso(t).ok_or_else(|| AdminError::BadDate(t.into()))?),
         None => None,
     };
     let import = apply::Import {

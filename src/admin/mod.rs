@@ -10,7 +10,7 @@ pub mod annex1;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::accounts::{AccountState, ProfessionalEmail};
+use crate::accounts::{AccountState, Names, ProfessionalEmail};
 use crate::app::App;
 use crate::audit::{self, Event, Outcome};
 use crate::auth::session::Session;
@@ -218,7 +218,8 @@ pub async fn bootstrap(app: &App, member: StaffMember<'_>) -> AdminResult<StaffI
 /// roles, and mails an activation link when no password exists yet: the
 /// administrator creates it, nobody else ever sets it (R1).
 pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> AdminResult<StaffInvited> {
-    let email = ProfessionalEmail::parse(member.email).map_err(|e| AdminError::Invalid(format!("--email : {e}")))?;
+    let email = ProfessionalEmail::parse(member.email)
+        .map_err(|e| AdminError::Invalid(format!("adresse électronique / email : {e}")))?;
     let roles: Vec<Role> = if member.roles.is_empty() {
         vec![Role::CafHabilitation, Role::CafSecurity]
     } else {
@@ -229,17 +230,8 @@ pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> Ad
         return Err(AdminError::NoPartner(email.as_str().to_string()));
     }
     if existing.is_none() {
-        for (flag, value) in [
-            ("--given-name", member.given_name),
-            ("--family-name", member.family_name),
-            ("--function", member.function),
-        ] {
-            if value.trim().is_empty() || value.len() > 200 {
-                return Err(AdminError::Invalid(format!(
-                    "{flag} : 1 à 200 caractères / must hold 1 to 200 characters"
-                )));
-            }
-        }
+        Names::parse(member.given_name, member.family_name, member.function)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
     }
     if let Some(a) = &existing
         && AccountState::parse(&a.state) == Some(AccountState::Closed)

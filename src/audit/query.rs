@@ -176,7 +176,7 @@ pub fn parse_time(param: Param, text: &str) -> Result<Millis, QueryError> {
     if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
         return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
     }
-    crate::provisioning::convention::parse_date(text)
+    crate::dates::parse_iso(text)
         .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
         .ok_or_else(|| QueryError::BadTime { param, value: text.to_string() })
 }

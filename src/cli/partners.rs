@@ -84,7 +84,7 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     let bytes = read_bounded(&file, crate::provisioning::annex1::limits::MAX_FILE_BYTES)?;
     let transmitted = match transmitted {
         Some(t) => Some(
-            crate::provisioning::convention::parse_date(&t)
+            crate::dates::parse_iso(&t)
                 .ok_or_else(|| CliError::BadInput(format!("--transmitted: `{t}` is not a date (YYYY-MM-DD)")))?,
         ),
         None => None,
@@ -186,19 +186,19 @@ pub(super) async fn review(command: ReviewCommand, config: Config) -> Result<(),
 pub(super) async fn account(command: AccountCommand, config: Config) -> Result<(), CliError> {
     let AccountCommand::Invite { partner, email, given_name, family_name, function } = command;
     let app = open(config).await?;
-    let invitation = crate::accounts::invite::Invitation {
+    let invitation = crate::provisioning::invite::Invitation {
         partner_id: &partner,
         email: &email,
         given_name: &given_name,
         family_name: &family_name,
         function: &function,
     };
-    let outcome = crate::accounts::invite::invite(&app, invitation).await?;
+    let outcome = crate::provisioning::invite::invite(&app, invitation).await?;
     // Deliver now rather than wait for the server's worker.
     let delivered = crate::mail::send_due(&app).await?;
     let (status, id) = match outcome {
-        crate::accounts::invite::Invited::Opened(id) => ("opened", id),
-        crate::accounts::invite::Invited::Reinvited(id) => ("reinvited", id),
+        crate::provisioning::invite::Invited::Opened(id) => ("opened", id),
+        crate::provisioning::invite::Invited::Reinvited(id) => ("reinvited", id),
     };
     print_line(json!({"status": status, "account_id": id, "emails_delivered": delivered}));
     Ok(())

@@ -23,7 +23,7 @@ pub(super) async fn attestation(
 ) -> Result<(), CliError> {
     let app = open(config).await?;
     let a = crate::retention::attestation::build(&app, partner, email).await?;
-    let day = crate::provisioning::convention::format_date(crate::provisioning::annex1::apply::today(&app));
+    let day = crate::dates::format_iso(app.clock.today());
     // The person's file name carries a hash prefix, never the address.
     let who = match email {
         Some(e) => format!("-{}", &crate::crypto::hash_secret(&e.trim().to_lowercase())[..8]),

@@ -3,7 +3,10 @@
 //! gives notice of non-renewal at least one month before a term (a later
 //! notice takes effect at the following term), or it is terminated.
 
-use time::{Date, Month};
+use time::Date;
+
+use crate::dates::{add_months, parse_iso};
+use crate::store::PartnerRow;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Convention {
@@ -35,16 +38,16 @@ impl ConventionState {
     }
 }
 
-/// `date` plus `months`, clamped to the end of the month (31 Jan + 1 = 28/29 Feb).
-pub fn add_months(date: Date, months: u32) -> Date {
-    let total = date.month() as u32 - 1 + months;
-    let year = date.year() + (total / 12) as i32;
-    let month = Month::try_from((total % 12 + 1) as u8).unwrap_or(Month::December);
-    let last = time::util::days_in_month(month, year);
-    Date::from_calendar_date(year, month, date.day().min(last)).unwrap_or(date)
-}
-
 impl Convention {
+    /// The partner's convention, from its recorded dates.
+    pub fn of(p: &PartnerRow) -> Convention {
+        Convention {
+            signed_on: p.convention_signed_on.as_deref().and_then(parse_iso),
+            non_renewal_notified_on: p.non_renewal_notified_on.as_deref().and_then(parse_iso),
+            terminated_on: p.convention_terminated_on.as_deref().and_then(parse_iso),
+        }
+    }
+
     /// The end of the 12-month period that contains `day` (a term).
     pub fn term_after(&self, day: Date) -> Option<Date> {
         let signed = self.signed_on?;
@@ -85,14 +88,6 @@ impl Convention {
             None => ConventionState::NotSigned,
         }
     }
-}
-
-pub fn parse_date(text: &str) -> Option<Date> {
-    Date::parse(text, &time::macros::format_description!("[year]-[month]-[day]")).ok()
-}
-
-pub fn format_date(date: Date) -> String {
-    date.format(&time::macros::format_description!("[year]-[month]-[day]")).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -138,12 +133,5 @@ mod tests {
         c.terminated_on = Some(date!(2025 - 09 - 01));
         assert!(c.state(date!(2025 - 08 - 31)).allows_openings());
         assert_eq!(c.state(date!(2025 - 09 - 01)), ConventionState::Terminated { on: date!(2025 - 09 - 01) });
-    }
-
-    #[test]
-    fn month_arithmetic_clamps() {
-        assert_eq!(add_months(date!(2024 - 01 - 31), 1), date!(2024 - 02 - 29));
-        assert_eq!(add_months(date!(2024 - 02 - 29), 12), date!(2025 - 02 - 28));
-        assert_eq!(add_months(date!(2025 - 12 - 10), 1), date!(2026 - 01 - 10));
     }
 }

@@ -3,12 +3,20 @@
 
 pub mod annex1;
 pub mod convention;
+pub mod invite;
 pub mod review;
 pub mod webmail;
 
 use crate::app::App;
+use crate::dates;
 use crate::error::{AppError, AppResult};
 use crate::store::{self, StoreError};
+use convention::{Convention, ConventionState};
+
+/// The partner's email domains (none: any professional address).
+pub fn email_domains(p: &store::PartnerRow) -> Vec<String> {
+    serde_json::from_str(&p.email_domains).unwrap_or_default()
+}
 
 pub struct NewPartner<'a> {
     pub id: &'a str,
@@ -18,30 +26,38 @@ pub struct NewPartner<'a> {
     pub email_domains: &'a [String],
 }
 
-pub fn parse_date(flag: &str, value: &str) -> AppResult<String> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(value, &format)
-        .map(|_| value.to_string())
-        .map_err(|_| AppError::Invalid(format!("{flag}: `{value}` is not a date (YYYY-MM-DD)")))
+/// `value` when it is a date (`YYYY-MM-DD`); `field` names it in the error.
+fn checked_date(field: &str, value: &str) -> AppResult<String> {
+    dates::parse_iso(value).map(|_| value.to_string()).ok_or_else(|| {
+        AppError::Invalid(format!("{field} : « {value} » n'est pas une date (AAAA-MM-JJ) / is not a date (YYYY-MM-DD)"))
+    })
+}
+
+/// Email domains as typed (`@` and case dropped), each checked.
+fn checked_domains(list: &[String]) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for d in list {
+        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
+        if crate::accounts::ProfessionalEmail::parse(&format!("x@{d}")).is_err() {
+            return Err(AppError::Invalid(format!(
+                "domaine de messagerie / email domain : « {d} » n'est pas un domaine / is not a domain"
+            )));
+        }
+        out.push(d);
+    }
+    Ok(out)
 }
 
 pub async fn add_partner(app: &App, p: NewPartner<'_>) -> AppResult<()> {
     let bad = |m: String| AppError::Invalid(m);
     if p.id.is_empty() || p.id.len() > 64 || !p.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(bad("--id: 1 to 64 letters, digits, '-', '_' or '.'".into()));
+        return Err(bad("identifiant / id : 1 à 64 lettres, chiffres, « - », « _ » ou « . » / 1 to 64 letters, digits, '-', '_' or '.'".into()));
     }
     if p.name.trim().is_empty() {
-        return Err(bad("--name must not be empty".into()));
+        return Err(bad("nom / name : ne doit pas être vide / must not be empty".into()));
     }
-    let signed = p.convention_signed.map(|d| parse_date("--convention-signed", d)).transpose()?;
-    let mut domains = Vec::new();
-    for d in p.email_domains {
-        let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
-        if crate::accounts::ProfessionalEmail::parse(&format!("x@{d}")).is_err() {
-            return Err(bad(format!("--email-domain: `{d}` is not a domain")));
-        }
-        domains.push(d);
-    }
+    let signed = p.convention_signed.map(|d| checked_date(SIGNATURE_DATE, d)).transpose()?;
+    let domains = checked_domains(p.email_domains)?;
     let mut tx = app.store.begin_write().await?;
     store::insert_partner(&mut tx, p.id, p.name.trim(), app.clock.now_ms()).await.map_err(|e| match e {
         StoreError::Conflict(_) => bad(format!("partner `{}` already exists", p.id)),
@@ -61,7 +77,7 @@ pub async fn add_partner(app: &App, p: NewPartner<'_>) -> AppResult<()> {
 /// Records the signature of a partner's convention (a new signature also
 /// clears a past termination or notice: it is a new convention).
 pub async fn sign_convention(app: &App, partner_id: &str, date: &str) -> AppResult<()> {
-    let date = parse_date("--date", date)?;
+    let date = checked_date(SIGNATURE_DATE, date)?;
     let mut tx = app.store.begin_write().await?;
     if !store::sign_convention(&mut tx, partner_id, &date).await? {
         return Err(AppError::Invalid(format!("unknown partner `{partner_id}`")));
@@ -75,13 +91,16 @@ pub async fn sign_convention(app: &App, partner_id: &str, date: &str) -> AppResu
 /// Records a termination and closes every access of the partner at once
 /// (sessions and tokens end, relying parties are told), in one transaction.
 pub async fn terminate_convention(app: &App, partner_id: &str, date: &str, reason: &str) -> AppResult<usize> {
-    let date = parse_date("--date", date)?;
-    let today = annex1::apply::today(app);
-    if convention::parse_date(&date).is_some_and(|d| d > today) {
-        return Err(AppError::Invalid("--date: a termination is recorded when it takes effect, not before".into()));
+    const FIELD: &str = "date de résiliation / termination date";
+    let date = checked_date(FIELD, date)?;
+    if dates::parse_iso(&date).is_some_and(|d| d > app.clock.today()) {
+        return Err(AppError::Invalid(format!(
+            "{FIELD} : une résiliation s'enregistre quand elle prend effet, pas avant / \
+             a termination is recorded when it takes effect, not before"
+        )));
     }
     if reason.trim().is_empty() {
-        return Err(AppError::Invalid("--reason must not be empty".into()));
+        return Err(AppError::Invalid("motif / reason : ne doit pas être vide / must not be empty".into()));
     }
     let mut tx = app.store.begin_write().await?;
     if !store::terminate_convention(&mut tx, partner_id, &date, reason.trim()).await? {
@@ -99,7 +118,7 @@ pub async fn terminate_convention(app: &App, partner_id: &str, date: &str, reaso
 
 /// Records (or, with `None`, withdraws) a notice of non-renewal.
 pub async fn set_non_renewal(app: &App, partner_id: &str, date: Option<&str>) -> AppResult<Option<String>> {
-    let date = date.map(|d| parse_date("--date", d)).transpose()?;
+    let date = date.map(|d| checked_date("date de l'avis / notice date", d)).transpose()?;
     let partner = app
         .store
         .partner(partner_id)
@@ -110,9 +129,9 @@ pub async fn set_non_renewal(app: &App, partner_id: &str, date: Option<&str>) ->
     let change = if date.is_some() { "not_renewed" } else { "renewal_restored" };
     convention_event(app, &mut tx, partner_id, serde_json::json!({"change": change, "date": date})).await?;
     tx.commit().await?;
-    let mut c = annex1::apply::convention_of(&partner);
-    c.non_renewal_notified_on = date.as_deref().and_then(convention::parse_date);
-    let ends = c.non_renewal_notified_on.and_then(|n| c.end_after_notice(n)).map(convention::format_date);
+    let mut c = Convention::of(&partner);
+    c.non_renewal_notified_on = date.as_deref().and_then(dates::parse_iso);
+    let ends = c.non_renewal_notified_on.and_then(|n| c.end_after_notice(n)).map(dates::format_iso);
     tracing::info!(partner = partner_id, ends = ?ends, "convention renewal changed");
     Ok(ends)
 }
@@ -129,6 +148,23 @@ async fn convention_event(
     crate::audit::append(app, tx, vec![e]).await
 }
 
+/// Closes an access at once (R12), in the caller's transaction: its state
+/// (`on`: the closure request's date), its links, its sessions and tokens
+/// (back-channel logouts queued; `reason` is the sessions' end reason).
+pub async fn close_access_in(
+    app: &App,
+    tx: &mut store::WriteTx,
+    account_id: &str,
+    on: &str,
+    reason: &str,
+    now: crate::clock::Millis,
+) -> AppResult<()> {
+    store::close_account(tx, account_id, on, now).await?;
+    store::supersede_links_of_account(tx, account_id, now).await?;
+    crate::auth::session::end_all_of_account_in(app, tx, account_id, reason).await?;
+    Ok(())
+}
+
 async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str, on: &str) -> AppResult<usize> {
     let now = app.clock.now_ms();
     let mut closed = 0;
@@ -138,9 +174,7 @@ async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str
         if a.state == "closed" {
             continue;
         }
-        store::close_account(tx, &a.id, on, now).await?;
-        store::supersede_links_of_account(tx, &a.id, now).await?;
-        crate::auth::session::end_all_of_account_in(app, tx, &a.id, "convention_ended").await?;
+        close_access_in(app, tx, &a.id, on, "convention_ended", now).await?;
         let e = crate::audit::Event::new(crate::audit::kind::ACCESS_CLOSED, crate::audit::Outcome::Success, "system")
             .email(a.email.clone())
             .account(a.id.clone())
@@ -156,13 +190,13 @@ async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str
 /// Closes the accesses of partners whose convention has ended at a term
 /// (after a notice of non-renewal); run by a background job.
 pub async fn close_ended_conventions(app: &App) -> AppResult<usize> {
-    let today = annex1::apply::today(app);
+    let today = app.clock.today();
     let mut closed = 0;
     for p in app.store.partners().await? {
-        let state = annex1::apply::convention_of(&p).state(today);
-        if let convention::ConventionState::Ended { on } | convention::ConventionState::Terminated { on } = state {
+        let state = Convention::of(&p).state(today);
+        if let ConventionState::Ended { on } | ConventionState::Terminated { on } = state {
             let mut tx = app.store.begin_write().await?;
-            let n = close_all_accounts(app, &mut tx, &p.id, &convention::format_date(on)).await?;
+            let n = close_all_accounts(app, &mut tx, &p.id, &dates::format_iso(on)).await?;
             tx.commit().await?;
             if n > 0 {
                 app.backchannel_wake.notify_one();
@@ -174,19 +208,23 @@ pub async fn close_ended_conventions(app: &App) -> AppResult<usize> {
     Ok(closed)
 }
 
-fn contact_email(flag: &str, value: &str) -> AppResult<String> {
+fn contact_email(field: &str, value: &str) -> AppResult<String> {
     crate::accounts::ProfessionalEmail::parse(value)
         .map(|e| e.as_str().to_string())
-        .map_err(|e| AppError::Invalid(format!("{flag}: {e}")))
+        .map_err(|e| AppError::Invalid(format!("{field} : {e}")))
 }
 
-fn non_empty(flag: &str, value: &str) -> AppResult<String> {
-    let v = value.trim();
-    if v.is_empty() || v.len() > 200 {
-        return Err(AppError::Invalid(format!("{flag} must hold 1 to 200 characters")));
-    }
-    Ok(v.to_string())
+fn non_empty(field: &'static str, value: &str) -> AppResult<String> {
+    crate::accounts::checked_name(field, value).map(str::to_string).map_err(|e| AppError::Invalid(e.to_string()))
 }
+
+const SIGNATURE_DATE: &str = "date de signature / signature date";
+const TRANSMISSION_DATE: &str = "date de transmission / transmission date";
+const HABILITATION_NAME: &str = "nom du responsable des habilitations / habilitation manager's name";
+const HABILITATION_EMAIL: &str = "adresse du responsable des habilitations / habilitation manager's email";
+const SECURITY_NAME: &str = "nom du responsable de la sécurité / security officer's name";
+const SECURITY_EMAIL: &str = "adresse du responsable de la sécurité / security officer's email";
+const TECHNICAL_REFERENT: &str = "référent technique / technical referent";
 
 /// A partner's annex 2 (its habilitation manager and security officer);
 /// replaces the previous one (R14).
@@ -205,11 +243,11 @@ pub async fn set_annex2(app: &App, a: Annex2<'_>) -> AppResult<()> {
     }
     let row = store::Annex2Row {
         partner_id: a.partner_id.to_string(),
-        habilitation_manager_name: non_empty("--habilitation-name", a.habilitation_name)?,
-        habilitation_manager_email: contact_email("--habilitation-email", a.habilitation_email)?,
-        security_officer_name: non_empty("--security-name", a.security_name)?,
-        security_officer_email: contact_email("--security-email", a.security_email)?,
-        transmitted_on: parse_date("--transmitted", a.transmitted)?,
+        habilitation_manager_name: non_empty(HABILITATION_NAME, a.habilitation_name)?,
+        habilitation_manager_email: contact_email(HABILITATION_EMAIL, a.habilitation_email)?,
+        security_officer_name: non_empty(SECURITY_NAME, a.security_name)?,
+        security_officer_email: contact_email(SECURITY_EMAIL, a.security_email)?,
+        transmitted_on: checked_date(TRANSMISSION_DATE, a.transmitted)?,
     };
     let mut tx = app.store.begin_write().await?;
     store::replace_annex2(&mut tx, &row).await?;
@@ -232,24 +270,24 @@ pub struct Annex3<'a> {
 pub async fn set_annex3(app: &App, a: Annex3<'_>) -> AppResult<()> {
     let mut referents = Vec::new();
     for r in a.technical_referents {
-        let (name, email) = r
-            .trim()
-            .strip_suffix('>')
-            .and_then(|s| s.rsplit_once('<'))
-            .ok_or_else(|| AppError::Invalid(format!("--technical-referent `{r}`: expected \"Name <email>\"")))?;
+        let (name, email) = r.trim().strip_suffix('>').and_then(|s| s.rsplit_once('<')).ok_or_else(|| {
+            AppError::Invalid(format!(
+                "{TECHNICAL_REFERENT} : « {r} » : « Nom <adresse> » attendu / expected \"Name <email>\""
+            ))
+        })?;
         referents.push(format!(
             "{} <{}>",
-            non_empty("--technical-referent", name)?,
-            contact_email("--technical-referent", email)?
+            non_empty(TECHNICAL_REFERENT, name)?,
+            contact_email(TECHNICAL_REFERENT, email)?
         ));
     }
     let row = store::Annex3Row {
-        habilitation_manager_name: non_empty("--habilitation-name", a.habilitation_name)?,
-        habilitation_manager_email: contact_email("--habilitation-email", a.habilitation_email)?,
-        security_officer_name: non_empty("--security-name", a.security_name)?,
-        security_officer_email: contact_email("--security-email", a.security_email)?,
+        habilitation_manager_name: non_empty(HABILITATION_NAME, a.habilitation_name)?,
+        habilitation_manager_email: contact_email(HABILITATION_EMAIL, a.habilitation_email)?,
+        security_officer_name: non_empty(SECURITY_NAME, a.security_name)?,
+        security_officer_email: contact_email(SECURITY_EMAIL, a.security_email)?,
         technical_referents: serde_json::to_string(&referents).unwrap_or_else(|_| "[]".into()),
-        transmitted_on: parse_date("--transmitted", a.transmitted)?,
+        transmitted_on: checked_date(TRANSMISSION_DATE, a.transmitted)?,
     };
     let mut tx = app.store.begin_write().await?;
     store::replace_annex3(&mut tx, &row).await?;
@@ -265,24 +303,14 @@ pub async fn update_partner(
     siren: Option<&str>,
     email_domains: Option<&[String]>,
 ) -> AppResult<()> {
-    let name = name.map(|n| non_empty("--name", n)).transpose()?;
+    let name = name.map(|n| non_empty("nom / name", n)).transpose()?;
     if let Some(s) = siren
         && (s.len() != 9 || !s.chars().all(|c| c.is_ascii_digit()))
     {
-        return Err(AppError::Invalid("--siren: 9 digits".into()));
+        return Err(AppError::Invalid("SIREN : 9 chiffres / 9 digits".into()));
     }
     let domains = match email_domains {
-        Some(list) => {
-            let mut out = Vec::new();
-            for d in list {
-                let d = d.trim().trim_start_matches('@').to_ascii_lowercase();
-                if crate::accounts::ProfessionalEmail::parse(&format!("x@{d}")).is_err() {
-                    return Err(AppError::Invalid(format!("--email-domain: `{d}` is not a domain")));
-                }
-                out.push(d);
-            }
-            Some(serde_json::to_string(&out).unwrap_or_else(|_| "[]".into()))
-        }
+        Some(list) => Some(serde_json::to_string(&checked_domains(list)?).unwrap_or_else(|_| "[]".into())),
         None => None,
     };
     let mut tx = app.store.begin_write().await?;

@@ -9,9 +9,9 @@
 use serde::Serialize;
 use time::Date;
 
-use super::annex1::apply::{convention_of, today};
-use super::convention::{add_months, format_date, parse_date};
+use super::convention::Convention;
 use crate::app::App;
+use crate::dates::{add_months, format_iso, parse_iso};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
 use crate::store;
@@ -51,15 +51,15 @@ pub fn status(deadline: Date, today: Date) -> ReviewStatus {
 
 /// Every partner whose convention is in force, with its review status.
 pub async fn review(app: &App) -> AppResult<Vec<PartnerReview>> {
-    let today = today(app);
+    let today = app.clock.today();
     let mut out = Vec::new();
     for p in app.store.partners().await? {
-        if !convention_of(&p).state(today).allows_openings() {
+        if !Convention::of(&p).state(today).allows_openings() {
             continue;
         }
         let last = app.store.current_annex1(&p.id).await?.map(|a| a.transmitted_on);
         let Some(due) =
-            deadline(last.as_deref().and_then(parse_date), p.convention_signed_on.as_deref().and_then(parse_date))
+            deadline(last.as_deref().and_then(parse_iso), p.convention_signed_on.as_deref().and_then(parse_iso))
         else {
             continue;
         };
@@ -67,7 +67,7 @@ pub async fn review(app: &App) -> AppResult<Vec<PartnerReview>> {
             partner_id: p.id,
             partner_name: p.name,
             last_annex1: last,
-            deadline: format_date(due),
+            deadline: format_iso(due),
             status: status(due, today),
         });
     }
@@ -116,7 +116,7 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
         )
         .map_err(|e| AppError::Invalid(e.to_string()))?;
         let mut tx = app.store.begin_write().await?;
-        if store::record_reminder(&mut tx, "*", &format_date(today(app)), "digest", now).await? {
+        if store::record_reminder(&mut tx, "*", &format_iso(app.clock.today()), "digest", now).await? {
             mail::enqueue(&mut tx, &message, now).await?;
             sent += 1;
         }

@@ -30,9 +30,9 @@ use time::{Date, Month, OffsetDateTime};
 use crate::app::App;
 use crate::audit::{self, Event, Outcome, kind};
 use crate::clock::{Millis, rfc3339_ms};
+use crate::dates::{add_months, format_iso, parse_iso};
 use crate::error::AppResult;
-use crate::provisioning::annex1::apply::{convention_of, today};
-use crate::provisioning::convention::{ConventionState, add_months, format_date, parse_date};
+use crate::provisioning::convention::{Convention, ConventionState};
 use crate::store::{self, AccountDataCounts, ClosedAccountRow, DestructionRow, LogPurgeRow, WriteTx};
 
 /// The file, in the keys folder, holding the key of the address hashes.
@@ -69,7 +69,7 @@ pub fn end_of_authorisation(a: &ClosedAccountRow) -> Millis {
         .or_else(|| {
             a.closure_requested_on
                 .as_deref()
-                .and_then(parse_date)
+                .and_then(parse_iso)
                 .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
         })
         .unwrap_or(a.updated_at)
@@ -78,7 +78,7 @@ pub fn end_of_authorisation(a: &ClosedAccountRow) -> Millis {
 /// The date of the closure request, which starts the 2 years of the
 /// habilitation record (convention art. 2.1).
 pub fn closure_request_date(a: &ClosedAccountRow) -> Date {
-    a.closure_requested_on.as_deref().and_then(parse_date).unwrap_or_else(|| date_of(end_of_authorisation(a)))
+    a.closure_requested_on.as_deref().and_then(parse_iso).unwrap_or_else(|| date_of(end_of_authorisation(a)))
 }
 
 /// Whether the user-account data of this closure is already gone (an
@@ -196,7 +196,7 @@ impl PurgeReport {
 /// records nothing; one asked for from the command line always does.
 pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeReport> {
     let now = app.clock.now_ms();
-    let today = today(app);
+    let today = app.clock.today();
     let hmac_key = if dry_run {
         None
     } else {
@@ -232,19 +232,19 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
             account_id: a.id.clone(),
             partner_id: a.partner_id.clone(),
             email_hmac: hmac_key.as_deref().map(|k| email_hmac(k, &a.email_normalized)),
-            closure_requested_on: format_date(closure_request_date(&a)),
+            closure_requested_on: format_iso(closure_request_date(&a)),
             data,
         };
         if record_due { report.habilitation_records.push(entry) } else { report.account_data.push(entry) }
     }
 
     for p in app.store.partners().await? {
-        let Some(ended) = annexes_due(convention_of(&p).state(today), today) else { continue };
+        let Some(ended) = annexes_due(Convention::of(&p).state(today), today) else { continue };
         let (annex1, annex2) = store::delete_annexes(&mut tx, &p.id).await?;
         if annex1 + annex2 > 0 {
             report.annexes.push(AnnexesPurged {
                 partner_id: p.id.clone(),
-                convention_ended_on: format_date(ended),
+                convention_ended_on: format_iso(ended),
                 annex1,
                 annex2,
             });

@@ -18,8 +18,8 @@ mod second_step;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use coop_idp::accounts::invite::{Invitation, invite};
 use coop_idp::oidc::clients::AuthMethod;
+use coop_idp::provisioning::invite::{Invitation, invite};
 use coop_idp::provisioning::{NewPartner, add_partner};
 use serde_json::Value;
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use coop_idp::oidc::clients::AuthMethod;
-use coop_idp::provisioning::annex1::apply::{Import, ImportOutcome, import, import_with_fault, today};
+use coop_idp::provisioning::annex1::apply::{Import, ImportOutcome, import, import_with_fault};
 use coop_idp::provisioning::annex1::fixture::{Cell::S, xlsx};
 use coop_idp::provisioning::annex1::plan::{PersonEntry, Plan};
 use coop_idp::provisioning::{NewPartner, add_partner, set_non_renewal, sign_convention, terminate_convention};
@@ -94,11 +94,11 @@ fn codes(plan: &Plan) -> Vec<(&'static str, usize)> {
 }
 
 fn today_of(server: &TestServer) -> Date {
-    today(&server.app)
+    server.app.clock.today()
 }
 
 fn ymd(d: Date) -> String {
-    coop_idp::provisioning::convention::format_date(d)
+    coop_idp::dates::format_iso(d)
 }
 
 async fn mail_rows(server: &TestServer) -> i64 {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use coop_idp::accounts::invite::{Invitation, invite};
+use coop_idp::provisioning::invite::{Invitation, invite};
 use coop_idp::provisioning::{NewPartner, add_partner};
 use coop_idp::web::i18n::{Locale, text};
 use openidconnect::core::CoreAuthenticationFlow;

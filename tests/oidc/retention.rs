@@ -5,8 +5,7 @@
 //! when the PDF or the payload is altered.
 
 use coop_idp::audit::{Verification, verify};
-use coop_idp::provisioning::annex1::apply::today;
-use coop_idp::provisioning::convention::{add_months, format_date};
+use coop_idp::dates::{add_months, format_iso};
 use coop_idp::retention::{PurgeReport, attestation, purge};
 use coop_idp::store::{self, EventFilter, NewSession};
 use time::{Date, Duration};
@@ -37,7 +36,7 @@ async fn hold_leases(server: &TestServer) {
 }
 
 async fn advance_to(server: &TestServer, target: Date) {
-    let days = (target - today(&server.app)).whole_days();
+    let days = (target - server.app.clock.today()).whole_days();
     assert!(days >= 0, "the clock only moves forward");
     server.clock.advance_secs(days * 86_400);
 }
@@ -76,7 +75,7 @@ async fn add_session(server: &TestServer, account_id: &str) -> String {
 /// (each with a session), a role and an annex 2; returns (closed, open) ids.
 async fn setup(server: &TestServer) -> (String, String) {
     let app = &server.app;
-    let day = format_date(today(app));
+    let day = format_iso(app.clock.today());
     for (id, name) in [(PARTNER, "CC du Girou"), ("cc-ancien", "CC Ancienne")] {
         let p = coop_idp::provisioning::NewPartner { id, name, convention_signed: Some(&day), email_domains: &[] };
         coop_idp::provisioning::add_partner(app, p).await.expect("partner");
@@ -128,7 +127,7 @@ async fn assert_intact(server: &TestServer) {
 async fn purge_destroys_exactly_what_is_due_and_keeps_the_log_verifiable(db: Db) {
     let server = TestServer::start(db).await;
     hold_leases(&server).await;
-    let day0 = today(&server.app);
+    let day0 = server.app.clock.today();
     let (closed, open) = setup(&server).await;
     let written_before = server.app.store.events_after(0, 1000).await.expect("events").len() as i64;
     assert!(written_before > 0);
@@ -215,7 +214,7 @@ async fn purge_destroys_exactly_what_is_due_and_keeps_the_log_verifiable(db: Db)
 async fn dry_run_shows_what_would_go_and_changes_nothing(db: Db) {
     let server = TestServer::start(db).await;
     hold_leases(&server).await;
-    let day0 = today(&server.app);
+    let day0 = server.app.clock.today();
     let (closed, _) = setup(&server).await;
     advance_to(&server, add_months(day0, 13)).await;
     let snapshot = async || {
@@ -269,7 +268,7 @@ async fn verify_with_published_jwks(server: &TestServer, jws: &str) -> Option<se
 async fn attestation_verifies_with_the_published_key_and_fails_when_altered(db: Db) {
     let server = TestServer::start(db).await;
     hold_leases(&server).await;
-    let day0 = today(&server.app);
+    let day0 = server.app.clock.today();
     let (closed, _) = setup(&server).await;
     // Before the destruction there is nothing to attest.
     assert!(attestation::build(&server.app, PARTNER, Some(CLOSED)).await.is_err());

@@ -1,7 +1,7 @@
 //! Yearly review (R13): status by deadline, reminders sent once per deadline
 //! to the annex-2 habilitation manager, digest to the annex-3 one.
 
-use coop_idp::provisioning::convention::format_date;
+use coop_idp::dates::format_iso;
 use coop_idp::provisioning::review::{ReviewStatus, review, send_reminders};
 use coop_idp::provisioning::{Annex2, Annex3, NewPartner, add_partner, set_annex2, set_annex3};
 
@@ -16,7 +16,7 @@ fn signed_for_deadline_in(days: i64) -> String {
     let deadline = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
     // The deadline is 12 months after the signature: go back a year.
     let signed = deadline.replace_year(deadline.year() - 1).unwrap_or(deadline - time::Duration::days(366));
-    format_date(signed)
+    format_iso(signed)
 }
 
 async fn partner(server: &TestServer, id: &str, signed: &str, with_annex2: bool) {
@@ -62,7 +62,7 @@ async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
             security_name: "Caf Secu",
             security_email: "rssi@caf.fr",
             technical_referents: &["Tech Ref <tech@caf.fr>".to_string()],
-            transmitted: &format_date(time::OffsetDateTime::now_utc().date()),
+            transmitted: &format_iso(time::OffsetDateTime::now_utc().date()),
         },
     )
     .await

@@ -2,11 +2,11 @@
 //! PostgreSQL keeps every row and a whole connection-log chain; the import
 //! refuses a non-empty target and a truncated file changes nothing.
 
-use coop_idp::accounts::invite::{Invitation, invite};
 use coop_idp::app::App;
 use coop_idp::audit::Verification;
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
+use coop_idp::provisioning::invite::{Invitation, invite};
 use coop_idp::provisioning::{NewPartner, add_partner};
 use coop_idp::store::{Store, TransferError};
 

@@ -8,15 +8,16 @@
 use time::Date;
 
 use super::parse::parse_annex1_off_runtime;
-use super::plan::{PartnerView, Plan, build_plan};
+use super::plan::{PartnerView, PersonEntry, Plan, build_plan};
+use crate::accounts::{Names, ProfessionalEmail};
 use crate::app::App;
 use crate::audit;
-use crate::auth::links::{self, Purpose};
-use crate::auth::session;
 use crate::crypto::sha256;
 use crate::error::{AppError, AppResult};
-use crate::provisioning::convention::{Convention, parse_date};
-use crate::store::{self, AccountRow, Annex1Row, NewAccount};
+use crate::provisioning::convention::Convention;
+use crate::provisioning::invite::{Access, open_account, reinvite};
+use crate::provisioning::{close_access_in, email_domains};
+use crate::store::{self, Annex1Row};
 
 pub struct Import<'a> {
     pub partner_id: &'a str,
@@ -35,19 +36,6 @@ pub struct ImportOutcome {
     pub applied: bool,
 }
 
-pub fn today(app: &App) -> Date {
-    let t = time::OffsetDateTime::from_unix_timestamp(app.clock.now_secs()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.date()
-}
-
-pub fn convention_of(p: &store::PartnerRow) -> Convention {
-    Convention {
-        signed_on: p.convention_signed_on.as_deref().and_then(parse_date),
-        non_renewal_notified_on: p.non_renewal_notified_on.as_deref().and_then(parse_date),
-        terminated_on: p.convention_terminated_on.as_deref().and_then(parse_date),
-    }
-}
-
 pub async fn import(app: &App, import: Import<'_>) -> AppResult<ImportOutcome> {
     import_with_fault(app, import, None).await
 }
@@ -61,10 +49,12 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         .partner(import.partner_id)
         .await?
         .ok_or_else(|| AppError::Invalid(format!("unknown partner `{}`", import.partner_id)))?;
-    let today = today(app);
+    let today = app.clock.today();
     let transmitted = import.transmitted.unwrap_or(today);
     if transmitted > today {
-        return Err(AppError::Invalid("--transmitted is in the future".into()));
+        return Err(AppError::Invalid(
+            "date de transmission / transmission date : dans le futur / in the future".into(),
+        ));
     }
     let parsed = parse_annex1_off_runtime(import.file_name, import.bytes.into()).await.map_err(|p| {
         let place = match (&p.sheet, p.line) {
@@ -88,9 +78,9 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
             .collect::<Vec<_>>(),
     )
     .unwrap_or_else(|_| "[]".into());
-    let domains: Vec<String> = serde_json::from_str(&partner.email_domains).unwrap_or_default();
+    let domains = email_domains(&partner);
     let view =
-        PartnerView { id: &partner.id, email_domains: &domains, convention: convention_of(&partner).state(today) };
+        PartnerView { id: &partner.id, email_domains: &domains, convention: Convention::of(&partner).state(today) };
 
     // The plan is computed from the accounts as read inside the write
     // transaction, so nothing can change between plan and apply.
@@ -110,12 +100,12 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
 
     let now = app.clock.now_ms();
     let mut events = Vec::new();
-    let person = |kind: &'static str, id: &str, e: &super::plan::PersonEntry| {
+    let person = |kind: &'static str, id: &str, e: &PersonEntry| {
         audit::Event::new(kind, audit::Outcome::Success, import.operator)
             .email(e.email.clone())
             .account(id.to_string())
             .partner(Some(partner.id.clone()))
-            .details(serde_json::json!({"line": e.line, "function": e.function, "closure_date": e.closure_date}))
+            .details(details(e))
     };
     let mut done = 0usize;
     let step = |done: &mut usize| -> AppResult<()> {
@@ -127,36 +117,16 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
     };
     for e in &plan.open {
         step(&mut done)?;
-        let id = crate::accounts::new_subject();
-        let email =
-            crate::accounts::ProfessionalEmail::parse(&e.email).map_err(|err| AppError::Invalid(err.to_string()))?;
-        store::insert_account(
-            &mut tx,
-            &NewAccount {
-                id: &id,
-                email: email.as_str(),
-                email_normalized: email.normalized(),
-                given_name: &e.given_name,
-                family_name: &e.family_name,
-                function: &e.function,
-                partner_id: Some(&partner.id),
-                state: "pending",
-                password_hash: None,
-                now,
-            },
-        )
-        .await?;
-        links::create_and_mail(app, &mut tx, &account_row(&id, e, &partner), Purpose::Activation).await?;
-        events.push(person(audit::kind::ACCESS_OPENED, &id, e));
-        events.push(person(audit::kind::ACTIVATION_SENT, &id, e));
+        let email = email_of(e)?;
+        let (_, records) = open_account(app, &mut tx, &access(&partner, &email, e, import.operator), now).await?;
+        events.extend(records);
     }
     for e in &plan.reopen {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
         store::reopen_account(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
-        links::create_and_mail(app, &mut tx, &account_row(id, e, &partner), Purpose::Activation).await?;
-        events.push(person(audit::kind::ACCESS_REOPENED, id, e));
-        events.push(person(audit::kind::ACTIVATION_SENT, id, e));
+        let email = email_of(e)?;
+        events.extend(reinvite(app, &mut tx, id, &access(&partner, &email, e, import.operator)).await?);
     }
     for e in &plan.update {
         step(&mut done)?;
@@ -168,9 +138,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
         let requested = e.closure_date.clone().unwrap_or_else(|| plan.transmitted.clone());
-        store::close_account(&mut tx, id, &requested, now).await?;
-        store::supersede_links_of_account(&mut tx, id, now).await?;
-        session::end_all_of_account_in(app, &mut tx, id, "access_closed").await?;
+        close_access_in(app, &mut tx, id, &requested, "access_closed", now).await?;
         events.push(person(audit::kind::ACCESS_CLOSED, id, e));
     }
     store::replace_annex1(
@@ -211,19 +179,28 @@ fn counts(plan: &Plan, apply: bool) -> serde_json::Value {
     })
 }
 
-fn account_row(id: &str, e: &super::plan::PersonEntry, partner: &store::PartnerRow) -> AccountRow {
-    AccountRow {
-        id: id.to_string(),
-        email: e.email.clone(),
-        email_normalized: e.email.to_lowercase(),
-        given_name: e.given_name.clone(),
-        family_name: e.family_name.clone(),
-        function: e.function.clone(),
-        partner_id: Some(partner.id.clone()),
-        partner_name: Some(partner.name.clone()),
-        state: "pending".into(),
-        password_hash: None,
-        created_at: 0,
-        updated_at: 0,
+/// What the log says of a person of the annex.
+fn details(e: &PersonEntry) -> serde_json::Value {
+    serde_json::json!({"line": e.line, "function": e.function, "closure_date": e.closure_date})
+}
+
+/// The plan parsed every entry's address already; parsed again for its type.
+fn email_of(e: &PersonEntry) -> AppResult<ProfessionalEmail> {
+    ProfessionalEmail::parse(&e.email).map_err(|err| AppError::Invalid(err.to_string()))
+}
+
+fn access<'a>(
+    partner: &'a store::PartnerRow,
+    email: &'a ProfessionalEmail,
+    e: &'a PersonEntry,
+    actor: &'a str,
+) -> Access<'a> {
+    Access {
+        partner,
+        email,
+        // As the parser cleaned them (collapsed, never empty).
+        names: Names { given_name: &e.given_name, family_name: &e.family_name, function: &e.function },
+        actor,
+        details: details(e),
     }
 }

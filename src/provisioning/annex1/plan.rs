@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use serde::Serialize;
 use time::Date;
 
-use super::parse::{AnnexRow, ListKind, ParseProblem, ParsedAnnex};
+use super::parse::{ParseProblem, ParsedAnnex};
+use super::row::{AnnexRow, ListKind};
 use crate::accounts::ProfessionalEmail;
-use crate::provisioning::convention::{ConventionState, format_date, parse_date};
+use crate::dates::{format_iso, parse_iso};
+use crate::provisioning::convention::ConventionState;
 use crate::provisioning::webmail::is_public_webmail;
 use crate::store::PartnerAccountRow;
 
@@ -60,6 +62,11 @@ fn problem(row: &AnnexRow, code: &'static str, message: String) -> ParseProblem 
     ParseProblem { line: row.line, sheet: row.sheet.clone(), email: Some(row.email.clone()), code, message }
 }
 
+/// About an existing access rather than a line of the file.
+fn account_problem(a: &PartnerAccountRow, code: &'static str, message: String) -> ParseProblem {
+    ParseProblem { line: 0, sheet: None, email: Some(a.email.clone()), code, message }
+}
+
 fn entry(row: &AnnexRow, account_id: Option<&str>, closure_date: Option<String>) -> PersonEntry {
     PersonEntry {
         line: row.line,
@@ -86,7 +93,7 @@ pub fn build_plan(
 ) -> Plan {
     let mut plan = Plan {
         partner_id: partner.id.to_string(),
-        transmitted: format_date(transmitted),
+        transmitted: format_iso(transmitted),
         errors: parsed.problems,
         ..Default::default()
     };
@@ -152,7 +159,7 @@ pub fn build_plan(
             },
             ListKind::Closed => {
                 let requested = match &row.closure_date {
-                    Some(d) => match parse_date(d) {
+                    Some(d) => match parse_iso(d) {
                         Some(date) => date,
                         None => {
                             plan.errors.push(problem(row, "bad_date", format!("Date de clôture illisible : « {d} ».")));
@@ -167,12 +174,12 @@ pub fn build_plan(
                         "closure_too_old",
                         format!(
                             "La clôture de {email} date du {} : plus de 2 ans avant la transmission, elle ne doit plus figurer dans l'annexe.",
-                            format_date(requested)
+                            format_iso(requested)
                         ),
                     ));
                     continue;
                 }
-                let date = Some(format_date(requested));
+                let date = Some(format_iso(requested));
                 match account {
                     Some(a) if a.state != "closed" => plan.close.push(entry(row, Some(&a.id), date)),
                     Some(a) => plan.unchanged.push(entry(row, Some(&a.id), date)),
@@ -195,27 +202,23 @@ pub fn build_plan(
             continue;
         }
         if a.state != "closed" {
-            plan.errors.push(ParseProblem {
-                line: 0,
-                sheet: None,
-                email: Some(a.email.clone()),
-                code: "missing_open_access",
-                message: format!(
+            plan.errors.push(account_problem(
+                a,
+                "missing_open_access",
+                format!(
                     "{} a un accès ouvert mais ne figure dans aucune liste : l'annexe doit lister tous les accès ouverts.",
                     a.email
                 ),
-            });
-        } else if a.closure_requested_on.as_deref().and_then(parse_date).is_some_and(|d| d >= limit) {
-            plan.warnings.push(ParseProblem {
-                line: 0,
-                sheet: None,
-                email: Some(a.email.clone()),
-                code: "closed_missing",
-                message: format!(
+            ));
+        } else if a.closure_requested_on.as_deref().and_then(parse_iso).is_some_and(|d| d >= limit) {
+            plan.warnings.push(account_problem(
+                a,
+                "closed_missing",
+                format!(
                     "{} a été clôturé il y a moins de 2 ans et devrait figurer dans la liste des clôtures.",
                     a.email
                 ),
-            });
+            ));
         }
     }
 

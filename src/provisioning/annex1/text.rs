@@ -4,10 +4,11 @@
 
 use std::borrow::Cow;
 
+use super::cell::{Cell, RawRow, RawSheet};
+use super::header::{HEADER_SEARCH_ROWS, find_header};
 use super::limits::{Budget, MAX_CSV_FIELDS, Place};
-use super::parse::{
-    Cell, HEADER_SEARCH_ROWS, ParseProblem, ParsedAnnex, RawRow, RawSheet, code, fatal, find_header, read_rows,
-};
+use super::parse::{ParseProblem, ParsedAnnex, code, fatal};
+use super::row::read_rows;
 
 /// UTF-8 (BOM stripped), UTF-16 with BOM, otherwise Windows-1252.
 fn decode(bytes: &[u8]) -> Cow<'_, str> {

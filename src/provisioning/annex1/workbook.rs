@@ -15,14 +15,14 @@ use calamine::{Data, DataRef, ExcelDateTime, Ods, Reader, SheetType, SheetVisibl
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::QName;
 
+use super::cell::{Cell, RawRow, RawSheet, fold};
+use super::header::{find_header, find_header_scored};
 use super::limits::{
     Budget, MAX_ARCHIVE_ENTRIES, MAX_COLUMNS, MAX_PART_BYTES, MAX_ROWS, MAX_SHEETS, MAX_UNCOMPRESSED_BYTES,
     MAX_XML_CELLS, Place,
 };
-use super::parse::{
-    Cell, ListKind, ParseProblem, ParsedAnnex, RawRow, RawSheet, code, fatal, find_header, find_header_scored, fold,
-    read_rows,
-};
+use super::parse::{ParseProblem, ParsedAnnex, code, fatal};
+use super::row::{ListKind, read_rows};
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 /// Compound files: Excel 97-2003, and password-protected XLSX.
