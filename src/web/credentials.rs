@@ -2,7 +2,6 @@
 //! Link pages are never cached and send no referrer (global headers), so the
 //! token in their URL does not leak.
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,12 +10,12 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::browser::PageLocale;
+use super::extract::{CheckedForm, SourceAddress};
 use super::i18n::{Locale, text};
-use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
+use crate::audit::Source;
 use crate::auth::links::{self, LinkProblem, Purpose, SetPasswordError, Typed};
 use crate::auth::policy::Violation;
-use crate::oidc::Params;
 
 #[derive(Deserialize)]
 pub struct LinkQuery {
@@ -109,23 +108,11 @@ async fn show(
     }
 }
 
-async fn submit(
-    app: AppState,
-    peer: std::net::SocketAddr,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
-    purpose: Purpose,
-) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
+async fn submit(app: AppState, source: Source, checked: CheckedForm, purpose: Purpose) -> Response {
+    let CheckedForm { form, locale, jar } = checked;
     let token = form.get("token").unwrap_or_default().to_string();
     let password = form.get("password").unwrap_or_default();
     let confirmation = form.get("confirmation").unwrap_or_default();
-    let source = super::audit_source(&app, peer, &headers);
     match links::set_password(&app, &token, purpose, Typed { password, confirmation }, &source).await {
         Ok(Ok(_)) => {
             let (title, message) = match purpose {
@@ -139,7 +126,7 @@ async fn submit(
             (jar, pages::message(StatusCode::OK, locale, title, message, None)).into_response()
         }
         Ok(Err(SetPasswordError::Link(problem))) => {
-            links::record_refusal(&app, &token, purpose, problem, &super::audit_source(&app, peer, &headers)).await;
+            links::record_refusal(&app, &token, purpose, problem, &source).await;
             problem_page(locale, purpose, problem)
         }
         Ok(Err(SetPasswordError::Policy(violations))) => {
@@ -165,12 +152,10 @@ pub async fn activate_page(
 
 pub async fn activate_submit(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
+    SourceAddress(source): SourceAddress,
+    form: CheckedForm,
 ) -> Response {
-    submit(app, peer, headers, jar, body, Purpose::Activation).await
+    submit(app, source, form, Purpose::Activation).await
 }
 
 pub async fn reset_page(
@@ -185,12 +170,10 @@ pub async fn reset_page(
 
 pub async fn reset_submit(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
+    SourceAddress(source): SourceAddress,
+    form: CheckedForm,
 ) -> Response {
-    submit(app, peer, headers, jar, body, Purpose::Reset).await
+    submit(app, source, form, Purpose::Reset).await
 }
 
 fn forgot_view(app: &AppState, jar: CookieJar, locale: Locale, sent: bool) -> Response {
@@ -214,24 +197,16 @@ pub async fn forgot_page(State(app): State<AppState>, PageLocale { locale, jar }
 /// whether an account exists (R4).
 pub async fn forgot_submit(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
     let email = form.get("email").unwrap_or_default().chars().take(254).collect::<String>();
-    let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies).to_string();
-    if let Err(e) = links::record_reset_request(&app, &email, &super::audit_source(&app, peer, &headers)).await {
+    if let Err(e) = links::record_reset_request(&app, &email, &source).await {
         return error::internal_page(e, locale);
     }
     let background = app.clone();
     tokio::spawn(async move {
-        if let Err(e) = links::request_reset(&background, &email, Some(&ip)).await {
+        if let Err(e) = links::request_reset(&background, &email, source.ip.as_deref()).await {
             tracing::error!(error = %e, "reset request failed");
         }
     });
@@ -297,16 +272,9 @@ pub async fn change_page(State(app): State<AppState>, PageLocale { locale, jar }
 
 pub async fn change_submit(
     State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
     let Some(account) = signed_in(&app, &jar).await else {
         return pages::message(StatusCode::UNAUTHORIZED, locale, "error_title", "err_signin_first", None);
     };
@@ -314,7 +282,6 @@ pub async fn change_submit(
         password: form.get("password").unwrap_or_default(),
         confirmation: form.get("confirmation").unwrap_or_default(),
     };
-    let source = super::audit_source(&app, peer, &headers);
     let outcome =
         links::change_password(&app, &account.id, form.get("current").unwrap_or_default(), typed, &source).await;
     match outcome {

@@ -60,9 +60,7 @@ pub fn csrf_refusal(app: &AppState, jar: &CookieJar, locale: Locale, token: Opti
 /// As it reads the body, it comes last among a handler's arguments.
 pub struct CheckedForm {
     pub form: Params,
-    #[expect(dead_code, reason = "for the sign-in, password and sign-out forms, which move here after issue 14")]
     pub locale: Locale,
-    #[expect(dead_code, reason = "for the sign-in, password and sign-out forms, which move here after issue 14")]
     pub jar: CookieJar,
 }
 

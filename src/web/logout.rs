@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 
+use super::extract::{CheckedForm, SourceAddress};
 use super::i18n::Locale;
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
@@ -74,16 +75,9 @@ async fn handle(
 
 pub async fn logout_confirm(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    let locale = browser::locale(&headers, None, None);
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
     let redirect = match logout::confirmed_redirect(
         &app,
         form.get("client_id"),
@@ -95,7 +89,7 @@ pub async fn logout_confirm(
         Ok(r) => r,
         Err(e) => return error::internal_page(e, locale),
     };
-    sign_out(&app, jar, locale, redirect, super::audit_source(&app, peer, &headers)).await
+    sign_out(&app, jar, locale, redirect, source).await
 }
 
 async fn sign_out(

@@ -3,18 +3,15 @@
 //! once), the code asked at each sign-in, and the opt-in for agents. Thin
 //! handlers over `auth::second_factor`; no script is needed on any page.
 
-use std::net::SocketAddr;
-
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use minijinja::context;
 
 use super::browser::PageLocale;
+use super::extract::{CheckedForm, SourceAddress};
 use super::i18n::{Locale, text};
-use super::oauth::pairs;
 use super::signin::after_sign_in;
 use super::{AppState, browser, error, pages};
 use crate::accounts::Account;
@@ -24,7 +21,6 @@ use crate::auth::signin::{self, Browser, SecondStep, StepOutcome};
 use crate::auth::totp;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::oidc::Params;
 use crate::store::PendingSecondFactorRow;
 
 pub const VERIFY_PATH: &str = "/signin/otp";
@@ -124,27 +120,22 @@ fn refusal(locale: Locale, failure: Failure) -> (StatusCode, &'static str, Optio
 
 pub async fn verify_submit(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
     let Some(pending_cookie) = jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string()) else {
         return expired(locale);
     };
-    let source = super::audit_source(&app, peer, &headers);
     let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
     let previous = browser::session_value(&app.config, &jar);
-    let user_agent = browser::user_agent(&headers);
     let step = SecondStep {
         pending_cookie: &pending_cookie,
         code: &code,
-        browser: Browser { previous_cookie: previous.as_deref(), source: &source, user_agent: user_agent.as_deref() },
+        browser: Browser {
+            previous_cookie: previous.as_deref(),
+            source: &source,
+            user_agent: source.user_agent.as_deref(),
+        },
     };
     match signin::with_code(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, .. }) => {
@@ -236,16 +227,9 @@ pub async fn enrol_page(State(app): State<AppState>, PageLocale { locale, jar }:
 
 pub async fn enrol_submit(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
     let (pending, account) = match enrolment(&app, &jar, locale).await {
         Ok(p) => p,
         Err(page) => return page,
@@ -253,14 +237,16 @@ pub async fn enrol_submit(
     let Some(pending_cookie) = jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string()) else {
         return expired(locale);
     };
-    let source = super::audit_source(&app, peer, &headers);
     let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
     let previous = browser::session_value(&app.config, &jar);
-    let user_agent = browser::user_agent(&headers);
     let step = SecondStep {
         pending_cookie: &pending_cookie,
         code: &code,
-        browser: Browser { previous_cookie: previous.as_deref(), source: &source, user_agent: user_agent.as_deref() },
+        browser: Browser {
+            previous_cookie: previous.as_deref(),
+            source: &source,
+            user_agent: source.user_agent.as_deref(),
+        },
     };
     match signin::with_enrolment(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, value: codes }) => {
@@ -324,12 +310,7 @@ pub async fn security_page(State(app): State<AppState>, PageLocale { locale, jar
 /// Opt-in: the signed-in account starts an enrolment (the same pages as an
 /// administrator's first sign-in). An account already enrolled keeps its
 /// factor: replacing it is not offered here.
-pub async fn security_enable(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Bytes) -> Response {
-    let locale = browser::locale(&headers, None, None);
-    let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
-    if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
-        return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
-    }
+pub async fn security_enable(State(app): State<AppState>, CheckedForm { locale, jar, .. }: CheckedForm) -> Response {
     let started = async {
         let Some(value) = browser::session_value(&app.config, &jar) else { return Ok(None) };
         let Some(s) = session::current(&app, &value).await? else { return Ok(None) };
