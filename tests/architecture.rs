@@ -30,7 +30,9 @@ const KNOWN_CYCLE_EDGES: &[(&str, &str)] = &[
     ("app", "oidc"),
     ("app", "provisioning"),
     ("app", "retention"),
-    // Ending a session queues the back-channel notices itself.
+    // The sign-in core (auth/signin.rs) resumes a parked authorization
+    // request and issues its code through `oidc::authorize`, while the
+    // protocol layer uses auth for sessions and passwords.
     ("auth", "oidc"),
 ];
 
