@@ -23,13 +23,6 @@ const STORE_MAY_USE: &[&str] = &["clock"];
 /// them, and when one of them no longer closes a circle: take it out of the
 /// list then, so that the list only shrinks.
 const KNOWN_CYCLE_EDGES: &[(&str, &str)] = &[
-    // `App::open` and `spawn_jobs` reach into the domain: to move to `startup`.
-    ("app", "alerts"),
-    ("app", "auth"),
-    ("app", "mail"),
-    ("app", "oidc"),
-    ("app", "provisioning"),
-    ("app", "retention"),
     // The sign-in core (auth/signin.rs) resumes a parked authorization
     // request and issues its code through `oidc::authorize`, while the
     // protocol layer uses auth for sessions and passwords.
