@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use coop_idp::app::App;
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::provisioning::annex1::apply::{Import, import};
@@ -32,7 +31,7 @@ async fn main() {
         ("COOP_IDP_KEYS_DIR".to_string(), dir.path().join("keys").display().to_string()),
     ];
     let config = Config::from_sources(None, &env).expect("config");
-    let app = App::open(config, Clock::system()).await.expect("app");
+    let app = coop_idp::startup::open(config, Clock::system()).await.expect("app");
     let domains = ["cc-girou.fr".to_string()];
     add_partner(
         &app,

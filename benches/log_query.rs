@@ -17,7 +17,6 @@
 
 use std::time::{Duration, Instant};
 
-use coop_idp::app::App;
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::crypto::random_token;
@@ -71,7 +70,7 @@ async fn run(dir: &tempfile::TempDir, database_url: Option<String>, events: i64)
         env.push(("COOP_IDP_DATABASE_URL".to_string(), url.clone()));
     }
     let config = Config::from_sources(None, &env).expect("config");
-    let app = App::open(config, Clock::system()).await.expect("app");
+    let app = coop_idp::startup::open(config, Clock::system()).await.expect("app");
     let store = &app.store;
     let label = match store.backend() {
         Backend::Sqlite => "SQLite",

@@ -1,7 +1,6 @@
 //! Domain errors. They are mapped to HTTP responses in one place
 //! (`web::error`), and to messages and exit codes in `cli`.
 
-use crate::auth::password::HashError;
 use crate::keys::KeyError;
 use crate::store::StoreError;
 
@@ -11,10 +10,11 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Keys(#[from] KeyError),
+    /// A failure of a domain module (password hashing, the TOTP vault…),
+    /// converted where its type is defined so that this module imports
+    /// nothing above it.
     #[error(transparent)]
-    Hash(#[from] HashError),
-    #[error(transparent)]
-    Vault(#[from] crate::auth::vault::VaultError),
+    Failure(Box<dyn std::error::Error + Send + Sync>),
     #[error("{0}")]
     Invalid(String),
 }

@@ -1,8 +1,11 @@
 //! coop-idp: the OpenID Connect identity provider of the Coopération platform.
 //!
 //! Layering (arrows point one way):
-//! `web` / `cli` → domain (`oidc`, `auth`, `accounts`) → `store`.
+//! `web` / `cli` / `startup` → domain (`oidc`, `auth`, `accounts`…) →
+//! the running context (`app`) and what it holds (`store`, `keys`,
+//! `password`, `mail_transport`, `config`, `clock`, `error`).
 //! The domain never imports axum; the store knows nothing of HTTP.
+//! `tests/architecture.rs` checks these arrows.
 
 pub mod accounts;
 pub mod admin;
@@ -18,9 +21,12 @@ pub mod dates;
 pub mod error;
 pub mod keys;
 pub mod mail;
+pub mod mail_transport;
 pub mod metrics;
 pub mod oidc;
+pub mod password;
 pub mod provisioning;
 pub mod retention;
+pub mod startup;
 pub mod store;
 pub mod web;

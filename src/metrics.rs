@@ -17,7 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::app::App;
+use crate::clock::Millis;
+use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -100,18 +101,16 @@ pub fn request(route: &str, method: &str, status: u16, elapsed: Duration) {
     m.latency.get_or_create(&RouteLabels { route: route.to_string() }).observe(elapsed.as_secs_f64());
 }
 
-/// A connection-log event appended: sign-ins and throttled attempts are
-/// counted from the log's own kinds, so they match what the log says.
-pub fn event(kind: &str) {
-    let m = &*METRICS;
-    match kind {
-        crate::audit::kind::SIGNIN => m.signins.get_or_create(&OutcomeLabels { outcome: "success".into() }).inc(),
-        crate::audit::kind::SIGNIN_FAILED => {
-            m.signins.get_or_create(&OutcomeLabels { outcome: "failure".into() }).inc()
-        }
-        crate::audit::kind::THROTTLED => m.throttled.inc(),
-        _ => 0,
-    };
+/// A sign-in, by outcome. Called by the connection log for its own
+/// kinds, so the counts match what the log says.
+pub fn signin(success: bool) {
+    let outcome = if success { "success" } else { "failure" };
+    METRICS.signins.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+}
+
+/// An attempt refused by the throttle (counted from the connection log).
+pub fn throttled() {
+    METRICS.throttled.inc();
 }
 
 /// One run of a background job, by its result.
@@ -127,10 +126,9 @@ pub fn job_run(name: &str, ok: bool) {
 
 /// The text exposition, with the outbox gauges read from the database now
 /// (they describe the shared outboxes, the same on every instance).
-pub async fn render(app: &App) -> String {
+pub async fn render(store: &Store, now: Millis) -> String {
     let m = &*METRICS;
-    let now = app.clock.now_ms();
-    match app.store.outbox_stats().await {
+    match store.outbox_stats().await {
         Ok(stats) => {
             for (name, depth, oldest) in stats {
                 let labels = OutboxLabels { outbox: name.to_string() };

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use coop_idp::app::App;
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::crypto::{b64url, random_token, sha256};
@@ -292,7 +291,7 @@ pub fn add_client(bin: &Path, env: &[(String, String)], id: &str, alg: &str) -> 
 /// Inserts the active test account through the store layer.
 pub async fn add_account(env: &[(String, String)]) -> BenchResult<()> {
     let config = Config::from_sources(None, env).map_err(|e| e.to_string())?;
-    let app = App::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
+    let app = coop_idp::startup::open(config, Clock::system()).await.map_err(|e| e.to_string())?;
     let hash = app.hasher.hash(PASSWORD.to_string()).await.map_err(|e| e.to_string())?;
     let id = coop_idp::accounts::new_subject();
     let now = app.clock.now_ms();

@@ -235,10 +235,20 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
     let now = app.clock.now_ms();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind).collect();
     // Counted once written: a rolled-back append is not an event.
-    tx.after_commit(move || kinds.into_iter().for_each(crate::metrics::event));
+    tx.after_commit(move || kinds.into_iter().for_each(count));
     let rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
     store::append_events(tx, rows, record_hash).await?;
     Ok(())
+}
+
+/// The metrics kept from the connection log's own kinds.
+fn count(kind: &str) {
+    match kind {
+        kind::SIGNIN => crate::metrics::signin(true),
+        kind::SIGNIN_FAILED => crate::metrics::signin(false),
+        kind::THROTTLED => crate::metrics::throttled(),
+        _ => {}
+    }
 }
 
 fn row_of(e: Event, now: crate::clock::Millis) -> EventRow {

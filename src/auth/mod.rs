@@ -1,7 +1,6 @@
 //! Authentication: password hashing, sign-in and browser sessions.
 
 pub mod links;
-pub mod password;
 pub mod policy;
 pub mod second_factor;
 pub mod session;

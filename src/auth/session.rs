@@ -214,7 +214,7 @@ pub async fn end_in(
     store::delete_unredeemed_codes_of_session(tx, &row.id_hash);
     if ended {
         for client_id in clients {
-            crate::oidc::backchannel::enqueue(app, tx, client_id, &row.account_id, &row.sid).await?;
+            queue_logout_notice(app, tx, client_id, &row.account_id, &row.sid).await?;
         }
     }
     Ok(ended)
@@ -237,11 +237,29 @@ pub async fn end_all_of_account_in(
     let mut notices = 0;
     for (id_hash, sid) in &ended {
         for client_id in store::session_client_ids_in(tx, id_hash).await? {
-            crate::oidc::backchannel::enqueue(app, tx, &client_id, account_id, sid).await?;
+            queue_logout_notice(app, tx, &client_id, account_id, sid).await?;
             notices += 1;
         }
     }
     Ok(notices)
+}
+
+/// Queues a back-channel logout notice for a client that registered a
+/// `backchannel_logout_uri`, in the transaction that ends the session; the
+/// protocol layer (`oidc::backchannel`) signs and sends it. Queued here, by
+/// what ends sessions, so that auth does not call up into the protocol layer.
+async fn queue_logout_notice(
+    app: &App,
+    tx: &mut crate::store::WriteTx,
+    client_id: &str,
+    subject: &str,
+    sid: &str,
+) -> store::StoreResult<()> {
+    let has_uri = app.store.client(client_id).await?.is_some_and(|c| c.backchannel_logout_uri.is_some());
+    if has_uri {
+        store::enqueue_backchannel(tx, &random_b64(16), client_id, subject, sid, app.clock.now_ms()).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ pub enum VaultError {
     Seal,
 }
 
+impl From<VaultError> for crate::error::AppError {
+    fn from(e: VaultError) -> Self {
+        crate::error::AppError::Failure(Box::new(e))
+    }
+}
+
 struct SealingKey {
     id: String,
     bytes: Vec<u8>,

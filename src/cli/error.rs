@@ -98,7 +98,7 @@ fn app_refused(e: &AppError) -> bool {
     match e {
         AppError::Invalid(_) => true,
         AppError::Store(e) => store_refused(e),
-        AppError::Keys(_) | AppError::Hash(_) | AppError::Vault(_) => false,
+        AppError::Keys(_) | AppError::Failure(_) => false,
     }
 }
 

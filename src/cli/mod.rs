@@ -85,7 +85,7 @@ async fn run(command: Command, config: Config) -> Result<(), CliError> {
 /// Opens the application (migrations applied) on the system clock: the one
 /// way a command reaches the database.
 async fn open(config: Config) -> Result<Arc<App>, CliError> {
-    Ok(App::open(config, Clock::system()).await?)
+    Ok(crate::startup::open(config, Clock::system()).await?)
 }
 
 /// Prints a result on one line (the shape scripts read).

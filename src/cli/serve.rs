@@ -34,7 +34,7 @@ pub(super) async fn serve(config: Config) -> Result<(), CliError> {
         });
         tracing::info!(address = %address, "metrics listening");
     }
-    app.spawn_jobs(stop_rx);
+    crate::startup::spawn_jobs(&app, stop_rx);
     tracing::info!(address = %listen, issuer = %app.config.issuer_str(), ready_ms = started.elapsed().as_millis() as u64, "coop-idp listening");
     let shutdown = async move {
         wait_for_signal().await;

@@ -5,10 +5,9 @@
 //! exponential backoff for 72 hours before the message is marked failed.
 
 mod templates;
-mod transport;
 
+pub use crate::mail_transport::{MailTransport, TransportError};
 pub use templates::{MailKind, render};
-pub use transport::{MailTransport, TransportError};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! OIDC Back-Channel Logout 1.0: whenever a session ends, every client that
 //! received tokens from it and registered a `backchannel_logout_uri` gets a
 //! signed `logout_token`. Notifications are queued durably in the same
-//! transaction that ends the session, and retried with backoff while the
+//! transaction that ends the session (by `auth::session`, which ends it), and retried with backoff while the
 //! relying party is unreachable. The token is signed at sending time, so a
 //! late delivery still carries a fresh `iat`/`exp`.
 
@@ -15,20 +15,12 @@ use crate::app::App;
 use crate::audit;
 use crate::clock::Millis;
 use crate::crypto::random_b64;
-use crate::store::{self, BackchannelRow, StoreResult, WriteTx};
+use crate::store::{self, BackchannelRow};
 
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Give up after a day of failures (the session is long gone by then).
 const GIVE_UP_AFTER_MS: Millis = 24 * 3600 * 1000;
 const MAX_BACKOFF_MS: Millis = 5 * 60 * 1000;
-
-pub async fn enqueue(app: &App, tx: &mut WriteTx, client_id: &str, subject: &str, sid: &str) -> StoreResult<()> {
-    let has_uri = app.store.client(client_id).await?.is_some_and(|c| c.backchannel_logout_uri.is_some());
-    if has_uri {
-        store::enqueue_backchannel(tx, &random_b64(16), client_id, subject, sid, app.clock.now_ms()).await?;
-    }
-    Ok(())
-}
 
 /// Delay before the next attempt: 1 s, 2 s, 4 s … capped at 5 minutes.
 pub fn backoff_ms(attempts: i64) -> Millis {

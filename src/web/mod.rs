@@ -123,7 +123,7 @@ async fn metrics(State(app): State<AppState>) -> Response {
             (header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        crate::metrics::render(&app).await,
+        crate::metrics::render(&app.store, app.clock.now_ms()).await,
     )
         .into_response()
 }

@@ -129,7 +129,7 @@ impl Cluster {
         let mut local = env.clone();
         set(&mut local, "data_dir", &dir.path().join("setup").display().to_string());
         let config = Config::from_sources(None, &prefixed(&local)).expect("cluster configuration");
-        let app = App::open(config, Clock::system()).await.expect("setup app");
+        let app = coop_idp::startup::open(config, Clock::system()).await.expect("setup app");
         Cluster { app, instances: Vec::new(), env, dir, _schema: schema }
     }
 

@@ -86,7 +86,7 @@ async fn two_processes_appending_keep_one_chain(db: Db) {
     use coop_idp::audit::{Event, Outcome, kind, record};
     let server = TestServer::start(db).await;
     let command_line =
-        coop_idp::app::App::open(server.app.config.clone(), server.clock.clone()).await.expect("second process");
+        coop_idp::startup::open(server.app.config.clone(), server.clock.clone()).await.expect("second process");
     let event = |actor: &str| vec![Event::new(kind::LOG_READ, Outcome::Success, actor)];
     for _ in 0..3 {
         record(&server.app, event("server")).await;

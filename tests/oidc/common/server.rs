@@ -79,7 +79,7 @@ impl TestServer {
         let clock = Clock::system();
         let app = App::with_store(config, store, clock.clone()).expect("app");
         let (stop_tx, stop_rx) = watch::channel(false);
-        app.spawn_jobs(stop_rx.clone());
+        coop_idp::startup::spawn_jobs(&app, stop_rx.clone());
         let served = app.clone();
         let mut stop_serving = stop_rx;
         tokio::spawn(async move {

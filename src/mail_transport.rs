@@ -1,4 +1,5 @@
-//! Delivery: SMTP (lettre) or `.eml` files.
+//! Mail delivery: SMTP (lettre) or `.eml` files. Kept below `mail` (which
+//! renders and queues) so that the running context (`app`) can hold it.
 
 use std::path::PathBuf;
 use std::time::Duration;

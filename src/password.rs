@@ -28,6 +28,12 @@ pub enum HashError {
     Busy,
 }
 
+impl From<HashError> for crate::error::AppError {
+    fn from(e: HashError) -> Self {
+        crate::error::AppError::Failure(Box::new(e))
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Sign-ins waiting for a hashing thread beyond which new ones are refused.
