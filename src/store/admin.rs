@@ -1,7 +1,7 @@
 //! Administration: who holds a role, a partner's accounts as the console
 //! shows them, and the state of the alert detectors.
 
-use super::{AccountRow, Store, StoreResult, WriteTx};
+use super::{Store, StoreResult, WriteTx, accounts::AccountRow};
 use crate::clock::Millis;
 
 /// A partner's account with its last sign-in (from the connection log).
@@ -75,7 +75,7 @@ impl Store {
         since_ms: Millis,
         up_to_seq: i64,
         limit: i64,
-    ) -> StoreResult<Vec<super::EventRow>> {
+    ) -> StoreResult<Vec<super::events::EventRow>> {
         let (column, value) = match key {
             EventKey::Ip(v) => ("ip", *v),
             EventKey::Email(v) => ("email_normalized", *v),
@@ -88,7 +88,8 @@ impl Store {
             super::events::EVENT_COLUMNS,
             placeholders.join(", ")
         );
-        let mut q = sqlx::query_as::<_, super::EventRow>(&sql).bind(value).bind(since_ms).bind(up_to_seq).bind(limit);
+        let mut q =
+            sqlx::query_as::<_, super::events::EventRow>(&sql).bind(value).bind(since_ms).bind(up_to_seq).bind(limit);
         for k in kinds {
             q = q.bind(k.to_string());
         }

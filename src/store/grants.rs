@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
 use super::sync_read::PointRow;
-use super::{AccountRow, Store, StoreResult, WriteTx};
+use super::{Store, StoreResult, WriteTx, accounts::AccountRow};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -588,7 +588,7 @@ pub async fn remember_assertion_jti(
 }
 
 /// Deletes what has expired; run by a background job.
-pub async fn delete_expired_grants(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
+pub async fn delete_expired(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
     let mut n = 0;
     for sql in [
         "DELETE FROM auth_requests WHERE expires_at < $1",
@@ -600,4 +600,26 @@ pub async fn delete_expired_grants(tx: &mut WriteTx, now: Millis) -> StoreResult
         n += sqlx::query(sql).bind(now).execute(tx.conn().await?).await?.rows_affected();
     }
     Ok(n)
+}
+
+/// Revokes every token family of an account (password reset, closure).
+pub async fn revoke_families_of_account(
+    tx: &mut WriteTx,
+    account_id: &str,
+    reason: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE account_id = $1)")
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?;
+    sqlx::query(
+        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE account_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(account_id)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
 }

@@ -8,38 +8,27 @@
 //! writes later can fail at once with `SQLITE_BUSY` when another connection
 //! wrote in between, so on SQLite every write goes through one async gate.
 
-mod accounts;
-mod admin;
-mod clients;
-mod credentials;
-mod events;
-mod grants;
+pub mod accounts;
+pub mod admin;
+pub mod backchannel;
+pub mod clients;
+pub mod credentials;
+pub mod events;
+pub mod grants;
 mod group_commit;
-mod outbox;
-mod provisioning;
-mod retention;
-mod sessions;
+pub mod mail;
+pub mod partners;
+pub mod retention;
+pub mod sessions;
 pub mod shared;
 mod sync_read;
-mod throttle;
-mod totp;
-mod transfer;
+pub mod throttle;
+pub mod totp;
+pub mod transfer;
 mod write_tx;
 
-pub use accounts::*;
-pub use admin::*;
-pub use clients::*;
-pub use credentials::*;
-pub use events::*;
-pub use grants::*;
-pub use outbox::*;
-pub use provisioning::*;
-pub use retention::*;
-pub use sessions::*;
-pub use throttle::*;
-pub use totp::*;
-pub use transfer::TransferError;
-pub use write_tx::{ChainHead, Param, WriteTx};
+use write_tx::ChainHead;
+pub use write_tx::WriteTx;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -154,7 +143,7 @@ pub struct Store {
     /// head last committed through it, so appending an event needs no read.
     write_gate: Option<Arc<Mutex<Option<ChainHead>>>>,
     /// Client registrations read in the last second (see `clients.rs`).
-    client_cache: Arc<ClientCache>,
+    client_cache: Arc<clients::ClientCache>,
     /// SQLite on a file: the thread that commits the hot paths' transactions
     /// in groups (see `group_commit.rs`).
     group_writer: Option<Arc<group_commit::GroupWriter>>,

@@ -25,7 +25,7 @@ use crate::auth::totp;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::oidc::Params;
-use crate::store::PendingSecondFactorRow;
+use crate::store::totp::PendingSecondFactorRow;
 
 pub const VERIFY_PATH: &str = "/signin/otp";
 pub const ENROL_PATH: &str = "/signin/otp/enrol";

@@ -54,7 +54,7 @@ impl Store {
     }
 }
 
-pub async fn enqueue_backchannel(
+pub async fn enqueue(
     tx: &mut WriteTx,
     id: &str,
     client_id: &str,
@@ -76,13 +76,8 @@ pub async fn enqueue_backchannel(
     Ok(())
 }
 
-/// Claims a due notification for one sender (see `claim_mail`).
-pub async fn claim_backchannel(
-    tx: &mut WriteTx,
-    id: &str,
-    seen_next_attempt_at: Millis,
-    lease_until: Millis,
-) -> StoreResult<bool> {
+/// Claims a due notification for one sender (see `mail::claim`).
+pub async fn claim(tx: &mut WriteTx, id: &str, seen_next_attempt_at: Millis, lease_until: Millis) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE backchannel_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 \
          AND delivered_at IS NULL AND abandoned_at IS NULL",
@@ -95,7 +90,7 @@ pub async fn claim_backchannel(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn mark_backchannel_delivered(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<()> {
+pub async fn mark_delivered(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<()> {
     sqlx::query("UPDATE backchannel_outbox SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
         .bind(now)
         .bind(id)
@@ -104,7 +99,7 @@ pub async fn mark_backchannel_delivered(tx: &mut WriteTx, id: &str, now: Millis)
     Ok(())
 }
 
-pub async fn mark_backchannel_failed(
+pub async fn mark_failed(
     tx: &mut WriteTx,
     id: &str,
     error: &str,
