@@ -1,21 +1,23 @@
 use sqlx::Row;
 
-use super::sync_read::PointRow;
+use super::sync_read::point_row;
 use super::{Store, StoreError, StoreResult, WriteTx};
 use crate::clock::Millis;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SessionRow {
-    pub id_hash: String,
-    pub sid: String,
-    pub account_id: String,
-    pub auth_time: Millis,
-    pub amr: String,
-    pub acr: String,
-    pub created_at: Millis,
-    pub last_seen_at: Millis,
-    pub absolute_expires_at: Millis,
-    pub ended_at: Option<Millis>,
+point_row! {
+    #[derive(Debug, Clone)]
+    pub struct SessionRow {
+        pub id_hash: String,
+        pub sid: String,
+        pub account_id: String,
+        pub auth_time: Millis,
+        pub amr: String,
+        pub acr: String,
+        pub created_at: Millis,
+        pub last_seen_at: Millis,
+        pub absolute_expires_at: Millis,
+        pub ended_at: Option<Millis>,
+    }
 }
 
 pub struct NewSession<'a> {
@@ -28,23 +30,6 @@ pub struct NewSession<'a> {
     pub absolute_expires_at: Millis,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
-}
-
-impl PointRow for SessionRow {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(SessionRow {
-            id_hash: r.get("id_hash")?,
-            sid: r.get("sid")?,
-            account_id: r.get("account_id")?,
-            auth_time: r.get("auth_time")?,
-            amr: r.get("amr")?,
-            acr: r.get("acr")?,
-            created_at: r.get("created_at")?,
-            last_seen_at: r.get("last_seen_at")?,
-            absolute_expires_at: r.get("absolute_expires_at")?,
-            ended_at: r.get("ended_at")?,
-        })
-    }
 }
 
 const SESSION_COLUMNS: &str =
