@@ -1,3 +1,5 @@
+//! Accounts (with their partner's name) and their roles.
+
 use sqlx::Row;
 
 use super::{Store, StoreError, StoreResult, WriteTx};

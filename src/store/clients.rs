@@ -1,3 +1,5 @@
+//! Client registrations, and the short cache of those read.
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -2,7 +2,32 @@
 //!
 //! All SQL lives under this module. Both dialects accept the same statements
 //! (`$n` parameters, `BIGINT` milliseconds, `RETURNING`), so each query is
-//! written once; migrations are kept per database in `migrations/<db>/`.
+//! written once; where they differ, the two statements stand side by side in
+//! the same function (`match tx.backend`). Migrations are kept per database
+//! in `migrations/<db>/`.
+//!
+//! One file per table (or per small family of tables), holding its row types
+//! and all its SQL, reads and writes. Callers name the table:
+//! `store::sessions::insert(&mut tx, ..)`, `store::throttle::clear_queued(..)`.
+//! The convention: a write is a free function of the table's module taking
+//! the caller's `&mut WriteTx`, so that one use case commits once; a read
+//! outside a transaction is a `Store` method (`store.session(id_hash)`),
+//! written in the `impl Store` block of the same file. Only `Store`,
+//! `WriteTx`, `StoreError`, `StoreResult` and `Backend` are named at
+//! `store::` itself.
+//!
+//! - `accounts`: accounts and their roles; `partners`: partners, conventions,
+//!   annexes, reminders, the console's annex-1 uploads;
+//! - `sessions`; `grants`: pending authorization requests, codes, token
+//!   families, access and refresh tokens, assertion identifiers;
+//! - `credentials`: one-time links; `totp`: second factor secrets, recovery
+//!   codes, pending second steps; `clients`: client registrations;
+//! - `events`: the chained connection log; `retention`: leases, checkpoints,
+//!   log purges, destructions; `admin`: job cursors, alert memory, the
+//!   console's joined reads;
+//! - `mail` and `backchannel`: the two outboxes; `throttle`: sign-in
+//!   throttling rows; `shared`: the Redis counterpart; `transfer`: export and
+//!   import of the whole database.
 //!
 //! SQLite has a single writer. A deferred transaction that read first and
 //! writes later can fail at once with `SQLITE_BUSY` when another connection

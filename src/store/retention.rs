@@ -1,6 +1,8 @@
 //! Storage of retention (R19, R20) and of the log's checkpoints: job leases,
-//! signed checkpoints, purged ranges, destruction records, and the deletions
-//! themselves. Every deletion runs inside the purge's transaction.
+//! signed checkpoints, purged ranges, destruction records, and the
+//! destruction of an account's data. The deletions of single tables the
+//! purge runs (events, sessions, accounts, annexes) are in those tables'
+//! files; every one runs inside the purge's transaction.
 
 use super::{Backend, Store, StoreResult, WriteTx};
 use crate::clock::Millis;

@@ -1,3 +1,5 @@
+//! Sessions and the clients each one signed in to.
+
 use sqlx::Row;
 
 use super::sync_read::point_row;
