@@ -1,7 +1,10 @@
 //! The durable queue of back-channel logout notifications.
 
+use super::outbox::Outbox;
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
+
+const OUTBOX: Outbox = Outbox { table: "backchannel_outbox", done: "delivered_at", given_up: "abandoned_at" };
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BackchannelRow {
@@ -76,18 +79,9 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Claims a due notification for one sender (see `mail::claim`).
+/// Claims a due notification for one sender (see `Outbox::claim`).
 pub async fn claim(tx: &mut WriteTx, id: &str, seen_next_attempt_at: Millis, lease_until: Millis) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE backchannel_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 \
-         AND delivered_at IS NULL AND abandoned_at IS NULL",
-    )
-    .bind(lease_until)
-    .bind(id)
-    .bind(seen_next_attempt_at)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    OUTBOX.claim(tx, id, seen_next_attempt_at, lease_until).await
 }
 
 pub async fn mark_delivered(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<()> {
@@ -106,27 +100,5 @@ pub async fn mark_failed(
     next_attempt_at: Option<Millis>,
     now: Millis,
 ) -> StoreResult<()> {
-    match next_attempt_at {
-        Some(next) => {
-            sqlx::query(
-                "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
-            )
-            .bind(error)
-            .bind(next)
-            .bind(id)
-            .execute(tx.conn().await?)
-            .await?
-        }
-        None => {
-            sqlx::query(
-                "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, abandoned_at = $2 WHERE id = $3",
-            )
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .execute(tx.conn().await?)
-            .await?
-        }
-    };
-    Ok(())
+    OUTBOX.mark_failed(tx, id, error, next_attempt_at, now).await
 }

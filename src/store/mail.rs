@@ -1,7 +1,10 @@
 //! The mail outbox: messages queued, claimed by one sender, sent or failed.
 
+use super::outbox::Outbox;
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
+
+const OUTBOX: Outbox = Outbox { table: "mail_outbox", done: "sent_at", given_up: "failed_at" };
 
 impl Store {
     pub async fn due_mail(&self, now: Millis, limit: i64) -> StoreResult<Vec<MailRow>> {
@@ -52,19 +55,9 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Claims a due message for one sender (another process or instance may
-/// poll the same outbox): moves its next attempt to `lease_until` only if
-/// nobody moved it since it was read. False: someone else has it.
+/// Claims a due message for one sender (see `Outbox::claim`).
 pub async fn claim(tx: &mut WriteTx, id: &str, seen_next_attempt_at: Millis, lease_until: Millis) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE mail_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 AND sent_at IS NULL AND failed_at IS NULL",
-    )
-    .bind(lease_until)
-    .bind(id)
-    .bind(seen_next_attempt_at)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    OUTBOX.claim(tx, id, seen_next_attempt_at, lease_until).await
 }
 
 /// Puts the messages that failed for good back in the queue; returns how many.
@@ -99,14 +92,7 @@ pub async fn mark_failed(
     next_attempt_at: Option<Millis>,
     now: Millis,
 ) -> StoreResult<()> {
-    let sql = match next_attempt_at {
-        Some(_) => {
-            "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3"
-        }
-        None => "UPDATE mail_outbox SET attempts = attempts + 1, last_error = $1, failed_at = $2 WHERE id = $3",
-    };
-    sqlx::query(sql).bind(error).bind(next_attempt_at.unwrap_or(now)).bind(id).execute(tx.conn().await?).await?;
-    Ok(())
+    OUTBOX.mark_failed(tx, id, error, next_attempt_at, now).await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -42,6 +42,7 @@ pub mod events;
 pub mod grants;
 mod group_commit;
 pub mod mail;
+mod outbox;
 pub mod partners;
 pub mod retention;
 pub mod sessions;
