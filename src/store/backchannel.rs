@@ -93,12 +93,13 @@ pub async fn mark_delivered(tx: &mut WriteTx, id: &str, now: Millis) -> StoreRes
     Ok(())
 }
 
+/// `next`: when to try again; `None`: given up.
 pub async fn mark_failed(
     tx: &mut WriteTx,
     id: &str,
     error: &str,
-    next_attempt_at: Option<Millis>,
+    next: Option<Millis>,
     now: Millis,
 ) -> StoreResult<()> {
-    OUTBOX.mark_failed(tx, id, error, next_attempt_at, now).await
+    OUTBOX.mark_failed(tx, id, error, next, now).await
 }

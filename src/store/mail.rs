@@ -85,14 +85,15 @@ pub async fn mark_sent(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<(
     Ok(())
 }
 
+/// `next`: when to try again; `None`: given up.
 pub async fn mark_failed(
     tx: &mut WriteTx,
     id: &str,
     error: &str,
-    next_attempt_at: Option<Millis>,
+    next: Option<Millis>,
     now: Millis,
 ) -> StoreResult<()> {
-    OUTBOX.mark_failed(tx, id, error, next_attempt_at, now).await
+    OUTBOX.mark_failed(tx, id, error, next, now).await
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
