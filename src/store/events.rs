@@ -292,3 +292,45 @@ pub async fn delete_up_to(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<u64> 
         .await?
         .rows_affected())
 }
+
+/// Which events a detector looks back at, by one column.
+#[derive(Debug, Clone)]
+pub enum EventKey<'a> {
+    Ip(&'a str),
+    Email(&'a str),
+    Account(&'a str),
+}
+
+impl Store {
+    /// Events of `kinds` matching `key`, from `since_ms`, up to and including
+    /// record `up_to_seq` (so that a detector judges an event on what had
+    /// happened by then, whenever it runs), oldest first, at most `limit`.
+    pub async fn events_by_key(
+        &self,
+        kinds: &[&str],
+        key: &EventKey<'_>,
+        since_ms: Millis,
+        up_to_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRow>> {
+        let (column, value) = match key {
+            EventKey::Ip(v) => ("ip", *v),
+            EventKey::Email(v) => ("email_normalized", *v),
+            EventKey::Account(v) => ("account_id", *v),
+        };
+        let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 5)).collect();
+        let sql = format!(
+            "SELECT {} FROM events WHERE {column} = $1 AND time_ms >= $2 AND seq <= $3 AND kind IN ({}) \
+             ORDER BY seq DESC LIMIT $4",
+            EVENT_COLUMNS,
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, EventRow>(&sql).bind(value).bind(since_ms).bind(up_to_seq).bind(limit);
+        for k in kinds {
+            q = q.bind(k.to_string());
+        }
+        let mut rows = q.fetch_all(&self.pool).await?;
+        rows.reverse();
+        Ok(rows)
+    }
+}

@@ -23,8 +23,7 @@
 //! - `credentials`: one-time links; `totp`: second factor secrets, recovery
 //!   codes, pending second steps; `clients`: client registrations;
 //! - `events`: the chained connection log; `retention`: leases, checkpoints,
-//!   log purges, destructions; `admin`: job cursors, alert memory, the
-//!   console's joined reads;
+//!   log purges, destructions; `alerts`: the detectors' cursor and memory;
 //! - `mail` and `backchannel`: the two outboxes; `throttle`: sign-in
 //!   throttling rows; `shared`: the Redis counterpart; `transfer`: export and
 //!   import of the whole database.
@@ -34,7 +33,7 @@
 //! wrote in between, so on SQLite every write goes through one async gate.
 
 pub mod accounts;
-pub mod admin;
+pub mod alerts;
 pub mod backchannel;
 pub mod clients;
 pub mod credentials;
