@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::crypto::random_token;
-use coop_idp::store::{Backend, EventFilter, Store};
+use coop_idp::store::{Backend, Store, events::EventFilter};
 
 const ACCOUNTS: i64 = 20_000;
 const PARTNERS: i64 = 200;

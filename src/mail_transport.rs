@@ -11,7 +11,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use url::Url;
 
 use crate::config::Config;
-use crate::store::MailRow;
+use crate::store::mail::MailRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {

@@ -96,8 +96,8 @@ async fn minute_jobs(app: Arc<App>) {
     let now = app.clock.now_ms();
     let result = async {
         let mut tx = app.store.begin_write().await?;
-        let n = crate::store::delete_expired_grants(&mut tx, now).await?
-            + crate::store::delete_stale_throttles(&mut tx, now).await?;
+        let n = crate::store::grants::delete_expired(&mut tx, now).await?
+            + crate::store::throttle::delete_stale(&mut tx, now).await?;
         tx.commit().await?;
         Ok::<u64, crate::store::StoreError>(n)
     }

@@ -22,7 +22,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::crypto::{b64url, random_token, sha256};
-use coop_idp::store::{self, NewAccount, Store};
+use coop_idp::store::{self, Store, accounts::NewAccount};
 
 pub const PASSWORD: &str = "Correct-Horse-9-Battery";
 pub const EMAIL: &str = "marie.dupont@cc-girou.fr";
@@ -296,7 +296,7 @@ pub async fn add_account(env: &[(String, String)]) -> BenchResult<()> {
     let id = coop_idp::accounts::new_subject();
     let now = app.clock.now_ms();
     let mut tx = app.store.begin_write().await.map_err(|e| e.to_string())?;
-    let _ = store::insert_partner(&mut tx, "cc-girou", "CC du Girou", now).await;
+    let _ = store::partners::insert(&mut tx, "cc-girou", "CC du Girou", now).await;
     for i in 0..SIGNIN_ACCOUNTS {
         let email = signin_email(i);
         let id = coop_idp::accounts::new_subject();
@@ -312,9 +312,9 @@ pub async fn add_account(env: &[(String, String)]) -> BenchResult<()> {
             password_hash: Some(&hash),
             now,
         };
-        store::insert_account(&mut tx, &account).await.map_err(|e| e.to_string())?;
+        store::accounts::insert(&mut tx, &account).await.map_err(|e| e.to_string())?;
     }
-    store::insert_account(
+    store::accounts::insert(
         &mut tx,
         &NewAccount {
             id: &id,

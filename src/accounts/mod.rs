@@ -4,7 +4,7 @@ mod email;
 
 pub use email::{EmailError, ProfessionalEmail};
 
-use crate::store::AccountRow;
+use crate::store::accounts::AccountRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountState {

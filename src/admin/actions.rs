@@ -14,7 +14,7 @@ use crate::dates::format_iso;
 use crate::error::AppResult;
 use crate::provisioning::convention::{Convention, ConventionState};
 use crate::provisioning::review::PartnerReview;
-use crate::store::{self, AccountRow, PartnerRow};
+use crate::store::{self, accounts::AccountRow, partners::PartnerRow};
 
 /// The partner, when this administrator may see it: refused before saying
 /// whether it exists.
@@ -117,7 +117,7 @@ pub async fn partner_accounts(app: &App, partner_id: &str) -> AppResult<Vec<Valu
         .collect())
 }
 
-async fn account(app: &App, account_id: &str) -> AdminResult<store::AccountRow> {
+async fn account(app: &App, account_id: &str) -> AdminResult<store::accounts::AccountRow> {
     app.store.account_by_id(account_id).await?.ok_or_else(|| AdminError::UnknownAccount(account_id.to_string()))
 }
 
@@ -132,7 +132,7 @@ pub async fn resend_activation(app: &App, account_id: &str, actor: &str, source:
     }
     let now = app.clock.now_ms();
     let mut tx = app.store.begin_write().await?;
-    store::supersede_links_of_account(&mut tx, &row.id, now).await?;
+    store::credentials::supersede_links_of_account(&mut tx, &row.id, now).await?;
     links::create_and_mail(app, &mut tx, &row, Purpose::Activation).await?;
     let e = Event::new(audit::kind::ACTIVATION_SENT, Outcome::Success, actor)
         .email(row.email.clone())

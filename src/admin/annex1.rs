@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::crypto::{hash_secret, random_token};
 use crate::provisioning::annex1::apply::{self, ImportOutcome};
 use crate::provisioning::annex1::plan::Plan;
-use crate::store::{self, ConsoleUploadRow, PartnerRow};
+use crate::store::{self, partners::ConsoleUploadRow, partners::PartnerRow};
 
 /// How long a checked file waits for "Appliquer".
 const KEPT_TTL_MS: i64 = 30 * 60_000;
@@ -79,7 +79,7 @@ pub async fn keep_for_apply(
         expires_at: now + KEPT_TTL_MS,
     };
     let mut tx = app.store.begin_write().await?;
-    store::insert_console_upload(&mut tx, &row, now).await?;
+    store::partners::insert_console_upload(&mut tx, &row, now).await?;
     tx.commit().await?;
     Ok(Some(handle))
 }
@@ -94,7 +94,7 @@ pub async fn apply_kept(
     handle: &str,
 ) -> AdminResult<Option<ImportOutcome>> {
     let mut tx = app.store.begin_write().await?;
-    let row = store::take_console_upload(&mut tx, &hash_secret(handle), app.clock.now_ms()).await?;
+    let row = store::partners::take_console_upload(&mut tx, &hash_secret(handle), app.clock.now_ms()).await?;
     tx.commit().await?;
     let Some(row) = row.filter(|r| r.partner_id == partner.id && r.account_id == admin.account_id) else {
         return Ok(None);

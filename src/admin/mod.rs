@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::audit::{self, Event, Outcome};
 use crate::auth::session::Session;
 use crate::error::AppError;
-use crate::store::{self, AccountRow, StoreError};
+use crate::store::{self, StoreError, accounts::AccountRow};
 
 /// The administrative roles (issue 5; they also flow into the `roles` claim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -114,7 +114,7 @@ pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResu
         return Err(AdminError::NoPartner(account.email));
     }
     let mut tx = app.store.begin_write().await?;
-    let granted = store::grant_role(&mut tx, &account.id, role.as_str()).await?;
+    let granted = store::accounts::grant_role(&mut tx, &account.id, role.as_str()).await?;
     if granted {
         audit::append(app, &mut tx, vec![role_event(audit::kind::ROLE_GRANTED, actor, &account, role)]).await?;
     }
@@ -129,7 +129,7 @@ pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResu
 pub async fn reset_second_factor(app: &App, email: &str, actor: &str) -> AdminResult<bool> {
     let account = account_by_email(app, email).await?;
     let mut tx = app.store.begin_write().await?;
-    let removed = store::delete_totp(&mut tx, &account.id).await?;
+    let removed = store::totp::delete(&mut tx, &account.id).await?;
     let mut notices = 0;
     if removed {
         let e = Event::new(audit::kind::SECOND_FACTOR_RESET, Outcome::Success, actor)
@@ -152,7 +152,7 @@ pub async fn revoke(app: &App, email: &str, role: &str, actor: &str) -> AdminRes
     let role = Role::parse(role)?;
     let account = account_by_email(app, email).await?;
     let mut tx = app.store.begin_write().await?;
-    let revoked = store::revoke_role(&mut tx, &account.id, role.as_str()).await?;
+    let revoked = store::accounts::revoke_role(&mut tx, &account.id, role.as_str()).await?;
     if revoked {
         audit::append(app, &mut tx, vec![role_event(audit::kind::ROLE_REVOKED, actor, &account, role)]).await?;
     }
@@ -244,9 +244,9 @@ pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> Ad
         Some(a) => (a, false),
         None => {
             let id = crate::accounts::new_subject();
-            store::insert_account(
+            store::accounts::insert(
                 &mut tx,
-                &store::NewAccount {
+                &store::accounts::NewAccount {
                     id: &id,
                     email: email.as_str(),
                     email_normalized: email.normalized(),
@@ -288,13 +288,13 @@ pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> Ad
         events.push(base(audit::kind::ACCESS_OPENED).details(json!({"staff": true})));
     }
     for role in &roles {
-        if store::grant_role(&mut tx, &account.id, role.as_str()).await? {
+        if store::accounts::grant_role(&mut tx, &account.id, role.as_str()).await? {
             events.push(role_event(audit::kind::ROLE_GRANTED, actor, &account, *role));
         }
     }
     let activation_sent = AccountState::parse(&account.state) == Some(AccountState::Pending);
     if activation_sent {
-        store::supersede_links_of_account(&mut tx, &account.id, now).await?;
+        store::credentials::supersede_links_of_account(&mut tx, &account.id, now).await?;
         crate::auth::links::create_and_mail(app, &mut tx, &account, crate::auth::links::Purpose::Activation).await?;
         events.push(base(audit::kind::ACTIVATION_SENT));
     }

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::audit::kind;
 use crate::config::AlertConfig;
 use crate::error::AppResult;
-use crate::store::{EventKey, EventRow};
+use crate::store::events::{EventKey, EventRow};
 
 /// How many earlier records a detector reads at most, and how many of their
 /// sequence numbers an alert quotes.

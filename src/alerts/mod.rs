@@ -25,7 +25,7 @@ use crate::audit::{self, Event, Outcome};
 use crate::clock::{Millis, rfc3339_ms};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
-use crate::store::{self, EventFilter, EventRow};
+use crate::store::{self, events::EventFilter, events::EventRow};
 use detectors::Finding;
 
 const CURSOR: &str = "alerts";
@@ -63,19 +63,19 @@ pub async fn scan(app: &App) -> AppResult<usize> {
             prepared.push(prepare(app, f).await?);
         }
         let mut tx = app.store.begin_write().await?;
-        if !store::advance_job_cursor(&mut tx, CURSOR, from, to).await? {
+        if !store::alerts::advance_cursor(&mut tx, CURSOR, from, to).await? {
             // Another instance examined these events first; read on at the next pass.
             break;
         }
         let period = app.config.alerts.period_secs * 1000;
         let mut events = Vec::new();
         for (finding, mails, recipients) in prepared {
-            if let Some(last) = store::alert_last(&mut tx, finding.detector, &finding.subject).await?
+            if let Some(last) = store::alerts::last_raised(&mut tx, finding.detector, &finding.subject).await?
                 && finding.time_ms < last + period
             {
                 continue;
             }
-            store::set_alert_last(&mut tx, finding.detector, &finding.subject, finding.time_ms).await?;
+            store::alerts::set_last_raised(&mut tx, finding.detector, &finding.subject, finding.time_ms).await?;
             let now = app.clock.now_ms();
             for m in &mails {
                 mail::enqueue(&mut tx, m, now).await?;

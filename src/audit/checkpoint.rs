@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::error::AppResult;
-use crate::store::{self, CheckpointRow, WriteTx};
+use crate::store::{self, WriteTx, retention::CheckpointRow};
 
 /// The `typ` of a checkpoint JWS.
 pub const TYP: &str = "log-checkpoint+jwt";
@@ -28,11 +28,11 @@ pub struct CheckpointClaims {
 
 /// Signs the current head inside the caller's transaction, unless it is
 /// already checkpointed; returns the seq signed. Call it last: it takes the
-/// log's lock (see `store::chain_head`).
+/// log's lock (see `store::events::chain_head`).
 pub async fn checkpoint_in(app: &App, tx: &mut WriteTx) -> AppResult<Option<i64>> {
-    store::chain_head(tx).await?;
-    let Some((seq, hash, time)) = store::head_in(tx).await? else { return Ok(None) };
-    if store::last_checkpoint_seq_in(tx).await? == Some(seq) {
+    store::events::chain_head(tx).await?;
+    let Some((seq, hash, time)) = store::events::head_in(tx).await? else { return Ok(None) };
+    if store::retention::last_checkpoint_seq_in(tx).await? == Some(seq) {
         return Ok(None);
     }
     let keys = app.keys.current();
@@ -40,7 +40,7 @@ pub async fn checkpoint_in(app: &App, tx: &mut WriteTx) -> AppResult<Option<i64>
     let claims =
         CheckpointClaims { iss: app.config.issuer_str(), seq, hash: hash.clone(), time, iat: app.clock.now_secs() };
     let jws = keys.sign(Algorithm::RS256, TYP, &claims)?;
-    let stored = store::insert_checkpoint(tx, &CheckpointRow { seq, hash, time_ms: time, kid, jws }).await?;
+    let stored = store::retention::insert_checkpoint(tx, &CheckpointRow { seq, hash, time_ms: time, kid, jws }).await?;
     Ok(stored.then_some(seq))
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::public_record;
 use crate::clock::rfc3339_ms;
-use crate::store::EventRow;
+use crate::store::events::EventRow;
 
 pub const CSV_COLUMNS: [&str; 12] = [
     "seq",

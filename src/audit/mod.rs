@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::clock::rfc3339_ms;
 use crate::crypto::{b64url, sha256};
 use crate::error::AppResult;
-use crate::store::{self, EventRow, WriteTx};
+use crate::store::{self, WriteTx, events::EventRow};
 
 /// The documented kinds (PRODUCT.md "Connection-log records").
 pub mod kind {
@@ -227,7 +227,7 @@ pub fn record_hash(row: &EventRow) -> String {
 }
 
 /// Appends events inside the caller's transaction; call it last, just before
-/// committing (see `store::chain_head`).
+/// committing (see `store::events::chain_head`).
 pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResult<()> {
     if events.is_empty() {
         return Ok(());
@@ -237,7 +237,7 @@ pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResul
     // Counted once written: a rolled-back append is not an event.
     tx.after_commit(move || kinds.into_iter().for_each(count));
     let rows: Vec<EventRow> = events.into_iter().map(|e| row_of(e, now)).collect();
-    store::append_events(tx, rows, record_hash).await?;
+    store::events::append(tx, rows, record_hash).await?;
     Ok(())
 }
 

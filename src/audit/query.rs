@@ -16,7 +16,7 @@ use super::{Event, Outcome, Source, kind};
 use crate::app::App;
 use crate::clock::Millis;
 use crate::error::{AppError, AppResult};
-use crate::store::{EventFilter, EventRow};
+use crate::store::events::{EventFilter, EventRow};
 
 /// Largest page a single read returns.
 pub const MAX_LIMIT: i64 = 100_000;

@@ -9,7 +9,7 @@ use crate::auth::{session, throttle};
 use crate::crypto::{hash_secret, random_token};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
-use crate::store::{self, AccountRow, WriteTx};
+use crate::store::{self, WriteTx, accounts::AccountRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -59,7 +59,7 @@ pub async fn create_and_mail(app: &App, tx: &mut WriteTx, account: &AccountRow, 
     let now = app.clock.now_ms();
     let token = random_token();
     let ttl = purpose.ttl_secs(app);
-    store::insert_credential_link(tx, &hash_secret(&token), &account.id, purpose.as_str(), now, now + ttl * 1000)
+    store::credentials::insert_link(tx, &hash_secret(&token), &account.id, purpose.as_str(), now, now + ttl * 1000)
         .await?;
     let link = format!("{}?token={token}", app.config.url(purpose.path()));
     let kind = match purpose {
@@ -156,7 +156,7 @@ pub async fn set_password(
     let hash = app.hasher.hash(password.expose().to_string()).await?;
     let now = app.clock.now_ms();
     let mut tx = app.store.begin_write().await?;
-    if !store::consume_credential_link(&mut tx, &hash_secret(token), now).await? {
+    if !store::credentials::consume_link(&mut tx, &hash_secret(token), now).await? {
         return Ok(Err(SetPasswordError::Link(LinkProblem::Used)));
     }
     // A password set by its owner's link ends a lock-out (the reset link
@@ -165,9 +165,9 @@ pub async fn set_password(
     success.in_tx(app, &mut tx);
     let notices = match purpose {
         Purpose::Activation => {
-            store::update_password_hash(&mut tx, &account.id, &hash, now).await?;
-            store::supersede_links_of_account(&mut tx, &account.id, now).await?;
-            store::update_account_state(&mut tx, &account.id, AccountState::Active.as_str(), now).await?;
+            store::accounts::update_password_hash(&mut tx, &account.id, &hash, now).await?;
+            store::credentials::supersede_links_of_account(&mut tx, &account.id, now).await?;
+            store::accounts::update_state(&mut tx, &account.id, AccountState::Active.as_str(), now).await?;
             let event = account_event(crate::audit::kind::PASSWORD_CREATED, &account, source);
             crate::audit::append(app, &mut tx, vec![event]).await?;
             0
@@ -214,8 +214,8 @@ async fn replace_password_in(
     event: crate::audit::Event,
 ) -> AppResult<usize> {
     let now = app.clock.now_ms();
-    store::update_password_hash(tx, &account.id, hash, now).await?;
-    store::supersede_links_of_account(tx, &account.id, now).await?;
+    store::accounts::update_password_hash(tx, &account.id, hash, now).await?;
+    store::credentials::supersede_links_of_account(tx, &account.id, now).await?;
     let notices = session::end_all_of_account_in(app, tx, &account.id, reason).await?;
     let message = mail::render(
         &account.email,

@@ -109,7 +109,7 @@ async fn verify(app: &App, email: &str, password: &str) -> AppResult<Result<Chec
 /// Writes an upgraded hash, when there is one, in the caller's transaction.
 pub async fn write_rehash(app: &App, tx: &mut store::WriteTx, checked: &Checked) -> AppResult<()> {
     if let Some(hash) = &checked.rehash {
-        store::update_password_hash(tx, &checked.account.id, hash, app.clock.now_ms()).await?;
+        store::accounts::update_password_hash(tx, &checked.account.id, hash, app.clock.now_ms()).await?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::auth::{totp, vault};
 use crate::clock::Millis;
 use crate::crypto::{hash_secret, random_token};
 use crate::error::AppResult;
-use crate::store::{self, PendingSecondFactorRow};
+use crate::store::{self, totp::PendingSecondFactorRow};
 
 /// How long the second step may take after the password.
 pub const PENDING_TTL_MS: Millis = 10 * 60_000;
@@ -116,7 +116,7 @@ pub async fn begin_in(
         return_to: return_to.and_then(console_return),
         expires_at: now + PENDING_TTL_MS,
     };
-    store::insert_pending_second_factor(tx, &row, now).await?;
+    store::totp::insert_pending(tx, &row, now).await?;
     Ok(cookie)
 }
 
@@ -136,7 +136,7 @@ pub async fn enrolment_secret(app: &App, pending: &PendingSecondFactorRow) -> Ap
     }
     let sealed = vault::seal(&key, &pending.account_id, &totp::new_secret())?;
     let mut tx = app.store.begin_write().await?;
-    store::set_pending_enrol_secret(&mut tx, &pending.id_hash, &sealed).await?;
+    store::totp::set_pending_enrol_secret(&mut tx, &pending.id_hash, &sealed).await?;
     tx.commit().await?;
     let row = app.store.pending_second_factor(&pending.id_hash).await?;
     let stored = row
@@ -173,7 +173,7 @@ pub async fn verify_in(
     app: &App,
     tx: &mut store::WriteTx,
     pending: &PendingSecondFactorRow,
-    enrolled: &store::TotpRow,
+    enrolled: &store::totp::TotpRow,
     code: &str,
 ) -> AppResult<Result<Method, Failure>> {
     let account_id = pending.account_id.as_str();
@@ -185,7 +185,7 @@ pub async fn verify_in(
         // The step is recorded only if it is later than the last one, so two
         // requests racing with the same code cannot both pass.
         let accepted = match totp::verify(&secret, &digits, now, enrolled.last_step) {
-            Some(step) => store::advance_totp_step(tx, account_id, step).await?,
+            Some(step) => store::totp::advance_step(tx, account_id, step).await?,
             None => false,
         };
         if !accepted {
@@ -194,12 +194,12 @@ pub async fn verify_in(
         Method::Totp
     } else {
         let hash = hash_secret(&normalize_recovery_code(code));
-        if !store::use_recovery_code(tx, account_id, &hash, now).await? {
+        if !store::totp::use_recovery_code(tx, account_id, &hash, now).await? {
             return Ok(Err(Failure::WrongCode));
         }
         Method::RecoveryCode
     };
-    if !store::take_pending_second_factor(tx, &pending.id_hash, now).await? {
+    if !store::totp::take_pending(tx, &pending.id_hash, now).await? {
         return Ok(Err(Failure::Expired));
     }
     Ok(Ok(method))
@@ -225,11 +225,11 @@ pub async fn confirm_in(
     };
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
     let hashes: Vec<String> = codes.iter().map(|c| hash_secret(&normalize_recovery_code(c))).collect();
-    if !store::take_pending_second_factor(tx, &pending.id_hash, now).await? {
+    if !store::totp::take_pending(tx, &pending.id_hash, now).await? {
         return Ok(Err(Failure::Expired));
     }
     let sealed = vault::seal(&key, account_id, &secret)?;
-    store::insert_totp(tx, account_id, &sealed, step, &hashes, now).await?;
+    store::totp::insert(tx, account_id, &sealed, step, &hashes, now).await?;
     Ok(Ok(codes))
 }
 

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::clock::Millis;
 use crate::crypto::{hash_secret, random_b64, random_token};
 use crate::error::AppResult;
-use crate::store::{self, NewSession, SessionRow};
+use crate::store::{self, sessions::NewSession, sessions::SessionRow};
 
 /// How the user authenticated (RFC 8176 `amr`) and at what level (`acr`).
 pub const AMR_PASSWORD: &str = "pwd";
@@ -83,7 +83,7 @@ pub async fn open_in(
     let id_hash = hash_secret(&cookie);
     let sid = random_b64(16);
     let amr_text = amr.join(" ");
-    store::insert_session(
+    store::sessions::insert(
         tx,
         &NewSession {
             id_hash: &id_hash,
@@ -125,7 +125,7 @@ pub async fn current(app: &App, cookie: &str) -> AppResult<Option<Session>> {
     }
     if now - row.last_seen_at >= TOUCH_EVERY_MS {
         let mut tx = app.store.begin_batched_write().await?;
-        store::touch_session(&mut tx, &id_hash, now).await?;
+        store::sessions::touch(&mut tx, &id_hash, now).await?;
         tx.commit().await?;
     }
     Ok(Some(Session::from_row(row)))
@@ -149,7 +149,7 @@ fn timed_out(absolute_expires_at: Millis, last_seen_at: Millis, now: Millis, idl
 
 /// Whether a session, as read with a code, is still live: not ended, not
 /// timed out (even if no request noticed it yet), and still there.
-pub fn is_live(times: Option<&store::SessionTimes>, now: Millis, idle_ms: Millis) -> bool {
+pub fn is_live(times: Option<&store::grants::SessionTimes>, now: Millis, idle_ms: Millis) -> bool {
     times.is_some_and(|t| {
         t.ended_at.is_none() && timed_out(t.absolute_expires_at, t.last_seen_at, now, idle_ms).is_none()
     })
@@ -163,10 +163,10 @@ pub async fn expire(app: &App, id_hash: &str, sid: &str, account_id: &str, reaso
     let now = app.clock.now_ms();
     let account = app.store.account_by_id(account_id).await?;
     let mut tx = app.store.begin_write().await?;
-    if !store::expire_session(&mut tx, id_hash, reason, now).await? {
+    if !store::sessions::expire(&mut tx, id_hash, reason, now).await? {
         return Ok(false);
     }
-    store::delete_unredeemed_codes_of_session(&mut tx, id_hash);
+    store::grants::delete_unredeemed_codes_of_session(&mut tx, id_hash);
     let mut e = crate::audit::Event::new(crate::audit::kind::SESSION_EXPIRED, crate::audit::Outcome::Success, "system")
         .account(account_id)
         .session(sid)
@@ -207,11 +207,11 @@ pub async fn end_in(
     reason: &str,
 ) -> AppResult<bool> {
     let now = app.clock.now_ms();
-    let ended = store::end_session(tx, &row.id_hash, reason, now).await?;
-    store::revoke_families_of_session(tx, &row.id_hash, reason, now).await?;
+    let ended = store::sessions::end(tx, &row.id_hash, reason, now).await?;
+    store::grants::revoke_families_of_session(tx, &row.id_hash, reason, now).await?;
     // A code not yet exchanged would otherwise open a token family that
     // outlives the session it came from (R4, R12).
-    store::delete_unredeemed_codes_of_session(tx, &row.id_hash);
+    store::grants::delete_unredeemed_codes_of_session(tx, &row.id_hash);
     if ended {
         for client_id in clients {
             queue_logout_notice(app, tx, client_id, &row.account_id, &row.sid).await?;
@@ -231,12 +231,12 @@ pub async fn end_all_of_account_in(
     reason: &str,
 ) -> AppResult<usize> {
     let now = app.clock.now_ms();
-    let ended = store::end_sessions_of_account(tx, account_id, reason, now).await?;
-    store::revoke_families_of_account(tx, account_id, reason, now).await?;
-    store::delete_unredeemed_codes_of_account(tx, account_id);
+    let ended = store::sessions::end_all_of_account(tx, account_id, reason, now).await?;
+    store::grants::revoke_families_of_account(tx, account_id, reason, now).await?;
+    store::grants::delete_unredeemed_codes_of_account(tx, account_id);
     let mut notices = 0;
     for (id_hash, sid) in &ended {
-        for client_id in store::session_client_ids_in(tx, id_hash).await? {
+        for client_id in store::sessions::client_ids_in(tx, id_hash).await? {
             queue_logout_notice(app, tx, &client_id, account_id, sid).await?;
             notices += 1;
         }
@@ -257,7 +257,7 @@ async fn queue_logout_notice(
 ) -> store::StoreResult<()> {
     let has_uri = app.store.client(client_id).await?.is_some_and(|c| c.backchannel_logout_uri.is_some());
     if has_uri {
-        store::enqueue_backchannel(tx, &random_b64(16), client_id, subject, sid, app.clock.now_ms()).await?;
+        store::backchannel::enqueue(tx, &random_b64(16), client_id, subject, sid, app.clock.now_ms()).await?;
     }
     Ok(())
 }
@@ -265,7 +265,7 @@ async fn queue_logout_notice(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SessionTimes;
+    use crate::store::grants::SessionTimes;
 
     #[test]
     fn a_code_s_session_is_live_only_while_there_open_and_not_timed_out() {

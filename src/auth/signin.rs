@@ -21,7 +21,7 @@ use crate::auth::{self as authn, SignInFailure, throttle};
 use crate::crypto::hash_secret;
 use crate::error::AppResult;
 use crate::oidc::authorize::{self, AuthorizationRequest};
-use crate::store::{self, PendingSecondFactorRow, WriteTx};
+use crate::store::{self, WriteTx, totp::PendingSecondFactorRow};
 
 /// Where a sign-in comes from and what the browser already holds.
 #[derive(Clone, Copy)]
@@ -170,7 +170,7 @@ impl<T> StepOutcome<T> {
 
 /// Which second step is checked.
 enum Check<'a> {
-    Code(&'a store::TotpRow),
+    Code(&'a store::totp::TotpRow),
     Enrolment,
 }
 
@@ -206,7 +206,7 @@ async fn check_in(
                     .details(serde_json::json!({"method": name})),
             ];
             if method == Method::RecoveryCode {
-                let left = store::recovery_codes_left_in(tx, &account.id).await?;
+                let left = store::totp::recovery_codes_left_in(tx, &account.id).await?;
                 events.push(
                     code_event(audit::kind::RECOVERY_CODE_USED, audit::Outcome::Success, account, source)
                         .details(serde_json::json!({"remaining": left})),
@@ -349,7 +349,7 @@ struct Completion<'a> {
 /// The session the browser holds, with the clients it reached (read
 /// before the transaction, which ends it).
 struct Previous {
-    row: store::SessionRow,
+    row: store::sessions::SessionRow,
     clients: Vec<String>,
 }
 
@@ -376,7 +376,7 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
     let location = match c.parked {
         Some((handle, request)) => {
             let location = authorize::issue_code_in(app, tx, request, &session).await?;
-            store::delete_auth_request(tx, &hash_secret(handle)).await?;
+            store::grants::delete_auth_request(tx, &hash_secret(handle)).await?;
             Some(location)
         }
         None => None,

@@ -19,7 +19,7 @@
 use crate::app::App;
 use crate::clock::Millis;
 use crate::error::AppResult;
-use crate::store::{self, ThrottleRow};
+use crate::store::{self, throttle::ThrottleRow};
 
 pub const FREE_FAILURES: i64 = 5;
 pub const FIRST_DELAY_MS: Millis = 60_000;
@@ -184,9 +184,9 @@ async fn update(app: &App, key: &str, next: impl Fn(Option<ThrottleRow>) -> Step
     }
     let now = app.clock.now_ms();
     let mut tx = app.store.begin_write().await?;
-    let step = next(store::throttle_for_update(&mut tx, key).await?);
+    let step = next(store::throttle::for_update(&mut tx, key).await?);
     if let Ok(row) = &step {
-        store::save_throttle(&mut tx, row, now).await?;
+        store::throttle::save(&mut tx, row, now).await?;
     }
     tx.commit().await?;
     Ok(step)
@@ -203,7 +203,7 @@ async fn clear(app: &App, key: &str) -> AppResult<()> {
         }
     }
     let mut tx = app.store.begin_write().await?;
-    store::clear_throttle(&mut tx, key).await?;
+    store::throttle::clear(&mut tx, key).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -250,18 +250,18 @@ pub async fn reserve(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verd
         let mut tx = app.store.begin_write().await?;
         let mut rows = Vec::with_capacity(2);
         if let Some(key) = &ip_key {
-            match by_source(store::throttle_for_update(&mut tx, key).await?, key) {
+            match by_source(store::throttle::for_update(&mut tx, key).await?, key) {
                 Ok(row) => rows.push(row),
                 Err(blocked) => return Ok(blocked),
             }
         }
-        match by_address(store::throttle_for_update(&mut tx, &email_key).await?) {
+        match by_address(store::throttle::for_update(&mut tx, &email_key).await?) {
             Ok(row) => rows.push(row),
             // Refused unchecked: not a failure of the source either.
             Err(blocked) => return Ok(blocked),
         }
         for row in &rows {
-            store::save_throttle(&mut tx, row, now).await?;
+            store::throttle::save(&mut tx, row, now).await?;
         }
         tx.commit().await?;
         warn_when_blocking(&rows, now);
@@ -326,9 +326,9 @@ impl Success {
         // Source first, then address: the order `reserve` locks them in,
         // so two transactions never wait on each other (PostgreSQL).
         if let Some(ip) = &self.ip {
-            store::give_back_throttle_queued(tx, &ip_key(ip), app.clock.now_ms());
+            store::throttle::give_back_queued(tx, &ip_key(ip), app.clock.now_ms());
         }
-        store::clear_throttle_queued(tx, &self.key);
+        store::throttle::clear_queued(tx, &self.key);
     }
 
     /// Clears Redis counters once the sign-in committed. A Redis outage

@@ -231,7 +231,7 @@ struct Resealed {
 async fn reseal(app: &App, ring: &Keyring) -> AppResult<Resealed> {
     let mut done = Resealed { resealed: 0, unreadable: 0, needed: Vec::new() };
     let mut tx = app.store.begin_write().await?;
-    let values = store::sealed_totp_values(&mut tx).await?;
+    let values = store::totp::sealed_values(&mut tx).await?;
     for value in values {
         let (secret, by) = match opened_by(ring, &value.account_id, &value.stored) {
             Ok(opened) => opened,
@@ -244,7 +244,7 @@ async fn reseal(app: &App, ring: &Keyring) -> AppResult<Resealed> {
             continue;
         }
         let sealed = seal(ring, &value.account_id, &secret)?;
-        if store::replace_sealed_totp_value(&mut tx, &value, &sealed).await? {
+        if store::totp::replace_sealed_value(&mut tx, &value, &sealed).await? {
             done.resealed += 1;
         } else if let Some(id) = by {
             done.needed.push(id.to_string());
@@ -272,7 +272,7 @@ pub async fn seal_clear_secrets(app: &App) -> AppResult<usize> {
         }
         let value = seal(&key, &account_id, &secret)?;
         let mut tx = app.store.begin_write().await?;
-        if store::replace_totp_secret(&mut tx, &account_id, &secret, &value).await? {
+        if store::totp::replace_secret(&mut tx, &account_id, &secret, &value).await? {
             sealed += 1;
         }
         tx.commit().await?;

@@ -11,7 +11,7 @@ use crate::audit::query::QueryError;
 use crate::config::ConfigError;
 use crate::error::AppError;
 use crate::keys::KeyError;
-use crate::store::{StoreError, TransferError};
+use crate::store::{StoreError, transfer::TransferError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {

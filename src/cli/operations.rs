@@ -70,7 +70,7 @@ pub(super) async fn mail(command: MailCommand, config: Config) -> Result<(), Cli
         }
         MailCommand::Retry => {
             let mut tx = app.store.begin_write().await?;
-            let n = crate::store::retry_failed_mail(&mut tx, app.clock.now_ms()).await?;
+            let n = crate::store::mail::retry_failed(&mut tx, app.clock.now_ms()).await?;
             tx.commit().await?;
             print_line(json!({"requeued": n}));
         }

@@ -48,7 +48,7 @@ pub(super) async fn partner(command: PartnerCommand, config: Config) -> Result<(
     Ok(())
 }
 
-async fn summary(app: &App, p: &crate::store::PartnerRow) -> Result<serde_json::Value, CliError> {
+async fn summary(app: &App, p: &crate::store::partners::PartnerRow) -> Result<serde_json::Value, CliError> {
     Ok(crate::admin::actions::partner_summary(app, p).await?)
 }
 

@@ -33,7 +33,7 @@ pub struct Mail {
 
 /// Queues a message inside the caller's transaction.
 pub async fn enqueue(tx: &mut WriteTx, mail: &Mail, now: Millis) -> StoreResult<()> {
-    store::enqueue_mail(tx, &random_b64(16), &mail.recipient, &mail.subject, &mail.text, &mail.html, now).await
+    store::mail::enqueue(tx, &random_b64(16), &mail.recipient, &mail.subject, &mail.text, &mail.html, now).await
 }
 
 /// 2 s, 4 s, 8 s … capped at 10 minutes.
@@ -68,7 +68,8 @@ pub async fn send_due(app: &App) -> AppResult<usize> {
         // A lease longer than any delivery attempt: if this process dies
         // mid-send, the message is tried again once the lease ends.
         let mut claim = app.store.begin_write().await?;
-        let claimed = store::claim_mail(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 120_000).await?;
+        let claimed =
+            store::mail::claim(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 120_000).await?;
         claim.commit().await?;
         if !claimed {
             continue;
@@ -78,13 +79,13 @@ pub async fn send_due(app: &App) -> AppResult<usize> {
         let mut tx = app.store.begin_write().await?;
         match outcome {
             Ok(()) => {
-                store::mark_mail_sent(&mut tx, &row.id, now).await?;
+                store::mail::mark_sent(&mut tx, &row.id, now).await?;
                 sent += 1;
                 tracing::info!(mail = %row.id, "email delivered");
             }
             Err(e) => {
                 let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
-                store::mark_mail_failed(&mut tx, &row.id, &e.to_string(), next, now).await?;
+                store::mail::mark_failed(&mut tx, &row.id, &e.to_string(), next, now).await?;
                 if next.is_some() {
                     tracing::warn!(mail = %row.id, attempts = row.attempts + 1, error = %e, "email delivery failed; will retry");
                 } else {

@@ -23,7 +23,7 @@ use crate::auth::throttle::source_of;
 use crate::clock::Millis;
 use crate::crypto::{hash_secret, random_token};
 use crate::error::{AppError, AppResult};
-use crate::store::{self, CodeRow};
+use crate::store::{self, grants::CodeRow};
 
 /// How long a parked request waits for the user to sign in.
 const PARKED_TTL_MS: Millis = 30 * 60 * 1000;
@@ -345,8 +345,8 @@ pub async fn issue_code_in(
         used_at: None,
         family_id: None,
     };
-    store::insert_code(tx, &row).await?;
-    store::add_session_client(tx, &session.id_hash, &request.client_id).await?;
+    store::grants::insert_code(tx, &row).await?;
+    store::sessions::add_client(tx, &session.id_hash, &request.client_id).await?;
     Ok(redirect_with(&app.config.issuer_str(), &request.redirect_uri, request.state.as_deref(), &[("code", &code)]))
 }
 
@@ -366,7 +366,7 @@ pub async fn park(app: &App, request: &AuthorizationRequest, client: &Client, ip
     let params = parked::encode(request, client)
         .ok_or_else(|| AppError::Invalid("an authorization request that validation should have refused".into()))?;
     let mut tx = app.store.begin_batched_write().await?;
-    store::park_auth_request(
+    store::grants::park_auth_request(
         &mut tx,
         &hash_secret(&handle),
         &request.client_id,
@@ -393,7 +393,7 @@ pub async fn parked(app: &App, handle: &str) -> AppResult<Option<AuthorizationRe
 
 pub async fn forget_parked(app: &App, handle: &str) -> AppResult<()> {
     let mut tx = app.store.begin_write().await?;
-    store::delete_auth_request(&mut tx, &hash_secret(handle)).await?;
+    store::grants::delete_auth_request(&mut tx, &hash_secret(handle)).await?;
     tx.commit().await?;
     Ok(())
 }

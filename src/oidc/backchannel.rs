@@ -15,7 +15,7 @@ use crate::app::App;
 use crate::audit;
 use crate::clock::Millis;
 use crate::crypto::random_b64;
-use crate::store::{self, BackchannelRow};
+use crate::store::{self, backchannel::BackchannelRow};
 
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Give up after a day of failures (the session is long gone by then).
@@ -52,7 +52,7 @@ pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
     for row in app.store.due_backchannel(app.clock.now_ms(), 50).await? {
         let mut claim = app.store.begin_write().await?;
         let claimed =
-            store::claim_backchannel(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 60_000).await?;
+            store::backchannel::claim(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 60_000).await?;
         claim.commit().await?;
         if !claimed {
             continue;
@@ -73,7 +73,7 @@ pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
         };
         match outcome {
             Ok(()) => {
-                store::mark_backchannel_delivered(&mut tx, &row.id, now).await?;
+                store::backchannel::mark_delivered(&mut tx, &row.id, now).await?;
                 delivered += 1;
                 tracing::info!(client_id = %row.client_id, "back-channel logout delivered");
                 let e = event(audit::kind::BACKCHANNEL_LOGOUT_SENT, audit::Outcome::Success)
@@ -82,7 +82,7 @@ pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
             }
             Err(reason) => {
                 let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
-                store::mark_backchannel_failed(&mut tx, &row.id, &reason, next, now).await?;
+                store::backchannel::mark_failed(&mut tx, &row.id, &reason, next, now).await?;
                 tracing::warn!(client_id = %row.client_id, attempts = row.attempts + 1, reason = %reason, "back-channel logout failed");
                 let e = event(audit::kind::BACKCHANNEL_LOGOUT_FAILED, audit::Outcome::Failure).details(
                     serde_json::json!({"attempts": row.attempts + 1, "reason": reason, "will_retry": next.is_some()}),

@@ -138,7 +138,8 @@ async fn authenticate_assertion(app: &App, assertion: &str, form: &Params) -> Re
     }
     let mut tx = app.store.begin_write().await?;
     let fresh =
-        store::remember_assertion_jti(&mut tx, &client.id, &verified.jti, verified.exp * 1000 + 60_000, now).await?;
+        store::grants::remember_assertion_jti(&mut tx, &client.id, &verified.jti, verified.exp * 1000 + 60_000, now)
+            .await?;
     tx.commit().await?;
     if !fresh {
         return Err(OAuthError::invalid_client("client assertion replayed"));

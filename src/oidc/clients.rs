@@ -9,7 +9,7 @@ use crate::config::is_loopback_host;
 use crate::crypto::{hash_secret, random_token};
 use crate::error::{AppError, AppResult};
 use crate::keys::parse_alg;
-use crate::store::{self, ClientRow, StoreError};
+use crate::store::{self, StoreError, clients::ClientRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -180,7 +180,7 @@ pub async fn register(app: &App, r: Registration) -> AppResult<Option<String>> {
         jwks,
     };
     let mut tx = app.store.begin_write().await?;
-    store::insert_client(&mut tx, &row, app.clock.now_ms()).await.map_err(|e| match e {
+    store::clients::insert(&mut tx, &row, app.clock.now_ms()).await.map_err(|e| match e {
         StoreError::Conflict(_) => bad(format!("client `{}` already exists", row.id)),
         other => other.into(),
     })?;

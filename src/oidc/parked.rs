@@ -122,7 +122,7 @@ pub fn decode(text: &str, client: &Client) -> Option<AuthorizationRequest> {
 mod tests {
     use super::*;
     use crate::oidc::limits::{MAX_HINT_SUB_BYTES, bound_of};
-    use crate::store::ClientRow;
+    use crate::store::clients::ClientRow;
     use proptest::prelude::*;
 
     fn client(uris: usize) -> Client {

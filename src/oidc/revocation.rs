@@ -45,10 +45,10 @@ pub async fn revoke(
         let account = app.store.account_by_id(&found.family.account_id).await?;
         let mut tx = app.store.begin_write().await?;
         let what = if try_refresh {
-            store::revoke_family(&mut tx, &found.family.id, "revoked_by_client", now).await?;
+            store::grants::revoke_family(&mut tx, &found.family.id, "revoked_by_client", now).await?;
             Revoked::RefreshToken { account_id: found.family.account_id.clone() }
         } else {
-            store::delete_access_token(&mut tx, &hash).await?;
+            store::grants::delete_access_token(&mut tx, &hash).await?;
             Revoked::AccessToken { account_id: found.family.account_id.clone() }
         };
         let token_type = if try_refresh { "refresh_token" } else { "access_token" };

@@ -15,7 +15,7 @@ use crate::accounts::{Account, AccountState};
 use crate::app::App;
 use crate::clock::Millis;
 use crate::crypto::{b64url, hash_secret, random_b64, random_token, sha256, sha512};
-use crate::store::{self, CodeRow, FamilyRow, StoreResult, WriteTx};
+use crate::store::{self, StoreResult, WriteTx, grants::CodeRow, grants::FamilyRow};
 
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
@@ -116,8 +116,8 @@ async fn authorization_code(
     // commit, which the family's unique code_hash makes fail for a second
     // exchange of the same code, however close the two.
     let mut tx = app.store.begin_batched_write().await?;
-    store::insert_family(&mut tx, &family, Some(&code_hash)).await?;
-    store::consume_code(&mut tx, &code_hash, &family.id, now);
+    store::grants::insert_family(&mut tx, &family, Some(&code_hash)).await?;
+    store::grants::consume_code(&mut tx, &code_hash, &family.id, now);
     let offline = scopes.iter().any(|s| s == "offline_access");
     let issued = issue_tokens(app, &mut tx, &family, &family.scope, offline, None, now).await?;
     let event =
@@ -152,7 +152,7 @@ async fn append_and_commit(
 async fn punish_code_replay(app: &App, row: &CodeRow) -> Result<(), OAuthError> {
     if let Some(family_id) = &row.family_id {
         let mut tx = app.store.begin_write().await?;
-        store::revoke_family(&mut tx, family_id, "code_replay", app.clock.now_ms()).await?;
+        store::grants::revoke_family(&mut tx, family_id, "code_replay", app.clock.now_ms()).await?;
         tx.commit().await?;
         tracing::warn!(client_id = %row.client_id, "authorization code replayed; its tokens were revoked");
     }
@@ -206,7 +206,7 @@ async fn refresh_token(
     // parent_hash makes the commit fail for a second rotation.
     let mut tx = app.store.begin_batched_write().await?;
     let issued = issue_tokens(app, &mut tx, &family, &scopes.join(" "), true, Some(&token_hash), now).await?;
-    store::consume_refresh_token(&mut tx, &token_hash, now);
+    store::grants::consume_refresh_token(&mut tx, &token_hash, now);
     let event =
         token_event(crate::audit::kind::TOKEN_REFRESHED, client, &account, &family, &scopes.join(" "), &issued, source);
     match append_and_commit(app, tx, event).await {
@@ -225,7 +225,7 @@ async fn refresh_token(
 async fn revoke_on_reuse(app: &App, family: &FamilyRow, now: Millis) -> Result<(), OAuthError> {
     let email = app.store.account_by_id(&family.account_id).await?.map(|a| (a.email, a.partner_id));
     let mut tx = app.store.begin_write().await?;
-    store::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
+    store::grants::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
     let mut event =
         crate::audit::Event::new(crate::audit::kind::REFRESH_REUSE_DETECTED, crate::audit::Outcome::Failure, "system")
             .account(family.account_id.clone())
@@ -242,7 +242,9 @@ async fn revoke_on_reuse(app: &App, family: &FamilyRow, now: Millis) -> Result<(
 }
 
 /// The account, which must exist and be active, and its roles.
-fn active_account(found: Option<(store::AccountRow, Vec<String>)>) -> Result<(Account, Vec<String>), OAuthError> {
+fn active_account(
+    found: Option<(store::accounts::AccountRow, Vec<String>)>,
+) -> Result<(Account, Vec<String>), OAuthError> {
     let (row, roles) = found.ok_or_else(|| OAuthError::invalid_grant("account not found"))?;
     let account = Account::from_row(&row);
     if account.state != AccountState::Active {
@@ -287,7 +289,7 @@ async fn issue_tokens(
     now: Millis,
 ) -> StoreResult<Issued> {
     let access_token = random_token();
-    store::insert_access_token(
+    store::grants::insert_access_token(
         tx,
         &hash_secret(&access_token),
         &family.id,
@@ -299,7 +301,7 @@ async fn issue_tokens(
     let refresh_token = if with_refresh {
         let token = random_token();
         let expires = (now + app.config.refresh_idle_ttl_secs * 1000).min(family.expires_at);
-        store::insert_refresh_token(tx, &hash_secret(&token), &family.id, now, expires, replaces).await?;
+        store::grants::insert_refresh_token(tx, &hash_secret(&token), &family.id, now, expires, replaces).await?;
         Some(token)
     } else {
         None

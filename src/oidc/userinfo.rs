@@ -9,7 +9,7 @@ use crate::accounts::Account;
 use crate::app::App;
 use crate::crypto::hash_secret;
 use crate::error::AppError;
-use crate::store::TokenLookup;
+use crate::store::grants::TokenLookup;
 
 #[derive(Debug)]
 pub enum BearerError {

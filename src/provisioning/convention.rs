@@ -6,7 +6,7 @@
 use time::Date;
 
 use crate::dates::{add_months, parse_iso};
-use crate::store::PartnerRow;
+use crate::store::partners::PartnerRow;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Convention {

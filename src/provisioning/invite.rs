@@ -13,7 +13,7 @@ use crate::audit::{self, Event, Outcome};
 use crate::auth::links::{self, Purpose};
 use crate::clock::Millis;
 use crate::error::{AppError, AppResult};
-use crate::store::{self, AccountRow, NewAccount, PartnerRow, WriteTx};
+use crate::store::{self, WriteTx, accounts::AccountRow, accounts::NewAccount, partners::PartnerRow};
 
 /// Who an access is opened for, and who opens it.
 pub struct Access<'a> {
@@ -37,7 +37,7 @@ pub async fn open_account(
     now: Millis,
 ) -> AppResult<(String, [Event; 2])> {
     let id = new_subject();
-    store::insert_account(
+    store::accounts::insert(
         tx,
         &NewAccount {
             id: &id,
@@ -140,7 +140,7 @@ pub async fn invite(app: &App, inv: Invitation<'_>) -> AppResult<Invited> {
             return Err(bad(format!("{email} already has an active access")));
         }
         Some(a) => {
-            store::update_account_state(&mut tx, &a.id, AccountState::Pending.as_str(), now).await?;
+            store::accounts::update_state(&mut tx, &a.id, AccountState::Pending.as_str(), now).await?;
             let records = reinvite(app, &mut tx, &a.id, &access).await?;
             (Invited::Reinvited(a.id), records)
         }

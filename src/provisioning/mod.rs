@@ -14,7 +14,7 @@ use crate::store::{self, StoreError};
 use convention::{Convention, ConventionState};
 
 /// The partner's email domains (none: any professional address).
-pub fn email_domains(p: &store::PartnerRow) -> Vec<String> {
+pub fn email_domains(p: &store::partners::PartnerRow) -> Vec<String> {
     serde_json::from_str(&p.email_domains).unwrap_or_default()
 }
 
@@ -59,11 +59,11 @@ pub async fn add_partner(app: &App, p: NewPartner<'_>) -> AppResult<()> {
     let signed = p.convention_signed.map(|d| checked_date(SIGNATURE_DATE, d)).transpose()?;
     let domains = checked_domains(p.email_domains)?;
     let mut tx = app.store.begin_write().await?;
-    store::insert_partner(&mut tx, p.id, p.name.trim(), app.clock.now_ms()).await.map_err(|e| match e {
+    store::partners::insert(&mut tx, p.id, p.name.trim(), app.clock.now_ms()).await.map_err(|e| match e {
         StoreError::Conflict(_) => bad(format!("partner `{}` already exists", p.id)),
         other => other.into(),
     })?;
-    store::set_partner_convention(
+    store::partners::set_convention(
         &mut tx,
         p.id,
         signed.as_deref(),
@@ -79,7 +79,7 @@ pub async fn add_partner(app: &App, p: NewPartner<'_>) -> AppResult<()> {
 pub async fn sign_convention(app: &App, partner_id: &str, date: &str) -> AppResult<()> {
     let date = checked_date(SIGNATURE_DATE, date)?;
     let mut tx = app.store.begin_write().await?;
-    if !store::sign_convention(&mut tx, partner_id, &date).await? {
+    if !store::partners::sign_convention(&mut tx, partner_id, &date).await? {
         return Err(AppError::Invalid(format!("unknown partner `{partner_id}`")));
     }
     convention_event(app, &mut tx, partner_id, serde_json::json!({"change": "signed", "date": date})).await?;
@@ -103,7 +103,7 @@ pub async fn terminate_convention(app: &App, partner_id: &str, date: &str, reaso
         return Err(AppError::Invalid("motif / reason : ne doit pas être vide / must not be empty".into()));
     }
     let mut tx = app.store.begin_write().await?;
-    if !store::terminate_convention(&mut tx, partner_id, &date, reason.trim()).await? {
+    if !store::partners::terminate_convention(&mut tx, partner_id, &date, reason.trim()).await? {
         return Err(AppError::Invalid(format!("unknown partner `{partner_id}`")));
     }
     let closed = close_all_accounts(app, &mut tx, partner_id, &date).await?;
@@ -125,7 +125,7 @@ pub async fn set_non_renewal(app: &App, partner_id: &str, date: Option<&str>) ->
         .await?
         .ok_or_else(|| AppError::Invalid(format!("unknown partner `{partner_id}`")))?;
     let mut tx = app.store.begin_write().await?;
-    store::set_non_renewal(&mut tx, partner_id, date.as_deref()).await?;
+    store::partners::set_non_renewal(&mut tx, partner_id, date.as_deref()).await?;
     let change = if date.is_some() { "not_renewed" } else { "renewal_restored" };
     convention_event(app, &mut tx, partner_id, serde_json::json!({"change": change, "date": date})).await?;
     tx.commit().await?;
@@ -159,8 +159,8 @@ pub async fn close_access_in(
     reason: &str,
     now: crate::clock::Millis,
 ) -> AppResult<()> {
-    store::close_account(tx, account_id, on, now).await?;
-    store::supersede_links_of_account(tx, account_id, now).await?;
+    store::accounts::close(tx, account_id, on, now).await?;
+    store::credentials::supersede_links_of_account(tx, account_id, now).await?;
     crate::auth::session::end_all_of_account_in(app, tx, account_id, reason).await?;
     Ok(())
 }
@@ -170,7 +170,7 @@ async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str
     let mut closed = 0;
     // Events go last: appending takes the log's lock, held until commit.
     let mut events = Vec::new();
-    for a in store::accounts_of_partner(tx, partner_id).await? {
+    for a in store::accounts::of_partner(tx, partner_id).await? {
         if a.state == "closed" {
             continue;
         }
@@ -241,7 +241,7 @@ pub async fn set_annex2(app: &App, a: Annex2<'_>) -> AppResult<()> {
     if app.store.partner(a.partner_id).await?.is_none() {
         return Err(AppError::Invalid(format!("unknown partner `{}`", a.partner_id)));
     }
-    let row = store::Annex2Row {
+    let row = store::partners::Annex2Row {
         partner_id: a.partner_id.to_string(),
         habilitation_manager_name: non_empty(HABILITATION_NAME, a.habilitation_name)?,
         habilitation_manager_email: contact_email(HABILITATION_EMAIL, a.habilitation_email)?,
@@ -250,7 +250,7 @@ pub async fn set_annex2(app: &App, a: Annex2<'_>) -> AppResult<()> {
         transmitted_on: checked_date(TRANSMISSION_DATE, a.transmitted)?,
     };
     let mut tx = app.store.begin_write().await?;
-    store::replace_annex2(&mut tx, &row).await?;
+    store::partners::replace_annex2(&mut tx, &row).await?;
     tx.commit().await?;
     tracing::info!(partner = a.partner_id, "annex 2 replaced");
     Ok(())
@@ -281,7 +281,7 @@ pub async fn set_annex3(app: &App, a: Annex3<'_>) -> AppResult<()> {
             contact_email(TECHNICAL_REFERENT, email)?
         ));
     }
-    let row = store::Annex3Row {
+    let row = store::partners::Annex3Row {
         habilitation_manager_name: non_empty(HABILITATION_NAME, a.habilitation_name)?,
         habilitation_manager_email: contact_email(HABILITATION_EMAIL, a.habilitation_email)?,
         security_officer_name: non_empty(SECURITY_NAME, a.security_name)?,
@@ -290,7 +290,7 @@ pub async fn set_annex3(app: &App, a: Annex3<'_>) -> AppResult<()> {
         transmitted_on: checked_date(TRANSMISSION_DATE, a.transmitted)?,
     };
     let mut tx = app.store.begin_write().await?;
-    store::replace_annex3(&mut tx, &row).await?;
+    store::partners::replace_annex3(&mut tx, &row).await?;
     tx.commit().await?;
     tracing::info!("annex 3 replaced");
     Ok(())
@@ -314,7 +314,7 @@ pub async fn update_partner(
         None => None,
     };
     let mut tx = app.store.begin_write().await?;
-    if !store::update_partner(&mut tx, id, name.as_deref(), siren, domains.as_deref()).await? {
+    if !store::partners::update(&mut tx, id, name.as_deref(), siren, domains.as_deref()).await? {
         return Err(AppError::Invalid(format!("unknown partner `{id}`")));
     }
     tx.commit().await?;

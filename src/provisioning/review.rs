@@ -96,7 +96,7 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
         )
         .map_err(|e| AppError::Invalid(e.to_string()))?;
         let mut tx = app.store.begin_write().await?;
-        if store::record_reminder(&mut tx, &r.partner_id, &r.deadline, kind, now).await? {
+        if store::partners::record_reminder(&mut tx, &r.partner_id, &r.deadline, kind, now).await? {
             mail::enqueue(&mut tx, &message, now).await?;
             sent += 1;
         }
@@ -116,7 +116,7 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
         )
         .map_err(|e| AppError::Invalid(e.to_string()))?;
         let mut tx = app.store.begin_write().await?;
-        if store::record_reminder(&mut tx, "*", &format_iso(app.clock.today()), "digest", now).await? {
+        if store::partners::record_reminder(&mut tx, "*", &format_iso(app.clock.today()), "digest", now).await? {
             mail::enqueue(&mut tx, &message, now).await?;
             sent += 1;
         }

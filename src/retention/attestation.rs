@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::clock::{Millis, rfc3339_ms};
 use crate::crypto::{b64url, sha256};
 use crate::error::{AppError, AppResult};
-use crate::store::DestructionRow;
+use crate::store::retention::DestructionRow;
 
 /// The `typ` of an attestation JWS.
 pub const TYP: &str = "destruction-attestation+jwt";

@@ -33,7 +33,10 @@ use crate::clock::{Millis, rfc3339_ms};
 use crate::dates::{add_months, format_iso, parse_iso};
 use crate::error::AppResult;
 use crate::provisioning::convention::{Convention, ConventionState};
-use crate::store::{self, AccountDataCounts, ClosedAccountRow, DestructionRow, LogPurgeRow, WriteTx};
+use crate::store::{
+    self, WriteTx, retention::AccountDataCounts, retention::ClosedAccountRow, retention::DestructionRow,
+    retention::LogPurgeRow,
+};
 
 /// The file, in the keys folder, holding the key of the address hashes.
 pub const EMAIL_HMAC_KEY_FILE: &str = "destruction-hmac.key";
@@ -203,7 +206,7 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
         Some(crate::keys::load_or_create_secret(&app.config.keys_dir, EMAIL_HMAC_KEY_FILE)?)
     };
     let mut tx = app.store.begin_write().await?;
-    store::lock_purge(&mut tx).await?;
+    store::retention::lock_purge(&mut tx).await?;
     let mut report = PurgeReport {
         dry_run,
         time: rfc3339_ms(now),
@@ -215,18 +218,18 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
         annexes: Vec::new(),
     };
 
-    for a in store::closed_accounts(&mut tx).await? {
+    for a in store::retention::closed_accounts(&mut tx).await? {
         let record_due = habilitation_record_due(&a, today);
         if !record_due && !account_data_due(&a, now) {
             continue;
         }
         let data = if !data_destroyed(&a) {
-            Some(store::destroy_account_data(&mut tx, &a.id, &a.email_normalized, now).await?)
+            Some(store::retention::destroy_account_data(&mut tx, &a.id, &a.email_normalized, now).await?)
         } else {
             None
         };
         if record_due {
-            store::delete_account(&mut tx, &a.id).await?;
+            store::accounts::delete(&mut tx, &a.id).await?;
         }
         let entry = AccountPurged {
             account_id: a.id.clone(),
@@ -240,7 +243,7 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
 
     for p in app.store.partners().await? {
         let Some(ended) = annexes_due(Convention::of(&p).state(today), today) else { continue };
-        let (annex1, annex2) = store::delete_annexes(&mut tx, &p.id).await?;
+        let (annex1, annex2) = store::partners::delete_annexes(&mut tx, &p.id).await?;
         if annex1 + annex2 > 0 {
             report.annexes.push(AnnexesPurged {
                 partner_id: p.id.clone(),
@@ -252,10 +255,10 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
     }
 
     let before = months_before(now, app.config.log_retention_months);
-    if let Some((from_seq, to_seq, last_hash)) = store::events_prefix_before(&mut tx, before).await? {
-        let by_partner = store::event_counts_by_partner(&mut tx, to_seq).await?;
-        let removed = store::delete_events_up_to(&mut tx, to_seq).await? as i64;
-        store::insert_log_purge(
+    if let Some((from_seq, to_seq, last_hash)) = store::events::prefix_before(&mut tx, before).await? {
+        let by_partner = store::events::counts_by_partner(&mut tx, to_seq).await?;
+        let removed = store::events::delete_up_to(&mut tx, to_seq).await? as i64;
+        store::retention::insert_log_purge(
             &mut tx,
             &LogPurgeRow { up_to_seq: to_seq, last_hash: last_hash.clone(), removed, purged_at: now },
         )
@@ -264,7 +267,7 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
             Some(EventsPurged { from_seq, to_seq, removed, last_hash, before: rfc3339_ms(before), by_partner });
     }
 
-    report.ended_sessions = store::delete_ended_sessions_before(&mut tx, before).await?;
+    report.ended_sessions = store::sessions::delete_ended_before(&mut tx, before).await?;
 
     if dry_run {
         // Dropping the transaction rolls every deletion back.
@@ -277,7 +280,7 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
     }
     let e = Event::new(kind::PURGE, Outcome::Success, actor).details(report.details());
     audit::append(app, &mut tx, vec![e]).await?;
-    let seq = store::head_in(&mut tx).await?.map(|h| h.0).unwrap_or_default();
+    let seq = store::events::head_in(&mut tx).await?.map(|h| h.0).unwrap_or_default();
     report.seq = Some(seq);
     record_destructions(&mut tx, &report, now, seq).await?;
     audit::checkpoint::checkpoint_in(app, &mut tx).await?;
@@ -325,7 +328,7 @@ async fn record_destructions(tx: &mut WriteTx, r: &PurgeReport, now: Millis, seq
         }
     }
     for d in &rows {
-        store::insert_destruction(tx, d).await?;
+        store::retention::insert_destruction(tx, d).await?;
     }
     Ok(())
 }
@@ -336,7 +339,7 @@ async fn record_destructions(tx: &mut WriteTx, r: &PurgeReport, now: Millis, seq
 pub async fn run_scheduled(app: &App, holder: &str) {
     let now = app.clock.now_ms();
     let lease = |name: &'static str, secs: i64| async move {
-        store::try_acquire_lease(&app.store, name, holder, now, now + secs * 1000).await
+        store::retention::try_acquire_lease(&app.store, name, holder, now, now + secs * 1000).await
     };
     match lease("purge", app.config.purge_interval_secs).await {
         Ok(true) => {

@@ -1,3 +1,5 @@
+//! Accounts (with their partner's name) and their roles.
+
 use sqlx::Row;
 
 use super::{Store, StoreError, StoreResult, WriteTx};
@@ -99,18 +101,7 @@ impl Store {
     }
 }
 
-pub async fn insert_partner(tx: &mut WriteTx, id: &str, name: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query("INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(name)
-        .bind(now)
-        .execute(tx.conn().await?)
-        .await
-        .map_err(|e| StoreError::from_insert(e, "partner"))?;
-    Ok(())
-}
-
-pub async fn insert_account(tx: &mut WriteTx, a: &NewAccount<'_>) -> StoreResult<()> {
+pub async fn insert(tx: &mut WriteTx, a: &NewAccount<'_>) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO accounts (id, email, email_normalized, given_name, family_name, function, partner_id, \
          state, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
@@ -142,7 +133,7 @@ pub async fn update_password_hash(tx: &mut WriteTx, account_id: &str, hash: &str
     Ok(())
 }
 
-pub async fn update_account_state(tx: &mut WriteTx, account_id: &str, state: &str, now: Millis) -> StoreResult<()> {
+pub async fn update_state(tx: &mut WriteTx, account_id: &str, state: &str, now: Millis) -> StoreResult<()> {
     sqlx::query("UPDATE accounts SET state = $1, updated_at = $2 WHERE id = $3")
         .bind(state)
         .bind(now)
@@ -170,4 +161,137 @@ pub async fn revoke_role(tx: &mut WriteTx, account_id: &str, role: &str) -> Stor
         .execute(tx.conn().await?)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+const PARTNER_ACCOUNT_COLUMNS: &str =
+    "id, email, email_normalized, given_name, family_name, function, state, closure_requested_on, closed_at";
+
+/// The partner's accounts, read inside the transaction that will change them.
+pub async fn of_partner(tx: &mut WriteTx, partner_id: &str) -> StoreResult<Vec<PartnerAccountRow>> {
+    let sql = format!("SELECT {PARTNER_ACCOUNT_COLUMNS} FROM accounts WHERE partner_id = $1 ORDER BY email_normalized");
+    Ok(sqlx::query_as(&sql).bind(partner_id).fetch_all(tx.conn().await?).await?)
+}
+
+pub async fn update_identity(
+    tx: &mut WriteTx,
+    id: &str,
+    given_name: &str,
+    family_name: &str,
+    function: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5")
+        .bind(given_name)
+        .bind(family_name)
+        .bind(function)
+        .bind(now)
+        .bind(id)
+        .execute(tx.conn().await?)
+        .await?;
+    Ok(())
+}
+
+/// Closes an access: the state, the closure request date, no password left.
+pub async fn close(tx: &mut WriteTx, id: &str, closure_requested_on: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE accounts SET state = 'closed', closure_requested_on = $1, closed_at = $2, password_hash = NULL, \
+         updated_at = $2 WHERE id = $3",
+    )
+    .bind(closure_requested_on)
+    .bind(now)
+    .bind(id)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
+}
+
+/// Reopens a closed access as pending: a new activation link will follow.
+pub async fn reopen(
+    tx: &mut WriteTx,
+    id: &str,
+    given_name: &str,
+    family_name: &str,
+    function: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE accounts SET state = 'pending', closure_requested_on = NULL, closed_at = NULL, password_hash = NULL, \
+         given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(given_name)
+    .bind(family_name)
+    .bind(function)
+    .bind(now)
+    .bind(id)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the habilitation record (the account row) of a closed account.
+pub async fn delete(tx: &mut WriteTx, account_id: &str) -> StoreResult<u64> {
+    Ok(sqlx::query("DELETE FROM accounts WHERE id = $1 AND state = 'closed'")
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected())
+}
+
+/// An account as provisioning sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PartnerAccountRow {
+    pub id: String,
+    pub email: String,
+    pub email_normalized: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub function: String,
+    pub state: String,
+    pub closure_requested_on: Option<String>,
+    pub closed_at: Option<Millis>,
+}
+
+/// A partner's account with its last sign-in (from the connection log).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AdminAccountRow {
+    pub id: String,
+    pub email: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub function: String,
+    pub state: String,
+    pub closure_requested_on: Option<String>,
+    pub last_signin_ms: Option<Millis>,
+}
+
+impl Store {
+    /// Every (account, role) pair, by email then role.
+    pub async fn administrators(&self) -> StoreResult<Vec<(AccountRow, String)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            account: AccountRow,
+            role: String,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT a.id, a.email, a.email_normalized, a.given_name, a.family_name, a.function, a.partner_id, \
+             p.name AS partner_name, a.state, a.password_hash, a.created_at, a.updated_at, r.role \
+             FROM account_roles r JOIN accounts a ON a.id = r.account_id LEFT JOIN partners p ON p.id = a.partner_id \
+             ORDER BY a.email_normalized, r.role",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.account, r.role)).collect())
+    }
+
+    pub async fn partner_accounts(&self, partner_id: &str) -> StoreResult<Vec<AdminAccountRow>> {
+        Ok(sqlx::query_as(
+            "SELECT a.id, a.email, a.given_name, a.family_name, a.function, a.state, a.closure_requested_on, \
+             (SELECT MAX(e.time_ms) FROM events e WHERE e.account_id = a.id AND e.kind = 'signin') AS last_signin_ms \
+             FROM accounts a WHERE a.partner_id = $1 ORDER BY a.email_normalized",
+        )
+        .bind(partner_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

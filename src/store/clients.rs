@@ -1,3 +1,5 @@
+//! Client registrations, and the short cache of those read.
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -106,7 +108,7 @@ impl Store {
     }
 }
 
-pub async fn insert_client(tx: &mut WriteTx, c: &ClientRow, now: Millis) -> StoreResult<()> {
+pub async fn insert(tx: &mut WriteTx, c: &ClientRow, now: Millis) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO clients (id, name, secret_hash, auth_method, redirect_uris, post_logout_redirect_uris, \
          backchannel_logout_uri, id_token_alg, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

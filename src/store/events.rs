@@ -1,7 +1,7 @@
 //! The connection log's storage: append (chained) and query.
 
 use super::write_tx::Queued;
-use super::{Backend, ChainHead, Store, StoreResult, WriteTx};
+use super::{Backend, Store, StoreResult, WriteTx, write_tx::ChainHead};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -90,11 +90,7 @@ pub(super) async fn read_chain_head_on(conn: &mut sqlx::AnyConnection) -> StoreR
 /// SQLite group writer for a batched transaction. They are queued and sent
 /// with the commit; `hash` chains them again should the head turn out to be
 /// stale.
-pub async fn append_events(
-    tx: &mut WriteTx,
-    mut rows: Vec<EventRow>,
-    hash: fn(&EventRow) -> String,
-) -> StoreResult<()> {
+pub async fn append(tx: &mut WriteTx, mut rows: Vec<EventRow>, hash: fn(&EventRow) -> String) -> StoreResult<()> {
     if tx.chains_at_commit() {
         tx.add_unchained_events(rows, hash);
         return Ok(());
@@ -241,5 +237,100 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+}
+
+/// The last record (seq, hash, time), read in the caller's transaction after
+/// `chain_head` took the appenders' lock.
+pub async fn head_in(tx: &mut WriteTx) -> StoreResult<Option<(i64, String, Millis)>> {
+    let head: Option<(i64, String, Millis)> =
+        sqlx::query_as("SELECT seq, hash, time_ms FROM events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(tx.conn().await?)
+            .await?;
+    Ok(head)
+}
+
+/// The last record strictly older than `before`, such that every record up
+/// to it is older too (the removed part is always a prefix of the chain).
+pub async fn prefix_before(tx: &mut WriteTx, before: Millis) -> StoreResult<Option<(i64, i64, String)>> {
+    let first_kept: (Option<i64>,) = sqlx::query_as("SELECT MIN(seq) FROM events WHERE time_ms >= $1")
+        .bind(before)
+        .fetch_one(tx.conn().await?)
+        .await?;
+    let bounds: (Option<i64>, Option<i64>) = match first_kept.0 {
+        Some(kept) => {
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events WHERE seq < $1")
+                .bind(kept)
+                .fetch_one(tx.conn().await?)
+                .await?
+        }
+        None => sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events").fetch_one(tx.conn().await?).await?,
+    };
+    let (Some(first), Some(last)) = bounds else { return Ok(None) };
+    let hash: (String,) =
+        sqlx::query_as("SELECT hash FROM events WHERE seq = $1").bind(last).fetch_one(tx.conn().await?).await?;
+    Ok(Some((first, last, hash.0)))
+}
+
+/// Per partner (None: records without one), how many records up to `seq`.
+pub async fn counts_by_partner(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT partner_id, COUNT(*) FROM events WHERE seq <= $1 GROUP BY partner_id ORDER BY partner_id",
+    )
+    .bind(up_to_seq)
+    .fetch_all(tx.conn().await?)
+    .await?)
+}
+
+/// Deletes the records up to `up_to_seq`, and the checkpoints of that range
+/// (nothing is left for them to vouch for).
+pub async fn delete_up_to(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<u64> {
+    sqlx::query("DELETE FROM log_checkpoints WHERE seq <= $1").bind(up_to_seq).execute(tx.conn().await?).await?;
+    Ok(sqlx::query("DELETE FROM events WHERE seq <= $1")
+        .bind(up_to_seq)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected())
+}
+
+/// Which events a detector looks back at, by one column.
+#[derive(Debug, Clone)]
+pub enum EventKey<'a> {
+    Ip(&'a str),
+    Email(&'a str),
+    Account(&'a str),
+}
+
+impl Store {
+    /// Events of `kinds` matching `key`, from `since_ms`, up to and including
+    /// record `up_to_seq` (so that a detector judges an event on what had
+    /// happened by then, whenever it runs), oldest first, at most `limit`.
+    pub async fn events_by_key(
+        &self,
+        kinds: &[&str],
+        key: &EventKey<'_>,
+        since_ms: Millis,
+        up_to_seq: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<EventRow>> {
+        let (column, value) = match key {
+            EventKey::Ip(v) => ("ip", *v),
+            EventKey::Email(v) => ("email_normalized", *v),
+            EventKey::Account(v) => ("account_id", *v),
+        };
+        let placeholders: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 5)).collect();
+        let sql = format!(
+            "SELECT {} FROM events WHERE {column} = $1 AND time_ms >= $2 AND seq <= $3 AND kind IN ({}) \
+             ORDER BY seq DESC LIMIT $4",
+            EVENT_COLUMNS,
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, EventRow>(&sql).bind(value).bind(since_ms).bind(up_to_seq).bind(limit);
+        for k in kinds {
+            q = q.bind(k.to_string());
+        }
+        let mut rows = q.fetch_all(&self.pool).await?;
+        rows.reverse();
+        Ok(rows)
     }
 }

@@ -3,58 +3,64 @@
 use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
-use super::sync_read::PointRow;
-use super::{AccountRow, Store, StoreResult, WriteTx};
+use super::sync_read::point_row;
+use super::{Store, StoreResult, WriteTx, accounts::AccountRow};
 use crate::clock::Millis;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CodeRow {
-    pub code_hash: String,
-    pub client_id: String,
-    pub account_id: String,
-    pub session_id_hash: String,
-    pub sid: String,
-    pub redirect_uri: String,
-    pub code_challenge: String,
-    pub scope: String,
-    pub nonce: Option<String>,
-    pub claims: Option<String>,
-    pub auth_time: Millis,
-    pub acr: String,
-    pub amr: String,
-    pub created_at: Millis,
-    pub expires_at: Millis,
-    pub used_at: Option<Millis>,
-    pub family_id: Option<String>,
+point_row! {
+    #[derive(Debug, Clone)]
+    pub struct CodeRow {
+        pub code_hash: String,
+        pub client_id: String,
+        pub account_id: String,
+        pub session_id_hash: String,
+        pub sid: String,
+        pub redirect_uri: String,
+        pub code_challenge: String,
+        pub scope: String,
+        pub nonce: Option<String>,
+        pub claims: Option<String>,
+        pub auth_time: Millis,
+        pub acr: String,
+        pub amr: String,
+        pub created_at: Millis,
+        pub expires_at: Millis,
+        pub used_at: Option<Millis>,
+        pub family_id: Option<String>,
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct FamilyRow {
-    pub id: String,
-    pub client_id: String,
-    pub account_id: String,
-    pub session_id_hash: String,
-    pub sid: String,
-    pub scope: String,
-    pub claims: Option<String>,
-    pub auth_time: Millis,
-    pub acr: String,
-    pub amr: String,
-    pub created_at: Millis,
-    pub expires_at: Millis,
-    pub revoked_at: Option<Millis>,
+point_row! {
+    #[derive(Debug, Clone)]
+    pub struct FamilyRow {
+        pub id: String,
+        pub client_id: String,
+        pub account_id: String,
+        pub session_id_hash: String,
+        pub sid: String,
+        pub scope: String,
+        pub claims: Option<String>,
+        pub auth_time: Millis,
+        pub acr: String,
+        pub amr: String,
+        pub created_at: Millis,
+        pub expires_at: Millis,
+        pub revoked_at: Option<Millis>,
+    }
 }
 
-/// A token found by its hash, with the family it belongs to.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct TokenLookup {
-    pub token_hash: String,
-    pub token_created_at: Millis,
-    pub token_expires_at: Millis,
-    pub used_at: Option<Millis>,
-    #[sqlx(flatten)]
-    pub family: FamilyRow,
-    pub account_state: String,
+point_row! {
+    /// A token found by its hash, with the family it belongs to.
+    #[derive(Debug, Clone)]
+    pub struct TokenLookup {
+        pub token_hash: String,
+        pub token_created_at: Millis,
+        pub token_expires_at: Millis,
+        pub used_at: Option<Millis>,
+        #[flatten]
+        pub family: FamilyRow,
+        pub account_state: String,
+    }
 }
 
 /// A token, its family, and the account the family belongs to with its
@@ -67,78 +73,34 @@ pub struct TokenGrant {
     pub roles: Vec<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct TokenGrantRow {
-    #[sqlx(flatten)]
-    token: TokenLookup,
-    #[sqlx(flatten)]
-    account: GrantAccount,
-}
-
-impl PointRow for TokenGrantRow {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(TokenGrantRow {
-            token: TokenLookup {
-                token_hash: r.get("token_hash")?,
-                token_created_at: r.get("token_created_at")?,
-                token_expires_at: r.get("token_expires_at")?,
-                used_at: r.get("used_at")?,
-                family: FamilyRow {
-                    id: r.get("id")?,
-                    client_id: r.get("client_id")?,
-                    account_id: r.get("account_id")?,
-                    session_id_hash: r.get("session_id_hash")?,
-                    sid: r.get("sid")?,
-                    scope: r.get("scope")?,
-                    claims: r.get("claims")?,
-                    auth_time: r.get("auth_time")?,
-                    acr: r.get("acr")?,
-                    amr: r.get("amr")?,
-                    created_at: r.get("created_at")?,
-                    expires_at: r.get("expires_at")?,
-                    revoked_at: r.get("revoked_at")?,
-                },
-                account_state: r.get("account_state")?,
-            },
-            account: GrantAccount::from_sqlite(r)?,
-        })
+point_row! {
+    struct TokenGrantRow {
+        #[flatten]
+        token: TokenLookup,
+        #[flatten]
+        account: GrantAccount,
     }
 }
 
-/// The account columns of a grant read (`GRANT_ACCOUNT_COLUMNS`), one role
-/// per row; all NULL when the account is gone (a code's outer join).
-#[derive(sqlx::FromRow)]
-struct GrantAccount {
-    account_state: Option<String>,
-    account_email: Option<String>,
-    account_email_normalized: Option<String>,
-    account_given_name: Option<String>,
-    account_family_name: Option<String>,
-    account_function: Option<String>,
-    account_partner_id: Option<String>,
-    account_partner_name: Option<String>,
-    account_created_at: Option<Millis>,
-    account_updated_at: Option<Millis>,
-    role: Option<String>,
+point_row! {
+    /// The account columns of a grant read (`GRANT_ACCOUNT_COLUMNS`), one role
+    /// per row; all NULL when the account is gone (a code's outer join).
+    struct GrantAccount {
+        account_state: Option<String>,
+        account_email: Option<String>,
+        account_email_normalized: Option<String>,
+        account_given_name: Option<String>,
+        account_family_name: Option<String>,
+        account_function: Option<String>,
+        account_partner_id: Option<String>,
+        account_partner_name: Option<String>,
+        account_created_at: Option<Millis>,
+        account_updated_at: Option<Millis>,
+        role: Option<String>,
+    }
 }
 
 impl GrantAccount {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(GrantAccount {
-            account_state: r.get("account_state")?,
-            account_email: r.get("account_email")?,
-            account_email_normalized: r.get("account_email_normalized")?,
-            account_given_name: r.get("account_given_name")?,
-            account_family_name: r.get("account_family_name")?,
-            account_function: r.get("account_function")?,
-            account_partner_id: r.get("account_partner_id")?,
-            account_partner_name: r.get("account_partner_name")?,
-            account_created_at: r.get("account_created_at")?,
-            account_updated_at: r.get("account_updated_at")?,
-            role: r.get("role")?,
-        })
-    }
-
     /// The account (`None` when it is gone; `password_hash` not read) and
     /// this row's role.
     fn split(self, account_id: &str) -> (Option<AccountRow>, Option<String>) {
@@ -200,14 +162,15 @@ type CodeAndSession = (CodeRow, Option<SessionTimes>);
 /// A code, its session's times, and its account with its roles.
 pub type CodeGrant = (CodeRow, Option<SessionTimes>, Option<(AccountRow, Vec<String>)>);
 
-#[derive(sqlx::FromRow)]
-struct CodeGrantRow {
-    #[sqlx(flatten)]
-    code: CodeRow,
-    #[sqlx(flatten)]
-    session: CodeSessionColumns,
-    #[sqlx(flatten)]
-    account: GrantAccount,
+point_row! {
+    struct CodeGrantRow {
+        #[flatten]
+        code: CodeRow,
+        #[flatten]
+        session: CodeSessionColumns,
+        #[flatten]
+        account: GrantAccount,
+    }
 }
 
 /// The times of a code's session, read with the code: a code dies with its
@@ -219,56 +182,21 @@ pub struct SessionTimes {
     pub ended_at: Option<Millis>,
 }
 
-/// Outer-joined: all `None` when the session is gone.
-#[derive(sqlx::FromRow)]
-struct CodeSessionColumns {
-    session_last_seen_at: Option<Millis>,
-    session_absolute_expires_at: Option<Millis>,
-    session_ended_at: Option<Millis>,
+point_row! {
+    /// Outer-joined: all `None` when the session is gone.
+    struct CodeSessionColumns {
+        session_last_seen_at: Option<Millis>,
+        session_absolute_expires_at: Option<Millis>,
+        session_ended_at: Option<Millis>,
+    }
 }
 
 impl CodeSessionColumns {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(CodeSessionColumns {
-            session_last_seen_at: r.get("session_last_seen_at")?,
-            session_absolute_expires_at: r.get("session_absolute_expires_at")?,
-            session_ended_at: r.get("session_ended_at")?,
-        })
-    }
-
     fn times(&self) -> Option<SessionTimes> {
         Some(SessionTimes {
             last_seen_at: self.session_last_seen_at?,
             absolute_expires_at: self.session_absolute_expires_at?,
             ended_at: self.session_ended_at,
-        })
-    }
-}
-
-impl PointRow for CodeGrantRow {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(CodeGrantRow {
-            code: CodeRow {
-                code_hash: r.get("code_hash")?,
-                client_id: r.get("client_id")?,
-                account_id: r.get("account_id")?,
-                session_id_hash: r.get("session_id_hash")?,
-                sid: r.get("sid")?,
-                redirect_uri: r.get("redirect_uri")?,
-                code_challenge: r.get("code_challenge")?,
-                scope: r.get("scope")?,
-                nonce: r.get("nonce")?,
-                claims: r.get("claims")?,
-                auth_time: r.get("auth_time")?,
-                acr: r.get("acr")?,
-                amr: r.get("amr")?,
-                created_at: r.get("created_at")?,
-                expires_at: r.get("expires_at")?,
-                used_at: r.get("used_at")?,
-                family_id: r.get("family_id")?,
-            },
-            session: CodeSessionColumns::from_sqlite(r)?,
-            account: GrantAccount::from_sqlite(r)?,
         })
     }
 }
@@ -588,7 +516,7 @@ pub async fn remember_assertion_jti(
 }
 
 /// Deletes what has expired; run by a background job.
-pub async fn delete_expired_grants(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
+pub async fn delete_expired(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
     let mut n = 0;
     for sql in [
         "DELETE FROM auth_requests WHERE expires_at < $1",
@@ -600,4 +528,26 @@ pub async fn delete_expired_grants(tx: &mut WriteTx, now: Millis) -> StoreResult
         n += sqlx::query(sql).bind(now).execute(tx.conn().await?).await?.rows_affected();
     }
     Ok(n)
+}
+
+/// Revokes every token family of an account (password reset, closure).
+pub async fn revoke_families_of_account(
+    tx: &mut WriteTx,
+    account_id: &str,
+    reason: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE account_id = $1)")
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?;
+    sqlx::query(
+        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE account_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(account_id)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
 }

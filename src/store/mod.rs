@@ -2,44 +2,58 @@
 //!
 //! All SQL lives under this module. Both dialects accept the same statements
 //! (`$n` parameters, `BIGINT` milliseconds, `RETURNING`), so each query is
-//! written once; migrations are kept per database in `migrations/<db>/`.
+//! written once; where they differ, the two statements stand side by side in
+//! the same function (`match tx.backend`). Migrations are kept per database
+//! in `migrations/<db>/`.
+//!
+//! One file per table (or per small family of tables), holding its row types
+//! and all its SQL, reads and writes. Callers name the table:
+//! `store::sessions::insert(&mut tx, ..)`, `store::throttle::clear_queued(..)`.
+//! The convention: a write is a free function of the table's module taking
+//! the caller's `&mut WriteTx`, so that one use case commits once; a read
+//! outside a transaction is a `Store` method (`store.session(id_hash)`),
+//! written in the `impl Store` block of the same file. Only `Store`,
+//! `WriteTx`, `StoreError`, `StoreResult` and `Backend` are named at
+//! `store::` itself.
+//!
+//! - `accounts`: accounts and their roles; `partners`: partners, conventions,
+//!   annexes, reminders, the console's annex-1 uploads;
+//! - `sessions`; `grants`: pending authorization requests, codes, token
+//!   families, access and refresh tokens, assertion identifiers;
+//! - `credentials`: one-time links; `totp`: second factor secrets, recovery
+//!   codes, pending second steps; `clients`: client registrations;
+//! - `events`: the chained connection log; `retention`: leases, checkpoints,
+//!   log purges, destructions; `alerts`: the detectors' cursor and memory;
+//! - `mail` and `backchannel`: the two outboxes; `throttle`: sign-in
+//!   throttling rows; `shared`: the Redis counterpart; `transfer`: export and
+//!   import of the whole database.
 //!
 //! SQLite has a single writer. A deferred transaction that read first and
 //! writes later can fail at once with `SQLITE_BUSY` when another connection
 //! wrote in between, so on SQLite every write goes through one async gate.
 
-mod accounts;
-mod admin;
-mod clients;
-mod credentials;
-mod events;
-mod grants;
+pub mod accounts;
+pub mod alerts;
+pub mod backchannel;
+pub mod clients;
+pub mod credentials;
+pub mod events;
+pub mod grants;
 mod group_commit;
+pub mod mail;
 mod outbox;
-mod provisioning;
-mod retention;
-mod sessions;
+pub mod partners;
+pub mod retention;
+pub mod sessions;
 pub mod shared;
 mod sync_read;
-mod throttle;
-mod totp;
-mod transfer;
+pub mod throttle;
+pub mod totp;
+pub mod transfer;
 mod write_tx;
 
-pub use accounts::*;
-pub use admin::*;
-pub use clients::*;
-pub use credentials::*;
-pub use events::*;
-pub use grants::*;
-pub use outbox::*;
-pub use provisioning::*;
-pub use retention::*;
-pub use sessions::*;
-pub use throttle::*;
-pub use totp::*;
-pub use transfer::TransferError;
-pub use write_tx::{ChainHead, Param, WriteTx};
+use write_tx::ChainHead;
+pub use write_tx::WriteTx;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -154,7 +168,7 @@ pub struct Store {
     /// head last committed through it, so appending an event needs no read.
     write_gate: Option<Arc<Mutex<Option<ChainHead>>>>,
     /// Client registrations read in the last second (see `clients.rs`).
-    client_cache: Arc<ClientCache>,
+    client_cache: Arc<clients::ClientCache>,
     /// SQLite on a file: the thread that commits the hot paths' transactions
     /// in groups (see `group_commit.rs`).
     group_writer: Option<Arc<group_commit::GroupWriter>>,

@@ -1,137 +1,53 @@
-//! The durable queue of back-channel logout notifications.
+//! What the two outboxes (`mail`, `backchannel`) share: a claim by
+//! compare-and-set of the next attempt, and a failure that either retries
+//! later or gives up.
 
-use super::{Store, StoreResult, WriteTx};
+use super::{StoreResult, WriteTx};
 use crate::clock::Millis;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct BackchannelRow {
-    pub id: String,
-    pub client_id: String,
-    pub subject: String,
-    pub sid: String,
-    pub created_at: Millis,
-    pub next_attempt_at: Millis,
-    pub attempts: i64,
+pub(super) struct Outbox {
+    pub(super) table: &'static str,
+    /// Set when the message went out (`sent_at`, `delivered_at`).
+    pub(super) done: &'static str,
+    /// Set when it was given up (`failed_at`, `abandoned_at`).
+    pub(super) given_up: &'static str,
 }
 
-impl Store {
-    pub async fn due_backchannel(&self, now: Millis, limit: i64) -> StoreResult<Vec<BackchannelRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, client_id, subject, sid, created_at, next_attempt_at, attempts FROM backchannel_outbox \
-             WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+impl Outbox {
+    /// Claims a due message for one sender (another process or instance may
+    /// poll the same outbox): moves its next attempt to `lease_until` only if
+    /// nobody moved it since it was read. False: someone else has it.
+    pub(super) async fn claim(
+        &self,
+        tx: &mut WriteTx,
+        id: &str,
+        seen_next_attempt_at: Millis,
+        lease_until: Millis,
+    ) -> StoreResult<bool> {
+        let Outbox { table, done, given_up } = self;
+        let sql = format!(
+            "UPDATE {table} SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 \
+             AND {done} IS NULL AND {given_up} IS NULL"
+        );
+        let done =
+            sqlx::query(&sql).bind(lease_until).bind(id).bind(seen_next_attempt_at).execute(tx.conn().await?).await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    /// Depth and oldest creation time of each outbox still to deliver
-    /// (`mail`, `backchannel`), for the metrics.
-    pub async fn outbox_stats(&self) -> StoreResult<Vec<(&'static str, i64, Option<Millis>)>> {
-        let (mail, mail_oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(created_at) FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        let (bc, bc_oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(created_at) FROM backchannel_outbox \
-             WHERE delivered_at IS NULL AND abandoned_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(vec![("mail", mail, mail_oldest), ("backchannel", bc, bc_oldest)])
+    /// One more failed attempt: tried again at `next_attempt_at`, or given
+    /// up (`None`).
+    pub(super) async fn mark_failed(
+        &self,
+        tx: &mut WriteTx,
+        id: &str,
+        error: &str,
+        next_attempt_at: Option<Millis>,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let column = if next_attempt_at.is_some() { "next_attempt_at" } else { self.given_up };
+        let sql =
+            format!("UPDATE {} SET attempts = attempts + 1, last_error = $1, {column} = $2 WHERE id = $3", self.table);
+        sqlx::query(&sql).bind(error).bind(next_attempt_at.unwrap_or(now)).bind(id).execute(tx.conn().await?).await?;
+        Ok(())
     }
-
-    pub async fn pending_backchannel_count(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM backchannel_outbox WHERE delivered_at IS NULL AND abandoned_at IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n)
-    }
-}
-
-pub async fn enqueue_backchannel(
-    tx: &mut WriteTx,
-    id: &str,
-    client_id: &str,
-    subject: &str,
-    sid: &str,
-    now: Millis,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO backchannel_outbox (id, client_id, subject, sid, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $5)",
-    )
-    .bind(id)
-    .bind(client_id)
-    .bind(subject)
-    .bind(sid)
-    .bind(now)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(())
-}
-
-/// Claims a due notification for one sender (see `claim_mail`).
-pub async fn claim_backchannel(
-    tx: &mut WriteTx,
-    id: &str,
-    seen_next_attempt_at: Millis,
-    lease_until: Millis,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE backchannel_outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 \
-         AND delivered_at IS NULL AND abandoned_at IS NULL",
-    )
-    .bind(lease_until)
-    .bind(id)
-    .bind(seen_next_attempt_at)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub async fn mark_backchannel_delivered(tx: &mut WriteTx, id: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query("UPDATE backchannel_outbox SET delivered_at = $1, attempts = attempts + 1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(())
-}
-
-pub async fn mark_backchannel_failed(
-    tx: &mut WriteTx,
-    id: &str,
-    error: &str,
-    next_attempt_at: Option<Millis>,
-    now: Millis,
-) -> StoreResult<()> {
-    match next_attempt_at {
-        Some(next) => {
-            sqlx::query(
-                "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3",
-            )
-            .bind(error)
-            .bind(next)
-            .bind(id)
-            .execute(tx.conn().await?)
-            .await?
-        }
-        None => {
-            sqlx::query(
-                "UPDATE backchannel_outbox SET attempts = attempts + 1, last_error = $1, abandoned_at = $2 WHERE id = $3",
-            )
-            .bind(error)
-            .bind(now)
-            .bind(id)
-            .execute(tx.conn().await?)
-            .await?
-        }
-    };
-    Ok(())
 }

@@ -1,6 +1,8 @@
 //! Storage of retention (R19, R20) and of the log's checkpoints: job leases,
-//! signed checkpoints, purged ranges, destruction records, and the deletions
-//! themselves. Every deletion runs inside the purge's transaction.
+//! signed checkpoints, purged ranges, destruction records, and the
+//! destruction of an account's data. The deletions of single tables the
+//! purge runs (events, sessions, accounts, annexes) are in those tables'
+//! files; every one runs inside the purge's transaction.
 
 use super::{Backend, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
@@ -146,12 +148,6 @@ impl Store {
     }
 }
 
-/// Ends a session that expired; false when another request or instance
-/// already ended it (so the expiry is recorded once).
-pub async fn expire_session(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) -> StoreResult<bool> {
-    super::end_session(tx, id_hash, reason, now).await
-}
-
 pub async fn insert_checkpoint(tx: &mut WriteTx, c: &CheckpointRow) -> StoreResult<bool> {
     let done = sqlx::query(
         "INSERT INTO log_checkpoints (seq, hash, time_ms, kid, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -164,16 +160,6 @@ pub async fn insert_checkpoint(tx: &mut WriteTx, c: &CheckpointRow) -> StoreResu
     .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// The last record (seq, hash, time), read in the caller's transaction after
-/// `chain_head` took the appenders' lock.
-pub async fn head_in(tx: &mut WriteTx) -> StoreResult<Option<(i64, String, Millis)>> {
-    let head: Option<(i64, String, Millis)> =
-        sqlx::query_as("SELECT seq, hash, time_ms FROM events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(tx.conn().await?)
-            .await?;
-    Ok(head)
 }
 
 pub async fn last_checkpoint_seq_in(tx: &mut WriteTx) -> StoreResult<Option<i64>> {
@@ -189,49 +175,6 @@ pub async fn lock_purge(tx: &mut WriteTx) -> StoreResult<()> {
         sqlx::query("SELECT pg_advisory_xact_lock(7215002)").execute(tx.conn().await?).await?;
     }
     Ok(())
-}
-
-/// The last record strictly older than `before`, such that every record up
-/// to it is older too (the removed part is always a prefix of the chain).
-pub async fn events_prefix_before(tx: &mut WriteTx, before: Millis) -> StoreResult<Option<(i64, i64, String)>> {
-    let first_kept: (Option<i64>,) = sqlx::query_as("SELECT MIN(seq) FROM events WHERE time_ms >= $1")
-        .bind(before)
-        .fetch_one(tx.conn().await?)
-        .await?;
-    let bounds: (Option<i64>, Option<i64>) = match first_kept.0 {
-        Some(kept) => {
-            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events WHERE seq < $1")
-                .bind(kept)
-                .fetch_one(tx.conn().await?)
-                .await?
-        }
-        None => sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events").fetch_one(tx.conn().await?).await?,
-    };
-    let (Some(first), Some(last)) = bounds else { return Ok(None) };
-    let hash: (String,) =
-        sqlx::query_as("SELECT hash FROM events WHERE seq = $1").bind(last).fetch_one(tx.conn().await?).await?;
-    Ok(Some((first, last, hash.0)))
-}
-
-/// Per partner (None: records without one), how many records up to `seq`.
-pub async fn event_counts_by_partner(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT partner_id, COUNT(*) FROM events WHERE seq <= $1 GROUP BY partner_id ORDER BY partner_id",
-    )
-    .bind(up_to_seq)
-    .fetch_all(tx.conn().await?)
-    .await?)
-}
-
-/// Deletes the records up to `up_to_seq`, and the checkpoints of that range
-/// (nothing is left for them to vouch for).
-pub async fn delete_events_up_to(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<u64> {
-    sqlx::query("DELETE FROM log_checkpoints WHERE seq <= $1").bind(up_to_seq).execute(tx.conn().await?).await?;
-    Ok(sqlx::query("DELETE FROM events WHERE seq <= $1")
-        .bind(up_to_seq)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
 }
 
 pub async fn insert_log_purge(tx: &mut WriteTx, p: &LogPurgeRow) -> StoreResult<()> {
@@ -307,40 +250,6 @@ pub async fn destroy_account_data(
         .execute(tx.conn().await?)
         .await?;
     Ok(counts)
-}
-
-/// Deletes the sessions that ended before `before`, with the address and
-/// user agent they kept (the connection log keeps its own copy as long).
-pub async fn delete_ended_sessions_before(tx: &mut WriteTx, before: Millis) -> StoreResult<u64> {
-    Ok(sqlx::query("DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
-        .bind(before)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
-}
-
-/// Deletes the habilitation record (the account row) of a closed account.
-pub async fn delete_account(tx: &mut WriteTx, account_id: &str) -> StoreResult<u64> {
-    Ok(sqlx::query("DELETE FROM accounts WHERE id = $1 AND state = 'closed'")
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
-}
-
-/// Deletes a partner's annex 1 and annex 2; returns (annex 1, annex 2) rows.
-pub async fn delete_annexes(tx: &mut WriteTx, partner_id: &str) -> StoreResult<(u64, u64)> {
-    let a1 = sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1")
-        .bind(partner_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
-    let a2 = sqlx::query("DELETE FROM annex2 WHERE partner_id = $1")
-        .bind(partner_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
-    Ok((a1, a2))
 }
 
 pub async fn insert_destruction(tx: &mut WriteTx, d: &DestructionRow) -> StoreResult<()> {

@@ -1,21 +1,25 @@
+//! Sessions and the clients each one signed in to.
+
 use sqlx::Row;
 
-use super::sync_read::PointRow;
+use super::sync_read::point_row;
 use super::{Store, StoreError, StoreResult, WriteTx};
 use crate::clock::Millis;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SessionRow {
-    pub id_hash: String,
-    pub sid: String,
-    pub account_id: String,
-    pub auth_time: Millis,
-    pub amr: String,
-    pub acr: String,
-    pub created_at: Millis,
-    pub last_seen_at: Millis,
-    pub absolute_expires_at: Millis,
-    pub ended_at: Option<Millis>,
+point_row! {
+    #[derive(Debug, Clone)]
+    pub struct SessionRow {
+        pub id_hash: String,
+        pub sid: String,
+        pub account_id: String,
+        pub auth_time: Millis,
+        pub amr: String,
+        pub acr: String,
+        pub created_at: Millis,
+        pub last_seen_at: Millis,
+        pub absolute_expires_at: Millis,
+        pub ended_at: Option<Millis>,
+    }
 }
 
 pub struct NewSession<'a> {
@@ -28,23 +32,6 @@ pub struct NewSession<'a> {
     pub absolute_expires_at: Millis,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
-}
-
-impl PointRow for SessionRow {
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(SessionRow {
-            id_hash: r.get("id_hash")?,
-            sid: r.get("sid")?,
-            account_id: r.get("account_id")?,
-            auth_time: r.get("auth_time")?,
-            amr: r.get("amr")?,
-            acr: r.get("acr")?,
-            created_at: r.get("created_at")?,
-            last_seen_at: r.get("last_seen_at")?,
-            absolute_expires_at: r.get("absolute_expires_at")?,
-            ended_at: r.get("ended_at")?,
-        })
-    }
 }
 
 const SESSION_COLUMNS: &str =
@@ -73,7 +60,7 @@ impl Store {
     }
 }
 
-pub async fn insert_session(tx: &mut WriteTx, s: &NewSession<'_>, now: Millis) -> StoreResult<()> {
+pub async fn insert(tx: &mut WriteTx, s: &NewSession<'_>, now: Millis) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id_hash, sid, account_id, auth_time, amr, acr, created_at, last_seen_at, \
          absolute_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
@@ -94,7 +81,7 @@ pub async fn insert_session(tx: &mut WriteTx, s: &NewSession<'_>, now: Millis) -
     Ok(())
 }
 
-pub async fn touch_session(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<()> {
+pub async fn touch(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<()> {
     tx.queue(
         "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND ended_at IS NULL",
         vec![now.into(), id_hash.into()],
@@ -103,7 +90,7 @@ pub async fn touch_session(tx: &mut WriteTx, id_hash: &str, now: Millis) -> Stor
 }
 
 /// Ends a session; false when it had already ended.
-pub async fn end_session(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) -> StoreResult<bool> {
+pub async fn end(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) -> StoreResult<bool> {
     let done =
         sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id_hash = $3 AND ended_at IS NULL")
             .bind(now)
@@ -114,10 +101,56 @@ pub async fn end_session(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Mil
     Ok(done.rows_affected() > 0)
 }
 
-pub async fn add_session_client(tx: &mut WriteTx, id_hash: &str, client_id: &str) -> StoreResult<()> {
+pub async fn add_client(tx: &mut WriteTx, id_hash: &str, client_id: &str) -> StoreResult<()> {
     tx.queue(
         "INSERT INTO session_clients (session_id_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         vec![id_hash.into(), client_id.into()],
     );
     Ok(())
+}
+
+/// Ends every session of an account inside the caller's transaction;
+/// returns (session id hash, sid) of each, for the back-channel notices.
+pub async fn end_all_of_account(
+    tx: &mut WriteTx,
+    account_id: &str,
+    reason: &str,
+    now: Millis,
+) -> StoreResult<Vec<(String, String)>> {
+    let open: Vec<(String, String)> =
+        sqlx::query_as("SELECT id_hash, sid FROM sessions WHERE account_id = $1 AND ended_at IS NULL")
+            .bind(account_id)
+            .fetch_all(tx.conn().await?)
+            .await?;
+    sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE account_id = $3 AND ended_at IS NULL")
+        .bind(now)
+        .bind(reason)
+        .bind(account_id)
+        .execute(tx.conn().await?)
+        .await?;
+    Ok(open)
+}
+
+pub async fn client_ids_in(tx: &mut WriteTx, id_hash: &str) -> StoreResult<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT client_id FROM session_clients WHERE session_id_hash = $1")
+        .bind(id_hash)
+        .fetch_all(tx.conn().await?)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Ends a session that expired; false when another request or instance
+/// already ended it (so the expiry is recorded once).
+pub async fn expire(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) -> StoreResult<bool> {
+    super::sessions::end(tx, id_hash, reason, now).await
+}
+
+/// Deletes the sessions that ended before `before`, with the address and
+/// user agent they kept (the connection log keeps its own copy as long).
+pub async fn delete_ended_before(tx: &mut WriteTx, before: Millis) -> StoreResult<u64> {
+    Ok(sqlx::query("DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
+        .bind(before)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::OnceCell;
 
-use super::ThrottleRow;
+use super::throttle::ThrottleRow;
 use crate::clock::Millis;
 
 /// How long to use the database after a Redis error before trying again.

@@ -57,10 +57,44 @@ impl SyncReaders {
 }
 
 /// A row that can be read both through sqlx and by `SyncReaders`, under the
-/// same column names.
+/// same column names. Declare it with `point_row!`, which writes both
+/// mappers from the one field list.
 pub(super) trait PointRow: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin {
     fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
 }
+
+/// Declares a row struct read by column name both through sqlx (the
+/// `FromRow` derive, PostgreSQL and SQLite in memory) and through rusqlite
+/// (`PointRow`, the hot paths on SQLite on a file, which skip sqlx for
+/// speed): one field list, so the two cannot drift apart. A field marked
+/// `#[flatten]` is itself a `PointRow` read from the same row.
+macro_rules! point_row {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$flag:ident])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(sqlx::FromRow)]
+        $vis struct $name {
+            $( $(#[sqlx($flag)])* $fvis $field: $ty ),*
+        }
+
+        impl $crate::store::sync_read::PointRow for $name {
+            fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok($name { $( $field: point_row!(@read r, $field $(, $flag)*) ),* })
+            }
+        }
+    };
+    (@read $r:ident, $field:ident) => {
+        $r.get(stringify!($field))?
+    };
+    (@read $r:ident, $field:ident, flatten) => {
+        $crate::store::sync_read::PointRow::from_sqlite($r)?
+    };
+}
+pub(super) use point_row;
 
 impl Store {
     /// The rows `sql` selects for one key (`$1`): synchronously on SQLite on

@@ -23,7 +23,7 @@ impl Store {
     }
 }
 
-pub async fn throttle_for_update(tx: &mut WriteTx, key: &str) -> StoreResult<Option<ThrottleRow>> {
+pub async fn for_update(tx: &mut WriteTx, key: &str) -> StoreResult<Option<ThrottleRow>> {
     // On PostgreSQL the row lock serialises concurrent attempts on one key;
     // the row is created first, since `FOR UPDATE` locks nothing that does
     // not exist yet and two first attempts would both read "none". SQLite is
@@ -46,7 +46,7 @@ pub async fn throttle_for_update(tx: &mut WriteTx, key: &str) -> StoreResult<Opt
     Ok(sqlx::query_as(sql).bind(key).fetch_optional(tx.conn().await?).await?)
 }
 
-pub async fn save_throttle(tx: &mut WriteTx, row: &ThrottleRow, now: Millis) -> StoreResult<()> {
+pub async fn save(tx: &mut WriteTx, row: &ThrottleRow, now: Millis) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO signin_throttle (key, consecutive_failures, window_start, window_failures, blocked_until, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO UPDATE SET consecutive_failures = $2, window_start = $3, \
@@ -63,20 +63,20 @@ pub async fn save_throttle(tx: &mut WriteTx, row: &ThrottleRow, now: Millis) -> 
     Ok(())
 }
 
-pub async fn clear_throttle(tx: &mut WriteTx, key: &str) -> StoreResult<()> {
+pub async fn clear(tx: &mut WriteTx, key: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM signin_throttle WHERE key = $1").bind(key).execute(tx.conn().await?).await?;
     Ok(())
 }
 
-/// [`clear_throttle`] queued in a batched transaction (a sign-in's).
-pub fn clear_throttle_queued(tx: &mut WriteTx, key: &str) {
+/// [`clear`] queued in a batched transaction (a sign-in's).
+pub fn clear_queued(tx: &mut WriteTx, key: &str) {
     tx.queue("DELETE FROM signin_throttle WHERE key = $1", vec![key.into()]);
 }
 
 /// Gives back one failure of a counter (a source's budget, spent by a
 /// reservation that succeeded), in one statement: no read, so it can ride
 /// in a batched transaction.
-pub fn give_back_throttle_queued(tx: &mut WriteTx, key: &str, now: Millis) {
+pub fn give_back_queued(tx: &mut WriteTx, key: &str, now: Millis) {
     tx.queue(
         "UPDATE signin_throttle SET \
          window_failures = CASE WHEN window_failures > 0 THEN window_failures - 1 ELSE 0 END, \
@@ -87,7 +87,7 @@ pub fn give_back_throttle_queued(tx: &mut WriteTx, key: &str, now: Millis) {
 }
 
 /// Forgets counters idle for a day (they can no longer block anything).
-pub async fn delete_stale_throttles(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
+pub async fn delete_stale(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
     Ok(sqlx::query("DELETE FROM signin_throttle WHERE updated_at < $1 AND blocked_until < $2")
         .bind(now - 86_400_000)
         .bind(now)

@@ -74,11 +74,7 @@ impl Store {
     }
 }
 
-pub async fn insert_pending_second_factor(
-    tx: &mut WriteTx,
-    row: &PendingSecondFactorRow,
-    now: Millis,
-) -> StoreResult<()> {
+pub async fn insert_pending(tx: &mut WriteTx, row: &PendingSecondFactorRow, now: Millis) -> StoreResult<()> {
     // An expired state is of no use to anyone: sweep them as new ones come.
     sqlx::query("DELETE FROM pending_second_factor WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
     sqlx::query(
@@ -108,7 +104,7 @@ pub async fn set_pending_enrol_secret(tx: &mut WriteTx, id_hash: &str, secret: &
 
 /// Consumes a pending state; false when another request already did (so
 /// that one password check opens at most one session).
-pub async fn take_pending_second_factor(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<bool> {
+pub async fn take_pending(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<bool> {
     let n = sqlx::query("DELETE FROM pending_second_factor WHERE id_hash = $1 AND expires_at >= $2")
         .bind(id_hash)
         .bind(now)
@@ -130,7 +126,7 @@ pub async fn recovery_codes_left_in(tx: &mut WriteTx, account_id: &str) -> Store
     Ok(row.0)
 }
 
-pub async fn advance_totp_step(tx: &mut WriteTx, account_id: &str, step: i64) -> StoreResult<bool> {
+pub async fn advance_step(tx: &mut WriteTx, account_id: &str, step: i64) -> StoreResult<bool> {
     let n = sqlx::query("UPDATE account_totp SET last_step = $1 WHERE account_id = $2 AND last_step < $1")
         .bind(step)
         .bind(account_id)
@@ -142,7 +138,7 @@ pub async fn advance_totp_step(tx: &mut WriteTx, account_id: &str, step: i64) ->
 
 /// Enrols an account: its secret, the step of the confirming code, and
 /// fresh recovery codes (hashes), replacing any earlier ones.
-pub async fn insert_totp(
+pub async fn insert(
     tx: &mut WriteTx,
     account_id: &str,
     secret: &str,
@@ -187,66 +183,9 @@ pub async fn use_recovery_code(tx: &mut WriteTx, account_id: &str, code_hash: &s
     Ok(n == 1)
 }
 
-/// An annex 1 kept between the console's dry run and its "Appliquer".
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ConsoleUploadRow {
-    pub handle_hash: String,
-    pub account_id: String,
-    pub partner_id: String,
-    pub file_name: String,
-    pub transmitted: Option<String>,
-    /// The file, base64.
-    pub content: String,
-    pub expires_at: Millis,
-}
-
-pub async fn insert_console_upload(tx: &mut WriteTx, row: &ConsoleUploadRow, now: Millis) -> StoreResult<()> {
-    sqlx::query("DELETE FROM console_uploads WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
-    sqlx::query(
-        "INSERT INTO console_uploads (handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&row.handle_hash)
-    .bind(&row.account_id)
-    .bind(&row.partner_id)
-    .bind(&row.file_name)
-    .bind(&row.transmitted)
-    .bind(&row.content)
-    .bind(row.expires_at)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(())
-}
-
-/// Takes an upload once: the row is deleted by the transaction that reads
-/// it; `None` when unknown, expired or already taken.
-pub async fn take_console_upload(
-    tx: &mut WriteTx,
-    handle_hash: &str,
-    now: Millis,
-) -> StoreResult<Option<ConsoleUploadRow>> {
-    let row: Option<ConsoleUploadRow> = sqlx::query_as(
-        "SELECT handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at \
-         FROM console_uploads WHERE handle_hash = $1 AND expires_at >= $2",
-    )
-    .bind(handle_hash)
-    .bind(now)
-    .fetch_optional(tx.conn().await?)
-    .await?;
-    if row.is_none() {
-        return Ok(None);
-    }
-    let n = sqlx::query("DELETE FROM console_uploads WHERE handle_hash = $1")
-        .bind(handle_hash)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
-    Ok(if n == 1 { row } else { None })
-}
-
 /// Replaces a stored TOTP secret by its sealed form, only if the row still
 /// holds `old`; false when another writer changed it first.
-pub async fn replace_totp_secret(tx: &mut WriteTx, account_id: &str, old: &str, new: &str) -> StoreResult<bool> {
+pub async fn replace_secret(tx: &mut WriteTx, account_id: &str, old: &str, new: &str) -> StoreResult<bool> {
     let n = sqlx::query("UPDATE account_totp SET secret = $1 WHERE account_id = $2 AND secret = $3")
         .bind(new)
         .bind(account_id)
@@ -259,7 +198,7 @@ pub async fn replace_totp_secret(tx: &mut WriteTx, account_id: &str, old: &str, 
 
 /// Removes an account's TOTP secret and recovery codes; false when it had
 /// none.
-pub async fn delete_totp(tx: &mut WriteTx, account_id: &str) -> StoreResult<bool> {
+pub async fn delete(tx: &mut WriteTx, account_id: &str) -> StoreResult<bool> {
     sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1")
         .bind(account_id)
         .execute(tx.conn().await?)
@@ -273,7 +212,7 @@ pub async fn delete_totp(tx: &mut WriteTx, account_id: &str) -> StoreResult<bool
 }
 
 /// Every stored TOTP value (enrolled secrets and pending enrolments' candidates).
-pub async fn sealed_totp_values(tx: &mut WriteTx) -> StoreResult<Vec<SealedTotpValue>> {
+pub async fn sealed_values(tx: &mut WriteTx) -> StoreResult<Vec<SealedTotpValue>> {
     Ok(sqlx::query_as(
         "SELECT 'account_totp' AS source, account_id AS row_key, account_id, secret AS stored FROM account_totp \
          UNION ALL SELECT 'pending_second_factor' AS source, id_hash AS row_key, account_id, enrol_secret AS stored \
@@ -284,7 +223,7 @@ pub async fn sealed_totp_values(tx: &mut WriteTx) -> StoreResult<Vec<SealedTotpV
 }
 
 /// Replaces a stored TOTP value if it is still the one read; false otherwise.
-pub async fn replace_sealed_totp_value(tx: &mut WriteTx, value: &SealedTotpValue, new: &str) -> StoreResult<bool> {
+pub async fn replace_sealed_value(tx: &mut WriteTx, value: &SealedTotpValue, new: &str) -> StoreResult<bool> {
     let sql = if value.source == "pending_second_factor" {
         "UPDATE pending_second_factor SET enrol_secret = $1 WHERE id_hash = $2 AND enrol_secret = $3"
     } else {

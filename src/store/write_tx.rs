@@ -22,7 +22,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::group_commit::GroupWriter;
-use super::{Backend, EventRow, StoreError, StoreResult};
+use super::{Backend, StoreError, StoreResult, events::EventRow};
 
 /// The last record of the connection-log chain: its sequence and hash.
 pub type ChainHead = (i64, String);

@@ -57,7 +57,7 @@ fn json_response(status: StatusCode, body: Value) -> Response {
 
 /// The connection-log records as a CSV file for a spreadsheet (BOM, `;`,
 /// headers in `locale`): what the console's export and this API's give.
-pub(super) fn log_csv_response(rows: &[crate::store::EventRow], locale: Locale) -> Response {
+pub(super) fn log_csv_response(rows: &[crate::store::events::EventRow], locale: Locale) -> Response {
     let headers = super::i18n::csv_headers(locale);
     let layout = CsvLayout { separator: Separator::Semicolon, bom: true, headers: &headers };
     csv_response(audit::export::to_csv(rows, &layout), "journal-connexions.csv")

@@ -214,7 +214,7 @@ pub async fn forgot_submit(
 }
 
 /// The signed-in account, if any.
-async fn signed_in(app: &AppState, jar: &CookieJar) -> Option<crate::store::AccountRow> {
+async fn signed_in(app: &AppState, jar: &CookieJar) -> Option<crate::store::accounts::AccountRow> {
     let value = browser::session_value(&app.config, jar)?;
     let session = crate::auth::session::current(app, &value).await.ok().flatten()?;
     app.store.account_by_id(&session.account_id).await.ok().flatten()

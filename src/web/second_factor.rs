@@ -21,7 +21,7 @@ use crate::auth::signin::{self, Browser, SecondStep, StepOutcome};
 use crate::auth::totp;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::store::PendingSecondFactorRow;
+use crate::store::totp::PendingSecondFactorRow;
 
 pub const VERIFY_PATH: &str = "/signin/otp";
 pub const ENROL_PATH: &str = "/signin/otp/enrol";

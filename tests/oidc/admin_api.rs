@@ -4,7 +4,7 @@
 //! log query has the filters of `logs query` and exports CSV safely, and
 //! every read and export is itself logged. Also the `admin` command line.
 
-use coop_idp::store::EventFilter;
+use coop_idp::store::events::EventFilter;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -146,7 +146,7 @@ async fn every_endpoint_family_admits_its_roles_and_refuses_the_others(db: Db) {
     // A role revoked takes effect at the next request.
     let manager_id = server.app.store.account_by_email(PARTNER_MANAGER).await.expect("db").expect("manager").id;
     let mut tx = server.app.store.begin_write().await.expect("tx");
-    coop_idp::store::revoke_role(&mut tx, &manager_id, "partner_habilitation").await.expect("revoke");
+    coop_idp::store::accounts::revoke_role(&mut tx, &manager_id, "partner_habilitation").await.expect("revoke");
     tx.commit().await.expect("commit");
     assert_eq!(status(&manager, &server.url("/admin/api/partners")).await, 403);
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use coop_idp::provisioning::{Annex2, Annex3, set_annex2, set_annex3};
-use coop_idp::store::{EventFilter, EventRow};
+use coop_idp::store::events::{EventFilter, EventRow};
 use openidconnect::OAuth2TokenResponse;
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 //! found by the chain verification.
 
 use coop_idp::audit::{Verification, export, verify};
-use coop_idp::store::EventFilter;
+use coop_idp::store::events::EventFilter;
 
 use crate::common::*;
 use crate::on_both_databases;
@@ -12,7 +12,7 @@ on_both_databases!(sign_in_events_are_recorded_without_secrets_and_tampering_is_
 
 const EMAIL: &str = "lea.bernard@cc-girou.fr";
 
-async fn events(server: &TestServer, filter: EventFilter) -> Vec<coop_idp::store::EventRow> {
+async fn events(server: &TestServer, filter: EventFilter) -> Vec<coop_idp::store::events::EventRow> {
     server.app.store.query_events(&EventFilter { limit: 1000, ..filter }).await.expect("query")
 }
 
@@ -159,6 +159,6 @@ async fn introspection_denials_and_refused_links_are_recorded(db: Db) {
     assert!(refused.iter().all(|e| !e.details.contains(token)));
 }
 
-async fn of_kind(server: &TestServer, kind: &str) -> Vec<coop_idp::store::EventRow> {
+async fn of_kind(server: &TestServer, kind: &str) -> Vec<coop_idp::store::events::EventRow> {
     events(server, EventFilter { kind: Some(kind.into()), ..Default::default() }).await
 }

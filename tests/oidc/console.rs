@@ -6,7 +6,7 @@
 //! asks for confirmation, and no page needs a script.
 
 use coop_idp::audit;
-use coop_idp::store::EventFilter;
+use coop_idp::store::events::EventFilter;
 
 use crate::common::admin::*;
 use crate::common::*;
@@ -384,7 +384,7 @@ async fn a_step_up_returns_to_the_console_page_asked_for(db: Db) {
     // (forged in the database: the server never stores one) leads to /admin.
     for (i, target) in ["https://evil.example/admin", "//evil.example", "/signin"].into_iter().enumerate() {
         let cookie = format!("forged-pending-state-{i}-0123456789abcdef");
-        let row = coop_idp::store::PendingSecondFactorRow {
+        let row = coop_idp::store::totp::PendingSecondFactorRow {
             id_hash: coop_idp::crypto::hash_secret(&cookie),
             account_id: account.clone(),
             request: None,
@@ -393,7 +393,7 @@ async fn a_step_up_returns_to_the_console_page_asked_for(db: Db) {
             expires_at: server.clock.now_ms() + 60_000,
         };
         let mut tx = server.app.store.begin_write().await.expect("tx");
-        coop_idp::store::insert_pending_second_factor(&mut tx, &row, server.clock.now_ms()).await.expect("insert");
+        coop_idp::store::totp::insert_pending(&mut tx, &row, server.clock.now_ms()).await.expect("insert");
         tx.commit().await.expect("commit");
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         let base = url::Url::parse(&server.base).expect("base");

@@ -5,7 +5,7 @@
 //! found thanks to the signed checkpoints.
 
 use coop_idp::audit::{self, Event, Outcome, Verification, checkpoint, kind, verify};
-use coop_idp::store::EventRow;
+use coop_idp::store::events::EventRow;
 
 use crate::common::*;
 use crate::on_both_databases;

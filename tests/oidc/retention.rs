@@ -7,7 +7,7 @@
 use coop_idp::audit::{Verification, verify};
 use coop_idp::dates::{add_months, format_iso};
 use coop_idp::retention::{PurgeReport, attestation, purge};
-use coop_idp::store::{self, EventFilter, NewSession};
+use coop_idp::store::{self, events::EventFilter, sessions::NewSession};
 use time::{Date, Duration};
 
 use crate::common::*;
@@ -28,9 +28,11 @@ const OPEN: &str = "paul.martin@cc-girou.fr";
 /// way: the test runs them itself, at the dates it chooses.
 async fn hold_leases(server: &TestServer) {
     for name in ["purge", "checkpoint"] {
-        let held = store::try_acquire_lease(&server.app.store, name, "test", 0, i64::MAX / 2).await.expect("lease");
+        let held =
+            store::retention::try_acquire_lease(&server.app.store, name, "test", 0, i64::MAX / 2).await.expect("lease");
         assert!(held, "the job lease {name} was free");
-        let again = store::try_acquire_lease(&server.app.store, name, "other", server.clock.now_ms(), 1).await;
+        let again =
+            store::retention::try_acquire_lease(&server.app.store, name, "other", server.clock.now_ms(), 1).await;
         assert!(!again.expect("lease"), "a held lease is not taken by another instance");
     }
 }
@@ -50,7 +52,7 @@ async fn add_session(server: &TestServer, account_id: &str) -> String {
     let now = server.clock.now_ms();
     let id_hash = coop_idp::crypto::random_token();
     let mut tx = server.app.store.begin_write().await.expect("tx");
-    store::insert_session(
+    store::sessions::insert(
         &mut tx,
         &NewSession {
             id_hash: &id_hash,
@@ -103,7 +105,7 @@ async fn setup(server: &TestServer) -> (String, String) {
     add_session(server, &open).await;
     server.grant_role(&closed, "partner_habilitation").await;
     let mut tx = app.store.begin_write().await.expect("tx");
-    store::close_account(&mut tx, &closed, &day, server.clock.now_ms()).await.expect("close");
+    store::accounts::close(&mut tx, &closed, &day, server.clock.now_ms()).await.expect("close");
     tx.commit().await.expect("commit");
     coop_idp::provisioning::terminate_convention(app, "cc-ancien", &day, "fin du partenariat").await.expect("end");
     (closed, open)
@@ -134,7 +136,7 @@ async fn purge_destroys_exactly_what_is_due_and_keeps_the_log_verifiable(db: Db)
     // A session of the open account that ended today.
     let ended = add_session(&server, &open).await;
     let mut tx = server.app.store.begin_write().await.expect("tx");
-    store::end_session(&mut tx, &ended, "logout", server.clock.now_ms()).await.expect("end");
+    store::sessions::end(&mut tx, &ended, "logout", server.clock.now_ms()).await.expect("end");
     tx.commit().await.expect("commit");
     let session_kept = "SELECT COUNT(*) FROM sessions WHERE id_hash = $1";
     let sessions = "SELECT COUNT(*) FROM sessions WHERE account_id = $1 AND ended_at IS NULL";
@@ -334,7 +336,7 @@ async fn a_job_lease_is_taken_once_across_instances(db: Db) {
     let attempts = (0..8).map(|i| {
         let store = server.app.store.clone();
         tokio::spawn(async move {
-            store::try_acquire_lease(&store, "test-job", &format!("instance-{i}"), now, now + 60_000).await
+            store::retention::try_acquire_lease(&store, "test-job", &format!("instance-{i}"), now, now + 60_000).await
         })
     });
     let mut winners = 0;
@@ -347,13 +349,13 @@ async fn a_job_lease_is_taken_once_across_instances(db: Db) {
     // Until it expires nobody else, not even the winner, takes it again; then anyone may.
     for holder in ["instance-0", "instance-9"] {
         assert!(
-            !store::try_acquire_lease(&server.app.store, "test-job", holder, now + 59_999, now + 120_000)
+            !store::retention::try_acquire_lease(&server.app.store, "test-job", holder, now + 59_999, now + 120_000)
                 .await
                 .expect("lease")
         );
     }
     assert!(
-        store::try_acquire_lease(&server.app.store, "test-job", "instance-9", now + 60_000, now + 120_000)
+        store::retention::try_acquire_lease(&server.app.store, "test-job", "instance-9", now + 60_000, now + 120_000)
             .await
             .expect("lease")
     );

@@ -6,7 +6,7 @@
 //! with the same RFC 6238 functions, checked on their own against the RFC's
 //! vectors in the unit tests.
 
-use coop_idp::store::EventFilter;
+use coop_idp::store::events::EventFilter;
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{AuthorizationCode, CsrfToken, Nonce, PkceCodeChallenge, TokenResponse};
 use serde_json::Value;
@@ -283,7 +283,7 @@ async fn totp_secrets_are_sealed_at_rest(db: Db) {
     server.grant_role(&legacy, "caf_security").await;
     let clear = coop_idp::auth::totp::new_secret();
     let mut tx = server.app.store.begin_write().await.expect("tx");
-    coop_idp::store::insert_totp(&mut tx, &legacy, &clear, 0, &[], server.clock.now_ms()).await.expect("insert");
+    coop_idp::store::totp::insert(&mut tx, &legacy, &clear, 0, &[], server.clock.now_ms()).await.expect("insert");
     tx.commit().await.expect("commit");
     remember(&server, legacy_email, &clear);
     signed_in(&server, legacy_email).await;
@@ -330,7 +330,7 @@ async fn the_totp_key_rotates_and_every_secret_follows(db: Db) {
     let stray = server.add_account("stray@caf.fr", None).await;
     let foreign = format!("v2:AAAAAAAA:{}", coop_idp::crypto::random_b64(40));
     let mut tx = server.app.store.begin_write().await.expect("tx");
-    coop_idp::store::insert_totp(&mut tx, &stray, &foreign, 0, &[], server.clock.now_ms()).await.expect("insert");
+    coop_idp::store::totp::insert(&mut tx, &stray, &foreign, 0, &[], server.clock.now_ms()).await.expect("insert");
     tx.commit().await.expect("commit");
 
     let before = vault::load_key(&server.app).expect("ring");

@@ -2,7 +2,7 @@
 //! absolute timeout is ended and recorded once, whether the next request or
 //! the job's sweep notices it.
 
-use coop_idp::store::EventFilter;
+use coop_idp::store::events::EventFilter;
 
 use crate::common::*;
 use crate::on_both_databases;
@@ -11,7 +11,7 @@ on_both_databases!(expired_sessions_are_recorded_once);
 
 const EMAIL: &str = "lea.bernard@cc-girou.fr";
 
-async fn expiries(server: &TestServer) -> Vec<coop_idp::store::EventRow> {
+async fn expiries(server: &TestServer) -> Vec<coop_idp::store::events::EventRow> {
     let filter = EventFilter { kind: Some("session_expired".into()), limit: 100, ..Default::default() };
     server.app.store.query_events(&filter).await.expect("query")
 }

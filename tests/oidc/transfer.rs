@@ -8,7 +8,7 @@ use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::provisioning::invite::{Invitation, invite};
 use coop_idp::provisioning::{NewPartner, add_partner};
-use coop_idp::store::{Store, TransferError};
+use coop_idp::store::{Store, transfer::TransferError};
 
 use crate::common::*;
 

@@ -17,7 +17,7 @@ use crate::error::{AppError, AppResult};
 use crate::provisioning::convention::Convention;
 use crate::provisioning::invite::{Access, open_account, reinvite};
 use crate::provisioning::{close_access_in, email_domains};
-use crate::store::{self, Annex1Row};
+use crate::store::{self, partners::Annex1Row};
 
 pub struct Import<'a> {
     pub partner_id: &'a str,
@@ -85,7 +85,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
     // The plan is computed from the accounts as read inside the write
     // transaction, so nothing can change between plan and apply.
     let mut tx = app.store.begin_write().await?;
-    let existing = store::accounts_of_partner(&mut tx, &partner.id).await?;
+    let existing = store::accounts::of_partner(&mut tx, &partner.id).await?;
     let plan = build_plan(&view, transmitted, parsed, &existing);
     if !import.apply || !plan.errors.is_empty() {
         drop(tx);
@@ -124,14 +124,14 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
     for e in &plan.reopen {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
-        store::reopen_account(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
+        store::accounts::reopen(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
         let email = email_of(e)?;
         events.extend(reinvite(app, &mut tx, id, &access(&partner, &email, e, import.operator)).await?);
     }
     for e in &plan.update {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
-        store::update_account_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
+        store::accounts::update_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
         events.push(person(audit::kind::ACCESS_UPDATED, id, e));
     }
     for e in &plan.close {
@@ -141,7 +141,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         close_access_in(app, &mut tx, id, &requested, "access_closed", now).await?;
         events.push(person(audit::kind::ACCESS_CLOSED, id, e));
     }
-    store::replace_annex1(
+    store::partners::replace_annex1(
         &mut tx,
         &Annex1Row {
             partner_id: partner.id.clone(),
@@ -190,7 +190,7 @@ fn email_of(e: &PersonEntry) -> AppResult<ProfessionalEmail> {
 }
 
 fn access<'a>(
-    partner: &'a store::PartnerRow,
+    partner: &'a store::partners::PartnerRow,
     email: &'a ProfessionalEmail,
     e: &'a PersonEntry,
     actor: &'a str,

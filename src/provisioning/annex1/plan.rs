@@ -13,7 +13,7 @@ use crate::accounts::ProfessionalEmail;
 use crate::dates::{format_iso, parse_iso};
 use crate::provisioning::convention::ConventionState;
 use crate::provisioning::webmail::is_public_webmail;
-use crate::store::PartnerAccountRow;
+use crate::store::accounts::PartnerAccountRow;
 
 /// One person of the plan (PRODUCT.md "Annex-1 plan").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,7 +8,7 @@ use minijinja::context;
 
 use super::{PageResult, refusal};
 use crate::admin::actions;
-use crate::store::AccountRow;
+use crate::store::accounts::AccountRow;
 use crate::web::extract::{AdminPage, Administrator, CheckedForm, SourceAddress, roles};
 use crate::web::{AppState, browser};
 

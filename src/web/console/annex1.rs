@@ -14,7 +14,7 @@ use crate::admin::actions::visible_partner;
 use crate::admin::annex1::{self, AnnexFile};
 use crate::error::AppError;
 use crate::provisioning::annex1::plan::Plan;
-use crate::store::PartnerRow;
+use crate::store::partners::PartnerRow;
 use crate::web::extract::{AdminPage, Administrator, CheckedForm, csrf_refusal, roles};
 use crate::web::i18n::text;
 use crate::web::{AppState, pages};

@@ -8,7 +8,7 @@ use minijinja::{Value, context};
 
 use super::{PageResult, internal};
 use crate::audit;
-use crate::store::EventFilter;
+use crate::store::events::EventFilter;
 use crate::web::extract::{AdminPage, Administrator, roles};
 use crate::web::{AppState, pages};
 

@@ -7,7 +7,7 @@ use coop_idp::app::App;
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::oidc::clients::{self, AuthMethod, Registration};
-use coop_idp::store::{self, NewAccount, Store};
+use coop_idp::store::{self, Store, accounts::NewAccount};
 use openidconnect::core::{CoreClient, CoreProviderMetadata};
 use openidconnect::{ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, RedirectUrl};
 use tokio::sync::watch;
@@ -103,13 +103,13 @@ impl TestServer {
 
     pub async fn grant_role(&self, account_id: &str, role: &str) {
         let mut tx = self.app.store.begin_write().await.expect("tx");
-        store::grant_role(&mut tx, account_id, role).await.expect("role");
+        store::accounts::grant_role(&mut tx, account_id, role).await.expect("role");
         tx.commit().await.expect("commit");
     }
 
     pub async fn close_account(&self, account_id: &str) {
         let mut tx = self.app.store.begin_write().await.expect("tx");
-        store::update_account_state(&mut tx, account_id, "closed", self.clock.now_ms()).await.expect("close");
+        store::accounts::update_state(&mut tx, account_id, "closed", self.clock.now_ms()).await.expect("close");
         tx.commit().await.expect("commit");
     }
 
@@ -183,9 +183,9 @@ pub async fn create_account(app: &App, email: &str, partner: Option<(&str, &str)
     };
     let mut tx = app.store.begin_write().await.expect("tx");
     if let Some((pid, pname)) = new_partner {
-        store::insert_partner(&mut tx, pid, pname, now).await.expect("insert partner");
+        store::partners::insert(&mut tx, pid, pname, now).await.expect("insert partner");
     }
-    store::insert_account(
+    store::accounts::insert(
         &mut tx,
         &NewAccount {
             id: &id,

@@ -1,6 +1,6 @@
-//! Partners, conventions, annexes, and the accounts of a partner.
+//! Partners, conventions, annexes, reminders and the console's annex-1 uploads.
 
-use super::{Store, StoreResult, WriteTx};
+use super::{Store, StoreError, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -17,23 +17,6 @@ pub struct PartnerRow {
 
 const PARTNER_COLUMNS: &str = "id, name, siren, convention_signed_on, email_domains, convention_terminated_on, \
      termination_reason, non_renewal_notified_on";
-
-/// An account as provisioning sees it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct PartnerAccountRow {
-    pub id: String,
-    pub email: String,
-    pub email_normalized: String,
-    pub given_name: String,
-    pub family_name: String,
-    pub function: String,
-    pub state: String,
-    pub closure_requested_on: Option<String>,
-    pub closed_at: Option<Millis>,
-}
-
-const PARTNER_ACCOUNT_COLUMNS: &str =
-    "id, email, email_normalized, given_name, family_name, function, state, closure_requested_on, closed_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Annex1Row {
@@ -66,13 +49,7 @@ impl Store {
     }
 }
 
-/// The partner's accounts, read inside the transaction that will change them.
-pub async fn accounts_of_partner(tx: &mut WriteTx, partner_id: &str) -> StoreResult<Vec<PartnerAccountRow>> {
-    let sql = format!("SELECT {PARTNER_ACCOUNT_COLUMNS} FROM accounts WHERE partner_id = $1 ORDER BY email_normalized");
-    Ok(sqlx::query_as(&sql).bind(partner_id).fetch_all(tx.conn().await?).await?)
-}
-
-pub async fn set_partner_convention(
+pub async fn set_convention(
     tx: &mut WriteTx,
     id: &str,
     signed_on: Option<&str>,
@@ -116,92 +93,6 @@ pub async fn set_non_renewal(tx: &mut WriteTx, id: &str, notified_on: Option<&st
         .execute(tx.conn().await?)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-pub async fn update_account_identity(
-    tx: &mut WriteTx,
-    id: &str,
-    given_name: &str,
-    family_name: &str,
-    function: &str,
-    now: Millis,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5")
-        .bind(given_name)
-        .bind(family_name)
-        .bind(function)
-        .bind(now)
-        .bind(id)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(())
-}
-
-/// Closes an access: the state, the closure request date, no password left.
-pub async fn close_account(tx: &mut WriteTx, id: &str, closure_requested_on: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE accounts SET state = 'closed', closure_requested_on = $1, closed_at = $2, password_hash = NULL, \
-         updated_at = $2 WHERE id = $3",
-    )
-    .bind(closure_requested_on)
-    .bind(now)
-    .bind(id)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(())
-}
-
-/// Reopens a closed access as pending: a new activation link will follow.
-pub async fn reopen_account(
-    tx: &mut WriteTx,
-    id: &str,
-    given_name: &str,
-    family_name: &str,
-    function: &str,
-    now: Millis,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE accounts SET state = 'pending', closure_requested_on = NULL, closed_at = NULL, password_hash = NULL, \
-         given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5",
-    )
-    .bind(given_name)
-    .bind(family_name)
-    .bind(function)
-    .bind(now)
-    .bind(id)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(())
-}
-
-/// Ends every session of an account inside the caller's transaction;
-/// returns (session id hash, sid) of each, for the back-channel notices.
-pub async fn end_sessions_of_account(
-    tx: &mut WriteTx,
-    account_id: &str,
-    reason: &str,
-    now: Millis,
-) -> StoreResult<Vec<(String, String)>> {
-    let open: Vec<(String, String)> =
-        sqlx::query_as("SELECT id_hash, sid FROM sessions WHERE account_id = $1 AND ended_at IS NULL")
-            .bind(account_id)
-            .fetch_all(tx.conn().await?)
-            .await?;
-    sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE account_id = $3 AND ended_at IS NULL")
-        .bind(now)
-        .bind(reason)
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(open)
-}
-
-pub async fn session_client_ids_in(tx: &mut WriteTx, id_hash: &str) -> StoreResult<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT client_id FROM session_clients WHERE session_id_hash = $1")
-        .bind(id_hash)
-        .fetch_all(tx.conn().await?)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// Makes `rows` the partner's current annex 1; the previous one is gone (R10).
@@ -303,7 +194,7 @@ pub async fn replace_annex3(tx: &mut WriteTx, a: &Annex3Row) -> StoreResult<()> 
     Ok(())
 }
 
-pub async fn update_partner(
+pub async fn update(
     tx: &mut WriteTx,
     id: &str,
     name: Option<&str>,
@@ -341,4 +232,87 @@ pub async fn record_reminder(
     .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+pub async fn insert(tx: &mut WriteTx, id: &str, name: &str, now: Millis) -> StoreResult<()> {
+    sqlx::query("INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(name)
+        .bind(now)
+        .execute(tx.conn().await?)
+        .await
+        .map_err(|e| StoreError::from_insert(e, "partner"))?;
+    Ok(())
+}
+
+/// Deletes a partner's annex 1 and annex 2; returns (annex 1, annex 2) rows.
+pub async fn delete_annexes(tx: &mut WriteTx, partner_id: &str) -> StoreResult<(u64, u64)> {
+    let a1 = sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1")
+        .bind(partner_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    let a2 = sqlx::query("DELETE FROM annex2 WHERE partner_id = $1")
+        .bind(partner_id)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok((a1, a2))
+}
+
+pub async fn insert_console_upload(tx: &mut WriteTx, row: &ConsoleUploadRow, now: Millis) -> StoreResult<()> {
+    sqlx::query("DELETE FROM console_uploads WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
+    sqlx::query(
+        "INSERT INTO console_uploads (handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&row.handle_hash)
+    .bind(&row.account_id)
+    .bind(&row.partner_id)
+    .bind(&row.file_name)
+    .bind(&row.transmitted)
+    .bind(&row.content)
+    .bind(row.expires_at)
+    .execute(tx.conn().await?)
+    .await?;
+    Ok(())
+}
+
+/// Takes an upload once: the row is deleted by the transaction that reads
+/// it; `None` when unknown, expired or already taken.
+pub async fn take_console_upload(
+    tx: &mut WriteTx,
+    handle_hash: &str,
+    now: Millis,
+) -> StoreResult<Option<ConsoleUploadRow>> {
+    let row: Option<ConsoleUploadRow> = sqlx::query_as(
+        "SELECT handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at \
+         FROM console_uploads WHERE handle_hash = $1 AND expires_at >= $2",
+    )
+    .bind(handle_hash)
+    .bind(now)
+    .fetch_optional(tx.conn().await?)
+    .await?;
+    if row.is_none() {
+        return Ok(None);
+    }
+    let n = sqlx::query("DELETE FROM console_uploads WHERE handle_hash = $1")
+        .bind(handle_hash)
+        .execute(tx.conn().await?)
+        .await?
+        .rows_affected();
+    Ok(if n == 1 { row } else { None })
+}
+
+/// An annex 1 kept between the console's dry run and its "Appliquer".
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ConsoleUploadRow {
+    pub handle_hash: String,
+    pub account_id: String,
+    pub partner_id: String,
+    pub file_name: String,
+    pub transmitted: Option<String>,
+    /// The file, base64.
+    pub content: String,
+    pub expires_at: Millis,
 }
