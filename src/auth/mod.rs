@@ -4,7 +4,6 @@ pub mod links;
 pub mod policy;
 pub mod second_factor;
 pub mod session;
-pub mod signin;
 pub mod signout;
 pub mod throttle;
 pub mod totp;

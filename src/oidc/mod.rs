@@ -13,6 +13,7 @@ pub mod logout;
 pub mod parked;
 pub mod pkce;
 pub mod revocation;
+pub mod signin;
 pub mod token;
 pub mod userinfo;
 

@@ -17,10 +17,10 @@ use super::{AppState, browser, error, pages};
 use crate::accounts::Account;
 use crate::auth::second_factor::{self, Failure};
 use crate::auth::session;
-use crate::auth::signin::{self, Browser, SecondStep, StepOutcome};
 use crate::auth::totp;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::oidc::signin::{self, Browser, SecondStep, StepOutcome};
 use crate::store::totp::PendingSecondFactorRow;
 
 pub const VERIFY_PATH: &str = "/signin/otp";

@@ -16,8 +16,8 @@ use super::{AppState, browser, error, pages};
 use crate::auth::SignInFailure;
 use crate::auth::second_factor::{self, Requirement};
 use crate::auth::session;
-use crate::auth::signin::{self, PasswordOutcome};
 use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
+use crate::oidc::signin::{self, PasswordOutcome};
 use crate::oidc::{Params, clients};
 
 pub async fn authorize_get(

@@ -1,4 +1,6 @@
-//! The sign-in use cases: a password, then (when the account needs one) a
+//! The sign-in use cases (here, beside the authorization endpoint whose
+//! parked requests they answer; `auth` gives them passwords, sessions and
+//! the throttle): a password, then (when the account needs one) a
 //! second factor or its enrolment. Each is one domain function taking what
 //! the browser sent and returning what to show, and each writes all it
 //! changes in one transaction, its connection-log records included:
