@@ -118,25 +118,37 @@ fn refusal(locale: Locale, failure: Failure) -> (StatusCode, &'static str, Optio
     }
 }
 
+/// What a second-step form brings: the pending cookie, the code typed and
+/// the session cookie the browser may still hold.
+struct Sent {
+    pending_cookie: String,
+    code: String,
+    previous: Option<String>,
+}
+
+impl Sent {
+    fn read(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
+        Some(Sent {
+            pending_cookie: jar.get(pending_cookie_name(&app.config))?.value().to_string(),
+            code: form.get("code").unwrap_or("").chars().take(64).collect(),
+            previous: browser::session_value(&app.config, jar),
+        })
+    }
+
+    fn step<'a>(&'a self, source: &'a crate::audit::Source) -> SecondStep<'a> {
+        let browser =
+            Browser { previous_cookie: self.previous.as_deref(), source, user_agent: source.user_agent.as_deref() };
+        SecondStep { pending_cookie: &self.pending_cookie, code: &self.code, browser }
+    }
+}
+
 pub async fn verify_submit(
     State(app): State<AppState>,
     SourceAddress(source): SourceAddress,
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let Some(pending_cookie) = jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string()) else {
-        return expired(locale);
-    };
-    let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
-    let previous = browser::session_value(&app.config, &jar);
-    let step = SecondStep {
-        pending_cookie: &pending_cookie,
-        code: &code,
-        browser: Browser {
-            previous_cookie: previous.as_deref(),
-            source: &source,
-            user_agent: source.user_agent.as_deref(),
-        },
-    };
+    let Some(sent) = Sent::read(&app, &jar, &form) else { return expired(locale) };
+    let step = sent.step(&source);
     match signin::with_code(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, .. }) => {
             let jar = browser::set_session(&app.config, clear_pending_cookie(&app.config, jar), completed.cookie);
@@ -234,20 +246,8 @@ pub async fn enrol_submit(
         Ok(p) => p,
         Err(page) => return page,
     };
-    let Some(pending_cookie) = jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string()) else {
-        return expired(locale);
-    };
-    let code = form.get("code").unwrap_or("").chars().take(64).collect::<String>();
-    let previous = browser::session_value(&app.config, &jar);
-    let step = SecondStep {
-        pending_cookie: &pending_cookie,
-        code: &code,
-        browser: Browser {
-            previous_cookie: previous.as_deref(),
-            source: &source,
-            user_agent: source.user_agent.as_deref(),
-        },
-    };
+    let Some(sent) = Sent::read(&app, &jar, &form) else { return expired(locale) };
+    let step = sent.step(&source);
     match signin::with_enrolment(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, value: codes }) => {
             let jar = browser::set_session(&app.config, clear_pending_cookie(&app.config, jar), completed.cookie);
