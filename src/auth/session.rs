@@ -55,21 +55,8 @@ pub struct SessionSource<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// Opens a new session (a new id at every sign-in); returns the cookie value.
-pub async fn open(
-    app: &App,
-    account_id: &str,
-    amr: &[&str],
-    acr: &str,
-    source: SessionSource<'_>,
-) -> AppResult<(String, Session)> {
-    let mut tx = app.store.begin_write().await?;
-    let opened = open_in(app, &mut tx, account_id, amr, acr, source).await?;
-    tx.commit().await?;
-    Ok(opened)
-}
-
-/// [`open`] inside the caller's transaction (a sign-in's, all or nothing).
+/// Opens a new session (a new id at every sign-in) inside the caller's
+/// transaction (a sign-in's, all or nothing); returns the cookie value.
 pub async fn open_in(
     app: &App,
     tx: &mut crate::store::WriteTx,

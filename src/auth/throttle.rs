@@ -136,16 +136,6 @@ fn redis_failed(app: &App, e: &crate::store::shared::SharedError) {
 /// Counters outlive the longest window (24 h) by an hour.
 const SHARED_TTL_MS: Millis = DAY_MS + 3_600_000;
 
-async fn read(app: &App, key: &str) -> AppResult<Option<ThrottleRow>> {
-    if let Some(s) = shared(app) {
-        match s.get(key).await {
-            Ok(v) => return Ok(v.row),
-            Err(e) => redis_failed(app, &e),
-        }
-    }
-    Ok(app.store.throttle(key).await?)
-}
-
 /// What a transition makes of a counter: a new value to store, or a
 /// verdict that leaves it as it is.
 type Step = Result<ThrottleRow, Verdict>;
@@ -206,19 +196,6 @@ async fn clear(app: &App, key: &str) -> AppResult<()> {
     store::throttle::clear(&mut tx, key).await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// Whether an attempt may be checked at all.
-pub async fn check(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
-    let now = app.clock.now_ms();
-    let by_email = verdict(read(app, &email_key(email)).await?.as_ref(), now);
-    if by_email != Verdict::Allowed {
-        return Ok(by_email);
-    }
-    match ip {
-        Some(ip) => Ok(verdict(read(app, &ip_key(ip)).await?.as_ref(), now)),
-        None => Ok(Verdict::Allowed),
-    }
 }
 
 /// Counts an attempt before its password is checked: it is recorded as a
@@ -342,29 +319,6 @@ impl Success {
     }
 }
 
-/// Records a failure; returns the verdict for the next attempt.
-pub async fn record_failure(app: &App, email: &str, ip: Option<&str>) -> AppResult<Verdict> {
-    let now = app.clock.now_ms();
-    let limits = Limits::from_app(app);
-    let key = email_key(email);
-    let row = stored(update(app, &key, |r| Ok(after_account_failure(r, &key, now, limits))).await?);
-    let mut next = verdict(row.as_ref(), now);
-    if let Some(ip) = ip {
-        let key = ip_key(ip);
-        let ip_row = stored(update(app, &key, |r| Ok(after_ip_failure(r, &key, now, limits))).await?);
-        if next == Verdict::Allowed {
-            next = verdict(ip_row.as_ref(), now);
-        }
-    }
-    Ok(next)
-}
-
-/// The row an unconditional step stored (none when Redis refused a
-/// contended counter: the attempt is then treated as blocked elsewhere).
-fn stored(step: Step) -> Option<ThrottleRow> {
-    step.ok()
-}
-
 /// A successful attempt gives back the source budget its reservation
 /// spent: the source budget counts failures, not sign-ins.
 pub async fn release_source(app: &App, ip: Option<&str>) -> AppResult<()> {
@@ -393,13 +347,9 @@ pub async fn spend_reset_budget(app: &App, ip: &str) -> AppResult<bool> {
     let now = app.clock.now_ms();
     let key = format!("reset-ip:{}", source_key(ip));
     let limits = Limits { max_delay_ms: IP_WINDOW_MS, ip_max_failures: RESET_REQUESTS_PER_SOURCE + 1 };
-    let row = stored(update(app, &key, |r| Ok(after_ip_failure(r, &key, now, limits))).await?);
+    // A contended Redis counter stores nothing: the request is dropped.
+    let row = update(app, &key, |r| Ok(after_ip_failure(r, &key, now, limits))).await?.ok();
     Ok(row.is_some_and(|r| r.window_failures <= RESET_REQUESTS_PER_SOURCE))
-}
-
-/// A success resets the address's counter (not the source's budget).
-pub async fn record_success(app: &App, email: &str) -> AppResult<()> {
-    clear(app, &email_key(email)).await
 }
 
 #[cfg(test)]

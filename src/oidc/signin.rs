@@ -31,8 +31,8 @@ pub struct Browser<'a> {
     /// The session cookie the browser still holds: a new id at every
     /// sign-in, the previous session ends.
     pub previous_cookie: Option<&'a str>,
+    /// The source for the log and the session (address and user agent).
     pub source: &'a audit::Source,
-    pub user_agent: Option<&'a str>,
 }
 
 /// A password sign-in as typed.
@@ -373,7 +373,8 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
     if let Some(p) = previous {
         notices = session::end_in(app, tx, &p.row, &p.clients, "replaced").await? && !p.clients.is_empty();
     }
-    let source = SessionSource { ip: c.browser.source.ip.as_deref(), user_agent: c.browser.user_agent };
+    let source =
+        SessionSource { ip: c.browser.source.ip.as_deref(), user_agent: c.browser.source.user_agent.as_deref() };
     let (cookie, session) = session::open_in(app, tx, &c.account.id, c.amr, c.acr, source).await?;
     let location = match c.parked {
         Some((handle, request)) => {

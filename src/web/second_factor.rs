@@ -136,8 +136,7 @@ impl Sent {
     }
 
     fn step<'a>(&'a self, source: &'a crate::audit::Source) -> SecondStep<'a> {
-        let browser =
-            Browser { previous_cookie: self.previous.as_deref(), source, user_agent: source.user_agent.as_deref() };
+        let browser = Browser { previous_cookie: self.previous.as_deref(), source };
         SecondStep { pending_cookie: &self.pending_cookie, code: &self.code, browser }
     }
 }

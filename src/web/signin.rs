@@ -195,17 +195,12 @@ pub async fn signin_submit(
     let email = form.get("email").unwrap_or("").chars().take(254).collect::<String>();
     let source = super::audit_source(&app, peer, &headers);
     let previous = browser::session_value(&app.config, &jar);
-    let user_agent = browser::user_agent(&headers);
     let attempt = signin::PasswordSignIn {
         email: &email,
         password: form.get("password").unwrap_or(""),
         parked: handle.as_deref().zip(parked.as_ref()),
         return_to: next.as_deref(),
-        browser: signin::Browser {
-            previous_cookie: previous.as_deref(),
-            source: &source,
-            user_agent: user_agent.as_deref(),
-        },
+        browser: signin::Browser { previous_cookie: previous.as_deref(), source: &source },
     };
     match signin::with_password(&app, attempt).await {
         Ok(PasswordOutcome::SignedIn(done)) => {
