@@ -24,6 +24,11 @@ impl AppError {
     pub fn is_second_use(&self) -> bool {
         matches!(self, AppError::Store(e) if e.is_second_use())
     }
+
+    /// See `StoreError::is_session_gone`.
+    pub fn is_session_gone(&self) -> bool {
+        matches!(self, AppError::Store(e) if e.is_session_gone())
+    }
 }
 
 pub type AppResult<T> = Result<T, AppError>;

@@ -138,11 +138,9 @@ pub async fn with_code(app: &App, s: SecondStep<'_>) -> AppResult<StepOutcome<Me
         return Ok(StepOutcome::Expired);
     };
     let Some(enrolled) = app.store.totp(&account.id).await? else { return Ok(StepOutcome::Expired) };
-    Ok(second_step(app, &s, &pending, &account, Check::Code(&enrolled)).await?.map(|v| match v {
-        Given::Code(m) => m,
-        // `Check::Code` gives a code's method, never recovery codes.
-        Given::Enrolment(_) => Method::Totp,
-    }))
+    let (source, code) = (s.browser.source, s.code);
+    let check = async |tx: &mut WriteTx| check_code(app, tx, &pending, &account, &enrolled, source, code).await;
+    second_step(app, &s, &pending, &account, check).await
 }
 
 /// The first code of an enrolment; on success the recovery codes, to be
@@ -151,93 +149,77 @@ pub async fn with_enrolment(app: &App, s: SecondStep<'_>) -> AppResult<StepOutco
     let Some((pending, account)) = pending_account(app, s.pending_cookie).await? else {
         return Ok(StepOutcome::Expired);
     };
-    Ok(second_step(app, &s, &pending, &account, Check::Enrolment).await?.map(|v| match v {
-        Given::Enrolment(codes) => codes,
-        // `Check::Enrolment` gives recovery codes, never a method.
-        Given::Code(_) => Vec::new(),
-    }))
+    let (source, code) = (s.browser.source, s.code);
+    let check = async |tx: &mut WriteTx| check_enrolment(app, tx, &pending, &account, source, code).await;
+    second_step(app, &s, &pending, &account, check).await
 }
 
-impl<T> StepOutcome<T> {
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> StepOutcome<U> {
-        match self {
-            StepOutcome::SignedIn { completed, return_to, value } => {
-                StepOutcome::SignedIn { completed, return_to, value: f(value) }
-            }
-            StepOutcome::Refused(f) => StepOutcome::Refused(f),
-            StepOutcome::Expired => StepOutcome::Expired,
-        }
+/// What a second step's check gives inside the sign-in's transaction: its
+/// value and its connection-log records, or why the code was refused.
+type Checked<T> = AppResult<Result<(T, Vec<audit::Event>), Failure>>;
+
+/// A code (TOTP or recovery code) of an enrolled account.
+async fn check_code(
+    app: &App,
+    tx: &mut WriteTx,
+    pending: &PendingSecondFactorRow,
+    account: &Account,
+    enrolled: &store::totp::TotpRow,
+    source: &audit::Source,
+    code: &str,
+) -> Checked<Method> {
+    let method = match second_factor::verify_in(app, tx, pending, enrolled, code).await? {
+        Ok(m) => m,
+        Err(f) => return Ok(Err(f)),
+    };
+    let name = match method {
+        Method::Totp => "totp",
+        Method::RecoveryCode => "recovery_code",
+    };
+    let mut events = vec![
+        code_event(audit::kind::SECOND_FACTOR, audit::Outcome::Success, account, source)
+            .details(serde_json::json!({"method": name})),
+    ];
+    if method == Method::RecoveryCode {
+        let left = store::totp::recovery_codes_left_in(tx, &account.id).await?;
+        events.push(
+            code_event(audit::kind::RECOVERY_CODE_USED, audit::Outcome::Success, account, source)
+                .details(serde_json::json!({"remaining": left})),
+        );
     }
+    Ok(Ok((method, events)))
 }
 
-/// Which second step is checked.
-enum Check<'a> {
-    Code(&'a store::totp::TotpRow),
-    Enrolment,
-}
-
-/// What a second step gave.
-enum Given {
-    Code(Method),
-    Enrolment(Vec<String>),
-}
-
-/// Checks a second step inside the sign-in's transaction; returns what was
-/// given and its connection-log records.
-async fn check_in(
+/// The first code of an enrolment, which confirms it.
+async fn check_enrolment(
     app: &App,
     tx: &mut WriteTx,
     pending: &PendingSecondFactorRow,
     account: &Account,
     source: &audit::Source,
-    check: Check<'_>,
     code: &str,
-) -> AppResult<Result<(Given, Vec<audit::Event>), Failure>> {
-    match check {
-        Check::Code(enrolled) => {
-            let method = match second_factor::verify_in(app, tx, pending, enrolled, code).await? {
-                Ok(m) => m,
-                Err(f) => return Ok(Err(f)),
-            };
-            let name = match method {
-                Method::Totp => "totp",
-                Method::RecoveryCode => "recovery_code",
-            };
-            let mut events = vec![
-                code_event(audit::kind::SECOND_FACTOR, audit::Outcome::Success, account, source)
-                    .details(serde_json::json!({"method": name})),
-            ];
-            if method == Method::RecoveryCode {
-                let left = store::totp::recovery_codes_left_in(tx, &account.id).await?;
-                events.push(
-                    code_event(audit::kind::RECOVERY_CODE_USED, audit::Outcome::Success, account, source)
-                        .details(serde_json::json!({"remaining": left})),
-                );
-            }
-            Ok(Ok((Given::Code(method), events)))
-        }
-        Check::Enrolment => {
-            let codes = match second_factor::confirm_in(app, tx, pending, code).await? {
-                Ok(c) => c,
-                Err(f) => return Ok(Err(f)),
-            };
-            let event = code_event(audit::kind::TOTP_ENROLLED, audit::Outcome::Success, account, source)
-                .details(serde_json::json!({"recovery_codes": codes.len()}));
-            Ok(Ok((Given::Enrolment(codes), vec![event])))
-        }
-    }
+) -> Checked<Vec<String>> {
+    let codes = match second_factor::confirm_in(app, tx, pending, code).await? {
+        Ok(c) => c,
+        Err(f) => return Ok(Err(f)),
+    };
+    let event = code_event(audit::kind::TOTP_ENROLLED, audit::Outcome::Success, account, source)
+        .details(serde_json::json!({"recovery_codes": codes.len()}));
+    Ok(Ok((codes, vec![event])))
 }
 
 /// What both second steps share: the attempt reserved under the account's
 /// code counter, the check inside the sign-in's transaction, and on success
-/// the session opened in that same transaction.
-async fn second_step(
+/// the session opened in that same transaction. Every reservation leaves a
+/// record: a pending state found spent inside the transaction (a form sent
+/// twice) is recorded as refused, `expired`.
+async fn second_step<T>(
     app: &App,
     s: &SecondStep<'_>,
     pending: &PendingSecondFactorRow,
     account: &Account,
-    check: Check<'_>,
-) -> AppResult<StepOutcome<Given>> {
+    check: impl AsyncFnOnce(&mut WriteTx) -> Checked<T>,
+) -> AppResult<StepOutcome<T>> {
     let ip = s.browser.source.ip.as_deref();
     let key = second_factor::throttle_key(&account.id);
     if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, &key, ip).await? {
@@ -249,12 +231,13 @@ async fn second_step(
     };
     let previous = previous_session(app, s.browser.previous_cookie).await?;
     let mut tx = app.store.begin_write().await?;
-    let (value, events) = match check_in(app, &mut tx, pending, account, s.browser.source, check, s.code).await? {
+    let (value, events) = match check(&mut tx).await? {
         Ok(v) => v,
-        Err(Failure::Expired) => return Ok(StepOutcome::Expired),
         Err(failure) => {
             drop(tx);
-            return refused(app, account, s.browser.source, failure).await;
+            let expired = matches!(failure, Failure::Expired);
+            let outcome = refused(app, account, s.browser.source, failure).await?;
+            return Ok(if expired { StepOutcome::Expired } else { outcome });
         }
     };
     let success = throttle::Success::of(app, &key, ip);

@@ -130,6 +130,7 @@ async fn authorization_code(
             }
             return Err(OAuthError::invalid_grant("code already used"));
         }
+        Err(e) if e.is_session_gone() => return Err(OAuthError::invalid_grant("the session of this code has ended")),
         Err(e) => return Err(e.into()),
     }
     respond(app, client, &account, &roles, &family, &scopes, issued, row.nonce.as_deref(), now)

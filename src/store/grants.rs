@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
 use super::sync_read::point_row;
-use super::{Store, StoreResult, WriteTx, accounts::AccountRow};
+use super::{Backend, Store, StoreResult, WriteTx, accounts::AccountRow};
 use crate::clock::Millis;
 
 point_row! {
@@ -391,10 +391,30 @@ pub fn consume_code(tx: &mut WriteTx, code_hash: &str, family_id: &str, now: Mil
     );
 }
 
+/// Inserts a token family. Its session is read from the live session in the
+/// same statement, so a session that ended between the code's read and
+/// this commit leaves the column NULL, which NOT NULL refuses
+/// (`StoreError::is_session_gone`): a code never outlives its session (R4,
+/// R12). On PostgreSQL `FOR SHARE` makes the statement wait for a session
+/// end in progress and read its outcome; SQLite has one writer at a time.
 pub async fn insert_family(tx: &mut WriteTx, f: &FamilyRow, from_code: Option<&str>) -> StoreResult<()> {
+    macro_rules! insert_family_sql {
+        ($live_session:literal) => {
+            concat!(
+                "INSERT INTO token_families (id, client_id, account_id, session_id_hash, sid, scope, claims, \
+                 auth_time, acr, amr, created_at, expires_at, code_hash) VALUES ($1, $2, $3, ",
+                "(SELECT id_hash FROM sessions WHERE id_hash = $4 AND ended_at IS NULL",
+                $live_session,
+                "), $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            )
+        };
+    }
+    let sql = match tx.backend {
+        Backend::Sqlite => insert_family_sql!(""),
+        Backend::Postgres => insert_family_sql!(" FOR SHARE"),
+    };
     tx.queue(
-        "INSERT INTO token_families (id, client_id, account_id, session_id_hash, sid, scope, claims, auth_time, \
-         acr, amr, created_at, expires_at, code_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        sql,
         vec![
             (&f.id).into(),
             (&f.client_id).into(),

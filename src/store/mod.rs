@@ -137,6 +137,19 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// A token family refused because the session of its code ended before
+    /// the commit (see `grants::insert_family`).
+    pub fn is_session_gone(&self) -> bool {
+        const COLUMN: &str = "session_id_hash";
+        match self {
+            StoreError::Sqlite { extended_code: Some(SQLITE_CONSTRAINT_NOTNULL), message } => message.contains(COLUMN),
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                db.kind() == sqlx::error::ErrorKind::NotNullViolation && db.message().contains(COLUMN)
+            }
+            _ => false,
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -150,6 +163,7 @@ const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
 const SQLITE_IOERR: i32 = 10;
 const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_CONSTRAINT_NOTNULL: i32 = 1299;
 const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

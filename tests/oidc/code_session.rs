@@ -98,6 +98,8 @@ on_both_databases!(
     a_code_obtained_before_a_password_change_is_refused_after_it,
     a_code_obtained_before_closure_is_refused_after_it,
     a_code_whose_session_ended_without_deleting_it_is_refused,
+    a_code_whose_session_ends_during_its_exchange_is_refused,
+    a_code_exchanged_while_another_write_holds_the_writer_is_exchanged,
 );
 
 async fn a_code_whose_session_ended_without_deleting_it_is_refused(db: Db) {
@@ -112,4 +114,52 @@ async fn a_code_whose_session_ended_without_deleting_it_is_refused(db: Db) {
         .await
         .expect("end the session alone");
     refused(exchange(&s, &code, &pkce).await);
+}
+
+/// The session of a code, and a write transaction holding the writer (the
+/// single SQLite writer, or on PostgreSQL the session's row once `end` has
+/// run) while the code's exchange is under way.
+async fn exchange_behind_a_write(s: &Setup, end_the_session: bool) -> (u16, serde_json::Value) {
+    let pkce = Pkce::random();
+    let code = silent_code(s, &pkce).await;
+    let app = &s.server.app;
+    let row = app.store.code(&coop_idp::crypto::hash_secret(&code)).await.expect("read").expect("the code");
+    let mut holder = app.store.begin_write().await.expect("begin");
+    if end_the_session {
+        let ended = coop_idp::store::sessions::end(&mut holder, &row.session_id_hash, "logout", s.server.clock.now_ms())
+            .await
+            .expect("end");
+        assert!(ended, "the session was live");
+    } else {
+        // The session's row locked and left as it is.
+        sqlx::query("UPDATE sessions SET ended_at = ended_at WHERE id_hash = $1")
+            .bind(&row.session_id_hash)
+            .execute(holder.conn().await.expect("connection"))
+            .await
+            .expect("lock the session");
+    }
+    // The exchange reads the code while its session is still live for every
+    // reader, then waits for the writer.
+    let base = s.server.url("");
+    let secret = s.secret.clone();
+    let exchange = tokio::spawn(async move { exchange_at(&base, "platform", &secret, &code, &pkce).await });
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(!exchange.is_finished(), "the exchange waits for the write in progress");
+    holder.commit().await.expect("commit");
+    exchange.await.expect("exchange task")
+}
+
+/// The race that a read-then-write exchange leaves open: the session ends
+/// between the code's read and the family's commit. The family's insert
+/// reads the live session in its own statement, so the code is refused.
+async fn a_code_whose_session_ends_during_its_exchange_is_refused(db: Db) {
+    let s = setup(db).await;
+    refused(exchange_behind_a_write(&s, true).await);
+}
+
+/// The other side: the same wait with the session left alone gives tokens.
+async fn a_code_exchanged_while_another_write_holds_the_writer_is_exchanged(db: Db) {
+    let s = setup(db).await;
+    let (status, body) = exchange_behind_a_write(&s, false).await;
+    assert_eq!(status, 200, "{body}");
 }
