@@ -126,9 +126,10 @@ async fn exchange_behind_a_write(s: &Setup, end_the_session: bool) -> (u16, serd
     let row = app.store.code(&coop_idp::crypto::hash_secret(&code)).await.expect("read").expect("the code");
     let mut holder = app.store.begin_write().await.expect("begin");
     if end_the_session {
-        let ended = coop_idp::store::sessions::end(&mut holder, &row.session_id_hash, "logout", s.server.clock.now_ms())
-            .await
-            .expect("end");
+        let ended =
+            coop_idp::store::sessions::end(&mut holder, &row.session_id_hash, "logout", s.server.clock.now_ms())
+                .await
+                .expect("end");
         assert!(ended, "the session was live");
     } else {
         // The session's row locked and left as it is.
