@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::app::App;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Theme, is_under_gouv_fr};
 use crate::error::{AppError, AppResult};
 use crate::store::Store;
 
@@ -28,6 +28,22 @@ pub async fn open(config: Config, clock: Clock) -> AppResult<Arc<App>> {
     crate::auth::vault::load_key(&app).map_err(AppError::from)?;
     crate::auth::vault::seal_clear_secrets(&app).await?;
     Ok(app)
+}
+
+/// Warns when `theme = "dsfr"` and the issuer is not under `.gouv.fr`: the
+/// DSFR's terms of use (static/dsfr/LICENSE.md) reserve the State's visual
+/// identity to the State administration and limit it to `.gouv.fr` domains.
+/// Says whether it warned. `serve` calls it once, at start.
+pub fn warn_about_the_look(config: &Config) -> bool {
+    let outside = config.theme == Theme::Dsfr && !is_under_gouv_fr(&config.issuer);
+    if outside {
+        tracing::warn!(
+            issuer = %config.issuer_str(),
+            "theme = \"dsfr\" outside .gouv.fr: the DSFR's terms of use reserve it to the State administration \
+             and .gouv.fr domains; use theme = \"neutral\" (the default) unless this service is the State's"
+        );
+    }
+    outside
 }
 
 /// Runs `job` every `period`, the first time after `first`, until `stop`
@@ -120,5 +136,55 @@ async fn minute_jobs(app: Arc<App>) {
     crate::metrics::job("session_sweep", &outcome);
     if let Err(e) = outcome {
         tracing::warn!(error = %e, "ending expired sessions");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the log says while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = sink.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn config(theme: &str, issuer: &str) -> Config {
+        let env = [("COOP_IDP_THEME", theme), ("COOP_IDP_ISSUER", issuer)];
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_sources(None, &env).expect("config")
+    }
+
+    #[test]
+    fn the_dsfr_outside_gouv_fr_is_warned_about() {
+        let mut warned = false;
+        let log = logged(|| warned = warn_about_the_look(&config("dsfr", "https://ctg.caf.fr")));
+        assert!(warned, "a Caf's domain is outside the DSFR's perimeter");
+        assert!(log.contains("WARN") && log.contains("theme = \"dsfr\" outside .gouv.fr"), "{log}");
+        assert!(log.contains("issuer=https://ctg.caf.fr"), "{log}");
+
+        for (theme, issuer) in [("dsfr", "https://connexion.travail.gouv.fr"), ("neutral", "https://ctg.caf.fr")] {
+            let mut warned = true;
+            let log = logged(|| warned = warn_about_the_look(&config(theme, issuer)));
+            assert!(!warned && log.is_empty(), "{theme} on {issuer}: {log}");
+        }
     }
 }

@@ -15,6 +15,7 @@ pub(super) async fn serve(config: Config) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     let listen = config.listen;
     let app = open(config).await?;
+    crate::startup::warn_about_the_look(&app.config);
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| CliError::Failure(format!("listen {listen}: {e}")))?;
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -44,6 +44,47 @@ pub enum LogFormat {
     Json,
 }
 
+/// The look of the pages (R26).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Theme {
+    /// The project's own: system fonts, the operator's name and logo.
+    #[default]
+    Neutral,
+    /// The French State's design system, whose terms of use reserve it to
+    /// the State administration and `.gouv.fr` domains.
+    Dsfr,
+}
+
+impl Theme {
+    /// The value of the `theme` key, as templates compare it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Theme::Neutral => "neutral",
+            Theme::Dsfr => "dsfr",
+        }
+    }
+}
+
+/// Largest `brand_logo` accepted: a header logo, not a photograph; it is
+/// held in memory and sent with every first page view.
+pub const MAX_BRAND_LOGO_BYTES: u64 = 256 * 1024;
+/// Longest `brand_name`, in characters: it must fit a header line.
+pub const MAX_BRAND_NAME_CHARS: usize = 80;
+
+/// The operator's logo, read once at start-up (`brand_logo`).
+#[derive(Clone)]
+pub struct BrandLogo {
+    pub path: PathBuf,
+    pub content_type: &'static str,
+    pub bytes: std::sync::Arc<[u8]>,
+}
+
+impl std::fmt::Debug for BrandLogo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {} bytes)", self.path.display(), self.content_type, self.bytes.len())
+    }
+}
+
 settings! {
     pub struct Config {
         /// public base URL; every link and `iss` is built from it, never from
@@ -82,6 +123,19 @@ settings! {
         /// someone reads
         pub accessibility_contact: String =
             ("accessibility_contact", Derived("the address of `mail_from`"), accessibility_contact),
+        /// the look of the pages: `neutral` (the project's own) or `dsfr`
+        /// (the French State's design system, whose terms reserve it to the
+        /// State administration under `.gouv.fr`: see "Look and
+        /// accessibility"; start-up warns when the issuer is elsewhere)
+        pub theme: Theme = ("theme", Value("neutral"), theme),
+        /// the operator's name, in the header, the footer and every page
+        /// title (at most 80 characters)
+        pub brand_name: String = ("brand_name", Value("Coopération"), brand_name),
+        /// an image file (`.png`, `.jpg`, `.webp` or `.svg`, at most 256 KiB)
+        /// shown beside `brand_name` in the header and served at
+        /// `/static/logo`; read at start-up, which stops when it is missing,
+        /// too large or not the image its name says
+        pub brand_logo: Option<BrandLogo> = ("brand_logo", Unset, brand_logo),
         /// `text` or `json` (to stderr; level with `COOP_IDP_LOG`, e.g. `info`)
         pub log_format: LogFormat = ("log_format", Value("text"), log_format),
         /// addresses/CIDR blocks whose `X-Forwarded-For` is believed
@@ -259,6 +313,18 @@ impl Config {
     }
 }
 
+/// Whether the URL's host is `gouv.fr` or under it: the domains where the
+/// DSFR's terms of use allow it (`theme = "dsfr"`).
+pub fn is_under_gouv_fr(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "gouv.fr" || d.ends_with(".gouv.fr")
+        }
+        _ => false,
+    }
+}
+
 pub fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
@@ -292,6 +358,85 @@ mod tests {
         assert_eq!(c.code_ttl_secs, 60);
         assert_eq!(c.log_retention_months, 12);
         assert_eq!(c.log_checkpoint_interval_secs, 300);
+        assert_eq!(c.theme, Theme::Neutral, "the State's look only when asked for");
+        assert_eq!(c.brand_name, "Coopération");
+        assert!(c.brand_logo.is_none());
+    }
+
+    #[test]
+    fn theme_is_neutral_or_dsfr() {
+        let c = Config::from_sources(Some("theme = \"dsfr\""), &[]).expect("dsfr");
+        assert_eq!(c.theme, Theme::Dsfr);
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_THEME", "neutral")])).expect("neutral");
+        assert_eq!(c.theme, Theme::Neutral);
+        for wrong in ["DSFR-like", "", "Dsfr "] {
+            let e = Config::from_sources(None, &env(&[("COOP_IDP_THEME", wrong)])).expect_err(wrong);
+            assert!(e.to_string().contains("`theme`") && e.to_string().contains("neutral or dsfr"), "{e}");
+        }
+    }
+
+    #[test]
+    fn brand_name_is_one_short_line() {
+        let c = Config::from_sources(None, &env(&[("COOP_IDP_BRAND_NAME", " Caf de la Haute-Garonne ")])).expect("set");
+        assert_eq!(c.brand_name, "Caf de la Haute-Garonne");
+        let longest = "x".repeat(MAX_BRAND_NAME_CHARS);
+        assert!(Config::from_sources(None, &env(&[("COOP_IDP_BRAND_NAME", &longest)])).is_ok());
+        for wrong in [" ".to_string(), format!("{longest}y"), "Caf\nGers".to_string()] {
+            let e = Config::from_sources(None, &env(&[("COOP_IDP_BRAND_NAME", &wrong)])).expect_err("refused");
+            assert!(e.to_string().contains("`brand_name`"), "{e}");
+        }
+    }
+
+    /// The logo is read at start-up: a missing, oversized or mislabelled file
+    /// stops it with a message that names the key and the file.
+    #[test]
+    fn brand_logo_is_a_small_image_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).expect("write");
+            path.display().to_string()
+        };
+        let logo = |path: &str| Config::from_sources(None, &env(&[("COOP_IDP_BRAND_LOGO", path)]));
+        let png = [b"\x89PNG\r\n\x1a\n".as_slice(), &[0; 100]].concat();
+        let c = logo(&write("logo.png", &png)).expect("a PNG");
+        let read = c.brand_logo.expect("read");
+        assert_eq!((read.content_type, read.bytes.len()), ("image/png", 108));
+        let svg = logo(&write("logo.SVG", b"<?xml version=\"1.0\"?><svg xmlns=\"http://www.w3.org/2000/svg\"/>"));
+        assert_eq!(svg.expect("an SVG").brand_logo.map(|l| l.content_type), Some("image/svg+xml"));
+        let largest = [png.as_slice(), &vec![0; MAX_BRAND_LOGO_BYTES as usize - png.len()]].concat();
+        assert!(logo(&write("largest.png", &largest)).is_ok(), "exactly the bound");
+
+        let too_large = [largest.as_slice(), &[0]].concat();
+        let missing = dir.path().join("nope.png").display().to_string();
+        for (path, says) in [
+            (missing.clone(), "nope.png"),
+            (write("big.png", &too_large), "more than the 262144"),
+            (write("logo.gif", b"GIF89a"), "expected a .png"),
+            (write("fake.png", b"<svg/>"), "is not a image/png image"),
+            (dir.path().display().to_string(), "expected a .png"),
+        ] {
+            let e = logo(&path).expect_err(&path);
+            assert!(e.to_string().contains("`brand_logo`") && e.to_string().contains(says), "{path}: {e}");
+        }
+        // Unset (or empty): no logo.
+        assert!(logo("").expect("empty").brand_logo.is_none());
+    }
+
+    #[test]
+    fn only_gouv_fr_hosts_are_under_gouv_fr() {
+        for (url, under) in [
+            ("https://connexion.agriculture.gouv.fr", true),
+            ("https://gouv.fr", true),
+            ("https://IDP.Travail.Gouv.Fr/x", true),
+            ("https://ctg.caf.fr", false),
+            ("https://gouv.fr.example.com", false),
+            ("https://notgouv.fr", false),
+            ("http://localhost:8080", false),
+            ("http://127.0.0.1:8080", false),
+        ] {
+            assert_eq!(is_under_gouv_fr(&Url::parse(url).expect("url")), under, "{url}");
+        }
     }
 
     #[test]
@@ -365,6 +510,9 @@ mod tests {
             ("COOP_IDP_ALERT_SPRAYING_ACCOUNTS", "1"),
             ("COOP_IDP_ALERT_PERIOD_SECS", "soon"),
             ("COOP_IDP_ALERT_RESET_WINDOW_SECS", "0"),
+            ("COOP_IDP_THEME", "blue"),
+            ("COOP_IDP_BRAND_NAME", ""),
+            ("COOP_IDP_BRAND_LOGO", "/no/such/logo.png"),
         ];
         for (key, value) in cases {
             let err = Config::from_sources(None, &env(&[(key, value)])).expect_err(key);

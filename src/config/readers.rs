@@ -9,7 +9,9 @@ use ipnet::IpNet;
 use url::Url;
 
 use super::table::Source;
-use super::{ConfigError, LogFormat, invalid, is_loopback_host};
+use super::{
+    BrandLogo, ConfigError, LogFormat, MAX_BRAND_LOGO_BYTES, MAX_BRAND_NAME_CHARS, Theme, invalid, is_loopback_host,
+};
 
 type Read<T> = Result<T, ConfigError>;
 
@@ -111,6 +113,74 @@ pub fn log_format(source: &Source, key: &str) -> Read<LogFormat> {
         Some("text") => Ok(LogFormat::Text),
         Some("json") => Ok(LogFormat::Json),
         other => Err(invalid(key, format!("`{}`: expected text or json", other.unwrap_or("")))),
+    }
+}
+
+pub fn theme(source: &Source, key: &str) -> Read<Theme> {
+    match source.get(key).as_deref().map(str::trim) {
+        Some("neutral") => Ok(Theme::Neutral),
+        Some("dsfr") => Ok(Theme::Dsfr),
+        other => Err(invalid(key, format!("`{}`: expected neutral or dsfr", other.unwrap_or("")))),
+    }
+}
+
+pub fn brand_name(source: &Source, key: &str) -> Read<String> {
+    let name = source.get(key).unwrap_or_default().trim().to_string();
+    if name.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    if name.chars().count() > MAX_BRAND_NAME_CHARS {
+        return Err(invalid(key, format!("longer than {MAX_BRAND_NAME_CHARS} characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(key, "must be one line of text"));
+    }
+    Ok(name)
+}
+
+/// The image file named by the key, read now so that a missing, oversized
+/// or mislabelled file stops start-up rather than showing a broken image.
+pub fn brand_logo(source: &Source, key: &str) -> Read<Option<BrandLogo>> {
+    let Some(text) = source.get(key).filter(|s| !s.trim().is_empty()) else { return Ok(None) };
+    let path = PathBuf::from(text.trim());
+    let shown = path.display().to_string();
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let content_type = match extension.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        _ => return Err(invalid(key, format!("{shown}: expected a .png, .jpg, .jpeg, .webp or .svg file"))),
+    };
+    let too_large = |size: u64| {
+        invalid(key, format!("{shown} is {size} bytes, more than the {MAX_BRAND_LOGO_BYTES} (256 KiB) a logo may have"))
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| invalid(key, format!("{shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(invalid(key, format!("{shown} is not a file")));
+    }
+    if meta.len() > MAX_BRAND_LOGO_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| invalid(key, format!("{shown}: {e}")))?;
+    // The file may have grown between the two looks.
+    if bytes.len() as u64 > MAX_BRAND_LOGO_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    if !is_image_of_type(content_type, &bytes) {
+        return Err(invalid(key, format!("{shown} is not a {content_type} image, as its name says")));
+    }
+    Ok(Some(BrandLogo { path, content_type, bytes: bytes.into() }))
+}
+
+/// The first bytes every file of the type starts with (an SVG: its tag).
+fn is_image_of_type(content_type: &str, bytes: &[u8]) -> bool {
+    match content_type {
+        "image/png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => bytes.starts_with(&[0xFF, 0xD8, 0xFF]),
+        "image/webp" => bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP",
+        "image/svg+xml" => std::str::from_utf8(bytes).is_ok_and(|text| text.contains("<svg")),
+        _ => false,
     }
 }
 

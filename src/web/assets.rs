@@ -4,9 +4,12 @@
 //! `dist/` layout under one versioned prefix; the version in the URL lets
 //! browsers keep them for a year (a new DSFR is a new URL).
 
-use axum::extract::Path;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use super::AppState;
 
 /// The vendored `@gouvfr/dsfr` release (static/dsfr/LICENSE.md, banner of
 /// dsfr.min.css). Templates link `/static/dsfr/<version>/dsfr.min.css`.
@@ -16,6 +19,8 @@ pub const DSFR_VERSION: &str = "1.15.3";
 static DSFR_FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/dsfr_files.rs"));
 
 const STYLE_CSS: &str = include_str!("../../static/style.css");
+/// The project's own look (`theme = "neutral"`).
+const NEUTRAL_CSS: &str = include_str!("../../static/neutral.css");
 
 /// The embedded file at `path` (relative to static/dsfr/), if any.
 pub fn dsfr_file(path: &str) -> Option<&'static [u8]> {
@@ -73,6 +78,29 @@ pub async fn favicon() -> Response {
 pub async fn style() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], STYLE_CSS)
         .into_response()
+}
+
+/// `GET /static/neutral.css`: the neutral theme's one stylesheet; not
+/// versioned, so kept for an hour only.
+pub async fn neutral() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], NEUTRAL_CSS)
+        .into_response()
+}
+
+/// `GET /static/logo`: the operator's `brand_logo`, read at start-up (its
+/// type and size were checked then); not found without one.
+pub async fn logo(State(app): State<AppState>) -> Response {
+    match &app.config.brand_logo {
+        Some(logo) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(logo.content_type)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            ],
+            Bytes::copy_from_slice(&logo.bytes),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::App;
+use crate::config::Theme;
 
 pub type AppState = Arc<App>;
 
@@ -51,6 +52,7 @@ pub fn router(app: AppState) -> Router {
     // Requests are counted only for the `metrics_listen` listener: without
     // it nobody could read the counts, so the middleware is left out.
     let counted = app.config.metrics_listen.is_some();
+    let look = Arc::new(pages::Look::of(&app.config));
     let router = Router::new()
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
@@ -74,12 +76,21 @@ pub fn router(app: AppState) -> Router {
         .route(statement::PATH, get(statement::accessibility))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/static/style.css", get(assets::style))
-        .route("/static/dsfr/{version}/{*path}", get(assets::dsfr))
-        .route("/favicon.ico", get(assets::favicon))
+        .route("/static/neutral.css", get(assets::neutral))
+        .route(pages::LOGO_PATH, get(assets::logo))
         .merge(admin_api::routes())
-        .merge(console::routes())
+        .merge(console::routes());
+    // The State's design system is served only where a page may use it.
+    let router = match app.config.theme {
+        Theme::Dsfr => router
+            .route("/static/style.css", get(assets::style))
+            .route("/static/dsfr/{version}/{*path}", get(assets::dsfr))
+            .route("/favicon.ico", get(assets::favicon)),
+        Theme::Neutral => router,
+    };
+    let router = router
         .fallback(not_found)
+        .layer(middleware::from_fn(move |req, next| pages::with_look(look.clone(), req, next)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(middleware::from_fn(move |req, next| security_headers(https, req, next)))

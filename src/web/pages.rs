@@ -7,6 +7,55 @@ use axum::response::{Html, IntoResponse, Response};
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::i18n::{Locale, text, texts};
+use crate::config::{Config, Theme};
+
+/// What every page shows of the operator (`theme`, `brand_name`,
+/// `brand_logo`).
+#[derive(Debug, Clone)]
+pub struct Look {
+    pub theme: Theme,
+    pub brand_name: String,
+    pub has_logo: bool,
+}
+
+impl Default for Look {
+    fn default() -> Self {
+        Look { theme: Theme::Neutral, brand_name: "Coopération".into(), has_logo: false }
+    }
+}
+
+impl Look {
+    pub fn of(config: &Config) -> Look {
+        Look { theme: config.theme, brand_name: config.brand_name.clone(), has_logo: config.brand_logo.is_some() }
+    }
+}
+
+/// Where the operator's logo is served.
+pub const LOGO_PATH: &str = "/static/logo";
+
+tokio::task_local! {
+    // The server's look, for the request being answered. Pages are rendered
+    // from some forty places that have only a locale at hand; a server's look
+    // never changes, and several servers with different looks share one
+    // process in the tests, so it travels with the request (set by the
+    // `with_look` layer) rather than in a global or in every signature.
+    static LOOK: std::sync::Arc<Look>;
+}
+
+/// The layer that gives every page of the request the server's look.
+pub async fn with_look(
+    look: std::sync::Arc<Look>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    LOOK.scope(look, next.run(req)).await
+}
+
+/// Runs `f` with `look` as the current look (rendering outside a request).
+#[cfg(test)]
+pub(super) fn in_look<R>(look: Look, f: impl FnOnce() -> R) -> R {
+    LOOK.sync_scope(std::sync::Arc::new(look), f)
+}
 
 /// Every page template, compiled into the binary.
 pub(super) const TEMPLATES: &[(&str, &str)] = &[
@@ -65,7 +114,13 @@ pub(super) fn html(
 ) -> Result<String, minijinja::Error> {
     let other = locale.other();
     let sep = if path_for_switch.contains('?') { '&' } else { '?' };
+    // Outside a request (only tests render there): the default look.
+    let look = LOOK.try_with(|l| l.clone()).unwrap_or_default();
     let ctx = context! {
+        theme => look.theme.code(),
+        brand_name => look.brand_name.as_str(),
+        // Our own constant: marked safe so that its slashes stay as written.
+        brand_logo => look.has_logo.then(|| Value::from_safe_string(LOGO_PATH.to_string())),
         lang => locale.code(),
         other_lang => other.code(),
         t => texts(locale),

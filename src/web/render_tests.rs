@@ -1,4 +1,4 @@
-//! Every page template rendered in both languages with a context like the
+//! Every page template rendered in both themes and both languages with a context like the
 //! one its handler passes (and each variant a handler can produce: with an
 //! error, each `done`, each review status, each plan action). In the
 //! environment's strict mode a text no catalogue has fails the rendering,
@@ -10,13 +10,22 @@ use minijinja::{Value, context};
 use serde_json::json;
 
 use super::i18n::{Locale, texts};
-use super::pages::{TEMPLATES, environment, html};
+use super::pages::{LOGO_PATH, Look, TEMPLATES, environment, html, in_look};
 use crate::alerts::AlertView;
+use crate::config::Theme;
 use crate::provisioning::annex1::parse::ParseProblem;
 use crate::provisioning::annex1::plan::{PersonEntry, Plan};
 use crate::provisioning::review::{PartnerReview, ReviewStatus};
 
 const LOCALES: [Locale; 2] = [Locale::Fr, Locale::En];
+
+/// Both themes, the neutral one with an operator's name and logo.
+fn looks() -> [Look; 2] {
+    [
+        Look { theme: Theme::Neutral, brand_name: "Caf de la Haute-Garonne".into(), has_logo: true },
+        Look { theme: Theme::Dsfr, brand_name: "Coopération".into(), has_logo: false },
+    ]
+}
 
 /// What `console::render` adds to every console page.
 fn console(roles: &[&str], extra: Value) -> Value {
@@ -322,16 +331,62 @@ fn cases() -> Vec<(&'static str, Value)> {
 }
 
 #[test]
-fn every_template_renders_in_both_languages() {
+fn every_template_renders_in_both_themes_and_both_languages() {
     let mut failures = Vec::new();
-    for (template, ctx) in cases() {
-        for locale in LOCALES {
-            if let Err(e) = html(template, locale, "/page", ctx.clone()) {
-                failures.push(format!("{template} ({}): {e:#}", locale.code()));
+    let mut rendered = 0;
+    for look in looks() {
+        let theme = look.theme.code();
+        let brand = look.brand_name.clone();
+        in_look(look, || {
+            for (template, ctx) in cases() {
+                for locale in LOCALES {
+                    match html(template, locale, "/page", ctx.clone()) {
+                        // Each page carries its theme's look (the base's
+                        // header); a partial (`admin/_nav.html`) has none.
+                        Ok(page)
+                            if page.contains(&format!("<p class=\"fr-header__service-title\">{brand}</p>"))
+                                || template.contains("/_") =>
+                        {
+                            rendered += 1
+                        }
+                        Ok(_) => failures.push(format!("{template} ({theme}, {}): no {brand} header", locale.code())),
+                        Err(e) => failures.push(format!("{template} ({theme}, {}): {e:#}", locale.code())),
+                    }
+                }
             }
-        }
+        });
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(rendered, cases().len() * 4);
+}
+
+/// The neutral theme loads nothing of the DSFR and shows no State block;
+/// the DSFR theme is today's look, byte for byte in its head and brand.
+#[test]
+fn each_theme_links_its_own_stylesheet_and_brand() {
+    let [neutral, dsfr] = looks();
+    let signin = context! { csrf => "c", email => "" };
+    let page = in_look(neutral, || html("signin.html", Locale::Fr, "/signin", signin.clone())).expect("neutral");
+    assert!(page.contains("<link rel=\"stylesheet\" href=\"/static/neutral.css\">"), "{page}");
+    assert!(!page.contains("/static/dsfr/") && !page.contains("/static/style.css"), "no DSFR asset: {page}");
+    assert!(!page.contains("République") && !page.contains("fr-logo"), "no State block: {page}");
+    assert!(page.contains("<title>Se connecter – Caf de la Haute-Garonne</title>"), "{page}");
+    assert!(page.contains(&format!("<img src=\"{LOGO_PATH}\" alt=\"\">")), "the logo, decorative beside the name");
+    assert!(page.contains("<p class=\"coop-footer__brand\">Caf de la Haute-Garonne</p>"), "{page}");
+    let plain = Look { has_logo: false, ..Look::default() };
+    let page = in_look(plain, || html("signin.html", Locale::Fr, "/signin", signin.clone())).expect("no logo");
+    assert!(!page.contains("<img") && page.contains("<link rel=\"icon\" href=\"data:,\">"), "{page}");
+
+    let page = in_look(dsfr, || html("signin.html", Locale::Fr, "/signin", signin.clone())).expect("dsfr");
+    assert!(page.contains("<link rel=\"stylesheet\" href=\"/static/dsfr/1.15.3/dsfr.min.css\">"), "{page}");
+    assert!(page.contains("<link rel=\"stylesheet\" href=\"/static/style.css\">"), "{page}");
+    assert!(!page.contains("neutral.css"), "{page}");
+    assert_eq!(
+        page.matches("<p class=\"fr-logo\" lang=\"fr\">République<br>Française</p>").count(),
+        2,
+        "header, footer"
+    );
+    assert!(page.contains("<title>Se connecter – Coopération</title>") && !page.contains("<img"), "{page}");
 }
 
 /// A template added to `templates/` must be registered, and must get a case
@@ -377,4 +432,48 @@ fn a_missing_text_fails_the_rendering() {
     let ctx = context! { t => texts(Locale::Fr) };
     assert!(environment().render_str("{{ t.signin_title }}", ctx.clone()).is_ok());
     assert!(environment().render_str("{{ t.no_such_text }}", ctx).is_err());
+}
+
+/// The neutral theme styles every DSFR class the templates use, so that a
+/// page does not fall back to bare HTML in the default look; the classes
+/// listed here only carry structure (or ask for what the sheet does
+/// anyway: its button groups are always in a row).
+#[test]
+fn the_neutral_sheet_styles_every_class_the_templates_use() {
+    const STRUCTURE_ONLY: &[&str] = &[
+        "fr-header__body",
+        "fr-header__brand-top",
+        "fr-header__logo",
+        "fr-header__operator",
+        "fr-header__service",
+        "fr-header__tools",
+        "fr-logo",
+        "fr-responsive-img",
+        "fr-footer__brand",
+        "fr-footer__content",
+        "fr-footer__bottom-item",
+        "fr-btns-group--inline-md",
+    ];
+    let css = include_str!("../../static/neutral.css");
+    let mut missing = BTreeSet::new();
+    for (name, source) in TEMPLATES {
+        for (at, _) in source.match_indices("fr-") {
+            let rest = &source[at..];
+            let class: String =
+                rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect();
+            // A class starts a word (`data-fr-steps` is an attribute); the
+            // structure-only classes need no rule.
+            let starts_a_word = source[..at].ends_with([' ', '"']);
+            if !starts_a_word || class.len() <= 3 || STRUCTURE_ONLY.contains(&class.as_str()) {
+                continue;
+            }
+            let styled = css.match_indices(&format!(".{class}")).any(|(at, found)| {
+                !css[at + found.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+            });
+            if !styled {
+                missing.insert(format!("{class} ({name})"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "static/neutral.css has no rule for: {missing:?}");
 }

@@ -4,7 +4,8 @@
 //! console: partners, an annex 1 uploaded, its plan, "Appliquer", the
 //! accounts opened, the connection log searched and exported as CSV, the
 //! security officer's other pages, and a later sign-in with a TOTP code.
-//! Every console page is scanned by axe-core and photographed.
+//! Every console page is scanned by axe-core and photographed, in both
+//! themes.
 
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use coop_idp::provisioning::{NewPartner, add_partner};
 use fantoccini::Locator;
 
 use crate::common::{Db, TestServer};
+use crate::driver::Theme;
 use crate::{driver, mailed_link, second_step};
 
 const ADMIN: &str = "habilitations@caf.fr";
@@ -21,6 +23,9 @@ const ADMIN_PASSWORD: &str = "Ardoise-Bleue-9-Schiste";
 const PARTNER: &str = "cc-girou";
 const PARTNER_NAME: &str = "CC du Girou";
 const NEW_AGENT: &str = "je.ndiaye@cc-girou.fr";
+/// The operator of the neutral run, and its logo (a plain SVG).
+const BRAND: &str = "Caf du Girou";
+const LOGO: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" width="48" height="48" viewBox="0 0 48 48"><rect width="48" height="48" rx="8" fill="#1f4e79"/><path d="M12 34V14h10a7 7 0 0 1 0 14h-4v6z" fill="#fff"/></svg>"##;
 
 /// A canonical annex 1 (PRODUCT.md), `;`-separated UTF-8 as French Excel
 /// exports it.
@@ -43,10 +48,29 @@ async fn rows(b: &driver::Browser, css: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caf_administrator_journey_in_a_real_browser() {
+async fn a_caf_administrator_journey_in_a_real_browser_neutral_theme() {
+    caf_administrator_journey(Theme::Neutral).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caf_administrator_journey_in_a_real_browser_dsfr_theme() {
+    caf_administrator_journey(Theme::Dsfr).await;
+}
+
+async fn caf_administrator_journey(theme: Theme) {
     let started = Instant::now();
-    let Some(mut b) = driver::start("a_caf_administrator_journey_in_a_real_browser").await else { return };
-    let server = TestServer::start(Db::Sqlite).await;
+    let test = format!("a_caf_administrator_journey_in_a_real_browser ({})", theme.code());
+    let Some(mut b) = driver::start(&test, theme).await else { return };
+    // In the neutral theme, an operator's name and logo in the header.
+    let logo_dir = tempfile::tempdir().expect("tempdir");
+    let logo = logo_dir.path().join("logo.svg");
+    std::fs::write(&logo, LOGO).expect("logo file");
+    let logo = logo.display().to_string();
+    let settings: &[(&str, &str)] = match theme {
+        Theme::Neutral => &[("theme", "neutral"), ("brand_name", BRAND), ("brand_logo", &logo)],
+        Theme::Dsfr => &[("theme", "dsfr")],
+    };
+    let server = TestServer::start_with(Db::Sqlite, settings).await;
 
     // The bootstrap of README ("Administration"): the first administrator,
     // both Caf roles, an activation link; refused once someone holds a role.
@@ -111,6 +135,16 @@ async fn a_caf_administrator_journey_in_a_real_browser() {
         assert!(b.exists(&format!("main ul a[href='{href}']")).await, "home links to {href}");
     }
     b.check_page("console", "fr").await;
+    let header = b.client.find(Locator::Css("header")).await.expect("header").text().await.expect("header text");
+    // The DSFR writes its block in capitals, which the rendered text follows.
+    let state_block = header.to_lowercase().contains("république");
+    if theme == Theme::Neutral {
+        assert!(header.contains(BRAND) && !state_block, "{header}");
+        let shown = b.client.execute("return document.querySelector('header img').naturalWidth;", vec![]).await;
+        assert_eq!(shown.ok(), Some(serde_json::json!(48)), "the logo, loaded from /static/logo");
+    } else {
+        assert!(header.contains("Coopération") && state_block, "{header}");
+    }
 
     // Partners → the partner → annex 1 upload → the dry-run plan.
     b.follow("main ul a[href='/admin/partners']", "Partenaires — Console").await;
@@ -231,5 +265,5 @@ async fn a_caf_administrator_journey_in_a_real_browser() {
 
     let pages = b.finish().await;
     assert_eq!(pages.len(), 20, "pages scanned: {pages:?}");
-    eprintln!("admin journey: {} pages in {:.1} s", pages.len(), started.elapsed().as_secs_f64());
+    eprintln!("admin journey ({}): {} pages in {:.1} s", theme.code(), pages.len(), started.elapsed().as_secs_f64());
 }

@@ -1,12 +1,13 @@
 //! Headless Chromium driven through chromedriver (WebDriver) with
 //! `fantoccini`: a fresh profile per test, each page checked by axe-core
-//! and kept as a PNG screenshot under `target/screenshots/`.
+//! and kept as a PNG screenshot under `target/screenshots/<theme>/`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use coop_idp::config::Theme;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -32,6 +33,9 @@ document.fonts.ready.then(() => done({
   marianne: [...document.fonts].some(f => f.family.replace(/"/g, '') === 'Marianne' && f.status === 'loaded'),
   foreign: performance.getEntriesByType('resource').map(e => e.name)
     .filter(n => !n.startsWith(location.origin) && !n.startsWith('data:')),
+  dsfr: performance.getEntriesByType('resource').map(e => e.name)
+    .filter(n => n.startsWith(location.origin + '/static/dsfr/') || n === location.origin + '/favicon.ico'),
+  stylesheets: [...document.styleSheets].map(s => s.href ? new URL(s.href).pathname : 'inline'),
   lang: document.documentElement.lang,
   firstLink: (document.querySelector('a[href]') || {}).hash || ''
 }));
@@ -50,6 +54,7 @@ impl Drop for DriverProcess {
 
 pub struct Browser {
     pub client: Client,
+    pub theme: Theme,
     _driver: DriverProcess,
     _profile: tempfile::TempDir,
     shots: PathBuf,
@@ -68,7 +73,7 @@ fn free_port() -> u16 {
 /// Starts chromedriver and a Chromium session, or says the tests are
 /// skipped when chromedriver is absent — unless `COOP_IDP_TEST_BROWSER` is
 /// `required` (as in .ci/run), when its absence fails the test.
-pub async fn start(test: &str) -> Option<Browser> {
+pub async fn start(test: &str, theme: Theme) -> Option<Browser> {
     let required = std::env::var("COOP_IDP_TEST_BROWSER").is_ok_and(|v| v == "required");
     let Some(chromedriver) = on_path("chromedriver") else {
         assert!(
@@ -129,9 +134,9 @@ pub async fn start(test: &str) -> Option<Browser> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let shots = target.join("screenshots");
-    std::fs::create_dir_all(&shots).expect("target/screenshots");
-    Some(Browser { client, _driver: driver, _profile: profile, shots, pages_checked: Vec::new() })
+    let shots = target.join("screenshots").join(theme.code());
+    std::fs::create_dir_all(&shots).expect("target/screenshots/<theme>");
+    Some(Browser { client, theme, _driver: driver, _profile: profile, shots, pages_checked: Vec::new() })
 }
 
 impl Browser {
@@ -218,16 +223,30 @@ impl Browser {
         el.attr(name).await.ok().flatten()
     }
 
-    /// The checks every page gets: a screenshot, the page's language, the
-    /// DSFR fonts loaded from this origin only, the skip link first, and
-    /// axe-core with no serious or critical WCAG 2.1 A/AA violation.
+    /// The checks every page gets: a screenshot, the page's language, its
+    /// theme's stylesheet and fonts only (the DSFR's and Marianne in `dsfr`,
+    /// nothing of them in `neutral`), from this origin only, the skip link
+    /// first, and axe-core with no serious or critical WCAG 2.1 A/AA
+    /// violation.
     pub async fn check_page(&mut self, name: &str, lang: &str) {
+        let name = &format!("{name} ({})", self.theme.code());
         let png = self.client.screenshot().await.expect("screenshot");
-        std::fs::write(self.shots.join(format!("{name}.png")), png).expect("write screenshot");
+        let file = name.split(' ').next().unwrap_or(name);
+        std::fs::write(self.shots.join(format!("{file}.png")), png).expect("write screenshot");
 
         let facts = self.client.execute_async(PAGE_FACTS, vec![]).await.expect("page facts");
         assert_eq!(facts["lang"], json!(lang), "{name}: <html lang>");
-        assert_eq!(facts["marianne"], json!(true), "{name}: the Marianne font did not load");
+        match self.theme {
+            Theme::Dsfr => {
+                assert_eq!(facts["marianne"], json!(true), "{name}: the Marianne font did not load");
+                assert_eq!(facts["stylesheets"], json!(["/static/dsfr/1.15.3/dsfr.min.css", "/static/style.css"]));
+            }
+            Theme::Neutral => {
+                assert_eq!(facts["marianne"], json!(false), "{name}: the Marianne font loaded");
+                assert_eq!(facts["dsfr"], json!([]), "{name}: DSFR assets loaded");
+                assert_eq!(facts["stylesheets"], json!(["/static/neutral.css"]), "{name}");
+            }
+        }
         assert_eq!(facts["foreign"], json!([]), "{name}: requests to another origin");
         assert_eq!(facts["firstLink"], json!("#content"), "{name}: the first link is the skip link");
 

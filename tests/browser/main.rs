@@ -1,6 +1,6 @@
 //! Browser tests (R26): the pages as a person uses them, in headless
 //! Chromium driven through chromedriver, each page scanned by axe-core and
-//! kept as a screenshot. Skipped (said so) where chromedriver is absent,
+//! kept as a screenshot; each journey runs in both themes (`theme` key). Skipped (said so) where chromedriver is absent,
 //! unless COOP_IDP_TEST_BROWSER=required (.ci/run sets it).
 //!
 //! SQLite only: storage is covered on both databases by tests/oidc; a second
@@ -24,6 +24,7 @@ use coop_idp::provisioning::{NewPartner, add_partner};
 use serde_json::Value;
 
 use common::{Db, TestServer};
+use driver::Theme;
 
 const PARTNER: &str = "cc-girou";
 const EMAIL: &str = "marie.dupont@cc-girou.fr";
@@ -147,15 +148,25 @@ async fn exchange(server: &TestServer, rp: &RelyingParty, secret: &str, state: &
     tokens
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_agent_journey_in_a_real_browser_neutral_theme() {
+    partner_agent_journey(Theme::Neutral).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_agent_journey_in_a_real_browser_dsfr_theme() {
+    partner_agent_journey(Theme::Dsfr).await;
+}
+
 /// Invitation → activation email → password refused then accepted →
 /// relying-party sign-in (with a failed attempt first) → lost password →
 /// reset → sign-in with the new password → logout confirmation → an error
-/// page; every page scanned by axe-core and photographed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partner_agent_journey_in_a_real_browser() {
+/// page; every page scanned by axe-core and photographed, in `theme`.
+async fn partner_agent_journey(theme: Theme) {
     let started = Instant::now();
-    let Some(mut b) = driver::start("a_partner_agent_journey_in_a_real_browser").await else { return };
-    let server = TestServer::start(Db::Sqlite).await;
+    let test = format!("a_partner_agent_journey_in_a_real_browser ({})", theme.code());
+    let Some(mut b) = driver::start(&test, theme).await else { return };
+    let server = TestServer::start_with(Db::Sqlite, &[("theme", theme.code())]).await;
     let rp = relying_party().await;
     let secret = server
         .add_client_with(CLIENT, AuthMethod::ClientSecretBasic, |r| {
@@ -270,5 +281,5 @@ async fn a_partner_agent_journey_in_a_real_browser() {
 
     let pages = b.finish().await;
     assert_eq!(pages.len(), 12, "pages scanned: {pages:?}");
-    eprintln!("browser journey: {} pages in {:.1} s", pages.len(), started.elapsed().as_secs_f64());
+    eprintln!("browser journey ({}): {} pages in {:.1} s", theme.code(), pages.len(), started.elapsed().as_secs_f64());
 }

@@ -1,7 +1,8 @@
-//! The look (R26) as plain HTTP sees it: the design system is served by the
-//! server itself under the unchanged Content-Security-Policy, and the pages
-//! carry the accessibility hooks the browser tests (tests/browser) check in
-//! a real browser. Storage plays no part: SQLite only.
+//! The look (R26) as plain HTTP sees it: each theme's stylesheet (and the
+//! DSFR only in `theme = "dsfr"`) served by the server itself under the
+//! unchanged Content-Security-Policy, the operator's name and logo, and the
+//! accessibility hooks the browser tests (tests/browser) check in a real
+//! browser. Storage plays no part: SQLite only.
 
 use crate::common::*;
 
@@ -15,7 +16,7 @@ async fn fetch(url: &str) -> (u16, String, String, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_design_system_is_served_from_the_binary() {
-    let server = TestServer::start(Db::Sqlite).await;
+    let server = TestServer::start_with(Db::Sqlite, &[("theme", "dsfr")]).await;
     let page = http_client().get(server.url("/signin")).send().await.expect("sign-in page");
     let csp =
         page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -50,13 +51,56 @@ async fn the_design_system_is_served_from_the_binary() {
     }
 }
 
+/// The default look is the project's own: its stylesheet, the operator's
+/// name and logo, and nothing of the State's design system, which is not
+/// even served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_neutral_theme_shows_the_operator_and_nothing_of_the_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logo = dir.path().join("logo.svg");
+    let svg =
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"40\" height=\"40\"><rect width=\"40\" height=\"40\"/></svg>";
+    std::fs::write(&logo, svg).expect("logo");
+    let logo = logo.display().to_string();
+    let server =
+        TestServer::start_with(Db::Sqlite, &[("brand_name", "Caf du Girou"), ("brand_logo", logo.as_str())]).await;
+    let html = http_client().get(server.url("/signin")).send().await.expect("GET").text().await.expect("html");
+    assert!(html.contains("<link rel=\"stylesheet\" href=\"/static/neutral.css\">"), "{html}");
+    assert!(!html.contains("/static/dsfr/") && !html.contains("République"), "nothing of the State: {html}");
+    assert!(html.contains("<title>Se connecter – Caf du Girou</title>"), "{html}");
+    assert!(html.contains("<p class=\"fr-header__service-title\">Caf du Girou</p>"), "{html}");
+    assert!(html.contains("<img src=\"/static/logo\" alt=\"\">"), "{html}");
+
+    let (status, ct, _, body) = fetch(&server.url("/static/neutral.css")).await;
+    assert_eq!((status, ct.as_str()), (200, "text/css; charset=utf-8"));
+    let css = String::from_utf8_lossy(&body);
+    assert!(css.contains(":focus-visible") && !css.contains("Marianne") && !css.contains("url("), "system fonts only");
+    let (status, ct, _, body) = fetch(&server.url("/static/logo")).await;
+    assert_eq!((status, ct.as_str(), body.as_slice()), (200, "image/svg+xml", svg.as_bytes()));
+    for path in ["/static/dsfr/1.15.3/dsfr.min.css", "/static/dsfr/1.15.3/fonts/Marianne-Regular.woff2", "/favicon.ico"]
+    {
+        let (status, _, _, _) = fetch(&server.url(path)).await;
+        assert_eq!(status, 404, "{path}: the DSFR is not served in this theme");
+    }
+
+    // The DSFR theme: the State's block, and the operator's logo beside it.
+    let dsfr = TestServer::start_with(Db::Sqlite, &[("theme", "dsfr"), ("brand_logo", logo.as_str())]).await;
+    let html = http_client().get(dsfr.url("/signin")).send().await.expect("GET").text().await.expect("html");
+    assert!(html.contains("République<br>Française") && !html.contains("neutral.css"), "{html}");
+    assert!(html.contains("<div class=\"fr-header__operator\"><img"), "{html}");
+    // Without a logo, none is served.
+    let plain = TestServer::start(Db::Sqlite).await;
+    let (status, _, _, _) = fetch(&plain.url("/static/logo")).await;
+    assert_eq!(status, 404);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_say_where_you_are_and_tie_errors_to_fields() {
     let server = TestServer::start(Db::Sqlite).await;
     let html = http_client().get(server.url("/signin")).send().await.expect("GET").text().await.expect("html");
     assert!(html.contains("<title>Se connecter – Coopération</title>"), "{html}");
     assert!(html.contains("href=\"#content\"") && html.contains("id=\"content\""), "skip link to the content");
-    assert!(html.contains("République<br>Française"), "the State's block");
+    assert!(html.contains("<p class=\"fr-header__service-title\">Coopération</p>"), "the operator's name");
     assert!(
         html.contains("<label class=\"fr-label\" for=\"email\">") && html.contains("autocomplete=\"current-password\"")
     );
