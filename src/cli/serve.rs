@@ -15,6 +15,11 @@ pub(super) async fn serve(config: Config) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     let listen = config.listen;
     let app = open(config).await?;
+    // Held until the server stops.
+    let checks = crate::startup::start_up_checks(&app.config);
+    for warning in &checks.warnings {
+        tracing::warn!("{warning}");
+    }
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| CliError::Failure(format!("listen {listen}: {e}")))?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -43,6 +48,7 @@ pub(super) async fn serve(config: Config) -> Result<(), CliError> {
     };
     crate::web::serve(app.clone(), listener, shutdown).await.map_err(|e| CliError::Failure(e.to_string()))?;
     app.store.close().await;
+    drop(checks.sqlite_claim);
     Ok(())
 }
 
