@@ -137,6 +137,18 @@ fn configuration_mistakes_are_named_where_they_are() {
     assert!(err.contains("coop-idp.toml, line 2, column 15"), "{err}");
 }
 
+/// With SMTP the link exists only in the person's mailbox: `mail links`
+/// is refused, whatever the outbox table holds (R1).
+#[test]
+fn mail_links_is_refused_when_mail_goes_out_over_smtp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let smtp = [("COOP_IDP_SMTP_URL", "smtp://127.0.0.1:9".to_string())];
+    let (code, out, err) = run(dir, &smtp, &["mail", "links", "--to", "marie.dupont@cc-girou.fr"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("smtp_url") && out.is_empty(), "{out}{err}");
+}
+
 /// A `coop-idp serve` whose standard error is read line by line.
 struct Serving {
     child: Child,
