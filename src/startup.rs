@@ -46,6 +46,71 @@ pub fn warn_about_the_look(config: &Config) -> bool {
     outside
 }
 
+/// What `serve` checks before it listens: settings that work but are
+/// probably not what was meant (each a warning, logged), and its claim on a
+/// SQLite database (held while it serves).
+pub struct StartUpChecks {
+    pub warnings: Vec<String>,
+    pub sqlite_claim: Option<std::fs::File>,
+}
+
+/// The checks of `serve`'s start (README "Configuration"): `listen` and a
+/// loopback `issuer` on different ports; a second server on one SQLite
+/// database.
+pub fn start_up_checks(config: &Config) -> StartUpChecks {
+    let mut warnings = Vec::new();
+    warnings.extend(config.listen_issuer_mismatch());
+    let sqlite_claim = match config.sqlite_file() {
+        Some(db) => match claim_sqlite(&db, config) {
+            Ok(claim) => Some(claim),
+            Err(w) => {
+                warnings.push(w);
+                None
+            }
+        },
+        None => None,
+    };
+    StartUpChecks { warnings, sqlite_claim }
+}
+
+/// The lock file beside a SQLite database that its server holds.
+pub fn sqlite_lock_file(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".serve-lock");
+    db.with_file_name(name)
+}
+
+/// Takes the advisory lock (flock) of `<database>.serve-lock`, and writes
+/// who holds it. SQLite is for one server (several instances run on
+/// PostgreSQL): a second server on the same file still works, slower, and
+/// is warned with the holder's process id; the operating system releases
+/// the lock when the holder ends, however it ends. The warning when the
+/// lock cannot be taken.
+fn claim_sqlite(db: &std::path::Path, config: &Config) -> Result<std::fs::File, String> {
+    use std::io::Write;
+    let path = sqlite_lock_file(db);
+    let shown = std::path::absolute(db).unwrap_or_else(|_| db.to_path_buf());
+    let opened = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path);
+    let mut file = opened.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let holder = format!("pid {}, listen {}\n", std::process::id(), config.listen);
+            let _ = file.set_len(0).and_then(|_| file.write_all(holder.as_bytes()));
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(format!(
+                "another coop-idp server ({}) already serves the SQLite database {}: SQLite is meant for one \
+                 server; run several instances on PostgreSQL (README \"Running several instances\")",
+                holder.trim(),
+                shown.display()
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// Runs `job` every `period`, the first time after `first`, until `stop`
 /// turns true. A run that outlasts the period delays the next one.
 fn every<F, Fut>(mut stop: watch::Receiver<bool>, first: Duration, period: Duration, mut job: F)

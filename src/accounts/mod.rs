@@ -1,5 +1,6 @@
 //! Accounts: who may sign in, identified by a professional email address.
 
+pub mod directory;
 mod email;
 
 pub use email::{EmailError, ProfessionalEmail};

@@ -24,7 +24,7 @@ impl Purpose {
             Purpose::Reset => "reset",
         }
     }
-    fn path(self) -> &'static str {
+    pub fn path(self) -> &'static str {
         match self {
             Purpose::Activation => "/activate",
             Purpose::Reset => "/password/reset",

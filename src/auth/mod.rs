@@ -1,6 +1,7 @@
 //! Authentication: password hashing, sign-in and browser sessions.
 
 pub mod links;
+pub mod mailed;
 pub mod policy;
 pub mod second_factor;
 pub mod session;

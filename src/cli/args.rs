@@ -332,6 +332,41 @@ pub(super) enum AccountCommand {
         #[arg(long)]
         function: String,
     },
+    /// Lists accounts by address: state, partner, last sign-in, activation.
+    List(AccountListArgs),
+    /// Shows one account (JSON), its roles and second factor; never a password.
+    Show { email: String },
+    /// Closes an access at once, as annex 1 does: sessions and tokens end,
+    /// relying parties are told; recorded with the reason.
+    Close {
+        email: String,
+        /// Why (kept in the connection log; one line, at most 500 characters).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Emails a fresh activation link to an account still pending; the
+    /// previous links stop working.
+    #[command(name = "resend-activation")]
+    ResendActivation { email: String },
+}
+
+#[derive(Args)]
+pub(super) struct AccountListArgs {
+    /// Only the accounts of this partner.
+    #[arg(long)]
+    pub(super) partner: Option<String>,
+    #[arg(long, value_parser = ["pending", "active", "closed"])]
+    pub(super) state: Option<String>,
+    /// Only the accounts whose password is not created yet (state pending).
+    #[arg(long = "pending-activation")]
+    pub(super) pending_activation: bool,
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub(super) format: String,
+    /// Page size (1 to 100000).
+    #[arg(long, default_value_t = 1000)]
+    pub(super) limit: i64,
+    #[arg(long, default_value_t = 0)]
+    pub(super) offset: i64,
 }
 
 #[derive(Subcommand)]
@@ -340,12 +375,26 @@ pub(super) enum MailCommand {
     Status,
     /// Queues the messages that failed for good again (e.g. after fixing smtp_url).
     Retry,
+    /// Prints the live activation or reset link last mailed to a person
+    /// (file outbox only: smtp_url unset).
+    Links {
+        /// The person's professional address.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub(super) enum ClientCommand {
     /// Registers a relying party; prints {"client_id", "client_secret"}.
     Add(ClientAdd),
+    /// Lists the relying parties (never a secret).
+    List {
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Shows one relying party's registration (JSON; never a secret).
+    Show { id: String },
 }
 
 #[derive(Args)]

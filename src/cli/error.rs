@@ -18,6 +18,9 @@ pub enum CliError {
     /// Input the command refuses, found by the command itself.
     #[error("{0}")]
     BadInput(String),
+    /// A name the database does not hold, found by the command itself.
+    #[error("{0}")]
+    NotFound(String),
     /// Work that could not be done, found by the command itself.
     #[error("{0}")]
     Failure(String),
@@ -61,7 +64,7 @@ impl CliError {
     /// The one mapping of errors to exit statuses.
     pub fn exit_status(&self) -> u8 {
         let bad_input = match self {
-            CliError::BadInput(_) | CliError::Config(_) => true,
+            CliError::BadInput(_) | CliError::NotFound(_) | CliError::Config(_) => true,
             CliError::Failure(_) | CliError::Keys(_) => false,
             // A path that is not there, or not for us: the user's to fix.
             CliError::File { source, .. } => matches!(
@@ -90,6 +93,22 @@ impl CliError {
 
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.exit_status())
+    }
+
+    /// A partner, account, client or link the database does not hold: the
+    /// message then names the database searched (see `cli::main`). The
+    /// domain words these refusals as plain text; their words are matched.
+    pub fn is_not_found(&self) -> bool {
+        const WORDS: [&str; 5] =
+            ["unknown partner", "unknown account", "no account for", "unknown client", "no live link"];
+        let said = |m: &str| WORDS.iter().any(|w| m.contains(w));
+        match self {
+            CliError::NotFound(_) => true,
+            CliError::Admin(AdminError::UnknownAccount(_) | AdminError::UnknownPartner(_)) => true,
+            CliError::Query(QueryError::UnknownPartner { .. }) => true,
+            CliError::App(AppError::Invalid(m)) | CliError::Admin(AdminError::App(AppError::Invalid(m))) => said(m),
+            _ => false,
+        }
     }
 }
 
@@ -152,6 +171,30 @@ mod tests {
         ];
         for e in failed {
             assert_eq!(e.exit_status(), FAILURE, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn names_not_found_are_told_apart_from_other_refusals() {
+        let not_found = [
+            CliError::NotFound("unknown partner `x`".into()),
+            CliError::App(AppError::Invalid("unknown partner `cc-x`".into())),
+            CliError::App(AppError::Invalid("aucun compte pour « a@b.fr » / no account for `a@b.fr`".into())),
+            CliError::Admin(AdminError::UnknownAccount("a@b.fr".into())),
+            CliError::Admin(AdminError::UnknownPartner("cc-x".into())),
+            CliError::Query(QueryError::UnknownPartner { value: "cc-x".into(), known: vec![] }),
+        ];
+        for e in not_found {
+            assert!(e.is_not_found(), "{e:?}");
+        }
+        let other = [
+            CliError::BadInput("--transmitted".into()),
+            CliError::App(AppError::Invalid("motif / reason : ne doit pas être vide".into())),
+            CliError::Admin(AdminError::UnknownRole("superuser".into())),
+            CliError::Failure("x".into()),
+        ];
+        for e in other {
+            assert!(!e.is_not_found(), "{e:?}");
         }
     }
 

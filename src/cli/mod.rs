@@ -4,6 +4,7 @@
 //! one way a command gets the application; `error` maps every failure to
 //! its exit status.
 
+mod accounts;
 mod admin;
 mod args;
 mod error;
@@ -32,8 +33,15 @@ pub async fn main() -> ExitCode {
     match Config::load(cli.config.as_deref()).map_err(CliError::from) {
         Ok(config) => {
             init_tracing(config.log_format);
+            let database = config.database_shown();
             match run(cli.command, config).await {
                 Ok(()) => ExitCode::from(SUCCESS),
+                Err(e) if e.is_not_found() => {
+                    // A name not found may be a name in another database:
+                    // say which one was searched.
+                    eprintln!("coop-idp: {e} (base de données / database: {database})");
+                    e.exit_code()
+                }
                 Err(e) => report(e),
             }
         }
@@ -46,10 +54,16 @@ fn report(e: CliError) -> ExitCode {
     e.exit_code()
 }
 
+/// Logs go to stderr; colour codes only when it is a terminal, so that a
+/// log file or a journal holds plain text.
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("COOP_IDP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -71,7 +85,7 @@ async fn run(command: Command, config: Config) -> Result<(), CliError> {
         Command::Annex2(c) => partners::annex2(c, config).await,
         Command::Annex3(c) => partners::annex3(c, config).await,
         Command::Review(c) => partners::review(c, config).await,
-        Command::Account(c) => partners::account(c, config).await,
+        Command::Account(c) => accounts::account(c, config).await,
         Command::Logs(c) => security::logs(c, config).await,
         Command::Alerts(c) => security::alerts(c, config).await,
         Command::Admin(c) => admin::admin(c, config).await,
@@ -96,4 +110,37 @@ fn print_line(value: serde_json::Value) {
 /// Prints a result indented, for reading.
 fn print_pretty(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// A table for reading: a header, then one row a line, each column as wide
+/// as its widest cell (in characters).
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_columns_are_as_wide_as_their_widest_cell() {
+        let rows = vec![vec!["élodie@x.fr".to_string(), "active".to_string()], vec!["a@b.fr".into(), "-".into()]];
+        assert_eq!(
+            super::table(&["email", "state"], rows),
+            "email        state\nélodie@x.fr  active\na@b.fr       -\n"
+        );
+    }
 }

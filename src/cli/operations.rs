@@ -5,14 +5,35 @@ use std::path::Path;
 use serde_json::json;
 
 use super::args::{ClientCommand, KeysCommand, MailCommand};
-use super::{CliError, open, print_line};
+use super::{CliError, open, print_line, print_pretty, table};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::oidc::clients::{self, AuthMethod, Registration};
 
 pub(super) async fn client(command: ClientCommand, config: Config) -> Result<(), CliError> {
-    let ClientCommand::Add(a) = command;
     let app = open(config).await?;
+    let a = match command {
+        ClientCommand::Add(a) => a,
+        ClientCommand::List { format } => {
+            let list = crate::oidc::client_views::list(&app).await?;
+            if format == "json" {
+                print_pretty(&list);
+            } else {
+                let rows = list
+                    .iter()
+                    .map(|c| {
+                        vec![c.client_id.clone(), c.auth_method.to_string(), c.name.clone(), c.redirect_uris.join(" ")]
+                    })
+                    .collect();
+                print!("{}", table(&["client_id", "auth_method", "name", "redirect_uris"], rows));
+            }
+            return Ok(());
+        }
+        ClientCommand::Show { id } => {
+            print_pretty(&crate::oidc::client_views::show(&app, &id).await?);
+            return Ok(());
+        }
+    };
     let jwks = match &a.jwks {
         Some(path) => {
             Some(std::fs::read_to_string(path).map_err(|e| CliError::file(format!("--jwks {}", path.display()), e))?)
@@ -74,6 +95,19 @@ pub(super) async fn mail(command: MailCommand, config: Config) -> Result<(), Cli
             tx.commit().await?;
             print_line(json!({"requeued": n}));
         }
+        // The link alone on its line, for `$(coop-idp mail links --to …)`.
+        MailCommand::Links { to } => match crate::auth::mailed::latest_live_link(&app, &to).await? {
+            Some(found) => println!("{}", found.link),
+            None => {
+                let folder = crate::auth::mailed::outbox_dir(&app.config.data_dir);
+                let folder = std::path::absolute(&folder).unwrap_or(folder);
+                return Err(CliError::NotFound(format!(
+                    "aucun lien valide envoyé à « {to} » (outbox {0}) / no live link sent to `{to}` (activation \
+                     or reset: not used, not expired, not superseded; outbox {0})",
+                    folder.display()
+                )));
+            }
+        },
     }
     Ok(())
 }

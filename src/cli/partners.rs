@@ -1,14 +1,11 @@
 //! Partners and what they sign and send: `partner`, `convention`,
-//! `annex1`, `annex2`, `annex3`, `review`, and `account invite` (the
-//! access an annex 1 opens, by hand).
+//! `annex1`, `annex2`, `annex3`, `review`.
 
 use std::path::Path;
 
 use serde_json::json;
 
-use super::args::{
-    AccountCommand, Annex1Command, Annex2Command, Annex3Command, ConventionCommand, PartnerCommand, ReviewCommand,
-};
+use super::args::{Annex1Command, Annex2Command, Annex3Command, ConventionCommand, PartnerCommand, ReviewCommand};
 use super::{CliError, open, print_line, print_pretty};
 use crate::app::App;
 use crate::config::Config;
@@ -41,7 +38,7 @@ pub(super) async fn partner(command: PartnerCommand, config: Config) -> Result<(
         }
         PartnerCommand::Show { id } => {
             let p =
-                app.store.partner(&id).await?.ok_or_else(|| CliError::BadInput(format!("unknown partner `{id}`")))?;
+                app.store.partner(&id).await?.ok_or_else(|| CliError::NotFound(format!("unknown partner `{id}`")))?;
             print_pretty(&summary(&app, &p).await?);
         }
     }
@@ -180,26 +177,5 @@ pub(super) async fn review(command: ReviewCommand, config: Config) -> Result<(),
     let ReviewCommand::Status = command;
     let app = open(config).await?;
     print_pretty(&crate::provisioning::review::review(&app).await?);
-    Ok(())
-}
-
-pub(super) async fn account(command: AccountCommand, config: Config) -> Result<(), CliError> {
-    let AccountCommand::Invite { partner, email, given_name, family_name, function } = command;
-    let app = open(config).await?;
-    let invitation = crate::provisioning::invite::Invitation {
-        partner_id: &partner,
-        email: &email,
-        given_name: &given_name,
-        family_name: &family_name,
-        function: &function,
-    };
-    let outcome = crate::provisioning::invite::invite(&app, invitation).await?;
-    // Deliver now rather than wait for the server's worker.
-    let delivered = crate::mail::send_due(&app).await?;
-    let (status, id) = match outcome {
-        crate::provisioning::invite::Invited::Opened(id) => ("opened", id),
-        crate::provisioning::invite::Invited::Reinvited(id) => ("reinvited", id),
-    };
-    print_line(json!({"status": status, "account_id": id, "emails_delivered": delivered}));
     Ok(())
 }

@@ -30,6 +30,10 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
     #[error("configuration file {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("configuration file {path}, line {line}, column {column}: {reason}")]
+    Syntax { path: String, line: usize, column: usize, reason: String },
+    #[error("unknown environment variable `{name}`: not a configuration key (README \"Configuration\"){hint}")]
+    UnknownVariable { name: String, hint: String },
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -270,8 +274,17 @@ impl Config {
             ),
             None => None,
         };
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        Self::from_sources(text.as_deref(), &env)
+        // A variable that is not Unicode cannot be a key's; it is kept (by
+        // its name) so that one under our prefix is still refused.
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .collect();
+        Self::from_sources(text.as_deref(), &env).map_err(|e| match (e, &path) {
+            (ConfigError::Syntax { line, column, reason, .. }, Some(p)) => {
+                ConfigError::Syntax { path: p.display().to_string(), line, column, reason }
+            }
+            (e, _) => e,
+        })
     }
 
     /// Builds the configuration from a TOML text and environment pairs; the
@@ -304,6 +317,40 @@ impl Config {
 
     pub fn is_https(&self) -> bool {
         self.issuer.scheme() == "https"
+    }
+
+    /// The database, as messages name it: the SQLite file's absolute path,
+    /// or the URL without its password.
+    pub fn database_shown(&self) -> String {
+        match self.sqlite_file() {
+            Some(file) => {
+                let file = std::path::absolute(&file).unwrap_or(file);
+                format!("sqlite://{}", file.display())
+            }
+            None => table::without_password(&self.database_url),
+        }
+    }
+
+    /// The SQLite database file, when the database is one (not in memory).
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite://").or_else(|| self.database_url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or("");
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// When the issuer is on this machine (loopback) and names another port
+    /// than `listen`, the links it builds lead nowhere: the reason, to warn
+    /// at start-up. A proxy on the loopback address is possible, hence a
+    /// warning and not a refusal.
+    pub fn listen_issuer_mismatch(&self) -> Option<String> {
+        let issuer_port = self.issuer.port_or_known_default()?;
+        (is_loopback_host(&self.issuer) && issuer_port != self.listen.port()).then(|| {
+            format!(
+                "listen {} and issuer {} disagree on the port: links and redirects will lead to port {issuer_port}",
+                self.listen,
+                self.issuer_str()
+            )
+        })
     }
 
     /// The longest a token signed by a key can stay valid; a retired key stays
@@ -519,6 +566,67 @@ mod tests {
             let expected = key.trim_start_matches(ENV_PREFIX).to_ascii_lowercase();
             assert!(err.to_string().contains(&format!("`{expected}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn unknown_environment_variable_stops_start_up_naming_it() {
+        let e = Config::from_sources(None, &env(&[("COOP_IDP_LISTN", "127.0.0.1:9000")])).expect_err("typo");
+        let said = e.to_string();
+        assert!(said.contains("`COOP_IDP_LISTN`") && said.contains("did you mean `COOP_IDP_LISTEN`"), "{said}");
+        let e = Config::from_sources(None, &env(&[("COOP_IDP_WHATEVER", "1")])).expect_err("unknown");
+        assert!(e.to_string().contains("`COOP_IDP_WHATEVER`") && !e.to_string().contains("did you mean"), "{e}");
+        // The log filter, the tests' and benchmarks' own variables, and
+        // variables outside the prefix are not keys, and are let through.
+        let others = env(&[
+            ("COOP_IDP_LOG", "debug"),
+            ("COOP_IDP_TEST_POSTGRES", "required"),
+            ("COOP_IDP_BENCH_SECS", "5"),
+            ("COOP_IDPX", "1"),
+            ("PATH", "/usr/bin"),
+        ]);
+        Config::from_sources(None, &others).expect("allowed variables");
+    }
+
+    #[test]
+    fn toml_syntax_error_gives_line_and_column() {
+        let e = Config::from_sources(Some("issuer = \"http://localhost:8080\"\nlisten = 127.0.0.1:8080\n"), &[])
+            .expect_err("unquoted");
+        let said = e.to_string();
+        assert!(said.contains("line 2, column 15"), "{said}");
+        let e = Config::from_sources(Some("\n\ncode_ttl_secs = = 3"), &[]).expect_err("two =");
+        assert!(e.to_string().contains("line 3, column "), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_key_suggests_the_nearest() {
+        let err = Config::from_sources(Some("isuer = \"x\""), &[]).expect_err("typo");
+        assert!(err.to_string().contains("did you mean `issuer`"), "{err}");
+    }
+
+    #[test]
+    fn listen_and_loopback_issuer_must_agree_on_the_port() {
+        let at = |issuer: &str, listen: &str| {
+            Config::from_sources(None, &env(&[("COOP_IDP_ISSUER", issuer), ("COOP_IDP_LISTEN", listen)]))
+                .expect("config")
+                .listen_issuer_mismatch()
+        };
+        assert_eq!(at("http://localhost:8080", "127.0.0.1:8080"), None);
+        assert_eq!(at("http://127.0.0.1:9000/", "0.0.0.0:9000"), None);
+        let said = at("http://localhost:8080", "127.0.0.1:9000").expect("ports differ");
+        assert!(said.contains("127.0.0.1:9000") && said.contains("http://localhost:8080"), "{said}");
+        assert!(at("http://localhost", "127.0.0.1:8080").is_some(), "http's port is 80");
+        // A public issuer is a proxy's address: its port is not ours.
+        assert_eq!(at("https://idp.example.fr", "127.0.0.1:8080"), None);
+    }
+
+    #[test]
+    fn the_database_is_named_without_its_password() {
+        let shown = |url: &str| {
+            Config::from_sources(None, &env(&[("COOP_IDP_DATABASE_URL", url)])).expect("config").database_shown()
+        };
+        assert_eq!(shown("postgres://coop:s3cret@db.example.fr/coop"), "postgres://coop:***@db.example.fr/coop");
+        let sqlite = shown("sqlite://./data/coop-idp.db");
+        assert!(sqlite.starts_with("sqlite:///") && sqlite.ends_with("/data/coop-idp.db"), "absolute: {sqlite}");
     }
 
     #[test]

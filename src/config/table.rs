@@ -142,13 +142,11 @@ impl Source {
         let mut raw = BTreeMap::new();
         let known = |name: &str| keys.iter().any(|k| k.name == name);
         if let Some(text) = toml_text {
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-                path: "coop-idp.toml".into(),
-                reason: e.message().to_string(),
-            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| syntax_error(text, &e))?;
             for (name, value) in table {
                 if !known(&name) {
-                    return Err(invalid(&name, "unknown key"));
+                    let names = keys.iter().map(|k| k.name.to_string());
+                    return Err(invalid(&name, format!("unknown key{}", did_you_mean(&name, names))));
                 }
                 let as_text = match value {
                     toml::Value::String(s) => s,
@@ -169,9 +167,11 @@ impl Source {
         for (var, value) in env {
             if let Some(name) = var.strip_prefix(ENV_PREFIX) {
                 let name = name.to_ascii_lowercase();
-                // Test and tooling variables share the prefix; only known keys count.
                 if known(&name) {
                     raw.insert(name, value.clone());
+                } else if !is_other_variable(var) {
+                    let names = keys.iter().map(Key::env_var);
+                    return Err(ConfigError::UnknownVariable { name: var.clone(), hint: did_you_mean(var, names) });
                 }
             }
         }
@@ -204,6 +204,53 @@ impl Source {
     }
 }
 
+/// The variables under `COOP_IDP_` that are not configuration keys: the log
+/// filter, and the prefixes the tests and benchmarks keep for themselves
+/// (README "Configuration"). Any other one is a typo, and stops start-up.
+pub const OTHER_VARIABLES: &[&str] = &["COOP_IDP_LOG"];
+pub const RESERVED_PREFIXES: &[&str] = &["COOP_IDP_TEST_", "COOP_IDP_BENCH_"];
+
+fn is_other_variable(var: &str) -> bool {
+    OTHER_VARIABLES.contains(&var) || RESERVED_PREFIXES.iter().any(|p| var.starts_with(p))
+}
+
+/// A TOML syntax error with its place: line and column (from 1) of the
+/// first character the parser refused.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    ConfigError::Syntax { path: "coop-idp.toml".into(), line, column, reason: e.message().to_string() }
+}
+
+/// `; did you mean `X`?` when one of `names` is at most two edits away.
+fn did_you_mean(typed: &str, names: impl Iterator<Item = String>) -> String {
+    let typed = typed.to_ascii_lowercase();
+    names
+        .map(|n| (edits(&typed, &n.to_ascii_lowercase()), n))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| format!("; did you mean `{n}`?"))
+        .unwrap_or_default()
+}
+
+/// Levenshtein distance (names are short: one row is enough).
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// A URL (or an unset one) shown with its password replaced by `***`.
 pub struct Hidden<'a, T>(pub &'a T);
 
@@ -221,7 +268,7 @@ impl std::fmt::Debug for Hidden<'_, Option<String>> {
 
 /// A URL with its password replaced by `***` (and one that does not parse
 /// replaced whole, since it cannot be cut safely).
-fn without_password(raw: &str) -> String {
+pub(crate) fn without_password(raw: &str) -> String {
     match Url::parse(raw) {
         Ok(mut url) => {
             if url.password().is_some() {

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod backchannel;
 pub mod claims;
 pub mod client_auth;
+pub mod client_views;
 pub mod clients;
 pub mod discovery;
 pub mod introspection;

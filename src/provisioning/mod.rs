@@ -2,6 +2,7 @@
 //! agents' accesses (R8–R12).
 
 pub mod annex1;
+pub mod closure;
 pub mod convention;
 pub mod invite;
 pub mod review;

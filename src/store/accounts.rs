@@ -295,3 +295,77 @@ impl Store {
         .await?)
     }
 }
+
+/// An account as the command line lists and shows it: never its password
+/// hash; its last sign-in and its live activation link, if any.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountListRow {
+    pub id: String,
+    pub email: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub function: String,
+    pub partner_id: Option<String>,
+    pub partner_name: Option<String>,
+    pub state: String,
+    pub closure_requested_on: Option<String>,
+    pub closed_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub last_signin_ms: Option<Millis>,
+    /// When the newest activation link was made.
+    pub activation_sent_at: Option<Millis>,
+    /// The expiry of the activation link still usable (not used, not
+    /// superseded; it may have expired: compare with now).
+    pub activation_expires_at: Option<Millis>,
+}
+
+/// Which accounts a list holds.
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter<'a> {
+    pub partner_id: Option<&'a str>,
+    pub state: Option<&'a str>,
+    /// The normalized address of one account.
+    pub email_normalized: Option<&'a str>,
+}
+
+impl Store {
+    /// The accounts matching every filter given, by address; at most `limit`
+    /// from `offset`.
+    pub async fn account_list(
+        &self,
+        f: &AccountFilter<'_>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Vec<AccountListRow>> {
+        let mut conditions = Vec::new();
+        let mut values = Vec::new();
+        for (column, value) in
+            [("a.partner_id", f.partner_id), ("a.state", f.state), ("a.email_normalized", f.email_normalized)]
+        {
+            if let Some(v) = value {
+                values.push(v);
+                conditions.push(format!("{column} = ${}", values.len()));
+            }
+        }
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!(
+            "SELECT a.id, a.email, a.given_name, a.family_name, a.function, a.partner_id, p.name AS partner_name, \
+             a.state, a.closure_requested_on, a.closed_at, a.created_at, a.updated_at, \
+             (SELECT MAX(e.time_ms) FROM events e WHERE e.account_id = a.id AND e.kind = 'signin') AS last_signin_ms, \
+             (SELECT MAX(l.created_at) FROM credential_links l \
+              WHERE l.account_id = a.id AND l.purpose = 'activation') AS activation_sent_at, \
+             (SELECT MAX(l.expires_at) FROM credential_links l WHERE l.account_id = a.id \
+              AND l.purpose = 'activation' AND l.used_at IS NULL AND l.superseded_at IS NULL) AS activation_expires_at \
+             FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id {filter} \
+             ORDER BY a.email_normalized LIMIT ${} OFFSET ${}",
+            values.len() + 1,
+            values.len() + 2
+        );
+        let mut query = sqlx::query_as(&sql);
+        for v in values {
+            query = query.bind(v);
+        }
+        Ok(query.bind(limit).bind(offset).fetch_all(&self.pool).await?)
+    }
+}

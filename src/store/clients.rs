@@ -128,3 +128,16 @@ pub async fn insert(tx: &mut WriteTx, c: &ClientRow, now: Millis) -> StoreResult
     .map_err(|e| StoreError::from_insert(e, "client"))?;
     Ok(())
 }
+
+impl Store {
+    /// Every client registration, by id (read from the database, not the cache).
+    pub async fn clients(&self) -> StoreResult<Vec<ClientRow>> {
+        let rows: Vec<ClientDbRow> = sqlx::query_as(
+            "SELECT id, name, secret_hash, auth_method, redirect_uris, post_logout_redirect_uris, \
+             backchannel_logout_uri, id_token_alg, jwks FROM clients ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(ClientRow::try_from).collect()
+    }
+}

@@ -107,3 +107,17 @@ pub struct MailRow {
     pub next_attempt_at: Millis,
     pub attempts: i64,
 }
+
+impl Store {
+    /// The text of the messages not yet delivered (newest first, at most
+    /// `limit`): what the outbox still holds of each (see `mark_sent`).
+    pub async fn undelivered_mail_texts(&self, limit: i64) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT recipient, body_text FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL \
+             ORDER BY created_at DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
