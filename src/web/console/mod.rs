@@ -100,7 +100,8 @@ impl AdminPage {
 /// under the navigation); any other value as it is.
 pub(super) fn local_time(value: Value) -> Value {
     match value.as_str().and_then(crate::dates::format_local_rfc3339) {
-        Some(shown) => Value::from(shown),
+        // Digits, `/`, `:` and a space: nothing to escape.
+        Some(shown) => Value::from_safe_string(shown),
         None => value,
     }
 }
@@ -109,7 +110,7 @@ pub(super) fn local_time(value: Value) -> Value {
 /// `05/12/2026`; any other value as it is.
 pub(super) fn day(value: Value) -> Value {
     match value.as_str().and_then(crate::dates::parse_iso) {
-        Some(d) => Value::from(crate::dates::format_day(d)),
+        Some(d) => Value::from_safe_string(crate::dates::format_day(d)),
         None => value,
     }
 }
