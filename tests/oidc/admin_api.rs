@@ -360,7 +360,7 @@ async fn bad_filters_are_refused_with_the_valid_values(db: Db) {
     for (query, parameter) in [
         ("ip=203.0.113", "ip"),
         ("ip=203.0.113.9/24", "ip"),
-        ("since=31/12/2026", "since"),
+        ("since=31/13/2026", "since"),
         ("until=demain", "until"),
         ("since=2026-02-01&until=2026-01-01", "until"),
         ("limit=0", "limit"),
