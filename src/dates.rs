@@ -28,7 +28,9 @@ fn local_zone() -> &'static jiff::tz::TimeZone {
 /// A value typed where a date was expected and that is not one. It names
 /// no field: the caller does, in the words of its own form or command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("« {value} » n'est pas une date (JJ/MM/AAAA ou AAAA-MM-JJ) / `{value}` is not a date (DD/MM/YYYY or YYYY-MM-DD)")]
+#[error(
+    "« {value} » n'est pas une date (JJ/MM/AAAA ou AAAA-MM-JJ) / `{value}` is not a date (DD/MM/YYYY or YYYY-MM-DD)"
+)]
 pub struct NotADate {
     pub value: String,
 }
@@ -45,9 +47,8 @@ pub fn parse_day(text: &str) -> Result<Date, NotADate> {
 fn parse_french(t: &str) -> Option<Date> {
     let mut parts = t.split('/');
     let (d, m, y) = (parts.next()?, parts.next()?, parts.next()?);
-    let digits = |p: &str, min: usize, max: usize| {
-        (min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
-    };
+    let digits =
+        |p: &str, min: usize, max: usize| (min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
     if parts.next().is_some() || !digits(d, 1, 2) || !digits(m, 1, 2) || !digits(y, 4, 4) {
         return None;
     }

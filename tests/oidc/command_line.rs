@@ -105,8 +105,10 @@ fn cli_dates_older_annexes_and_caf_roles() {
     )
     .expect("write");
     let annex = annex.display().to_string();
-    let import = |transmitted: &str| ["annex1", "import", "--partner", "cc-girou", annex.as_str(), "--transmitted", transmitted, "--apply"]
-            .map(String::from);
+    let import = |transmitted: &str| {
+        ["annex1", "import", "--partner", "cc-girou", annex.as_str(), "--transmitted", transmitted, "--apply"]
+            .map(String::from)
+    };
     let args = import("01/02/2026");
     ok(&[], &args.iter().map(String::as_str).collect::<Vec<_>>());
     for older in ["2026-01-15", "15/01/2026"] {
@@ -131,7 +133,8 @@ fn cli_dates_older_annexes_and_caf_roles() {
     let err = refused(&[], &["admin", "grant", "marie.dupont@cc-girou.fr", "caf_security"]);
     assert!(err.contains("n'est pas un compte de la Caf"), "{err}");
     assert!(!ok(&[], &["admin", "list"]).contains("marie.dupont"), "nothing changed");
-    let bootstrap = ["admin", "bootstrap", "--email", "habilitations@caf.fr", "--given-name", "Claire", "--family-name", "Habil"];
+    let bootstrap =
+        ["admin", "bootstrap", "--email", "habilitations@caf.fr", "--given-name", "Claire", "--family-name", "Habil"];
     let domains = [("COOP_IDP_CAF_EMAIL_DOMAINS", "ctg.caf.fr".to_string())];
     refused(&domains, &bootstrap);
     assert!(!ok(&[], &["admin", "list"]).contains("habilitations@caf.fr"), "nothing changed");

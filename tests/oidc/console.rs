@@ -564,7 +564,10 @@ async fn french_dates_filter_the_log_and_a_bad_one_names_its_field(db: Db) {
     let (status, html) = logs(&server, &security, "since=31/02/2026").await;
     assert_eq!(status, 400);
     // What was typed comes back escaped (minijinja escapes `/` too).
-    assert!(html.contains("Date de début : date non reconnue") && html.contains("<code>31&#x2f;02&#x2f;2026</code>"), "{html}");
+    assert!(
+        html.contains("Date de début : date non reconnue") && html.contains("<code>31&#x2f;02&#x2f;2026</code>"),
+        "{html}"
+    );
     assert!(!html.contains("--since") && !html.contains("Start date"), "{html}");
     assert!(html.contains("value=\"31&#x2f;02&#x2f;2026\""), "kept as typed");
     let (status, html) = logs(&server, &security, "until=demain&lang=en").await;
