@@ -78,6 +78,10 @@ pub async fn read_alerts(app: &App, actor: &str, source: &Source, read: AlertsRe
     Ok(list)
 }
 
+/// The codes of the convention's states, as `partner_summary` gives them
+/// (the console shows each with its label).
+pub const CONVENTION_STATES: [&str; 4] = ["not_signed", "in_force", "ended", "terminated"];
+
 /// A partner, its convention and its current annex 1, as shown to managers.
 pub async fn partner_summary(app: &App, p: &PartnerRow) -> AppResult<Value> {
     let state = match Convention::of(p).state(app.clock.today()) {

@@ -22,13 +22,15 @@ const KEPT_TTL_MS: i64 = 30 * 60_000;
 pub struct AnnexFile<'a> {
     pub file_name: &'a str,
     pub bytes: &'a [u8],
-    /// The transmission date as typed (`AAAA-MM-JJ`); today when absent.
+    /// The transmission date as typed (`JJ/MM/AAAA` or `AAAA-MM-JJ`);
+    /// today when absent.
     pub transmitted: Option<&'a str>,
 }
 
 /// Checks `file` against `partner` and, with `apply`, applies it all or
 /// nothing. A file that cannot be read comes back as
-/// `AdminError::App(AppError::Invalid)`, to be said to the sender.
+/// `AdminError::App(AppError::Invalid)`, to be said to the sender; an
+/// annex older than the current one as `AdminError::OlderAnnex`.
 pub async fn import(
     app: &App,
     admin: &Admin,
@@ -39,10 +41,11 @@ pub async fn import(
     if apply && !admin.has(Role::CafHabilitation) {
         return Err(AdminError::Forbidden);
     }
-    let transmitted = match file.transmitted {
-        Some(t) => Some(crate::dates::parse_iso(t).ok_or_else(|| AdminError::BadDate(t.into()))?),
-        None => None,
-    };
+    let transmitted = file.transmitted.map(crate::dates::parse_day).transpose()?;
+    let day = transmitted.unwrap_or_else(|| app.clock.today());
+    if let Some(older) = apply::older_than_current(app, &partner.id, day).await? {
+        return Err(older.into());
+    }
     let import = apply::Import {
         partner_id: &partner.id,
         file_name: file.file_name,
@@ -74,7 +77,8 @@ pub async fn keep_for_apply(
         account_id: admin.account_id.clone(),
         partner_id: partner.id.clone(),
         file_name: file.file_name.to_string(),
-        transmitted: file.transmitted.map(str::to_string),
+        // As parsed, so that the kept file is read back in one spelling.
+        transmitted: file.transmitted.and_then(|t| crate::dates::parse_day(t).ok()).map(crate::dates::format_iso),
         content: STANDARD.encode(file.bytes),
         expires_at: now + KEPT_TTL_MS,
     };

@@ -44,6 +44,29 @@ impl Role {
     pub fn parse(s: &str) -> Result<Role, AdminError> {
         Role::ALL.into_iter().find(|r| r.as_str() == s.trim()).ok_or_else(|| AdminError::UnknownRole(s.to_string()))
     }
+
+    /// The roles of the Caf's own staff, never of a partner's agent.
+    pub fn is_caf(self) -> bool {
+        matches!(self, Role::CafHabilitation | Role::CafSecurity)
+    }
+}
+
+/// Whether `account` belongs to the Caf itself: the Caf is no partner, so
+/// its staff's accounts have none (README "Administration", bootstrap), and
+/// when `caf_email_domains` is set their address is at one of those domains.
+pub fn is_caf_staff(app: &App, email: &str, partner_id: Option<&str>) -> bool {
+    let domains = &app.config.caf_email_domains;
+    let domain = email.rsplit_once('@').map(|(_, d)| d.trim().to_ascii_lowercase()).unwrap_or_default();
+    partner_id.is_none() && (domains.is_empty() || domains.contains(&domain))
+}
+
+/// The rule of the Caf roles (`caf_habilitation`, `caf_security`), checked
+/// before anything changes wherever a role is granted.
+fn check_caf_role(app: &App, role: Role, email: &str, partner_id: Option<&str>) -> AdminResult<()> {
+    if role.is_caf() && !is_caf_staff(app, email, partner_id) {
+        return Err(AdminError::NotCafStaff { email: email.to_string(), role: role.as_str() });
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +98,17 @@ pub enum AdminError {
     Forbidden,
     #[error("partenaire inconnu « {0} » / unknown partner `{0}`")]
     UnknownPartner(String),
-    #[error("transmitted : « {0} » n'est pas une date AAAA-MM-JJ / is not a date (YYYY-MM-DD)")]
-    BadDate(String),
+    #[error("date de transmission / transmission date : {0}")]
+    BadDate(#[from] crate::dates::NotADate),
+    /// A Caf role for an account that is not the Caf's (a partner's agent,
+    /// or an address outside `caf_email_domains`).
+    #[error(
+        "« {email} » n'est pas un compte de la Caf : le rôle {role} est réservé à son personnel (compte sans partenaire, adresse dans caf_email_domains) / `{email}` is not an account of the Caf: the role {role} is for its staff only (no partner, an address in caf_email_domains)"
+    )]
+    NotCafStaff { email: String, role: &'static str },
+    /// An annex 1 older than the partner's current one.
+    #[error(transparent)]
+    OlderAnnex(#[from] crate::provisioning::annex1::apply::OlderAnnex),
     #[error(transparent)]
     App(#[from] AppError),
 }
@@ -113,6 +145,7 @@ pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResu
     if role == Role::PartnerHabilitation && account.partner_id.is_none() {
         return Err(AdminError::NoPartner(account.email));
     }
+    check_caf_role(app, role, &account.email, account.partner_id.as_deref())?;
     let mut tx = app.store.begin_write().await?;
     let granted = store::accounts::grant_role(&mut tx, &account.id, role.as_str()).await?;
     if granted {
@@ -228,6 +261,10 @@ pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> Ad
     let existing = app.store.account_by_email(email.normalized()).await?;
     if roles.contains(&Role::PartnerHabilitation) && existing.as_ref().is_none_or(|a| a.partner_id.is_none()) {
         return Err(AdminError::NoPartner(email.as_str().to_string()));
+    }
+    let partner_id = existing.as_ref().and_then(|a| a.partner_id.as_deref());
+    for role in &roles {
+        check_caf_role(app, *role, email.as_str(), partner_id)?;
     }
     if existing.is_none() {
         Names::parse(member.given_name, member.family_name, member.function)

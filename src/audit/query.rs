@@ -29,9 +29,9 @@ pub struct LogQuery {
     pub event: Option<String>,
     pub outcome: Option<String>,
     pub ip: Option<String>,
-    /// RFC 3339 time or YYYY-MM-DD (inclusive).
+    /// RFC 3339 time, local time or day (inclusive).
     pub since: Option<String>,
-    /// RFC 3339 time or YYYY-MM-DD (exclusive).
+    /// RFC 3339 time, local time or day (exclusive).
     pub until: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
@@ -94,7 +94,7 @@ pub enum QueryError {
     #[error("ip : « {value} » n'est pas une adresse IPv4 ou IPv6 / is not an IPv4 or IPv6 address")]
     BadIp { value: String },
     #[error(
-        "{param} : « {value} » n'est ni une date RFC 3339 ni une date AAAA-MM-JJ / is neither an RFC 3339 time nor a date (YYYY-MM-DD)"
+        "{param} : « {value} » n'est ni une date (JJ/MM/AAAA ou AAAA-MM-JJ), ni une heure JJ/MM/AAAA HH:MM, ni une date RFC 3339 / is neither a date (DD/MM/YYYY or YYYY-MM-DD), nor a time DD/MM/YYYY HH:MM, nor an RFC 3339 time"
     )]
     BadTime { param: Param, value: String },
     #[error(
@@ -158,7 +158,7 @@ impl QueryError {
     pub fn expected(&self) -> Option<String> {
         match self {
             QueryError::BadIp { .. } => Some("an IPv4 or IPv6 address".into()),
-            QueryError::BadTime { .. } => Some("an RFC 3339 time or a date (YYYY-MM-DD)".into()),
+            QueryError::BadTime { .. } => Some("a date (DD/MM/YYYY or YYYY-MM-DD, midnight Europe/Paris), a time DD/MM/YYYY HH:MM[:SS] (Europe/Paris) or an RFC 3339 time".into()),
             QueryError::EmptyPeriod { .. } => Some("a time after since".into()),
             QueryError::OutOfRange { min, max, .. } => Some(format!("a whole number from {min} to {max}")),
             QueryError::Negative { .. } => Some("a whole number, 0 or more".into()),
@@ -171,14 +171,10 @@ impl QueryError {
     }
 }
 
-/// RFC 3339, or a date (midnight UTC), as milliseconds.
+/// RFC 3339, a local time or a day (midnight, local time), as
+/// milliseconds: the spellings of `dates::parse_instant`.
 pub fn parse_time(param: Param, text: &str) -> Result<Millis, QueryError> {
-    if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
-    }
-    crate::dates::parse_iso(text)
-        .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
-        .ok_or_else(|| QueryError::BadTime { param, value: text.to_string() })
+    crate::dates::parse_instant(text).ok_or_else(|| QueryError::BadTime { param, value: text.to_string() })
 }
 
 fn non_blank(v: &Option<String>) -> Option<String> {

@@ -81,8 +81,8 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     let bytes = read_bounded(&file, crate::provisioning::annex1::limits::MAX_FILE_BYTES)?;
     let transmitted = match transmitted {
         Some(t) => Some(
-            crate::dates::parse_iso(&t)
-                .ok_or_else(|| CliError::BadInput(format!("--transmitted: `{t}` is not a date (YYYY-MM-DD)")))?,
+            crate::dates::parse_day(&t)
+                .map_err(|e| CliError::BadInput(format!("date de transmission / transmission date : {e}")))?,
         ),
         None => None,
     };

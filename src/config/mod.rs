@@ -145,6 +145,11 @@ settings! {
         /// addresses/CIDR blocks whose `X-Forwarded-For` is believed
         /// (comma-separated in the environment)
         pub trusted_proxies: Vec<IpNet> = ("trusted_proxies", Value(""), networks),
+        /// the Caf's own email domains (comma-separated in the environment):
+        /// `caf_habilitation` and `caf_security` go only to accounts of no
+        /// partner whose address is at one of them; empty: any account of no
+        /// partner (the Caf's staff)
+        pub caf_email_domains: Vec<String> = ("caf_email_domains", Value(""), domains),
         // RFC 9700: codes live at most 60 s.
         /// authorization code lifetime
         pub code_ttl_secs: i64 = ("code_ttl_secs", Value("60"), int(1, 60)),
@@ -698,5 +703,16 @@ mod tests {
     fn trusted_proxies_accept_addresses_and_blocks() {
         let c = Config::from_sources(Some("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]"), &[]).expect("config");
         assert_eq!(c.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn caf_email_domains_are_domains() {
+        let c = Config::from_sources(Some("caf_email_domains = [\"@Caf.fr\", \"ctg.caf.fr\"]"), &[]).expect("config");
+        assert_eq!(c.caf_email_domains, ["caf.fr", "ctg.caf.fr"]);
+        assert!(Config::from_sources(None, &[]).expect("defaults").caf_email_domains.is_empty());
+        for bad in ["caf", "caf..fr", "-caf.fr", "rssi@caf.fr"] {
+            let e = Config::from_sources(Some(&format!("caf_email_domains = \"{bad}\"")), &[]).expect_err(bad);
+            assert!(e.to_string().contains("caf_email_domains"), "{e}");
+        }
     }
 }

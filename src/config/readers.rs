@@ -204,3 +204,29 @@ pub fn networks(source: &Source, key: &str) -> Read<Vec<IpNet>> {
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
+
+/// Comma-separated email domains (a TOML list arrives joined), lower case,
+/// without a leading `@`; each must be a domain name of at least two labels.
+pub fn domains(source: &Source, key: &str) -> Read<Vec<String>> {
+    source
+        .get(key)
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().trim_start_matches('@').to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .map(|d| {
+            let label_ok = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            };
+            if d.len() <= 253 && d.contains('.') && d.split('.').all(label_ok) {
+                Ok(d)
+            } else {
+                Err(invalid(key, format!("`{d}` is not an email domain")))
+            }
+        })
+        .collect()
+}

@@ -27,11 +27,10 @@ pub struct NewPartner<'a> {
     pub email_domains: &'a [String],
 }
 
-/// `value` when it is a date (`YYYY-MM-DD`); `field` names it in the error.
+/// `value` as stored (`YYYY-MM-DD`) when it is a date in either spelling
+/// of `dates::parse_day`; `field` names it in the error.
 fn checked_date(field: &str, value: &str) -> AppResult<String> {
-    dates::parse_iso(value).map(|_| value.to_string()).ok_or_else(|| {
-        AppError::Invalid(format!("{field} : « {value} » n'est pas une date (AAAA-MM-JJ) / is not a date (YYYY-MM-DD)"))
-    })
+    dates::parse_day(value).map(dates::format_iso).map_err(|e| AppError::Invalid(format!("{field} : {e}")))
 }
 
 /// Email domains as typed (`@` and case dropped), each checked.

@@ -114,8 +114,12 @@ impl From<crate::admin::AdminError> for ApiError {
         match e {
             E::UnknownAccount(_) | E::UnknownPartner(_) => ApiError::NotFound(e.to_string()),
             E::Forbidden => ApiError::Forbidden,
-            E::Closed(_) | E::NotPending(_) | E::AlreadyBootstrapped => ApiError::Conflict(e.to_string()),
-            E::UnknownRole(_) | E::NoPartner(_) | E::Invalid(_) | E::BadDate(_) => ApiError::Invalid(e.to_string()),
+            E::Closed(_) | E::NotPending(_) | E::AlreadyBootstrapped | E::OlderAnnex(_) => {
+                ApiError::Conflict(e.to_string())
+            }
+            E::UnknownRole(_) | E::NoPartner(_) | E::NotCafStaff { .. } | E::Invalid(_) | E::BadDate(_) => {
+                ApiError::Invalid(e.to_string())
+            }
             E::App(e) => e.into(),
         }
     }

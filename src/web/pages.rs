@@ -93,6 +93,8 @@ pub(super) fn environment() -> &'static Environment<'static> {
         // an `{% if x %}` on a value a page does not pass stays false (the
         // templates rely on it for optional parts: `error`, `admin_email`).
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        env.add_filter("local_time", super::console::local_time);
+        env.add_filter("day", super::console::day);
         // The templates are part of the binary; a broken one is a build bug
         // caught by the rendering tests, never an input.
         for (name, source) in TEMPLATES {

@@ -167,7 +167,7 @@ async fn caf_administrator_journey(theme: Theme) {
     b.check_page("console-plan", "fr").await;
 
     // "Appliquer": the accesses open, the partner's page lists them.
-    b.submit("Annexe 1 appliquée").await;
+    b.submit("Changements appliqués").await;
     assert!(b.exists("main .fr-alert--success").await);
     b.check_page("console-applied", "fr").await;
     let opened = server.app.store.account_by_email(NEW_AGENT).await.expect("read").expect("account opened");

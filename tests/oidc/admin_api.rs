@@ -123,6 +123,18 @@ async fn every_endpoint_family_admits_its_roles_and_refuses_the_others(db: Db) {
     assert_eq!(r.status(), 200);
     let opened = server.app.store.account_by_email("je.ndiaye@cc-girou.fr").await.expect("db").expect("opened");
     assert_eq!(opened.state, "pending");
+    // An annex older than the current one (a French date) is refused, nothing changed.
+    let current = server.app.store.current_annex1("cc-girou").await.expect("db").expect("annex");
+    let older = server.url("/admin/api/partners/cc-girou/annex1?apply=true&transmitted=05/01/2026");
+    let r = habilitation.post(&older).header("x-csrf-token", &hab_csrf).body(b"x".to_vec()).send().await.expect("post");
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.expect("json");
+    assert!(
+        body["error"] == "conflict" && body["message"].as_str().is_some_and(|m| m.contains("antérieure")),
+        "{body}"
+    );
+    let after = server.app.store.current_annex1("cc-girou").await.expect("db").expect("annex");
+    assert_eq!((after.transmitted_on, after.applied_at), (current.transmitted_on, current.applied_at));
 
     // Accesses: resend activation and close, Caf habilitation only.
     let resend = server.url(&format!("/admin/api/accounts/{}/resend-activation", opened.id));
@@ -360,7 +372,7 @@ async fn bad_filters_are_refused_with_the_valid_values(db: Db) {
     for (query, parameter) in [
         ("ip=203.0.113", "ip"),
         ("ip=203.0.113.9/24", "ip"),
-        ("since=31/12/2026", "since"),
+        ("since=31/13/2026", "since"),
         ("until=demain", "until"),
         ("since=2026-02-01&until=2026-01-01", "until"),
         ("limit=0", "limit"),

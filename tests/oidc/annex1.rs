@@ -467,9 +467,11 @@ async fn annex1_each_validation_error_blocks_apply_with_its_line(db: Db) {
     setup_partner(&server, Some("2026-01-01")).await;
     const KEEP: &str = "ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;";
     const NEW: &str = "ouvert;N'Diaye;Éloïse;eloise.ndiaye@cc-girou.fr;Chargée de mission;";
-    apply(&server, &annex(&[KEEP])).await;
-    wait_for_mails(&server, MARIE, "/activate?token=", 1).await;
     let today = today_of(&server);
+    // Transmitted before every annex below: an older annex than the current one is refused.
+    let first = run(&server, &annex(&[KEEP]), true, Some(today - time::Duration::days(62))).await;
+    assert!(first.applied, "{:?}", first.plan.errors);
+    wait_for_mails(&server, MARIE, "/activate?token=", 1).await;
     let transmitted = today - time::Duration::days(30);
     let too_old = ymd(transmitted.replace_year(transmitted.year() - 2).expect("date") - time::Duration::days(1));
     let old_closure = format!("clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent;{too_old}");

@@ -473,3 +473,72 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
         self.clone()
     }
 }
+
+/// Dates typed `JJ/MM/AAAA` or `YYYY-MM-DD` in every date option, refused
+/// naming the field (not the option); an annex older than the current one
+/// refused (2), nothing changed; Caf roles for the Caf's staff only.
+#[test]
+fn cli_dates_older_annexes_and_caf_roles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let ok = |env: &[(&str, String)], args: &[&str]| {
+        let (code, out, err) = run(dir, env, args);
+        assert_eq!(code, Some(0), "{args:?}: {out}{err}");
+        out
+    };
+    let refused = |env: &[(&str, String)], args: &[&str]| {
+        let (code, out, err) = run(dir, env, args);
+        assert_eq!(code, Some(2), "{args:?}: {out}{err}");
+        err
+    };
+    ok(&[], &["migrate"]);
+    ok(&[], &["partner", "add", "--id", "cc-girou", "--name", "CC du Girou", "--convention-signed", "05/01/2026"]);
+    let shown = ok(&[], &["partner", "show", "cc-girou"]);
+    assert!(shown.contains("2026-01-05"), "stored as YYYY-MM-DD: {shown}");
+    let err = refused(&[], &["convention", "sign", "--partner", "cc-girou", "--date", "31/02/2026"]);
+    assert!(err.contains("date de signature") && err.contains("31/02/2026") && !err.contains("--date"), "{err}");
+
+    let annex = dir.join("annexe1.csv");
+    std::fs::write(
+        &annex,
+        "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction\n\
+         ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG\n",
+    )
+    .expect("write");
+    let annex = annex.display().to_string();
+    let import = |transmitted: &str| {
+        ["annex1", "import", "--partner", "cc-girou", annex.as_str(), "--transmitted", transmitted, "--apply"]
+            .map(String::from)
+    };
+    let args = import("01/02/2026");
+    ok(&[], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    for older in ["2026-01-15", "15/01/2026"] {
+        let args = import(older);
+        let err = refused(&[], &args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(err.contains("antérieure") && err.contains("2026-02-01") && !err.contains("--transmitted"), "{err}");
+    }
+    let args = import("2026-02-30");
+    let err = refused(&[], &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("date de transmission") && !err.contains("--transmitted"), "{err}");
+    let args = import("2026-02-01");
+    ok(&[], &args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let out = ok(&[], &["logs", "query", "--since", "01/01/2026", "--event", "annex1_applied", "--format", "json"]);
+    assert_eq!(out.matches("\"annex1_applied\"").count(), 2, "{out}");
+    let out = ok(&[], &["logs", "query", "--until", "01/01/2026", "--event", "annex1_applied", "--format", "json"]);
+    assert!(!out.contains("annex1_applied"), "{out}");
+    let err = refused(&[], &["logs", "query", "--since", "32/01/2026"]);
+    assert!(err.contains("32/01/2026") && err.contains("JJ/MM/AAAA") && !err.contains("--since"), "{err}");
+
+    // A partner's agent never gets a Caf role; the Caf's staff do.
+    let err = refused(&[], &["admin", "grant", "marie.dupont@cc-girou.fr", "caf_security"]);
+    assert!(err.contains("n'est pas un compte de la Caf"), "{err}");
+    assert!(!ok(&[], &["admin", "list"]).contains("marie.dupont"), "nothing changed");
+    let bootstrap =
+        ["admin", "bootstrap", "--email", "habilitations@caf.fr", "--given-name", "Claire", "--family-name", "Habil"];
+    let domains = [("COOP_IDP_CAF_EMAIL_DOMAINS", "ctg.caf.fr".to_string())];
+    refused(&domains, &bootstrap);
+    assert!(!ok(&[], &["admin", "list"]).contains("habilitations@caf.fr"), "nothing changed");
+    ok(&[("COOP_IDP_CAF_EMAIL_DOMAINS", "caf.fr".to_string())], &bootstrap);
+    assert!(ok(&[], &["admin", "list"]).contains("habilitations@caf.fr"));
+}

@@ -20,6 +20,11 @@ on_both_databases!(
     a_step_up_returns_to_the_console_page_asked_for,
     a_sign_in_from_a_console_page_returns_to_it,
     the_console_has_a_sign_out_button,
+    the_console_shows_labels_and_local_times_and_exports_codes,
+    french_dates_filter_the_log_and_a_bad_one_names_its_field,
+    an_applied_annex_says_so_and_an_older_one_is_refused,
+    caf_roles_go_to_the_caf_staff_only,
+    caf_email_domains_narrow_the_caf_staff,
 );
 
 async fn get(b: &reqwest::Client, url: &str) -> (u16, String, String) {
@@ -98,11 +103,16 @@ async fn each_role_reaches_its_pages_and_not_the_others(db: Db) {
 
 /// A multipart body with the CSRF token, a file and a transmission date.
 fn multipart(csrf: &str, file_name: &str, content: &str) -> (String, Vec<u8>) {
+    multipart_dated(csrf, file_name, content, "2026-02-01")
+}
+
+/// The same, transmitted on `transmitted` as typed.
+fn multipart_dated(csrf: &str, file_name: &str, content: &str, transmitted: &str) -> (String, Vec<u8>) {
     let boundary = "coopidpboundary7MA4YWxkTrZu0gW";
     let mut body = String::new();
     body.push_str(&format!("--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n"));
     body.push_str(&format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"transmitted\"\r\n\r\n2026-02-01\r\n"
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"transmitted\"\r\n\r\n{transmitted}\r\n"
     ));
     body.push_str(&format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: text/csv\r\n\r\n{content}\r\n"
@@ -184,7 +194,7 @@ async fn annex1_upload_shows_the_plan_and_applies_once(db: Db) {
     let r = apply(handle.clone()).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.expect("html");
-    assert!(html.contains("Annexe 1 appliquée"), "{html}");
+    assert!(html.contains("<h1>Changements appliqués — CC du Girou</h1>"), "{html}");
     assert!(server.app.store.account_by_email("je.ndiaye@cc-girou.fr").await.expect("read").is_some());
     // The handle is single-use.
     assert_eq!(apply(handle).await.status(), 400);
@@ -470,4 +480,206 @@ async fn the_console_has_a_sign_out_button(db: Db) {
     assert_eq!(r.status(), 200);
     let (status, to, _) = get(&security, &server.url("/admin")).await;
     assert_eq!((status, to.as_str()), (303, "/signin?next=%2Fadmin"), "signed out");
+}
+
+/// Reads the connection-log search of `query` (French unless `lang=en`).
+async fn logs(server: &TestServer, b: &reqwest::Client, query: &str) -> (u16, String) {
+    let (status, _, html) = get(b, &server.url(&format!("/admin/logs?{query}"))).await;
+    (status, html)
+}
+
+async fn the_console_shows_labels_and_local_times_and_exports_codes(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let (habilitation, _) = signed_in(&server, HABILITATION).await;
+    let target = "x.cible@cc-girou.fr";
+    let e = audit::Event::new(audit::kind::SIGNIN_FAILED, audit::Outcome::Failure, target).email(target);
+    audit::record(&server.app, vec![e]).await;
+    let records = server
+        .app
+        .store
+        .query_events(&EventFilter { email_normalized: Some(target.into()), limit: 10, ..Default::default() })
+        .await
+        .expect("events");
+    let shown = coop_idp::dates::format_local(records[0].time_ms);
+
+    let (status, html) = logs(&server, &security, &format!("email={target}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<span title=\"signin_failed\">connexion échouée</span>"), "{html}");
+    assert!(html.contains("<span title=\"failure\">échec</span>"), "{html}");
+    assert!(html.contains(&format!(">{shown}</time>")), "local time {shown}: {html}");
+    assert_eq!(html.matches("Europe&#x2f;Paris").count(), 1, "the zone named once");
+    assert!(html.contains("title=\"caf_security\">sécurité Caf</span>"), "the role's label: {html}");
+    let (_, html) = logs(&server, &security, &format!("email={target}&lang=en")).await;
+    assert!(html.contains("<span title=\"signin_failed\">failed sign-in</span>"), "{html}");
+    assert!(html.contains("<span title=\"failure\">failure</span>") && html.contains("Paris time"), "{html}");
+
+    // The exports keep the codes and UTC (PRODUCT.md "Connection-log records").
+    let csv = security
+        .get(server.url(&format!("/admin/logs/export?email={target}")))
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("csv");
+    assert!(csv.contains(";signin_failed;failure;") && !csv.contains("échouée"), "{csv}");
+    assert!(csv.contains(&coop_idp::clock::rfc3339_ms(records[0].time_ms)), "{csv}");
+
+    // Conventions and accounts in words, the code as a tooltip.
+    let (_, _, html) = get(&habilitation, &server.url("/admin/partners")).await;
+    assert!(html.contains("title=\"in_force\">en vigueur</span>"), "{html}");
+    let (_, _, html) = get(&habilitation, &server.url("/admin/partners/cc-girou")).await;
+    assert!(html.contains("title=\"in_force\">en vigueur</span>"), "{html}");
+    assert!(html.contains("title=\"active\">actif</span>") && !html.contains(">active</span>"), "{html}");
+    assert!(html.contains("title=\"caf_habilitation\">habilitations Caf</span>"), "{html}");
+    let (_, _, html) = get(&habilitation, &server.url("/admin/partners/cc-girou?lang=en")).await;
+    assert!(html.contains("title=\"in_force\">in force</span>"), "{html}");
+}
+
+async fn french_dates_filter_the_log_and_a_bad_one_names_its_field(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let (security, _) = signed_in(&server, SECURITY).await;
+    let target = "x.cible@cc-girou.fr";
+    let e = audit::Event::new(audit::kind::SIGNIN_FAILED, audit::Outcome::Failure, target).email(target);
+    audit::record(&server.app, vec![e]).await;
+    let rows = |html: &str| html.matches("<td><time").count();
+
+    // JJ/MM/AAAA and AAAA-MM-JJ alike, on both sides of the record.
+    for (query, found) in [
+        ("since=01/01/2020", 1),
+        ("since=2020-01-01", 1),
+        ("since=01/01/2999", 0),
+        ("until=01/01/2020", 0),
+        ("since=1/1/2020&until=31/12/2999", 1),
+        ("since=01/01/2020 08:30", 1),
+    ] {
+        let (status, html) = logs(&server, &security, &format!("email={target}&{query}")).await;
+        assert_eq!((status, rows(&html)), (200, found), "{query}");
+    }
+
+    // A date that is none: one language at a time, naming the field.
+    let (status, html) = logs(&server, &security, "since=31/02/2026").await;
+    assert_eq!(status, 400);
+    // What was typed comes back escaped (minijinja escapes `/` too).
+    assert!(
+        html.contains("Date de début : date non reconnue") && html.contains("<code>31&#x2f;02&#x2f;2026</code>"),
+        "{html}"
+    );
+    assert!(!html.contains("--since") && !html.contains("Start date"), "{html}");
+    assert!(html.contains("value=\"31&#x2f;02&#x2f;2026\""), "kept as typed");
+    let (status, html) = logs(&server, &security, "until=demain&lang=en").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("End date (excluded): date not recognised") && !html.contains("non reconnue"), "{html}");
+    let (status, html) = logs(&server, &security, "since=05/12/2026&until=01/12/2026").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("la date de fin doit être postérieure à la date de début"), "{html}");
+}
+
+async fn an_applied_annex_says_so_and_an_older_one_is_refused(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let (habilitation, _) = signed_in(&server, HABILITATION).await;
+    let url = server.url("/admin/partners/cc-girou/annex1");
+    let send = |content: &'static str, transmitted: &'static str| {
+        let (b, url) = (habilitation.clone(), url.clone());
+        async move {
+            let form = b.get(&url).send().await.expect("form").text().await.expect("html");
+            let csrf = hidden(&form, "csrf").expect("csrf");
+            let (ct, body) = multipart_dated(&csrf, "annexe1.csv", content, transmitted);
+            let r = b.post(&url).header("content-type", ct).body(body).send().await.expect("upload");
+            (r.status().as_u16(), r.text().await.expect("html"))
+        }
+    };
+
+    // A plan with errors keeps the upload form, with the date as sent.
+    let (status, html) = send(BAD_ANNEX, "01/02/2026").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("enctype=\"multipart/form-data\"") && html.contains("name=\"file\""), "{html}");
+    assert!(html.contains("name=\"transmitted\"") && html.contains("value=\"01/02/2026\""), "{html}");
+
+    // A French transmission date; applied, the page says so and shows what was done.
+    let (status, html) = send(ANNEX, "01/02/2026").await;
+    assert_eq!(status, 200);
+    let handle = hidden(&html, "handle").expect("Appliquer");
+    let csrf = hidden(&html, "csrf").expect("csrf");
+    let r = habilitation
+        .post(server.url("/admin/partners/cc-girou/annex1/apply"))
+        .form(&[("csrf", csrf.as_str()), ("handle", handle.as_str())])
+        .send()
+        .await
+        .expect("apply");
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("<title>Changements appliqués"), "{html}");
+    assert!(html.contains("role=\"status\"") && html.contains("Date de transmission : 01/02/2026"), "{html}");
+    assert!(html.contains("je.ndiaye@cc-girou.fr"), "the result: {html}");
+    let current = server.app.store.current_annex1("cc-girou").await.expect("read").expect("annex");
+    assert_eq!(current.transmitted_on, "2026-02-01", "stored in one spelling");
+
+    // An older annex is refused on the form, nothing changed; the same day is not older.
+    let (status, html) = send(BAD_ANNEX, "2026-01-15").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("antérieure à l&#x27;annexe 1 en vigueur, transmise le 01&#x2f;02&#x2f;2026"), "{html}");
+    assert!(html.contains("enctype=\"multipart/form-data\"") && html.contains("value=\"2026-01-15\""), "{html}");
+    assert!(html.contains("aria-describedby=\"transmitted-hint upload-error\" aria-invalid=\"true\""), "{html}");
+    let after = server.app.store.current_annex1("cc-girou").await.expect("read").expect("annex");
+    assert_eq!((after.transmitted_on, after.checksum), ("2026-02-01".to_string(), current.checksum));
+    let (status, _) = send(ANNEX, "01/02/2026").await;
+    assert_eq!(status, 200, "a corrected annex of the same day");
+    // A date that is none: said on the form, in the page's language.
+    let (status, html) = send(ANNEX, "31/02/2026").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("Date de transmission : date non reconnue"), "{html}");
+}
+
+async fn caf_roles_go_to_the_caf_staff_only(db: Db) {
+    let server = TestServer::start(db).await;
+    setup(&server).await;
+    let roles_of = |email: &'static str| {
+        let app = server.app.clone();
+        async move {
+            let id = app.store.account_by_email(email).await.expect("read").expect("account").id;
+            app.store.account_roles(&id).await.expect("roles")
+        }
+    };
+    for role in ["caf_habilitation", "caf_security"] {
+        let e = coop_idp::admin::grant(&server.app, AGENT, role, "cli").await.expect_err("a partner's agent");
+        assert!(matches!(e, coop_idp::admin::AdminError::NotCafStaff { .. }), "{e:?}");
+        assert!(e.to_string().contains("n'est pas un compte de la Caf"), "{e}");
+    }
+    assert!(roles_of(AGENT).await.is_empty(), "nothing changed");
+    let granted = server
+        .app
+        .store
+        .query_events(&EventFilter { kind: Some("role_granted".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("events");
+    assert!(granted.is_empty(), "nothing recorded");
+    // The other side: the Caf's own staff get them; a partner's manager its partner role.
+    assert!(coop_idp::admin::grant(&server.app, SECURITY, "caf_habilitation", "cli").await.expect("Caf staff"));
+    assert!(roles_of(SECURITY).await.contains(&"caf_habilitation".to_string()));
+    assert!(coop_idp::admin::grant(&server.app, AGENT, "partner_habilitation", "cli").await.expect("own partner"));
+    // Inviting a partner's agent as Caf staff is refused the same way.
+    let staff = coop_idp::admin::StaffMember {
+        email: AGENT,
+        given_name: "Marie",
+        family_name: "Dupont",
+        function: "Coordinatrice",
+        roles: &["caf_security".to_string()],
+    };
+    let e = coop_idp::admin::invite_staff(&server.app, staff, "cli").await.expect_err("an agent");
+    assert!(matches!(e, coop_idp::admin::AdminError::NotCafStaff { .. }), "{e:?}");
+    assert_eq!(roles_of(AGENT).await, ["partner_habilitation"]);
+}
+
+async fn caf_email_domains_narrow_the_caf_staff(db: Db) {
+    let server = TestServer::start_with(db, &[("caf_email_domains", "caf.fr")]).await;
+    setup(&server).await;
+    server.add_account("stagiaire@ailleurs.fr", None).await;
+    let e = coop_idp::admin::grant(&server.app, "stagiaire@ailleurs.fr", "caf_security", "cli").await;
+    assert!(matches!(e, Err(coop_idp::admin::AdminError::NotCafStaff { .. })), "{e:?}");
+    assert!(coop_idp::admin::grant(&server.app, HABILITATION, "caf_security", "cli").await.expect("at caf.fr"));
 }

@@ -36,6 +36,29 @@ pub struct ImportOutcome {
     pub applied: bool,
 }
 
+/// An annex 1 transmitted before the partner's current one: applying it
+/// would bring back the lists the newer one replaced, so it is refused (a
+/// corrected annex of the same day is not older).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "date de transmission / transmission date : l'annexe 1 du {transmitted} est antérieure à l'annexe 1 en vigueur (transmise le {current}) et ne la remplace pas / the annex 1 of {transmitted} is older than the current annex 1 (transmitted on {current}) and does not replace it"
+)]
+pub struct OlderAnnex {
+    /// `YYYY-MM-DD`, both.
+    pub transmitted: String,
+    pub current: String,
+}
+
+/// `Some` when an annex transmitted on `transmitted` is older than the
+/// partner's current annex 1.
+pub async fn older_than_current(app: &App, partner_id: &str, transmitted: Date) -> AppResult<Option<OlderAnnex>> {
+    let current = app.store.current_annex1(partner_id).await?;
+    Ok(current.and_then(|c| {
+        let older = crate::dates::parse_iso(&c.transmitted_on).is_some_and(|on| transmitted < on);
+        older.then(|| OlderAnnex { transmitted: crate::dates::format_iso(transmitted), current: c.transmitted_on })
+    }))
+}
+
 pub async fn import(app: &App, import: Import<'_>) -> AppResult<ImportOutcome> {
     import_with_fault(app, import, None).await
 }
@@ -55,6 +78,9 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         return Err(AppError::Invalid(
             "date de transmission / transmission date : dans le futur / in the future".into(),
         ));
+    }
+    if let Some(older) = older_than_current(app, &partner.id, transmitted).await? {
+        return Err(AppError::Invalid(older.to_string()));
     }
     let parsed = parse_annex1_off_runtime(import.file_name, import.bytes.into()).await.map_err(|p| {
         let place = match (&p.sheet, p.line) {

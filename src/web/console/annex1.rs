@@ -13,6 +13,7 @@ use crate::admin::AdminError;
 use crate::admin::actions::visible_partner;
 use crate::admin::annex1::{self, AnnexFile};
 use crate::error::AppError;
+use crate::provisioning::annex1::apply::OlderAnnex;
 use crate::provisioning::annex1::plan::Plan;
 use crate::store::partners::PartnerRow;
 use crate::web::extract::{AdminPage, Administrator, CheckedForm, csrf_refusal, roles};
@@ -34,6 +35,13 @@ pub(super) async fn form(
     let p = visible_partner(&app, &c.admin, &id).await.map_err(|e| refusal(e, c.locale, "err_not_found"))?;
     let ctx = context! { partner_id => p.id.clone(), partner_name => p.name.clone(), error => None::<String> };
     Ok(c.render(&app, StatusCode::OK, "admin/annex1.html", &form_path(&p), ctx))
+}
+
+/// Which field of the upload form an error is about.
+#[derive(Clone, Copy)]
+enum Field {
+    File,
+    Transmitted,
 }
 
 /// The parts of the upload form.
@@ -65,10 +73,32 @@ async fn read_upload(mut form: Multipart) -> Result<Upload, axum::extract::multi
     Ok(up)
 }
 
-/// The form again, saying what is wrong with the file sent.
-fn form_error(app: &AppState, c: &AdminPage, p: &PartnerRow, error: String) -> Response {
-    let ctx = context! { partner_id => p.id.clone(), partner_name => p.name.clone(), error => error };
+/// The form again, saying what is wrong with the file sent (or its date),
+/// with the date as typed.
+fn form_error(
+    app: &AppState,
+    c: &AdminPage,
+    p: &PartnerRow,
+    field: Field,
+    error: String,
+    transmitted: Option<&str>,
+) -> Response {
+    let ctx = context! {
+        partner_id => p.id.clone(),
+        partner_name => p.name.clone(),
+        error => error,
+        error_field => match field { Field::File => "file", Field::Transmitted => "transmitted" },
+        transmitted => transmitted,
+    };
     c.render(app, StatusCode::BAD_REQUEST, "admin/annex1.html", &form_path(p), ctx)
+}
+
+/// An annex older than the current one, in the page's language.
+fn older_annex_message(locale: crate::web::i18n::Locale, older: &OlderAnnex) -> String {
+    let day = |iso: &str| crate::dates::parse_iso(iso).map(crate::dates::format_day).unwrap_or_else(|| iso.to_string());
+    text(locale, "console_older_annex")
+        .replace("{transmitted}", &day(&older.transmitted))
+        .replace("{current}", &day(&older.current))
 }
 
 /// The dry run of the file sent (a multipart form: its CSRF token is one
@@ -87,16 +117,24 @@ pub(super) async fn upload(
     if let Some(refused) = csrf_refusal(&app, &c.jar, locale, up.csrf.as_deref()) {
         return Err(refused);
     }
+    let typed = up.transmitted.as_deref();
     if up.bytes.is_empty() {
-        return Err(form_error(&app, &c, &p, text(locale, "console_file_missing").into()));
+        return Err(form_error(&app, &c, &p, Field::File, text(locale, "console_file_missing").into(), typed));
     }
-    let file = AnnexFile { file_name: &up.file_name, bytes: &up.bytes, transmitted: up.transmitted.as_deref() };
+    let file = AnnexFile { file_name: &up.file_name, bytes: &up.bytes, transmitted: typed };
     let outcome = match annex1::import(&app, &c.admin, &p, &file, false).await {
         Ok(o) => o,
-        Err(AdminError::BadDate(_)) => return Err(form_error(&app, &c, &p, text(locale, "console_bad_date").into())),
+        Err(AdminError::BadDate(_)) => {
+            return Err(form_error(&app, &c, &p, Field::Transmitted, text(locale, "console_bad_date").into(), typed));
+        }
+        Err(AdminError::OlderAnnex(older)) => {
+            return Err(form_error(&app, &c, &p, Field::Transmitted, older_annex_message(locale, &older), typed));
+        }
         // A file that cannot be read (format, limits, header): said on the
         // form, which stays there for the corrected file.
-        Err(AdminError::App(AppError::Invalid(message))) => return Err(form_error(&app, &c, &p, message)),
+        Err(AdminError::App(AppError::Invalid(message))) => {
+            return Err(form_error(&app, &c, &p, Field::File, message, typed));
+        }
         Err(e) => return Err(refusal(e, locale, "err_not_found")),
     };
     let handle = annex1::keep_for_apply(&app, &c.admin, &p, &file, &outcome.plan)
@@ -118,6 +156,10 @@ pub(super) async fn apply(
     match annex1::apply_kept(&app, &c.admin, &p, handle).await {
         Ok(Some(outcome)) => Ok(show_plan(&app, &c, &p, &outcome.plan, None, outcome.applied)),
         Ok(None) => Err(pages::error_page(StatusCode::BAD_REQUEST, locale, "console_upload_expired")),
+        // Another annex, newer, was applied since this one was checked.
+        Err(AdminError::OlderAnnex(older)) => {
+            Err(form_error(&app, &c, &p, Field::Transmitted, older_annex_message(locale, &older), None))
+        }
         Err(e) => Err(refusal(e, locale, "console_upload_expired")),
     }
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use minijinja::{Value, context};
 
 use super::{PageResult, internal};
-use crate::audit::query::{Access, LogQuery, QueryError, Reader};
+use crate::audit::query::{Access, LogQuery, Param, QueryError, Reader};
 use crate::audit::{self, Verification};
 use crate::web::error::internal_page;
 use crate::web::extract::{Administrator, SourceAddress, roles};
@@ -116,9 +116,19 @@ fn filter_error(locale: Locale, e: &QueryError) -> Value {
         QueryError::OutOfRange { .. } | QueryError::Negative { .. } | QueryError::Internal(_) => "console_err_page",
     };
     let value = (!matches!(e, QueryError::EmptyPeriod { .. })).then(|| e.value());
+    // A date names its field as the form labels it ("Date de début"), so
+    // that the two date fields cannot be confused.
+    let colon = if locale == Locale::Fr { " : " } else { ": " };
+    let message = match e {
+        QueryError::BadTime { param, .. } => {
+            let field = if *param == Param::Since { "console_since" } else { "console_until" };
+            format!("{}{colon}{}", text(locale, field), text(locale, key))
+        }
+        _ => text(locale, key).to_string(),
+    };
     context! {
         field => e.param().map(|p| p.name()),
-        message => text(locale, key),
+        message => message,
         value => value,
         valid => e.valid_values(),
     }

@@ -95,6 +95,73 @@ impl AdminPage {
     }
 }
 
+/// `{{ time | local_time }}`: an RFC 3339 time (as records carry them) in
+/// local time, `05/12/2026 17:25:37` (the zone is named once on the page,
+/// under the navigation); any other value as it is.
+pub(super) fn local_time(value: Value) -> Value {
+    match value.as_str().and_then(crate::dates::format_local_rfc3339) {
+        // Digits, `/`, `:` and a space: nothing to escape.
+        Some(shown) => Value::from_safe_string(shown),
+        None => value,
+    }
+}
+
+/// `{{ date | day }}`: a stored day (`2026-12-05`) as people read it,
+/// `05/12/2026`; any other value as it is.
+pub(super) fn day(value: Value) -> Value {
+    match value.as_str().and_then(crate::dates::parse_iso) {
+        Some(d) => Value::from_safe_string(crate::dates::format_day(d)),
+        None => value,
+    }
+}
+
 async fn home(State(app): State<AppState>, Administrator(c, _): Administrator<roles::Any>) -> Response {
     c.render(&app, StatusCode::OK, "admin/home.html", "/admin", context! {})
+}
+
+#[cfg(test)]
+mod tests {
+    use minijinja::Value;
+
+    use crate::accounts::AccountState;
+    use crate::admin::Role;
+    use crate::admin::actions::CONVENTION_STATES;
+    use crate::audit::{Outcome, kind};
+    use crate::web::i18n::{Locale, texts};
+
+    /// Every code the console shows — each connection-log kind, outcome,
+    /// account state, role and convention state — has its label in both
+    /// languages, and every label is of such a code.
+    #[test]
+    fn every_code_has_a_label() {
+        // Exhaustive on purpose: a new account state does not compile here until listed.
+        let state = |s: AccountState| match s {
+            AccountState::Pending | AccountState::Active | AccountState::Closed => s.as_str(),
+        };
+        let states = [AccountState::Pending, AccountState::Active, AccountState::Closed];
+        let mut codes: Vec<String> = kind::ALL.iter().map(|k| format!("label_kind_{k}")).collect();
+        codes.extend(Outcome::ALL.iter().map(|o| format!("label_outcome_{}", o.as_str())));
+        codes.extend(states.map(|s| format!("label_state_{}", state(s))));
+        codes.extend(Role::ALL.iter().map(|r| format!("label_role_{}", r.as_str())));
+        codes.extend(CONVENTION_STATES.iter().map(|c| format!("label_convention_{c}")));
+        for locale in [Locale::Fr, Locale::En] {
+            for code in &codes {
+                assert!(texts(locale).get(code.as_str()).is_some_and(|t| !t.trim().is_empty()), "{code} ({locale:?})");
+            }
+            let labels = texts(locale).keys().filter(|k| k.starts_with("label_")).count();
+            assert_eq!(labels, codes.len(), "a label of no code ({locale:?})");
+        }
+        assert_eq!(texts(Locale::Fr)["label_convention_in_force"], "en vigueur");
+        assert_eq!(texts(Locale::Fr)["label_role_caf_habilitation"], "habilitations Caf");
+    }
+
+    #[test]
+    fn times_and_days_as_people_read_them() {
+        let shown = super::local_time(Value::from("2026-12-05T16:25:37.123Z"));
+        assert_eq!(shown.as_str(), Some("05/12/2026 17:25:37"));
+        assert_eq!(super::local_time(Value::from("—")).as_str(), Some("—"), "anything else as it is");
+        assert!(super::local_time(Value::from(())).is_none());
+        assert_eq!(super::day(Value::from("2026-01-05")).as_str(), Some("05/01/2026"));
+        assert_eq!(super::day(Value::from("")).as_str(), Some(""));
+    }
 }

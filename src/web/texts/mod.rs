@@ -116,6 +116,30 @@ catalogue! {
         console_close_confirm, console_cancel, console_deadline, console_review_up_to_date, console_review_due_soon,
         console_review_overdue, console_file_missing, console_bad_date, console_upload_expired, console_not_pending,
     }
+    /// The console's words for the codes it shows (the code itself stays in
+    /// a tooltip and in exports): `label_kind_` + every connection-log kind,
+    /// `label_outcome_`, `label_state_` (accounts), `label_role_`,
+    /// `label_convention_`. A code without its label fails `every_code_has_a_label`.
+    labels: Labels {
+        label_kind_signin, label_kind_signin_failed, label_kind_signout, label_kind_session_expired,
+        label_kind_token_issued, label_kind_token_refreshed, label_kind_refresh_reuse_detected,
+        label_kind_token_revoked, label_kind_activation_sent, label_kind_password_created, label_kind_reset_requested,
+        label_kind_reset_sent, label_kind_password_reset, label_kind_password_changed, label_kind_throttled,
+        label_kind_access_opened, label_kind_access_reopened, label_kind_access_closed, label_kind_access_updated,
+        label_kind_annex1_dry_run, label_kind_annex1_applied, label_kind_convention_changed,
+        label_kind_backchannel_logout_sent, label_kind_backchannel_logout_failed, label_kind_log_read,
+        label_kind_log_exported, label_kind_purge, label_kind_introspection_denied, label_kind_link_refused,
+        label_kind_alert, label_kind_role_granted, label_kind_role_revoked, label_kind_totp_enrolled,
+        label_kind_second_factor, label_kind_second_factor_failed, label_kind_recovery_code_used,
+        label_kind_second_factor_reset, label_outcome_success, label_outcome_failure, label_state_pending,
+        label_state_active, label_state_closed, label_role_caf_habilitation, label_role_caf_security,
+        label_role_partner_habilitation, label_convention_not_signed, label_convention_in_force,
+        label_convention_ended, label_convention_terminated,
+    }
+    /// The console's local times, and the annex-1 page's new answers.
+    console_dates: ConsoleDates {
+        console_time_zone, console_upload_again, console_older_annex,
+    }
     /// Column headers of the connection-log CSV export: `csv_col_` + a field of `audit::export::CSV_COLUMNS`.
     csv: CsvHeaders {
         csv_col_seq, csv_col_time, csv_col_kind, csv_col_outcome, csv_col_email, csv_col_account_id,
