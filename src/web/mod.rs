@@ -8,6 +8,7 @@ mod console;
 mod credentials;
 mod error;
 mod extract;
+mod home;
 pub mod i18n;
 mod logout;
 mod oauth;
@@ -52,6 +53,7 @@ pub fn router(app: AppState) -> Router {
     // it nobody could read the counts, so the middleware is left out.
     let counted = app.config.metrics_listen.is_some();
     let router = Router::new()
+        .route("/", get(home::home))
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
@@ -75,6 +77,7 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/static/style.css", get(assets::style))
+        .route(credentials::RULES_SCRIPT_PATH, get(credentials::rules_script))
         .route("/static/dsfr/{version}/{*path}", get(assets::dsfr))
         .route("/favicon.ico", get(assets::favicon))
         .merge(admin_api::routes())

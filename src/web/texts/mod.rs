@@ -116,6 +116,12 @@ catalogue! {
         console_close_confirm, console_cancel, console_deadline, console_review_up_to_date, console_review_due_soon,
         console_review_overdue, console_file_missing, console_bad_date, console_upload_expired, console_not_pending,
     }
+    /// The home page (`/`), the set-password checklist and its onward links.
+    newcomer: Newcomer {
+        home_title, home_intro, home_where, home_security, home_security_hint, home_console, home_console_hint,
+        home_discovery, home_discovery_hint, home_agents, pw_rule_met, pw_rule_unmet, pw_rule_on_submit,
+        pw_errors_one, pw_errors_many, pw_same_as_current, to_signin,
+    }
     /// Column headers of the connection-log CSV export: `csv_col_` + a field of `audit::export::CSV_COLUMNS`.
     csv: CsvHeaders {
         csv_col_seq, csv_col_time, csv_col_kind, csv_col_outcome, csv_col_email, csv_col_account_id,
