@@ -118,10 +118,10 @@ async fn the_home_page_says_where_to_go() {
     let html = r.text().await.expect("html");
     assert!(html.contains("<html lang=\"fr\">"), "French first");
     assert!(html.contains("<h1>Service d&#x27;identification de Coopération</h1>"), "{html}");
-    for link in ["&#x2f;.well-known&#x2f;openid-configuration", "&#x2f;account&#x2f;security", "&#x2f;admin"] {
+    for link in ["/.well-known/openid-configuration", "/account/security", "/admin"] {
         assert!(html.contains(&format!("href=\"{link}\"")), "links {link}: {html}");
     }
-    assert!(html.contains("href=\"/?lang=en\"") || html.contains("href=\"&#x2f;?lang=en\""), "the English switch: {html}");
+    assert!(html.contains("href=\"&#x2f;?lang=en\""), "the English switch: {html}");
     let en = http_client().get(server.url("/?lang=en")).send().await.expect("GET").text().await.expect("html");
     assert!(en.contains("<html lang=\"en\">") && en.contains("<h1>Coopération sign-in service</h1>"), "{en}");
     // The other side: another path is still a 404.
