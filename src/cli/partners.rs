@@ -112,7 +112,9 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     } else if apply {
         Err(CliError::BadInput("annexe non appliquée : elle contient des erreurs (voir « Erreurs »)".into()))
     } else {
-        Err(CliError::BadInput("l'annexe contient des erreurs (voir « Erreurs ») : elle ne peut pas être appliquée".into()))
+        Err(CliError::BadInput(
+            "l'annexe contient des erreurs (voir « Erreurs ») : elle ne peut pas être appliquée".into(),
+        ))
     }
 }
 

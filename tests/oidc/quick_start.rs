@@ -52,7 +52,11 @@ fn the_example_configuration_is_every_key_and_loads() {
     // Each commented example is a valid value of its key too.
     let uncommented: String = text
         .lines()
-        .map(|l| l.strip_prefix("# ").filter(|rest| Config::keys().iter().any(|k| rest.starts_with(&format!("{} = ", k.name)))).unwrap_or(l))
+        .map(|l| {
+            l.strip_prefix("# ")
+                .filter(|rest| Config::keys().iter().any(|k| rest.starts_with(&format!("{} = ", k.name))))
+                .unwrap_or(l)
+        })
         .filter(|l| !l.starts_with("trusted_proxies = []"))
         .collect::<Vec<_>>()
         .join("\n");
@@ -96,14 +100,13 @@ fn the_compose_file_holds_together() {
             assert!(vars.contains(&needed), "{instance}: {needed} missing");
         }
         // The configuration the instances get is one the server accepts.
-        let pairs: Vec<(String, String)> = env
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            env.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string()))).collect();
         coop_idp::config::Config::from_sources(None, &pairs).expect("the instances' configuration loads");
     }
     let proxy_ip = compose["services"]["proxy"]["networks"]["idp"]["ipv4_address"].as_str().expect("proxy address");
-    let trusted = compose["services"]["coop-idp-1"]["environment"]["COOP_IDP_TRUSTED_PROXIES"].as_str().expect("trusted");
+    let trusted =
+        compose["services"]["coop-idp-1"]["environment"]["COOP_IDP_TRUSTED_PROXIES"].as_str().expect("trusted");
     assert_eq!(trusted, format!("{proxy_ip}/32"), "the instances believe the proxy, and it alone");
 }
 

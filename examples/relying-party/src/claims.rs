@@ -20,9 +20,5 @@ pub fn id_token_payload(jwt: &str) -> Result<Value, String> {
 /// The report printed at the end: the ID token's claims, then userinfo's.
 pub fn render(id_token_claims: &Value, userinfo: &Value) -> String {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
-    format!(
-        "ID token verified; claims:\n{}\n\nuserinfo:\n{}\n",
-        pretty(id_token_claims),
-        pretty(userinfo)
-    )
+    format!("ID token verified; claims:\n{}\n\nuserinfo:\n{}\n", pretty(id_token_claims), pretty(userinfo))
 }

@@ -473,7 +473,10 @@ mod tests {
     fn the_text_plan_is_french_to_its_last_line() {
         let p = plan(vec![row(2, ListKind::Open, "n@x.fr", None)], &[], &[], IN_FORCE);
         let text = render_text(&p, false);
-        assert!(text.starts_with("Annexe 1 du partenaire p transmise le 2026-06-01 : simulation, applicable\n"), "{text}");
+        assert!(
+            text.starts_with("Annexe 1 du partenaire p transmise le 2026-06-01 : simulation, applicable\n"),
+            "{text}"
+        );
         assert!(!text.contains("--apply"), "the CLI gives its own flags: {text}");
         assert!(text.trim_end().ends_with("Avertissements (0)"), "{text}");
         assert!(render_text(&p, true).contains(": appliquée\n"));
