@@ -153,6 +153,14 @@ pub async fn set_password(
         Ok(p) => p,
         Err(v) => return Ok(Err(SetPasswordError::Policy(v))),
     };
+    // A reset must replace the password: a lost password typed back as the
+    // new one would leave the account as it was, yet end every session.
+    if purpose == Purpose::Reset
+        && let Some(current) = &account.password_hash
+        && app.hasher.verify(password.expose().to_string(), current.clone()).await?.valid
+    {
+        return Ok(Err(SetPasswordError::Policy(vec![Violation::SameAsCurrent])));
+    }
     let hash = app.hasher.hash(password.expose().to_string()).await?;
     let now = app.clock.now_ms();
     let mut tx = app.store.begin_write().await?;

@@ -41,6 +41,8 @@ pub enum Violation {
     ContainsPersonalData,
     TooCommon,
     Mismatch,
+    /// A reset to the password the account already has (`auth::links`).
+    SameAsCurrent,
 }
 
 impl Violation {
@@ -57,6 +59,7 @@ impl Violation {
             Violation::ContainsPersonalData => "pw_personal",
             Violation::TooCommon => "pw_common",
             Violation::Mismatch => "pw_mismatch",
+            Violation::SameAsCurrent => "pw_same_as_current",
         }
     }
 }

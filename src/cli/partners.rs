@@ -99,13 +99,19 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     } else {
         print!("{}", crate::provisioning::annex1::plan::render_text(&outcome.plan, outcome.applied));
     }
+    // The plan is French (the annex's language): what follows it too.
     let clean = outcome.plan.errors.is_empty();
     if outcome.applied || (!apply && clean) {
+        if !outcome.applied && !json {
+            println!("\nRien n'a changé. Pour appliquer ce plan, relancez la commande avec --apply.");
+        }
         Ok(())
     } else if apply {
-        Err(CliError::BadInput("not applied: the annex has errors".into()))
+        Err(CliError::BadInput("annexe non appliquée : elle contient des erreurs (voir « Erreurs »)".into()))
     } else {
-        Err(CliError::BadInput("the annex has errors".into()))
+        Err(CliError::BadInput(
+            "l'annexe contient des erreurs (voir « Erreurs ») : elle ne peut pas être appliquée".into(),
+        ))
     }
 }
 

@@ -45,6 +45,12 @@ pub(super) async fn serve(config: Config) -> Result<(), CliError> {
     }
     crate::startup::spawn_jobs(&app, stop_rx);
     tracing::info!(address = %listen, issuer = %app.config.issuer_str(), ready_ms = started.elapsed().as_millis() as u64, "coop-idp listening");
+    // What a newcomer does next (README "Quick start"), where they look.
+    tracing::info!(
+        home = %app.config.url("/"),
+        discovery = %app.config.url("/.well-known/openid-configuration"),
+        "next: in another terminal, `coop-idp partner add`, `account invite` and `client add` (README \"Quick start\")"
+    );
     let shutdown = async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");

@@ -123,7 +123,7 @@ async fn submit(app: AppState, source: Source, checked: CheckedForm, purpose: Pu
                 Purpose::Reset => browser::clear_session(&app.config, jar),
                 Purpose::Activation => jar,
             };
-            (jar, pages::message(StatusCode::OK, locale, title, message, None)).into_response()
+            (jar, pages::message_with_link(locale, title, message, "/signin", "to_signin")).into_response()
         }
         Ok(Err(SetPasswordError::Link(problem))) => {
             links::record_refusal(&app, &token, purpose, problem, &source).await;
@@ -174,6 +174,21 @@ pub async fn reset_submit(
     form: CheckedForm,
 ) -> Response {
     submit(app, source, form, Purpose::Reset).await
+}
+
+/// The set-password checklist's script (`static/password-rules.js`): a
+/// file, as the content security policy allows no inline script.
+pub const RULES_SCRIPT_PATH: &str = "/static/password-rules.js";
+
+pub async fn rules_script() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/password-rules.js"),
+    )
+        .into_response()
 }
 
 fn forgot_view(app: &AppState, jar: CookieJar, locale: Locale, sent: bool) -> Response {
@@ -287,7 +302,8 @@ pub async fn change_submit(
     match outcome {
         Ok(Ok(())) => {
             let jar = browser::clear_session(&app.config, jar);
-            (jar, pages::message(StatusCode::OK, locale, "changed_title", "reset_done_text", None)).into_response()
+            let done = pages::message_with_link(locale, "changed_title", "reset_done_text", "/signin", "to_signin");
+            (jar, done).into_response()
         }
         Ok(Err(links::ChangePasswordError::CurrentPassword(failure))) => {
             let key = match failure {

@@ -8,6 +8,7 @@ mod console;
 mod credentials;
 mod error;
 mod extract;
+mod home;
 pub mod i18n;
 mod logout;
 mod oauth;
@@ -54,6 +55,7 @@ pub fn router(app: AppState) -> Router {
     let counted = app.config.metrics_listen.is_some();
     let look = Arc::new(pages::Look::of(&app.config));
     let router = Router::new()
+        .route("/", get(home::home))
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
@@ -78,6 +80,7 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/static/neutral.css", get(assets::neutral))
         .route(pages::LOGO_PATH, get(assets::logo))
+        .route(credentials::RULES_SCRIPT_PATH, get(credentials::rules_script))
         .merge(admin_api::routes())
         .merge(console::routes());
     // The State's design system is served only where a page may use it.

@@ -70,6 +70,7 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ("second_factor_codes.html", include_str!("../../templates/second_factor_codes.html")),
     ("account_security.html", include_str!("../../templates/account_security.html")),
     ("accessibility.html", include_str!("../../templates/accessibility.html")),
+    ("home.html", include_str!("../../templates/home.html")),
     ("admin/_nav.html", include_str!("../../templates/admin/_nav.html")),
     ("admin/home.html", include_str!("../../templates/admin/home.html")),
     ("admin/logs.html", include_str!("../../templates/admin/logs.html")),

@@ -177,6 +177,7 @@ fn cases() -> Vec<(&'static str, Value)> {
     let mut cases = vec![
         ("base.html", context! {}),
         ("accessibility.html", context! { contact => "accessibilite@caf.fr" }),
+        ("home.html", context! {}),
         (
             "signin.html",
             context! { csrf => "c", request => None::<String>, next => None::<String>, email => "", error => None::<String>, client_name => None::<String> },
@@ -425,6 +426,31 @@ fn every_text_a_template_names_exists() {
             }
         }
     }
+}
+
+/// The set-password page's error summary agrees in number with its list,
+/// and the page lists every rule, each with its state in words.
+#[test]
+fn the_password_error_summary_counts_its_errors() {
+    let page = |locale, n: usize| {
+        let errors: Vec<Value> = (0..n).map(|_| context! { field => "password", message => "m" }).collect();
+        let ctx = context! {
+            heading => "H", action => "/activate", csrf => "c", token => "tok", email => "a@b.fr",
+            errors => errors, password_errors => vec!["m"], confirmation_error => None::<String>,
+        };
+        html("password_form.html", locale, "/activate", ctx).expect("renders")
+    };
+    assert!(page(Locale::Fr, 1).contains(">Le formulaire contient 1 erreur<"));
+    assert!(page(Locale::Fr, 3).contains(">Le formulaire contient 3 erreurs<"));
+    assert!(page(Locale::En, 1).contains(">The form has 1 error<"));
+    assert!(page(Locale::En, 2).contains(">The form has 2 errors<"));
+    let fr = page(Locale::Fr, 0);
+    assert!(!fr.contains("Le formulaire contient"), "no summary without errors");
+    for rule in ["length", "upper", "lower", "digit", "special"] {
+        assert!(fr.contains(&format!("<li data-rule=\"{rule}\">")), "{rule}");
+    }
+    assert_eq!(fr.matches("class=\"coop-rule-state\"").count(), 7, "every rule has its state");
+    assert!(fr.contains("<script src=\"/static/password-rules.js\" defer></script>"));
 }
 
 #[test]

@@ -824,6 +824,16 @@ fn annex1_cli_exit_codes_and_json() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains(ELOISE) && out.contains("Éloïse"), "{out}");
     assert_eq!(cli.outbox().len(), 0);
+    // A French plan ends in French; the command, not the plan, names its flag.
+    assert!(out.contains(": simulation, applicable\n") && !out.contains("(--apply)"), "{out}");
+    assert!(out.trim_end().ends_with("relancez la commande avec --apply."), "{out}");
+
+    // A CSV renamed .xlsx: refused (2) with a French sentence, not a dump.
+    let renamed = cli.file("annexe1.xlsx", &windows_1252_file());
+    let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &renamed]);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(err.contains("c'est un fichier texte") && err.contains("Renommez-le en .csv"), "{err}");
+    assert!(!err.contains("ParseProblem") && !err.contains("code:"), "{err}");
 
     // Dry run with errors: non-zero, the problem with its line.
     let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &bad, "--json"]);
@@ -838,6 +848,7 @@ fn annex1_cli_exit_codes_and_json() {
     let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &bad, "--apply"]);
     assert_ne!(code, Some(0), "{out}\n{err}");
     assert_eq!(cli.outbox().len(), 0);
+    assert!(err.contains("annexe non appliquée"), "the last word is French too: {err}");
 
     // --apply on the clean one, with --json and --transmitted: 0, PRODUCT.md keys.
     let transmitted = ymd(time::OffsetDateTime::now_utc().date() - time::Duration::days(1));
@@ -877,4 +888,24 @@ fn annex1_cli_exit_codes_and_json() {
     assert_eq!(plan["open"], serde_json::json!([]));
     assert_eq!(plan["unchanged"].as_array().map(Vec::len), Some(2));
     assert_eq!(cli.outbox().len(), 2);
+
+    // One bad cell, one error: Marie's empty function is reported on her
+    // line, and she is not also "in no list".
+    let one_bad_cell = cli.file(
+        "annexe1-cellule.csv",
+        &annex(&[
+            "ouvert;N'Diaye;Éloïse;eloise.ndiaye@cc-girou.fr;Chargée de mission;",
+            "ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;;",
+        ]),
+    );
+    let (code, out, err) = cli.run(&["annex1", "import", "--partner", PARTNER, &one_bad_cell, "--json"]);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    let plan: Value = serde_json::from_str(&out).expect("JSON plan");
+    let errors: Vec<(&str, i64)> = plan["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["code"].as_str().unwrap_or_default(), e["line"].as_i64().unwrap_or(-1)))
+        .collect();
+    assert_eq!(errors, [("missing_field", 3)], "{plan}");
 }

@@ -261,6 +261,7 @@ async fn activation_by_email_then_the_relying_party_signs_in(db: Db) {
     let p = submit_password(&server, &browser, &link, "/activate", NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(p.status, 200, "{}", p.html);
     assert!(p.html.contains(&shown("activated_title")), "{}", p.html);
+    assert!(p.html.contains(&format!("href=\"&#x2f;signin\">{}</a>", shown("to_signin"))), "links onwards: {}", p.html);
     let row = server.app.store.account_by_email(email).await.expect("db").expect("account");
     assert_eq!(row.state, "active");
     assert!(row.password_hash.as_deref().is_some_and(|h| h.starts_with("$argon2id$")), "Argon2id");
@@ -548,10 +549,13 @@ async fn reset_enforces_the_policy_and_revokes_everything(db: Db) {
     assert_eq!(p.status, 200);
     assert!(p.html.contains(&shown("pw_rule_special")), "the rules are listed");
 
-    // Policy enforced, link kept.
-    for (password, rule) in
-        [("Tv-7ba!", "pw_too_short"), ("TuileVerte7Basalte", "pw_no_special"), ("Marie-Tuile-7!", "pw_personal")]
-    {
+    // Policy enforced, link kept; the current password is no new one.
+    for (password, rule) in [
+        ("Tv-7ba!", "pw_too_short"),
+        ("TuileVerte7Basalte", "pw_no_special"),
+        ("Marie-Tuile-7!", "pw_personal"),
+        (PASSWORD, "pw_same_as_current"),
+    ] {
         let p = submit_password(&server, &mailbox, &link, "/password/reset", password, password).await;
         assert_eq!(p.status, 422, "{rule}");
         assert!(password_errors(&p.html).contains(&shown(rule)), "{rule}: {}", p.html);
@@ -562,6 +566,7 @@ async fn reset_enforces_the_policy_and_revokes_everything(db: Db) {
     let p = submit_password(&server, &mailbox, &link, "/password/reset", NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(p.status, 200, "{}", p.html);
     assert!(p.html.contains(&shown("reset_done_title")));
+    assert!(p.html.contains(&format!("href=\"&#x2f;signin\">{}</a>", shown("to_signin"))), "links onwards: {}", p.html);
 
     // Old password dead, new one works.
     assert_eq!(try_sign_in(&server, &browser(), email, PASSWORD).await.status, 401);

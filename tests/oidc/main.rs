@@ -25,6 +25,7 @@ mod logout;
 mod multi_instance;
 mod pages;
 mod password_change;
+mod quick_start;
 mod refresh;
 mod retention;
 mod review;

@@ -91,6 +91,18 @@ pub mod code {
 pub fn parse_annex1(file_name: &str, bytes: &[u8]) -> Result<ParsedAnnex, ParseProblem> {
     limits::check_file_size(bytes.len())?;
     let ext = file_name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    if matches!(ext.as_str(), "xlsx" | "xlsm" | "ods") && looks_like_text(bytes) {
+        return Err(fatal(
+            0,
+            None,
+            code::UNREADABLE_FILE,
+            format!(
+                "Le fichier « {file_name} » porte l'extension .{ext} mais c'est un fichier texte, pas un classeur \
+                 (un CSV renommé ?). Renommez-le en .csv, ou ouvrez-le dans votre tableur et enregistrez-le au \
+                 format .{ext}."
+            ),
+        ));
+    }
     match ext.as_str() {
         "csv" | "tsv" | "txt" => text::parse_csv(bytes),
         "xlsx" | "xlsm" => workbook::parse_xlsx(bytes),
@@ -112,6 +124,36 @@ pub fn parse_annex1(file_name: &str, bytes: &[u8]) -> Result<ParsedAnnex, ParseP
             ),
         )),
     }
+}
+
+/// Text rather than a workbook: not an archive (zip) nor an OLE container,
+/// and its first 4 KiB hold no control byte but tab, line breaks and form
+/// feed, in UTF-8, Windows-1252 or UTF-16 with a BOM (the CSV encodings).
+fn looks_like_text(bytes: &[u8]) -> bool {
+    const ZIP: &[u8] = b"PK\x03\x04";
+    const OLE: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0];
+    if bytes.is_empty() || bytes.starts_with(ZIP) || bytes.starts_with(OLE) {
+        return false;
+    }
+    let head = &bytes[..bytes.len().min(4096)];
+    let little_endian = match head {
+        [0xFF, 0xFE, ..] => Some(true),
+        [0xFE, 0xFF, ..] => Some(false),
+        _ => None,
+    };
+    match little_endian {
+        Some(le) => head[2..]
+            .chunks_exact(2)
+            .map(|p| if le { u16::from_le_bytes([p[0], p[1]]) } else { u16::from_be_bytes([p[0], p[1]]) })
+            .all(|unit| !is_control(unit)),
+        None => head.iter().all(|b| !is_control(u16::from(*b))),
+    }
+}
+
+/// A control character a CSV does not hold: below space, but tab, line
+/// feed, form feed and carriage return.
+fn is_control(unit: u16) -> bool {
+    unit < 0x20 && !matches!(unit, 0x09 | 0x0A | 0x0C | 0x0D)
 }
 
 /// At most [`MAX_CONCURRENT_PARSES`] files are parsed at once, each on a
@@ -173,6 +215,41 @@ mod tests {
     use super::*;
     use crate::provisioning::annex1::fixture::{self, xlsx};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_csv_named_as_a_workbook_is_told_in_french() {
+        let latin1: Vec<u8> = CANONICAL.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect();
+        let utf16: Vec<u8> =
+            [0xFF, 0xFE].into_iter().chain(CANONICAL.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        for (name, bytes) in [
+            ("annexe1.xlsx", CANONICAL.as_bytes().to_vec()),
+            ("annexe1.ods", CANONICAL.as_bytes().to_vec()),
+            ("annexe1.xlsx", latin1),
+            ("annexe1.XLSX", utf16),
+        ] {
+            let e = parse_annex1(name, &bytes).expect_err(name);
+            assert_eq!(e.code, code::UNREADABLE_FILE, "{name}");
+            assert!(e.message.contains("c'est un fichier texte") && e.message.contains("Renommez-le en .csv"), "{e:?}");
+            assert!(e.message.contains(name), "names the file: {}", e.message);
+        }
+        // The other side: a real workbook and binary bytes are not taken for text.
+        let book = xlsx(&[("Feuil1", vec![(1, vec![fixture::Cell::S("Liste")])])]).expect("a workbook");
+        assert!(!looks_like_text(&book));
+        assert!(!looks_like_text(&[0x00, 0x01, 0x02, b'a']));
+        assert!(!looks_like_text(b""));
+        assert!(looks_like_text(CANONICAL.as_bytes()));
+    }
+
+    proptest! {
+        /// Any text of printable characters, whatever its encoding of the
+        /// three a CSV comes in, is recognised as text.
+        #[test]
+        fn printable_text_is_text(s in "[ -~àéèçÉôœ€\t\r\n]{1,300}") {
+            prop_assert!(looks_like_text(s.as_bytes()));
+            let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain(s.encode_utf16().flat_map(u16::to_le_bytes)).collect();
+            prop_assert!(looks_like_text(&utf16));
+        }
+    }
 
     #[test]
     fn canonical_example() {

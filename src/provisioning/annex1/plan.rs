@@ -2,7 +2,7 @@
 //! update, close and leave alone, and every problem, by file line. Pure:
 //! the caller reads the partner's accounts and applies the plan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use time::Date;
@@ -80,6 +80,14 @@ fn entry(row: &AnnexRow, account_id: Option<&str>, closure_date: Option<String>)
     }
 }
 
+/// The key an email is compared by: its normalised form when it is an
+/// address, else as written, trimmed and in lower case.
+fn email_key(written: &str) -> String {
+    ProfessionalEmail::parse(written)
+        .map(|e| e.normalized().to_string())
+        .unwrap_or_else(|_| written.trim().to_lowercase())
+}
+
 /// Two years before `day` (R9: closures older than that must have left the annex).
 fn two_years_before(day: Date) -> Date {
     day.replace_year(day.year() - 2).unwrap_or_else(|_| day.saturating_sub(time::Duration::days(730)))
@@ -100,6 +108,9 @@ pub fn build_plan(
     let by_email: HashMap<&str, &PartnerAccountRow> =
         existing.iter().map(|a| (a.email_normalized.as_str(), a)).collect();
     let mut seen: HashMap<String, (usize, ListKind)> = HashMap::new();
+    // People whose row has an error of its own (a bad cell, a bad date…):
+    // that error is theirs; they are not also "in no list" below.
+    let mut refused: HashSet<String> = plan.errors.iter().filter_map(|p| p.email.as_deref()).map(email_key).collect();
     let limit = two_years_before(transmitted);
 
     for row in &parsed.rows {
@@ -129,6 +140,7 @@ pub fn build_plan(
                 "outside_domains",
                 format!("{email} n'appartient pas aux domaines du partenaire ({}).", partner.email_domains.join(", ")),
             ));
+            refused.insert(email_key(&row.email));
             continue;
         }
         if let Some((first_line, first_list)) = seen.get(email.normalized()) {
@@ -163,6 +175,7 @@ pub fn build_plan(
                         Some(date) => date,
                         None => {
                             plan.errors.push(problem(row, "bad_date", format!("Date de clôture illisible : « {d} ».")));
+                            refused.insert(email_key(&row.email));
                             continue;
                         }
                     },
@@ -177,6 +190,7 @@ pub fn build_plan(
                             format_iso(requested)
                         ),
                     ));
+                    refused.insert(email_key(&row.email));
                     continue;
                 }
                 let date = Some(format_iso(requested));
@@ -198,7 +212,7 @@ pub fn build_plan(
 
     // R11: every open access must be listed; recent closures should be.
     for a in existing {
-        if seen.contains_key(&a.email_normalized) {
+        if seen.contains_key(&a.email_normalized) || refused.contains(&a.email_normalized) {
             continue;
         }
         if a.state != "closed" {
@@ -250,7 +264,7 @@ pub fn render_text(plan: &Plan, applied: bool) -> String {
         if applied {
             "appliquée"
         } else if plan.errors.is_empty() {
-            "simulation, applicable (--apply)"
+            "simulation, applicable"
         } else {
             "simulation, NON applicable"
         }
@@ -428,6 +442,44 @@ mod tests {
         );
         assert!(closing_only.errors.is_empty());
         assert_eq!(closing_only.close.len(), 1);
+    }
+
+    #[test]
+    fn a_person_whose_row_is_refused_has_that_one_error() {
+        let existing = [account("o@x.fr", "active", None), account("c@x.fr", "active", None)];
+        // A bad cell: the parser skipped the row and said why, with the email.
+        let bad_cell = ParseProblem {
+            line: 2,
+            sheet: None,
+            email: Some("O@X.fr ".into()),
+            code: "missing_field",
+            message: "Champ obligatoire vide : « Nom ».".into(),
+        };
+        let partner = PartnerView { id: "p", email_domains: &[], convention: IN_FORCE };
+        // A closure date the planner cannot read, for the other person.
+        let parsed = ParsedAnnex {
+            rows: vec![row(3, ListKind::Closed, "c@x.fr", Some("2026-13-45"))],
+            problems: vec![bad_cell],
+        };
+        let p = build_plan(&partner, date!(2026 - 06 - 01), parsed, &existing);
+        assert_eq!(codes(&p), vec![("missing_field", 2), ("bad_date", 3)]);
+        // The other side: a listed access whose row is fine but whose email
+        // is elsewhere is still missing.
+        let p = plan(vec![row(2, ListKind::Open, "n@x.fr", None)], &existing[..1], &[], IN_FORCE);
+        assert_eq!(codes(&p), vec![("missing_open_access", 0)]);
+    }
+
+    #[test]
+    fn the_text_plan_is_french_to_its_last_line() {
+        let p = plan(vec![row(2, ListKind::Open, "n@x.fr", None)], &[], &[], IN_FORCE);
+        let text = render_text(&p, false);
+        assert!(
+            text.starts_with("Annexe 1 du partenaire p transmise le 2026-06-01 : simulation, applicable\n"),
+            "{text}"
+        );
+        assert!(!text.contains("--apply"), "the CLI gives its own flags: {text}");
+        assert!(text.trim_end().ends_with("Avertissements (0)"), "{text}");
+        assert!(render_text(&p, true).contains(": appliquée\n"));
     }
 
     #[test]

@@ -140,6 +140,12 @@ catalogue! {
     console_dates: ConsoleDates {
         console_time_zone, console_upload_again, console_older_annex,
     }
+    /// The home page (`/`), the set-password checklist and its onward links.
+    newcomer: Newcomer {
+        home_title, home_intro, home_where, home_security, home_security_hint, home_console, home_console_hint,
+        home_discovery, home_discovery_hint, home_agents, pw_rule_met, pw_rule_unmet, pw_rule_on_submit,
+        pw_errors_one, pw_errors_many, pw_same_as_current, to_signin,
+    }
     /// Column headers of the connection-log CSV export: `csv_col_` + a field of `audit::export::CSV_COLUMNS`.
     csv: CsvHeaders {
         csv_col_seq, csv_col_time, csv_col_kind, csv_col_outcome, csv_col_email, csv_col_account_id,

@@ -1,13 +1,15 @@
 //! A minimal relying party for the quick start: signs a user in against a
-//! running coop-idp with the authorization code flow + PKCE, then prints the
-//! ID token claims and userinfo.
+//! running coop-idp with the authorization code flow + PKCE, verifies the ID
+//! token, then prints every claim of the ID token and of userinfo.
 //!
-//!     cargo run --example relying_party -- CLIENT_ID CLIENT_SECRET [ISSUER]
+//!     cargo run --release -p relying-party -- CLIENT_ID CLIENT_SECRET [ISSUER]
 //!
 //! It listens on http://127.0.0.1:9000/callback (register that redirect URI),
 //! prints the URL to open in a browser, and waits for the callback.
 
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+mod claims;
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
     RedirectUrl, Scope, TokenResponse,
@@ -17,12 +19,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: relying_party CLIENT_ID CLIENT_SECRET [ISSUER]";
+    let usage = "usage: relying-party CLIENT_ID CLIENT_SECRET [ISSUER]";
     let client_id = args.next().ok_or(usage)?;
     let client_secret = args.next().ok_or(usage)?;
     let issuer = args.next().unwrap_or_else(|| "http://localhost:8080".to_string());
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer)?, &http).await?;
+    let userinfo_url = metadata.userinfo_endpoint().ok_or("the discovery document names no userinfo endpoint")?;
+    let userinfo_url = userinfo_url.url().clone();
     let client =
         CoreClient::from_provider_metadata(metadata, ClientId::new(client_id), Some(ClientSecret::new(client_secret)))
             .set_redirect_uri(RedirectUrl::new("http://127.0.0.1:9000/callback".to_string())?);
@@ -62,9 +66,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokens =
         client.exchange_code(AuthorizationCode::new(code))?.set_pkce_verifier(verifier).request_async(&http).await?;
     let id_token = tokens.id_token().ok_or("no id_token")?;
-    let claims = id_token.claims(&client.id_token_verifier(), &nonce)?;
-    println!("ID token verified; claims:\n{}\n", serde_json::to_string_pretty(claims)?);
-    let info: CoreUserInfoClaims = client.user_info(tokens.access_token().clone(), None)?.request_async(&http).await?;
-    println!("userinfo:\n{}", serde_json::to_string_pretty(&info)?);
+    // Signature, issuer, audience, expiry and nonce: checked by the crate;
+    // its claim types then keep only the standard claims, so the payload is
+    // read again as JSON to print the platform's own (`function`, `roles`…).
+    id_token.claims(&client.id_token_verifier(), &nonce)?;
+    let id_claims = claims::id_token_payload(&id_token.to_string())?;
+    let userinfo: serde_json::Value = http
+        .get(userinfo_url)
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    print!("{}", claims::render(&id_claims, &userinfo));
     Ok(())
 }
