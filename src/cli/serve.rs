@@ -15,15 +15,12 @@ pub(super) async fn serve(config: Config) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     let listen = config.listen;
     let app = open(config).await?;
-<<<<<<< HEAD
     crate::startup::warn_about_the_look(&app.config);
-=======
     // Held until the server stops.
     let checks = crate::startup::start_up_checks(&app.config);
     for warning in &checks.warnings {
         tracing::warn!("{warning}");
     }
->>>>>>> cli16
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| CliError::Failure(format!("listen {listen}: {e}")))?;
     let (stop_tx, stop_rx) = watch::channel(false);
