@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::sql::{fetch, insert};
 use super::{Store, StoreError, StoreResult, WriteTx, json_list, to_json_list};
 use crate::clock::Millis;
 
@@ -97,34 +98,23 @@ impl Store {
     }
 
     async fn client_from_db(&self, id: &str) -> StoreResult<Option<ClientRow>> {
-        let row: Option<ClientDbRow> = sqlx::query_as(
+        let row: Option<ClientDbRow> = fetch!(
+            fetch_optional(&self.pool),
             "SELECT id, name, secret_hash, auth_method, redirect_uris, post_logout_redirect_uris, \
-             backchannel_logout_uri, id_token_alg, jwks FROM clients WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+             backchannel_logout_uri, id_token_alg, jwks FROM clients WHERE id = $1";
+            id
+        );
         row.map(ClientRow::try_from).transpose()
     }
 }
 
 pub async fn insert(tx: &mut WriteTx, c: &ClientRow, now: Millis) -> StoreResult<()> {
-    sqlx::query(
+    insert!(
+        tx, "client",
         "INSERT INTO clients (id, name, secret_hash, auth_method, redirect_uris, post_logout_redirect_uris, \
-         backchannel_logout_uri, id_token_alg, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&c.id)
-    .bind(&c.name)
-    .bind(&c.secret_hash)
-    .bind(&c.auth_method)
-    .bind(to_json_list(&c.redirect_uris))
-    .bind(to_json_list(&c.post_logout_redirect_uris))
-    .bind(&c.backchannel_logout_uri)
-    .bind(&c.id_token_alg)
-    .bind(&c.jwks)
-    .bind(now)
-    .execute(tx.conn().await?)
-    .await
-    .map_err(|e| StoreError::from_insert(e, "client"))?;
+         backchannel_logout_uri, id_token_alg, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        &c.id, &c.name, &c.secret_hash, &c.auth_method, to_json_list(&c.redirect_uris),
+        to_json_list(&c.post_logout_redirect_uris), &c.backchannel_logout_uri, &c.id_token_alg, &c.jwks, now
+    );
     Ok(())
 }
