@@ -230,23 +230,25 @@ impl Store {
             account: AccountRow,
             role: String,
         }
-        let rows: Vec<Row> = fetch!(
-            fetch_all(&self.pool),
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT a.id, a.email, a.email_normalized, a.given_name, a.family_name, a.function, a.partner_id, \
              p.name AS partner_name, a.state, a.password_hash, a.created_at, a.updated_at, r.role \
              FROM account_roles r JOIN accounts a ON a.id = r.account_id LEFT JOIN partners p ON p.id = a.partner_id \
-             ORDER BY a.email_normalized, r.role"
-        );
+             ORDER BY a.email_normalized, r.role",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().map(|r| (r.account, r.role)).collect())
     }
 
     pub async fn partner_accounts(&self, partner_id: &str) -> StoreResult<Vec<AdminAccountRow>> {
-        Ok(fetch!(
-            fetch_all(&self.pool),
+        Ok(sqlx::query_as(
             "SELECT a.id, a.email, a.given_name, a.family_name, a.function, a.state, a.closure_requested_on, \
              (SELECT MAX(e.time_ms) FROM events e WHERE e.account_id = a.id AND e.kind = 'signin') AS last_signin_ms \
-             FROM accounts a WHERE a.partner_id = $1 ORDER BY a.email_normalized";
-            partner_id
-        ))
+             FROM accounts a WHERE a.partner_id = $1 ORDER BY a.email_normalized",
+        )
+        .bind(partner_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

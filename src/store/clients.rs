@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::sql::{fetch, insert};
+use super::sql::fetch;
 use super::{Store, StoreError, StoreResult, WriteTx, json_list, to_json_list};
 use crate::clock::Millis;
 
@@ -109,12 +109,22 @@ impl Store {
 }
 
 pub async fn insert(tx: &mut WriteTx, c: &ClientRow, now: Millis) -> StoreResult<()> {
-    insert!(
-        tx, "client",
+    sqlx::query(
         "INSERT INTO clients (id, name, secret_hash, auth_method, redirect_uris, post_logout_redirect_uris, \
-         backchannel_logout_uri, id_token_alg, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-        &c.id, &c.name, &c.secret_hash, &c.auth_method, to_json_list(&c.redirect_uris),
-        to_json_list(&c.post_logout_redirect_uris), &c.backchannel_logout_uri, &c.id_token_alg, &c.jwks, now
-    );
+         backchannel_logout_uri, id_token_alg, jwks, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&c.id)
+    .bind(&c.name)
+    .bind(&c.secret_hash)
+    .bind(&c.auth_method)
+    .bind(to_json_list(&c.redirect_uris))
+    .bind(to_json_list(&c.post_logout_redirect_uris))
+    .bind(&c.backchannel_logout_uri)
+    .bind(&c.id_token_alg)
+    .bind(&c.jwks)
+    .bind(now)
+    .execute(tx.conn().await?)
+    .await
+    .map_err(|e| StoreError::from_insert(e, "client"))?;
     Ok(())
 }
