@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::app::App;
 use crate::clock::Clock;
@@ -130,10 +130,56 @@ where
     });
 }
 
+/// Drains an outbox with `pass`: as soon as `wake` is notified, every half
+/// second otherwise, until `stop` turns true. Each pass runs as its own
+/// task: a panic in a transport ends that pass, not the sender (the message
+/// it claimed is tried again once its lease ends). `job` names it in the
+/// metrics, `what` in the logs.
+fn drain<F, Fut>(
+    app: &Arc<App>,
+    mut stop: watch::Receiver<bool>,
+    (job, what): (&'static str, &'static str),
+    wake: fn(&App) -> &Notify,
+    pass: F,
+) where
+    F: Fn(Arc<App>) -> Fut + Send + 'static,
+    Fut: Future<Output = AppResult<usize>> + Send + 'static,
+{
+    let app = app.clone();
+    tokio::spawn(async move {
+        loop {
+            let outcome = tokio::spawn(pass(app.clone())).await;
+            crate::metrics::job_run(job, matches!(outcome, Ok(Ok(_))));
+            match outcome {
+                Ok(Err(e)) => tracing::warn!(error = %e, "{what}"),
+                Err(e) => tracing::error!(error = %e, "{what} pass crashed"),
+                Ok(Ok(_)) => {}
+            }
+            tokio::select! {
+                _ = wake(&app).notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    });
+}
+
 /// Starts the background jobs; they stop when `shutdown` turns true.
 pub fn spawn_jobs(app: &Arc<App>, shutdown: watch::Receiver<bool>) {
-    tokio::spawn(crate::oidc::backchannel::run_sender(app.clone(), shutdown.clone()));
-    tokio::spawn(crate::mail::run_sender(app.clone(), shutdown.clone()));
+    drain(
+        app,
+        shutdown.clone(),
+        ("backchannel", "back-channel logout sender"),
+        |app| &app.backchannel_wake,
+        |app| async move { crate::oidc::backchannel::send_due(&app).await },
+    );
+    drain(
+        app,
+        shutdown.clone(),
+        ("mail", "mail sender"),
+        |app| &app.mail_wake,
+        |app| async move { crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await },
+    );
     // Security alerts: detectors on the connection log (once across instances).
     tokio::spawn(crate::alerts::run(app.clone(), shutdown.clone()));
     // SQLite: the WAL goes back into the database file here, outside the

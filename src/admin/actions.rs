@@ -39,7 +39,7 @@ pub async fn visible_partners(app: &App, admin: &Admin) -> AppResult<Vec<Value>>
 /// The yearly review board (R13): every partner for the Caf, its own for a
 /// partner's manager.
 pub async fn review_board(app: &App, admin: &Admin) -> AppResult<Vec<PartnerReview>> {
-    let list = crate::provisioning::review::review(app).await?;
+    let list = crate::provisioning::review::review(&app.store, &app.clock).await?;
     Ok(list.into_iter().filter(|r| admin.may_see_partner(&r.partner_id)).collect())
 }
 
@@ -69,12 +69,12 @@ pub struct AlertsRead<'a> {
 /// The alerts, the read recorded in the connection log (`log_read`, or
 /// `log_exported` for a CSV file) like every read of it.
 pub async fn read_alerts(app: &App, actor: &str, source: &Source, read: AlertsRead<'_>) -> AppResult<Vec<AlertView>> {
-    let list = crate::alerts::list(app, read.since_ms, read.limit, read.offset).await?;
+    let list = crate::alerts::list(&app.store, read.since_ms, read.limit, read.offset).await?;
     let kind = if read.format == "csv" { audit::kind::LOG_EXPORTED } else { audit::kind::LOG_READ };
     let e = Event::new(kind, Outcome::Success, actor)
         .source(source)
         .details(json!({"alerts": true, "since": read.since, "format": read.format, "records": list.len()}));
-    audit::record(app, vec![e]).await;
+    audit::record(&app.store, &app.clock, vec![e]).await;
     Ok(list)
 }
 
@@ -144,7 +144,7 @@ pub async fn resend_activation(app: &App, account_id: &str, actor: &str, source:
         .partner(row.partner_id.clone())
         .source(source)
         .details(json!({"resent": true}));
-    audit::append(app, &mut tx, vec![e]).await?;
+    audit::append(&app.clock, &mut tx, vec![e]).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(())
@@ -168,7 +168,7 @@ pub async fn close_access(app: &App, account_id: &str, actor: &str, source: &Sou
         .partner(row.partner_id.clone())
         .source(source)
         .details(json!({"reason": "closed_by_administrator", "closure_date": on}));
-    audit::append(app, &mut tx, vec![e]).await?;
+    audit::append(&app.clock, &mut tx, vec![e]).await?;
     tx.commit().await?;
     app.backchannel_wake.notify_one();
     Ok(true)

@@ -149,7 +149,7 @@ pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResu
     let mut tx = app.store.begin_write().await?;
     let granted = store::accounts::grant_role(&mut tx, &account.id, role.as_str()).await?;
     if granted {
-        audit::append(app, &mut tx, vec![role_event(audit::kind::ROLE_GRANTED, actor, &account, role)]).await?;
+        audit::append(&app.clock, &mut tx, vec![role_event(audit::kind::ROLE_GRANTED, actor, &account, role)]).await?;
     }
     tx.commit().await?;
     Ok(granted)
@@ -169,7 +169,7 @@ pub async fn reset_second_factor(app: &App, email: &str, actor: &str) -> AdminRe
             .email(account.email.clone())
             .account(account.id.clone())
             .partner(account.partner_id.clone());
-        audit::append(app, &mut tx, vec![e]).await?;
+        audit::append(&app.clock, &mut tx, vec![e]).await?;
         // Its sessions were opened with the factor removed: they end with it.
         notices = crate::auth::session::end_all_of_account_in(app, &mut tx, &account.id, "second_factor_reset").await?;
     }
@@ -187,7 +187,7 @@ pub async fn revoke(app: &App, email: &str, role: &str, actor: &str) -> AdminRes
     let mut tx = app.store.begin_write().await?;
     let revoked = store::accounts::revoke_role(&mut tx, &account.id, role.as_str()).await?;
     if revoked {
-        audit::append(app, &mut tx, vec![role_event(audit::kind::ROLE_REVOKED, actor, &account, role)]).await?;
+        audit::append(&app.clock, &mut tx, vec![role_event(audit::kind::ROLE_REVOKED, actor, &account, role)]).await?;
     }
     tx.commit().await?;
     Ok(revoked)
@@ -335,7 +335,7 @@ pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> Ad
         crate::auth::links::create_and_mail(app, &mut tx, &account, crate::auth::links::Purpose::Activation).await?;
         events.push(base(audit::kind::ACTIVATION_SENT));
     }
-    audit::append(app, &mut tx, events).await?;
+    audit::append(&app.clock, &mut tx, events).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(StaffInvited {

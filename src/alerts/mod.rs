@@ -25,7 +25,7 @@ use crate::audit::{self, Event, Outcome};
 use crate::clock::{Millis, rfc3339_ms};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
-use crate::store::{self, events::EventFilter, events::EventRow};
+use crate::store::{self, Store, events::EventFilter, events::EventRow};
 use detectors::Finding;
 
 const CURSOR: &str = "alerts";
@@ -84,7 +84,7 @@ pub async fn scan(app: &App) -> AppResult<usize> {
             tracing::warn!(detector = finding.detector, subject = %finding.subject, "security alert");
         }
         raised += events.len();
-        audit::append(app, &mut tx, events).await?;
+        audit::append(&app.clock, &mut tx, events).await?;
         tx.commit().await?;
         if (batch.len() as i64) < BATCH {
             break;
@@ -200,7 +200,7 @@ pub fn view(row: &EventRow) -> AlertView {
 }
 
 /// Alerts from `since`, oldest first.
-pub async fn list(app: &App, since_ms: Option<Millis>, limit: i64, offset: i64) -> AppResult<Vec<AlertView>> {
+pub async fn list(store: &Store, since_ms: Option<Millis>, limit: i64, offset: i64) -> AppResult<Vec<AlertView>> {
     let filter = EventFilter {
         kind: Some(audit::kind::ALERT.to_string()),
         since_ms,
@@ -208,7 +208,7 @@ pub async fn list(app: &App, since_ms: Option<Millis>, limit: i64, offset: i64) 
         offset: offset.max(0),
         ..Default::default()
     };
-    Ok(app.store.query_events(&filter).await?.iter().map(view).collect())
+    Ok(store.query_events(&filter).await?.iter().map(view).collect())
 }
 
 pub const CSV_COLUMNS: [&str; 10] =

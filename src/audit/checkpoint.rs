@@ -8,9 +8,10 @@
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
-use crate::app::App;
+use crate::clock::Clock;
 use crate::error::AppResult;
-use crate::store::{self, WriteTx, retention::CheckpointRow};
+use crate::keys::KeyManager;
+use crate::store::{self, Store, WriteTx, retention::CheckpointRow};
 
 /// The `typ` of a checkpoint JWS.
 pub const TYP: &str = "log-checkpoint+jwt";
@@ -28,34 +29,33 @@ pub struct CheckpointClaims {
 
 /// Signs the current head inside the caller's transaction, unless it is
 /// already checkpointed; returns the seq signed. Call it last: it takes the
-/// log's lock (see `store::events::chain_head`).
-pub async fn checkpoint_in(app: &App, tx: &mut WriteTx) -> AppResult<Option<i64>> {
+/// log's lock (see `store::events::chain_head`). `issuer`: the `iss` signed.
+pub async fn checkpoint_in(tx: &mut WriteTx, keys: &KeyManager, issuer: &str, clock: &Clock) -> AppResult<Option<i64>> {
     store::events::chain_head(tx).await?;
     let Some((seq, hash, time)) = store::events::head_in(tx).await? else { return Ok(None) };
     if store::retention::last_checkpoint_seq_in(tx).await? == Some(seq) {
         return Ok(None);
     }
-    let keys = app.keys.current();
+    let keys = keys.current();
     let kid = keys.signer(Algorithm::RS256)?.kid.clone();
-    let claims =
-        CheckpointClaims { iss: app.config.issuer_str(), seq, hash: hash.clone(), time, iat: app.clock.now_secs() };
+    let claims = CheckpointClaims { iss: issuer.to_string(), seq, hash: hash.clone(), time, iat: clock.now_secs() };
     let jws = keys.sign(Algorithm::RS256, TYP, &claims)?;
     let stored = store::retention::insert_checkpoint(tx, &CheckpointRow { seq, hash, time_ms: time, kid, jws }).await?;
     Ok(stored.then_some(seq))
 }
 
 /// Signs the head in a transaction of its own.
-pub async fn checkpoint(app: &App) -> AppResult<Option<i64>> {
-    let mut tx = app.store.begin_write().await?;
-    let seq = checkpoint_in(app, &mut tx).await?;
+pub async fn checkpoint(store: &Store, keys: &KeyManager, issuer: &str, clock: &Clock) -> AppResult<Option<i64>> {
+    let mut tx = store.begin_write().await?;
+    let seq = checkpoint_in(&mut tx, keys, issuer, clock).await?;
     tx.commit().await?;
     Ok(seq)
 }
 
 /// What is wrong with a stored checkpoint by itself (before comparing it with
 /// the chain): its signature, or a row that does not say what was signed.
-pub fn check_row(app: &App, row: &CheckpointRow) -> Result<(), String> {
-    let Some((payload, kid)) = app.keys.verify_signed(&row.jws) else {
+pub fn check_row(keys: &KeyManager, row: &CheckpointRow) -> Result<(), String> {
+    let Some((payload, kid)) = keys.verify_signed(&row.jws) else {
         return Err(format!("checkpoint at record {}: signature invalid or key unknown", row.seq));
     };
     let claims: CheckpointClaims = serde_json::from_value::<CheckpointClaims>(payload)

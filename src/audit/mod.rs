@@ -12,11 +12,11 @@ pub mod query;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::app::App;
-use crate::clock::rfc3339_ms;
+use crate::clock::{Clock, rfc3339_ms};
 use crate::crypto::{b64url, sha256};
 use crate::error::AppResult;
-use crate::store::{self, WriteTx, events::EventRow};
+use crate::keys::KeyManager;
+use crate::store::{self, Store, WriteTx, events::EventRow};
 
 /// The documented kinds (PRODUCT.md "Connection-log records").
 pub mod kind {
@@ -228,11 +228,11 @@ pub fn record_hash(row: &EventRow) -> String {
 
 /// Appends events inside the caller's transaction; call it last, just before
 /// committing (see `store::events::chain_head`).
-pub async fn append(app: &App, tx: &mut WriteTx, events: Vec<Event>) -> AppResult<()> {
+pub async fn append(clock: &Clock, tx: &mut WriteTx, events: Vec<Event>) -> AppResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let now = app.clock.now_ms();
+    let now = clock.now_ms();
     let kinds: Vec<&'static str> = events.iter().map(|e| e.kind).collect();
     // Counted once written: a rolled-back append is not an event.
     tx.after_commit(move || kinds.into_iter().for_each(count));
@@ -274,10 +274,10 @@ fn row_of(e: Event, now: crate::clock::Millis) -> EventRow {
 
 /// Records events in a transaction of their own. A failure to record is
 /// logged loudly; it does not undo the action, which already happened.
-pub async fn record(app: &App, events: Vec<Event>) {
+pub async fn record(store: &Store, clock: &Clock, events: Vec<Event>) {
     let result = async {
-        let mut tx = app.store.begin_write().await?;
-        append(app, &mut tx, events).await?;
+        let mut tx = store.begin_write().await?;
+        append(clock, &mut tx, events).await?;
         tx.commit().await?;
         Ok::<_, crate::error::AppError>(())
     }
@@ -303,22 +303,22 @@ pub enum Verification {
 /// removal a `purge` record in the chain must confirm), then compares every
 /// signed checkpoint with the record at its seq: a checkpoint past the last
 /// record means the tail was deleted.
-pub async fn verify(app: &App) -> AppResult<Verification> {
-    let purged = app.store.last_log_purge().await?;
+pub async fn verify(store: &Store, keys: &KeyManager) -> AppResult<Verification> {
+    let purged = store.last_log_purge().await?;
     let (first_seq, first_prev) = match &purged {
         Some(p) => (p.up_to_seq + 1, p.last_hash.clone()),
         None => (1, String::new()),
     };
     let mut checkpoints = std::collections::BTreeMap::new();
-    for row in app.store.checkpoints().await? {
-        if let Err(reason) = checkpoint::check_row(app, &row) {
+    for row in store.checkpoints().await? {
+        if let Err(reason) = checkpoint::check_row(keys, &row) {
             return Ok(Verification::Broken { seq: row.seq, reason });
         }
         if row.seq >= first_seq {
             checkpoints.insert(row.seq, row.hash);
         }
     }
-    if let Some(r) = app.store.events_after(0, 1).await?.first()
+    if let Some(r) = store.events_after(0, 1).await?.first()
         && r.seq < first_seq
     {
         return Ok(Verification::Broken { seq: r.seq, reason: "record present inside a purged range".into() });
@@ -327,10 +327,10 @@ pub async fn verify(app: &App) -> AppResult<Verification> {
     let mut expected_seq = first_seq;
     let mut prev = first_prev;
     loop {
-        let page = app.store.events_after(expected_seq - 1, 5_000).await?;
+        let page = store.events_after(expected_seq - 1, 5_000).await?;
         if page.is_empty() {
             // A gap after the last read record would show as a missing seq.
-            let tail = app.store.events_after(expected_seq - 1, 1).await?;
+            let tail = store.events_after(expected_seq - 1, 1).await?;
             if let Some(r) = tail.first() {
                 return Ok(Verification::Broken { seq: r.seq, reason: format!("record {expected_seq} is missing") });
             }

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Event, Outcome, Source, kind};
-use crate::app::App;
-use crate::clock::Millis;
+use crate::clock::{Clock, Millis};
 use crate::error::{AppError, AppResult};
+use crate::store::Store;
 use crate::store::events::{EventFilter, EventRow};
 
 /// Largest page a single read returns.
@@ -186,12 +186,12 @@ impl LogQuery {
     /// no limit was given. A partner is checked against the registered
     /// ones (partners are never deleted, so a partner of an old record is
     /// still one of them).
-    pub async fn validate(&self, app: &App, default_limit: i64) -> Result<EventFilter, QueryError> {
+    pub async fn validate(&self, store: &Store, default_limit: i64) -> Result<EventFilter, QueryError> {
         let filter = self.filter(default_limit)?;
         if let Some(p) = &filter.partner_id
-            && app.store.partner(p).await.map_err(AppError::from)?.is_none()
+            && store.partner(p).await.map_err(AppError::from)?.is_none()
         {
-            let known = app.store.partners().await.map_err(AppError::from)?.into_iter().map(|p| p.id).collect();
+            let known = store.partners().await.map_err(AppError::from)?.into_iter().map(|p| p.id).collect();
             return Err(QueryError::UnknownPartner { value: p.clone(), known });
         }
         Ok(filter)
@@ -263,13 +263,14 @@ pub struct Reader<'a> {
 
 /// Runs a query and records the read itself (R16: reads are logged).
 pub async fn read(
-    app: &App,
+    store: &Store,
+    clock: &Clock,
     query: &LogQuery,
     filter: &EventFilter,
     access: Access,
     reader: Reader<'_>,
 ) -> AppResult<Vec<EventRow>> {
-    let rows = app.store.query_events(filter).await?;
+    let rows = store.query_events(filter).await?;
     let kind = match access {
         Access::Read => kind::LOG_READ,
         Access::Export => kind::LOG_EXPORTED,
@@ -279,7 +280,7 @@ pub async fn read(
         "ip": filter.ip, "since": query.since, "until": query.until, "format": reader.format,
         "limit": filter.limit, "offset": filter.offset, "records": rows.len(),
     }));
-    super::record(app, vec![e]).await;
+    super::record(store, clock, vec![e]).await;
     Ok(rows)
 }
 

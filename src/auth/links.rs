@@ -130,7 +130,7 @@ pub async fn record_refusal(
     if let Some(a) = account {
         e = e.email(a.email).account(a.id).partner(a.partner_id);
     }
-    audit::record(app, vec![e]).await;
+    audit::record(&app.store, &app.clock, vec![e]).await;
 }
 
 /// Sets a password through a link: the policy checked, the link consumed
@@ -177,7 +177,7 @@ pub async fn set_password(
             store::credentials::supersede_links_of_account(&mut tx, &account.id, now).await?;
             store::accounts::update_state(&mut tx, &account.id, AccountState::Active.as_str(), now).await?;
             let event = account_event(crate::audit::kind::PASSWORD_CREATED, &account, source);
-            crate::audit::append(app, &mut tx, vec![event]).await?;
+            crate::audit::append(&app.clock, &mut tx, vec![event]).await?;
             0
         }
         Purpose::Reset => {
@@ -231,7 +231,7 @@ async fn replace_password_in(
     )
     .map_err(|e| AppError::Invalid(e.to_string()))?;
     mail::enqueue(tx, &message, now).await?;
-    crate::audit::append(app, tx, vec![event]).await?;
+    crate::audit::append(&app.clock, tx, vec![event]).await?;
     Ok(notices)
 }
 
@@ -302,7 +302,7 @@ pub async fn record_reset_request(app: &App, email: &str, source: &crate::audit:
             .email(email)
             .source(source);
     let mut tx = app.store.begin_write().await?;
-    crate::audit::append(app, &mut tx, vec![requested]).await?;
+    crate::audit::append(&app.clock, &mut tx, vec![requested]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -336,7 +336,7 @@ pub async fn request_reset(app: &App, email: &str, ip: Option<&str>) -> AppResul
         .account(account.id.clone())
         .partner(account.partner_id.clone())
         .source(&crate::audit::Source { ip: ip.map(str::to_string), user_agent: None });
-    crate::audit::append(app, &mut tx, vec![sent]).await?;
+    crate::audit::append(&app.clock, &mut tx, vec![sent]).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(true)

@@ -161,7 +161,7 @@ pub async fn expire(app: &App, id_hash: &str, sid: &str, account_id: &str, reaso
     if let Some(a) = account {
         e = e.email(a.email).partner(a.partner_id);
     }
-    crate::audit::append(app, &mut tx, vec![e]).await?;
+    crate::audit::append(&app.clock, &mut tx, vec![e]).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -29,7 +29,7 @@ pub async fn sign_out(app: &App, cookie: &str, source: &audit::Source) -> AppRes
         .partner(account.and_then(|a| a.partner_id))
         .source(source)
         .session(&row.sid);
-    audit::append(app, &mut tx, vec![event]).await?;
+    audit::append(&app.clock, &mut tx, vec![event]).await?;
     tx.commit().await?;
     if !clients.is_empty() {
         app.backchannel_wake.notify_one();

@@ -22,12 +22,12 @@ pub(super) async fn admin(command: AdminCommand, config: Config) -> Result<(), C
         AdminCommand::List => serde_json::to_value(crate::admin::list(&app).await?).unwrap_or_default(),
         AdminCommand::Bootstrap(a) => {
             let done = crate::admin::bootstrap(&app, staff(&a)).await?;
-            let _ = crate::mail::send_due(&app).await;
+            let _ = crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await;
             serde_json::to_value(done).unwrap_or_default()
         }
         AdminCommand::Invite(a) => {
             let done = crate::admin::invite_staff(&app, staff(&a), "cli").await?;
-            let _ = crate::mail::send_due(&app).await;
+            let _ = crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await;
             serde_json::to_value(done).unwrap_or_default()
         }
     };

@@ -92,7 +92,7 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     let outcome = import(&app, request).await?;
     if outcome.applied {
         // Deliver the activation emails now rather than wait for the server.
-        let _ = crate::mail::send_due(&app).await;
+        let _ = crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await;
     }
     if json {
         print_pretty(&outcome.plan);
@@ -182,6 +182,6 @@ pub(super) async fn annex3(command: Annex3Command, config: Config) -> Result<(),
 pub(super) async fn review(command: ReviewCommand, config: Config) -> Result<(), CliError> {
     let ReviewCommand::Status = command;
     let app = open(config).await?;
-    print_pretty(&crate::provisioning::review::review(&app).await?);
+    print_pretty(&crate::provisioning::review::review(&app.store, &app.clock).await?);
     Ok(())
 }

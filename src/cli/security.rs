@@ -31,11 +31,11 @@ async fn query(args: QueryArgs, config: Config) -> Result<(), CliError> {
     };
     let app = open(config).await?;
     let query = LogQuery { email, partner, event, outcome, ip, since, until, limit: Some(limit), offset: Some(offset) };
-    let filter = query.validate(&app, 1000).await?;
+    let filter = query.validate(&app.store, 1000).await?;
     let access = if format == "csv" { Access::Export } else { Access::Read };
     let source = Source::default();
     let reader = Reader { actor: "cli", source: &source, format: &format };
-    let rows = crate::audit::query::read(&app, &query, &filter, access, reader).await?;
+    let rows = crate::audit::query::read(&app.store, &app.clock, &query, &filter, access, reader).await?;
     let output = match format.as_str() {
         "csv" => crate::audit::export::to_csv(&rows, &layout),
         "json" => crate::audit::export::to_json(&rows),
@@ -52,7 +52,7 @@ async fn query(args: QueryArgs, config: Config) -> Result<(), CliError> {
 /// the input.
 async fn verify(config: Config) -> Result<(), CliError> {
     let app = open(config).await?;
-    match crate::audit::verify(&app).await? {
+    match crate::audit::verify(&app.store, &app.keys).await? {
         Verification::Intact { records } => {
             let checkpoints = app.store.checkpoints().await?;
             let purged = app.store.last_log_purge().await?;
@@ -78,11 +78,11 @@ pub(super) async fn alerts(command: AlertsCommand, config: Config) -> Result<(),
     let AlertsCommand::List { since, format, limit, offset } = command;
     let app = open(config).await?;
     let since_ms = since.as_deref().map(|t| crate::audit::query::parse_time(Param::Since, t)).transpose()?;
-    let alerts = crate::alerts::list(&app, since_ms, limit, offset).await?;
+    let alerts = crate::alerts::list(&app.store, since_ms, limit, offset).await?;
     let read = if format == "csv" { kind::LOG_EXPORTED } else { kind::LOG_READ };
     let e = Event::new(read, Outcome::Success, "cli")
         .details(json!({"alerts": true, "since": since, "format": format, "records": alerts.len()}));
-    crate::audit::record(&app, vec![e]).await;
+    crate::audit::record(&app.store, &app.clock, vec![e]).await;
     match format.as_str() {
         "csv" => print!("{}", crate::alerts::to_csv(&alerts)),
         "json" => println!("{}", serde_json::to_string_pretty(&alerts).unwrap_or_else(|_| "[]".into())),

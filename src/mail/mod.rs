@@ -9,16 +9,12 @@ mod templates;
 pub use crate::mail_transport::{MailTransport, TransportError};
 pub use templates::{MailKind, render};
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::watch;
-
-use crate::app::App;
-use crate::clock::Millis;
+use crate::clock::{Clock, Millis};
+use crate::config::Config;
 use crate::crypto::random_b64;
 use crate::error::AppResult;
-use crate::store::{self, StoreResult, WriteTx};
+use crate::store::mail::OUTBOX;
+use crate::store::{self, Store, StoreResult, WriteTx};
 
 const GIVE_UP_AFTER_MS: Millis = 72 * 3600 * 1000;
 const MAX_BACKOFF_MS: Millis = 10 * 60 * 1000;
@@ -41,51 +37,28 @@ pub fn backoff_ms(attempts: i64) -> Millis {
     (2000i64 << attempts.clamp(0, 20) as u32).min(MAX_BACKOFF_MS)
 }
 
-pub async fn run_sender(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        // A pass runs as its own task: a panic in a transport ends that pass,
-        // not the sender (the claimed message is retried after its lease).
-        let pass = app.clone();
-        let outcome = tokio::spawn(async move { send_due(&pass).await }).await;
-        crate::metrics::job_run("mail", matches!(outcome, Ok(Ok(_))));
-        match outcome {
-            Ok(Err(e)) => tracing::warn!(error = %e, "mail sender"),
-            Err(e) => tracing::error!(error = %e, "mail sender pass crashed"),
-            Ok(Ok(_)) => {}
-        }
-        tokio::select! {
-            _ = app.mail_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Delivers every message that is due; returns how many left.
-pub async fn send_due(app: &App) -> AppResult<usize> {
+/// Delivers every message that is due through `transport`; returns how
+/// many left. Run by the start-up's sender loop, woken by `App::mail_wake`.
+pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, config: &Config) -> AppResult<usize> {
     let mut sent = 0;
-    for row in app.store.due_mail(app.clock.now_ms(), 20).await? {
+    for row in store.due_mail(clock.now_ms(), 20).await? {
         // A lease longer than any delivery attempt: if this process dies
         // mid-send, the message is tried again once the lease ends.
-        let mut claim = app.store.begin_write().await?;
-        let claimed =
-            store::mail::claim(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 120_000).await?;
-        claim.commit().await?;
-        if !claimed {
+        if !OUTBOX.claim(store, &row.id, row.next_attempt_at, clock.now_ms() + 120_000).await? {
             continue;
         }
-        let outcome = app.mail.deliver(&app.config, &row).await;
-        let now = app.clock.now_ms();
-        let mut tx = app.store.begin_write().await?;
+        let outcome = transport.deliver(config, &row).await;
+        let now = clock.now_ms();
+        let mut tx = store.begin_write().await?;
         match outcome {
             Ok(()) => {
-                store::mail::mark_sent(&mut tx, &row.id, now).await?;
+                OUTBOX.mark_done(&mut tx, &row.id, now).await?;
                 sent += 1;
                 tracing::info!(mail = %row.id, "email delivered");
             }
             Err(e) => {
                 let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
-                store::mail::mark_failed(&mut tx, &row.id, &e.to_string(), next, now).await?;
+                OUTBOX.mark_failed(&mut tx, &row.id, &e.to_string(), next, now).await?;
                 if next.is_some() {
                     tracing::warn!(mail = %row.id, attempts = row.attempts + 1, error = %e, "email delivery failed; will retry");
                 } else {

@@ -5,17 +5,14 @@
 //! relying party is unreachable. The token is signed at sending time, so a
 //! late delivery still carries a fresh `iat`/`exp`.
 
-use std::time::Duration;
-
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::clients;
 use crate::app::App;
 use crate::audit;
 use crate::clock::Millis;
 use crate::crypto::random_b64;
-use crate::store::{self, backchannel::BackchannelRow};
+use crate::store::backchannel::{BackchannelRow, OUTBOX};
 
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// Give up after a day of failures (the session is long gone by then).
@@ -28,33 +25,12 @@ pub fn backoff_ms(attempts: i64) -> Millis {
     (1000i64 << exp).min(MAX_BACKOFF_MS)
 }
 
-pub async fn run_sender(app: std::sync::Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let pass = app.clone();
-        let outcome = tokio::spawn(async move { send_due(&pass).await }).await;
-        crate::metrics::job_run("backchannel", matches!(outcome, Ok(Ok(_))));
-        match outcome {
-            Ok(Err(e)) => tracing::warn!(error = %e, "back-channel logout sender"),
-            Err(e) => tracing::error!(error = %e, "back-channel logout sender pass crashed"),
-            Ok(Ok(_)) => {}
-        }
-        tokio::select! {
-            _ = app.backchannel_wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
 /// Sends every notification that is due; returns how many were delivered.
+/// Run by the start-up's sender loop, woken by `App::backchannel_wake`.
 pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
     let mut delivered = 0;
     for row in app.store.due_backchannel(app.clock.now_ms(), 50).await? {
-        let mut claim = app.store.begin_write().await?;
-        let claimed =
-            store::backchannel::claim(&mut claim, &row.id, row.next_attempt_at, app.clock.now_ms() + 60_000).await?;
-        claim.commit().await?;
-        if !claimed {
+        if !OUTBOX.claim(&app.store, &row.id, row.next_attempt_at, app.clock.now_ms() + 60_000).await? {
             continue;
         }
         let outcome = send_one(app, &row).await;
@@ -73,21 +49,21 @@ pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
         };
         match outcome {
             Ok(()) => {
-                store::backchannel::mark_delivered(&mut tx, &row.id, now).await?;
+                OUTBOX.mark_done(&mut tx, &row.id, now).await?;
                 delivered += 1;
                 tracing::info!(client_id = %row.client_id, "back-channel logout delivered");
                 let e = event(audit::kind::BACKCHANNEL_LOGOUT_SENT, audit::Outcome::Success)
                     .details(serde_json::json!({"attempts": row.attempts + 1}));
-                audit::append(app, &mut tx, vec![e]).await?;
+                audit::append(&app.clock, &mut tx, vec![e]).await?;
             }
             Err(reason) => {
                 let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
-                store::backchannel::mark_failed(&mut tx, &row.id, &reason, next, now).await?;
+                OUTBOX.mark_failed(&mut tx, &row.id, &reason, next, now).await?;
                 tracing::warn!(client_id = %row.client_id, attempts = row.attempts + 1, reason = %reason, "back-channel logout failed");
                 let e = event(audit::kind::BACKCHANNEL_LOGOUT_FAILED, audit::Outcome::Failure).details(
                     serde_json::json!({"attempts": row.attempts + 1, "reason": reason, "will_retry": next.is_some()}),
                 );
-                audit::append(app, &mut tx, vec![e]).await?;
+                audit::append(&app.clock, &mut tx, vec![e]).await?;
             }
         }
         tx.commit().await?;

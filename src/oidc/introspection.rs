@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 
 use super::client_auth::{self, Presented};
 use super::clients::AuthMethod;
+use super::revocation::find_presented_token;
 use super::{OAuthError, Params};
 use crate::app::App;
 use crate::audit::{self, Event, Outcome, Source};
-use crate::crypto::hash_secret;
 
 pub async fn introspect(app: &App, presented: &Presented, form: &Params, source: &Source) -> Result<Value, OAuthError> {
     let claimed = presented.basic.as_ref().map(|(id, _)| id.as_str()).or_else(|| form.get("client_id"));
@@ -24,40 +24,32 @@ pub async fn introspect(app: &App, presented: &Presented, form: &Params, source:
         record_denial(app, Some(&client.id), "public_client", None, source).await;
         return Err(OAuthError::invalid_client("public clients cannot use introspection"));
     }
-    let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let hash = hash_secret(token);
+    let (_, found) = find_presented_token(&app.store, form).await?;
     let now = app.clock.now_ms();
-    let refresh_first = form.get("token_type_hint") == Some("refresh_token");
-    for try_refresh in [refresh_first, !refresh_first] {
-        let found =
-            if try_refresh { app.store.refresh_token(&hash).await? } else { app.store.access_token(&hash).await? };
-        let Some(found) = found else { continue };
-        let live = found.family.client_id == client.id
-            && found.token_expires_at > now
-            && found.used_at.is_none()
-            && found.family.revoked_at.is_none()
-            && found.account_state == "active";
-        if !live {
-            if found.family.client_id != client.id {
-                record_denial(app, Some(&client.id), "other_client_token", Some(&found.family.account_id), source)
-                    .await;
-            }
-            return Ok(json!({"active": false}));
+    let Some((found, is_refresh)) = found else { return Ok(json!({"active": false})) };
+    let live = found.family.client_id == client.id
+        && found.token_expires_at > now
+        && found.used_at.is_none()
+        && found.family.revoked_at.is_none()
+        && found.account_state == "active";
+    if !live {
+        if found.family.client_id != client.id {
+            record_denial(app, Some(&client.id), "other_client_token", Some(&found.family.account_id), source).await;
         }
-        return Ok(json!({
-            "active": true,
-            "scope": found.family.scope,
-            "client_id": found.family.client_id,
-            "sub": found.family.account_id,
-            "aud": found.family.client_id,
-            "iss": app.config.issuer_str(),
-            "iat": found.token_created_at / 1000,
-            "exp": found.token_expires_at / 1000,
-            "token_type": if try_refresh { "refresh_token" } else { "Bearer" },
-            "sid": found.family.sid,
-        }));
+        return Ok(json!({"active": false}));
     }
-    Ok(json!({"active": false}))
+    Ok(json!({
+        "active": true,
+        "scope": found.family.scope,
+        "client_id": found.family.client_id,
+        "sub": found.family.account_id,
+        "aud": found.family.client_id,
+        "iss": app.config.issuer_str(),
+        "iat": found.token_created_at / 1000,
+        "exp": found.token_expires_at / 1000,
+        "token_type": if is_refresh { "refresh_token" } else { "Bearer" },
+        "sid": found.family.sid,
+    }))
 }
 
 /// An introspection refused (R15): the client failed to authenticate, is
@@ -77,5 +69,5 @@ async fn record_denial(app: &App, client_id: Option<&str>, reason: &str, account
         }
         e = e.account(account_id);
     }
-    audit::record(app, vec![e]).await;
+    audit::record(&app.store, &app.clock, vec![e]).await;
 }

@@ -7,7 +7,7 @@ use super::{OAuthError, Params};
 use crate::app::App;
 use crate::audit;
 use crate::crypto::hash_secret;
-use crate::store;
+use crate::store::{self, Store, grants::TokenLookup};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Revoked {
@@ -31,38 +31,51 @@ pub async fn revoke(
     source: &audit::Source,
 ) -> Result<(Revoked, String), OAuthError> {
     let client = client_auth::authenticate(app, presented, form).await?;
+    let (hash, found) = find_presented_token(&app.store, form).await?;
+    let now = app.clock.now_ms();
+    let Some((found, is_refresh)) = found else { return Ok((Revoked::Nothing, client.id)) };
+    if found.family.client_id != client.id {
+        return Ok((Revoked::Nothing, client.id));
+    }
+    let account = app.store.account_by_id(&found.family.account_id).await?;
+    let mut tx = app.store.begin_write().await?;
+    let what = if is_refresh {
+        store::grants::revoke_family(&mut tx, &found.family.id, "revoked_by_client", now).await?;
+        Revoked::RefreshToken { account_id: found.family.account_id.clone() }
+    } else {
+        store::grants::delete_access_token(&mut tx, &hash).await?;
+        Revoked::AccessToken { account_id: found.family.account_id.clone() }
+    };
+    let token_type = if is_refresh { "refresh_token" } else { "access_token" };
+    let mut e = audit::Event::new(audit::kind::TOKEN_REVOKED, audit::Outcome::Success, client.id.clone())
+        .account(found.family.account_id.clone())
+        .client(client.id.clone())
+        .source(source)
+        .details(serde_json::json!({"token_type": token_type}));
+    if let Some(row) = account {
+        e = e.email(row.email).partner(row.partner_id);
+    }
+    audit::append(&app.clock, &mut tx, vec![e]).await?;
+    tx.commit().await?;
+    Ok((what, client.id))
+}
+
+/// The token presented to introspection or revocation (`token`): its hash,
+/// and the token found with whether it is a refresh token. It is looked
+/// for first where `token_type_hint` points; an unknown hint changes
+/// nothing (RFC 7009 §2.1, RFC 7662 §2.1).
+pub(super) async fn find_presented_token(
+    store: &Store,
+    form: &Params,
+) -> Result<(String, Option<(TokenLookup, bool)>), OAuthError> {
     let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hash = hash_secret(token);
-    let now = app.clock.now_ms();
     let refresh_first = form.get("token_type_hint") == Some("refresh_token");
-    for try_refresh in [refresh_first, !refresh_first] {
-        let found =
-            if try_refresh { app.store.refresh_token(&hash).await? } else { app.store.access_token(&hash).await? };
-        let Some(found) = found else { continue };
-        if found.family.client_id != client.id {
-            return Ok((Revoked::Nothing, client.id));
+    for is_refresh in [refresh_first, !refresh_first] {
+        let found = if is_refresh { store.refresh_token(&hash).await? } else { store.access_token(&hash).await? };
+        if let Some(found) = found {
+            return Ok((hash, Some((found, is_refresh))));
         }
-        let account = app.store.account_by_id(&found.family.account_id).await?;
-        let mut tx = app.store.begin_write().await?;
-        let what = if try_refresh {
-            store::grants::revoke_family(&mut tx, &found.family.id, "revoked_by_client", now).await?;
-            Revoked::RefreshToken { account_id: found.family.account_id.clone() }
-        } else {
-            store::grants::delete_access_token(&mut tx, &hash).await?;
-            Revoked::AccessToken { account_id: found.family.account_id.clone() }
-        };
-        let token_type = if try_refresh { "refresh_token" } else { "access_token" };
-        let mut e = audit::Event::new(audit::kind::TOKEN_REVOKED, audit::Outcome::Success, client.id.clone())
-            .account(found.family.account_id.clone())
-            .client(client.id.clone())
-            .source(source)
-            .details(serde_json::json!({"token_type": token_type}));
-        if let Some(row) = account {
-            e = e.email(row.email).partner(row.partner_id);
-        }
-        audit::append(app, &mut tx, vec![e]).await?;
-        tx.commit().await?;
-        return Ok((what, client.id));
     }
-    Ok((Revoked::Nothing, client.id))
+    Ok((hash, None))
 }

@@ -316,7 +316,7 @@ fn refusal_event(
 /// A refusal's record: the only thing it writes.
 async fn write_alone(app: &App, event: audit::Event) -> AppResult<()> {
     let mut tx = app.store.begin_write().await?;
-    audit::append(app, &mut tx, vec![event]).await?;
+    audit::append(&app.clock, &mut tx, vec![event]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -379,7 +379,7 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
     }
     let mut events = c.events;
     events.push(event);
-    audit::append(app, tx, events).await?;
+    audit::append(&app.clock, tx, events).await?;
     tracing::info!(account = %c.account.id, "signed in");
     Ok(Done { completed: Completed { cookie, session, location }, notices })
 }

@@ -144,7 +144,7 @@ async fn append_and_commit(
     mut tx: WriteTx,
     event: crate::audit::Event,
 ) -> Result<(), crate::error::AppError> {
-    crate::audit::append(app, &mut tx, vec![event]).await?;
+    crate::audit::append(&app.clock, &mut tx, vec![event]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -236,7 +236,7 @@ async fn revoke_on_reuse(app: &App, family: &FamilyRow, now: Millis) -> Result<(
     if let Some((email, partner)) = email {
         event = event.email(email).partner(partner);
     }
-    crate::audit::append(app, &mut tx, vec![event]).await?;
+    crate::audit::append(&app.clock, &mut tx, vec![event]).await?;
     tx.commit().await?;
     tracing::warn!(family = %family.id, "refresh token reused; its family was revoked");
     Ok(())

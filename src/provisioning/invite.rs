@@ -149,7 +149,7 @@ pub async fn invite(app: &App, inv: Invitation<'_>) -> AppResult<Invited> {
             (Invited::Opened(id), records)
         }
     };
-    audit::append(app, &mut tx, records.into()).await?;
+    audit::append(&app.clock, &mut tx, records.into()).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(outcome)

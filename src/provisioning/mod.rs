@@ -145,7 +145,7 @@ async fn convention_event(
     let e = crate::audit::Event::new(crate::audit::kind::CONVENTION_CHANGED, crate::audit::Outcome::Success, "cli")
         .partner(Some(partner_id.to_string()))
         .details(details);
-    crate::audit::append(app, tx, vec![e]).await
+    crate::audit::append(&app.clock, tx, vec![e]).await
 }
 
 /// Closes an access at once (R12), in the caller's transaction: its state
@@ -183,7 +183,7 @@ async fn close_all_accounts(app: &App, tx: &mut store::WriteTx, partner_id: &str
         events.push(e);
         closed += 1;
     }
-    crate::audit::append(app, tx, events).await?;
+    crate::audit::append(&app.clock, tx, events).await?;
     Ok(closed)
 }
 

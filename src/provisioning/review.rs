@@ -11,10 +11,11 @@ use time::Date;
 
 use super::convention::Convention;
 use crate::app::App;
+use crate::clock::Clock;
 use crate::dates::{add_months, format_iso, parse_iso};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
-use crate::store;
+use crate::store::{self, Store};
 
 pub const REMIND_DAYS_BEFORE: i64 = 30;
 
@@ -50,14 +51,14 @@ pub fn status(deadline: Date, today: Date) -> ReviewStatus {
 }
 
 /// Every partner whose convention is in force, with its review status.
-pub async fn review(app: &App) -> AppResult<Vec<PartnerReview>> {
-    let today = app.clock.today();
+pub async fn review(store: &Store, clock: &Clock) -> AppResult<Vec<PartnerReview>> {
+    let today = clock.today();
     let mut out = Vec::new();
-    for p in app.store.partners().await? {
+    for p in store.partners().await? {
         if !Convention::of(&p).state(today).allows_openings() {
             continue;
         }
-        let last = app.store.current_annex1(&p.id).await?.map(|a| a.transmitted_on);
+        let last = store.current_annex1(&p.id).await?.map(|a| a.transmitted_on);
         let Some(due) =
             deadline(last.as_deref().and_then(parse_iso), p.convention_signed_on.as_deref().and_then(parse_iso))
         else {
@@ -77,7 +78,7 @@ pub async fn review(app: &App) -> AppResult<Vec<PartnerReview>> {
 /// Sends the reminders that are due and not yet sent; returns how many.
 pub async fn send_reminders(app: &App) -> AppResult<usize> {
     let now = app.clock.now_ms();
-    let reviews = review(app).await?;
+    let reviews = review(&app.store, &app.clock).await?;
     let mut sent = 0;
     for r in reviews.iter().filter(|r| r.status != ReviewStatus::UpToDate) {
         let Some(contact) = app.store.annex2(&r.partner_id).await? else {

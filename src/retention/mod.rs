@@ -279,11 +279,11 @@ pub async fn purge(app: &App, dry_run: bool, actor: &str) -> AppResult<PurgeRepo
         return Ok(report);
     }
     let e = Event::new(kind::PURGE, Outcome::Success, actor).details(report.details());
-    audit::append(app, &mut tx, vec![e]).await?;
+    audit::append(&app.clock, &mut tx, vec![e]).await?;
     let seq = store::events::head_in(&mut tx).await?.map(|h| h.0).unwrap_or_default();
     report.seq = Some(seq);
     record_destructions(&mut tx, &report, now, seq).await?;
-    audit::checkpoint::checkpoint_in(app, &mut tx).await?;
+    audit::checkpoint::checkpoint_in(&mut tx, &app.keys, &app.config.issuer_str(), &app.clock).await?;
     tx.commit().await?;
     tracing::info!(
         events = report.events.as_ref().map_or(0, |e| e.removed),
@@ -354,7 +354,8 @@ pub async fn run_scheduled(app: &App, holder: &str) {
     }
     match lease("checkpoint", app.config.log_checkpoint_interval_secs).await {
         Ok(true) => {
-            let outcome = audit::checkpoint::checkpoint(app).await;
+            let outcome =
+                audit::checkpoint::checkpoint(&app.store, &app.keys, &app.config.issuer_str(), &app.clock).await;
             crate::metrics::job("checkpoint", &outcome);
             if let Err(e) = outcome {
                 tracing::error!(error = %e, "connection-log checkpoint");

@@ -1,8 +1,7 @@
 //! Accounts (with their partner's name) and their roles.
 
-use sqlx::Row;
-
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::sql::{execute, fetch, fetch_scalar, insert};
+use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -67,14 +66,14 @@ impl Store {
             "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id \
              WHERE a.email_normalized = $1"
         );
-        Ok(sqlx::query_as(&sql).bind(email_normalized).fetch_optional(&self.pool).await?)
+        Ok(fetch!(fetch_optional(&self.pool), &sql; email_normalized))
     }
 
     pub async fn account_by_id(&self, id: &str) -> StoreResult<Option<AccountRow>> {
         let sql = format!(
             "SELECT {ACCOUNT_COLUMNS} FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id WHERE a.id = $1"
         );
-        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+        Ok(fetch!(fetch_optional(&self.pool), &sql; id))
     }
 
     /// The account behind a typed address with what its sign-in needs to
@@ -89,78 +88,51 @@ impl Store {
                  FROM accounts a LEFT JOIN partners p ON p.id = a.partner_id WHERE a.email_normalized = $1"
             )
         });
-        Ok(sqlx::query_as(SQL.as_str()).bind(email_normalized).fetch_optional(&self.pool).await?)
+        Ok(fetch!(fetch_optional(&self.pool), SQL.as_str(); email_normalized))
     }
 
     pub async fn account_roles(&self, account_id: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT role FROM account_roles WHERE account_id = $1 ORDER BY role")
-            .bind(account_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+        let sql = "SELECT role FROM account_roles WHERE account_id = $1 ORDER BY role";
+        Ok(fetch_scalar!(fetch_all(&self.pool), sql; account_id))
     }
 }
 
 pub async fn insert(tx: &mut WriteTx, a: &NewAccount<'_>) -> StoreResult<()> {
-    sqlx::query(
+    insert!(
+        tx, "account",
         "INSERT INTO accounts (id, email, email_normalized, given_name, family_name, function, partner_id, \
-         state, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-    )
-    .bind(a.id)
-    .bind(a.email)
-    .bind(a.email_normalized)
-    .bind(a.given_name)
-    .bind(a.family_name)
-    .bind(a.function)
-    .bind(a.partner_id)
-    .bind(a.state)
-    .bind(a.password_hash)
-    .bind(a.now)
-    .execute(tx.conn().await?)
-    .await
-    .map_err(|e| StoreError::from_insert(e, "account"))?;
+         state, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)";
+        a.id, a.email, a.email_normalized, a.given_name, a.family_name, a.function, a.partner_id, a.state,
+        a.password_hash, a.now
+    );
     Ok(())
 }
 
 /// Replaces the stored hash (first password, change, or parameter upgrade).
 pub async fn update_password_hash(tx: &mut WriteTx, account_id: &str, hash: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query("UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3")
-        .bind(hash)
-        .bind(now)
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?;
+    execute!(tx, "UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3"; hash, now, account_id);
     Ok(())
 }
 
 pub async fn update_state(tx: &mut WriteTx, account_id: &str, state: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query("UPDATE accounts SET state = $1, updated_at = $2 WHERE id = $3")
-        .bind(state)
-        .bind(now)
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?;
+    execute!(tx, "UPDATE accounts SET state = $1, updated_at = $2 WHERE id = $3"; state, now, account_id);
     Ok(())
 }
 
 /// Grants a role; false when the account already held it.
 pub async fn grant_role(tx: &mut WriteTx, account_id: &str, role: &str) -> StoreResult<bool> {
-    let done = sqlx::query("INSERT INTO account_roles (account_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(account_id)
-        .bind(role)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let done = execute!(
+        tx,
+        "INSERT INTO account_roles (account_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        account_id, role
+    );
+    Ok(done == 1)
 }
 
 /// Revokes a role; false when the account did not hold it.
 pub async fn revoke_role(tx: &mut WriteTx, account_id: &str, role: &str) -> StoreResult<bool> {
-    let done = sqlx::query("DELETE FROM account_roles WHERE account_id = $1 AND role = $2")
-        .bind(account_id)
-        .bind(role)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let done = execute!(tx, "DELETE FROM account_roles WHERE account_id = $1 AND role = $2"; account_id, role);
+    Ok(done == 1)
 }
 
 const PARTNER_ACCOUNT_COLUMNS: &str =
@@ -169,7 +141,7 @@ const PARTNER_ACCOUNT_COLUMNS: &str =
 /// The partner's accounts, read inside the transaction that will change them.
 pub async fn of_partner(tx: &mut WriteTx, partner_id: &str) -> StoreResult<Vec<PartnerAccountRow>> {
     let sql = format!("SELECT {PARTNER_ACCOUNT_COLUMNS} FROM accounts WHERE partner_id = $1 ORDER BY email_normalized");
-    Ok(sqlx::query_as(&sql).bind(partner_id).fetch_all(tx.conn().await?).await?)
+    Ok(fetch!(fetch_all(tx.conn().await?), &sql; partner_id))
 }
 
 pub async fn update_identity(
@@ -180,28 +152,22 @@ pub async fn update_identity(
     function: &str,
     now: Millis,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5")
-        .bind(given_name)
-        .bind(family_name)
-        .bind(function)
-        .bind(now)
-        .bind(id)
-        .execute(tx.conn().await?)
-        .await?;
+    execute!(
+        tx,
+        "UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5";
+        given_name, family_name, function, now, id
+    );
     Ok(())
 }
 
 /// Closes an access: the state, the closure request date, no password left.
 pub async fn close(tx: &mut WriteTx, id: &str, closure_requested_on: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query(
+    execute!(
+        tx,
         "UPDATE accounts SET state = 'closed', closure_requested_on = $1, closed_at = $2, password_hash = NULL, \
-         updated_at = $2 WHERE id = $3",
-    )
-    .bind(closure_requested_on)
-    .bind(now)
-    .bind(id)
-    .execute(tx.conn().await?)
-    .await?;
+         updated_at = $2 WHERE id = $3";
+        closure_requested_on, now, id
+    );
     Ok(())
 }
 
@@ -214,27 +180,18 @@ pub async fn reopen(
     function: &str,
     now: Millis,
 ) -> StoreResult<()> {
-    sqlx::query(
+    execute!(
+        tx,
         "UPDATE accounts SET state = 'pending', closure_requested_on = NULL, closed_at = NULL, password_hash = NULL, \
-         given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5",
-    )
-    .bind(given_name)
-    .bind(family_name)
-    .bind(function)
-    .bind(now)
-    .bind(id)
-    .execute(tx.conn().await?)
-    .await?;
+         given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5";
+        given_name, family_name, function, now, id
+    );
     Ok(())
 }
 
 /// Deletes the habilitation record (the account row) of a closed account.
 pub async fn delete(tx: &mut WriteTx, account_id: &str) -> StoreResult<u64> {
-    Ok(sqlx::query("DELETE FROM accounts WHERE id = $1 AND state = 'closed'")
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
+    Ok(execute!(tx, "DELETE FROM accounts WHERE id = $1 AND state = 'closed'"; account_id))
 }
 
 /// An account as provisioning sees it.

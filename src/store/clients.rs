@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::sql::fetch;
 use super::{Store, StoreError, StoreResult, WriteTx, json_list, to_json_list};
 use crate::clock::Millis;
 
@@ -97,13 +98,12 @@ impl Store {
     }
 
     async fn client_from_db(&self, id: &str) -> StoreResult<Option<ClientRow>> {
-        let row: Option<ClientDbRow> = sqlx::query_as(
+        let row: Option<ClientDbRow> = fetch!(
+            fetch_optional(&self.pool),
             "SELECT id, name, secret_hash, auth_method, redirect_uris, post_logout_redirect_uris, \
-             backchannel_logout_uri, id_token_alg, jwks FROM clients WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+             backchannel_logout_uri, id_token_alg, jwks FROM clients WHERE id = $1";
+            id
+        );
         row.map(ClientRow::try_from).transpose()
     }
 }

@@ -1,5 +1,6 @@
 //! One-time activation and reset links.
 
+use super::sql::{execute, fetch};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -16,23 +17,20 @@ pub struct LinkRow {
 
 impl Store {
     pub async fn credential_link(&self, token_hash: &str) -> StoreResult<Option<LinkRow>> {
-        Ok(sqlx::query_as(
+        Ok(fetch!(
+            fetch_optional(&self.pool),
             "SELECT token_hash, account_id, purpose, created_at, expires_at, used_at, superseded_at \
-             FROM credential_links WHERE token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?)
+             FROM credential_links WHERE token_hash = $1";
+            token_hash
+        ))
     }
 
     pub async fn latest_link_created_at(&self, account_id: &str, purpose: &str) -> StoreResult<Option<Millis>> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT created_at FROM credential_links WHERE account_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1",
-        )
-        .bind(account_id)
-        .bind(purpose)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(i64,)> = fetch!(
+            fetch_optional(&self.pool),
+            "SELECT created_at FROM credential_links WHERE account_id = $1 AND purpose = $2 ORDER BY created_at DESC LIMIT 1";
+            account_id, purpose
+        );
         Ok(row.map(|r| r.0))
     }
 }
@@ -46,49 +44,37 @@ pub async fn insert_link(
     now: Millis,
     expires_at: Millis,
 ) -> StoreResult<()> {
-    sqlx::query(
+    execute!(
+        tx,
         "UPDATE credential_links SET superseded_at = $1 \
-         WHERE account_id = $2 AND purpose = $3 AND used_at IS NULL AND superseded_at IS NULL",
-    )
-    .bind(now)
-    .bind(account_id)
-    .bind(purpose)
-    .execute(tx.conn().await?)
-    .await?;
-    sqlx::query(
-        "INSERT INTO credential_links (token_hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(token_hash)
-    .bind(account_id)
-    .bind(purpose)
-    .bind(now)
-    .bind(expires_at)
-    .execute(tx.conn().await?)
-    .await?;
+         WHERE account_id = $2 AND purpose = $3 AND used_at IS NULL AND superseded_at IS NULL";
+        now, account_id, purpose
+    );
+    execute!(
+        tx,
+        "INSERT INTO credential_links (token_hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+        token_hash, account_id, purpose, now, expires_at
+    );
     Ok(())
 }
 
 /// Uses a link once; false when it was used, superseded or expired meanwhile.
 pub async fn consume_link(tx: &mut WriteTx, token_hash: &str, now: Millis) -> StoreResult<bool> {
-    let done = sqlx::query(
+    let done = execute!(
+        tx,
         "UPDATE credential_links SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL \
-         AND superseded_at IS NULL AND expires_at > $1",
-    )
-    .bind(now)
-    .bind(token_hash)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+         AND superseded_at IS NULL AND expires_at > $1";
+        now, token_hash
+    );
+    Ok(done == 1)
 }
 
 /// Invalidates every open link of an account (e.g. after a password reset).
 pub async fn supersede_links_of_account(tx: &mut WriteTx, account_id: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE credential_links SET superseded_at = $1 WHERE account_id = $2 AND used_at IS NULL AND superseded_at IS NULL",
-    )
-    .bind(now)
-    .bind(account_id)
-    .execute(tx.conn().await?)
-    .await?;
+    execute!(
+        tx,
+        "UPDATE credential_links SET superseded_at = $1 WHERE account_id = $2 AND used_at IS NULL AND superseded_at IS NULL";
+        now, account_id
+    );
     Ok(())
 }

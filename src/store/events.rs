@@ -1,5 +1,6 @@
 //! The connection log's storage: append (chained) and query.
 
+use super::sql::{execute, fetch};
 use super::write_tx::Queued;
 use super::{Backend, Store, StoreResult, WriteTx, write_tx::ChainHead};
 use crate::clock::Millis;
@@ -64,7 +65,7 @@ pub async fn chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
 pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
     tx.forget_cached_head();
     if tx.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7215001)").execute(tx.conn().await?).await?;
+        execute!(tx, "SELECT pg_advisory_xact_lock(7215001)");
     }
     let conn = tx.conn().await?;
     read_chain_head_on(conn).await
@@ -74,15 +75,15 @@ pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
 /// first: this runs while a batch is being retried).
 pub(super) async fn read_chain_head_on(conn: &mut sqlx::AnyConnection) -> StoreResult<ChainHead> {
     let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetch_optional(&mut *conn).await?;
+        fetch!(fetch_optional(&mut *conn), "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
     if let Some(head) = head {
         return Ok(head);
     }
     // Everything was purged: the chain goes on from the last removed record.
-    let purged: Option<(i64, String)> =
-        sqlx::query_as("SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
+    let purged: Option<(i64, String)> = fetch!(
+        fetch_optional(&mut *conn),
+        "SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1"
+    );
     Ok(purged.unwrap_or((0, String::new())))
 }
 
@@ -194,23 +195,18 @@ impl Store {
             }
             sql.push_str(&format!(" AND ({person})"));
         }
-        if f.partner_id.is_some() {
-            sql.push_str(&format!(" AND partner_id = {}", next()));
-        }
-        if f.kind.is_some() {
-            sql.push_str(&format!(" AND kind = {}", next()));
-        }
-        if f.outcome.is_some() {
-            sql.push_str(&format!(" AND outcome = {}", next()));
-        }
-        if f.ip.is_some() {
-            sql.push_str(&format!(" AND ip = {}", next()));
-        }
-        if f.since_ms.is_some() {
-            sql.push_str(&format!(" AND time_ms >= {}", next()));
-        }
-        if f.until_ms.is_some() {
-            sql.push_str(&format!(" AND time_ms < {}", next()));
+        // In the order of the binds below.
+        for (condition, given) in [
+            ("partner_id =", f.partner_id.is_some()),
+            ("kind =", f.kind.is_some()),
+            ("outcome =", f.outcome.is_some()),
+            ("ip =", f.ip.is_some()),
+            ("time_ms >=", f.since_ms.is_some()),
+            ("time_ms <", f.until_ms.is_some()),
+        ] {
+            if given {
+                sql.push_str(&format!(" AND {condition} {}", next()));
+            }
         }
         sql.push_str(&format!(" ORDER BY seq LIMIT {} OFFSET {}", next(), next()));
         let mut q = sqlx::query_as::<_, EventRow>(&sql);
@@ -232,11 +228,11 @@ impl Store {
 
     /// The whole chain in order, in pages, for verification.
     pub async fn events_after(&self, seq: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
-        Ok(sqlx::query_as(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"))
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(fetch!(
+            fetch_all(&self.pool),
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
+            seq, limit
+        ))
     }
 }
 
@@ -244,53 +240,43 @@ impl Store {
 /// `chain_head` took the appenders' lock.
 pub async fn head_in(tx: &mut WriteTx) -> StoreResult<Option<(i64, String, Millis)>> {
     let head: Option<(i64, String, Millis)> =
-        sqlx::query_as("SELECT seq, hash, time_ms FROM events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(tx.conn().await?)
-            .await?;
+        fetch!(fetch_optional(tx.conn().await?), "SELECT seq, hash, time_ms FROM events ORDER BY seq DESC LIMIT 1");
     Ok(head)
 }
 
 /// The last record strictly older than `before`, such that every record up
 /// to it is older too (the removed part is always a prefix of the chain).
 pub async fn prefix_before(tx: &mut WriteTx, before: Millis) -> StoreResult<Option<(i64, i64, String)>> {
-    let first_kept: (Option<i64>,) = sqlx::query_as("SELECT MIN(seq) FROM events WHERE time_ms >= $1")
-        .bind(before)
-        .fetch_one(tx.conn().await?)
-        .await?;
+    let first_kept: (Option<i64>,) = fetch!(
+        fetch_one(tx.conn().await?),
+        "SELECT MIN(seq) FROM events WHERE time_ms >= $1";
+        before
+    );
     let bounds: (Option<i64>, Option<i64>) = match first_kept.0 {
         Some(kept) => {
-            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events WHERE seq < $1")
-                .bind(kept)
-                .fetch_one(tx.conn().await?)
-                .await?
+            fetch!(fetch_one(tx.conn().await?), "SELECT MIN(seq), MAX(seq) FROM events WHERE seq < $1"; kept)
         }
-        None => sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events").fetch_one(tx.conn().await?).await?,
+        None => fetch!(fetch_one(tx.conn().await?), "SELECT MIN(seq), MAX(seq) FROM events"),
     };
     let (Some(first), Some(last)) = bounds else { return Ok(None) };
-    let hash: (String,) =
-        sqlx::query_as("SELECT hash FROM events WHERE seq = $1").bind(last).fetch_one(tx.conn().await?).await?;
+    let hash: (String,) = fetch!(fetch_one(tx.conn().await?), "SELECT hash FROM events WHERE seq = $1"; last);
     Ok(Some((first, last, hash.0)))
 }
 
 /// Per partner (None: records without one), how many records up to `seq`.
 pub async fn counts_by_partner(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
-    Ok(sqlx::query_as(
-        "SELECT partner_id, COUNT(*) FROM events WHERE seq <= $1 GROUP BY partner_id ORDER BY partner_id",
-    )
-    .bind(up_to_seq)
-    .fetch_all(tx.conn().await?)
-    .await?)
+    Ok(fetch!(
+        fetch_all(tx.conn().await?),
+        "SELECT partner_id, COUNT(*) FROM events WHERE seq <= $1 GROUP BY partner_id ORDER BY partner_id";
+        up_to_seq
+    ))
 }
 
 /// Deletes the records up to `up_to_seq`, and the checkpoints of that range
 /// (nothing is left for them to vouch for).
 pub async fn delete_up_to(tx: &mut WriteTx, up_to_seq: i64) -> StoreResult<u64> {
-    sqlx::query("DELETE FROM log_checkpoints WHERE seq <= $1").bind(up_to_seq).execute(tx.conn().await?).await?;
-    Ok(sqlx::query("DELETE FROM events WHERE seq <= $1")
-        .bind(up_to_seq)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
+    execute!(tx, "DELETE FROM log_checkpoints WHERE seq <= $1"; up_to_seq);
+    Ok(execute!(tx, "DELETE FROM events WHERE seq <= $1"; up_to_seq))
 }
 
 /// Which events a detector looks back at, by one column.

@@ -3,6 +3,7 @@
 use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
+use super::sql::{execute, fetch, queue};
 use super::sync_read::point_row;
 use super::{Backend, Store, StoreResult, WriteTx, accounts::AccountRow};
 use crate::clock::Millis;
@@ -229,24 +230,22 @@ const FAMILY_COLUMNS: &str = "f.id, f.client_id, f.account_id, f.session_id_hash
 
 impl Store {
     pub async fn auth_request(&self, id_hash: &str, now: Millis) -> StoreResult<Option<(String, String)>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT client_id, params FROM auth_requests WHERE id_hash = $1 AND expires_at > $2")
-                .bind(id_hash)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<(String, String)> = fetch!(
+            fetch_optional(&self.pool),
+            "SELECT client_id, params FROM auth_requests WHERE id_hash = $1 AND expires_at > $2";
+            id_hash, now
+        );
         Ok(row)
     }
 
     pub async fn code(&self, code_hash: &str) -> StoreResult<Option<CodeRow>> {
-        Ok(sqlx::query_as(
+        Ok(fetch!(
+            fetch_optional(&self.pool),
             "SELECT code_hash, client_id, account_id, session_id_hash, sid, redirect_uri, code_challenge, scope, \
              nonce, claims, auth_time, acr, amr, created_at, expires_at, used_at, family_id \
-             FROM authorization_codes WHERE code_hash = $1",
-        )
-        .bind(code_hash)
-        .fetch_optional(&self.pool)
-        .await?)
+             FROM authorization_codes WHERE code_hash = $1";
+            code_hash
+        ))
     }
 
     pub async fn access_token(&self, token_hash: &str) -> StoreResult<Option<TokenLookup>> {
@@ -258,7 +257,7 @@ impl Store {
             // The token's own scope, narrower than the family's after a refresh.
             FAMILY_COLUMNS.replace("f.scope", "COALESCE(t.scope, f.scope) AS scope")
         );
-        Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?)
+        Ok(fetch!(fetch_optional(&self.pool), &sql; token_hash))
     }
 
     pub async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<TokenLookup>> {
@@ -268,7 +267,7 @@ impl Store {
              FROM refresh_tokens t JOIN token_families f ON f.id = t.family_id \
              JOIN accounts a ON a.id = f.account_id WHERE t.token_hash = $1"
         );
-        Ok(sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?)
+        Ok(fetch!(fetch_optional(&self.pool), &sql; token_hash))
     }
 
     /// A code with its account (`None` if gone; `password_hash` not read)
@@ -319,67 +318,49 @@ pub async fn park_auth_request(
     keep: i64,
 ) -> StoreResult<()> {
     if tx.backend == super::Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7215003, hashtext($1))")
-            .bind(source)
-            .execute(tx.conn().await?)
-            .await?;
+        execute!(tx, "SELECT pg_advisory_xact_lock(7215003, hashtext($1))"; source);
     }
-    tx.queue(
+    queue!(
+        tx,
         "DELETE FROM auth_requests WHERE source = $1 AND (expires_at <= $2 OR id_hash NOT IN \
          (SELECT id_hash FROM auth_requests WHERE source = $1 AND expires_at > $2 \
-         ORDER BY created_at DESC, id_hash DESC LIMIT $3))",
-        vec![source.into(), now.into(), (keep - 1).max(0).into()],
+         ORDER BY created_at DESC, id_hash DESC LIMIT $3))";
+        source, now, (keep - 1).max(0)
     );
-    tx.queue(
+    queue!(
+        tx,
         "INSERT INTO auth_requests (id_hash, client_id, source, params, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        vec![id_hash.into(), client_id.into(), source.into(), params.into(), now.into(), expires_at.into()],
+         VALUES ($1, $2, $3, $4, $5, $6)";
+        id_hash, client_id, source, params, now, expires_at
     );
     Ok(())
 }
 
 pub async fn delete_auth_request(tx: &mut WriteTx, id_hash: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM auth_requests WHERE id_hash = $1").bind(id_hash).execute(tx.conn().await?).await?;
+    execute!(tx, "DELETE FROM auth_requests WHERE id_hash = $1"; id_hash);
     Ok(())
 }
 
 pub async fn insert_code(tx: &mut WriteTx, c: &CodeRow) -> StoreResult<()> {
-    tx.queue(
+    queue!(
+        tx,
         "INSERT INTO authorization_codes (code_hash, client_id, account_id, session_id_hash, sid, redirect_uri, \
          code_challenge, scope, nonce, claims, auth_time, acr, amr, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        vec![
-            (&c.code_hash).into(),
-            (&c.client_id).into(),
-            (&c.account_id).into(),
-            (&c.session_id_hash).into(),
-            (&c.sid).into(),
-            (&c.redirect_uri).into(),
-            (&c.code_challenge).into(),
-            (&c.scope).into(),
-            (&c.nonce).into(),
-            (&c.claims).into(),
-            c.auth_time.into(),
-            (&c.acr).into(),
-            (&c.amr).into(),
-            c.created_at.into(),
-            c.expires_at.into(),
-        ],
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+        &c.code_hash, &c.client_id, &c.account_id, &c.session_id_hash, &c.sid, &c.redirect_uri, &c.code_challenge,
+        &c.scope, &c.nonce, &c.claims, c.auth_time, &c.acr, &c.amr, c.created_at, c.expires_at
     );
     Ok(())
 }
 
 /// Deletes the codes of a session that were never exchanged.
 pub fn delete_unredeemed_codes_of_session(tx: &mut WriteTx, session_id_hash: &str) {
-    tx.queue(
-        "DELETE FROM authorization_codes WHERE session_id_hash = $1 AND used_at IS NULL",
-        vec![session_id_hash.into()],
-    );
+    queue!(tx, "DELETE FROM authorization_codes WHERE session_id_hash = $1 AND used_at IS NULL"; session_id_hash);
 }
 
 /// Deletes the codes of every session of an account that were never exchanged.
 pub fn delete_unredeemed_codes_of_account(tx: &mut WriteTx, account_id: &str) {
-    tx.queue("DELETE FROM authorization_codes WHERE account_id = $1 AND used_at IS NULL", vec![account_id.into()]);
+    queue!(tx, "DELETE FROM authorization_codes WHERE account_id = $1 AND used_at IS NULL"; account_id);
 }
 
 /// Marks a code used and links it to the family it produced. Single use
@@ -477,16 +458,13 @@ pub fn consume_refresh_token(tx: &mut WriteTx, token_hash: &str, now: Millis) {
 /// Revokes a family and deletes its access tokens, so that they stop working
 /// at once. Returns whether the family was live.
 pub async fn revoke_family(tx: &mut WriteTx, family_id: &str, reason: &str, now: Millis) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(family_id)
-    .execute(tx.conn().await?)
-    .await?;
-    sqlx::query("DELETE FROM access_tokens WHERE family_id = $1").bind(family_id).execute(tx.conn().await?).await?;
-    Ok(done.rows_affected() > 0)
+    let done = execute!(
+        tx,
+        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL";
+        now, reason, family_id
+    );
+    execute!(tx, "DELETE FROM access_tokens WHERE family_id = $1"; family_id);
+    Ok(done > 0)
 }
 
 pub async fn revoke_families_of_session(
@@ -495,23 +473,21 @@ pub async fn revoke_families_of_session(
     reason: &str,
     now: Millis,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE session_id_hash = $1)",
-    )
-    .bind(session_id_hash)
-    .execute(tx.conn().await?)
-    .await?;
-    sqlx::query("UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE session_id_hash = $3 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(reason)
-        .bind(session_id_hash)
-        .execute(tx.conn().await?)
-        .await?;
+    execute!(
+        tx,
+        "DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE session_id_hash = $1)";
+        session_id_hash
+    );
+    execute!(
+        tx,
+        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE session_id_hash = $3 AND revoked_at IS NULL";
+        now, reason, session_id_hash
+    );
     Ok(())
 }
 
 pub async fn delete_access_token(tx: &mut WriteTx, token_hash: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM access_tokens WHERE token_hash = $1").bind(token_hash).execute(tx.conn().await?).await?;
+    execute!(tx, "DELETE FROM access_tokens WHERE token_hash = $1"; token_hash);
     Ok(())
 }
 
@@ -523,16 +499,13 @@ pub async fn remember_assertion_jti(
     expires_at: Millis,
     now: Millis,
 ) -> StoreResult<bool> {
-    sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
-    let done = sqlx::query(
-        "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(client_id)
-    .bind(jti)
-    .bind(expires_at)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    execute!(tx, "DELETE FROM client_assertion_jtis WHERE expires_at < $1"; now);
+    let done = execute!(
+        tx,
+        "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        client_id, jti, expires_at
+    );
+    Ok(done == 1)
 }
 
 /// Deletes what has expired; run by a background job.
@@ -545,7 +518,7 @@ pub async fn delete_expired(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
         "DELETE FROM authorization_codes WHERE expires_at < $1 - 600000",
         "DELETE FROM client_assertion_jtis WHERE expires_at < $1",
     ] {
-        n += sqlx::query(sql).bind(now).execute(tx.conn().await?).await?.rows_affected();
+        n += execute!(tx, sql; now);
     }
     Ok(n)
 }
@@ -557,17 +530,15 @@ pub async fn revoke_families_of_account(
     reason: &str,
     now: Millis,
 ) -> StoreResult<()> {
-    sqlx::query("DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE account_id = $1)")
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?;
-    sqlx::query(
-        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE account_id = $3 AND revoked_at IS NULL",
-    )
-    .bind(now)
-    .bind(reason)
-    .bind(account_id)
-    .execute(tx.conn().await?)
-    .await?;
+    execute!(
+        tx,
+        "DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE account_id = $1)";
+        account_id
+    );
+    execute!(
+        tx,
+        "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE account_id = $3 AND revoked_at IS NULL";
+        now, reason, account_id
+    );
     Ok(())
 }

@@ -24,9 +24,15 @@
 //!   codes, pending second steps; `clients`: client registrations;
 //! - `events`: the chained connection log; `retention`: leases, checkpoints,
 //!   log purges, destructions; `alerts`: the detectors' cursor and memory;
-//! - `mail` and `backchannel`: the two outboxes; `throttle`: sign-in
-//!   throttling rows; `shared`: the Redis counterpart; `transfer`: export and
-//!   import of the whole database.
+//! - `mail` and `backchannel`: the two outboxes (each its `OUTBOX`, an
+//!   `outbox::Outbox`: claimed, marked sent or failed the same way);
+//!   `throttle`: sign-in throttling rows; `shared`: the Redis counterpart;
+//!   `transfer`: export and import of the whole database.
+//!
+//! A statement of the common shape (bind the parameters in order, run, map
+//! the error) goes through the macros of `sql.rs` (`execute!`, `insert!`,
+//! `fetch!`, `fetch_scalar!`, `queue!`), which expand to the plain sqlx
+//! calls; the SQL stays in the function that runs it.
 //!
 //! SQLite has a single writer. A deferred transaction that read first and
 //! writes later can fail at once with `SQLITE_BUSY` when another connection
@@ -41,11 +47,12 @@ pub mod events;
 pub mod grants;
 mod group_commit;
 pub mod mail;
-mod outbox;
+pub mod outbox;
 pub mod partners;
 pub mod retention;
 pub mod sessions;
 pub mod shared;
+mod sql;
 mod sync_read;
 pub mod throttle;
 pub mod totp;

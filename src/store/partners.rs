@@ -1,6 +1,7 @@
 //! Partners, conventions, annexes, reminders and the console's annex-1 uploads.
 
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::sql::{execute, fetch, insert};
+use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -31,21 +32,20 @@ pub struct Annex1Row {
 impl Store {
     pub async fn partner(&self, id: &str) -> StoreResult<Option<PartnerRow>> {
         let sql = format!("SELECT {PARTNER_COLUMNS} FROM partners WHERE id = $1");
-        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+        Ok(fetch!(fetch_optional(&self.pool), &sql; id))
     }
 
     pub async fn partners(&self) -> StoreResult<Vec<PartnerRow>> {
         let sql = format!("SELECT {PARTNER_COLUMNS} FROM partners ORDER BY id");
-        Ok(sqlx::query_as(&sql).fetch_all(&self.pool).await?)
+        Ok(fetch!(fetch_all(&self.pool), &sql))
     }
 
     pub async fn current_annex1(&self, partner_id: &str) -> StoreResult<Option<Annex1Row>> {
-        Ok(sqlx::query_as(
-            "SELECT partner_id, transmitted_on, checksum, rows, applied_at, operator FROM annex1_current WHERE partner_id = $1",
-        )
-        .bind(partner_id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(fetch!(
+            fetch_optional(&self.pool),
+            "SELECT partner_id, transmitted_on, checksum, rows, applied_at, operator FROM annex1_current WHERE partner_id = $1";
+            partner_id
+        ))
     }
 }
 
@@ -55,64 +55,47 @@ pub async fn set_convention(
     signed_on: Option<&str>,
     email_domains: &str,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE partners SET convention_signed_on = $1, email_domains = $2 WHERE id = $3")
-        .bind(signed_on)
-        .bind(email_domains)
-        .bind(id)
-        .execute(tx.conn().await?)
-        .await?;
+    execute!(
+        tx,
+        "UPDATE partners SET convention_signed_on = $1, email_domains = $2 WHERE id = $3";
+        signed_on, email_domains, id
+    );
     Ok(())
 }
 
 pub async fn sign_convention(tx: &mut WriteTx, id: &str, signed_on: &str) -> StoreResult<bool> {
-    let done = sqlx::query(
+    let done = execute!(
+        tx,
         "UPDATE partners SET convention_signed_on = $1, convention_terminated_on = NULL, termination_reason = NULL, \
-         non_renewal_notified_on = NULL WHERE id = $2",
-    )
-    .bind(signed_on)
-    .bind(id)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+         non_renewal_notified_on = NULL WHERE id = $2";
+        signed_on, id
+    );
+    Ok(done == 1)
 }
 
 pub async fn terminate_convention(tx: &mut WriteTx, id: &str, on: &str, reason: &str) -> StoreResult<bool> {
-    let done = sqlx::query("UPDATE partners SET convention_terminated_on = $1, termination_reason = $2 WHERE id = $3")
-        .bind(on)
-        .bind(reason)
-        .bind(id)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let done = execute!(
+        tx,
+        "UPDATE partners SET convention_terminated_on = $1, termination_reason = $2 WHERE id = $3";
+        on, reason, id
+    );
+    Ok(done == 1)
 }
 
 pub async fn set_non_renewal(tx: &mut WriteTx, id: &str, notified_on: Option<&str>) -> StoreResult<bool> {
-    let done = sqlx::query("UPDATE partners SET non_renewal_notified_on = $1 WHERE id = $2")
-        .bind(notified_on)
-        .bind(id)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(done.rows_affected() == 1)
+    let done = execute!(tx, "UPDATE partners SET non_renewal_notified_on = $1 WHERE id = $2"; notified_on, id);
+    Ok(done == 1)
 }
 
 /// Makes `rows` the partner's current annex 1; the previous one is gone (R10).
 pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> {
-    sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1")
-        .bind(&a.partner_id)
-        .execute(tx.conn().await?)
-        .await?;
-    sqlx::query(
+    execute!(tx, "DELETE FROM annex1_current WHERE partner_id = $1"; &a.partner_id);
+    execute!(
+        tx,
         "INSERT INTO annex1_current (partner_id, transmitted_on, checksum, rows, applied_at, operator) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&a.partner_id)
-    .bind(&a.transmitted_on)
-    .bind(&a.checksum)
-    .bind(&a.rows)
-    .bind(a.applied_at)
-    .bind(&a.operator)
-    .execute(tx.conn().await?)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6)";
+        &a.partner_id, &a.transmitted_on, &a.checksum, &a.rows, a.applied_at, &a.operator
+    );
     Ok(())
 }
 
@@ -139,58 +122,46 @@ pub struct Annex3Row {
 
 impl Store {
     pub async fn annex2(&self, partner_id: &str) -> StoreResult<Option<Annex2Row>> {
-        Ok(sqlx::query_as(
+        Ok(fetch!(
+            fetch_optional(&self.pool),
             "SELECT partner_id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
-             security_officer_email, transmitted_on FROM annex2 WHERE partner_id = $1",
-        )
-        .bind(partner_id)
-        .fetch_optional(&self.pool)
-        .await?)
+             security_officer_email, transmitted_on FROM annex2 WHERE partner_id = $1";
+            partner_id
+        ))
     }
 
     pub async fn annex3(&self) -> StoreResult<Option<Annex3Row>> {
-        Ok(sqlx::query_as(
+        Ok(fetch!(
+            fetch_optional(&self.pool),
             "SELECT habilitation_manager_name, habilitation_manager_email, security_officer_name, security_officer_email, \
-             technical_referents, transmitted_on FROM annex3 WHERE id = 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?)
+             technical_referents, transmitted_on FROM annex3 WHERE id = 1"
+        ))
     }
 }
 
 /// A new annex 2 replaces the previous one (R14).
 pub async fn replace_annex2(tx: &mut WriteTx, a: &Annex2Row) -> StoreResult<()> {
-    sqlx::query("DELETE FROM annex2 WHERE partner_id = $1").bind(&a.partner_id).execute(tx.conn().await?).await?;
-    sqlx::query(
+    execute!(tx, "DELETE FROM annex2 WHERE partner_id = $1"; &a.partner_id);
+    execute!(
+        tx,
         "INSERT INTO annex2 (partner_id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
-         security_officer_email, transmitted_on) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&a.partner_id)
-    .bind(&a.habilitation_manager_name)
-    .bind(&a.habilitation_manager_email)
-    .bind(&a.security_officer_name)
-    .bind(&a.security_officer_email)
-    .bind(&a.transmitted_on)
-    .execute(tx.conn().await?)
-    .await?;
+         security_officer_email, transmitted_on) VALUES ($1, $2, $3, $4, $5, $6)";
+        &a.partner_id, &a.habilitation_manager_name, &a.habilitation_manager_email, &a.security_officer_name,
+        &a.security_officer_email, &a.transmitted_on
+    );
     Ok(())
 }
 
 /// A new annex 3 replaces the previous one (R14).
 pub async fn replace_annex3(tx: &mut WriteTx, a: &Annex3Row) -> StoreResult<()> {
-    sqlx::query("DELETE FROM annex3").execute(tx.conn().await?).await?;
-    sqlx::query(
+    execute!(tx, "DELETE FROM annex3");
+    execute!(
+        tx,
         "INSERT INTO annex3 (id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
-         security_officer_email, technical_referents, transmitted_on) VALUES (1, $1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&a.habilitation_manager_name)
-    .bind(&a.habilitation_manager_email)
-    .bind(&a.security_officer_name)
-    .bind(&a.security_officer_email)
-    .bind(&a.technical_referents)
-    .bind(&a.transmitted_on)
-    .execute(tx.conn().await?)
-    .await?;
+         security_officer_email, technical_referents, transmitted_on) VALUES (1, $1, $2, $3, $4, $5, $6)";
+        &a.habilitation_manager_name, &a.habilitation_manager_email, &a.security_officer_name,
+        &a.security_officer_email, &a.technical_referents, &a.transmitted_on
+    );
     Ok(())
 }
 
@@ -201,17 +172,13 @@ pub async fn update(
     siren: Option<&str>,
     email_domains: Option<&str>,
 ) -> StoreResult<bool> {
-    let done = sqlx::query(
+    let done = execute!(
+        tx,
         "UPDATE partners SET name = COALESCE($1, name), siren = COALESCE($2, siren), \
-         email_domains = COALESCE($3, email_domains) WHERE id = $4",
-    )
-    .bind(name)
-    .bind(siren)
-    .bind(email_domains)
-    .bind(id)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+         email_domains = COALESCE($3, email_domains) WHERE id = $4";
+        name, siren, email_domains, id
+    );
+    Ok(done == 1)
 }
 
 /// Records a reminder; false when it was already sent (by any instance).
@@ -222,59 +189,35 @@ pub async fn record_reminder(
     kind: &str,
     now: Millis,
 ) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO review_reminders (partner_id, deadline, kind, sent_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-    )
-    .bind(partner_id)
-    .bind(deadline)
-    .bind(kind)
-    .bind(now)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done = execute!(
+        tx,
+        "INSERT INTO review_reminders (partner_id, deadline, kind, sent_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+        partner_id, deadline, kind, now
+    );
+    Ok(done == 1)
 }
 
 pub async fn insert(tx: &mut WriteTx, id: &str, name: &str, now: Millis) -> StoreResult<()> {
-    sqlx::query("INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(name)
-        .bind(now)
-        .execute(tx.conn().await?)
-        .await
-        .map_err(|e| StoreError::from_insert(e, "partner"))?;
+    insert!(tx, "partner", "INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)"; id, name, now);
     Ok(())
 }
 
 /// Deletes a partner's annex 1 and annex 2; returns (annex 1, annex 2) rows.
 pub async fn delete_annexes(tx: &mut WriteTx, partner_id: &str) -> StoreResult<(u64, u64)> {
-    let a1 = sqlx::query("DELETE FROM annex1_current WHERE partner_id = $1")
-        .bind(partner_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
-    let a2 = sqlx::query("DELETE FROM annex2 WHERE partner_id = $1")
-        .bind(partner_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
+    let a1 = execute!(tx, "DELETE FROM annex1_current WHERE partner_id = $1"; partner_id);
+    let a2 = execute!(tx, "DELETE FROM annex2 WHERE partner_id = $1"; partner_id);
     Ok((a1, a2))
 }
 
 pub async fn insert_console_upload(tx: &mut WriteTx, row: &ConsoleUploadRow, now: Millis) -> StoreResult<()> {
-    sqlx::query("DELETE FROM console_uploads WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
-    sqlx::query(
+    execute!(tx, "DELETE FROM console_uploads WHERE expires_at < $1"; now);
+    execute!(
+        tx,
         "INSERT INTO console_uploads (handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&row.handle_hash)
-    .bind(&row.account_id)
-    .bind(&row.partner_id)
-    .bind(&row.file_name)
-    .bind(&row.transmitted)
-    .bind(&row.content)
-    .bind(row.expires_at)
-    .execute(tx.conn().await?)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        &row.handle_hash, &row.account_id, &row.partner_id, &row.file_name, &row.transmitted, &row.content,
+        row.expires_at
+    );
     Ok(())
 }
 
@@ -285,22 +228,16 @@ pub async fn take_console_upload(
     handle_hash: &str,
     now: Millis,
 ) -> StoreResult<Option<ConsoleUploadRow>> {
-    let row: Option<ConsoleUploadRow> = sqlx::query_as(
+    let row: Option<ConsoleUploadRow> = fetch!(
+        fetch_optional(tx.conn().await?),
         "SELECT handle_hash, account_id, partner_id, file_name, transmitted, content, expires_at \
-         FROM console_uploads WHERE handle_hash = $1 AND expires_at >= $2",
-    )
-    .bind(handle_hash)
-    .bind(now)
-    .fetch_optional(tx.conn().await?)
-    .await?;
+         FROM console_uploads WHERE handle_hash = $1 AND expires_at >= $2";
+        handle_hash, now
+    );
     if row.is_none() {
         return Ok(None);
     }
-    let n = sqlx::query("DELETE FROM console_uploads WHERE handle_hash = $1")
-        .bind(handle_hash)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected();
+    let n = execute!(tx, "DELETE FROM console_uploads WHERE handle_hash = $1"; handle_hash);
     Ok(if n == 1 { row } else { None })
 }
 

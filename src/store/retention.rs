@@ -4,6 +4,7 @@
 //! purge runs (events, sessions, accounts, annexes) are in those tables'
 //! files; every one runs inside the purge's transaction.
 
+use super::sql::{execute, fetch};
 use super::{Backend, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -19,19 +20,15 @@ pub async fn try_acquire_lease(
     expires_ms: Millis,
 ) -> StoreResult<bool> {
     let mut tx = store.begin_write().await?;
-    let done = sqlx::query(
+    let done = execute!(
+        tx,
         "INSERT INTO job_leases (name, holder, expires_ms) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
-         WHERE job_leases.expires_ms <= $4",
-    )
-    .bind(name)
-    .bind(holder)
-    .bind(expires_ms)
-    .bind(now)
-    .execute(tx.conn().await?)
-    .await?;
+         WHERE job_leases.expires_ms <= $4";
+        name, holder, expires_ms, now
+    );
     tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(done == 1)
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -87,45 +84,34 @@ pub struct ExpiredSessionRow {
 impl Store {
     /// Every checkpoint, oldest first.
     pub async fn checkpoints(&self) -> StoreResult<Vec<CheckpointRow>> {
-        Ok(sqlx::query_as("SELECT seq, hash, time_ms, kid, jws FROM log_checkpoints ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(fetch!(fetch_all(&self.pool), "SELECT seq, hash, time_ms, kid, jws FROM log_checkpoints ORDER BY seq"))
     }
 
     /// The last purged range, if any.
     pub async fn last_log_purge(&self) -> StoreResult<Option<LogPurgeRow>> {
-        Ok(sqlx::query_as(
-            "SELECT up_to_seq, last_hash, removed, purged_at FROM log_purges ORDER BY up_to_seq DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(fetch!(
+            fetch_optional(&self.pool),
+            "SELECT up_to_seq, last_hash, removed, purged_at FROM log_purges ORDER BY up_to_seq DESC LIMIT 1"
+        ))
     }
 
     /// The destruction records of a partner, and of one person when
     /// `email_hmac` is given, oldest first.
     pub async fn destructions(&self, partner_id: &str, email_hmac: Option<&str>) -> StoreResult<Vec<DestructionRow>> {
         let columns = "id, destroyed_at, category, partner_id, account_id, email_hmac, details, purge_seq";
-        let rows = match email_hmac {
+        Ok(match email_hmac {
             Some(h) => {
-                sqlx::query_as(&format!(
+                let sql = format!(
                     "SELECT {columns} FROM destructions WHERE partner_id = $1 AND email_hmac = $2 \
                      ORDER BY destroyed_at, id"
-                ))
-                .bind(partner_id)
-                .bind(h)
-                .fetch_all(&self.pool)
-                .await?
+                );
+                fetch!(fetch_all(&self.pool), &sql; partner_id, h)
             }
             None => {
-                sqlx::query_as(&format!(
-                    "SELECT {columns} FROM destructions WHERE partner_id = $1 ORDER BY destroyed_at, id"
-                ))
-                .bind(partner_id)
-                .fetch_all(&self.pool)
-                .await?
+                let sql = format!("SELECT {columns} FROM destructions WHERE partner_id = $1 ORDER BY destroyed_at, id");
+                fetch!(fetch_all(&self.pool), &sql; partner_id)
             }
-        };
-        Ok(rows)
+        })
     }
 
     /// Sessions past their absolute lifetime or idle for longer than
@@ -136,71 +122,60 @@ impl Store {
         idle_ms: Millis,
         limit: i64,
     ) -> StoreResult<Vec<ExpiredSessionRow>> {
-        Ok(sqlx::query_as(
+        Ok(fetch!(
+            fetch_all(&self.pool),
             "SELECT id_hash, sid, account_id, absolute_expires_at FROM sessions WHERE ended_at IS NULL \
-             AND (absolute_expires_at <= $1 OR last_seen_at <= $2) ORDER BY last_seen_at LIMIT $3",
-        )
-        .bind(now)
-        .bind(now - idle_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+             AND (absolute_expires_at <= $1 OR last_seen_at <= $2) ORDER BY last_seen_at LIMIT $3";
+            now, now - idle_ms, limit
+        ))
     }
 }
 
 pub async fn insert_checkpoint(tx: &mut WriteTx, c: &CheckpointRow) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO log_checkpoints (seq, hash, time_ms, kid, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(c.seq)
-    .bind(&c.hash)
-    .bind(c.time_ms)
-    .bind(&c.kid)
-    .bind(&c.jws)
-    .execute(tx.conn().await?)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let done = execute!(
+        tx,
+        "INSERT INTO log_checkpoints (seq, hash, time_ms, kid, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
+        c.seq, &c.hash, c.time_ms, &c.kid, &c.jws
+    );
+    Ok(done == 1)
 }
 
 pub async fn last_checkpoint_seq_in(tx: &mut WriteTx) -> StoreResult<Option<i64>> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT seq FROM log_checkpoints ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(tx.conn().await?)
-        .await?;
+    let row: Option<(i64,)> =
+        fetch!(fetch_optional(tx.conn().await?), "SELECT seq FROM log_checkpoints ORDER BY seq DESC LIMIT 1");
     Ok(row.map(|r| r.0))
 }
 
 /// Serialises purges across instances on PostgreSQL (SQLite: the write gate).
 pub async fn lock_purge(tx: &mut WriteTx) -> StoreResult<()> {
     if tx.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7215002)").execute(tx.conn().await?).await?;
+        execute!(tx, "SELECT pg_advisory_xact_lock(7215002)");
     }
     Ok(())
 }
 
 pub async fn insert_log_purge(tx: &mut WriteTx, p: &LogPurgeRow) -> StoreResult<()> {
-    sqlx::query("INSERT INTO log_purges (up_to_seq, last_hash, removed, purged_at) VALUES ($1, $2, $3, $4)")
-        .bind(p.up_to_seq)
-        .bind(&p.last_hash)
-        .bind(p.removed)
-        .bind(p.purged_at)
-        .execute(tx.conn().await?)
-        .await?;
+    execute!(
+        tx,
+        "INSERT INTO log_purges (up_to_seq, last_hash, removed, purged_at) VALUES ($1, $2, $3, $4)";
+        p.up_to_seq, &p.last_hash, p.removed, p.purged_at
+    );
     Ok(())
 }
 
 pub async fn last_log_purge_in(tx: &mut WriteTx) -> StoreResult<Option<(i64, String)>> {
-    Ok(sqlx::query_as("SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1")
-        .fetch_optional(tx.conn().await?)
-        .await?)
+    Ok(fetch!(
+        fetch_optional(tx.conn().await?),
+        "SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1"
+    ))
 }
 
 pub async fn closed_accounts(tx: &mut WriteTx) -> StoreResult<Vec<ClosedAccountRow>> {
-    Ok(sqlx::query_as(
+    Ok(fetch!(
+        fetch_all(tx.conn().await?),
         "SELECT id, email_normalized, partner_id, closure_requested_on, closed_at, updated_at, data_destroyed_at \
-         FROM accounts WHERE state = 'closed' ORDER BY id",
-    )
-    .fetch_all(tx.conn().await?)
-    .await?)
+         FROM accounts WHERE state = 'closed' ORDER BY id"
+    ))
 }
 
 /// What destroying a user account's data removed, by kind.
@@ -224,9 +199,7 @@ pub async fn destroy_account_data(
     email_normalized: &str,
     now: Millis,
 ) -> StoreResult<AccountDataCounts> {
-    let mut run = async |sql: &str, value: &str| -> StoreResult<u64> {
-        Ok(sqlx::query(sql).bind(value).execute(tx.conn().await?).await?.rows_affected())
-    };
+    let mut run = async |sql: &str, value: &str| -> StoreResult<u64> { Ok(execute!(tx, sql; value)) };
     let counts = AccountDataCounts {
         sessions: run("DELETE FROM sessions WHERE account_id = $1", account_id).await?,
         token_families: run("DELETE FROM token_families WHERE account_id = $1", account_id).await?,
@@ -242,30 +215,18 @@ pub async fn destroy_account_data(
         "DELETE FROM totp_recovery_codes WHERE account_id = $1",
         "DELETE FROM pending_second_factor WHERE account_id = $1",
     ] {
-        sqlx::query(sql).bind(account_id).execute(tx.conn().await?).await?;
+        execute!(tx, sql; account_id);
     }
-    sqlx::query("UPDATE accounts SET password_hash = NULL, data_destroyed_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?;
+    execute!(tx, "UPDATE accounts SET password_hash = NULL, data_destroyed_at = $1 WHERE id = $2"; now, account_id);
     Ok(counts)
 }
 
 pub async fn insert_destruction(tx: &mut WriteTx, d: &DestructionRow) -> StoreResult<()> {
-    sqlx::query(
+    execute!(
+        tx,
         "INSERT INTO destructions (id, destroyed_at, category, partner_id, account_id, email_hmac, details, purge_seq) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&d.id)
-    .bind(d.destroyed_at)
-    .bind(&d.category)
-    .bind(&d.partner_id)
-    .bind(&d.account_id)
-    .bind(&d.email_hmac)
-    .bind(&d.details)
-    .bind(d.purge_seq)
-    .execute(tx.conn().await?)
-    .await?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        &d.id, d.destroyed_at, &d.category, &d.partner_id, &d.account_id, &d.email_hmac, &d.details, d.purge_seq
+    );
     Ok(())
 }

@@ -1,9 +1,8 @@
 //! Sessions and the clients each one signed in to.
 
-use sqlx::Row;
-
+use super::sql::{execute, fetch, fetch_scalar, insert, queue};
 use super::sync_read::point_row;
-use super::{Store, StoreError, StoreResult, WriteTx};
+use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 point_row! {
@@ -48,63 +47,45 @@ impl Store {
     /// Live sessions of an account (not ended; expiry is the caller's rule).
     pub async fn open_sessions_of_account(&self, account_id: &str) -> StoreResult<Vec<SessionRow>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE account_id = $1 AND ended_at IS NULL");
-        Ok(sqlx::query_as(&sql).bind(account_id).fetch_all(&self.pool).await?)
+        Ok(fetch!(fetch_all(&self.pool), &sql; account_id))
     }
 
     pub async fn session_client_ids(&self, id_hash: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT client_id FROM session_clients WHERE session_id_hash = $1 ORDER BY client_id")
-            .bind(id_hash)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(StoreError::from)).collect()
+        let sql = "SELECT client_id FROM session_clients WHERE session_id_hash = $1 ORDER BY client_id";
+        Ok(fetch_scalar!(fetch_all(&self.pool), sql; id_hash))
     }
 }
 
 pub async fn insert(tx: &mut WriteTx, s: &NewSession<'_>, now: Millis) -> StoreResult<()> {
-    sqlx::query(
+    insert!(
+        tx, "session",
         "INSERT INTO sessions (id_hash, sid, account_id, auth_time, amr, acr, created_at, last_seen_at, \
-         absolute_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)",
-    )
-    .bind(s.id_hash)
-    .bind(s.sid)
-    .bind(s.account_id)
-    .bind(s.auth_time)
-    .bind(s.amr)
-    .bind(s.acr)
-    .bind(now)
-    .bind(s.absolute_expires_at)
-    .bind(s.ip)
-    .bind(s.user_agent)
-    .execute(tx.conn().await?)
-    .await
-    .map_err(|e| StoreError::from_insert(e, "session"))?;
+         absolute_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10)";
+        s.id_hash, s.sid, s.account_id, s.auth_time, s.amr, s.acr, now, s.absolute_expires_at, s.ip, s.user_agent
+    );
     Ok(())
 }
 
 pub async fn touch(tx: &mut WriteTx, id_hash: &str, now: Millis) -> StoreResult<()> {
-    tx.queue(
-        "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND ended_at IS NULL",
-        vec![now.into(), id_hash.into()],
-    );
+    queue!(tx, "UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2 AND ended_at IS NULL"; now, id_hash);
     Ok(())
 }
 
 /// Ends a session; false when it had already ended.
 pub async fn end(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) -> StoreResult<bool> {
-    let done =
-        sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id_hash = $3 AND ended_at IS NULL")
-            .bind(now)
-            .bind(reason)
-            .bind(id_hash)
-            .execute(tx.conn().await?)
-            .await?;
-    Ok(done.rows_affected() > 0)
+    let done = execute!(
+        tx,
+        "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE id_hash = $3 AND ended_at IS NULL";
+        now, reason, id_hash
+    );
+    Ok(done > 0)
 }
 
 pub async fn add_client(tx: &mut WriteTx, id_hash: &str, client_id: &str) -> StoreResult<()> {
-    tx.queue(
-        "INSERT INTO session_clients (session_id_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        vec![id_hash.into(), client_id.into()],
+    queue!(
+        tx,
+        "INSERT INTO session_clients (session_id_hash, client_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+        id_hash, client_id
     );
     Ok(())
 }
@@ -117,25 +98,25 @@ pub async fn end_all_of_account(
     reason: &str,
     now: Millis,
 ) -> StoreResult<Vec<(String, String)>> {
-    let open: Vec<(String, String)> =
-        sqlx::query_as("SELECT id_hash, sid FROM sessions WHERE account_id = $1 AND ended_at IS NULL")
-            .bind(account_id)
-            .fetch_all(tx.conn().await?)
-            .await?;
-    sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE account_id = $3 AND ended_at IS NULL")
-        .bind(now)
-        .bind(reason)
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?;
+    let open: Vec<(String, String)> = fetch!(
+        fetch_all(tx.conn().await?),
+        "SELECT id_hash, sid FROM sessions WHERE account_id = $1 AND ended_at IS NULL";
+        account_id
+    );
+    execute!(
+        tx,
+        "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE account_id = $3 AND ended_at IS NULL";
+        now, reason, account_id
+    );
     Ok(open)
 }
 
 pub async fn client_ids_in(tx: &mut WriteTx, id_hash: &str) -> StoreResult<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT client_id FROM session_clients WHERE session_id_hash = $1")
-        .bind(id_hash)
-        .fetch_all(tx.conn().await?)
-        .await?;
+    let rows: Vec<(String,)> = fetch!(
+        fetch_all(tx.conn().await?),
+        "SELECT client_id FROM session_clients WHERE session_id_hash = $1";
+        id_hash
+    );
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
@@ -148,9 +129,5 @@ pub async fn expire(tx: &mut WriteTx, id_hash: &str, reason: &str, now: Millis) 
 /// Deletes the sessions that ended before `before`, with the address and
 /// user agent they kept (the connection log keeps its own copy as long).
 pub async fn delete_ended_before(tx: &mut WriteTx, before: Millis) -> StoreResult<u64> {
-    Ok(sqlx::query("DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1")
-        .bind(before)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
+    Ok(execute!(tx, "DELETE FROM sessions WHERE ended_at IS NOT NULL AND ended_at < $1"; before))
 }

@@ -1,5 +1,6 @@
 //! Failed sign-in counters.
 
+use super::sql::{execute, fetch};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -14,12 +15,11 @@ pub struct ThrottleRow {
 
 impl Store {
     pub async fn throttle(&self, key: &str) -> StoreResult<Option<ThrottleRow>> {
-        Ok(sqlx::query_as(
-            "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(fetch!(
+            fetch_optional(&self.pool),
+            "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1";
+            key
+        ))
     }
 }
 
@@ -30,41 +30,34 @@ pub async fn for_update(tx: &mut WriteTx, key: &str) -> StoreResult<Option<Throt
     // already serialised by the write gate.
     let sql = match tx.backend {
         super::Backend::Postgres => {
-            sqlx::query(
+            execute!(
+                tx,
                 "INSERT INTO signin_throttle (key, consecutive_failures, window_start, window_failures, blocked_until, \
-                 updated_at) VALUES ($1, 0, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .execute(tx.conn().await?)
-            .await?;
+                 updated_at) VALUES ($1, 0, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING";
+                key
+            );
             "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1 FOR UPDATE"
         }
         super::Backend::Sqlite => {
             "SELECT key, consecutive_failures, window_start, window_failures, blocked_until FROM signin_throttle WHERE key = $1"
         }
     };
-    Ok(sqlx::query_as(sql).bind(key).fetch_optional(tx.conn().await?).await?)
+    Ok(fetch!(fetch_optional(tx.conn().await?), sql; key))
 }
 
 pub async fn save(tx: &mut WriteTx, row: &ThrottleRow, now: Millis) -> StoreResult<()> {
-    sqlx::query(
+    execute!(
+        tx,
         "INSERT INTO signin_throttle (key, consecutive_failures, window_start, window_failures, blocked_until, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO UPDATE SET consecutive_failures = $2, window_start = $3, \
-         window_failures = $4, blocked_until = $5, updated_at = $6",
-    )
-    .bind(&row.key)
-    .bind(row.consecutive_failures)
-    .bind(row.window_start)
-    .bind(row.window_failures)
-    .bind(row.blocked_until)
-    .bind(now)
-    .execute(tx.conn().await?)
-    .await?;
+         window_failures = $4, blocked_until = $5, updated_at = $6";
+        &row.key, row.consecutive_failures, row.window_start, row.window_failures, row.blocked_until, now
+    );
     Ok(())
 }
 
 pub async fn clear(tx: &mut WriteTx, key: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM signin_throttle WHERE key = $1").bind(key).execute(tx.conn().await?).await?;
+    execute!(tx, "DELETE FROM signin_throttle WHERE key = $1"; key);
     Ok(())
 }
 
@@ -88,10 +81,5 @@ pub fn give_back_queued(tx: &mut WriteTx, key: &str, now: Millis) {
 
 /// Forgets counters idle for a day (they can no longer block anything).
 pub async fn delete_stale(tx: &mut WriteTx, now: Millis) -> StoreResult<u64> {
-    Ok(sqlx::query("DELETE FROM signin_throttle WHERE updated_at < $1 AND blocked_until < $2")
-        .bind(now - 86_400_000)
-        .bind(now)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
+    Ok(execute!(tx, "DELETE FROM signin_throttle WHERE updated_at < $1 AND blocked_until < $2"; now - 86_400_000, now))
 }

@@ -34,40 +34,25 @@ pub enum Param {
     Int(Option<i64>),
 }
 
-impl From<&str> for Param {
-    fn from(v: &str) -> Self {
-        Param::Text(Some(v.to_string()))
-    }
+/// `impl From<type> for Param` for each type a queued statement binds.
+macro_rules! param_from {
+    ($($ty:ty => |$v:ident| $param:expr),* $(,)?) => {
+        $(impl From<$ty> for Param {
+            fn from($v: $ty) -> Self {
+                $param
+            }
+        })*
+    };
 }
-impl From<&String> for Param {
-    fn from(v: &String) -> Self {
-        Param::Text(Some(v.clone()))
-    }
-}
-impl From<String> for Param {
-    fn from(v: String) -> Self {
-        Param::Text(Some(v))
-    }
-}
-impl From<Option<String>> for Param {
-    fn from(v: Option<String>) -> Self {
-        Param::Text(v)
-    }
-}
-impl From<&Option<String>> for Param {
-    fn from(v: &Option<String>) -> Self {
-        Param::Text(v.clone())
-    }
-}
-impl From<i64> for Param {
-    fn from(v: i64) -> Self {
-        Param::Int(Some(v))
-    }
-}
-impl From<Option<i64>> for Param {
-    fn from(v: Option<i64>) -> Self {
-        Param::Int(v)
-    }
+
+param_from! {
+    &str => |v| Param::Text(Some(v.to_string())),
+    &String => |v| Param::Text(Some(v.clone())),
+    String => |v| Param::Text(Some(v)),
+    Option<String> => |v| Param::Text(v),
+    &Option<String> => |v| Param::Text(v.clone()),
+    i64 => |v| Param::Int(Some(v)),
+    Option<i64> => |v| Param::Int(v),
 }
 
 #[derive(Clone)]

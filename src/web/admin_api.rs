@@ -181,10 +181,10 @@ async fn logs(
         limit: number(&params, "limit")?,
         offset: number(&params, "offset")?,
     };
-    let filter = query.validate(&app, DEFAULT_LIMIT).await?;
+    let filter = query.validate(&app.store, DEFAULT_LIMIT).await?;
     let access = if format == "csv" { Access::Export } else { Access::Read };
     let reader = Reader { actor: &admin.email, source: &source, format };
-    let rows = audit::query::read(&app, &query, &filter, access, reader).await?;
+    let rows = audit::query::read(&app.store, &app.clock, &query, &filter, access, reader).await?;
     if format == "csv" {
         return Ok(log_csv_response(&rows, locale));
     }

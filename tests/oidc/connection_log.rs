@@ -68,14 +68,23 @@ async fn sign_in_events_are_recorded_without_secrets_and_tampering_is_caught(db:
     assert!(csv.starts_with("seq,time,kind,outcome,email,"), "{csv}");
 
     // The chain holds, then each kind of tampering is caught at the right record.
-    assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: everything.len() as i64 });
+    assert_eq!(
+        verify(&server.app.store, &server.app.keys).await.expect("verify"),
+        Verification::Intact { records: everything.len() as i64 }
+    );
     let pool = server.app.store.pool();
     sqlx::query("UPDATE events SET ip = '10.0.0.1' WHERE seq = 2").execute(pool).await.expect("edit");
-    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Broken { seq: 2, .. }));
+    assert!(matches!(
+        verify(&server.app.store, &server.app.keys).await.expect("verify"),
+        Verification::Broken { seq: 2, .. }
+    ));
     sqlx::query("UPDATE events SET ip = '127.0.0.1' WHERE seq = 2").execute(pool).await.expect("restore");
-    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Intact { .. }));
+    assert!(matches!(verify(&server.app.store, &server.app.keys).await.expect("verify"), Verification::Intact { .. }));
     sqlx::query("DELETE FROM events WHERE seq = 2").execute(pool).await.expect("delete");
-    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Broken { seq: 3, .. }));
+    assert!(matches!(
+        verify(&server.app.store, &server.app.keys).await.expect("verify"),
+        Verification::Broken { seq: 3, .. }
+    ));
 }
 
 on_both_databases!(two_processes_appending_keep_one_chain);
@@ -89,16 +98,19 @@ async fn two_processes_appending_keep_one_chain(db: Db) {
         coop_idp::startup::open(server.app.config.clone(), server.clock.clone()).await.expect("second process");
     let event = |actor: &str| vec![Event::new(kind::LOG_READ, Outcome::Success, actor)];
     for _ in 0..3 {
-        record(&server.app, event("server")).await;
-        record(&server.app, event("server")).await;
-        record(&command_line, event("cli")).await;
+        record(&server.app.store, &server.app.clock, event("server")).await;
+        record(&server.app.store, &server.app.clock, event("server")).await;
+        record(&command_line.store, &command_line.clock, event("cli")).await;
     }
-    record(&server.app, event("server")).await;
+    record(&server.app.store, &server.app.clock, event("server")).await;
     let all = events(&server, EventFilter::default()).await;
     let actors: Vec<&str> = all.iter().map(|e| e.actor.as_str()).collect();
     assert_eq!(actors.iter().filter(|a| **a == "server").count(), 7, "{actors:?}");
     assert_eq!(actors.iter().filter(|a| **a == "cli").count(), 3, "{actors:?}");
-    assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: all.len() as i64 });
+    assert_eq!(
+        verify(&server.app.store, &server.app.keys).await.expect("verify"),
+        Verification::Intact { records: all.len() as i64 }
+    );
     command_line.store.close().await;
 }
 

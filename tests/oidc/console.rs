@@ -220,7 +220,7 @@ async fn log_search_filters_pages_and_exports_csv(db: Db) {
                 .source(&audit::Source { ip: Some(format!("203.0.113.{}", i % 2)), user_agent: None })
         })
         .collect();
-    audit::record(&server.app, events).await;
+    audit::record(&server.app.store, &server.app.clock, events).await;
 
     // Every filter of `logs query` is a field of the form.
     let (_, _, form) = get(&security, &server.url("/admin/logs")).await;

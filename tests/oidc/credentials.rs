@@ -790,7 +790,9 @@ async fn smtp_delivery_is_auto_submitted(db: Db) {
     let p = submit_password(&server, &browser(), &link, "/activate", NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(p.status, 200, "{}", p.html);
     // Delivered once, and its body (with the link) no longer kept.
-    coop_idp::mail::send_due(&server.app).await.expect("send due");
+    coop_idp::mail::send_due(&server.app.store, &server.app.clock, &server.app.mail, &server.app.config)
+        .await
+        .expect("send due");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(inbox.lock().expect("inbox").len(), 1, "sent once");
     let (waiting, failed) = server.app.store.mail_counts().await.expect("counts");

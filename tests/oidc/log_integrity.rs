@@ -4,7 +4,8 @@
 //! tail, a chain rewritten with recomputed hashes and a forged checkpoint are
 //! found thanks to the signed checkpoints.
 
-use coop_idp::audit::{self, Event, Outcome, Verification, checkpoint, kind, verify};
+use coop_idp::app::App;
+use coop_idp::audit::{self, Event, Outcome, Verification, checkpoint, kind};
 use coop_idp::store::events::EventRow;
 
 use crate::common::*;
@@ -23,7 +24,7 @@ async fn write_records(server: &TestServer, n: usize) {
         let e = Event::new(kind::LOG_READ, Outcome::Success, "cli")
             .email(format!("agent{i}@cc-girou.fr"))
             .details(serde_json::json!({"n": i}));
-        audit::record(&server.app, vec![e]).await;
+        audit::record(&server.app.store, &server.app.clock, vec![e]).await;
     }
 }
 
@@ -39,6 +40,16 @@ async fn exec(server: &TestServer, sql: &str) {
 }
 
 /// `coop-idp logs verify` against the server's database and keys.
+/// The chain checked with the server's keys.
+async fn verify(app: &App) -> coop_idp::error::AppResult<Verification> {
+    audit::verify(&app.store, &app.keys).await
+}
+
+/// Signs the head now (`None`: already signed).
+async fn sign_head(app: &App) -> Option<i64> {
+    checkpoint::checkpoint(&app.store, &app.keys, &app.config.issuer_str(), &app.clock).await.expect("checkpoint")
+}
+
 fn cli_verify(server: &TestServer) -> (bool, serde_json::Value) {
     let out = cli(server, &["logs", "verify"]);
     let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
@@ -86,9 +97,9 @@ async fn edits_deletions_and_reorderings_are_found_at_the_right_record(db: Db) {
 async fn a_cut_tail_is_caught_by_the_signed_checkpoint(db: Db) {
     let server = TestServer::start(db).await;
     write_records(&server, 5).await;
-    assert_eq!(checkpoint::checkpoint(&server.app).await.expect("checkpoint"), Some(5));
+    assert_eq!(sign_head(&server.app).await, Some(5));
     // Nothing new: no second checkpoint of the same head.
-    assert_eq!(checkpoint::checkpoint(&server.app).await.expect("checkpoint"), None);
+    assert_eq!(sign_head(&server.app).await, None);
     write_records(&server, 2).await;
     assert_eq!(verify(&server.app).await.expect("verify"), Verification::Intact { records: 7 });
 
@@ -108,7 +119,7 @@ async fn a_cut_tail_is_caught_by_the_signed_checkpoint(db: Db) {
 async fn a_rewritten_chain_and_forged_checkpoints_are_caught(db: Db) {
     let server = TestServer::start(db).await;
     write_records(&server, 4).await;
-    checkpoint::checkpoint(&server.app).await.expect("checkpoint");
+    sign_head(&server.app).await;
     let pool = server.app.store.pool();
 
     // Someone who knows the algorithm edits record 2 and recomputes every
@@ -175,10 +186,10 @@ async fn batched_and_ordinary_appends_from_two_processes_make_one_chain(db: Db) 
                 .details(serde_json::json!({"n": i}));
             if i % 2 == 0 {
                 let mut tx = app.store.begin_batched_write().await.expect("begin");
-                audit::append(&app, &mut tx, vec![e]).await.expect("append");
+                audit::append(&app.clock, &mut tx, vec![e]).await.expect("append");
                 tx.commit().await.expect("commit");
             } else {
-                audit::record(&app, vec![e]).await;
+                audit::record(&app.store, &app.clock, vec![e]).await;
             }
         }));
     }
@@ -203,7 +214,9 @@ async fn batched_and_ordinary_appends_from_two_processes_make_one_chain(db: Db) 
     assert_eq!((emails.len(), distinct.len()), (48, 48), "each record once");
     // And the chain goes on from there, whichever writer comes next.
     let mut tx = app.store.begin_batched_write().await.expect("begin");
-    audit::append(&app, &mut tx, vec![Event::new(kind::LOG_READ, Outcome::Success, "cli")]).await.expect("append");
+    audit::append(&app.clock, &mut tx, vec![Event::new(kind::LOG_READ, Outcome::Success, "cli")])
+        .await
+        .expect("append");
     tx.commit().await.expect("commit");
     write_records(&server, 1).await;
     assert_eq!(verify(&app).await.expect("verify"), Verification::Intact { records: 51 });

@@ -33,7 +33,9 @@ async fn mails_to(server: &TestServer) -> Vec<String> {
     let dir = server.app.config.data_dir.join("outbox");
     let mut found = Vec::new();
     for _ in 0..50 {
-        coop_idp::mail::send_due(&server.app).await.expect("send");
+        coop_idp::mail::send_due(&server.app.store, &server.app.clock, &server.app.mail, &server.app.config)
+            .await
+            .expect("send");
         found = std::fs::read_dir(&dir)
             .map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
             .unwrap_or_default();

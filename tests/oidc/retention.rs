@@ -121,7 +121,7 @@ fn nothing_due(r: &PurgeReport) {
 
 async fn assert_intact(server: &TestServer) {
     assert!(
-        matches!(verify(&server.app).await.expect("verify"), Verification::Intact { .. }),
+        matches!(verify(&server.app.store, &server.app.keys).await.expect("verify"), Verification::Intact { .. }),
         "the log must stay verifiable after a purge"
     );
 }

@@ -68,8 +68,12 @@ async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
     .await
     .expect("annex 3");
 
-    let statuses: Vec<(String, ReviewStatus)> =
-        review(&server.app).await.expect("review").into_iter().map(|r| (r.partner_id, r.status)).collect();
+    let statuses: Vec<(String, ReviewStatus)> = review(&server.app.store, &server.app.clock)
+        .await
+        .expect("review")
+        .into_iter()
+        .map(|r| (r.partner_id, r.status))
+        .collect();
     assert!(statuses.contains(&("late".into(), ReviewStatus::Overdue)), "{statuses:?}");
     assert!(statuses.contains(&("fresh".into(), ReviewStatus::UpToDate)), "{statuses:?}");
     assert!(statuses.contains(&("soon".into(), ReviewStatus::DueSoon)), "{statuses:?}");

@@ -83,7 +83,10 @@ async fn sqlite_installation_moves_to_postgres_whole() {
     let config = Config::from_sources(None, &env).expect("config");
     let app = App::with_store(config, target.clone(), Clock::system()).expect("target app");
     let (events,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events").fetch_one(target.pool()).await.expect("n");
-    assert_eq!(coop_idp::audit::verify(&app).await.expect("verify"), Verification::Intact { records: events });
+    assert_eq!(
+        coop_idp::audit::verify(&app.store, &app.keys).await.expect("verify"),
+        Verification::Intact { records: events }
+    );
 
     // Exported again, the target holds exactly the same rows.
     let mut again = Vec::new();

@@ -120,7 +120,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         let e = audit::Event::new(audit::kind::ANNEX1_DRY_RUN, outcome, import.operator)
             .partner(Some(partner.id.clone()))
             .details(counts(&plan, import.apply));
-        audit::record(app, vec![e]).await;
+        audit::record(&app.store, &app.clock, vec![e]).await;
         return Ok(ImportOutcome { plan, applied: false });
     }
 
@@ -184,7 +184,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
             .partner(Some(partner.id.clone()))
             .details(counts(&plan, true)),
     );
-    audit::append(app, &mut tx, events).await?;
+    audit::append(&app.clock, &mut tx, events).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     app.backchannel_wake.notify_one();

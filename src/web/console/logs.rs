@@ -75,7 +75,7 @@ pub(super) async fn search(
         // The file's headers follow the page's language.
         export_href => format!("/admin/logs/export?{filters}{sep}lang={}", c.locale.code()),
     };
-    let filter = match query.validate(&app, PAGE).await {
+    let filter = match query.validate(&app.store, PAGE).await {
         Ok(f) => f,
         Err(QueryError::Internal(e)) => return Err(internal_page(e, c.locale)),
         Err(e) => {
@@ -84,7 +84,9 @@ pub(super) async fn search(
         }
     };
     let reader = Reader { actor: &c.admin.email, source: &source, format: "console" };
-    let rows = audit::query::read(&app, &query, &filter, Access::Read, reader).await.map_err(internal(c.locale))?;
+    let rows = audit::query::read(&app.store, &app.clock, &query, &filter, Access::Read, reader)
+        .await
+        .map_err(internal(c.locale))?;
     let records: Vec<serde_json::Value> = rows.iter().map(audit::public_record).collect();
     let prev =
         (filter.offset > 0).then(|| format!("/admin/logs?{filters}{sep}offset={}", (filter.offset - PAGE).max(0)));
@@ -143,7 +145,7 @@ pub(super) async fn export(
 ) -> PageResult {
     let mut query = log_query(&q);
     query.offset = None;
-    let filter = match query.validate(&app, audit::query::MAX_LIMIT).await {
+    let filter = match query.validate(&app.store, audit::query::MAX_LIMIT).await {
         Ok(f) => f,
         Err(QueryError::Internal(e)) => return Err(internal_page(e, c.locale)),
         // Back to the search form, which says what is wrong with what was typed.
@@ -153,7 +155,9 @@ pub(super) async fn export(
         }
     };
     let reader = Reader { actor: &c.admin.email, source: &source, format: "csv" };
-    let rows = audit::query::read(&app, &query, &filter, Access::Export, reader).await.map_err(internal(c.locale))?;
+    let rows = audit::query::read(&app.store, &app.clock, &query, &filter, Access::Export, reader)
+        .await
+        .map_err(internal(c.locale))?;
     Ok(crate::web::admin_api::log_csv_response(&rows, c.locale))
 }
 
@@ -163,7 +167,7 @@ pub(super) async fn integrity(
     State(app): State<AppState>,
     Administrator(c, _): Administrator<roles::Security>,
 ) -> PageResult {
-    let verification = audit::verify(&app).await.map_err(internal(c.locale))?;
+    let verification = audit::verify(&app.store, &app.keys).await.map_err(internal(c.locale))?;
     let checkpoints = app.store.checkpoints().await.map_err(internal(c.locale))?;
     let purge = app.store.last_log_purge().await.map_err(internal(c.locale))?;
     let (intact, records, broken_seq, broken_reason) = match verification {
