@@ -21,7 +21,7 @@ pub(super) async fn account(command: AccountCommand, config: Config) -> Result<(
             };
             let outcome = crate::provisioning::invite::invite(&app, invitation).await?;
             // Deliver now rather than wait for the server's worker.
-            let delivered = crate::mail::send_due(&app).await?;
+            let delivered = crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await?;
             let (status, id) = match outcome {
                 crate::provisioning::invite::Invited::Opened(id) => ("opened", id),
                 crate::provisioning::invite::Invited::Reinvited(id) => ("reinvited", id),
@@ -56,7 +56,7 @@ pub(super) async fn account(command: AccountCommand, config: Config) -> Result<(
             let account = directory::show(&app, &email).await?.account;
             let source = crate::audit::Source::default();
             crate::admin::actions::resend_activation(&app, &account.account_id, "cli", &source).await?;
-            let delivered = crate::mail::send_due(&app).await?;
+            let delivered = crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await?;
             print_line(json!({"email": account.email, "activation_sent": true, "emails_delivered": delivered}));
         }
     }

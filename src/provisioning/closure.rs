@@ -57,7 +57,7 @@ pub async fn close_by_hand(app: &App, email: &str, reason: &str, actor: &str) ->
         .details(serde_json::json!({
             "reason": "closed_by_hand", "comment": reason, "function": row.function, "closure_date": on,
         }));
-    audit::append(app, &mut tx, vec![e]).await?;
+    audit::append(&app.clock, &mut tx, vec![e]).await?;
     tx.commit().await?;
     app.backchannel_wake.notify_one();
     tracing::info!(account = %row.id, closure_date = %on, "access closed by hand");

@@ -7,6 +7,7 @@ use coop_idp::provisioning::{NewPartner, add_partner};
 use fantoccini::Locator;
 
 use crate::common::{Db, TestServer};
+use crate::driver::Theme;
 use crate::{EMAIL, FIRST_PASSWORD, PARTNER, driver, mailed_link};
 
 /// The rules of the checklist the script ticks (templates/password_form.html).
@@ -31,11 +32,19 @@ async fn summary(b: &driver::Browser) -> (String, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_password_checklist_follows_the_typing_and_the_summary_counts() {
-    let Some(mut b) = driver::start("the_password_checklist_follows_the_typing_and_the_summary_counts").await else {
-        return;
-    };
-    let server = TestServer::start(Db::Sqlite).await;
+async fn the_password_checklist_follows_the_typing_and_the_summary_counts_neutral_theme() {
+    the_password_checklist_follows_the_typing_and_the_summary_counts(Theme::Neutral).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_checklist_follows_the_typing_and_the_summary_counts_dsfr_theme() {
+    the_password_checklist_follows_the_typing_and_the_summary_counts(Theme::Dsfr).await;
+}
+
+async fn the_password_checklist_follows_the_typing_and_the_summary_counts(theme: Theme) {
+    let test = format!("the_password_checklist_follows_the_typing_and_the_summary_counts ({})", theme.code());
+    let Some(mut b) = driver::start(&test, theme).await else { return };
+    let server = TestServer::start_with(Db::Sqlite, &[("theme", theme.code())]).await;
 
     // The bare address: a page that says where to go, not a 404.
     b.goto(&server.url("/")).await;

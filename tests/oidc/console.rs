@@ -495,7 +495,7 @@ async fn the_console_shows_labels_and_local_times_and_exports_codes(db: Db) {
     let (habilitation, _) = signed_in(&server, HABILITATION).await;
     let target = "x.cible@cc-girou.fr";
     let e = audit::Event::new(audit::kind::SIGNIN_FAILED, audit::Outcome::Failure, target).email(target);
-    audit::record(&server.app, vec![e]).await;
+    audit::record(&server.app.store, &server.app.clock, vec![e]).await;
     let records = server
         .app
         .store
@@ -544,7 +544,7 @@ async fn french_dates_filter_the_log_and_a_bad_one_names_its_field(db: Db) {
     let (security, _) = signed_in(&server, SECURITY).await;
     let target = "x.cible@cc-girou.fr";
     let e = audit::Event::new(audit::kind::SIGNIN_FAILED, audit::Outcome::Failure, target).email(target);
-    audit::record(&server.app, vec![e]).await;
+    audit::record(&server.app.store, &server.app.clock, vec![e]).await;
     let rows = |html: &str| html.matches("<td><time").count();
 
     // JJ/MM/AAAA and AAAA-MM-JJ alike, on both sides of the record.
