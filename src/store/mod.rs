@@ -43,6 +43,7 @@ mod group_commit;
 pub mod mail;
 mod outbox;
 pub mod partners;
+pub mod passkeys;
 pub mod retention;
 pub mod sessions;
 pub mod shared;

@@ -11,6 +11,7 @@ mod admin;
 #[path = "../oidc/common/mod.rs"]
 mod common;
 mod driver;
+mod passkeys;
 #[allow(dead_code)]
 #[path = "../oidc/second_step.rs"]
 mod second_step;
