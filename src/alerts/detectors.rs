@@ -305,22 +305,6 @@ async fn resets(app: &App, c: &AlertConfig, e: &EventRow) -> AppResult<Vec<Findi
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn networks_are_ipv4_slash_16_and_ipv6_slash_48() {
-        assert_eq!(network("203.0.113.9").as_deref(), Some("203.0.0.0/16"));
-        assert_eq!(network("203.0.200.1"), network("203.0.113.9"));
-        assert_ne!(network("203.1.113.9"), network("203.0.113.9"));
-        assert_eq!(network("2001:db8:1:2::1").as_deref(), Some("2001:db8:1::/48"));
-        assert_ne!(network("2001:db8:2::1"), network("2001:db8:1::1"));
-        assert_eq!(network("::ffff:198.51.100.7").as_deref(), Some("198.51.0.0/16"));
-        assert_eq!(network("not an address"), None);
-    }
-}
-
 /// A passkey answered with a signature counter not above the one stored
 /// (issue 17): two copies of its private key may exist. The sign-in was
 /// refused; the security officers are told at once.
@@ -339,4 +323,20 @@ fn passkey_cloned(e: &EventRow) -> Finding {
     );
     f.counts = json!({"refused": 1});
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_ipv4_slash_16_and_ipv6_slash_48() {
+        assert_eq!(network("203.0.113.9").as_deref(), Some("203.0.0.0/16"));
+        assert_eq!(network("203.0.200.1"), network("203.0.113.9"));
+        assert_ne!(network("203.1.113.9"), network("203.0.113.9"));
+        assert_eq!(network("2001:db8:1:2::1").as_deref(), Some("2001:db8:1::/48"));
+        assert_ne!(network("2001:db8:2::1"), network("2001:db8:1::1"));
+        assert_eq!(network("::ffff:198.51.100.7").as_deref(), Some("198.51.0.0/16"));
+        assert_eq!(network("not an address"), None);
+    }
 }

@@ -18,8 +18,8 @@
 use serde_json::Value;
 use webauthn_rs::prelude::{
     AuthenticationResult, CreationChallengeResponse, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid, Webauthn,
-    WebauthnBuilder, WebauthnError,
+    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder,
+    WebauthnError,
 };
 
 use crate::accounts::Account;
@@ -414,12 +414,8 @@ async fn tell_account(
     added: bool,
     now: Millis,
 ) -> AppResult<()> {
-    let kind = MailKind::PasskeyChanged {
-        given_name: &account.given_name,
-        name,
-        added,
-        issuer: &app.config.issuer_str(),
-    };
+    let kind =
+        MailKind::PasskeyChanged { given_name: &account.given_name, name, added, issuer: &app.config.issuer_str() };
     let message = mail::render(&account.email, kind).map_err(|e| AppError::Invalid(e.to_string()))?;
     mail::enqueue(tx, &message, now).await?;
     Ok(())

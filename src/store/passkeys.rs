@@ -95,11 +95,12 @@ pub async fn rename(tx: &mut WriteTx, account_id: &str, id: &str, name: &str) ->
 /// Removes one of an account's passkeys; returns its name, `None` when the
 /// account has no such passkey.
 pub async fn delete(tx: &mut WriteTx, account_id: &str, id: &str) -> StoreResult<Option<String>> {
-    let row: Option<(String,)> = sqlx::query_as("DELETE FROM passkeys WHERE id = $1 AND account_id = $2 RETURNING name")
-        .bind(id)
-        .bind(account_id)
-        .fetch_optional(tx.conn().await?)
-        .await?;
+    let row: Option<(String,)> =
+        sqlx::query_as("DELETE FROM passkeys WHERE id = $1 AND account_id = $2 RETURNING name")
+            .bind(id)
+            .bind(account_id)
+            .fetch_optional(tx.conn().await?)
+            .await?;
     Ok(row.map(|r| r.0))
 }
 
@@ -119,13 +120,7 @@ pub async fn delete_of_account(tx: &mut WriteTx, account_id: &str) -> StoreResul
 /// Records a use: the credential as updated by the assertion (counter,
 /// backup state) and when. Only a counter that moves forward is written,
 /// so that two concurrent assertions cannot move it back.
-pub async fn record_use(
-    tx: &mut WriteTx,
-    id: &str,
-    passkey: &str,
-    counter: i64,
-    now: Millis,
-) -> StoreResult<bool> {
+pub async fn record_use(tx: &mut WriteTx, id: &str, passkey: &str, counter: i64, now: Millis) -> StoreResult<bool> {
     let n = sqlx::query(
         "UPDATE passkeys SET passkey = $1, counter = $2, last_used_at = $3 \
          WHERE id = $4 AND (counter < $2 OR (counter = 0 AND $2 = 0))",

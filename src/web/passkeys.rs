@@ -4,8 +4,8 @@
 //! `auth::passkeys` and `oidc::signin`. Every page keeps working without
 //! the script: the password (and TOTP) forms are unchanged.
 
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use minijinja::{Value, context};
@@ -13,7 +13,9 @@ use serde_json::json;
 
 use super::extract::{CheckedForm, SourceAddress};
 use super::i18n::{Locale, text};
-use super::second_factor::{ENROL_PATH, SECURITY_PATH, VERIFY_PATH, clear_pending_cookie, next_location, pending_value};
+use super::second_factor::{
+    ENROL_PATH, SECURITY_PATH, VERIFY_PATH, clear_pending_cookie, next_location, pending_value,
+};
 use super::signin::{SigninView, after_sign_in, render_signin};
 use super::{AppState, browser, error, pages};
 use crate::accounts::{Account, AccountState};
@@ -94,7 +96,11 @@ fn clear_ceremony(config: &Config, jar: CookieJar) -> CookieJar {
 
 /// The options for the script, with the ceremony's cookie; `{}` when there
 /// is nothing to ask (the script then says so and the form stays).
-fn options_response(app: &AppState, jar: CookieJar, started: Result<Option<(serde_json::Value, String)>, AppError>) -> Response {
+fn options_response(
+    app: &AppState,
+    jar: CookieJar,
+    started: Result<Option<(serde_json::Value, String)>, AppError>,
+) -> Response {
     let mut response = match started {
         Ok(Some((options, cookie))) => {
             (clear_ceremony(&app.config, jar).add(ceremony_cookie(&app.config, cookie)), axum::Json(options))
@@ -260,7 +266,9 @@ fn step_done(
             let next = next_location(completed.location, return_to).or(otherwise.map(str::to_string));
             (jar, after_sign_in(locale, next)).into_response()
         }
-        Ok(StepOutcome::Refused(failure)) => (clear_ceremony(&app.config, jar), refused_step(locale, back, failure)).into_response(),
+        Ok(StepOutcome::Refused(failure)) => {
+            (clear_ceremony(&app.config, jar), refused_step(locale, back, failure)).into_response()
+        }
         Ok(StepOutcome::Expired) => refused_step(locale, "/signin", Failure::Expired),
         Err(e) => error::internal_page(e, locale),
     }
@@ -380,11 +388,13 @@ pub async fn add_submit(
         let Some(ceremony) = passkeys::ceremony(&app, &cookie, Purpose::Register).await? else {
             return Ok(Some("refused"));
         };
-        Ok::<_, AppError>(Some(match passkeys::add(&app, &ceremony, &account, &answer(&form), &name, &source).await? {
-            Ok(()) => "added",
-            Err(Refusal::TooMany) => "limit",
-            Err(_) => "refused",
-        }))
+        Ok::<_, AppError>(Some(
+            match passkeys::add(&app, &ceremony, &account, &answer(&form), &name, &source).await? {
+                Ok(()) => "added",
+                Err(Refusal::TooMany) => "limit",
+                Err(_) => "refused",
+            },
+        ))
     }
     .await;
     let jar = clear_ceremony(&app.config, jar);

@@ -227,19 +227,31 @@ fn cases() -> Vec<(&'static str, Value)> {
         ("passkey_forms.html", context! {}),
         (
             "admin/account_passkeys.html",
-            console(CAF, context! {
-                account_id => "a1", email => "a@b.fr", name => "A B", partner_id => "p", removed => true,
-                passkeys => vec![context! { id => "k1", name => "Clé", created_at => "2026-01-02T03:04:05.678Z", last_used_at => None::<String> }],
-            }),
+            console(
+                CAF,
+                context! {
+                    account_id => "a1", email => "a@b.fr", name => "A B", partner_id => "p", removed => true,
+                    passkeys => vec![context! { id => "k1", name => "Clé", created_at => "2026-01-02T03:04:05.678Z", last_used_at => None::<String> }],
+                },
+            ),
         ),
-        ("admin/account_passkeys.html", console(CAF, context! { account_id => "a1", email => "a@b.fr", name => "A B", partner_id => None::<String>, removed => false, passkeys => Vec::<Value>::new() })),
+        (
+            "admin/account_passkeys.html",
+            console(
+                CAF,
+                context! { account_id => "a1", email => "a@b.fr", name => "A B", partner_id => None::<String>, removed => false, passkeys => Vec::<Value>::new() },
+            ),
+        ),
         ("passkey_security.html", passkey_security(true, true, Some("passkey_notice_added"))),
         ("passkey_security.html", passkey_security(false, true, Some("passkey_notice_refused"))),
         ("passkey_security.html", passkey_security(true, false, None)),
         ("account_security.html", passkey_security(true, true, None)),
         ("second_factor.html", context! { csrf => "c", error => None::<String>, totp => true, passkey => true }),
         ("second_factor.html", context! { csrf => "c", error => "wrong", totp => false, passkey => true }),
-        ("signin.html", context! { csrf => "c", request => "r", next => None::<String>, email => "", error => "x", client_name => "C" }),
+        (
+            "signin.html",
+            context! { csrf => "c", request => "r", next => None::<String>, email => "", error => "x", client_name => "C" },
+        ),
         ("admin/_nav.html", console(CAF, context! { nav => "home" })),
         ("admin/home.html", console(CAF, context! {})),
         ("admin/home.html", console(PARTNER, context! {})),

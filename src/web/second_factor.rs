@@ -121,7 +121,9 @@ pub async fn verify_page(State(app): State<AppState>, PageLocale { locale, jar }
         Err(e) => return error::internal_page(e, locale),
     };
     match offered(&app, &pending.account_id).await {
-        Ok(o) if o.totp || o.passkey => verify_view(&app, jar, locale, o, CodeView { error: None, status: StatusCode::OK }),
+        Ok(o) if o.totp || o.passkey => {
+            verify_view(&app, jar, locale, o, CodeView { error: None, status: StatusCode::OK })
+        }
         Ok(_) => browser::see_other(ENROL_PATH),
         Err(e) => error::internal_page(e, locale),
     }

@@ -372,8 +372,8 @@ async fn a_reset_keeps_the_passkeys(db: Db) {
     let link = mailed_link(&server, AGENT, "/password/reset", 1).await;
     let new = "Nouveau-Mot-2-Passe!";
     let b = browser();
-    let r = submit_form(&b, &link, &server.url("/password/reset"), &[("password", new), ("confirmation", new)], &[])
-        .await;
+    let r =
+        submit_form(&b, &link, &server.url("/password/reset"), &[("password", new), ("confirmation", new)], &[]).await;
     assert!(r.status().is_success(), "{}", r.status());
     let session = coop_idp::auth::session::current(&server.app, &done.cookie).await.expect("session");
     assert!(session.is_none(), "the reset ended the passkey's session");

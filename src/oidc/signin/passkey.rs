@@ -17,8 +17,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Browser, Completed, Completion, StepOutcome, code_event, commit, complete_in, pending_account,
-    previous_session, write_alone,
+    Browser, Completed, Completion, StepOutcome, code_event, commit, complete_in, pending_account, previous_session,
+    write_alone,
 };
 use crate::accounts::{Account, AccountState, ProfessionalEmail};
 use crate::app::App;
@@ -41,7 +41,9 @@ pub struct PasskeyAnswer<'a> {
 /// Why a passkey did not sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasskeyFailure {
-    Throttled { retry_after_secs: i64 },
+    Throttled {
+        retry_after_secs: i64,
+    },
     /// Not a valid answer, an unknown or removed passkey, a closed account,
     /// or a counter that went backwards.
     Refused,
@@ -107,13 +109,8 @@ pub async fn with_passkey(
     }
     let success = throttle::Success::of(app, &account.email, ip);
     success.in_tx(app, &mut tx);
-    let completion = Completion {
-        account: &account,
-        factors: Factors::Passkey,
-        parked,
-        browser: s.browser,
-        events: Vec::new(),
-    };
+    let completion =
+        Completion { account: &account, factors: Factors::Passkey, parked, browser: s.browser, events: Vec::new() };
     let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
     commit(app, tx, done, Some(success)).await.map(PasskeyOutcome::SignedIn)
 }
@@ -266,7 +263,8 @@ pub async fn with_passkey_enrolment(
     if !store::totp::take_pending(&mut tx, &pending.id_hash, app.clock.now_ms()).await? {
         return Ok(StepOutcome::Expired);
     }
-    let registered = match passkeys::register_in(app, &mut tx, &ceremony, &account, new, name, s.browser.source).await? {
+    let registered = match passkeys::register_in(app, &mut tx, &ceremony, &account, new, name, s.browser.source).await?
+    {
         Ok(e) => e,
         Err(refusal) => {
             drop(tx);

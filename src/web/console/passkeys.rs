@@ -12,9 +12,9 @@ use crate::accounts::Account;
 use crate::admin::actions;
 use crate::auth::passkeys;
 use crate::clock::rfc3339_ms;
+use crate::web::AppState;
 use crate::web::browser;
 use crate::web::extract::{Administrator, CheckedForm, SourceAddress, roles};
-use crate::web::AppState;
 
 #[derive(serde::Deserialize)]
 pub(super) struct Done {
@@ -27,7 +27,8 @@ pub(super) async fn list(
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<Done>,
 ) -> PageResult {
-    let row = actions::account_in_scope(&app, &c.admin, &id).await.map_err(|e| refusal(e, c.locale, "err_not_found"))?;
+    let row =
+        actions::account_in_scope(&app, &c.admin, &id).await.map_err(|e| refusal(e, c.locale, "err_not_found"))?;
     let keys = app.store.passkeys_of_account(&row.id).await.map_err(internal(c.locale))?;
     let keys: Vec<_> = keys
         .iter()
@@ -59,7 +60,8 @@ pub(super) async fn remove(
     Path((id, passkey)): Path<(String, String)>,
     _: CheckedForm,
 ) -> PageResult {
-    let row = actions::account_in_scope(&app, &c.admin, &id).await.map_err(|e| refusal(e, c.locale, "err_not_found"))?;
+    let row =
+        actions::account_in_scope(&app, &c.admin, &id).await.map_err(|e| refusal(e, c.locale, "err_not_found"))?;
     let account = Account::from_row(&row);
     passkeys::remove(&app, &account, &passkey, &c.admin.email, &source).await.map_err(internal(c.locale))?;
     Ok(browser::see_other(&format!("/admin/accounts/{}/passkeys?done=removed", row.id)))
