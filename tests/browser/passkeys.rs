@@ -297,6 +297,28 @@ async fn an_administrator_uses_a_passkey_as_second_factor_in_a_real_browser() {
         .expect("events");
     assert!(signins.iter().all(|e| e.details.contains("\"password_passkey\"")), "{signins:?}");
     assert!(signins.iter().all(|e| e.details.contains("\"mfa\"")), "{signins:?}");
+
+    // The console's view of an account's passkeys: listed, and removed by
+    // the habilitation manager.
+    b.goto(&server.url(&format!("/admin/accounts/{admin}/passkeys"))).await;
+    b.wait_title("Clés d'accès (passkeys)").await;
+    assert!(b.main_text().await.contains("Clé de sécurité"), "the passkey is listed");
+    b.check_page("passkeys-console", "fr").await;
+    b.follow("main table button[type=submit]", "Clés d'accès (passkeys)").await;
+    wait_for(&b, "main .fr-alert--success").await;
+    assert_eq!(server.app.store.passkey_count(&admin).await.expect("count"), 0, "removed from the console");
+    let removed = server
+        .app
+        .store
+        .query_events(&coop_idp::store::events::EventFilter {
+            kind: Some("passkey_removed".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].actor, ADMIN, "the manager is the actor");
     let pages = b.finish().await;
-    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert_eq!(pages.len(), 3, "{pages:?}");
 }
