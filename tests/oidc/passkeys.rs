@@ -237,6 +237,23 @@ async fn a_passkey_signs_in_alone_once_per_challenge(db: Db) {
     let again = sign_in_with(&server, AGENT, |_| answer.clone()).await.expect("options");
     assert!(matches!(again, PasskeyOutcome::Refused(_)), "an answer to another challenge is refused");
     let _ = options;
+    // One challenge, one answer: the same answer sent twice signs in once.
+    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT).await.expect("options").expect("some");
+    let answer = key.get(&options);
+    let source = source();
+    for expected_signed_in in [true, false] {
+        let sent = PasskeyAnswer {
+            ceremony_cookie: &cookie,
+            answer: &answer,
+            browser: signin::Browser { previous_cookie: None, source: &source },
+        };
+        let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+        match (expected_signed_in, outcome) {
+            (true, PasskeyOutcome::SignedIn(_)) | (false, PasskeyOutcome::Refused(PasskeyFailure::Expired)) => {}
+            (true, _) => panic!("the first use of the answer signs in"),
+            (false, _) => panic!("the second use of the answer finds its challenge consumed"),
+        }
+    }
     // The addition was mailed to the account.
     wait_for_mails(&server, AGENT, "A passkey named", 1).await;
 }
