@@ -23,6 +23,7 @@ pub const ACCOUNT_LOCKED: &str = "account_locked";
 pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
 pub const SHARED_CREDENTIALS: &str = "shared_credentials";
 pub const RESET_ABUSE: &str = "reset_abuse";
+pub const PASSKEY_CLONED: &str = "passkey_cloned";
 
 /// (French, English) title of a detector, for the email.
 pub fn title(detector: &str) -> (&'static str, &'static str) {
@@ -39,6 +40,10 @@ pub fn title(detector: &str) -> (&'static str, &'static str) {
         }
         SHARED_CREDENTIALS => ("Signes de partage d'identifiants", "Signs of shared credentials"),
         RESET_ABUSE => ("Demandes répétées de renouvellement de mot de passe", "Repeated lost-password requests"),
+        PASSKEY_CLONED => (
+            "Clé d'accès peut-être copiée (compteur de signature revenu en arrière)",
+            "Passkey possibly cloned (its signature counter went backwards)",
+        ),
         _ => ("Alerte de sécurité", "Security alert"),
     }
 }
@@ -128,6 +133,11 @@ async fn window(
 pub async fn detect(app: &App, e: &EventRow) -> AppResult<Vec<Finding>> {
     let c = &app.config.alerts;
     let mut out = Vec::new();
+    if matches!(e.kind.as_str(), kind::SIGNIN_FAILED | kind::SECOND_FACTOR_FAILED)
+        && e.details.contains("\"passkey_counter_regressed\"")
+    {
+        out.push(passkey_cloned(e));
+    }
     match e.kind.as_str() {
         kind::SIGNIN_FAILED | kind::THROTTLED => {
             if let Some(ip) = e.ip.as_deref() {
@@ -293,6 +303,26 @@ async fn resets(app: &App, c: &AlertConfig, e: &EventRow) -> AppResult<Vec<Findi
         }
     }
     Ok(out)
+}
+
+/// A passkey answered with a signature counter not above the one stored
+/// (issue 17): two copies of its private key may exist. The sign-in was
+/// refused; the security officers are told at once.
+fn passkey_cloned(e: &EventRow) -> Finding {
+    let subject = e.account_id.clone().unwrap_or_default();
+    let email = e.email.clone().unwrap_or_default();
+    let mut f = Finding::new(PASSKEY_CLONED, format!("account:{subject}"), "counter_regressed", e).text(
+        format!(
+            "Une clé d'accès du compte {email} a présenté un compteur de signature qui n'avance pas : elle a \
+             peut-être été copiée. La connexion a été refusée ; retirez cette clé d'accès depuis la console."
+        ),
+        format!(
+            "A passkey of account {email} presented a signature counter that did not move forward: it may have \
+             been cloned. The sign-in was refused; remove this passkey from the console."
+        ),
+    );
+    f.counts = json!({"refused": 1});
+    f
 }
 
 #[cfg(test)]

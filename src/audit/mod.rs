@@ -61,6 +61,9 @@ pub mod kind {
     pub const SECOND_FACTOR_FAILED: &str = "second_factor_failed";
     pub const RECOVERY_CODE_USED: &str = "recovery_code_used";
     pub const SECOND_FACTOR_RESET: &str = "second_factor_reset";
+    /// Passkeys (issue 17; added): each addition and removal.
+    pub const PASSKEY_REGISTERED: &str = "passkey_registered";
+    pub const PASSKEY_REMOVED: &str = "passkey_removed";
 
     /// Every kind above: what a query's `event` filter accepts and what an
     /// unknown kind's error lists. A kind declared above and left out here
@@ -103,6 +106,8 @@ pub mod kind {
         SECOND_FACTOR_FAILED,
         RECOVERY_CODE_USED,
         SECOND_FACTOR_RESET,
+        PASSKEY_REGISTERED,
+        PASSKEY_REMOVED,
     ];
 
     /// The kind named `text`, as listed.

@@ -1,7 +1,9 @@
 //! Authentication: password hashing, sign-in and browser sessions.
 
+pub mod factors;
 pub mod links;
 pub mod mailed;
+pub mod passkeys;
 pub mod policy;
 pub mod second_factor;
 pub mod session;
@@ -102,7 +104,13 @@ async fn verify(app: &App, email: &str, password: &str) -> AppResult<Result<Chec
         AccountState::Closed => return Ok(Err(Refused::of(SignInFailure::Closed, Some(account)))),
     }
     let rehash = if check.needs_rehash { Some(app.hasher.hash(password).await?) } else { None };
-    let requirement = second_factor::requirement_of(row.totp_count > 0, row.role_count > 0);
+    let mut requirement = second_factor::requirement_of(row.totp_count > 0, row.role_count > 0);
+    // An administrator whose second factor is a passkey (issue 17): read
+    // only for administrators without TOTP, so an agent's sign-in reads
+    // nothing more.
+    if requirement == second_factor::Requirement::Enrol && app.store.passkey_count(&account.id).await? > 0 {
+        requirement = second_factor::Requirement::Verify;
+    }
     Ok(Ok(Checked { account, requirement, rehash }))
 }
 

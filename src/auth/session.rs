@@ -42,7 +42,7 @@ impl Session {
 
     /// Whether this session was opened with a second factor.
     pub fn has_second_factor(&self) -> bool {
-        self.amr.iter().any(|m| m == AMR_OTP)
+        super::factors::has_second_factor(&self.amr)
     }
 
     pub fn auth_time_secs(&self) -> i64 {

@@ -21,6 +21,13 @@ pub enum MailKind<'a> {
         given_name: &'a str,
         issuer: &'a str,
     },
+    /// A passkey added to or removed from the account (issue 17).
+    PasskeyChanged {
+        given_name: &'a str,
+        name: &'a str,
+        added: bool,
+        issuer: &'a str,
+    },
     ReviewReminder {
         name: &'a str,
         partner_name: &'a str,
@@ -55,6 +62,8 @@ fn environment() -> &'static Environment<'static> {
             ("reset.html", include_str!("../../templates/mail/reset.html")),
             ("password_changed.txt", include_str!("../../templates/mail/password_changed.txt")),
             ("password_changed.html", include_str!("../../templates/mail/password_changed.html")),
+            ("passkey_changed.txt", include_str!("../../templates/mail/passkey_changed.txt")),
+            ("passkey_changed.html", include_str!("../../templates/mail/passkey_changed.html")),
             ("review_reminder.txt", include_str!("../../templates/mail/review_reminder.txt")),
             ("review_reminder.html", include_str!("../../templates/mail/review_reminder.html")),
             ("review_digest.txt", include_str!("../../templates/mail/review_digest.txt")),
@@ -86,6 +95,15 @@ pub fn render(recipient: &str, kind: MailKind) -> Result<Mail, minijinja::Error>
             "password_changed",
             "Coopération : votre mot de passe a été modifié / your password was changed",
             context! { given_name, issuer },
+        ),
+        MailKind::PasskeyChanged { given_name, name, added, issuer } => (
+            "passkey_changed",
+            if added {
+                "Coopération : clé d'accès ajoutée / passkey added"
+            } else {
+                "Coopération : clé d'accès retirée / passkey removed"
+            },
+            context! { given_name, name, added, issuer },
         ),
         MailKind::ReviewReminder { name, partner_name, deadline, overdue } => (
             "review_reminder",

@@ -32,7 +32,8 @@ pub const PROMPT_VALUES: [&str; 4] = ["none", "login", "consent", "select_accoun
 pub const UI_LOCALES_SUPPORTED: [&str; 2] = ["fr", "en"];
 
 /// Authentication context classes a sign-in can reach.
-pub const ACR_VALUES_SUPPORTED: [&str; 2] = [crate::auth::session::ACR_PASSWORD, crate::auth::session::ACR_MFA];
+pub const ACR_VALUES_SUPPORTED: [&str; 3] =
+    [crate::auth::session::ACR_PASSWORD, crate::auth::session::ACR_MFA, crate::auth::factors::ACR_PASSKEY];
 
 /// An RFC 6749 error (§4.1.2.1 on redirects, §5.2 on the token endpoint).
 #[derive(Debug, Clone, PartialEq, Eq)]

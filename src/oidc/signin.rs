@@ -17,13 +17,20 @@
 use crate::accounts::{Account, AccountState};
 use crate::app::App;
 use crate::audit;
+use crate::auth::factors::Factors;
 use crate::auth::second_factor::{self, Failure, Method, Requirement};
-use crate::auth::session::{self, ACR_MFA, ACR_PASSWORD, AMR_OTP, AMR_PASSWORD, Session, SessionSource};
+use crate::auth::session::{self, Session, SessionSource};
 use crate::auth::{self as authn, SignInFailure, throttle};
 use crate::crypto::hash_secret;
 use crate::error::AppResult;
 use crate::oidc::authorize::{self, AuthorizationRequest};
 use crate::store::{self, WriteTx, totp::PendingSecondFactorRow};
+
+mod passkey;
+pub use passkey::{
+    PasskeyAnswer, PasskeyFailure, PasskeyOutcome, passkey_enrolment_options, passkey_second_factor_options,
+    passkey_signin_options, with_passkey, with_passkey_enrolment, with_passkey_second_factor,
+};
 
 /// Where a sign-in comes from and what the browser already holds.
 #[derive(Clone, Copy)]
@@ -92,8 +99,7 @@ pub async fn with_password(app: &App, s: PasswordSignIn<'_>) -> AppResult<Passwo
     }
     let completion = Completion {
         account: &checked.account,
-        amr: &[AMR_PASSWORD],
-        acr: ACR_PASSWORD,
+        factors: Factors::Password,
         parked: s.parked,
         browser: s.browser,
         events: Vec::new(),
@@ -244,8 +250,7 @@ async fn second_step<T>(
     success.in_tx(app, &mut tx);
     let completion = Completion {
         account,
-        amr: &[AMR_PASSWORD, AMR_OTP],
-        acr: ACR_MFA,
+        factors: Factors::PasswordAndOtp,
         parked: parked.as_ref().map(|(h, r)| (*h, r)),
         browser: s.browser,
         events,
@@ -323,8 +328,8 @@ async fn write_alone(app: &App, event: audit::Event) -> AppResult<()> {
 
 struct Completion<'a> {
     account: &'a Account,
-    amr: &'a [&'a str],
-    acr: &'a str,
+    /// What the sign-in was made of: its `amr`, `acr` and method.
+    factors: Factors,
     parked: Option<(&'a str, &'a AuthorizationRequest)>,
     browser: Browser<'a>,
     /// Records of the step that led here, written before the `signin` record.
@@ -358,7 +363,8 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
     }
     let source =
         SessionSource { ip: c.browser.source.ip.as_deref(), user_agent: c.browser.source.user_agent.as_deref() };
-    let (cookie, session) = session::open_in(app, tx, &c.account.id, c.amr, c.acr, source).await?;
+    let (amr, acr) = (c.factors.amr(), c.factors.acr());
+    let (cookie, session) = session::open_in(app, tx, &c.account.id, amr, acr, source).await?;
     let location = match c.parked {
         Some((handle, request)) => {
             let location = authorize::issue_code_in(app, tx, request, &session).await?;
@@ -373,7 +379,7 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
         .partner(c.account.partner_id.clone())
         .source(c.browser.source)
         .session(&session.sid)
-        .details(serde_json::json!({"amr": c.amr, "acr": c.acr}));
+        .details(serde_json::json!({"amr": amr, "acr": acr, "method": c.factors.method()}));
     if let Some((_, request)) = c.parked {
         event = event.client(request.client_id.clone());
     }

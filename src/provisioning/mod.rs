@@ -161,6 +161,8 @@ pub async fn close_access_in(
 ) -> AppResult<()> {
     store::accounts::close(tx, account_id, on, now).await?;
     store::credentials::supersede_links_of_account(tx, account_id, now).await?;
+    // A closed access keeps no way in: its passkeys go with its other credentials.
+    store::passkeys::delete_of_account(tx, account_id).await?;
     crate::auth::session::end_all_of_account_in(app, tx, account_id, reason).await?;
     Ok(())
 }

@@ -49,6 +49,7 @@ mod group_commit;
 pub mod mail;
 pub mod outbox;
 pub mod partners;
+pub mod passkeys;
 pub mod retention;
 pub mod sessions;
 pub mod shared;

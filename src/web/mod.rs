@@ -13,6 +13,7 @@ pub mod i18n;
 mod logout;
 mod oauth;
 mod pages;
+mod passkeys;
 #[cfg(test)]
 mod render_tests;
 mod second_factor;
@@ -65,6 +66,7 @@ pub fn router(app: AppState) -> Router {
         .route(second_factor::ENROL_PATH, get(second_factor::enrol_page).post(second_factor::enrol_submit))
         .route(second_factor::SECURITY_PATH, get(second_factor::security_page))
         .route("/account/security/totp", axum::routing::post(second_factor::security_enable))
+        .merge(passkeys::routes())
         .route("/token", axum::routing::post(oauth::token))
         .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo_post))
         .route("/revoke", axum::routing::post(oauth::revoke))

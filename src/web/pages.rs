@@ -69,6 +69,8 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ("second_factor_enrol.html", include_str!("../../templates/second_factor_enrol.html")),
     ("second_factor_codes.html", include_str!("../../templates/second_factor_codes.html")),
     ("account_security.html", include_str!("../../templates/account_security.html")),
+    ("passkey_forms.html", include_str!("../../templates/passkey_forms.html")),
+    ("passkey_security.html", include_str!("../../templates/passkey_security.html")),
     ("accessibility.html", include_str!("../../templates/accessibility.html")),
     ("home.html", include_str!("../../templates/home.html")),
     ("admin/_nav.html", include_str!("../../templates/admin/_nav.html")),
@@ -83,6 +85,7 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ("admin/annex1_plan.html", include_str!("../../templates/admin/annex1_plan.html")),
     ("admin/close_confirm.html", include_str!("../../templates/admin/close_confirm.html")),
     ("admin/review.html", include_str!("../../templates/admin/review.html")),
+    ("admin/account_passkeys.html", include_str!("../../templates/admin/account_passkeys.html")),
 ];
 
 pub(super) fn environment() -> &'static Environment<'static> {

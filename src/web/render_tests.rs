@@ -232,6 +232,36 @@ fn cases() -> Vec<(&'static str, Value)> {
             "account_security.html",
             context! { csrf => "c", enrolled => true, enrolled_at => "2025-01-02T03:04:05.678Z", codes_left => 9, session_mfa => true },
         ),
+        // Passkeys (issue 17): the forms' macros, the security page's part,
+        // and the pages that offer a passkey.
+        ("passkey_forms.html", context! {}),
+        (
+            "admin/account_passkeys.html",
+            console(
+                CAF,
+                context! {
+                    account_id => "a1", email => "a@b.fr", name => "A B", partner_id => "p", removed => true,
+                    passkeys => vec![context! { id => "k1", name => "Clé", created_at => "2026-01-02T03:04:05.678Z", last_used_at => None::<String> }],
+                },
+            ),
+        ),
+        (
+            "admin/account_passkeys.html",
+            console(
+                CAF,
+                context! { account_id => "a1", email => "a@b.fr", name => "A B", partner_id => None::<String>, removed => false, passkeys => Vec::<Value>::new() },
+            ),
+        ),
+        ("passkey_security.html", passkey_security(true, true, Some("passkey_notice_added"))),
+        ("passkey_security.html", passkey_security(false, true, Some("passkey_notice_refused"))),
+        ("passkey_security.html", passkey_security(true, false, None)),
+        ("account_security.html", passkey_security(true, true, None)),
+        ("second_factor.html", context! { csrf => "c", error => None::<String>, totp => true, passkey => true }),
+        ("second_factor.html", context! { csrf => "c", error => "wrong", totp => false, passkey => true }),
+        (
+            "signin.html",
+            context! { csrf => "c", request => "r", next => None::<String>, email => "", error => "x", client_name => "C" },
+        ),
         ("admin/_nav.html", console(CAF, context! { nav => "home" })),
         ("admin/home.html", console(CAF, context! {})),
         ("admin/home.html", console(PARTNER, context! {})),
@@ -329,6 +359,17 @@ fn cases() -> Vec<(&'static str, Value)> {
         cases.push(("admin/integrity.html", console(CAF, ctx)));
     }
     cases
+}
+
+/// The security page with its passkeys part.
+fn passkey_security(fresh: bool, room: bool, notice: Option<&str>) -> Value {
+    let key = context! { id => "k1", name => "Clé <USB>", created_at => "2026-01-02T03:04:05.678Z", last_used_at => None::<String> };
+    let used = context! { id => "k2", name => "Téléphone", created_at => "2026-01-02T03:04:05.678Z", last_used_at => "2026-02-02T03:04:05.678Z" };
+    context! {
+        csrf => "c", enrolled => false, enrolled_at => None::<String>, codes_left => 0, session_mfa => false,
+        passkeys => vec![key, used], passkey_fresh => fresh, passkey_room => room, passkey_max => 10,
+        passkey_notice => notice, passkey_notice_error => notice == Some("passkey_notice_refused"),
+    }
 }
 
 #[test]

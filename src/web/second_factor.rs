@@ -51,8 +51,13 @@ pub fn set_pending_cookie(config: &Config, jar: CookieJar, value: String) -> Coo
     jar.add(pending_cookie(config, value))
 }
 
-fn clear_pending_cookie(config: &Config, jar: CookieJar) -> CookieJar {
+pub(super) fn clear_pending_cookie(config: &Config, jar: CookieJar) -> CookieJar {
     jar.remove(pending_cookie(config, String::new()))
+}
+
+/// The pending cookie's value, if the browser holds one.
+pub(super) fn pending_value(app: &AppState, jar: &CookieJar) -> Option<String> {
+    jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string())
 }
 
 async fn load_pending(app: &AppState, jar: &CookieJar) -> Result<Option<PendingSecondFactorRow>, AppError> {
@@ -83,14 +88,28 @@ struct CodeView<'a> {
     status: StatusCode,
 }
 
-fn verify_view(app: &AppState, jar: CookieJar, locale: Locale, view: CodeView<'_>) -> Response {
+/// Which second factors the verify page offers (issue 17: a passkey first
+/// when the account holds one).
+#[derive(Clone, Copy)]
+struct Offered {
+    totp: bool,
+    passkey: bool,
+}
+
+async fn offered(app: &AppState, account_id: &str) -> Result<Offered, AppError> {
+    let totp = app.store.totp(account_id).await?.is_some();
+    let passkey = app.store.passkey_count(account_id).await? > 0;
+    Ok(Offered { totp, passkey })
+}
+
+fn verify_view(app: &AppState, jar: CookieJar, locale: Locale, offered: Offered, view: CodeView<'_>) -> Response {
     let (jar, csrf) = browser::csrf_token(&app.config, jar);
     let page = pages::render(
         view.status,
         "second_factor.html",
         locale,
         VERIFY_PATH,
-        context! { csrf => csrf, error => view.error },
+        context! { csrf => csrf, error => view.error, totp => offered.totp, passkey => offered.passkey },
     );
     (jar, page).into_response()
 }
@@ -101,10 +120,12 @@ pub async fn verify_page(State(app): State<AppState>, PageLocale { locale, jar }
         Ok(None) => return expired(locale),
         Err(e) => return error::internal_page(e, locale),
     };
-    match app.store.totp(&pending.account_id).await {
-        Ok(Some(_)) => verify_view(&app, jar, locale, CodeView { error: None, status: StatusCode::OK }),
-        Ok(None) => browser::see_other(ENROL_PATH),
-        Err(e) => error::internal_page(e.into(), locale),
+    match offered(&app, &pending.account_id).await {
+        Ok(o) if o.totp || o.passkey => {
+            verify_view(&app, jar, locale, o, CodeView { error: None, status: StatusCode::OK })
+        }
+        Ok(_) => browser::see_other(ENROL_PATH),
+        Err(e) => error::internal_page(e, locale),
     }
 }
 
@@ -156,7 +177,11 @@ pub async fn verify_submit(
         Ok(StepOutcome::Expired) => expired(locale),
         Ok(StepOutcome::Refused(failure)) => {
             let (status, message, retry_after) = refusal(locale, failure);
-            let page = verify_view(&app, jar, locale, CodeView { error: Some(message), status });
+            let o = match load_pending(&app, &jar).await {
+                Ok(Some(p)) => offered(&app, &p.account_id).await.unwrap_or(Offered { totp: true, passkey: false }),
+                _ => Offered { totp: true, passkey: false },
+            };
+            let page = verify_view(&app, jar, locale, o, CodeView { error: Some(message), status });
             browser::with_retry_after(page, retry_after)
         }
         Err(e) => error::internal_page(e, locale),
@@ -167,7 +192,7 @@ pub async fn verify_submit(
 /// party when an authorization request waited; else, after a step-up, the
 /// console page asked for (`/admin` when the stored path is not a console
 /// path); else `None` (the page of each step decides).
-fn next_location(location: Option<String>, return_to: Option<String>) -> Option<String> {
+pub(super) fn next_location(location: Option<String>, return_to: Option<String>) -> Option<String> {
     location.or_else(|| {
         let target = return_to.as_deref()?;
         Some(second_factor::console_return(target).unwrap_or_else(|| CONSOLE_HOME.to_string()))
@@ -215,7 +240,7 @@ async fn enrolment(
     let loaded = async {
         let Some(cookie) = jar.get(pending_cookie_name(&app.config)) else { return Ok(None) };
         let Some((pending, account)) = signin::pending_account(app, cookie.value()).await? else { return Ok(None) };
-        let enrolled = app.store.totp(&account.id).await?.is_some();
+        let enrolled = app.store.totp(&account.id).await?.is_some() || app.store.passkey_count(&account.id).await? > 0;
         Ok::<_, AppError>(Some((pending, account, enrolled)))
     }
     .await;
@@ -275,16 +300,21 @@ pub async fn enrol_submit(
 
 /// The signed-in account's security page: whether the second factor is on,
 /// recovery codes left, and the opt-in.
-pub async fn security_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
+pub async fn security_page(
+    State(app): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<SecurityQuery>,
+    PageLocale { locale, jar }: PageLocale,
+) -> Response {
     let loaded = async {
         let Some(value) = browser::session_value(&app.config, &jar) else { return Ok(None) };
         let Some(s) = session::current(&app, &value).await? else { return Ok(None) };
         let enrolled = app.store.totp(&s.account_id).await?;
         let left = app.store.recovery_codes_left(&s.account_id).await?;
-        Ok::<_, AppError>(Some((s, enrolled, left)))
+        let passkeys = super::passkeys::security_context(&app, &s, q.passkey.as_deref()).await?;
+        Ok::<_, AppError>(Some((s, enrolled, left, passkeys)))
     }
     .await;
-    let (s, enrolled, left) = match loaded {
+    let (s, enrolled, left, passkeys) = match loaded {
         Ok(Some(x)) => x,
         Ok(None) => return browser::see_other("/signin"),
         Err(e) => return error::internal_page(e, locale),
@@ -301,9 +331,16 @@ pub async fn security_page(State(app): State<AppState>, PageLocale { locale, jar
             enrolled_at => enrolled.map(|e| crate::clock::rfc3339_ms(e.enrolled_at)),
             codes_left => left,
             session_mfa => s.has_second_factor(),
+            ..passkeys
         },
     );
     (jar, page).into_response()
+}
+
+/// What the security page's address may carry: the notice of a passkey action.
+#[derive(serde::Deserialize)]
+pub struct SecurityQuery {
+    passkey: Option<String>,
 }
 
 /// Opt-in: the signed-in account starts an enrolment (the same pages as an

@@ -103,17 +103,17 @@ pub(super) fn signin_path(request: Option<&str>, next: Option<&str>) -> String {
     if query.is_empty() { "/signin".to_string() } else { format!("/signin?{query}") }
 }
 
-struct SigninView<'a> {
-    request: Option<&'a str>,
+pub(super) struct SigninView<'a> {
+    pub(super) request: Option<&'a str>,
     /// A console path, already accepted by `console_return`.
-    next: Option<&'a str>,
-    parked: Option<&'a AuthorizationRequest>,
-    email: &'a str,
-    error: Option<&'a str>,
-    status: StatusCode,
+    pub(super) next: Option<&'a str>,
+    pub(super) parked: Option<&'a AuthorizationRequest>,
+    pub(super) email: &'a str,
+    pub(super) error: Option<&'a str>,
+    pub(super) status: StatusCode,
 }
 
-async fn render_signin(app: &AppState, jar: CookieJar, locale: Locale, view: SigninView<'_>) -> Response {
+pub(super) async fn render_signin(app: &AppState, jar: CookieJar, locale: Locale, view: SigninView<'_>) -> Response {
     let (jar, csrf) = browser::csrf_token(&app.config, jar);
     let client_name = match view.parked {
         Some(p) => clients::find(app, &p.client_id).await.ok().flatten().map(|c| c.name),

@@ -12,6 +12,7 @@ mod admin;
 mod common;
 mod driver;
 mod first_hour;
+mod passkeys;
 #[allow(dead_code)]
 #[path = "../oidc/second_step.rs"]
 mod second_step;

@@ -24,6 +24,7 @@ mod log_integrity;
 mod logout;
 mod multi_instance;
 mod pages;
+mod passkeys;
 mod password_change;
 mod quick_start;
 mod refresh;

@@ -24,7 +24,14 @@ async fn the_design_system_is_served_from_the_binary() {
     assert!(csp.starts_with("default-src 'self';"), "fonts and styles come from this origin only: {csp}");
     let css_href = "/static/dsfr/1.15.3/dsfr.min.css";
     assert!(html.contains(css_href), "the page links the vendored DSFR");
-    assert!(!html.contains("https://") && !html.contains("<script"), "no third-party resource, no script");
+    assert!(!html.contains("https://"), "no third-party resource");
+    // The one script is the passkeys' (issue 17), from this origin; none inline.
+    let scripts: Vec<&str> = html.match_indices("<script").map(|(i, _)| &html[i..]).collect();
+    assert_eq!(scripts.len(), 1, "{html}");
+    assert!(scripts[0].starts_with("<script src=\"/static/passkeys.js\" defer></script>"), "{html}");
+    let (status, ct, _, body) = fetch(&server.url("/static/passkeys.js")).await;
+    assert_eq!((status, ct.as_str()), (200, "text/javascript; charset=utf-8"));
+    assert!(String::from_utf8_lossy(&body).contains("navigator.credentials"));
 
     let (status, ct, cache, body) = fetch(&server.url(css_href)).await;
     assert_eq!((status, ct.as_str()), (200, "text/css; charset=utf-8"));

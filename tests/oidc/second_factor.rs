@@ -219,7 +219,7 @@ async fn id_token_amr_and_acr_follow_the_second_factor(db: Db) {
     enrol(&server, &b, ADMIN).await;
 
     let with = id_token_of(&server, &rp, ADMIN, true).await;
-    assert_eq!(with["amr"], serde_json::json!(["pwd", "otp"]), "{with}");
+    assert_eq!(with["amr"], serde_json::json!(["pwd", "otp", "mfa"]), "{with}");
     assert_eq!(with["acr"], "urn:coop-idp:acr:mfa");
     let without = id_token_of(&server, &rp, AGENT, false).await;
     assert_eq!(without["amr"], serde_json::json!(["pwd"]), "{without}");
@@ -228,7 +228,7 @@ async fn id_token_amr_and_acr_follow_the_second_factor(db: Db) {
     let discovery = discovery(&server.base).await;
     assert_eq!(
         discovery["acr_values_supported"],
-        serde_json::json!(["urn:coop-idp:acr:password", "urn:coop-idp:acr:mfa"])
+        serde_json::json!(["urn:coop-idp:acr:password", "urn:coop-idp:acr:mfa", "urn:coop-idp:acr:passkey"])
     );
 }
 

@@ -14,6 +14,7 @@ mod alerts;
 mod annex1;
 mod logs;
 mod partners;
+mod passkeys;
 mod purges;
 
 use axum::Router;
@@ -50,6 +51,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/partners/{id}/annex1/apply", post(annex1::apply))
         .route("/admin/accounts/{id}/resend-activation", post(accounts::resend_activation))
         .route("/admin/accounts/{id}/close", get(accounts::close_confirm).post(accounts::close))
+        .route("/admin/accounts/{id}/passkeys", get(passkeys::list))
+        .route("/admin/accounts/{id}/passkeys/{passkey}/remove", post(passkeys::remove))
 }
 
 /// A console handler's answer: the page, or the page to show instead.

@@ -87,6 +87,19 @@ catalogue! {
         codes_title, codes_intro, codes_list_label, continue_button, security_title, security_enabled, security_codes_left,
         security_disabled, security_enable_button,
     }
+    /// Passkeys (issue 17): sign-in, second factor, enrolment, security page.
+    passkeys: Passkeys {
+        passkey_signin_intro, passkey_signin_button, passkey_none, passkey_email_first, passkey_browser_failed,
+        passkey_signin_failed, passkey_step_failed, passkey_try_again, passkey_step_title, passkey_step_intro,
+        passkey_use_button, passkey_or_code, passkey_enrol_title, passkey_enrol_intro, passkey_name_label,
+        passkey_name_hint, passkey_register_button, passkey_section_title, passkey_section_intro, passkey_none_yet,
+        passkey_caption, passkey_col_name, passkey_col_created, passkey_col_last_used, passkey_col_actions,
+        passkey_never, passkey_rename_button, passkey_remove_button, passkey_new_name_label, passkey_remove_label,
+        passkey_add_title, passkey_stale, passkey_signin_again, passkey_limit_reached, passkey_needs_script,
+        passkey_name_invalid, passkey_notice_added, passkey_notice_renamed, passkey_notice_removed,
+        passkey_notice_refused, passkey_notice_stale, passkey_notice_name, passkey_notice_limit,
+        passkey_console_caption, passkey_console_removed,
+    }
     /// The accessibility statement (its body is in the template).
     statement: Statement {
         a11y_title,

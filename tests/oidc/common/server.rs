@@ -51,10 +51,20 @@ impl TestServer {
 
     /// Starts a server; `extra` are configuration overrides (`key`, value).
     pub async fn start_with(db: Db, extra: &[(&str, &str)]) -> TestServer {
+        Self::start_on(db, extra, "127.0.0.1").await
+    }
+
+    /// Starts a server whose issuer is `http://localhost:PORT`: passkeys
+    /// need a domain as relying-party id (browsers refuse an IP address).
+    pub async fn start_on_localhost(db: Db) -> TestServer {
+        Self::start_on(db, &[], "localhost").await
+    }
+
+    async fn start_on(db: Db, extra: &[(&str, &str)], host: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let base = format!("http://127.0.0.1:{}", addr.port());
+        let base = format!("http://{host}:{}", addr.port());
         let (database_url, schema) = match &db {
             Db::Sqlite => (format!("sqlite://{}/coop-idp.db", dir.path().display()), None),
             Db::Postgres(url) => {

@@ -1,0 +1,451 @@
+//! Passkeys (WebAuthn, issue 17, R18): an agent's opt-in way to sign in
+//! without a password, and an administrator's second factor.
+//!
+//! The ceremonies are those of `webauthn-rs`, with user verification
+//! required and no attestation asked (any authenticator the person holds;
+//! see the README's "Passkeys" section). The relying-party id is the
+//! issuer's host and the only accepted origin the issuer's: a passkey made
+//! for another site, or offered through another one, is refused by the
+//! browser and again here.
+//!
+//! Between the page that asks the browser and the browser's answer, the
+//! server's side of the ceremony (its challenge, the credentials allowed)
+//! is kept in the database (`passkey_ceremonies`), behind a random cookie
+//! whose hash is the key, for `CEREMONY_TTL_MS`, and consumed once in the
+//! transaction that uses its answer: any instance may take either request.
+//! Only public keys are stored; the Caf never sees a secret (R1).
+
+use serde_json::Value;
+use webauthn_rs::prelude::{
+    AuthenticationResult, CreationChallengeResponse, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder,
+    WebauthnError,
+};
+
+use crate::accounts::Account;
+use crate::app::App;
+use crate::audit;
+use crate::clock::Millis;
+use crate::crypto::{b64url, hash_secret, random_b64, random_token, sha256};
+use crate::error::{AppError, AppResult};
+use crate::mail::{self, MailKind};
+use crate::store::{
+    self, WriteTx,
+    passkeys::{CeremonyRow, PasskeyRow},
+};
+
+/// How long the browser has to answer a challenge.
+pub const CEREMONY_TTL_MS: Millis = 5 * 60_000;
+/// Registering a passkey asks for a sign-in this recent: a session left
+/// open on a shared computer must not be enough to add one.
+pub const FRESH_SIGNIN_MS: Millis = 5 * 60_000;
+/// Passkeys an account may hold.
+pub const MAX_PER_ACCOUNT: usize = 10;
+/// Longest name, in characters.
+pub const NAME_MAX_CHARS: usize = 64;
+/// The browser's answer (JSON) is refused above this size.
+pub const ANSWER_MAX_BYTES: usize = 16 * 1024;
+
+/// What a ceremony is for: the cookie of one cannot finish another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Adding a passkey from the account's security page, or at an
+    /// administrator's enrolment.
+    Register,
+    /// An agent signing in with a passkey alone.
+    SignIn,
+    /// An administrator's passkey after the password.
+    SecondFactor,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Register => "register",
+            Purpose::SignIn => "signin",
+            Purpose::SecondFactor => "second_factor",
+        }
+    }
+}
+
+/// Why an answer was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a valid answer to this challenge (wrong key, wrong origin, no
+    /// user verification, malformed).
+    Invalid,
+    /// The ceremony expired or was already used.
+    Expired,
+    /// The signature counter did not move forward: the key may have been
+    /// cloned. Names the passkey.
+    CounterRegressed { passkey_id: String, name: String, stored: i64 },
+    /// The credential is registered already (to this or another account).
+    AlreadyRegistered,
+    /// The account holds `MAX_PER_ACCOUNT` passkeys.
+    TooMany,
+}
+
+impl Refusal {
+    /// The reason as the connection log writes it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Invalid => "passkey_invalid",
+            Refusal::Expired => "expired",
+            Refusal::CounterRegressed { .. } => "passkey_counter_regressed",
+            Refusal::AlreadyRegistered => "passkey_already_registered",
+            Refusal::TooMany => "passkey_limit",
+        }
+    }
+}
+
+/// The relying party, from the issuer: its host is the RP id, its origin
+/// the only origin accepted.
+pub fn relying_party(app: &App) -> AppResult<Webauthn> {
+    let issuer = &app.config.issuer;
+    let host = issuer.host_str().ok_or_else(|| AppError::Invalid("the issuer has no host".into()))?;
+    let origin = Url::parse(&issuer.origin().ascii_serialization()).map_err(|e| AppError::Invalid(e.to_string()))?;
+    WebauthnBuilder::new(host, &origin)
+        .and_then(|b| b.rp_name("Coopération").build())
+        .map_err(|e| AppError::Invalid(format!("passkeys: the issuer cannot be a relying party: {e}")))
+}
+
+/// The relying party, or `None` (said in the log) when the issuer cannot
+/// be one: browsers refuse an IP address as RP id, so an issuer such as
+/// `http://127.0.0.1:8080` offers no passkey and signs in with passwords.
+fn available(app: &App) -> Option<Webauthn> {
+    match relying_party(app) {
+        Ok(rp) => Some(rp),
+        Err(e) => {
+            tracing::warn!(error = %e, "passkeys unavailable");
+            None
+        }
+    }
+}
+
+/// The user handle the authenticator keeps: derived from the account id,
+/// so that it names no one and stays the same for every passkey.
+fn user_handle(account_id: &str) -> Uuid {
+    let digest = sha256(format!("coop-idp passkey user {account_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
+}
+
+/// A name as typed: trimmed, without control characters, not empty, at
+/// most `NAME_MAX_CHARS`.
+pub fn clean_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS || name.chars().any(char::is_control) {
+        return None;
+    }
+    Some(name.to_string())
+}
+
+fn stored_passkey(row: &PasskeyRow) -> AppResult<Passkey> {
+    serde_json::from_str(&row.passkey).map_err(|e| AppError::Invalid(format!("stored passkey {}: {e}", row.id)))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
+    serde_json::to_string(value).map_err(|e| AppError::Invalid(e.to_string()))
+}
+
+/// Stores a ceremony's state; returns the cookie value that finds it.
+async fn open_ceremony(app: &App, purpose: Purpose, account_id: &str, state: String) -> AppResult<String> {
+    let now = app.clock.now_ms();
+    let cookie = random_token();
+    let row = CeremonyRow {
+        id_hash: hash_secret(&cookie),
+        purpose: purpose.as_str().to_string(),
+        account_id: account_id.to_string(),
+        state,
+        expires_at: now + CEREMONY_TTL_MS,
+    };
+    let mut tx = app.store.begin_write().await?;
+    store::passkeys::insert_ceremony(&mut tx, &row, now).await?;
+    tx.commit().await?;
+    Ok(cookie)
+}
+
+/// The live ceremony behind a cookie, for this purpose.
+pub async fn ceremony(app: &App, cookie: &str, purpose: Purpose) -> AppResult<Option<CeremonyRow>> {
+    let row = app.store.passkey_ceremony(&hash_secret(cookie)).await?;
+    Ok(row.filter(|r| r.expires_at >= app.clock.now_ms() && r.purpose == purpose.as_str()))
+}
+
+/// Starts adding a passkey to `account`: the options for
+/// `navigator.credentials.create` and the ceremony's cookie. `None` when the
+/// account holds `MAX_PER_ACCOUNT` already.
+pub async fn start_registration(app: &App, account: &Account) -> AppResult<Option<(Value, String)>> {
+    let Some(rp) = available(app) else { return Ok(None) };
+    let existing = app.store.passkeys_of_account(&account.id).await?;
+    if existing.len() >= MAX_PER_ACCOUNT {
+        return Ok(None);
+    }
+    let mut exclude = Vec::with_capacity(existing.len());
+    for row in &existing {
+        exclude.push(stored_passkey(row)?.cred_id().clone());
+    }
+    let display = format!("{} {}", account.given_name, account.family_name);
+    let (options, state): (CreationChallengeResponse, PasskeyRegistration) = rp
+        .start_passkey_registration(user_handle(&account.id), &account.email, display.trim(), Some(exclude))
+        .map_err(|e| AppError::Invalid(format!("passkey registration: {e}")))?;
+    let cookie = open_ceremony(app, Purpose::Register, &account.id, to_json(&state)?).await?;
+    Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+}
+
+/// Starts an authentication with one of the account's passkeys: the
+/// options for `navigator.credentials.get` and the ceremony's cookie;
+/// `None` when the account holds none.
+pub async fn start_authentication(app: &App, account_id: &str, purpose: Purpose) -> AppResult<Option<(Value, String)>> {
+    let Some(rp) = available(app) else { return Ok(None) };
+    let rows = app.store.passkeys_of_account(account_id).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let keys = rows.iter().map(stored_passkey).collect::<AppResult<Vec<_>>>()?;
+    let (options, state): (RequestChallengeResponse, PasskeyAuthentication) = rp
+        .start_passkey_authentication(&keys)
+        .map_err(|e| AppError::Invalid(format!("passkey authentication: {e}")))?;
+    let cookie = open_ceremony(app, purpose, account_id, to_json(&state)?).await?;
+    Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+}
+
+/// A new passkey, checked, not stored yet.
+pub struct NewPasskey {
+    passkey: Passkey,
+    credential_id: String,
+}
+
+/// Checks the browser's answer to a registration.
+pub fn finish_registration(app: &App, ceremony: &CeremonyRow, answer: &str) -> AppResult<Result<NewPasskey, Refusal>> {
+    if answer.len() > ANSWER_MAX_BYTES {
+        return Ok(Err(Refusal::Invalid));
+    }
+    let Ok(credential) = serde_json::from_str::<RegisterPublicKeyCredential>(answer) else {
+        return Ok(Err(Refusal::Invalid));
+    };
+    let state: PasskeyRegistration =
+        serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
+    match relying_party(app)?.finish_passkey_registration(&credential, &state) {
+        Ok(passkey) => {
+            let credential_id = b64url(passkey.cred_id().as_ref());
+            Ok(Ok(NewPasskey { passkey, credential_id }))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "passkey registration refused");
+            Ok(Err(Refusal::Invalid))
+        }
+    }
+}
+
+/// Stores a checked passkey inside the caller's transaction: the ceremony
+/// consumed, the passkey stored under its name and the account told by
+/// email; returns the `passkey_registered` record, for the caller to
+/// append with its others.
+pub async fn register_in(
+    app: &App,
+    tx: &mut WriteTx,
+    ceremony: &CeremonyRow,
+    account: &Account,
+    new: NewPasskey,
+    name: &str,
+    source: &audit::Source,
+) -> AppResult<Result<audit::Event, Refusal>> {
+    let now = app.clock.now_ms();
+    if !store::passkeys::take_ceremony(tx, &ceremony.id_hash, now).await? {
+        return Ok(Err(Refusal::Expired));
+    }
+    if store::passkeys::credential_exists_in(tx, &new.credential_id).await? {
+        return Ok(Err(Refusal::AlreadyRegistered));
+    }
+    let json = serde_json::to_value(&new.passkey).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let row = PasskeyRow {
+        id: random_b64(12),
+        account_id: account.id.clone(),
+        credential_id: new.credential_id,
+        counter: json["cred"]["counter"].as_i64().unwrap_or(0),
+        passkey: json.to_string(),
+        name: name.to_string(),
+        created_at: now,
+        last_used_at: None,
+    };
+    store::passkeys::insert(tx, &row).await?;
+    tell_account(app, tx, account, &row.name, true, now).await?;
+    let event = account_event(audit::kind::PASSKEY_REGISTERED, account, &account.email, source)
+        .details(serde_json::json!({"passkey": row.id, "name": row.name}));
+    Ok(Ok(event))
+}
+
+/// Adds a passkey from the account's security page: the answer checked,
+/// then one transaction (see [`register_in`]) with its record. The caller
+/// checked that the session is recent ([`FRESH_SIGNIN_MS`]).
+pub async fn add(
+    app: &App,
+    ceremony: &CeremonyRow,
+    account: &Account,
+    answer: &str,
+    name: &str,
+    source: &audit::Source,
+) -> AppResult<Result<(), Refusal>> {
+    if ceremony.account_id != account.id {
+        return Ok(Err(Refusal::Expired));
+    }
+    if app.store.passkey_count(&account.id).await? >= MAX_PER_ACCOUNT as i64 {
+        return Ok(Err(Refusal::TooMany));
+    }
+    let new = match finish_registration(app, ceremony, answer)? {
+        Ok(n) => n,
+        Err(r) => return Ok(Err(r)),
+    };
+    let mut tx = app.store.begin_write().await?;
+    let event = match register_in(app, &mut tx, ceremony, account, new, name, source).await? {
+        Ok(e) => e,
+        Err(r) => return Ok(Err(r)),
+    };
+    audit::append(app, &mut tx, vec![event]).await?;
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    Ok(Ok(()))
+}
+
+/// A passkey that answered, with what to write of its use.
+pub struct Verified {
+    pub row: PasskeyRow,
+    result: AuthenticationResult,
+}
+
+/// Checks the browser's answer to an authentication against the account's
+/// passkeys (read by the caller): signature, origin, RP id, user
+/// verification, and a counter that moves forward.
+pub fn verify_answer(
+    app: &App,
+    ceremony: &CeremonyRow,
+    rows: &[PasskeyRow],
+    answer: &str,
+) -> AppResult<Result<Verified, Refusal>> {
+    if answer.len() > ANSWER_MAX_BYTES {
+        return Ok(Err(Refusal::Invalid));
+    }
+    let Ok(credential) = serde_json::from_str::<PublicKeyCredential>(answer) else {
+        return Ok(Err(Refusal::Invalid));
+    };
+    let used = b64url(credential.get_credential_id());
+    let Some(row) = rows.iter().find(|r| r.credential_id == used) else { return Ok(Err(Refusal::Invalid)) };
+    let state: PasskeyAuthentication =
+        serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
+    match relying_party(app)?.finish_passkey_authentication(&credential, &state) {
+        Ok(result) if result.user_verified() => Ok(Ok(Verified { row: row.clone(), result })),
+        Ok(_) => Ok(Err(Refusal::Invalid)),
+        Err(WebauthnError::CredentialPossibleCompromise) => Ok(Err(Refusal::CounterRegressed {
+            passkey_id: row.id.clone(),
+            name: row.name.clone(),
+            stored: row.counter,
+        })),
+        Err(e) => {
+            tracing::info!(error = %e, "passkey assertion refused");
+            Ok(Err(Refusal::Invalid))
+        }
+    }
+}
+
+/// Consumes the ceremony and records the passkey's use (its new counter)
+/// inside the sign-in's transaction.
+pub async fn use_in(
+    app: &App,
+    tx: &mut WriteTx,
+    ceremony: &CeremonyRow,
+    verified: &Verified,
+) -> AppResult<Result<(), Refusal>> {
+    let now = app.clock.now_ms();
+    if !store::passkeys::take_ceremony(tx, &ceremony.id_hash, now).await? {
+        return Ok(Err(Refusal::Expired));
+    }
+    let mut passkey = stored_passkey(&verified.row)?;
+    passkey.update_credential(&verified.result);
+    let counter = i64::from(verified.result.counter());
+    if !store::passkeys::record_use(tx, &verified.row.id, &to_json(&passkey)?, counter, now).await? {
+        // Another assertion with a later counter was recorded meanwhile.
+        return Ok(Err(Refusal::CounterRegressed {
+            passkey_id: verified.row.id.clone(),
+            name: verified.row.name.clone(),
+            stored: verified.row.counter,
+        }));
+    }
+    Ok(Ok(()))
+}
+
+/// Renames one of the account's passkeys; false when it holds no such one.
+pub async fn rename(app: &App, account: &Account, passkey_id: &str, name: &str) -> AppResult<bool> {
+    let mut tx = app.store.begin_write().await?;
+    let done = store::passkeys::rename(&mut tx, &account.id, passkey_id, name).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Removes one of the account's passkeys, by its holder (`actor` is the
+/// account's email) or by a habilitation manager from the console: the
+/// account told by email and the `passkey_removed` record, in one
+/// transaction. False when the account holds no such passkey.
+pub async fn remove(
+    app: &App,
+    account: &Account,
+    passkey_id: &str,
+    actor: &str,
+    source: &audit::Source,
+) -> AppResult<bool> {
+    let now = app.clock.now_ms();
+    let mut tx = app.store.begin_write().await?;
+    let Some(name) = store::passkeys::delete(&mut tx, &account.id, passkey_id).await? else { return Ok(false) };
+    tell_account(app, &mut tx, account, &name, false, now).await?;
+    let event = account_event(audit::kind::PASSKEY_REMOVED, account, actor, source)
+        .details(serde_json::json!({"passkey": passkey_id, "name": name}));
+    audit::append(app, &mut tx, vec![event]).await?;
+    tx.commit().await?;
+    app.mail_wake.notify_one();
+    Ok(true)
+}
+
+/// The "si ce n'est pas vous…" message of an addition or a removal.
+async fn tell_account(
+    app: &App,
+    tx: &mut WriteTx,
+    account: &Account,
+    name: &str,
+    added: bool,
+    now: Millis,
+) -> AppResult<()> {
+    let kind =
+        MailKind::PasskeyChanged { given_name: &account.given_name, name, added, issuer: &app.config.issuer_str() };
+    let message = mail::render(&account.email, kind).map_err(|e| AppError::Invalid(e.to_string()))?;
+    mail::enqueue(tx, &message, now).await?;
+    Ok(())
+}
+
+fn account_event(kind: &'static str, account: &Account, actor: &str, source: &audit::Source) -> audit::Event {
+    audit::Event::new(kind, audit::Outcome::Success, actor)
+        .email(account.email.clone())
+        .account(account.id.clone())
+        .partner(account.partner_id.clone())
+        .source(source)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(clean_name("  Clé USB  ").as_deref(), Some("Clé USB"));
+        assert_eq!(clean_name(""), None);
+        assert_eq!(clean_name("   "), None);
+        assert_eq!(clean_name("a\u{0}b"), None);
+        assert!(clean_name(&"é".repeat(NAME_MAX_CHARS)).is_some());
+        assert_eq!(clean_name(&"é".repeat(NAME_MAX_CHARS + 1)), None);
+    }
+
+    #[test]
+    fn the_user_handle_is_stable_and_per_account() {
+        assert_eq!(user_handle("a"), user_handle("a"));
+        assert_ne!(user_handle("a"), user_handle("b"));
+    }
+}

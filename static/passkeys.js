@@ -1,0 +1,166 @@
+// Passkeys (WebAuthn) for coop-idp's pages: no framework, no third party.
+//
+// Every passkey form is written by the server with the `hidden` attribute:
+// without this script (or without WebAuthn in the browser) the page is the
+// same as before, password and codes included. A form
+// `<form data-passkey="get|create" data-options="/…/options">` is shown;
+// on submit the script asks the server for the options (POST, with the
+// form's CSRF token, and the address typed in `#<data-email-from>` when
+// set), calls navigator.credentials, puts the answer (JSON) in the form's
+// `credential` field and submits the form for real: the server answers
+// with a page, as for any form.
+(function () {
+  'use strict';
+  if (!window.PublicKeyCredential || !navigator.credentials) return;
+
+  function decode(text) {
+    var b64 = text.replace(/-/g, '+').replace(/_/g, '/');
+    while (b64.length % 4) b64 += '=';
+    var bin = atob(b64);
+    var out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+
+  function encode(buffer) {
+    var bytes = new Uint8Array(buffer);
+    var bin = '';
+    for (var i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+    return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  function withIds(list) {
+    return (list || []).map(function (c) {
+      var copy = Object.assign({}, c);
+      copy.id = decode(c.id);
+      return copy;
+    });
+  }
+
+  function creationOptions(options) {
+    var pk = Object.assign({}, options.publicKey);
+    pk.challenge = decode(pk.challenge);
+    pk.user = Object.assign({}, pk.user, { id: decode(pk.user.id) });
+    pk.excludeCredentials = withIds(pk.excludeCredentials);
+    return { publicKey: pk };
+  }
+
+  function requestOptions(options) {
+    var pk = Object.assign({}, options.publicKey);
+    pk.challenge = decode(pk.challenge);
+    pk.allowCredentials = withIds(pk.allowCredentials);
+    return { publicKey: pk };
+  }
+
+  function extensions(credential) {
+    try {
+      return credential.getClientExtensionResults ? credential.getClientExtensionResults() : {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  function registration(credential) {
+    var r = credential.response;
+    return {
+      id: credential.id,
+      rawId: encode(credential.rawId),
+      type: credential.type,
+      extensions: extensions(credential),
+      response: {
+        attestationObject: encode(r.attestationObject),
+        clientDataJSON: encode(r.clientDataJSON),
+        transports: r.getTransports ? r.getTransports() : undefined
+      }
+    };
+  }
+
+  function assertion(credential) {
+    var r = credential.response;
+    return {
+      id: credential.id,
+      rawId: encode(credential.rawId),
+      type: credential.type,
+      extensions: extensions(credential),
+      response: {
+        authenticatorData: encode(r.authenticatorData),
+        clientDataJSON: encode(r.clientDataJSON),
+        signature: encode(r.signature),
+        userHandle: r.userHandle ? encode(r.userHandle) : null
+      }
+    };
+  }
+
+  function say(form, key) {
+    var box = form.querySelector('[data-passkey-message]');
+    if (!box) return;
+    box.textContent = form.getAttribute('data-' + key) || '';
+    box.hidden = !box.textContent;
+    if (!box.hidden) box.focus();
+  }
+
+  function start(form) {
+    var mode = form.getAttribute('data-passkey');
+    var body = new URLSearchParams();
+    body.set('csrf', form.elements.csrf.value);
+    var emailFrom = form.getAttribute('data-email-from');
+    if (emailFrom) {
+      var field = document.getElementById(emailFrom);
+      var email = field ? field.value.trim() : '';
+      if (!email) {
+        say(form, 'message-email');
+        if (field) field.focus();
+        return;
+      }
+      body.set('email', email);
+      if (form.elements.email) form.elements.email.value = email;
+    }
+    say(form, '');
+    fetch(form.getAttribute('data-options'), {
+      method: 'POST',
+      body: body,
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json' }
+    })
+      .then(function (r) {
+        if (!r.ok) throw new Error('options ' + r.status);
+        return r.json();
+      })
+      .then(function (options) {
+        if (!options.publicKey) {
+          say(form, 'message-none');
+          return null;
+        }
+        return mode === 'create'
+          ? navigator.credentials.create(creationOptions(options)).then(registration)
+          : navigator.credentials.get(requestOptions(options)).then(assertion);
+      })
+      .then(function (answer) {
+        if (!answer) return;
+        form.elements.credential.value = JSON.stringify(answer);
+        HTMLFormElement.prototype.submit.call(form);
+      })
+      .catch(function () {
+        say(form, 'message-failed');
+      });
+  }
+
+  function ready() {
+    var forms = document.querySelectorAll('form[data-passkey]');
+    Array.prototype.forEach.call(forms, function (form) {
+      form.hidden = false;
+      form.addEventListener('submit', function (event) {
+        event.preventDefault();
+        if (form.reportValidity && !form.reportValidity()) return;
+        start(form);
+      });
+    });
+    var hide = document.querySelectorAll('[data-passkey-fallback]');
+    Array.prototype.forEach.call(hide, function (el) {
+      el.hidden = true;
+    });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', ready);
+  else ready();
+})();

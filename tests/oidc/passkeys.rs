@@ -1,0 +1,400 @@
+//! Passkeys (issue 17), the server's rules without a browser: a software
+//! authenticator (P-256, "none" attestation, user verified) answers the
+//! ceremonies the domain functions start. A registered passkey signs an
+//! agent in alone (`amr` `pop` `user`), once per challenge; a removed one no
+//! longer does; closing the access removes them and a closed account is
+//! refused; a counter that goes backwards is refused and raises an alert;
+//! failed assertions count in the throttle; a password reset keeps them.
+//! The browser side (the script, the pages, Chromium's authenticator) is in
+//! tests/browser/passkeys.rs.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use coop_idp::accounts::Account;
+use coop_idp::audit;
+use coop_idp::auth::passkeys::{self, Purpose};
+use coop_idp::crypto::{b64url, sha256};
+use coop_idp::oidc::signin::{self, PasskeyAnswer, PasskeyFailure, PasskeyOutcome};
+use coop_idp::store::events::EventFilter;
+use serde_json::{Value, json};
+
+use crate::common::*;
+use crate::on_both_databases;
+
+on_both_databases!(
+    a_passkey_signs_in_alone_once_per_challenge,
+    a_removed_passkey_no_longer_signs_in,
+    closing_the_access_removes_its_passkeys,
+    a_counter_that_goes_back_is_refused_and_alerts,
+    failed_assertions_count_in_the_throttle,
+    a_reset_keeps_the_passkeys,
+);
+
+const AGENT: &str = "marie.dupont@cc-girou.fr";
+
+/// A software authenticator holding one credential.
+struct SoftKey {
+    pair: EcdsaKeyPair,
+    id: Vec<u8>,
+    counter: u32,
+    origin: String,
+}
+
+/// Minimal CBOR: the head of an item of `major` type and length/value `n`.
+fn head(major: u8, n: usize) -> Vec<u8> {
+    let m = major << 5;
+    match n {
+        0..=23 => vec![m | n as u8],
+        24..=255 => vec![m | 24, n as u8],
+        _ => {
+            let mut v = vec![m | 25];
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+            v
+        }
+    }
+}
+
+fn text(s: &str) -> Vec<u8> {
+    let mut v = head(3, s.len());
+    v.extend_from_slice(s.as_bytes());
+    v
+}
+
+fn bytes(b: &[u8]) -> Vec<u8> {
+    let mut v = head(2, b.len());
+    v.extend_from_slice(b);
+    v
+}
+
+impl SoftKey {
+    fn new(server: &TestServer) -> SoftKey {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("P-256 key");
+        let mut id = vec![0u8; 32];
+        aws_lc_rs::rand::fill(&mut id).expect("random");
+        SoftKey { pair, id, counter: 0, origin: server.base.clone() }
+    }
+
+    fn rp_hash(&self) -> Vec<u8> {
+        let host = url::Url::parse(&self.origin).expect("origin").host_str().expect("host").to_string();
+        sha256(host.as_bytes())
+    }
+
+    fn client_data(&self, kind: &str, options: &Value) -> Vec<u8> {
+        let challenge = options["publicKey"]["challenge"].as_str().expect("challenge");
+        json!({"type": kind, "challenge": challenge, "origin": self.origin, "crossOrigin": false})
+            .to_string()
+            .into_bytes()
+    }
+
+    /// The answer to `navigator.credentials.create`.
+    fn create(&mut self, options: &Value) -> String {
+        self.counter += 1;
+        let point = self.pair.public_key().as_ref().to_vec();
+        let (x, y) = (&point[1..33], &point[33..65]);
+        // COSE_Key {1: 2 (EC2), 3: -7 (ES256), -1: 1 (P-256), -2: x, -3: y}
+        let mut cose = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21];
+        cose.extend(bytes(x));
+        cose.push(0x22);
+        cose.extend(bytes(y));
+        let mut auth = self.rp_hash();
+        auth.push(0x45); // user present, user verified, attested credential data
+        auth.extend_from_slice(&self.counter.to_be_bytes());
+        auth.extend_from_slice(&[0u8; 16]);
+        auth.extend_from_slice(&(self.id.len() as u16).to_be_bytes());
+        auth.extend_from_slice(&self.id);
+        auth.extend(cose);
+        let mut att = vec![0xa3];
+        att.extend(text("fmt"));
+        att.extend(text("none"));
+        att.extend(text("attStmt"));
+        att.push(0xa0);
+        att.extend(text("authData"));
+        att.extend(bytes(&auth));
+        let client = self.client_data("webauthn.create", options);
+        json!({
+            "id": b64url(&self.id), "rawId": b64url(&self.id), "type": "public-key",
+            "response": {"attestationObject": b64url(&att), "clientDataJSON": b64url(&client)},
+            "extensions": {},
+        })
+        .to_string()
+    }
+
+    /// The answer to `navigator.credentials.get`, signed with `signer`
+    /// (this key, or another to forge a wrong signature).
+    fn get_signed_by(&mut self, options: &Value, signer: &EcdsaKeyPair) -> String {
+        self.counter += 1;
+        let mut auth = self.rp_hash();
+        auth.push(0x05); // user present, user verified
+        auth.extend_from_slice(&self.counter.to_be_bytes());
+        let client = self.client_data("webauthn.get", options);
+        let mut signed = auth.clone();
+        signed.extend(sha256(&client));
+        let signature = signer.sign(&SystemRandom::new(), &signed).expect("signature");
+        json!({
+            "id": b64url(&self.id), "rawId": b64url(&self.id), "type": "public-key",
+            "response": {
+                "authenticatorData": b64url(&auth), "clientDataJSON": b64url(&client),
+                "signature": b64url(signature.as_ref()), "userHandle": null,
+            },
+            "extensions": {},
+        })
+        .to_string()
+    }
+
+    fn get(&mut self, options: &Value) -> String {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, self.pkcs8().as_ref()).expect("key");
+        self.get_signed_by(options, &pair)
+    }
+
+    fn pkcs8(&self) -> Vec<u8> {
+        self.pair.to_pkcs8v1().expect("pkcs8").as_ref().to_vec()
+    }
+}
+
+fn source() -> audit::Source {
+    audit::Source { ip: Some("192.0.2.10".into()), user_agent: Some("test".into()) }
+}
+
+async fn account(server: &TestServer, id: &str) -> Account {
+    Account::from_row(&server.app.store.account_by_id(id).await.expect("read").expect("account"))
+}
+
+/// Registers `key` for the account as its security page does.
+async fn register(server: &TestServer, account: &Account, key: &mut SoftKey, name: &str) {
+    let app = &server.app;
+    let (options, cookie) = passkeys::start_registration(app, account).await.expect("start").expect("options");
+    let ceremony = passkeys::ceremony(app, &cookie, Purpose::Register).await.expect("read").expect("ceremony");
+    let answer = key.create(&options);
+    passkeys::add(app, &ceremony, account, &answer, name, &source()).await.expect("add").expect("registered");
+}
+
+/// A passkey sign-in with the answer `answer` gives to the challenge.
+async fn sign_in_with(
+    server: &TestServer,
+    email: &str,
+    answer: impl FnOnce(&Value) -> String,
+) -> Option<PasskeyOutcome> {
+    let (options, cookie) = signin::passkey_signin_options(&server.app, email).await.expect("options")?;
+    let answer = answer(&options);
+    let source = source();
+    let sent = PasskeyAnswer {
+        ceremony_cookie: &cookie,
+        answer: &answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    Some(signin::with_passkey(&server.app, sent, None).await.expect("sign-in"))
+}
+
+async fn events(server: &TestServer, kind: &str) -> Vec<coop_idp::store::events::EventRow> {
+    let filter = EventFilter { kind: Some(kind.into()), limit: 100, ..Default::default() };
+    server.app.store.query_events(&filter).await.expect("events")
+}
+
+async fn a_passkey_signs_in_alone_once_per_challenge(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    // Without a passkey, nothing to ask: the page keeps the password.
+    assert!(signin::passkey_signin_options(&server.app, AGENT).await.expect("options").is_none());
+    assert!(signin::passkey_signin_options(&server.app, "nobody@cc-girou.fr").await.expect("options").is_none());
+
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Ordinateur du bureau").await;
+    let rows = server.app.store.passkeys_of_account(&id).await.expect("passkeys");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].name, "Ordinateur du bureau");
+    assert!(rows[0].last_used_at.is_none());
+    let registered = events(&server, "passkey_registered").await;
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].account_id.as_deref(), Some(id.as_str()));
+    // The same authenticator cannot be registered twice.
+    let (options, cookie) = passkeys::start_registration(&server.app, &agent).await.expect("start").expect("options");
+    assert_eq!(options["publicKey"]["excludeCredentials"].as_array().map(Vec::len), Some(1));
+    let ceremony = passkeys::ceremony(&server.app, &cookie, Purpose::Register).await.expect("read").expect("ceremony");
+    let again = passkeys::add(&server.app, &ceremony, &agent, &key.create(&options), "Bis", &source()).await;
+    assert!(again.expect("add").is_err(), "a credential is registered once");
+
+    // Signing in: the passkey alone, and the session says so.
+    let mut replay = None;
+    let outcome = sign_in_with(&server, AGENT, |o| {
+        let a = key.get(o);
+        replay = Some((o.clone(), a.clone()));
+        a
+    })
+    .await
+    .expect("a passkey to ask for");
+    let PasskeyOutcome::SignedIn(done) = outcome else { panic!("the passkey signs in") };
+    assert_eq!(done.session.amr, vec!["pop".to_string(), "user".to_string()]);
+    assert_eq!(done.session.acr, "urn:coop-idp:acr:passkey");
+    let signins = events(&server, "signin").await;
+    let details: Value = serde_json::from_str(&signins[0].details).expect("details");
+    assert_eq!(details["method"], "passkey", "{details}");
+    let rows = server.app.store.passkeys_of_account(&id).await.expect("passkeys");
+    assert!(rows[0].last_used_at.is_some(), "the last use is recorded");
+
+    // The same answer again: its challenge was consumed.
+    let (options, answer) = replay.expect("the first answer");
+    let again = sign_in_with(&server, AGENT, |_| answer.clone()).await.expect("options");
+    assert!(matches!(again, PasskeyOutcome::Refused(_)), "an answer to another challenge is refused");
+    let _ = options;
+    // One challenge, one answer: the same answer sent twice signs in once.
+    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT).await.expect("options").expect("some");
+    let answer = key.get(&options);
+    let source = source();
+    for expected_signed_in in [true, false] {
+        let sent = PasskeyAnswer {
+            ceremony_cookie: &cookie,
+            answer: &answer,
+            browser: signin::Browser { previous_cookie: None, source: &source },
+        };
+        let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+        match (expected_signed_in, outcome) {
+            (true, PasskeyOutcome::SignedIn(_)) | (false, PasskeyOutcome::Refused(PasskeyFailure::Expired)) => {}
+            (true, _) => panic!("the first use of the answer signs in"),
+            (false, _) => panic!("the second use of the answer finds its challenge consumed"),
+        }
+    }
+    // The addition was mailed to the account.
+    wait_for_mails(&server, AGENT, "A passkey named", 1).await;
+}
+
+async fn a_removed_passkey_no_longer_signs_in(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Clé USB").await;
+    let passkey = server.app.store.passkeys_of_account(&id).await.expect("passkeys")[0].id.clone();
+    // An answer prepared before the removal…
+    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT).await.expect("options").expect("some");
+    let answer = key.get(&options);
+
+    // Another account cannot remove it; its holder can.
+    let other_id = server.add_account("paul.martin@cc-girou.fr", Some(("cc-girou", "CC du Girou"))).await;
+    let other = account(&server, &other_id).await;
+    assert!(!passkeys::remove(&server.app, &other, &passkey, &other.email, &source()).await.expect("remove"));
+    assert!(passkeys::remove(&server.app, &agent, &passkey, AGENT, &source()).await.expect("remove"));
+    assert_eq!(server.app.store.passkey_count(&id).await.expect("count"), 0);
+    assert_eq!(events(&server, "passkey_removed").await.len(), 1);
+
+    // …is refused, and no new challenge is offered.
+    let source = source();
+    let sent = PasskeyAnswer {
+        ceremony_cookie: &cookie,
+        answer: &answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    assert!(signin::passkey_signin_options(&server.app, AGENT).await.expect("options").is_none());
+    wait_for_mails(&server, AGENT, "The passkey named", 1).await;
+}
+
+async fn closing_the_access_removes_its_passkeys(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Téléphone").await;
+    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT).await.expect("options").expect("some");
+    let answer = key.get(&options);
+
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    let now = server.app.clock.now_ms();
+    coop_idp::provisioning::close_access_in(&server.app, &mut tx, &id, "2026-12-01", "access_closed", now)
+        .await
+        .expect("close");
+    tx.commit().await.expect("commit");
+    assert_eq!(server.app.store.passkey_count(&id).await.expect("count"), 0, "closing removes the passkeys");
+
+    let source = source();
+    let sent = PasskeyAnswer {
+        ceremony_cookie: &cookie,
+        answer: &answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    assert!(!matches!(outcome, PasskeyOutcome::SignedIn(_)), "a closed account is refused");
+    assert!(signin::passkey_signin_options(&server.app, AGENT).await.expect("options").is_none());
+}
+
+async fn a_counter_that_goes_back_is_refused_and_alerts(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Clé").await;
+    for _ in 0..2 {
+        let ok = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
+        assert!(matches!(ok, PasskeyOutcome::SignedIn(_)), "a counter moving forward signs in");
+    }
+    let stored = server.app.store.passkeys_of_account(&id).await.expect("passkeys")[0].counter;
+    assert_eq!(stored, i64::from(key.counter));
+
+    // A copy of the key, behind the original.
+    key.counter -= 2;
+    let cloned = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
+    assert!(matches!(cloned, PasskeyOutcome::Refused(PasskeyFailure::Refused)), "a counter going back is refused");
+    let failed = events(&server, "signin_failed").await;
+    let details: Value = serde_json::from_str(&failed[0].details).expect("details");
+    assert_eq!(details["reason"], "passkey_counter_regressed", "{details}");
+    assert_eq!(details["stored_counter"], json!(stored));
+
+    let raised = coop_idp::alerts::scan(&server.app).await.expect("alerts");
+    assert!(raised >= 1, "an alert is raised");
+    let alerts = events(&server, "alert").await;
+    assert!(alerts.iter().any(|a| a.details.contains("passkey_cloned")), "{:?}", alerts);
+}
+
+async fn failed_assertions_count_in_the_throttle(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Clé").await;
+    let forger = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+    let mut throttled = None;
+    for attempt in 1..=20 {
+        let outcome = sign_in_with(&server, AGENT, |o| key.get_signed_by(o, &forger)).await.expect("options");
+        match outcome {
+            PasskeyOutcome::Refused(PasskeyFailure::Throttled { .. }) => {
+                throttled = Some(attempt);
+                break;
+            }
+            PasskeyOutcome::Refused(_) => {}
+            PasskeyOutcome::SignedIn(_) => panic!("a wrong signature signed in"),
+        }
+    }
+    let attempt = throttled.expect("failed assertions are throttled");
+    assert!(attempt > 1, "the first failure is not throttled");
+    // While delayed, even the right key waits: the attempt is not evaluated.
+    let blocked = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
+    assert!(matches!(blocked, PasskeyOutcome::Refused(PasskeyFailure::Throttled { .. })));
+    // The failures are recorded like a password's, with the method.
+    let failed = events(&server, "signin_failed").await;
+    assert!(failed.iter().all(|e| e.details.contains("\"method\":\"passkey\"")), "{failed:?}");
+}
+
+async fn a_reset_keeps_the_passkeys(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Clé").await;
+    let signed = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
+    let PasskeyOutcome::SignedIn(done) = signed else { panic!("signed in") };
+
+    // The lost-password link ends every session and keeps the passkeys.
+    coop_idp::auth::links::request_reset(&server.app, AGENT, None).await.expect("reset requested");
+    let link = mailed_link(&server, AGENT, "/password/reset", 1).await;
+    let new = "Nouveau-Mot-2-Passe!";
+    let b = browser();
+    let r =
+        submit_form(&b, &link, &server.url("/password/reset"), &[("password", new), ("confirmation", new)], &[]).await;
+    assert!(r.status().is_success(), "{}", r.status());
+    let session = coop_idp::auth::session::current(&server.app, &done.cookie).await.expect("session");
+    assert!(session.is_none(), "the reset ended the passkey's session");
+    assert_eq!(server.app.store.passkey_count(&id).await.expect("count"), 1, "the passkeys are kept");
+    let again = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
+    assert!(matches!(again, PasskeyOutcome::SignedIn(_)), "the passkey still signs in after a reset");
+}
