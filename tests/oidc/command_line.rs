@@ -220,6 +220,9 @@ fn serve_warns_about_the_port_and_a_second_server_on_one_sqlite_database() {
         &[("COOP_IDP_ISSUER", issuer.clone()), ("COOP_IDP_LISTEN", format!("127.0.0.1:{first_port}"))],
     );
     first.wait_for("coop-idp listening");
+    // The next step for a newcomer, with where to look (issue 16).
+    first.wait_for("next: in another terminal");
+    assert!(first.seen.contains(&format!("{issuer}/.well-known/openid-configuration")), "{}", first.seen);
     assert!(!first.seen.contains("disagree") && !first.seen.contains("another coop-idp server"), "{}", first.seen);
     assert!(!first.seen.contains('\u{1b}'), "colour codes in a piped log: {:?}", first.seen);
 

@@ -338,6 +338,8 @@ pub const TEXTS: Texts = Texts {
         label_kind_second_factor_failed: "second factor refused",
         label_kind_recovery_code_used: "recovery code used",
         label_kind_second_factor_reset: "second factor reset",
+        label_kind_passkey_registered: "passkey added",
+        label_kind_passkey_removed: "passkey removed",
         label_outcome_success: "success",
         label_outcome_failure: "failure",
         label_state_pending: "awaiting activation",

@@ -338,6 +338,8 @@ pub const TEXTS: Texts = Texts {
         label_kind_second_factor_failed: "second facteur refusé",
         label_kind_recovery_code_used: "code de secours utilisé",
         label_kind_second_factor_reset: "second facteur réinitialisé",
+        label_kind_passkey_registered: "clé d'accès ajoutée",
+        label_kind_passkey_removed: "clé d'accès retirée",
         label_outcome_success: "succès",
         label_outcome_failure: "échec",
         label_state_pending: "en attente d'activation",
