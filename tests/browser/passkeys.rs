@@ -142,7 +142,10 @@ async fn passkey_sign_in(b: &driver::Browser, email: &str, title: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_signs_in_with_a_passkey_in_a_real_browser() {
-    let Some(mut b) = driver::start("an_agent_signs_in_with_a_passkey_in_a_real_browser", driver::Theme::Neutral).await else { return };
+    let Some(mut b) = driver::start("an_agent_signs_in_with_a_passkey_in_a_real_browser", driver::Theme::Neutral).await
+    else {
+        return;
+    };
     let server = TestServer::start_on_localhost(Db::Sqlite).await;
     let rp = relying_party().await;
     let secret = server
@@ -256,7 +259,10 @@ async fn an_agent_signs_in_with_a_passkey_in_a_real_browser() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_uses_a_passkey_as_second_factor_in_a_real_browser() {
-    let Some(mut b) = driver::start("an_administrator_uses_a_passkey_as_second_factor_in_a_real_browser", driver::Theme::Neutral).await else {
+    let Some(mut b) =
+        driver::start("an_administrator_uses_a_passkey_as_second_factor_in_a_real_browser", driver::Theme::Neutral)
+            .await
+    else {
         return;
     };
     let server = TestServer::start_on_localhost(Db::Sqlite).await;
