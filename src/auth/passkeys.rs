@@ -302,7 +302,7 @@ pub async fn add(
         Ok(e) => e,
         Err(r) => return Ok(Err(r)),
     };
-    audit::append(app, &mut tx, vec![event]).await?;
+    audit::append(&app.clock, &mut tx, vec![event]).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(Ok(()))
@@ -399,7 +399,7 @@ pub async fn remove(
     tell_account(app, &mut tx, account, &name, false, now).await?;
     let event = account_event(audit::kind::PASSKEY_REMOVED, account, actor, source)
         .details(serde_json::json!({"passkey": passkey_id, "name": name}));
-    audit::append(app, &mut tx, vec![event]).await?;
+    audit::append(&app.clock, &mut tx, vec![event]).await?;
     tx.commit().await?;
     app.mail_wake.notify_one();
     Ok(true)

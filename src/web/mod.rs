@@ -73,9 +73,16 @@ pub fn router(app: AppState) -> Router {
         .route("/introspect", axum::routing::post(oauth::introspect))
         .route("/logout", get(logout::logout_get).post(logout::logout_post))
         .route("/logout/confirm", axum::routing::post(logout::logout_confirm))
-        .route("/activate", get(credentials::activate_page).post(credentials::activate_submit))
+        .route(
+            "/activate",
+            get(credentials::link_page::<credentials::Activation>)
+                .post(credentials::link_submit::<credentials::Activation>),
+        )
         .route("/password/forgot", get(credentials::forgot_page).post(credentials::forgot_submit))
-        .route("/password/reset", get(credentials::reset_page).post(credentials::reset_submit))
+        .route(
+            "/password/reset",
+            get(credentials::link_page::<credentials::Reset>).post(credentials::link_submit::<credentials::Reset>),
+        )
         .route("/password/change", get(credentials::change_page).post(credentials::change_submit))
         .route(statement::PATH, get(statement::accessibility))
         .route("/healthz", get(healthz))
