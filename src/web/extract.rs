@@ -119,6 +119,22 @@ impl FromRequest<AppState> for ClientCall {
     }
 }
 
+/// The parameters of an endpoint that takes them either way (authorization,
+/// logout): a POST's body, else the query string, raw.
+pub struct QueryOrBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for QueryOrBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if req.method() == Method::POST {
+            Ok(QueryOrBody(Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?))
+        } else {
+            Ok(QueryOrBody(Bytes::from(req.uri().query().unwrap_or_default().to_owned())))
+        }
+    }
+}
+
 /// The roles a console page or admin endpoint admits, as a type: the
 /// gate's argument, e.g. `Administrator<roles::Security>`.
 pub mod roles {

@@ -60,7 +60,7 @@ pub fn router(app: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
-        .route("/authorize", get(signin::authorize_get).post(signin::authorize_post))
+        .route("/authorize", get(signin::authorize).post(signin::authorize))
         .route("/signin", get(signin::signin_page).post(signin::signin_submit))
         .route(second_factor::VERIFY_PATH, get(second_factor::verify_page).post(second_factor::verify_submit))
         .route(second_factor::ENROL_PATH, get(second_factor::enrol_page).post(second_factor::enrol_submit))
@@ -71,7 +71,7 @@ pub fn router(app: AppState) -> Router {
         .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo_post))
         .route("/revoke", axum::routing::post(oauth::revoke))
         .route("/introspect", axum::routing::post(oauth::introspect))
-        .route("/logout", get(logout::logout_get).post(logout::logout_post))
+        .route("/logout", get(logout::logout).post(logout::logout))
         .route("/logout/confirm", axum::routing::post(logout::logout_confirm))
         .route(
             "/activate",
