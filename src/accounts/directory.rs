@@ -8,7 +8,7 @@ use super::AccountState;
 use crate::app::App;
 use crate::clock::{Millis, rfc3339_ms};
 use crate::error::{AppError, AppResult};
-use crate::store::accounts::{AccountFilter, AccountListRow};
+use crate::store::accounts::{AccountFilter, AccountListRow, Person};
 
 /// Bounds of one page of `account list`.
 pub const MAX_LIST: i64 = 100_000;
@@ -40,12 +40,8 @@ pub struct Activation {
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView {
     pub account_id: String,
-    pub email: String,
-    pub given_name: String,
-    pub family_name: String,
-    pub function: String,
-    pub partner_id: Option<String>,
-    pub partner_name: Option<String>,
+    #[serde(flatten)]
+    pub person: Person,
     pub state: String,
     pub closure_requested_on: Option<String>,
     pub closed_at: Option<String>,
@@ -74,12 +70,7 @@ impl AccountView {
         });
         AccountView {
             account_id: row.id,
-            email: row.email,
-            given_name: row.given_name,
-            family_name: row.family_name,
-            function: row.function,
-            partner_id: row.partner_id,
-            partner_name: row.partner_name,
+            person: row.person,
             state: row.state,
             closure_requested_on: row.closure_requested_on,
             closed_at: row.closed_at.map(rfc3339_ms),

@@ -126,12 +126,16 @@ async fn account_by_email(app: &App, email: &str) -> AdminResult<AccountRow> {
     app.store.account_by_email(&normalized).await?.ok_or_else(|| AdminError::UnknownAccount(email.trim().to_string()))
 }
 
-fn role_event(kind: &'static str, actor: &str, account: &AccountRow, role: Role) -> Event {
+/// A success done by `actor` on `account`.
+fn account_event(kind: &'static str, actor: &str, account: &AccountRow) -> Event {
     Event::new(kind, Outcome::Success, actor)
         .email(account.email.clone())
         .account(account.id.clone())
         .partner(account.partner_id.clone())
-        .details(json!({"role": role.as_str()}))
+}
+
+fn role_event(kind: &'static str, actor: &str, account: &AccountRow, role: Role) -> Event {
+    account_event(kind, actor, account).details(json!({"role": role.as_str()}))
 }
 
 /// Grants `role` to the account of `email`; false when it already held it
@@ -146,13 +150,23 @@ pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResu
         return Err(AdminError::NoPartner(account.email));
     }
     check_caf_role(app, role, &account.email, account.partner_id.as_deref())?;
+    change_role(app, &account, role, actor, true).await
+}
+
+/// Grants (`grant`) or revokes `role` in one transaction, recorded only when
+/// it changed something; whether it did.
+async fn change_role(app: &App, account: &AccountRow, role: Role, actor: &str, grant: bool) -> AdminResult<bool> {
     let mut tx = app.store.begin_write().await?;
-    let granted = store::accounts::grant_role(&mut tx, &account.id, role.as_str()).await?;
-    if granted {
-        audit::append(&app.clock, &mut tx, vec![role_event(audit::kind::ROLE_GRANTED, actor, &account, role)]).await?;
+    let (changed, kind) = if grant {
+        (store::accounts::grant_role(&mut tx, &account.id, role.as_str()).await?, audit::kind::ROLE_GRANTED)
+    } else {
+        (store::accounts::revoke_role(&mut tx, &account.id, role.as_str()).await?, audit::kind::ROLE_REVOKED)
+    };
+    if changed {
+        audit::append(&app.clock, &mut tx, vec![role_event(kind, actor, account, role)]).await?;
     }
     tx.commit().await?;
-    Ok(granted)
+    Ok(changed)
 }
 
 /// Removes an account's second factor (a lost phone and no recovery code
@@ -165,10 +179,7 @@ pub async fn reset_second_factor(app: &App, email: &str, actor: &str) -> AdminRe
     let removed = store::totp::delete(&mut tx, &account.id).await?;
     let mut notices = 0;
     if removed {
-        let e = Event::new(audit::kind::SECOND_FACTOR_RESET, Outcome::Success, actor)
-            .email(account.email.clone())
-            .account(account.id.clone())
-            .partner(account.partner_id.clone());
+        let e = account_event(audit::kind::SECOND_FACTOR_RESET, actor, &account);
         audit::append(&app.clock, &mut tx, vec![e]).await?;
         // Its sessions were opened with the factor removed: they end with it.
         notices = crate::auth::session::end_all_of_account_in(app, &mut tx, &account.id, "second_factor_reset").await?;
@@ -184,13 +195,7 @@ pub async fn reset_second_factor(app: &App, email: &str, actor: &str) -> AdminRe
 pub async fn revoke(app: &App, email: &str, role: &str, actor: &str) -> AdminResult<bool> {
     let role = Role::parse(role)?;
     let account = account_by_email(app, email).await?;
-    let mut tx = app.store.begin_write().await?;
-    let revoked = store::accounts::revoke_role(&mut tx, &account.id, role.as_str()).await?;
-    if revoked {
-        audit::append(&app.clock, &mut tx, vec![role_event(audit::kind::ROLE_REVOKED, actor, &account, role)]).await?;
-    }
-    tx.commit().await?;
-    Ok(revoked)
+    change_role(app, &account, role, actor, false).await
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -86,15 +86,22 @@ fn verdict(row: Option<&ThrottleRow>, now: Millis) -> Verdict {
     }
 }
 
-/// The per-address counter after one more failure.
-pub fn after_account_failure(row: Option<ThrottleRow>, key: &str, now: Millis, limits: Limits) -> ThrottleRow {
+/// The counter with one more failure counted, its window restarted first
+/// when `window_ms` has passed since it opened.
+fn one_more_failure(row: Option<ThrottleRow>, key: &str, now: Millis, window_ms: Millis) -> ThrottleRow {
     let mut r = row.unwrap_or_else(|| ThrottleRow { key: key.to_string(), window_start: now, ..Default::default() });
-    if now - r.window_start >= DAY_MS {
+    if now - r.window_start >= window_ms {
         r.window_start = now;
         r.window_failures = 0;
     }
     r.consecutive_failures += 1;
     r.window_failures += 1;
+    r
+}
+
+/// The per-address counter after one more failure.
+pub fn after_account_failure(row: Option<ThrottleRow>, key: &str, now: Millis, limits: Limits) -> ThrottleRow {
+    let mut r = one_more_failure(row, key, now, DAY_MS);
     if r.consecutive_failures >= FREE_FAILURES {
         let doublings = (r.consecutive_failures - FREE_FAILURES).clamp(0, 30) as u32;
         let delay = FIRST_DELAY_MS.saturating_mul(1i64 << doublings).min(limits.max_delay_ms);
@@ -108,13 +115,7 @@ pub fn after_account_failure(row: Option<ThrottleRow>, key: &str, now: Millis, l
 
 /// The per-source counter after one more failure.
 pub fn after_ip_failure(row: Option<ThrottleRow>, key: &str, now: Millis, limits: Limits) -> ThrottleRow {
-    let mut r = row.unwrap_or_else(|| ThrottleRow { key: key.to_string(), window_start: now, ..Default::default() });
-    if now - r.window_start >= IP_WINDOW_MS {
-        r.window_start = now;
-        r.window_failures = 0;
-    }
-    r.window_failures += 1;
-    r.consecutive_failures += 1;
+    let mut r = one_more_failure(row, key, now, IP_WINDOW_MS);
     if r.window_failures >= limits.ip_max_failures {
         r.blocked_until = r.blocked_until.max(r.window_start + IP_WINDOW_MS);
     }

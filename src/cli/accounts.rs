@@ -57,7 +57,7 @@ pub(super) async fn account(command: AccountCommand, config: Config) -> Result<(
             let source = crate::audit::Source::default();
             crate::admin::actions::resend_activation(&app, &account.account_id, "cli", &source).await?;
             let delivered = crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await?;
-            print_line(json!({"email": account.email, "activation_sent": true, "emails_delivered": delivered}));
+            print_line(json!({"email": account.person.email, "activation_sent": true, "emails_delivered": delivered}));
         }
     }
     Ok(())
@@ -74,11 +74,11 @@ fn accounts_table(accounts: &[AccountView]) -> String {
                 None => "-".to_string(),
             };
             vec![
-                a.email.clone(),
+                a.person.email.clone(),
                 a.state.clone(),
-                a.partner_id.clone().unwrap_or_else(|| "-".into()),
-                format!("{} {}", a.given_name, a.family_name).trim().to_string(),
-                a.function.clone(),
+                a.person.partner_id.clone().unwrap_or_else(|| "-".into()),
+                format!("{} {}", a.person.given_name, a.person.family_name).trim().to_string(),
+                a.person.function.clone(),
                 a.last_signin.clone().unwrap_or_else(|| "-".into()),
                 activation,
             ]

@@ -144,19 +144,24 @@ pub async fn of_partner(tx: &mut WriteTx, partner_id: &str) -> StoreResult<Vec<P
     Ok(fetch!(fetch_all(tx.conn().await?), &sql; partner_id))
 }
 
-pub async fn update_identity(
+/// Writes an account's name and function; with `reopen`, a closed access
+/// becomes pending again too (a new activation link will follow).
+pub async fn set_identity(
     tx: &mut WriteTx,
     id: &str,
     given_name: &str,
     family_name: &str,
     function: &str,
     now: Millis,
+    reopen: bool,
 ) -> StoreResult<()> {
-    execute!(
-        tx,
-        "UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5";
-        given_name, family_name, function, now, id
-    );
+    let sql = if reopen {
+        "UPDATE accounts SET state = 'pending', closure_requested_on = NULL, closed_at = NULL, password_hash = NULL, \
+         given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5"
+    } else {
+        "UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5"
+    };
+    execute!(tx, sql; given_name, family_name, function, now, id);
     Ok(())
 }
 
@@ -167,24 +172,6 @@ pub async fn close(tx: &mut WriteTx, id: &str, closure_requested_on: &str, now: 
         "UPDATE accounts SET state = 'closed', closure_requested_on = $1, closed_at = $2, password_hash = NULL, \
          updated_at = $2 WHERE id = $3";
         closure_requested_on, now, id
-    );
-    Ok(())
-}
-
-/// Reopens a closed access as pending: a new activation link will follow.
-pub async fn reopen(
-    tx: &mut WriteTx,
-    id: &str,
-    given_name: &str,
-    family_name: &str,
-    function: &str,
-    now: Millis,
-) -> StoreResult<()> {
-    execute!(
-        tx,
-        "UPDATE accounts SET state = 'pending', closure_requested_on = NULL, closed_at = NULL, password_hash = NULL, \
-         given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5";
-        given_name, family_name, function, now, id
     );
     Ok(())
 }
@@ -253,17 +240,24 @@ impl Store {
     }
 }
 
-/// An account as the command line lists and shows it: never its password
-/// hash; its last sign-in and its live activation link, if any.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AccountListRow {
-    pub id: String,
+/// Who an account is, as its list and its views show it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Person {
     pub email: String,
     pub given_name: String,
     pub family_name: String,
     pub function: String,
     pub partner_id: Option<String>,
     pub partner_name: Option<String>,
+}
+
+/// An account as the command line lists and shows it: never its password
+/// hash; its last sign-in and its live activation link, if any.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountListRow {
+    pub id: String,
+    #[sqlx(flatten)]
+    pub person: Person,
     pub state: String,
     pub closure_requested_on: Option<String>,
     pub closed_at: Option<Millis>,

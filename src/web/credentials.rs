@@ -140,40 +140,41 @@ async fn submit(app: AppState, source: Source, checked: CheckedForm, purpose: Pu
     }
 }
 
-pub async fn activate_page(
+/// Which link a page serves, as a type: the argument of the link pages'
+/// handlers, e.g. `link_page::<Activation>`.
+pub trait LinkPurpose: Send + Sync + 'static {
+    const PURPOSE: Purpose;
+}
+
+/// The activation link of a new account.
+pub struct Activation;
+/// The link of a forgotten password.
+pub struct Reset;
+
+impl LinkPurpose for Activation {
+    const PURPOSE: Purpose = Purpose::Activation;
+}
+
+impl LinkPurpose for Reset {
+    const PURPOSE: Purpose = Purpose::Reset;
+}
+
+pub async fn link_page<P: LinkPurpose>(
     State(app): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     Query(q): Query<LinkQuery>,
 ) -> Response {
-    show(app, peer, headers, jar, q, Purpose::Activation).await
+    show(app, peer, headers, jar, q, P::PURPOSE).await
 }
 
-pub async fn activate_submit(
+pub async fn link_submit<P: LinkPurpose>(
     State(app): State<AppState>,
     SourceAddress(source): SourceAddress,
     form: CheckedForm,
 ) -> Response {
-    submit(app, source, form, Purpose::Activation).await
-}
-
-pub async fn reset_page(
-    State(app): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    Query(q): Query<LinkQuery>,
-) -> Response {
-    show(app, peer, headers, jar, q, Purpose::Reset).await
-}
-
-pub async fn reset_submit(
-    State(app): State<AppState>,
-    SourceAddress(source): SourceAddress,
-    form: CheckedForm,
-) -> Response {
-    submit(app, source, form, Purpose::Reset).await
+    submit(app, source, form, P::PURPOSE).await
 }
 
 /// The set-password checklist's script (`static/password-rules.js`): a

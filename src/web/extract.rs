@@ -17,7 +17,7 @@ use axum_extra::extract::cookie::CookieJar;
 
 use super::error::{ApiError, internal_page};
 use super::i18n::Locale;
-use super::oauth::pairs;
+use super::oauth::{self, pairs};
 use super::{AppState, browser, pages, second_factor};
 use crate::admin::{self, AccessDenied, Admin, Role};
 use crate::auth::session::{self, Session};
@@ -90,6 +90,48 @@ impl FromRequestParts<AppState> for SourceAddress {
         let ConnectInfo(peer) =
             ConnectInfo::<SocketAddr>::from_request_parts(parts, app).await.map_err(IntoResponse::into_response)?;
         Ok(SourceAddress(super::audit_source(app, peer, &parts.headers)))
+    }
+}
+
+/// A client's call to a protocol endpoint (token, revocation,
+/// introspection): where it came from, then its form, then its credentials
+/// as presented. A form or credentials that cannot be read are answered with
+/// the endpoint's OAuth error, the form's first.
+pub struct ClientCall {
+    pub source: crate::audit::Source,
+    pub form: Params,
+    pub presented: crate::oidc::client_auth::Presented,
+}
+
+impl FromRequest<AppState> for ClientCall {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let SourceAddress(source) = SourceAddress::from_request_parts(&mut parts, app).await?;
+        // Taken, not cloned: reading the body needs no header.
+        let headers = std::mem::take(&mut parts.headers);
+        let body =
+            Bytes::from_request(Request::from_parts(parts, body), app).await.map_err(IntoResponse::into_response)?;
+        let form = oauth::form_params(&headers, &body).map_err(IntoResponse::into_response)?;
+        let presented = oauth::presented(&headers).map_err(IntoResponse::into_response)?;
+        Ok(ClientCall { source, form, presented })
+    }
+}
+
+/// The parameters of an endpoint that takes them either way (authorization,
+/// logout): a POST's body, else the query string, raw.
+pub struct QueryOrBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for QueryOrBody {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if req.method() == Method::POST {
+            Ok(QueryOrBody(Bytes::from_request(req, state).await.map_err(IntoResponse::into_response)?))
+        } else {
+            Ok(QueryOrBody(Bytes::from(req.uri().query().unwrap_or_default().to_owned())))
+        }
     }
 }
 

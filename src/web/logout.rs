@@ -1,15 +1,14 @@
 //! RP-initiated logout pages.
 
-use axum::body::Bytes;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 
-use super::extract::{CheckedForm, SourceAddress};
+use super::extract::{CheckedForm, QueryOrBody, SourceAddress};
 use super::i18n::Locale;
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
@@ -17,33 +16,14 @@ use crate::auth::{session, signout};
 use crate::oidc::Params;
 use crate::oidc::logout::{self, LogoutDecision, LogoutError};
 
-pub async fn logout_get(
+pub async fn logout(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
-    RawQuery(q): RawQuery,
+    QueryOrBody(raw): QueryOrBody,
 ) -> Response {
-    handle(app, peer, headers, jar, Params::from_pairs(pairs(q.unwrap_or_default().as_bytes()))).await
-}
-
-pub async fn logout_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
-) -> Response {
-    handle(app, peer, headers, jar, Params::from_pairs(pairs(&body))).await
-}
-
-async fn handle(
-    app: AppState,
-    peer: SocketAddr,
-    headers: HeaderMap,
-    jar: CookieJar,
-    raw: Result<Params, String>,
-) -> Response {
+    let raw = Params::from_pairs(pairs(&raw));
     let ui_locales = raw.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
     let locale = browser::locale(&headers, None, ui_locales.as_deref());
     let current = match browser::session_value(&app.config, &jar) {

@@ -60,7 +60,7 @@ pub fn router(app: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/oauth-authorization-server", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
-        .route("/authorize", get(signin::authorize_get).post(signin::authorize_post))
+        .route("/authorize", get(signin::authorize).post(signin::authorize))
         .route("/signin", get(signin::signin_page).post(signin::signin_submit))
         .route(second_factor::VERIFY_PATH, get(second_factor::verify_page).post(second_factor::verify_submit))
         .route(second_factor::ENROL_PATH, get(second_factor::enrol_page).post(second_factor::enrol_submit))
@@ -71,11 +71,18 @@ pub fn router(app: AppState) -> Router {
         .route("/userinfo", get(oauth::userinfo).post(oauth::userinfo_post))
         .route("/revoke", axum::routing::post(oauth::revoke))
         .route("/introspect", axum::routing::post(oauth::introspect))
-        .route("/logout", get(logout::logout_get).post(logout::logout_post))
+        .route("/logout", get(logout::logout).post(logout::logout))
         .route("/logout/confirm", axum::routing::post(logout::logout_confirm))
-        .route("/activate", get(credentials::activate_page).post(credentials::activate_submit))
+        .route(
+            "/activate",
+            get(credentials::link_page::<credentials::Activation>)
+                .post(credentials::link_submit::<credentials::Activation>),
+        )
         .route("/password/forgot", get(credentials::forgot_page).post(credentials::forgot_submit))
-        .route("/password/reset", get(credentials::reset_page).post(credentials::reset_submit))
+        .route(
+            "/password/reset",
+            get(credentials::link_page::<credentials::Reset>).post(credentials::link_submit::<credentials::Reset>),
+        )
         .route("/password/change", get(credentials::change_page).post(credentials::change_submit))
         .route(statement::PATH, get(statement::accessibility))
         .route("/healthz", get(healthz))

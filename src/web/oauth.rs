@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::no_store;
-use super::extract::SourceAddress;
+use super::extract::ClientCall;
 use crate::oidc::client_auth::Presented;
 use crate::oidc::userinfo::BearerError;
 use crate::oidc::{self, OAuthError, Params};
@@ -95,21 +95,12 @@ pub fn pairs(data: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(data).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
-fn presented(headers: &HeaderMap) -> Result<Presented, OAuthError> {
+pub(super) fn presented(headers: &HeaderMap) -> Result<Presented, OAuthError> {
     Presented::from_authorization(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()))
 }
 
-pub async fn token(
-    State(app): State<AppState>,
-    SourceAddress(source): SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let form = form_params(&headers, &body)?;
-        oidc::token::handle(&app, &presented(&headers)?, &form, &source).await
-    }
-    .await;
+pub async fn token(State(app): State<AppState>, call: ClientCall) -> Response {
+    let result = oidc::token::handle(&app, &call.presented, &call.form, &call.source).await;
     json_no_store(result.map(|(tokens, _event)| tokens))
 }
 
@@ -146,18 +137,8 @@ pub async fn userinfo_post(State(app): State<AppState>, headers: HeaderMap, body
     json_no_store(result)
 }
 
-pub async fn revoke(
-    State(app): State<AppState>,
-    SourceAddress(source): SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let form = form_params(&headers, &body)?;
-        oidc::revocation::revoke(&app, &presented(&headers)?, &form, &source).await
-    }
-    .await;
-    match result {
+pub async fn revoke(State(app): State<AppState>, call: ClientCall) -> Response {
+    match oidc::revocation::revoke(&app, &call.presented, &call.form, &call.source).await {
         Ok(_) => {
             let mut r = StatusCode::OK.into_response();
             no_store(&mut r);
@@ -167,18 +148,8 @@ pub async fn revoke(
     }
 }
 
-pub async fn introspect(
-    State(app): State<AppState>,
-    SourceAddress(source): SourceAddress,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let result = async {
-        let form = form_params(&headers, &body)?;
-        oidc::introspection::introspect(&app, &presented(&headers)?, &form, &source).await
-    }
-    .await;
-    json_no_store(result)
+pub async fn introspect(State(app): State<AppState>, call: ClientCall) -> Response {
+    json_no_store(oidc::introspection::introspect(&app, &call.presented, &call.form, &call.source).await)
 }
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 use serde::Deserialize;
 
+use super::extract::QueryOrBody;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
@@ -20,28 +21,15 @@ use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decisio
 use crate::oidc::signin::{self, PasswordOutcome};
 use crate::oidc::{Params, clients};
 
-pub async fn authorize_get(
+/// GET or POST (OpenID Connect Core §3.1.2.1): the same request either way.
+pub async fn authorize(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
-    RawQuery(q): RawQuery,
+    QueryOrBody(raw): QueryOrBody,
 ) -> Response {
-    let q = q.unwrap_or_default();
-    authorize(app, peer, headers, jar, q.as_bytes()).await
-}
-
-pub async fn authorize_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Bytes,
-) -> Response {
-    authorize(app, peer, headers, jar, &body).await
-}
-
-async fn authorize(app: AppState, peer: SocketAddr, headers: HeaderMap, jar: CookieJar, raw: &[u8]) -> Response {
+    let raw: &[u8] = &raw;
     let params = Params::from_pairs(pairs(raw));
     let ui_locales = params.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
     let locale = browser::locale(&headers, None, ui_locales.as_deref());

@@ -150,14 +150,14 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
     for e in &plan.reopen {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
-        store::accounts::reopen(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
+        store::accounts::set_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now, true).await?;
         let email = email_of(e)?;
         events.extend(reinvite(app, &mut tx, id, &access(&partner, &email, e, import.operator)).await?);
     }
     for e in &plan.update {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
-        store::accounts::update_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now).await?;
+        store::accounts::set_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now, false).await?;
         events.push(person(audit::kind::ACCESS_UPDATED, id, e));
     }
     for e in &plan.close {

@@ -200,6 +200,13 @@ clôturé;Martin;Paul;paul.martin@cc-girou.fr;Agent d'accueil;2026-01-10
         &parsed.problems[0]
     }
 
+    /// The one problem of the file with `bad` at line 3, between two good rows.
+    pub(crate) fn bad_row_problem(bad: &str) -> ParseProblem {
+        let mut parsed = with_bad_row(bad);
+        only_problem(&parsed);
+        parsed.problems.remove(0)
+    }
+
     /// The file with `bad` at line 3, between two good rows.
     pub(crate) fn with_bad_row(bad: &str) -> ParsedAnnex {
         let parsed = csv_ok(&format!("{HEADER}{GOOD}{bad}\n{GOOD}"));

@@ -213,7 +213,7 @@ impl AnnexRow {
 #[cfg(test)]
 mod tests {
     use super::super::parse::code;
-    use super::super::parse::samples::{HEADER, csv_ok, only_problem, with_bad_row};
+    use super::super::parse::samples::{HEADER, bad_row_problem, csv_ok};
     use super::*;
 
     #[test]
@@ -239,8 +239,7 @@ mod tests {
             ("ouvert;Dupont;Marie;m.dupont@cc-girou.fr;Ag\u{AD}ent;", "qualité/fonction"),
             ("ouvert;Dupont;Marie;m.du\u{7}pont@cc-girou.fr;Agent;", "adresse"),
         ] {
-            let parsed = with_bad_row(bad);
-            let p = only_problem(&parsed);
+            let p = &bad_row_problem(bad);
             assert_eq!((p.line, p.code), (3, code::CONTROL_CHARACTER), "{bad:?}");
             assert!(p.message.contains(column), "{bad:?}: {}", p.message);
         }
@@ -256,33 +255,28 @@ mod tests {
 
     #[test]
     fn missing_field_alone() {
-        let parsed = with_bad_row("ouvert;Dupont;;m.dupont@cc-girou.fr;Agent;");
-        let p = only_problem(&parsed);
+        let p = &bad_row_problem("ouvert;Dupont;;m.dupont@cc-girou.fr;Agent;");
         assert_eq!((p.line, p.code), (3, "missing_field"));
         assert_eq!(p.email.as_deref(), Some("m.dupont@cc-girou.fr"));
         assert!(p.message.contains("prénom"), "{}", p.message);
 
-        let parsed = with_bad_row("ouvert;Dupont;Marie;;Agent;");
-        let p = only_problem(&parsed);
+        let p = &bad_row_problem("ouvert;Dupont;Marie;;Agent;");
         assert_eq!((p.line, p.code, p.email.as_deref()), (3, "missing_field", None));
         assert!(p.message.contains("adresse électronique"), "{}", p.message);
 
-        let parsed = with_bad_row(";Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
-        let p = only_problem(&parsed);
+        let p = &bad_row_problem(";Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
         assert_eq!((p.line, p.code), (3, "missing_field"));
         assert!(p.message.contains("liste"), "{}", p.message);
 
         // A short row (fewer fields than the header).
-        let parsed = with_bad_row("ouvert;Dupont;Marie;m.dupont@cc-girou.fr");
-        let p = only_problem(&parsed);
+        let p = &bad_row_problem("ouvert;Dupont;Marie;m.dupont@cc-girou.fr");
         assert_eq!((p.line, p.code), (3, "missing_field"));
         assert!(p.message.contains("qualité/fonction"), "{}", p.message);
     }
 
     #[test]
     fn unknown_list_alone() {
-        let parsed = with_bad_row("en attente;Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
-        let p = only_problem(&parsed);
+        let p = &bad_row_problem("en attente;Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
         assert_eq!((p.line, p.code), (3, "unknown_list"));
         assert_eq!(p.email.as_deref(), Some("m.dupont@cc-girou.fr"));
         assert!(p.message.contains("en attente"), "{}", p.message);
@@ -291,8 +285,7 @@ mod tests {
     #[test]
     fn bad_date_alone() {
         for bad in ["31/02/2026", "2026-13-01", "demain", "10/01/26"] {
-            let parsed = with_bad_row(&format!("clôturé;Dupont;Marie;m.dupont@cc-girou.fr;Agent;{bad}"));
-            let p = only_problem(&parsed);
+            let p = &bad_row_problem(&format!("clôturé;Dupont;Marie;m.dupont@cc-girou.fr;Agent;{bad}"));
             assert_eq!((p.line, p.code), (3, "bad_date"), "{bad}");
             assert!(p.message.contains(bad), "{}", p.message);
         }

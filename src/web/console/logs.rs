@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 
 use super::{PageResult, internal};
@@ -17,6 +19,20 @@ use crate::web::{AppState, browser};
 
 /// Records per page of the log search.
 const PAGE: i64 = 50;
+
+/// The log filters of a page's query string, as `logs query` takes them.
+pub(super) struct LogFilters(LogQuery);
+
+impl FromRequestParts<AppState> for LogFilters {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(LogFilters(log_query(&q)))
+    }
+}
 
 fn log_query(q: &HashMap<String, String>) -> LogQuery {
     let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
@@ -60,9 +76,8 @@ pub(super) async fn search(
     State(app): State<AppState>,
     Administrator(c, _): Administrator<roles::Security>,
     SourceAddress(source): SourceAddress,
-    Query(q): Query<HashMap<String, String>>,
+    LogFilters(mut query): LogFilters,
 ) -> PageResult {
-    let mut query = log_query(&q);
     query.limit = Some(PAGE);
     let (filters, sep) = filter_query(&query);
     let base = context! {
@@ -141,9 +156,8 @@ pub(super) async fn export(
     State(app): State<AppState>,
     Administrator(c, _): Administrator<roles::Security>,
     SourceAddress(source): SourceAddress,
-    Query(q): Query<HashMap<String, String>>,
+    LogFilters(mut query): LogFilters,
 ) -> PageResult {
-    let mut query = log_query(&q);
     query.offset = None;
     let filter = match query.validate(&app.store, audit::query::MAX_LIMIT).await {
         Ok(f) => f,
