@@ -210,7 +210,8 @@ pub async fn with_passkey_second_factor(
     let previous = previous_session(app, s.browser.previous_cookie).await?;
     let mut tx = app.store.begin_write().await?;
     if !store::totp::take_pending(&mut tx, &pending.id_hash, app.clock.now_ms()).await? {
-        return Ok(StepOutcome::Expired);
+        drop(tx);
+        return spent_pending(app, &account, s.browser.source).await;
     }
     if let Err(refusal) = passkeys::use_in(app, &mut tx, &ceremony, &verified).await? {
         drop(tx);
@@ -261,7 +262,8 @@ pub async fn with_passkey_enrolment(
     let previous = previous_session(app, s.browser.previous_cookie).await?;
     let mut tx = app.store.begin_write().await?;
     if !store::totp::take_pending(&mut tx, &pending.id_hash, app.clock.now_ms()).await? {
-        return Ok(StepOutcome::Expired);
+        drop(tx);
+        return spent_pending(app, &account, s.browser.source).await;
     }
     let registered = match passkeys::register_in(app, &mut tx, &ceremony, &account, new, name, s.browser.source).await?
     {
@@ -305,6 +307,15 @@ async fn step_refusal<T>(
         _ => second_factor::Failure::WrongCode,
     };
     step_refused(app, account, source, refusal_details(refusal), failure).await
+}
+
+/// A pending state found spent inside the transaction (the form sent
+/// twice): the reserved attempt is recorded as refused, `expired`, as in the
+/// TOTP step, so that every reservation leaves a record.
+async fn spent_pending<T>(app: &App, account: &Account, source: &audit::Source) -> AppResult<StepOutcome<T>> {
+    let details = json!({"reason": "expired", "method": "passkey"});
+    step_refused::<T>(app, account, source, details, second_factor::Failure::Expired).await?;
+    Ok(StepOutcome::Expired)
 }
 
 async fn step_refused<T>(
