@@ -26,6 +26,10 @@ use crate::error::{AppError, AppResult};
 pub const MAX_FILES: usize = 10_000;
 /// A larger `.eml` file is skipped (ours are a few kilobytes).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// The messages kept for the person, newest first, stop at this many bytes
+/// in all: the file bounds alone would let 10,000 large files addressed to
+/// one person stay in memory at once.
+pub const MAX_KEPT_BYTES: usize = 16 << 20;
 /// The undelivered messages read from the outbox table, newest first.
 pub const MAX_QUEUED: i64 = 1000;
 
@@ -96,6 +100,10 @@ pub fn outbox_dir(data_dir: &Path) -> PathBuf {
 /// it), newest first (names start with the creation time), within the
 /// bounds above. A folder not there yet holds none.
 fn eml_to(dir: &Path, email: &str) -> Vec<String> {
+    eml_within(dir, email, MAX_KEPT_BYTES)
+}
+
+fn eml_within(dir: &Path, email: &str, kept_bytes: usize) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut names: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -112,6 +120,10 @@ fn eml_to(dir: &Path, email: &str) -> Vec<String> {
         .filter_map(|p| std::fs::read(p).ok())
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .filter(|text| addressed_to(text, email))
+        .scan(0usize, |kept, text| {
+            *kept += text.len();
+            (*kept <= kept_bytes).then_some(text)
+        })
         .collect()
 }
 
@@ -146,6 +158,22 @@ mod tests {
         let text = format!("Lien : {p}abc-_09\r\nAutre : <a href=\"{p}XYZ\">{p}</a>");
         assert_eq!(tokens_after(&text, p), vec!["abc-_09", "XYZ"]);
         assert!(tokens_after("http://localhost:8080/activate?token=3D", "https://idp/activate?token=").is_empty());
+    }
+
+    #[test]
+    fn the_messages_kept_stop_at_the_byte_budget_newest_first() {
+        let dir = std::env::temp_dir().join(format!("coop-idp-mailed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mail = |n: u8| format!("To: marie.dupont@cc-girou.fr\r\n\r\n{}", "x".repeat(100 + usize::from(n)));
+        for n in 1..=3u8 {
+            std::fs::write(dir.join(format!("{n:03}.eml")), mail(n)).unwrap();
+        }
+        std::fs::write(dir.join("004.eml"), "To: autre@cc-girou.fr\r\n\r\nbody").unwrap();
+        let all = eml_within(&dir, "marie.dupont@cc-girou.fr", 10_000);
+        assert_eq!(all.len(), 3, "the other person's message is not kept");
+        let two = eml_within(&dir, "marie.dupont@cc-girou.fr", mail(3).len() + mail(2).len());
+        assert_eq!(two, vec![mail(3), mail(2)], "the newest two fit, the oldest does not");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -82,7 +82,21 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
     let mut sent = 0;
     for r in reviews.iter().filter(|r| r.status != ReviewStatus::UpToDate) {
         let Some(contact) = app.store.annex2(&r.partner_id).await? else {
-            if first_warning_today(&r.partner_id, app.clock.today()) {
+            // The reminders run every minute on every instance: the warning
+            // is recorded like a reminder (kind `no_contact`, keyed by the
+            // day), so it is logged once a day by one instance, restarts
+            // included.
+            let mut tx = app.store.begin_write().await?;
+            let first = store::partners::record_reminder(
+                &mut tx,
+                &r.partner_id,
+                &format_iso(app.clock.today()),
+                "no_contact",
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            if first {
                 tracing::warn!(partner = %r.partner_id, "annual review due but no annex-2 habilitation manager to remind");
             }
             continue;
@@ -131,23 +145,6 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
     Ok(sent)
 }
 
-/// The day each partner was last warned about for want of an annex-2
-/// contact: the reminders run every minute, the warning once per partner
-/// per day (and per process).
-static WARNED_WITHOUT_CONTACT: std::sync::Mutex<std::collections::BTreeMap<String, Date>> =
-    std::sync::Mutex::new(std::collections::BTreeMap::new());
-/// Bound of that memory (there are a few hundred partners).
-const MAX_WARNED: usize = 100_000;
-
-/// Whether `partner_id` is warned about `today` (the first time today).
-fn first_warning_today(partner_id: &str, today: Date) -> bool {
-    let mut warned = WARNED_WITHOUT_CONTACT.lock().unwrap_or_else(|p| p.into_inner());
-    if warned.len() >= MAX_WARNED && !warned.contains_key(partner_id) {
-        warned.clear();
-    }
-    warned.insert(partner_id.to_string(), today) != Some(today)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,16 +155,6 @@ mod tests {
         assert_eq!(deadline(Some(date!(2026 - 02 - 01)), Some(date!(2025 - 01 - 01))), Some(date!(2027 - 02 - 01)));
         assert_eq!(deadline(None, Some(date!(2025 - 01 - 01))), Some(date!(2026 - 01 - 01)));
         assert_eq!(deadline(None, None), None);
-    }
-
-    #[test]
-    fn a_partner_without_contact_is_warned_about_once_a_day() {
-        let (a, b) = ("review-test-a", "review-test-b");
-        assert!(first_warning_today(a, date!(2026 - 12 - 06)));
-        assert!(!first_warning_today(a, date!(2026 - 12 - 06)), "once that day");
-        assert!(first_warning_today(b, date!(2026 - 12 - 06)), "each partner its own");
-        assert!(first_warning_today(a, date!(2026 - 12 - 07)), "again the next day");
-        assert!(!first_warning_today(a, date!(2026 - 12 - 07)));
     }
 
     #[test]

@@ -54,6 +54,7 @@ async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
     partner(&server, "late", &signed_for_deadline_in(-30), true).await;
     partner(&server, "soon", &signed_for_deadline_in(10), true).await;
     partner(&server, "fresh", &signed_for_deadline_in(200), true).await;
+    partner(&server, "orphan", &signed_for_deadline_in(-30), false).await;
     set_annex3(
         &server.app,
         Annex3 {
@@ -88,4 +89,15 @@ async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
     assert_eq!(send_reminders(&server.app).await.expect("reminders"), 0, "sent once per deadline");
     assert_eq!(queued(&server).await, first);
     assert_eq!(first.iter().filter(|r| r.as_str() == "habilitation@late.fr").count(), 1);
+
+    // A partner due for review without an annex-2 contact gets no mail; the
+    // warning about it is recorded once for the day, whatever the runs.
+    assert!(!first.iter().any(|r| r.contains("orphan")), "{first:?}");
+    let warned: Vec<(String, String)> =
+        sqlx::query_as("SELECT partner_id, deadline FROM review_reminders WHERE kind = 'no_contact'")
+            .fetch_all(server.app.store.pool())
+            .await
+            .expect("warnings");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0].0, "orphan", "only the partner without a contact");
 }
