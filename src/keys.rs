@@ -34,6 +34,8 @@ pub enum KeyError {
 
 /// The algorithms we sign with; RS256 is the default for ID tokens.
 pub const SIGNING_ALGS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+/// The `typ` header of the ID tokens we sign, and of the hints we accept.
+pub const ID_TOKEN_TYP: &str = "JWT";
 
 pub fn alg_name(alg: Algorithm) -> &'static str {
     match alg {
@@ -132,10 +134,16 @@ impl KeySet {
         Ok(jwt)
     }
 
-    /// Verifies a JWT we signed (e.g. an `id_token_hint`): signature by a
-    /// published key, our issuer; expiry is not checked (hints may be old).
+    /// Verifies an ID token we signed (an `id_token_hint`): signature by a
+    /// published key, our issuer, and the ID tokens' `typ`, so that the
+    /// other documents the same keys sign (logout tokens, log checkpoints,
+    /// attestations) are not taken for one; expiry is not checked (hints
+    /// may be old).
     pub fn verify_own<T: DeserializeOwned>(&self, token: &str, issuer: &str, now: Millis) -> Option<T> {
         let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.typ.as_deref() != Some(ID_TOKEN_TYP) {
+            return None;
+        }
         let kid = header.kid?;
         let key = self.published(now).find(|k| k.kid == kid && k.alg == header.alg)?;
         let mut validation = Validation::new(key.alg);
@@ -492,6 +500,8 @@ mod tests {
             assert_eq!(keys.verify_own::<Claims>(&jwt, "https://other", 1_000), None);
             let forged = foreign.sign(alg, "JWT", &claims).expect("sign");
             assert_eq!(keys.verify_own::<Claims>(&forged, "https://idp", 1_000), None);
+            let logout_token = keys.sign(alg, "logout+jwt", &claims).expect("sign");
+            assert_eq!(keys.verify_own::<Claims>(&logout_token, "https://idp", 1_000), None, "not an ID token");
         }
     }
 

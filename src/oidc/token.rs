@@ -399,7 +399,10 @@ fn sign_id_token(app: &App, input: &IdTokenInput) -> Result<String, OAuthError> 
     if let Some(nonce) = input.nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
-    app.keys.current().sign(alg, "JWT", &claims).map_err(|e| OAuthError::from(crate::error::AppError::from(e)))
+    app.keys
+        .current()
+        .sign(alg, crate::keys::ID_TOKEN_TYP, &claims)
+        .map_err(|e| OAuthError::from(crate::error::AppError::from(e)))
 }
 
 #[cfg(test)]
