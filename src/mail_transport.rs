@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::StreamExt;
 use lettre::message::header::{ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -24,6 +25,9 @@ pub enum TransportError {
     #[error("outbox folder: {0}")]
     File(String),
 }
+
+/// SMTP conversations a sender holds at once.
+pub const DELIVERIES_AT_ONCE: usize = 8;
 
 pub enum MailTransport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
@@ -72,6 +76,31 @@ impl MailTransport {
                 .credentials(Credentials::new(decode(url.username()), decode(url.password().unwrap_or_default())));
         }
         Ok(MailTransport::Smtp(builder.timeout(Some(Duration::from_secs(15))).build()))
+    }
+
+    /// Delivers `rows`; the outcomes in the same order. Over SMTP, up to
+    /// [`DELIVERIES_AT_ONCE`] conversations at a time. To the folder, the
+    /// files are written then made durable together (one `syncfs`) before
+    /// any is reported delivered, rather than one `fsync` a message.
+    pub async fn deliver_all(&self, config: &Config, rows: &[MailRow]) -> Vec<Result<(), TransportError>> {
+        match self {
+            MailTransport::Smtp(_) => {
+                // Collected first: a stream over a closure makes the
+                // sender's future not `Send` for every lifetime (rustc #102211).
+                let deliveries: Vec<_> = rows.iter().map(|row| self.deliver(config, row)).collect();
+                futures::stream::iter(deliveries).buffered(DELIVERIES_AT_ONCE).collect().await
+            }
+            MailTransport::Files(dir) => {
+                let files: Vec<Result<(String, Vec<u8>), TransportError>> = rows
+                    .iter()
+                    .map(|row| {
+                        let message = build_message(config, row, true)?;
+                        Ok((eml_name(row), message.formatted()))
+                    })
+                    .collect();
+                write_emls(dir.clone(), files).await
+            }
+        }
     }
 
     pub async fn deliver(&self, config: &Config, row: &MailRow) -> Result<(), TransportError> {
@@ -128,21 +157,55 @@ fn build_message(config: &Config, row: &MailRow, eight_bit: bool) -> Result<Mess
 
 /// Writes `<created_ms>-<id>.eml` atomically (temporary file, then rename),
 /// readable by the owner only: it may hold a one-time link.
+fn eml_name(row: &MailRow) -> String {
+    format!("{}-{}.eml", row.created_at, row.id)
+}
+
 async fn write_eml(dir: &std::path::Path, row: &MailRow, bytes: &[u8]) -> Result<(), TransportError> {
-    let dir = dir.to_path_buf();
-    let name = format!("{}-{}.eml", row.created_at, row.id);
-    let bytes = bytes.to_vec();
-    tokio::task::spawn_blocking(move || {
+    let mut written = write_emls(dir.to_path_buf(), vec![Ok((eml_name(row), bytes.to_vec()))]).await;
+    written.pop().unwrap_or_else(|| Err(TransportError::File("nothing written".into())))
+}
+
+/// Writes each file under a temporary name, renames it, then makes them
+/// all durable at once; a file is reported written only once it is.
+async fn write_emls(
+    dir: PathBuf,
+    files: Vec<Result<(String, Vec<u8>), TransportError>>,
+) -> Vec<Result<(), TransportError>> {
+    let count = files.len();
+    let written = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        crate::keys::create_private_dir(&dir)?;
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(&name))
+        let file_error = |e: std::io::Error| TransportError::File(e.to_string());
+        if let Err(e) = crate::keys::create_private_dir(&dir) {
+            let message = e.to_string();
+            return files.into_iter().map(|_| Err(TransportError::File(message.clone()))).collect();
+        }
+        let write = |name: &str, bytes: &[u8]| -> std::io::Result<()> {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(bytes)?;
+            std::fs::rename(&tmp, dir.join(name))
+        };
+        let mut outcomes: Vec<Result<(), TransportError>> =
+            files.into_iter().map(|f| f.and_then(|(name, bytes)| write(&name, &bytes).map_err(file_error))).collect();
+        // The data of the files and the renames in the folder, in one call.
+        if let Err(e) = sync_filesystem(&dir) {
+            let message = e.to_string();
+            for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err(TransportError::File(message.clone()));
+            }
+        }
+        outcomes
     })
-    .await
-    .map_err(|e| TransportError::File(e.to_string()))?
-    .map_err(|e| TransportError::File(e.to_string()))
+    .await;
+    written.unwrap_or_else(|e| (0..count).map(|_| Err(TransportError::File(e.to_string()))).collect())
+}
+
+/// `syncfs(2)` on the file system holding `dir`.
+fn sync_filesystem(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let folder = std::fs::File::open(dir)?;
+    // SAFETY: the descriptor is open for the duration of the call.
+    if unsafe { libc::syncfs(folder.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }

@@ -153,6 +153,8 @@ fn drain<F, Fut>(
             match outcome {
                 Ok(Err(e)) => tracing::warn!(error = %e, "{what}"),
                 Err(e) => tracing::error!(error = %e, "{what} pass crashed"),
+                // A pass takes a batch: go on at once while there is more.
+                Ok(Ok(done)) if done > 0 => continue,
                 Ok(Ok(_)) => {}
             }
             tokio::select! {

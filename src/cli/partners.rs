@@ -90,14 +90,29 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     let request =
         Import { partner_id: &partner, file_name: &file_name, bytes: &bytes, transmitted, apply, operator: "cli" };
     let outcome = import(&app, request).await?;
-    if outcome.applied {
-        // Deliver the activation emails now rather than wait for the server.
-        let _ = crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await;
+    // Deliver the activation emails now, server running or not (they are
+    // in the outbox already: what cannot go now, the server retries).
+    let mut delivered = 0;
+    while outcome.applied {
+        match crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await {
+            Ok(0) => break,
+            Ok(n) => delivered += n,
+            Err(e) => {
+                tracing::warn!(error = %e, "delivering the activation emails; the server will retry");
+                break;
+            }
+        }
     }
     if json {
         print_pretty(&outcome.plan);
     } else {
         print!("{}", crate::provisioning::annex1::plan::render_text(&outcome.plan, outcome.applied));
+        let invited = outcome.plan.open.len() + outcome.plan.reopen.len();
+        if outcome.applied && invited > 0 {
+            println!(
+                "\nCourriels d'activation : {invited} ; courriels envoyés maintenant : {delivered} (ce qui reste part avec le serveur). / Activation emails: {invited}; emails sent now: {delivered} (the server sends what is left)."
+            );
+        }
     }
     // The plan is French (the annex's language): what follows it too.
     let clean = outcome.plan.errors.is_empty();

@@ -37,19 +37,31 @@ pub fn backoff_ms(attempts: i64) -> Millis {
     (2000i64 << attempts.clamp(0, 20) as u32).min(MAX_BACKOFF_MS)
 }
 
-/// Delivers every message that is due through `transport`; returns how
-/// many left. Run by the start-up's sender loop, woken by `App::mail_wake`.
+/// Messages claimed and delivered together: one claim and one commit of
+/// their outcomes per batch, rather than two transactions per message.
+const BATCH: i64 = 64;
+
+/// How long a batch is this sender's: longer than delivering it at the
+/// slowest (`BATCH / DELIVERIES_AT_ONCE` rounds of the 15 s SMTP timeout).
+const LEASE_MS: Millis = (BATCH / crate::mail_transport::DELIVERIES_AT_ONCE as i64 + 4) * 15_000;
+
+/// Delivers a batch of the messages that are due through `transport`;
+/// returns how many it delivered (0: nothing was due, or every delivery
+/// failed and waits for its retry). Run by the start-up's sender loop,
+/// woken by `App::mail_wake`, until it returns 0.
 pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, config: &Config) -> AppResult<usize> {
+    let now = clock.now_ms();
+    let mut tx = store.begin_write().await?;
+    let rows = store::mail::claim_due(&mut tx, now, now + LEASE_MS, BATCH).await?;
+    tx.commit().await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let outcomes = transport.deliver_all(config, &rows).await;
+    let now = clock.now_ms();
     let mut sent = 0;
-    for row in store.due_mail(clock.now_ms(), 20).await? {
-        // A lease longer than any delivery attempt: if this process dies
-        // mid-send, the message is tried again once the lease ends.
-        if !OUTBOX.claim(store, &row.id, row.next_attempt_at, clock.now_ms() + 120_000).await? {
-            continue;
-        }
-        let outcome = transport.deliver(config, &row).await;
-        let now = clock.now_ms();
-        let mut tx = store.begin_write().await?;
+    let mut tx = store.begin_write().await?;
+    for (row, outcome) in rows.iter().zip(outcomes) {
         match outcome {
             Ok(()) => {
                 OUTBOX.mark_done(&mut tx, &row.id, now).await?;
@@ -66,8 +78,8 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
                 }
             }
         }
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(sent)
 }
 

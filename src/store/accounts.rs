@@ -1,6 +1,6 @@
 //! Accounts (with their partner's name) and their roles.
 
-use super::sql::{execute, fetch, fetch_scalar, insert};
+use super::sql::{execute, fetch, fetch_scalar, queue_insert};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -98,7 +98,7 @@ impl Store {
 }
 
 pub async fn insert(tx: &mut WriteTx, a: &NewAccount<'_>) -> StoreResult<()> {
-    insert!(
+    queue_insert!(
         tx, "account",
         "INSERT INTO accounts (id, email, email_normalized, given_name, family_name, function, partner_id, \
          state, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)";
@@ -142,6 +142,25 @@ const PARTNER_ACCOUNT_COLUMNS: &str =
 pub async fn of_partner(tx: &mut WriteTx, partner_id: &str) -> StoreResult<Vec<PartnerAccountRow>> {
     let sql = format!("SELECT {PARTNER_ACCOUNT_COLUMNS} FROM accounts WHERE partner_id = $1 ORDER BY email_normalized");
     Ok(fetch!(fetch_all(tx.conn().await?), &sql; partner_id))
+}
+
+/// Which of `emails` (normalised) already belong to an account outside
+/// `partner_id`: another partner's agent or an administrator.
+pub async fn taken_elsewhere(tx: &mut WriteTx, partner_id: &str, emails: &[String]) -> StoreResult<Vec<String>> {
+    // Well under the bound parameters both databases take in one statement.
+    const PER_QUERY: usize = 500;
+    let mut taken = Vec::new();
+    for some in emails.chunks(PER_QUERY) {
+        let marks: Vec<String> = (0..some.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT email_normalized FROM accounts WHERE email_normalized IN ({}) \
+             AND (partner_id IS NULL OR partner_id <> $1)",
+            marks.join(", ")
+        );
+        let query = some.iter().fold(sqlx::query_scalar::<_, String>(&sql).bind(partner_id), |q, e| q.bind(e));
+        taken.extend(query.fetch_all(tx.conn().await?).await?);
+    }
+    Ok(taken)
 }
 
 /// Writes an account's name and function; with `reopen`, a closed access

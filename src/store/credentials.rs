@@ -1,6 +1,6 @@
 //! One-time activation and reset links.
 
-use super::sql::{execute, fetch};
+use super::sql::{execute, fetch, queue};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -44,13 +44,13 @@ pub async fn insert_link(
     now: Millis,
     expires_at: Millis,
 ) -> StoreResult<()> {
-    execute!(
+    queue!(
         tx,
         "UPDATE credential_links SET superseded_at = $1 \
          WHERE account_id = $2 AND purpose = $3 AND used_at IS NULL AND superseded_at IS NULL";
         now, account_id, purpose
     );
-    execute!(
+    queue!(
         tx,
         "INSERT INTO credential_links (token_hash, account_id, purpose, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
         token_hash, account_id, purpose, now, expires_at

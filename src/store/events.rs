@@ -127,9 +127,9 @@ pub(super) fn chain_after(head: ChainHead, rows: &mut [EventRow], hash: fn(&Even
 }
 
 pub(super) fn event_insert(e: &EventRow) -> Queued {
-    Queued {
-        sql: INSERT_EVENT_SQL,
-        params: vec![
+    Queued::new(
+        INSERT_EVENT_SQL,
+        vec![
             e.seq.into(),
             e.time_ms.into(),
             (&e.kind).into(),
@@ -147,7 +147,7 @@ pub(super) fn event_insert(e: &EventRow) -> Queued {
             (&e.prev_hash).into(),
             (&e.hash).into(),
         ],
-    }
+    )
 }
 
 /// A record goes in only right after the record it links to (or into an

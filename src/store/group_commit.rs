@@ -345,7 +345,7 @@ mod tests {
     }
 
     fn insert(k: &str, v: i64) -> Queued {
-        Queued { sql: "INSERT INTO t (k, v) VALUES ($1, $2)", params: vec![k.into(), v.into()] }
+        Queued::new("INSERT INTO t (k, v) VALUES ($1, $2)", vec![k.into(), v.into()])
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The mail outbox: messages queued, claimed by one sender, sent or failed.
 
 use super::outbox::Outbox;
-use super::sql::{execute, fetch};
+use super::sql::{execute, fetch, queue};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -15,15 +15,6 @@ pub const OUTBOX: Outbox = Outbox {
 };
 
 impl Store {
-    pub async fn due_mail(&self, now: Millis, limit: i64) -> StoreResult<Vec<MailRow>> {
-        Ok(fetch!(
-            fetch_all(&self.pool),
-            "SELECT id, recipient, subject, body_text, body_html, created_at, next_attempt_at, attempts FROM mail_outbox \
-             WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2";
-            now, limit
-        ))
-    }
-
     /// (waiting, failed) message counts.
     pub async fn mail_counts(&self) -> StoreResult<(i64, i64)> {
         let (waiting,): (i64,) = fetch!(
@@ -45,13 +36,29 @@ pub async fn enqueue(
     body_html: &str,
     now: Millis,
 ) -> StoreResult<()> {
-    execute!(
+    queue!(
         tx,
         "INSERT INTO mail_outbox (id, recipient, subject, body_text, body_html, created_at, next_attempt_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6)";
         id, recipient, subject, body_text, body_html, now
     );
     Ok(())
+}
+
+/// Claims up to `limit` due messages for this sender until `lease_until`,
+/// in one statement: a claimed message is no longer due, so two senders
+/// (processes, instances) never take the same one, and one that dies
+/// mid-send leaves its messages to be tried again once the lease ends.
+pub async fn claim_due(tx: &mut WriteTx, now: Millis, lease_until: Millis, limit: i64) -> StoreResult<Vec<MailRow>> {
+    Ok(fetch!(
+        fetch_all(tx.conn().await?),
+        "UPDATE mail_outbox SET next_attempt_at = $1 \
+         WHERE id IN (SELECT id FROM mail_outbox WHERE sent_at IS NULL AND failed_at IS NULL \
+                      AND next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3) \
+         AND sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $2 \
+         RETURNING id, recipient, subject, body_text, body_html, created_at, next_attempt_at, attempts";
+        lease_until, now, limit
+    ))
 }
 
 /// Puts the messages that failed for good back in the queue; returns how many.

@@ -57,3 +57,13 @@ macro_rules! queue {
     };
 }
 pub(super) use queue;
+
+/// `queue_insert!(tx, "account", SQL; p1, …)`: `queue!` for an insert whose
+/// unique-constraint violation means the record already exists (reported
+/// as `StoreError::Conflict("account")` when the queue is sent).
+macro_rules! queue_insert {
+    ($tx:expr, $what:literal, $sql:expr $(; $($param:expr),* $(,)?)?) => {
+        $tx.queue_insert($what, $sql, vec![$($($crate::store::write_tx::Param::from($param)),*)?])
+    };
+}
+pub(super) use queue_insert;

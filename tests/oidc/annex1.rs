@@ -548,22 +548,35 @@ async fn annex1_each_validation_error_blocks_apply_with_its_line(db: Db) {
     .await
     .expect("partner");
     let webmail = annex(&["ouvert;Martin;Paul;paul.martin@gmail.com;Agent;"]);
-    let outcome = import(
-        &server.app,
-        Import {
-            partner_id: "mairie",
-            file_name: "annexe1.csv",
-            bytes: &webmail,
-            transmitted: None,
-            apply: true,
-            operator: "test",
-        },
-    )
-    .await
-    .expect("import");
+    let outcome = import(&server.app, Import { partner_id: "mairie", bytes: &webmail, ..base_import(true) })
+        .await
+        .expect("import");
     assert!(!outcome.applied);
     assert_eq!(codes(&outcome.plan), [("public_webmail", 2)]);
     assert_eq!(state_of(&server, "paul.martin@gmail.com").await, None);
+
+    // An address is one account: Paul, opened by the mairie, cannot be
+    // opened again by the partner. The dry run already says so, by line.
+    let at_mairie = annex(&["ouvert;Martin;Paul;paul.martin@cc-girou.fr;Agent;"]);
+    let mairie = Import { partner_id: "mairie", bytes: &at_mairie, ..base_import(true) };
+    assert!(import(&server.app, mairie).await.expect("import").applied, "the mairie opens Paul");
+    let paul_again = annex(&[KEEP, NEW, "ouvert;Martin;Paul;Paul.Martin@cc-girou.fr;Agent;"]);
+    for apply in [false, true] {
+        let before = snapshot(&server).await;
+        let outcome = run(&server, &paul_again, apply, None).await;
+        assert!(!outcome.applied);
+        assert_eq!(codes(&outcome.plan), [("email_taken", 4)], "apply: {apply}");
+        assert_eq!(outcome.plan.errors[0].email.as_deref(), Some("Paul.Martin@cc-girou.fr"));
+        assert_eq!(snapshot(&server).await, before, "nothing changed");
+        assert_eq!(state_of(&server, ELOISE).await, None);
+    }
+    // Without Paul, the same annex applies.
+    apply(&server, &annex(&[KEEP, NEW])).await;
+    assert_eq!(state_of(&server, ELOISE).await.as_deref(), Some("pending"));
+}
+
+fn base_import(apply: bool) -> Import<'static> {
+    Import { partner_id: PARTNER, file_name: "annexe1.csv", bytes: b"", transmitted: None, apply, operator: "test" }
 }
 
 async fn annex1_interrupted_apply_leaves_nothing(db: Db) {

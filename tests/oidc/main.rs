@@ -22,6 +22,7 @@ mod discovery;
 mod faults;
 mod log_integrity;
 mod logout;
+mod mail_outbox;
 mod multi_instance;
 mod pages;
 mod passkeys;

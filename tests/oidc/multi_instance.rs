@@ -185,7 +185,7 @@ async fn background_jobs_run_once_across_instances() {
     cluster.spawn_many(3).await;
 
     // Mail queued by another process: all three senders see it at once.
-    let count = 12;
+    let count = 140;
     let now = cluster.app.clock.now_ms();
     let mut tx = cluster.app.store.begin_write().await.expect("tx");
     for n in 0..count {

@@ -112,7 +112,9 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
     // transaction, so nothing can change between plan and apply.
     let mut tx = app.store.begin_write().await?;
     let existing = store::accounts::of_partner(&mut tx, &partner.id).await?;
-    let plan = build_plan(&view, transmitted, parsed, &existing);
+    let mut plan = build_plan(&view, transmitted, parsed, &existing);
+    let taken = store::accounts::taken_elsewhere(&mut tx, &partner.id, &plan.opened_emails()).await?;
+    plan.refuse_taken(&taken.into_iter().collect());
     if !import.apply || !plan.errors.is_empty() {
         drop(tx);
         tracing::info!(partner = %partner.id, operator = import.operator, errors = plan.errors.len(), changes = plan.changes(), "annex 1 dry run");

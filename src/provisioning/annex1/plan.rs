@@ -50,6 +50,31 @@ impl Plan {
     pub fn changes(&self) -> usize {
         self.open.len() + self.reopen.len() + self.update.len() + self.close.len()
     }
+
+    /// The addresses of the accesses to open, normalised.
+    pub fn opened_emails(&self) -> Vec<String> {
+        self.open.iter().map(|e| email_key(&e.email)).collect()
+    }
+
+    /// An address is one account: a person to open whose address already
+    /// belongs to an account outside the partner is an error of their line,
+    /// found by the dry run, rather than a failure of the apply.
+    pub fn refuse_taken(&mut self, taken: &HashSet<String>) {
+        let (refused, kept) =
+            std::mem::take(&mut self.open).into_iter().partition(|e| taken.contains(&email_key(&e.email)));
+        self.open = kept;
+        let refused: Vec<PersonEntry> = refused;
+        for e in refused {
+            let message = format!("{} est déjà l'adresse d'un compte hors de ce partenaire.", e.email);
+            self.errors.push(ParseProblem {
+                line: e.line,
+                sheet: e.sheet,
+                email: Some(e.email),
+                code: "email_taken",
+                message,
+            });
+        }
+    }
 }
 
 pub struct PartnerView<'a> {

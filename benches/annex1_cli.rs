@@ -1,0 +1,164 @@
+//! Annex-1 apply as the habilitation manager runs it: the release binary,
+//! `coop-idp annex1 import --apply`, on a fresh embedded database, for an
+//! annex of 5,000 new people; once with the default outbox folder and once
+//! with `smtp_url` pointing at a local SMTP sink. Reports the command's wall
+//! time, its user and system CPU and its peak RSS (target ≤ 1 s wall).
+//!
+//!     cargo bench --bench annex1_cli
+//!
+//! `COOP_IDP_BENCH_ROWS` changes the annex size, `COOP_IDP_BENCH_RUNS` the
+//! runs per configuration (default 3; the table gives the median run).
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{BenchResult, env_number, server_binary};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+struct Run {
+    wall: Duration,
+    user: Duration,
+    system: Duration,
+    max_rss_mib: f64,
+}
+
+fn annex(rows: usize) -> String {
+    let mut csv = String::from(
+        "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation\n",
+    );
+    for i in 0..rows {
+        csv.push_str(&format!("ouvert;Nom{i};Prénom{i};agent{i}@cc-girou.fr;Fonction {};\n", i % 17));
+    }
+    csv
+}
+
+fn rusage_children() -> (Duration, Duration, f64) {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (tv(usage.ru_utime), tv(usage.ru_stime), usage.ru_maxrss as f64 / 1024.0)
+}
+
+fn coop(bin: &Path, env: &[(String, String)], args: &[&str]) -> BenchResult<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .map_err(|e| format!("coop-idp {args:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("coop-idp {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One apply on a fresh data folder; the CPU figures are the child's alone
+/// (the setup commands run before the counters are read).
+fn apply_once(bin: &Path, rows: usize, smtp: Option<u16>) -> BenchResult<Run> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut env = vec![
+        ("COOP_IDP_DATA_DIR".to_string(), dir.path().join("data").display().to_string()),
+        ("COOP_IDP_KEYS_DIR".to_string(), dir.path().join("keys").display().to_string()),
+        ("RUST_LOG".to_string(), "warn".to_string()),
+    ];
+    if let Some(port) = smtp {
+        env.push(("COOP_IDP_SMTP_URL".to_string(), format!("smtp://127.0.0.1:{port}")));
+    }
+    let partner = ["partner", "add", "--id", "cc-girou", "--name", "CC du Girou"];
+    coop(bin, &env, &[&partner[..], &["--convention-signed", "2026-01-15", "--email-domain", "cc-girou.fr"]].concat())?;
+    let file = dir.path().join("annexe1.csv");
+    std::fs::write(&file, annex(rows)).map_err(|e| e.to_string())?;
+    let file = file.display().to_string();
+    let (user0, system0, _) = rusage_children();
+    let started = Instant::now();
+    let printed = coop(bin, &env, &["annex1", "import", "--partner", "cc-girou", &file, "--apply"])?;
+    let wall = started.elapsed();
+    let (user1, system1, max_rss_mib) = rusage_children();
+    if !printed.contains("appliqu") {
+        return Err(format!("the annex was not applied: {printed}"));
+    }
+    Ok(Run { wall, user: user1 - user0, system: system1 - system0, max_rss_mib })
+}
+
+/// A sink that answers every SMTP command with success and counts messages.
+async fn smtp_sink() -> BenchResult<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                let mut in_data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply: &[u8] = if in_data {
+                        if line != "." {
+                            continue;
+                        }
+                        in_data = false;
+                        b"250 queued\r\n"
+                    } else {
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        match verb.as_str() {
+                            "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+                            "DATA" => {
+                                in_data = true;
+                                b"354 go on\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                break;
+                            }
+                            _ => b"250 ok\r\n",
+                        }
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+#[tokio::main]
+async fn main() -> BenchResult<()> {
+    let bin = server_binary();
+    let rows = env_number("COOP_IDP_BENCH_ROWS", 5_000) as usize;
+    let runs = env_number("COOP_IDP_BENCH_RUNS", 3) as usize;
+    let port = smtp_sink().await?;
+    println!("annex1 import --apply, {rows} new people, fresh SQLite database, {runs} runs each (median)");
+    println!("| outbox | wall | user CPU | system CPU | peak RSS |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let mut worst = Duration::ZERO;
+    for (name, smtp) in [("default (folder)", None), ("smtp_url (local sink)", Some(port))] {
+        let mut all = Vec::new();
+        for _ in 0..runs {
+            let bin = bin.clone();
+            all.push(
+                tokio::task::spawn_blocking(move || apply_once(&bin, rows, smtp))
+                    .await
+                    .map_err(|e| e.to_string())??,
+            );
+        }
+        all.sort_by_key(|r| r.wall);
+        let m = &all[all.len() / 2];
+        worst = worst.max(m.wall);
+        println!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MiB |",
+            m.wall.as_secs_f64() * 1e3,
+            m.user.as_secs_f64() * 1e3,
+            m.system.as_secs_f64() * 1e3,
+            m.max_rss_mib
+        );
+    }
+    println!("target ≤ 1000 ms wall: {}", if worst.as_millis() <= 1000 { "PASS" } else { "MISS" });
+    Ok(())
+}
