@@ -93,13 +93,15 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     // Deliver the activation emails now, server running or not (they are
     // in the outbox already: what cannot go now, the server retries).
     let mut delivered = 0;
-    while outcome.applied {
-        match crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await {
-            Ok(0) => break,
-            Ok(n) => delivered += n,
-            Err(e) => {
-                tracing::warn!(error = %e, "delivering the activation emails; the server will retry");
-                break;
+    if outcome.applied {
+        loop {
+            match crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await {
+                Ok(0) => break,
+                Ok(n) => delivered += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivering the activation emails; the server will retry");
+                    break;
+                }
             }
         }
     }
