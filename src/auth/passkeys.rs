@@ -25,13 +25,14 @@ use webauthn_rs::prelude::{
 use crate::accounts::Account;
 use crate::app::App;
 use crate::audit;
+use crate::auth::throttle;
 use crate::clock::Millis;
 use crate::crypto::{b64url, hash_secret, random_b64, random_token, sha256};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
 use crate::store::{
     self, WriteTx,
-    passkeys::{CeremonyRow, PasskeyRow},
+    passkeys::{CeremonyCaps, CeremonyRow, PasskeyRow},
 };
 
 /// How long the browser has to answer a challenge.
@@ -45,6 +46,18 @@ pub const MAX_PER_ACCOUNT: usize = 10;
 pub const NAME_MAX_CHARS: usize = 64;
 /// The browser's answer (JSON) is refused above this size.
 pub const ANSWER_MAX_BYTES: usize = 16 * 1024;
+/// Live ceremonies an account may have of one purpose. Anyone who types an
+/// address may ask for its challenge: past the cap the oldest is dropped
+/// (its answer is then refused as expired) rather than the new one
+/// refused, so that a stranger asking in a loop never locks the holder out;
+/// eight leaves room for a few tabs and devices.
+pub const CEREMONIES_PER_ACCOUNT: i64 = 8;
+/// Live ceremonies a source (`throttle::source_key`: an IPv4 address or an
+/// IPv6 /64) may have, every purpose and account together, dropped oldest
+/// first too: with the per-account cap, the table stays bounded by the
+/// sources that ask, whatever each sends. Sixty-four leaves room for an
+/// office behind one address, as for the parked requests.
+pub const CEREMONIES_PER_SOURCE: i64 = 64;
 
 /// What a ceremony is for: the cookie of one cannot finish another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,19 +162,31 @@ fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
     serde_json::to_string(value).map_err(|e| AppError::Invalid(e.to_string()))
 }
 
-/// Stores a ceremony's state; returns the cookie value that finds it.
-async fn open_ceremony(app: &App, purpose: Purpose, account_id: &str, state: String) -> AppResult<String> {
+/// Stores a ceremony's state, asked from `ip`, within the caps
+/// ([`CEREMONIES_PER_ACCOUNT`], [`CEREMONIES_PER_SOURCE`]); returns the
+/// cookie value that finds it.
+async fn open_ceremony(
+    app: &App,
+    purpose: Purpose,
+    account_id: Option<&str>,
+    ip: Option<&str>,
+    state: String,
+) -> AppResult<String> {
     let now = app.clock.now_ms();
     let cookie = random_token();
     let row = CeremonyRow {
         id_hash: hash_secret(&cookie),
         purpose: purpose.as_str().to_string(),
-        account_id: account_id.to_string(),
+        account_id: account_id.map(str::to_string),
         state,
         expires_at: now + CEREMONY_TTL_MS,
     };
+    // A request always has a peer address; without one (a caller outside
+    // the web face) the ceremonies share one source.
+    let source = ip.map(throttle::source_key).unwrap_or_else(|| "unknown".to_string());
+    let caps = CeremonyCaps { per_account: CEREMONIES_PER_ACCOUNT, per_source: CEREMONIES_PER_SOURCE };
     let mut tx = app.store.begin_write().await?;
-    store::passkeys::insert_ceremony(&mut tx, &row, now).await?;
+    store::passkeys::insert_ceremony(&mut tx, &row, &source, now, caps).await?;
     tx.commit().await?;
     Ok(cookie)
 }
@@ -175,7 +200,7 @@ pub async fn ceremony(app: &App, cookie: &str, purpose: Purpose) -> AppResult<Op
 /// Starts adding a passkey to `account`: the options for
 /// `navigator.credentials.create` and the ceremony's cookie. `None` when the
 /// account holds `MAX_PER_ACCOUNT` already.
-pub async fn start_registration(app: &App, account: &Account) -> AppResult<Option<(Value, String)>> {
+pub async fn start_registration(app: &App, account: &Account, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
     let Some(rp) = available(app) else { return Ok(None) };
     let existing = app.store.passkeys_of_account(&account.id).await?;
     if existing.len() >= MAX_PER_ACCOUNT {
@@ -189,14 +214,19 @@ pub async fn start_registration(app: &App, account: &Account) -> AppResult<Optio
     let (options, state): (CreationChallengeResponse, PasskeyRegistration) = rp
         .start_passkey_registration(user_handle(&account.id), &account.email, display.trim(), Some(exclude))
         .map_err(|e| AppError::Invalid(format!("passkey registration: {e}")))?;
-    let cookie = open_ceremony(app, Purpose::Register, &account.id, to_json(&state)?).await?;
+    let cookie = open_ceremony(app, Purpose::Register, Some(&account.id), ip, to_json(&state)?).await?;
     Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
 }
 
 /// Starts an authentication with one of the account's passkeys: the
 /// options for `navigator.credentials.get` and the ceremony's cookie;
 /// `None` when the account holds none.
-pub async fn start_authentication(app: &App, account_id: &str, purpose: Purpose) -> AppResult<Option<(Value, String)>> {
+pub async fn start_authentication(
+    app: &App,
+    account_id: &str,
+    purpose: Purpose,
+    ip: Option<&str>,
+) -> AppResult<Option<(Value, String)>> {
     let Some(rp) = available(app) else { return Ok(None) };
     let rows = app.store.passkeys_of_account(account_id).await?;
     if rows.is_empty() {
@@ -206,7 +236,7 @@ pub async fn start_authentication(app: &App, account_id: &str, purpose: Purpose)
     let (options, state): (RequestChallengeResponse, PasskeyAuthentication) = rp
         .start_passkey_authentication(&keys)
         .map_err(|e| AppError::Invalid(format!("passkey authentication: {e}")))?;
-    let cookie = open_ceremony(app, purpose, account_id, to_json(&state)?).await?;
+    let cookie = open_ceremony(app, purpose, Some(account_id), ip, to_json(&state)?).await?;
     Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
 }
 
@@ -287,7 +317,7 @@ pub async fn add(
     name: &str,
     source: &audit::Source,
 ) -> AppResult<Result<(), Refusal>> {
-    if ceremony.account_id != account.id {
+    if ceremony.account_id.as_deref() != Some(account.id.as_str()) {
         return Ok(Err(Refusal::Expired));
     }
     if app.store.passkey_count(&account.id).await? >= MAX_PER_ACCOUNT as i64 {

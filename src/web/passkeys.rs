@@ -122,9 +122,13 @@ fn answer(form: &crate::oidc::Params) -> String {
 }
 
 /// `POST /signin/passkey/options`: the typed address's passkey challenge.
-pub async fn signin_options(State(app): State<AppState>, CheckedForm { form, jar, .. }: CheckedForm) -> Response {
+pub async fn signin_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { form, jar, .. }: CheckedForm,
+) -> Response {
     let email: String = form.get("email").unwrap_or("").chars().take(254).collect();
-    let started = signin::passkey_signin_options(&app, &email).await;
+    let started = signin::passkey_signin_options(&app, &email, source.ip.as_deref()).await;
     options_response(&app, jar, started)
 }
 
@@ -190,9 +194,13 @@ async fn signin_refused(
 
 /// `POST /signin/otp/passkey/options`: an administrator's passkey challenge
 /// after the password.
-pub async fn step_options(State(app): State<AppState>, CheckedForm { jar, .. }: CheckedForm) -> Response {
+pub async fn step_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { jar, .. }: CheckedForm,
+) -> Response {
     let started = match pending_value(&app, &jar) {
-        Some(p) => signin::passkey_second_factor_options(&app, &p).await,
+        Some(p) => signin::passkey_second_factor_options(&app, &p, source.ip.as_deref()).await,
         None => Ok(None),
     };
     options_response(&app, jar, started)
@@ -200,9 +208,13 @@ pub async fn step_options(State(app): State<AppState>, CheckedForm { jar, .. }: 
 
 /// `POST /signin/otp/enrol/passkey/options`: registering an administrator's
 /// first passkey at enrolment.
-pub async fn enrol_options(State(app): State<AppState>, CheckedForm { jar, .. }: CheckedForm) -> Response {
+pub async fn enrol_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { jar, .. }: CheckedForm,
+) -> Response {
     let started = match pending_value(&app, &jar) {
-        Some(p) => signin::passkey_enrolment_options(&app, &p).await,
+        Some(p) => signin::passkey_enrolment_options(&app, &p, source.ip.as_deref()).await,
         None => Ok(None),
     };
     options_response(&app, jar, started)
@@ -360,13 +372,17 @@ fn back_to_security(notice: &str) -> Response {
 }
 
 /// `POST /account/security/passkeys/options`: the challenge to add one.
-pub async fn add_options(State(app): State<AppState>, CheckedForm { jar, .. }: CheckedForm) -> Response {
+pub async fn add_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { jar, .. }: CheckedForm,
+) -> Response {
     let started = async {
         let Some((s, account)) = signed_in(&app, &jar).await? else { return Ok(None) };
         if !fresh(&app, &s) {
             return Ok(None);
         }
-        passkeys::start_registration(&app, &account).await
+        passkeys::start_registration(&app, &account, source.ip.as_deref()).await
     }
     .await;
     options_response(&app, jar, started)

@@ -59,14 +59,15 @@ pub enum PasskeyOutcome {
 /// The options an agent's browser needs to sign in with a passkey after
 /// typing its address, with the ceremony's cookie; `None` when the address
 /// is not an active account holding a passkey (the page then asks for the
-/// password).
-pub async fn passkey_signin_options(app: &App, email: &str) -> AppResult<Option<(Value, String)>> {
+/// password). `ip` is where the request came from: ceremonies are capped per
+/// source (`passkeys::CEREMONIES_PER_SOURCE`).
+pub async fn passkey_signin_options(app: &App, email: &str, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
     let Ok(email) = ProfessionalEmail::parse(email) else { return Ok(None) };
     let Some(row) = app.store.signin_account(email.normalized()).await? else { return Ok(None) };
     if Account::from_row(&row.account).state != AccountState::Active {
         return Ok(None);
     }
-    passkeys::start_authentication(app, &row.account.id, Purpose::SignIn).await
+    passkeys::start_authentication(app, &row.account.id, Purpose::SignIn, ip).await
 }
 
 /// An agent's passkey, alone, instead of the password.
@@ -78,7 +79,10 @@ pub async fn with_passkey(
     let Some(ceremony) = passkeys::ceremony(app, s.ceremony_cookie, Purpose::SignIn).await? else {
         return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
     };
-    let Some(row) = app.store.account_by_id(&ceremony.account_id).await? else {
+    let Some(account_id) = ceremony.account_id.as_deref() else {
+        return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
+    };
+    let Some(row) = app.store.account_by_id(account_id).await? else {
         return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
     };
     let account = Account::from_row(&row);
@@ -163,7 +167,7 @@ async fn pending_ceremony(
 ) -> AppResult<Option<(PendingSecondFactorRow, Account, CeremonyRow)>> {
     let Some((pending, account)) = pending_account(app, pending_cookie).await? else { return Ok(None) };
     let Some(ceremony) = passkeys::ceremony(app, ceremony_cookie, purpose).await? else { return Ok(None) };
-    if ceremony.account_id != account.id {
+    if ceremony.account_id.as_deref() != Some(account.id.as_str()) {
         return Ok(None);
     }
     Ok(Some((pending, account, ceremony)))
@@ -172,15 +176,23 @@ async fn pending_ceremony(
 /// The options for an administrator's passkey after the password, with the
 /// ceremony's cookie; `None` when the pending sign-in expired or its account
 /// holds no passkey.
-pub async fn passkey_second_factor_options(app: &App, pending_cookie: &str) -> AppResult<Option<(Value, String)>> {
+pub async fn passkey_second_factor_options(
+    app: &App,
+    pending_cookie: &str,
+    ip: Option<&str>,
+) -> AppResult<Option<(Value, String)>> {
     let Some((pending, _)) = pending_account(app, pending_cookie).await? else { return Ok(None) };
-    passkeys::start_authentication(app, &pending.account_id, Purpose::SecondFactor).await
+    passkeys::start_authentication(app, &pending.account_id, Purpose::SecondFactor, ip).await
 }
 
 /// The options to register an administrator's first passkey at enrolment.
-pub async fn passkey_enrolment_options(app: &App, pending_cookie: &str) -> AppResult<Option<(Value, String)>> {
+pub async fn passkey_enrolment_options(
+    app: &App,
+    pending_cookie: &str,
+    ip: Option<&str>,
+) -> AppResult<Option<(Value, String)>> {
     let Some((_, account)) = pending_account(app, pending_cookie).await? else { return Ok(None) };
-    passkeys::start_registration(app, &account).await
+    passkeys::start_registration(app, &account, ip).await
 }
 
 /// An administrator's passkey as the second factor (enrolment or step-up).
