@@ -17,9 +17,9 @@
 
 use serde_json::Value;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CreationChallengeResponse, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder,
-    WebauthnError,
+    AuthenticationResult, CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, Passkey,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
 use crate::accounts::Account;
@@ -69,6 +69,9 @@ pub enum Purpose {
     SignIn,
     /// An administrator's passkey after the password.
     SecondFactor,
+    /// The sign-in page's passkey autofill (conditional mediation): any of
+    /// the site's passkeys, the account named by the answer.
+    Autofill,
 }
 
 impl Purpose {
@@ -77,6 +80,7 @@ impl Purpose {
             Purpose::Register => "register",
             Purpose::SignIn => "signin",
             Purpose::SecondFactor => "second_factor",
+            Purpose::Autofill => "signin_autofill",
         }
     }
 }
@@ -193,8 +197,13 @@ async fn open_ceremony(
 
 /// The live ceremony behind a cookie, for this purpose.
 pub async fn ceremony(app: &App, cookie: &str, purpose: Purpose) -> AppResult<Option<CeremonyRow>> {
+    ceremony_for(app, cookie, &[purpose]).await
+}
+
+/// The live ceremony behind a cookie, for one of these purposes.
+pub async fn ceremony_for(app: &App, cookie: &str, purposes: &[Purpose]) -> AppResult<Option<CeremonyRow>> {
     let row = app.store.passkey_ceremony(&hash_secret(cookie)).await?;
-    Ok(row.filter(|r| r.expires_at >= app.clock.now_ms() && r.purpose == purpose.as_str()))
+    Ok(row.filter(|r| r.expires_at >= app.clock.now_ms() && purposes.iter().any(|p| r.purpose == p.as_str())))
 }
 
 /// Starts adding a passkey to `account`: the options for
@@ -215,7 +224,16 @@ pub async fn start_registration(app: &App, account: &Account, ip: Option<&str>) 
         .start_passkey_registration(user_handle(&account.id), &account.email, display.trim(), Some(exclude))
         .map_err(|e| AppError::Invalid(format!("passkey registration: {e}")))?;
     let cookie = open_ceremony(app, Purpose::Register, Some(&account.id), ip, to_json(&state)?).await?;
-    Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+    let mut options = serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?;
+    // webauthn-rs asks for a server-side credential ("discouraged"); the
+    // passkey autofill needs one the authenticator keeps (discoverable).
+    // "preferred" rather than "required": a security key without room for
+    // another still registers one, which signs in after the address.
+    if let Some(selection) = options["publicKey"]["authenticatorSelection"].as_object_mut() {
+        selection.insert("residentKey".into(), "preferred".into());
+        selection.insert("requireResidentKey".into(), false.into());
+    }
+    Ok(Some((options, cookie)))
 }
 
 /// Starts an authentication with one of the account's passkeys: the
@@ -238,6 +256,45 @@ pub async fn start_authentication(
         .map_err(|e| AppError::Invalid(format!("passkey authentication: {e}")))?;
     let cookie = open_ceremony(app, purpose, Some(account_id), ip, to_json(&state)?).await?;
     Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+}
+
+/// Starts the sign-in page's passkey autofill: a challenge tied to no
+/// account, for any passkey of the site the browser holds; the options for
+/// `navigator.credentials.get` (conditional mediation) and the ceremony's
+/// cookie. `None` when the issuer cannot be a relying party.
+pub async fn start_autofill(app: &App, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
+    let Some(rp) = available(app) else { return Ok(None) };
+    let (options, state): (RequestChallengeResponse, DiscoverableAuthentication) =
+        rp.start_discoverable_authentication().map_err(|e| AppError::Invalid(format!("passkey autofill: {e}")))?;
+    let cookie = open_ceremony(app, Purpose::Autofill, None, ip, to_json(&state)?).await?;
+    Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+}
+
+/// The answer to an autofill challenge, parsed, with the credential id it
+/// names (base64url); `None` when it is not an answer.
+fn parse_answer(answer: &str) -> Option<(PublicKeyCredential, String)> {
+    if answer.len() > ANSWER_MAX_BYTES {
+        return None;
+    }
+    let credential = serde_json::from_str::<PublicKeyCredential>(answer).ok()?;
+    let id = b64url(credential.get_credential_id());
+    Some((credential, id))
+}
+
+/// Who an autofill answer says it is: the credential's id, and the account
+/// holding that passkey if the answer's user handle is that account's.
+/// `Err` with the credential id (cut to 64 characters, for the log) when no
+/// account holds it; `Ok(None)` when the answer cannot be read.
+pub async fn discovered_account(app: &App, answer: &str) -> AppResult<Result<Option<String>, String>> {
+    let Some((credential, id)) = parse_answer(answer) else { return Ok(Ok(None)) };
+    let Some(row) = app.store.passkey_by_credential(&id).await? else {
+        return Ok(Err(id.chars().take(64).collect()));
+    };
+    let handle = credential.get_user_unique_id().and_then(|b| Uuid::from_slice(b).ok());
+    if handle != Some(user_handle(&row.account_id)) {
+        return Ok(Err(id.chars().take(64).collect()));
+    }
+    Ok(Ok(Some(row.account_id)))
 }
 
 /// A new passkey, checked, not stored yet.
@@ -346,24 +403,31 @@ pub struct Verified {
 
 /// Checks the browser's answer to an authentication against the account's
 /// passkeys (read by the caller): signature, origin, RP id, user
-/// verification, and a counter that moves forward.
+/// verification, a counter that moves forward and, for the autofill, the
+/// account's user handle.
 pub fn verify_answer(
     app: &App,
     ceremony: &CeremonyRow,
     rows: &[PasskeyRow],
     answer: &str,
 ) -> AppResult<Result<Verified, Refusal>> {
-    if answer.len() > ANSWER_MAX_BYTES {
-        return Ok(Err(Refusal::Invalid));
-    }
-    let Ok(credential) = serde_json::from_str::<PublicKeyCredential>(answer) else {
-        return Ok(Err(Refusal::Invalid));
-    };
-    let used = b64url(credential.get_credential_id());
+    let Some((credential, used)) = parse_answer(answer) else { return Ok(Err(Refusal::Invalid)) };
     let Some(row) = rows.iter().find(|r| r.credential_id == used) else { return Ok(Err(Refusal::Invalid)) };
-    let state: PasskeyAuthentication =
-        serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
-    match relying_party(app)?.finish_passkey_authentication(&credential, &state) {
+    let invalid_state = |e: serde_json::Error| AppError::Invalid(format!("ceremony state: {e}"));
+    let finished = if ceremony.purpose == Purpose::Autofill.as_str() {
+        // Any credential was allowed: it must also carry its account's handle.
+        let handle = credential.get_user_unique_id().and_then(|b| Uuid::from_slice(b).ok());
+        if handle != Some(user_handle(&row.account_id)) {
+            return Ok(Err(Refusal::Invalid));
+        }
+        let state: DiscoverableAuthentication = serde_json::from_str(&ceremony.state).map_err(invalid_state)?;
+        let key = DiscoverableKey::from(&stored_passkey(row)?);
+        relying_party(app)?.finish_discoverable_authentication(&credential, state, &[key])
+    } else {
+        let state: PasskeyAuthentication = serde_json::from_str(&ceremony.state).map_err(invalid_state)?;
+        relying_party(app)?.finish_passkey_authentication(&credential, &state)
+    };
+    match finished {
         Ok(result) if result.user_verified() => Ok(Ok(Verified { row: row.clone(), result })),
         Ok(_) => Ok(Err(Refusal::Invalid)),
         Err(WebauthnError::CredentialPossibleCompromise) => Ok(Err(Refusal::CounterRegressed {

@@ -38,6 +38,12 @@ impl Store {
         Ok(sqlx::query_as(&sql).bind(account_id).fetch_all(&self.pool).await?)
     }
 
+    /// The passkey of a credential id (base64url), whichever account holds it.
+    pub async fn passkey_by_credential(&self, credential_id: &str) -> StoreResult<Option<PasskeyRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM passkeys WHERE credential_id = $1");
+        Ok(sqlx::query_as(&sql).bind(credential_id).fetch_optional(&self.pool).await?)
+    }
+
     pub async fn passkey_count(&self, account_id: &str) -> StoreResult<i64> {
         let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM passkeys WHERE account_id = $1")
             .bind(account_id)

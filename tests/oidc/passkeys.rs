@@ -7,7 +7,9 @@
 //! failed assertions count in the throttle; a password reset keeps them.
 //! The browser side (the script, the pages, Chromium's authenticator) is in
 //! tests/browser/passkeys.rs. The ceremonies anyone may start are capped per
-//! account and per source, oldest dropped first, under a burst too.
+//! account and per source, oldest dropped first, under a burst too. The
+//! sign-in page's autofill (a challenge for any passkey, the account named
+//! by the answer) keeps every rule of the sign-in after the address.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
@@ -30,6 +32,8 @@ on_both_databases!(
     failed_assertions_count_in_the_throttle,
     a_reset_keeps_the_passkeys,
     challenges_are_bounded_per_account_and_per_source,
+    the_autofill_signs_in_with_the_passkey_chosen,
+    the_autofill_refuses_a_closed_account_and_an_unknown_passkey,
 );
 
 const AGENT: &str = "marie.dupont@cc-girou.fr";
@@ -548,4 +552,135 @@ async fn challenges_are_bounded_per_account_and_per_source(db: Db) {
     };
     let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
     assert!(matches!(outcome, PasskeyOutcome::SignedIn(_)), "the newest ceremony of a full source completes");
+}
+
+/// The user handle the server gives an account's passkeys (what a
+/// discoverable credential sends back with its assertion).
+fn user_handle(account_id: &str) -> Vec<u8> {
+    sha256(format!("coop-idp passkey user {account_id}").as_bytes())[..16].to_vec()
+}
+
+/// `answer` as a discoverable credential sends it: with a user handle.
+fn with_handle(answer: &str, handle: &[u8]) -> String {
+    let mut v: Value = serde_json::from_str(answer).expect("answer");
+    v["response"]["userHandle"] = json!(b64url(handle));
+    v.to_string()
+}
+
+/// An autofill sign-in (no address typed) with the answer `answer` gives.
+async fn autofill_with(server: &TestServer, answer: impl FnOnce(&Value) -> String) -> PasskeyOutcome {
+    let (options, cookie) = signin::passkey_autofill_options(&server.app, IP).await.expect("options").expect("some");
+    assert_eq!(options["mediation"], "conditional", "{options}");
+    let allowed = options["publicKey"]["allowCredentials"].as_array().map_or(0, Vec::len);
+    assert_eq!(allowed, 0, "any passkey of the site may answer");
+    let answer = answer(&options);
+    let source = source();
+    let sent = PasskeyAnswer {
+        ceremony_cookie: &cookie,
+        answer: &answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    signin::with_passkey(&server.app, sent, None).await.expect("sign-in")
+}
+
+async fn last_failure(server: &TestServer) -> (Option<String>, Value) {
+    let failed = events(server, "signin_failed").await;
+    let last = failed.last().expect("a refusal recorded");
+    (last.account_id.clone(), serde_json::from_str(&last.details).expect("details"))
+}
+
+async fn the_autofill_signs_in_with_the_passkey_chosen(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    // Registration asks for a credential the authenticator keeps.
+    let (options, _) = passkeys::start_registration(&server.app, &agent, IP).await.expect("start").expect("options");
+    assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "preferred", "{options}");
+    register(&server, &agent, &mut key, "Téléphone").await;
+
+    // The challenge is tied to no account, and counted against its source.
+    let (_, cookie) = signin::passkey_autofill_options(&server.app, IP).await.expect("options").expect("some");
+    let ceremony = passkeys::ceremony(&server.app, &cookie, Purpose::Autofill).await.expect("read").expect("live");
+    assert!(ceremony.account_id.is_none());
+    assert!(passkeys::ceremony(&server.app, &cookie, Purpose::SignIn).await.expect("read").is_none());
+    assert!(ceremonies_where(&server, "source", "192.0.2.10").await >= 1);
+
+    let handle = user_handle(&id);
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    let PasskeyOutcome::SignedIn(done) = outcome else { panic!("the passkey chosen signs in") };
+    assert_eq!(done.session.account_id, id);
+    assert_eq!(done.session.amr, vec!["pop".to_string(), "user".to_string()]);
+    let signins = events(&server, "signin").await;
+    assert_eq!(signins[0].account_id.as_deref(), Some(id.as_str()));
+    let details: Value = serde_json::from_str(&signins[0].details).expect("details");
+    assert_eq!(details["method"], "passkey", "{details}");
+
+    // Another account's user handle with this credential: refused.
+    let other = server.add_account("paul.martin@cc-girou.fr", Some(("cc-girou", "CC du Girou"))).await;
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &user_handle(&other))).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    assert_eq!(last_failure(&server).await.1["reason"], "passkey_unknown");
+    // No user handle at all (not a discoverable answer): refused.
+    let outcome = autofill_with(&server, |o| key.get(o)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+
+    // A counter that went backwards: refused, recorded for the alert.
+    key.counter -= 3;
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    let (account_id, details) = last_failure(&server).await;
+    assert_eq!(details["reason"], "passkey_counter_regressed", "{details}");
+    assert_eq!(account_id.as_deref(), Some(id.as_str()));
+    key.counter += 10;
+
+    // Failed assertions count in the throttle, under the account's address.
+    let forger = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+    let mut throttled = false;
+    for _ in 0..20 {
+        match autofill_with(&server, |o| with_handle(&key.get_signed_by(o, &forger), &handle)).await {
+            PasskeyOutcome::Refused(PasskeyFailure::Throttled { .. }) => {
+                throttled = true;
+                break;
+            }
+            PasskeyOutcome::Refused(_) => {}
+            PasskeyOutcome::SignedIn(_) => panic!("a wrong signature signed in"),
+        }
+    }
+    assert!(throttled, "failed autofill assertions are throttled");
+    let blocked = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
+    assert!(matches!(blocked, PasskeyOutcome::Refused(PasskeyFailure::Throttled { .. })), "the same address");
+}
+
+async fn the_autofill_refuses_a_closed_account_and_an_unknown_passkey(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Clé").await;
+    let handle = user_handle(&id);
+
+    // Closed (its passkeys still stored): refused and recorded as closed.
+    server.close_account(&id).await;
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)), "a closed account is refused");
+    let (account_id, details) = last_failure(&server).await;
+    assert_eq!(details["reason"], "closed", "{details}");
+    assert_eq!(details["method"], "passkey");
+    assert_eq!(account_id.as_deref(), Some(id.as_str()));
+    assert!(events(&server, "signin").await.is_empty(), "no sign-in");
+
+    // Its access closed (passkeys removed): the passkey is unknown.
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    let now = server.app.clock.now_ms();
+    coop_idp::provisioning::close_access_in(&server.app, &mut tx, &id, "2026-12-01", "access_closed", now)
+        .await
+        .expect("close");
+    tx.commit().await.expect("commit");
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    let (account_id, details) = last_failure(&server).await;
+    assert_eq!(details["reason"], "passkey_unknown", "{details}");
+    assert_eq!(account_id, None);
+    assert!(events(&server, "signin").await.is_empty(), "no sign-in");
 }

@@ -70,24 +70,40 @@ pub async fn passkey_signin_options(app: &App, email: &str, ip: Option<&str>) ->
     passkeys::start_authentication(app, &row.account.id, Purpose::SignIn, ip).await
 }
 
-/// An agent's passkey, alone, instead of the password.
+/// The options of the sign-in page's passkey autofill, with the ceremony's
+/// cookie: a challenge for any of the site's passkeys, asked from `ip`;
+/// `None` when passkeys are unavailable.
+pub async fn passkey_autofill_options(app: &App, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
+    passkeys::start_autofill(app, ip).await
+}
+
+/// An agent's passkey, alone, instead of the password: after the address,
+/// or chosen from the sign-in page's autofill (the passkey then names the
+/// account). The rules are the same either way.
 pub async fn with_passkey(
     app: &App,
     s: PasskeyAnswer<'_>,
     parked: Option<(&str, &AuthorizationRequest)>,
 ) -> AppResult<PasskeyOutcome> {
-    let Some(ceremony) = passkeys::ceremony(app, s.ceremony_cookie, Purpose::SignIn).await? else {
+    let purposes = [Purpose::SignIn, Purpose::Autofill];
+    let Some(ceremony) = passkeys::ceremony_for(app, s.ceremony_cookie, &purposes).await? else {
         return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
     };
-    let Some(account_id) = ceremony.account_id.as_deref() else {
-        return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
+    let ip = s.browser.source.ip.as_deref();
+    let client_id = parked.map(|(_, r)| r.client_id.as_str());
+    // The autofill's challenge names no account: the passkey chosen does.
+    let account_id = match ceremony.account_id.clone() {
+        Some(id) => id,
+        None => match passkeys::discovered_account(app, s.answer).await? {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(PasskeyOutcome::Refused(PasskeyFailure::Refused)),
+            Err(credential) => return unknown_passkey(app, &credential, s.browser.source, client_id).await,
+        },
     };
-    let Some(row) = app.store.account_by_id(account_id).await? else {
+    let Some(row) = app.store.account_by_id(&account_id).await? else {
         return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
     };
     let account = Account::from_row(&row);
-    let ip = s.browser.source.ip.as_deref();
-    let client_id = parked.map(|(_, r)| r.client_id.as_str());
     if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, &account.email, ip).await? {
         let details = json!({"reason": "throttled", "retry_after_secs": retry_after_secs, "method": "passkey"});
         let event = signin_event(audit::kind::THROTTLED, &account, s.browser.source, client_id, details);
@@ -117,6 +133,32 @@ pub async fn with_passkey(
         Completion { account: &account, factors: Factors::Passkey, parked, browser: s.browser, events: Vec::new() };
     let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
     commit(app, tx, done, Some(success)).await.map(PasskeyOutcome::SignedIn)
+}
+
+/// An autofill answer with a passkey no account holds (removed, or made
+/// for this site by another server): refused, counted against the source
+/// in the throttle like an unknown address, and recorded.
+async fn unknown_passkey(
+    app: &App,
+    credential: &str,
+    source: &audit::Source,
+    client_id: Option<&str>,
+) -> AppResult<PasskeyOutcome> {
+    let key = format!("passkey:{credential}");
+    let verdict = throttle::reserve(app, &key, source.ip.as_deref()).await?;
+    let mut details = json!({"reason": "passkey_unknown", "method": "passkey", "credential": credential});
+    let mut failure = PasskeyFailure::Refused;
+    if let throttle::Verdict::Blocked { retry_after_secs } = verdict {
+        details = json!({"reason": "throttled", "retry_after_secs": retry_after_secs, "method": "passkey"});
+        failure = PasskeyFailure::Throttled { retry_after_secs };
+    }
+    let kind = if failure == PasskeyFailure::Refused { audit::kind::SIGNIN_FAILED } else { audit::kind::THROTTLED };
+    let mut event = audit::Event::new(kind, audit::Outcome::Failure, "anonymous").source(source).details(details);
+    if let Some(c) = client_id {
+        event = event.client(c);
+    }
+    write_alone(app, event).await?;
+    Ok(PasskeyOutcome::Refused(failure))
 }
 
 async fn signin_refused(
