@@ -281,12 +281,12 @@ fn parse_answer(answer: &str) -> Option<(PublicKeyCredential, String)> {
     Some((credential, id))
 }
 
-/// Who an autofill answer says it is: the credential's id, and the account
-/// holding that passkey if the answer's user handle is that account's.
-/// `Err` with the credential id (cut to 64 characters, for the log) when no
-/// account holds it; `Ok(None)` when the answer cannot be read.
-pub async fn discovered_account(app: &App, answer: &str) -> AppResult<Result<Option<String>, String>> {
-    let Some((credential, id)) = parse_answer(answer) else { return Ok(Ok(None)) };
+/// Who an autofill answer says it is: the account holding the passkey it
+/// names, if the answer's user handle is that account's. `Err` with the
+/// credential id (cut to 64 characters, for the log; empty when the answer
+/// cannot be read) when no account holds it.
+pub async fn discovered_account(app: &App, answer: &str) -> AppResult<Result<String, String>> {
+    let Some((credential, id)) = parse_answer(answer) else { return Ok(Err(String::new())) };
     let Some(row) = app.store.passkey_by_credential(&id).await? else {
         return Ok(Err(id.chars().take(64).collect()));
     };
@@ -294,7 +294,7 @@ pub async fn discovered_account(app: &App, answer: &str) -> AppResult<Result<Opt
     if handle != Some(user_handle(&row.account_id)) {
         return Ok(Err(id.chars().take(64).collect()));
     }
-    Ok(Ok(Some(row.account_id)))
+    Ok(Ok(row.account_id))
 }
 
 /// A new passkey, checked, not stored yet.

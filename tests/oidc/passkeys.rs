@@ -682,5 +682,9 @@ async fn the_autofill_refuses_a_closed_account_and_an_unknown_passkey(db: Db) {
     let (account_id, details) = last_failure(&server).await;
     assert_eq!(details["reason"], "passkey_unknown", "{details}");
     assert_eq!(account_id, None);
+    // An answer that cannot be read is refused and recorded too.
+    let outcome = autofill_with(&server, |_| "{\"id\": 1}".to_string()).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    assert_eq!(last_failure(&server).await.1["reason"], "passkey_invalid");
     assert!(events(&server, "signin").await.is_empty(), "no sign-in");
 }

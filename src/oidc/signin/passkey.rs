@@ -95,8 +95,7 @@ pub async fn with_passkey(
     let account_id = match ceremony.account_id.clone() {
         Some(id) => id,
         None => match passkeys::discovered_account(app, s.answer).await? {
-            Ok(Some(id)) => id,
-            Ok(None) => return Ok(PasskeyOutcome::Refused(PasskeyFailure::Refused)),
+            Ok(id) => id,
             Err(credential) => return unknown_passkey(app, &credential, s.browser.source, client_id).await,
         },
     };
@@ -136,8 +135,9 @@ pub async fn with_passkey(
 }
 
 /// An autofill answer with a passkey no account holds (removed, or made
-/// for this site by another server): refused, counted against the source
-/// in the throttle like an unknown address, and recorded.
+/// for this site by another server), or that cannot be read (`credential`
+/// empty): refused, counted against the source in the throttle like an
+/// unknown address, and recorded.
 async fn unknown_passkey(
     app: &App,
     credential: &str,
@@ -146,7 +146,8 @@ async fn unknown_passkey(
 ) -> AppResult<PasskeyOutcome> {
     let key = format!("passkey:{credential}");
     let verdict = throttle::reserve(app, &key, source.ip.as_deref()).await?;
-    let mut details = json!({"reason": "passkey_unknown", "method": "passkey", "credential": credential});
+    let reason = if credential.is_empty() { Refusal::Invalid.reason() } else { "passkey_unknown" };
+    let mut details = json!({"reason": reason, "method": "passkey", "credential": credential});
     let mut failure = PasskeyFailure::Refused;
     if let throttle::Verdict::Blocked { retry_after_secs } = verdict {
         details = json!({"reason": "throttled", "retry_after_secs": retry_after_secs, "method": "passkey"});
