@@ -9,6 +9,15 @@
 // set), calls navigator.credentials, puts the answer (JSON) in the form's
 // `credential` field and submits the form for real: the server answers
 // with a page, as for any form.
+//
+// Passkey autofill: on the sign-in page, a hidden
+// `<form data-passkey-autofill="/…/options">` asks for a challenge tied to
+// no account as soon as the page is ready and hands it to the browser as a
+// conditional request: the email field (`autocomplete="username webauthn"`)
+// then lists the site's passkeys among its suggestions, and choosing one
+// submits the form with the answer. The request waits silently otherwise;
+// it is aborted when another form asks the browser itself (one request at
+// a time).
 (function () {
   'use strict';
   if (!window.PublicKeyCredential || !navigator.credentials) return;
@@ -99,7 +108,55 @@
     if (!box.hidden) box.focus();
   }
 
+  var autofill = null;
+
+  function stopAutofill() {
+    if (autofill) autofill.abort();
+    autofill = null;
+  }
+
+  function startAutofill(form) {
+    var available = PublicKeyCredential.isConditionalMediationAvailable;
+    if (!window.AbortController || !available) return;
+    var controller = new AbortController();
+    autofill = controller;
+    available
+      .call(PublicKeyCredential)
+      .then(function (yes) {
+        if (!yes || controller.signal.aborted) return null;
+        var body = new URLSearchParams();
+        body.set('csrf', form.elements.csrf.value);
+        return fetch(form.getAttribute('data-passkey-autofill'), {
+          method: 'POST',
+          body: body,
+          credentials: 'same-origin',
+          headers: { Accept: 'application/json' }
+        })
+          .then(function (r) {
+            if (!r.ok) throw new Error('options ' + r.status);
+            return r.json();
+          })
+          .then(function (options) {
+            if (!options.publicKey || controller.signal.aborted) return null;
+            var request = requestOptions(options);
+            request.mediation = 'conditional';
+            request.signal = controller.signal;
+            return navigator.credentials.get(request).then(assertion);
+          });
+      })
+      .then(function (answer) {
+        if (!answer) return;
+        autofill = null;
+        form.elements.credential.value = JSON.stringify(answer);
+        HTMLFormElement.prototype.submit.call(form);
+      })
+      .catch(function () {
+        // Nothing chosen, or another request took over: the page is as it was.
+      });
+  }
+
   function start(form) {
+    stopAutofill();
     var mode = form.getAttribute('data-passkey');
     var body = new URLSearchParams();
     body.set('csrf', form.elements.csrf.value);
@@ -159,6 +216,8 @@
     Array.prototype.forEach.call(hide, function (el) {
       el.hidden = true;
     });
+    var auto = document.querySelector('form[data-passkey-autofill]');
+    if (auto) startAutofill(auto);
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', ready);

@@ -17,21 +17,22 @@
 
 use serde_json::Value;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CreationChallengeResponse, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder,
-    WebauthnError,
+    AuthenticationResult, CreationChallengeResponse, DiscoverableAuthentication, DiscoverableKey, Passkey,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Url, Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
 use crate::accounts::Account;
 use crate::app::App;
 use crate::audit;
+use crate::auth::throttle;
 use crate::clock::Millis;
 use crate::crypto::{b64url, hash_secret, random_b64, random_token, sha256};
 use crate::error::{AppError, AppResult};
 use crate::mail::{self, MailKind};
 use crate::store::{
     self, WriteTx,
-    passkeys::{CeremonyRow, PasskeyRow},
+    passkeys::{CeremonyCaps, CeremonyRow, PasskeyRow},
 };
 
 /// How long the browser has to answer a challenge.
@@ -45,6 +46,18 @@ pub const MAX_PER_ACCOUNT: usize = 10;
 pub const NAME_MAX_CHARS: usize = 64;
 /// The browser's answer (JSON) is refused above this size.
 pub const ANSWER_MAX_BYTES: usize = 16 * 1024;
+/// Live ceremonies an account may have of one purpose. Anyone who types an
+/// address may ask for its challenge: past the cap the oldest is dropped
+/// (its answer is then refused as expired) rather than the new one
+/// refused, so that a stranger asking in a loop never locks the holder out;
+/// eight leaves room for a few tabs and devices.
+pub const CEREMONIES_PER_ACCOUNT: i64 = 8;
+/// Live ceremonies a source (`throttle::source_key`: an IPv4 address or an
+/// IPv6 /64) may have, every purpose and account together, dropped oldest
+/// first too: with the per-account cap, the table stays bounded by the
+/// sources that ask, whatever each sends. Sixty-four leaves room for an
+/// office behind one address, as for the parked requests.
+pub const CEREMONIES_PER_SOURCE: i64 = 64;
 
 /// What a ceremony is for: the cookie of one cannot finish another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +69,9 @@ pub enum Purpose {
     SignIn,
     /// An administrator's passkey after the password.
     SecondFactor,
+    /// The sign-in page's passkey autofill (conditional mediation): any of
+    /// the site's passkeys, the account named by the answer.
+    Autofill,
 }
 
 impl Purpose {
@@ -64,6 +80,7 @@ impl Purpose {
             Purpose::Register => "register",
             Purpose::SignIn => "signin",
             Purpose::SecondFactor => "second_factor",
+            Purpose::Autofill => "signin_autofill",
         }
     }
 }
@@ -149,33 +166,50 @@ fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
     serde_json::to_string(value).map_err(|e| AppError::Invalid(e.to_string()))
 }
 
-/// Stores a ceremony's state; returns the cookie value that finds it.
-async fn open_ceremony(app: &App, purpose: Purpose, account_id: &str, state: String) -> AppResult<String> {
+/// Stores a ceremony's state, asked from `ip`, within the caps
+/// ([`CEREMONIES_PER_ACCOUNT`], [`CEREMONIES_PER_SOURCE`]); returns the
+/// cookie value that finds it.
+async fn open_ceremony(
+    app: &App,
+    purpose: Purpose,
+    account_id: Option<&str>,
+    ip: Option<&str>,
+    state: String,
+) -> AppResult<String> {
     let now = app.clock.now_ms();
     let cookie = random_token();
     let row = CeremonyRow {
         id_hash: hash_secret(&cookie),
         purpose: purpose.as_str().to_string(),
-        account_id: account_id.to_string(),
+        account_id: account_id.map(str::to_string),
         state,
         expires_at: now + CEREMONY_TTL_MS,
     };
+    // A request always has a peer address; without one (a caller outside
+    // the web face) the ceremonies share one source.
+    let source = ip.map(throttle::source_key).unwrap_or_else(|| "unknown".to_string());
+    let caps = CeremonyCaps { per_account: CEREMONIES_PER_ACCOUNT, per_source: CEREMONIES_PER_SOURCE };
     let mut tx = app.store.begin_write().await?;
-    store::passkeys::insert_ceremony(&mut tx, &row, now).await?;
+    store::passkeys::insert_ceremony(&mut tx, &row, &source, now, caps).await?;
     tx.commit().await?;
     Ok(cookie)
 }
 
 /// The live ceremony behind a cookie, for this purpose.
 pub async fn ceremony(app: &App, cookie: &str, purpose: Purpose) -> AppResult<Option<CeremonyRow>> {
+    ceremony_for(app, cookie, &[purpose]).await
+}
+
+/// The live ceremony behind a cookie, for one of these purposes.
+pub async fn ceremony_for(app: &App, cookie: &str, purposes: &[Purpose]) -> AppResult<Option<CeremonyRow>> {
     let row = app.store.passkey_ceremony(&hash_secret(cookie)).await?;
-    Ok(row.filter(|r| r.expires_at >= app.clock.now_ms() && r.purpose == purpose.as_str()))
+    Ok(row.filter(|r| r.expires_at >= app.clock.now_ms() && purposes.iter().any(|p| r.purpose == p.as_str())))
 }
 
 /// Starts adding a passkey to `account`: the options for
 /// `navigator.credentials.create` and the ceremony's cookie. `None` when the
 /// account holds `MAX_PER_ACCOUNT` already.
-pub async fn start_registration(app: &App, account: &Account) -> AppResult<Option<(Value, String)>> {
+pub async fn start_registration(app: &App, account: &Account, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
     let Some(rp) = available(app) else { return Ok(None) };
     let existing = app.store.passkeys_of_account(&account.id).await?;
     if existing.len() >= MAX_PER_ACCOUNT {
@@ -189,14 +223,28 @@ pub async fn start_registration(app: &App, account: &Account) -> AppResult<Optio
     let (options, state): (CreationChallengeResponse, PasskeyRegistration) = rp
         .start_passkey_registration(user_handle(&account.id), &account.email, display.trim(), Some(exclude))
         .map_err(|e| AppError::Invalid(format!("passkey registration: {e}")))?;
-    let cookie = open_ceremony(app, Purpose::Register, &account.id, to_json(&state)?).await?;
-    Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+    let cookie = open_ceremony(app, Purpose::Register, Some(&account.id), ip, to_json(&state)?).await?;
+    let mut options = serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?;
+    // webauthn-rs asks for a server-side credential ("discouraged"); the
+    // passkey autofill needs one the authenticator keeps (discoverable).
+    // "preferred" rather than "required": a security key without room for
+    // another still registers one, which signs in after the address.
+    if let Some(selection) = options["publicKey"]["authenticatorSelection"].as_object_mut() {
+        selection.insert("residentKey".into(), "preferred".into());
+        selection.insert("requireResidentKey".into(), false.into());
+    }
+    Ok(Some((options, cookie)))
 }
 
 /// Starts an authentication with one of the account's passkeys: the
 /// options for `navigator.credentials.get` and the ceremony's cookie;
 /// `None` when the account holds none.
-pub async fn start_authentication(app: &App, account_id: &str, purpose: Purpose) -> AppResult<Option<(Value, String)>> {
+pub async fn start_authentication(
+    app: &App,
+    account_id: &str,
+    purpose: Purpose,
+    ip: Option<&str>,
+) -> AppResult<Option<(Value, String)>> {
     let Some(rp) = available(app) else { return Ok(None) };
     let rows = app.store.passkeys_of_account(account_id).await?;
     if rows.is_empty() {
@@ -206,8 +254,47 @@ pub async fn start_authentication(app: &App, account_id: &str, purpose: Purpose)
     let (options, state): (RequestChallengeResponse, PasskeyAuthentication) = rp
         .start_passkey_authentication(&keys)
         .map_err(|e| AppError::Invalid(format!("passkey authentication: {e}")))?;
-    let cookie = open_ceremony(app, purpose, account_id, to_json(&state)?).await?;
+    let cookie = open_ceremony(app, purpose, Some(account_id), ip, to_json(&state)?).await?;
     Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+}
+
+/// Starts the sign-in page's passkey autofill: a challenge tied to no
+/// account, for any passkey of the site the browser holds; the options for
+/// `navigator.credentials.get` (conditional mediation) and the ceremony's
+/// cookie. `None` when the issuer cannot be a relying party.
+pub async fn start_autofill(app: &App, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
+    let Some(rp) = available(app) else { return Ok(None) };
+    let (options, state): (RequestChallengeResponse, DiscoverableAuthentication) =
+        rp.start_discoverable_authentication().map_err(|e| AppError::Invalid(format!("passkey autofill: {e}")))?;
+    let cookie = open_ceremony(app, Purpose::Autofill, None, ip, to_json(&state)?).await?;
+    Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
+}
+
+/// The answer to an autofill challenge, parsed, with the credential id it
+/// names (base64url); `None` when it is not an answer.
+fn parse_answer(answer: &str) -> Option<(PublicKeyCredential, String)> {
+    if answer.len() > ANSWER_MAX_BYTES {
+        return None;
+    }
+    let credential = serde_json::from_str::<PublicKeyCredential>(answer).ok()?;
+    let id = b64url(credential.get_credential_id());
+    Some((credential, id))
+}
+
+/// Who an autofill answer says it is: the account holding the passkey it
+/// names, if the answer's user handle is that account's. `Err` with the
+/// credential id (cut to 64 characters, for the log; empty when the answer
+/// cannot be read) when no account holds it.
+pub async fn discovered_account(app: &App, answer: &str) -> AppResult<Result<String, String>> {
+    let Some((credential, id)) = parse_answer(answer) else { return Ok(Err(String::new())) };
+    let Some(row) = app.store.passkey_by_credential(&id).await? else {
+        return Ok(Err(id.chars().take(64).collect()));
+    };
+    let handle = credential.get_user_unique_id().and_then(|b| Uuid::from_slice(b).ok());
+    if handle != Some(user_handle(&row.account_id)) {
+        return Ok(Err(id.chars().take(64).collect()));
+    }
+    Ok(Ok(row.account_id))
 }
 
 /// A new passkey, checked, not stored yet.
@@ -287,7 +374,7 @@ pub async fn add(
     name: &str,
     source: &audit::Source,
 ) -> AppResult<Result<(), Refusal>> {
-    if ceremony.account_id != account.id {
+    if ceremony.account_id.as_deref() != Some(account.id.as_str()) {
         return Ok(Err(Refusal::Expired));
     }
     if app.store.passkey_count(&account.id).await? >= MAX_PER_ACCOUNT as i64 {
@@ -316,24 +403,31 @@ pub struct Verified {
 
 /// Checks the browser's answer to an authentication against the account's
 /// passkeys (read by the caller): signature, origin, RP id, user
-/// verification, and a counter that moves forward.
+/// verification, a counter that moves forward and, for the autofill, the
+/// account's user handle.
 pub fn verify_answer(
     app: &App,
     ceremony: &CeremonyRow,
     rows: &[PasskeyRow],
     answer: &str,
 ) -> AppResult<Result<Verified, Refusal>> {
-    if answer.len() > ANSWER_MAX_BYTES {
-        return Ok(Err(Refusal::Invalid));
-    }
-    let Ok(credential) = serde_json::from_str::<PublicKeyCredential>(answer) else {
-        return Ok(Err(Refusal::Invalid));
-    };
-    let used = b64url(credential.get_credential_id());
+    let Some((credential, used)) = parse_answer(answer) else { return Ok(Err(Refusal::Invalid)) };
     let Some(row) = rows.iter().find(|r| r.credential_id == used) else { return Ok(Err(Refusal::Invalid)) };
-    let state: PasskeyAuthentication =
-        serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
-    match relying_party(app)?.finish_passkey_authentication(&credential, &state) {
+    let invalid_state = |e: serde_json::Error| AppError::Invalid(format!("ceremony state: {e}"));
+    let finished = if ceremony.purpose == Purpose::Autofill.as_str() {
+        // Any credential was allowed: it must also carry its account's handle.
+        let handle = credential.get_user_unique_id().and_then(|b| Uuid::from_slice(b).ok());
+        if handle != Some(user_handle(&row.account_id)) {
+            return Ok(Err(Refusal::Invalid));
+        }
+        let state: DiscoverableAuthentication = serde_json::from_str(&ceremony.state).map_err(invalid_state)?;
+        let key = DiscoverableKey::from(&stored_passkey(row)?);
+        relying_party(app)?.finish_discoverable_authentication(&credential, state, &[key])
+    } else {
+        let state: PasskeyAuthentication = serde_json::from_str(&ceremony.state).map_err(invalid_state)?;
+        relying_party(app)?.finish_passkey_authentication(&credential, &state)
+    };
+    match finished {
         Ok(result) if result.user_verified() => Ok(Ok(Verified { row: row.clone(), result })),
         Ok(_) => Ok(Err(Refusal::Invalid)),
         Err(WebauthnError::CredentialPossibleCompromise) => Ok(Err(Refusal::CounterRegressed {

@@ -61,7 +61,9 @@ pub fn ip_key(ip: &str) -> String {
     format!("ip:{}", source_key(ip))
 }
 
-fn source_key(ip: &str) -> String {
+/// An address as its source ([`source_of`]); text that is not an address
+/// is its own source.
+pub fn source_key(ip: &str) -> String {
     ip.parse::<std::net::IpAddr>().map(source_of).unwrap_or_else(|_| ip.to_string())
 }
 

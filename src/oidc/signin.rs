@@ -28,8 +28,9 @@ use crate::store::{self, WriteTx, totp::PendingSecondFactorRow};
 
 mod passkey;
 pub use passkey::{
-    PasskeyAnswer, PasskeyFailure, PasskeyOutcome, passkey_enrolment_options, passkey_second_factor_options,
-    passkey_signin_options, with_passkey, with_passkey_enrolment, with_passkey_second_factor,
+    PasskeyAnswer, PasskeyFailure, PasskeyOutcome, passkey_autofill_options, passkey_enrolment_options,
+    passkey_second_factor_options, passkey_signin_options, with_passkey, with_passkey_enrolment,
+    with_passkey_second_factor,
 };
 
 /// Where a sign-in comes from and what the browser already holds.

@@ -1,5 +1,6 @@
 //! Passkeys (WebAuthn credentials) and the ceremonies in progress.
 
+use super::sql::execute;
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -20,7 +21,9 @@ pub struct PasskeyRow {
 pub struct CeremonyRow {
     pub id_hash: String,
     pub purpose: String,
-    pub account_id: String,
+    /// `None` for the sign-in page's passkey autofill, which asks for any
+    /// of the site's passkeys: the answer names the account.
+    pub account_id: Option<String>,
     /// The server's side of the ceremony, as webauthn-rs serialises it.
     pub state: String,
     pub expires_at: Millis,
@@ -33,6 +36,12 @@ impl Store {
     pub async fn passkeys_of_account(&self, account_id: &str) -> StoreResult<Vec<PasskeyRow>> {
         let sql = format!("SELECT {COLUMNS} FROM passkeys WHERE account_id = $1 ORDER BY created_at, id");
         Ok(sqlx::query_as(&sql).bind(account_id).fetch_all(&self.pool).await?)
+    }
+
+    /// The passkey of a credential id (base64url), whichever account holds it.
+    pub async fn passkey_by_credential(&self, credential_id: &str) -> StoreResult<Option<PasskeyRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM passkeys WHERE credential_id = $1");
+        Ok(sqlx::query_as(&sql).bind(credential_id).fetch_optional(&self.pool).await?)
     }
 
     pub async fn passkey_count(&self, account_id: &str) -> StoreResult<i64> {
@@ -135,21 +144,59 @@ pub async fn record_use(tx: &mut WriteTx, id: &str, passkey: &str, counter: i64,
     Ok(n == 1)
 }
 
-pub async fn insert_ceremony(tx: &mut WriteTx, row: &CeremonyRow, now: Millis) -> StoreResult<()> {
-    // An expired ceremony is of no use to anyone: sweep them as new ones come.
-    sqlx::query("DELETE FROM passkey_ceremonies WHERE expires_at < $1").bind(now).execute(tx.conn().await?).await?;
-    sqlx::query(
-        "INSERT INTO passkey_ceremonies (id_hash, purpose, account_id, state, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&row.id_hash)
-    .bind(&row.purpose)
-    .bind(&row.account_id)
-    .bind(&row.state)
-    .bind(row.expires_at)
-    .bind(now)
-    .execute(tx.conn().await?)
-    .await?;
+/// How many ceremonies may stay live at once, past which the oldest go.
+#[derive(Debug, Clone, Copy)]
+pub struct CeremonyCaps {
+    /// Per account and purpose.
+    pub per_account: i64,
+    /// Per source (an IPv4 address or an IPv6 /64), every purpose.
+    pub per_source: i64,
+}
+
+/// Opens a ceremony for `source` and leaves at most the caps of live ones:
+/// this one and the newest others of its account and purpose, and of its
+/// source; the oldest, and every expired one, go.
+///
+/// On SQLite the write transaction is the only writer. On PostgreSQL two
+/// transactions reading under READ COMMITTED would each see room for one
+/// more, so they take turns under one advisory lock (in the database, so
+/// across instances). One lock rather than one per account and one per
+/// source: a ceremony counts against both, and two transactions each
+/// holding one key's lock could each delete rows the other is deleting
+/// and deadlock on them. The transaction is a few statements long.
+pub async fn insert_ceremony(
+    tx: &mut WriteTx,
+    row: &CeremonyRow,
+    source: &str,
+    now: Millis,
+    caps: CeremonyCaps,
+) -> StoreResult<()> {
+    if tx.backend == super::Backend::Postgres {
+        execute!(tx, "SELECT pg_advisory_xact_lock(7215004)");
+    }
+    execute!(tx, "DELETE FROM passkey_ceremonies WHERE expires_at < $1"; now);
+    if let Some(account_id) = &row.account_id {
+        execute!(
+            tx,
+            "DELETE FROM passkey_ceremonies WHERE account_id = $1 AND purpose = $2 AND id_hash NOT IN \
+             (SELECT id_hash FROM passkey_ceremonies WHERE account_id = $1 AND purpose = $2 \
+             ORDER BY created_at DESC, id_hash DESC LIMIT $3)";
+            account_id, &row.purpose, (caps.per_account - 1).max(0)
+        );
+    }
+    execute!(
+        tx,
+        "DELETE FROM passkey_ceremonies WHERE source = $1 AND id_hash NOT IN \
+         (SELECT id_hash FROM passkey_ceremonies WHERE source = $1 \
+         ORDER BY created_at DESC, id_hash DESC LIMIT $2)";
+        source, (caps.per_source - 1).max(0)
+    );
+    execute!(
+        tx,
+        "INSERT INTO passkey_ceremonies (id_hash, purpose, account_id, source, state, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        &row.id_hash, &row.purpose, &row.account_id, source, &row.state, row.expires_at, now
+    );
     Ok(())
 }
 

@@ -30,6 +30,7 @@ use crate::oidc::signin::{self, PasskeyAnswer, PasskeyFailure, PasskeyOutcome, S
 
 pub const SIGNIN_OPTIONS_PATH: &str = "/signin/passkey/options";
 pub const SIGNIN_PATH: &str = "/signin/passkey";
+pub const AUTOFILL_OPTIONS_PATH: &str = "/signin/passkey/autofill/options";
 pub const STEP_OPTIONS_PATH: &str = "/signin/otp/passkey/options";
 pub const STEP_PATH: &str = "/signin/otp/passkey";
 pub const ENROL_OPTIONS_PATH: &str = "/signin/otp/enrol/passkey/options";
@@ -48,6 +49,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route(SCRIPT_PATH, get(script))
         .route(SIGNIN_OPTIONS_PATH, post(signin_options))
         .route(SIGNIN_PATH, post(signin_submit))
+        .route(AUTOFILL_OPTIONS_PATH, post(autofill_options))
         .route(STEP_OPTIONS_PATH, post(step_options))
         .route(STEP_PATH, post(step_submit))
         .route(ENROL_OPTIONS_PATH, post(enrol_options))
@@ -94,6 +96,23 @@ fn clear_ceremony(config: &Config, jar: CookieJar) -> CookieJar {
     jar.remove(ceremony_cookie(config, String::new()))
 }
 
+/// The sign-in page's autofill keeps its challenge waiting while the
+/// person may still ask for one after typing the address: its own cookie,
+/// so that neither replaces the other.
+fn autofill_cookie_name(config: &Config) -> &'static str {
+    if config.is_https() { "__Host-coop_pka" } else { "coop_pka" }
+}
+
+fn autofill_cookie(config: &Config, value: String) -> Cookie<'static> {
+    let mut c = ceremony_cookie(config, value);
+    c.set_name(autofill_cookie_name(config));
+    c
+}
+
+fn clear_autofill(config: &Config, jar: CookieJar) -> CookieJar {
+    jar.remove(autofill_cookie(config, String::new()))
+}
+
 /// The options for the script, with the ceremony's cookie; `{}` when there
 /// is nothing to ask (the script then says so and the form stays).
 fn options_response(
@@ -101,10 +120,20 @@ fn options_response(
     jar: CookieJar,
     started: Result<Option<(serde_json::Value, String)>, AppError>,
 ) -> Response {
+    options_response_in(app, jar, started, ceremony_cookie)
+}
+
+/// [`options_response`] with the ceremony in the cookie `cookie` makes.
+fn options_response_in(
+    app: &AppState,
+    jar: CookieJar,
+    started: Result<Option<(serde_json::Value, String)>, AppError>,
+    cookie: fn(&Config, String) -> Cookie<'static>,
+) -> Response {
     let mut response = match started {
-        Ok(Some((options, cookie))) => {
-            (clear_ceremony(&app.config, jar).add(ceremony_cookie(&app.config, cookie)), axum::Json(options))
-                .into_response()
+        Ok(Some((options, value))) => {
+            let jar = jar.remove(cookie(&app.config, String::new())).add(cookie(&app.config, value));
+            (jar, axum::Json(options)).into_response()
         }
         Ok(None) => axum::Json(json!({})).into_response(),
         Err(e) => {
@@ -122,13 +151,29 @@ fn answer(form: &crate::oidc::Params) -> String {
 }
 
 /// `POST /signin/passkey/options`: the typed address's passkey challenge.
-pub async fn signin_options(State(app): State<AppState>, CheckedForm { form, jar, .. }: CheckedForm) -> Response {
+pub async fn signin_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { form, jar, .. }: CheckedForm,
+) -> Response {
     let email: String = form.get("email").unwrap_or("").chars().take(254).collect();
-    let started = signin::passkey_signin_options(&app, &email).await;
+    let started = signin::passkey_signin_options(&app, &email, source.ip.as_deref()).await;
     options_response(&app, jar, started)
 }
 
-/// `POST /signin/passkey`: an agent's passkey instead of the password.
+/// `POST /signin/passkey/autofill/options`: the challenge of the sign-in
+/// page's passkey autofill, tied to no account.
+pub async fn autofill_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { jar, .. }: CheckedForm,
+) -> Response {
+    let started = signin::passkey_autofill_options(&app, source.ip.as_deref()).await;
+    options_response_in(&app, jar, started, autofill_cookie)
+}
+
+/// `POST /signin/passkey`: an agent's passkey instead of the password
+/// (`autofill=1`: chosen from the sign-in page's autofill).
 pub async fn signin_submit(
     State(app): State<AppState>,
     SourceAddress(source): SourceAddress,
@@ -143,7 +188,11 @@ pub async fn signin_submit(
         return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
     }
     let next = if handle.is_none() { form.get("next").and_then(second_factor::console_return) } else { None };
-    let Some(ceremony_cookie) = ceremony_value(&app, &jar) else {
+    let ceremony_cookie = match form.get("autofill") {
+        Some(_) => jar.get(autofill_cookie_name(&app.config)).map(|c| c.value().to_string()),
+        None => ceremony_value(&app, &jar),
+    };
+    let Some(ceremony_cookie) = ceremony_cookie else {
         return signin_refused(&app, jar, locale, handle.as_deref(), parked.as_ref(), next.as_deref(), None).await;
     };
     let answer = answer(&form);
@@ -155,12 +204,13 @@ pub async fn signin_submit(
     };
     match signin::with_passkey(&app, sent, handle.as_deref().zip(parked.as_ref())).await {
         Ok(PasskeyOutcome::SignedIn(done)) => {
-            let jar = browser::set_session(&app.config, clear_ceremony(&app.config, jar), done.cookie);
+            let jar = clear_ceremony(&app.config, clear_autofill(&app.config, jar));
+            let jar = browser::set_session(&app.config, jar, done.cookie);
             (jar, after_sign_in(locale, done.location.or(next))).into_response()
         }
         Ok(PasskeyOutcome::Refused(failure)) => {
             tracing::info!(reason = ?failure, "passkey sign-in refused");
-            let jar = clear_ceremony(&app.config, jar);
+            let jar = clear_ceremony(&app.config, clear_autofill(&app.config, jar));
             let retry = match failure {
                 PasskeyFailure::Throttled { retry_after_secs } => Some(retry_after_secs),
                 _ => None,
@@ -190,9 +240,13 @@ async fn signin_refused(
 
 /// `POST /signin/otp/passkey/options`: an administrator's passkey challenge
 /// after the password.
-pub async fn step_options(State(app): State<AppState>, CheckedForm { jar, .. }: CheckedForm) -> Response {
+pub async fn step_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { jar, .. }: CheckedForm,
+) -> Response {
     let started = match pending_value(&app, &jar) {
-        Some(p) => signin::passkey_second_factor_options(&app, &p).await,
+        Some(p) => signin::passkey_second_factor_options(&app, &p, source.ip.as_deref()).await,
         None => Ok(None),
     };
     options_response(&app, jar, started)
@@ -200,9 +254,13 @@ pub async fn step_options(State(app): State<AppState>, CheckedForm { jar, .. }: 
 
 /// `POST /signin/otp/enrol/passkey/options`: registering an administrator's
 /// first passkey at enrolment.
-pub async fn enrol_options(State(app): State<AppState>, CheckedForm { jar, .. }: CheckedForm) -> Response {
+pub async fn enrol_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { jar, .. }: CheckedForm,
+) -> Response {
     let started = match pending_value(&app, &jar) {
-        Some(p) => signin::passkey_enrolment_options(&app, &p).await,
+        Some(p) => signin::passkey_enrolment_options(&app, &p, source.ip.as_deref()).await,
         None => Ok(None),
     };
     options_response(&app, jar, started)
@@ -360,13 +418,17 @@ fn back_to_security(notice: &str) -> Response {
 }
 
 /// `POST /account/security/passkeys/options`: the challenge to add one.
-pub async fn add_options(State(app): State<AppState>, CheckedForm { jar, .. }: CheckedForm) -> Response {
+pub async fn add_options(
+    State(app): State<AppState>,
+    SourceAddress(source): SourceAddress,
+    CheckedForm { jar, .. }: CheckedForm,
+) -> Response {
     let started = async {
         let Some((s, account)) = signed_in(&app, &jar).await? else { return Ok(None) };
         if !fresh(&app, &s) {
             return Ok(None);
         }
-        passkeys::start_registration(&app, &account).await
+        passkeys::start_registration(&app, &account, source.ip.as_deref()).await
     }
     .await;
     options_response(&app, jar, started)

@@ -8,7 +8,10 @@
 //! in at a relying party with it alone and the ID token says `pop`; a
 //! counter that went backwards is refused; a removed passkey no longer
 //! signs in; a closed account's passkey is refused. An administrator
-//! enrols a passkey as second factor and reaches the console with it.
+//! enrols a passkey as second factor and reaches the console with it. With
+//! an authenticator that keeps its credentials, an agent signs in from the
+//! sign-in page's passkey autofill without typing anything (Chromium's
+//! automation answers a conditional request at once with the credential).
 
 use std::time::Duration;
 
@@ -52,10 +55,13 @@ async fn webauthn(b: &driver::Browser, method: Method, path: String, body: Optio
     b.client.issue_cmd(cmd).await.unwrap_or_else(|e| panic!("webauthn {path}: {e}"))
 }
 
-/// Adds a virtual authenticator; returns its id.
-async fn authenticator(b: &driver::Browser) -> String {
+/// Adds a virtual authenticator; returns its id. With `resident` it keeps
+/// the credentials it makes (discoverable: the sign-in page's autofill
+/// offers them); without, it is a security key with no room left, whose
+/// passkeys sign in after the address, and the autofill never answers.
+async fn authenticator(b: &driver::Browser, resident: bool) -> String {
     let options = json!({
-        "protocol": "ctap2", "transport": "internal", "hasResidentKey": true,
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": resident,
         "hasUserVerification": true, "isUserVerified": true, "automaticPresenceSimulation": true,
     });
     let id = webauthn(b, Method::POST, "authenticator".into(), Some(options)).await;
@@ -159,7 +165,7 @@ async fn an_agent_signs_in_with_a_passkey_in_a_real_browser() {
     .await
     .expect("partner");
     let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
-    let auth = authenticator(&b).await;
+    let auth = authenticator(&b, false).await;
 
     // A fresh password sign-in, then the security page: register a passkey.
     b.goto(&server.url("/signin")).await;
@@ -268,7 +274,7 @@ async fn an_administrator_uses_a_passkey_as_second_factor_in_a_real_browser() {
     let server = TestServer::start_on_localhost(Db::Sqlite).await;
     let admin = server.add_account(ADMIN, None).await;
     server.grant_role(&admin, "caf_habilitation").await;
-    authenticator(&b).await;
+    authenticator(&b, false).await;
 
     // The password leads to enrolment; a passkey instead of the TOTP app.
     b.goto(&server.url("/admin")).await;
@@ -327,4 +333,62 @@ async fn an_administrator_uses_a_passkey_as_second_factor_in_a_real_browser() {
     assert_eq!(removed[0].actor, ADMIN, "the manager is the actor");
     let pages = b.finish().await;
     assert_eq!(pages.len(), 3, "{pages:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_signs_in_with_the_passkey_autofill_in_a_real_browser() {
+    let Some(b) =
+        driver::start("an_agent_signs_in_with_the_passkey_autofill_in_a_real_browser", driver::Theme::Neutral).await
+    else {
+        return;
+    };
+    let server = TestServer::start_on_localhost(Db::Sqlite).await;
+    let rp = relying_party().await;
+    let secret = server
+        .add_client_with(CLIENT, AuthMethod::ClientSecretBasic, |r| r.redirect_uris = vec![rp.callback()])
+        .await
+        .expect("client secret");
+    add_partner(
+        &server.app,
+        NewPartner { id: PARTNER, name: "CC du Girou", convention_signed: Some("2026-01-01"), email_domains: &[] },
+    )
+    .await
+    .expect("partner");
+    let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
+    let auth = authenticator(&b, true).await;
+
+    // Without a passkey the autofill waits: the password signs in.
+    b.goto(&server.url("/signin")).await;
+    b.wait_title("Se connecter").await;
+    assert_eq!(b.attr("#email", "autocomplete").await.as_deref(), Some("username webauthn"));
+    password(&b, AGENT, "connecté").await;
+    register(&b, &server, "Ordinateur du bureau").await;
+    let held = credentials(&b, &auth).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["isResidentCredential"], json!(true), "a discoverable credential: {held:?}");
+
+    // Signed out, the relying party sends the agent to sign in: the passkey
+    // is chosen from the autofill, no address typed.
+    sign_out(&b, &server).await;
+    b.goto(&authorize_url(&server, &rp.callback(), "auto")).await;
+    b.wait_title("Application partenaire").await;
+    let tokens = exchange(&server, &rp, &secret, "auto").await;
+    let claims = payload(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(claims["amr"], json!(["pop", "user"]), "{claims}");
+    let signins = server
+        .app
+        .store
+        .query_events(&coop_idp::store::events::EventFilter {
+            kind: Some("signin".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    let last = signins.last().expect("signin record");
+    assert_eq!(last.account_id.as_deref(), Some(agent.as_str()));
+    assert!(last.details.contains("\"method\":\"passkey\""), "{last:?}");
+    let stored = server.app.store.passkeys_of_account(&agent).await.expect("passkeys");
+    assert!(stored[0].last_used_at.is_some(), "the use is recorded");
+    b.finish().await;
 }

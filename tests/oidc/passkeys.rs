@@ -6,7 +6,10 @@
 //! refused; a counter that goes backwards is refused and raises an alert;
 //! failed assertions count in the throttle; a password reset keeps them.
 //! The browser side (the script, the pages, Chromium's authenticator) is in
-//! tests/browser/passkeys.rs.
+//! tests/browser/passkeys.rs. The ceremonies anyone may start are capped per
+//! account and per source, oldest dropped first, under a burst too. The
+//! sign-in page's autofill (a challenge for any passkey, the account named
+//! by the answer) keeps every rule of the sign-in after the address.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
@@ -28,9 +31,13 @@ on_both_databases!(
     a_counter_that_goes_back_is_refused_and_alerts,
     failed_assertions_count_in_the_throttle,
     a_reset_keeps_the_passkeys,
+    challenges_are_bounded_per_account_and_per_source,
+    the_autofill_signs_in_with_the_passkey_chosen,
+    the_autofill_refuses_a_closed_account_and_an_unknown_passkey,
 );
 
 const AGENT: &str = "marie.dupont@cc-girou.fr";
+const IP: Option<&str> = Some("192.0.2.10");
 
 /// A software authenticator holding one credential.
 struct SoftKey {
@@ -162,7 +169,7 @@ async fn account(server: &TestServer, id: &str) -> Account {
 /// Registers `key` for the account as its security page does.
 async fn register(server: &TestServer, account: &Account, key: &mut SoftKey, name: &str) {
     let app = &server.app;
-    let (options, cookie) = passkeys::start_registration(app, account).await.expect("start").expect("options");
+    let (options, cookie) = passkeys::start_registration(app, account, IP).await.expect("start").expect("options");
     let ceremony = passkeys::ceremony(app, &cookie, Purpose::Register).await.expect("read").expect("ceremony");
     let answer = key.create(&options);
     passkeys::add(app, &ceremony, account, &answer, name, &source()).await.expect("add").expect("registered");
@@ -174,7 +181,7 @@ async fn sign_in_with(
     email: &str,
     answer: impl FnOnce(&Value) -> String,
 ) -> Option<PasskeyOutcome> {
-    let (options, cookie) = signin::passkey_signin_options(&server.app, email).await.expect("options")?;
+    let (options, cookie) = signin::passkey_signin_options(&server.app, email, IP).await.expect("options")?;
     let answer = answer(&options);
     let source = source();
     let sent = PasskeyAnswer {
@@ -195,8 +202,8 @@ async fn a_passkey_signs_in_alone_once_per_challenge(db: Db) {
     let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
     let agent = account(&server, &id).await;
     // Without a passkey, nothing to ask: the page keeps the password.
-    assert!(signin::passkey_signin_options(&server.app, AGENT).await.expect("options").is_none());
-    assert!(signin::passkey_signin_options(&server.app, "nobody@cc-girou.fr").await.expect("options").is_none());
+    assert!(signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").is_none());
+    assert!(signin::passkey_signin_options(&server.app, "nobody@cc-girou.fr", IP).await.expect("options").is_none());
 
     let mut key = SoftKey::new(&server);
     register(&server, &agent, &mut key, "Ordinateur du bureau").await;
@@ -208,7 +215,8 @@ async fn a_passkey_signs_in_alone_once_per_challenge(db: Db) {
     assert_eq!(registered.len(), 1);
     assert_eq!(registered[0].account_id.as_deref(), Some(id.as_str()));
     // The same authenticator cannot be registered twice.
-    let (options, cookie) = passkeys::start_registration(&server.app, &agent).await.expect("start").expect("options");
+    let (options, cookie) =
+        passkeys::start_registration(&server.app, &agent, IP).await.expect("start").expect("options");
     assert_eq!(options["publicKey"]["excludeCredentials"].as_array().map(Vec::len), Some(1));
     let ceremony = passkeys::ceremony(&server.app, &cookie, Purpose::Register).await.expect("read").expect("ceremony");
     let again = passkeys::add(&server.app, &ceremony, &agent, &key.create(&options), "Bis", &source()).await;
@@ -238,7 +246,8 @@ async fn a_passkey_signs_in_alone_once_per_challenge(db: Db) {
     assert!(matches!(again, PasskeyOutcome::Refused(_)), "an answer to another challenge is refused");
     let _ = options;
     // One challenge, one answer: the same answer sent twice signs in once.
-    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT).await.expect("options").expect("some");
+    let (options, cookie) =
+        signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").expect("some");
     let answer = key.get(&options);
     let source = source();
     for expected_signed_in in [true, false] {
@@ -266,7 +275,8 @@ async fn a_removed_passkey_no_longer_signs_in(db: Db) {
     register(&server, &agent, &mut key, "Clé USB").await;
     let passkey = server.app.store.passkeys_of_account(&id).await.expect("passkeys")[0].id.clone();
     // An answer prepared before the removal…
-    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT).await.expect("options").expect("some");
+    let (options, cookie) =
+        signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").expect("some");
     let answer = key.get(&options);
 
     // Another account cannot remove it; its holder can.
@@ -286,7 +296,7 @@ async fn a_removed_passkey_no_longer_signs_in(db: Db) {
     };
     let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
     assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
-    assert!(signin::passkey_signin_options(&server.app, AGENT).await.expect("options").is_none());
+    assert!(signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").is_none());
     wait_for_mails(&server, AGENT, "The passkey named", 1).await;
 }
 
@@ -296,7 +306,8 @@ async fn closing_the_access_removes_its_passkeys(db: Db) {
     let agent = account(&server, &id).await;
     let mut key = SoftKey::new(&server);
     register(&server, &agent, &mut key, "Téléphone").await;
-    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT).await.expect("options").expect("some");
+    let (options, cookie) =
+        signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").expect("some");
     let answer = key.get(&options);
 
     let mut tx = server.app.store.begin_write().await.expect("tx");
@@ -315,7 +326,7 @@ async fn closing_the_access_removes_its_passkeys(db: Db) {
     };
     let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
     assert!(!matches!(outcome, PasskeyOutcome::SignedIn(_)), "a closed account is refused");
-    assert!(signin::passkey_signin_options(&server.app, AGENT).await.expect("options").is_none());
+    assert!(signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").is_none());
 }
 
 async fn a_counter_that_goes_back_is_refused_and_alerts(db: Db) {
@@ -397,4 +408,283 @@ async fn a_reset_keeps_the_passkeys(db: Db) {
     assert_eq!(server.app.store.passkey_count(&id).await.expect("count"), 1, "the passkeys are kept");
     let again = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
     assert!(matches!(again, PasskeyOutcome::SignedIn(_)), "the passkey still signs in after a reset");
+}
+
+async fn ceremonies_where(server: &TestServer, column: &str, value: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM passkey_ceremonies WHERE {column} = $1");
+    let (n,): (i64,) = sqlx::query_as(&sql).bind(value).fetch_one(server.app.store.pool()).await.expect("count");
+    n
+}
+
+async fn alive(server: &TestServer, cookie: &str, purpose: Purpose) -> bool {
+    passkeys::ceremony(&server.app, cookie, purpose).await.expect("read").is_some()
+}
+
+/// A sign-in challenge for `AGENT` asked from `ip`; its cookie.
+async fn signin_challenge(server: &TestServer, ip: &str) -> String {
+    let started = signin::passkey_signin_options(&server.app, AGENT, Some(ip)).await.expect("options");
+    started.expect("a passkey to ask for").1
+}
+
+/// A registration challenge for `account` asked from `ip`; its cookie.
+async fn register_challenge(server: &TestServer, account: &Account, ip: &str) -> String {
+    let started = passkeys::start_registration(&server.app, account, Some(ip)).await.expect("options");
+    started.expect("room for a passkey").1
+}
+
+async fn challenges_are_bounded_per_account_and_per_source(db: Db) {
+    use passkeys::{CEREMONIES_PER_ACCOUNT as PER_ACCOUNT, CEREMONIES_PER_SOURCE as PER_SOURCE};
+    let tick = || tokio::time::sleep(std::time::Duration::from_millis(3));
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Clé").await;
+    let per_account = |server: &TestServer| {
+        let id = id.clone();
+        let pool = server.app.store.pool().clone();
+        async move {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM passkey_ceremonies WHERE account_id = $1 AND purpose = 'signin'")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .expect("count");
+            n
+        }
+    };
+
+    // Per account, each request from another source: at the cap all stay…
+    let mut cookies = Vec::new();
+    for i in 0..PER_ACCOUNT {
+        cookies.push(signin_challenge(&server, &format!("198.51.100.{}", i + 1)).await);
+        tick().await;
+    }
+    assert_eq!(per_account(&server).await, PER_ACCOUNT);
+    for c in &cookies {
+        assert!(alive(&server, c, Purpose::SignIn).await, "at the cap, nothing is dropped");
+    }
+    // …one more drops the oldest, and only it.
+    cookies.push(signin_challenge(&server, "198.51.100.99").await);
+    assert_eq!(per_account(&server).await, PER_ACCOUNT, "never more than the cap");
+    assert!(!alive(&server, &cookies[0], Purpose::SignIn).await, "the oldest is dropped");
+    for c in &cookies[1..] {
+        assert!(alive(&server, c, Purpose::SignIn).await);
+    }
+    // A burst of parallel requests does not outrun the cap.
+    tick().await;
+    let burst = (0..3 * PER_ACCOUNT).map(|i| {
+        let server = &server;
+        async move { signin_challenge(server, &format!("203.0.113.{}", i + 1)).await }
+    });
+    let burst = futures::future::join_all(burst).await;
+    assert_eq!(per_account(&server).await, PER_ACCOUNT, "a burst does not outrun the cap");
+    let mut kept = 0;
+    for c in &burst {
+        kept += i64::from(alive(&server, c, Purpose::SignIn).await);
+    }
+    assert_eq!(kept, PER_ACCOUNT, "the burst's newest are the ones kept");
+    // Another purpose of the same account has its own cap.
+    register_challenge(&server, &agent, "198.51.100.200").await;
+    assert_eq!(per_account(&server).await, PER_ACCOUNT);
+    // The newest challenge still signs in.
+    tick().await;
+    let (options, cookie) =
+        signin::passkey_signin_options(&server.app, AGENT, Some("198.51.100.1")).await.expect("options").expect("some");
+    let answer = key.get(&options);
+    let source = source();
+    let sent = PasskeyAnswer {
+        ceremony_cookie: &cookie,
+        answer: &answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    assert!(matches!(outcome, PasskeyOutcome::SignedIn(_)), "the newest ceremony completes");
+
+    // Per source: one /64, each request from another of its addresses,
+    // across accounts (registrations, `PER_ACCOUNT` each).
+    let accounts_needed = (PER_SOURCE / PER_ACCOUNT) as usize + 4;
+    let mut others = Vec::new();
+    for i in 0..accounts_needed {
+        let id = server.add_account(&format!("agent{i}@cc-girou.fr"), Some(("cc-girou", "CC du Girou"))).await;
+        others.push(account(&server, &id).await);
+    }
+    let net = "2001:db8:5:6::/64";
+    let mut cookies = Vec::new();
+    for n in 0..PER_SOURCE as usize {
+        let who = &others[n / PER_ACCOUNT as usize];
+        cookies.push(register_challenge(&server, who, &format!("2001:db8:5:6::{:x}", n + 1)).await);
+        tick().await;
+    }
+    assert_eq!(ceremonies_where(&server, "source", net).await, PER_SOURCE);
+    for c in &cookies {
+        assert!(alive(&server, c, Purpose::Register).await, "at the cap, nothing is dropped");
+    }
+    let next = &others[PER_SOURCE as usize / PER_ACCOUNT as usize];
+    cookies.push(register_challenge(&server, next, "2001:db8:5:6::ffff").await);
+    assert_eq!(ceremonies_where(&server, "source", net).await, PER_SOURCE, "never more than the cap");
+    assert!(!alive(&server, &cookies[0], Purpose::Register).await, "the oldest is dropped");
+    assert!(alive(&server, &cookies[PER_SOURCE as usize], Purpose::Register).await, "the newest is kept");
+    // A parallel burst from the /64, across the remaining accounts.
+    tick().await;
+    let burst = (0..3 * PER_ACCOUNT as usize).map(|n| {
+        let server = &server;
+        let who = &others[accounts_needed - 3 + n % 3];
+        async move { register_challenge(server, who, &format!("2001:db8:5:6:1::{:x}", n + 1)).await }
+    });
+    futures::future::join_all(burst).await;
+    assert_eq!(ceremonies_where(&server, "source", net).await, PER_SOURCE, "a burst does not outrun the cap");
+    // Other sources are untouched, and the newest from the full /64 signs in.
+    // (the agent's sign-in challenges, asked from other sources, less the
+    // one that signed in)
+    assert_eq!(per_account(&server).await, PER_ACCOUNT - 1, "other sources are untouched");
+    tick().await;
+    let (options, cookie) = signin::passkey_signin_options(&server.app, AGENT, Some("2001:db8:5:6::abcd"))
+        .await
+        .expect("options")
+        .expect("some");
+    assert_eq!(ceremonies_where(&server, "source", net).await, PER_SOURCE);
+    let answer = key.get(&options);
+    let sent = PasskeyAnswer {
+        ceremony_cookie: &cookie,
+        answer: &answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    assert!(matches!(outcome, PasskeyOutcome::SignedIn(_)), "the newest ceremony of a full source completes");
+}
+
+/// The user handle the server gives an account's passkeys (what a
+/// discoverable credential sends back with its assertion).
+fn user_handle(account_id: &str) -> Vec<u8> {
+    sha256(format!("coop-idp passkey user {account_id}").as_bytes())[..16].to_vec()
+}
+
+/// `answer` as a discoverable credential sends it: with a user handle.
+fn with_handle(answer: &str, handle: &[u8]) -> String {
+    let mut v: Value = serde_json::from_str(answer).expect("answer");
+    v["response"]["userHandle"] = json!(b64url(handle));
+    v.to_string()
+}
+
+/// An autofill sign-in (no address typed) with the answer `answer` gives.
+async fn autofill_with(server: &TestServer, answer: impl FnOnce(&Value) -> String) -> PasskeyOutcome {
+    let (options, cookie) = signin::passkey_autofill_options(&server.app, IP).await.expect("options").expect("some");
+    assert_eq!(options["mediation"], "conditional", "{options}");
+    let allowed = options["publicKey"]["allowCredentials"].as_array().map_or(0, Vec::len);
+    assert_eq!(allowed, 0, "any passkey of the site may answer");
+    let answer = answer(&options);
+    let source = source();
+    let sent = PasskeyAnswer {
+        ceremony_cookie: &cookie,
+        answer: &answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    signin::with_passkey(&server.app, sent, None).await.expect("sign-in")
+}
+
+async fn last_failure(server: &TestServer) -> (Option<String>, Value) {
+    let failed = events(server, "signin_failed").await;
+    let last = failed.last().expect("a refusal recorded");
+    (last.account_id.clone(), serde_json::from_str(&last.details).expect("details"))
+}
+
+async fn the_autofill_signs_in_with_the_passkey_chosen(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    // Registration asks for a credential the authenticator keeps.
+    let (options, _) = passkeys::start_registration(&server.app, &agent, IP).await.expect("start").expect("options");
+    assert_eq!(options["publicKey"]["authenticatorSelection"]["residentKey"], "preferred", "{options}");
+    register(&server, &agent, &mut key, "Téléphone").await;
+
+    // The challenge is tied to no account, and counted against its source.
+    let (_, cookie) = signin::passkey_autofill_options(&server.app, IP).await.expect("options").expect("some");
+    let ceremony = passkeys::ceremony(&server.app, &cookie, Purpose::Autofill).await.expect("read").expect("live");
+    assert!(ceremony.account_id.is_none());
+    assert!(passkeys::ceremony(&server.app, &cookie, Purpose::SignIn).await.expect("read").is_none());
+    assert!(ceremonies_where(&server, "source", "192.0.2.10").await >= 1);
+
+    let handle = user_handle(&id);
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    let PasskeyOutcome::SignedIn(done) = outcome else { panic!("the passkey chosen signs in") };
+    assert_eq!(done.session.account_id, id);
+    assert_eq!(done.session.amr, vec!["pop".to_string(), "user".to_string()]);
+    let signins = events(&server, "signin").await;
+    assert_eq!(signins[0].account_id.as_deref(), Some(id.as_str()));
+    let details: Value = serde_json::from_str(&signins[0].details).expect("details");
+    assert_eq!(details["method"], "passkey", "{details}");
+
+    // Another account's user handle with this credential: refused.
+    let other = server.add_account("paul.martin@cc-girou.fr", Some(("cc-girou", "CC du Girou"))).await;
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &user_handle(&other))).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    assert_eq!(last_failure(&server).await.1["reason"], "passkey_unknown");
+    // No user handle at all (not a discoverable answer): refused.
+    let outcome = autofill_with(&server, |o| key.get(o)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+
+    // A counter that went backwards: refused, recorded for the alert.
+    key.counter -= 3;
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    let (account_id, details) = last_failure(&server).await;
+    assert_eq!(details["reason"], "passkey_counter_regressed", "{details}");
+    assert_eq!(account_id.as_deref(), Some(id.as_str()));
+    key.counter += 10;
+
+    // Failed assertions count in the throttle, under the account's address.
+    let forger = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+    let mut throttled = false;
+    for _ in 0..20 {
+        match autofill_with(&server, |o| with_handle(&key.get_signed_by(o, &forger), &handle)).await {
+            PasskeyOutcome::Refused(PasskeyFailure::Throttled { .. }) => {
+                throttled = true;
+                break;
+            }
+            PasskeyOutcome::Refused(_) => {}
+            PasskeyOutcome::SignedIn(_) => panic!("a wrong signature signed in"),
+        }
+    }
+    assert!(throttled, "failed autofill assertions are throttled");
+    let blocked = sign_in_with(&server, AGENT, |o| key.get(o)).await.expect("options");
+    assert!(matches!(blocked, PasskeyOutcome::Refused(PasskeyFailure::Throttled { .. })), "the same address");
+}
+
+async fn the_autofill_refuses_a_closed_account_and_an_unknown_passkey(db: Db) {
+    let server = TestServer::start_on_localhost(db).await;
+    let id = server.add_account(AGENT, Some(("cc-girou", "CC du Girou"))).await;
+    let agent = account(&server, &id).await;
+    let mut key = SoftKey::new(&server);
+    register(&server, &agent, &mut key, "Clé").await;
+    let handle = user_handle(&id);
+
+    // Closed (its passkeys still stored): refused and recorded as closed.
+    server.close_account(&id).await;
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)), "a closed account is refused");
+    let (account_id, details) = last_failure(&server).await;
+    assert_eq!(details["reason"], "closed", "{details}");
+    assert_eq!(details["method"], "passkey");
+    assert_eq!(account_id.as_deref(), Some(id.as_str()));
+    assert!(events(&server, "signin").await.is_empty(), "no sign-in");
+
+    // Its access closed (passkeys removed): the passkey is unknown.
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    let now = server.app.clock.now_ms();
+    coop_idp::provisioning::close_access_in(&server.app, &mut tx, &id, "2026-12-01", "access_closed", now)
+        .await
+        .expect("close");
+    tx.commit().await.expect("commit");
+    let outcome = autofill_with(&server, |o| with_handle(&key.get(o), &handle)).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    let (account_id, details) = last_failure(&server).await;
+    assert_eq!(details["reason"], "passkey_unknown", "{details}");
+    assert_eq!(account_id, None);
+    // An answer that cannot be read is refused and recorded too.
+    let outcome = autofill_with(&server, |_| "{\"id\": 1}".to_string()).await;
+    assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
+    assert_eq!(last_failure(&server).await.1["reason"], "passkey_invalid");
+    assert!(events(&server, "signin").await.is_empty(), "no sign-in");
 }

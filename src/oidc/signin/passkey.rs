@@ -59,31 +59,50 @@ pub enum PasskeyOutcome {
 /// The options an agent's browser needs to sign in with a passkey after
 /// typing its address, with the ceremony's cookie; `None` when the address
 /// is not an active account holding a passkey (the page then asks for the
-/// password).
-pub async fn passkey_signin_options(app: &App, email: &str) -> AppResult<Option<(Value, String)>> {
+/// password). `ip` is where the request came from: ceremonies are capped per
+/// source (`passkeys::CEREMONIES_PER_SOURCE`).
+pub async fn passkey_signin_options(app: &App, email: &str, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
     let Ok(email) = ProfessionalEmail::parse(email) else { return Ok(None) };
     let Some(row) = app.store.signin_account(email.normalized()).await? else { return Ok(None) };
     if Account::from_row(&row.account).state != AccountState::Active {
         return Ok(None);
     }
-    passkeys::start_authentication(app, &row.account.id, Purpose::SignIn).await
+    passkeys::start_authentication(app, &row.account.id, Purpose::SignIn, ip).await
 }
 
-/// An agent's passkey, alone, instead of the password.
+/// The options of the sign-in page's passkey autofill, with the ceremony's
+/// cookie: a challenge for any of the site's passkeys, asked from `ip`;
+/// `None` when passkeys are unavailable.
+pub async fn passkey_autofill_options(app: &App, ip: Option<&str>) -> AppResult<Option<(Value, String)>> {
+    passkeys::start_autofill(app, ip).await
+}
+
+/// An agent's passkey, alone, instead of the password: after the address,
+/// or chosen from the sign-in page's autofill (the passkey then names the
+/// account). The rules are the same either way.
 pub async fn with_passkey(
     app: &App,
     s: PasskeyAnswer<'_>,
     parked: Option<(&str, &AuthorizationRequest)>,
 ) -> AppResult<PasskeyOutcome> {
-    let Some(ceremony) = passkeys::ceremony(app, s.ceremony_cookie, Purpose::SignIn).await? else {
+    let purposes = [Purpose::SignIn, Purpose::Autofill];
+    let Some(ceremony) = passkeys::ceremony_for(app, s.ceremony_cookie, &purposes).await? else {
         return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
     };
-    let Some(row) = app.store.account_by_id(&ceremony.account_id).await? else {
+    let ip = s.browser.source.ip.as_deref();
+    let client_id = parked.map(|(_, r)| r.client_id.as_str());
+    // The autofill's challenge names no account: the passkey chosen does.
+    let account_id = match ceremony.account_id.clone() {
+        Some(id) => id,
+        None => match passkeys::discovered_account(app, s.answer).await? {
+            Ok(id) => id,
+            Err(credential) => return unknown_passkey(app, &credential, s.browser.source, client_id).await,
+        },
+    };
+    let Some(row) = app.store.account_by_id(&account_id).await? else {
         return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
     };
     let account = Account::from_row(&row);
-    let ip = s.browser.source.ip.as_deref();
-    let client_id = parked.map(|(_, r)| r.client_id.as_str());
     if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, &account.email, ip).await? {
         let details = json!({"reason": "throttled", "retry_after_secs": retry_after_secs, "method": "passkey"});
         let event = signin_event(audit::kind::THROTTLED, &account, s.browser.source, client_id, details);
@@ -113,6 +132,34 @@ pub async fn with_passkey(
         Completion { account: &account, factors: Factors::Passkey, parked, browser: s.browser, events: Vec::new() };
     let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
     commit(app, tx, done, Some(success)).await.map(PasskeyOutcome::SignedIn)
+}
+
+/// An autofill answer with a passkey no account holds (removed, or made
+/// for this site by another server), or that cannot be read (`credential`
+/// empty): refused, counted against the source in the throttle like an
+/// unknown address, and recorded.
+async fn unknown_passkey(
+    app: &App,
+    credential: &str,
+    source: &audit::Source,
+    client_id: Option<&str>,
+) -> AppResult<PasskeyOutcome> {
+    let key = format!("passkey:{credential}");
+    let verdict = throttle::reserve(app, &key, source.ip.as_deref()).await?;
+    let reason = if credential.is_empty() { Refusal::Invalid.reason() } else { "passkey_unknown" };
+    let mut details = json!({"reason": reason, "method": "passkey", "credential": credential});
+    let mut failure = PasskeyFailure::Refused;
+    if let throttle::Verdict::Blocked { retry_after_secs } = verdict {
+        details = json!({"reason": "throttled", "retry_after_secs": retry_after_secs, "method": "passkey"});
+        failure = PasskeyFailure::Throttled { retry_after_secs };
+    }
+    let kind = if failure == PasskeyFailure::Refused { audit::kind::SIGNIN_FAILED } else { audit::kind::THROTTLED };
+    let mut event = audit::Event::new(kind, audit::Outcome::Failure, "anonymous").source(source).details(details);
+    if let Some(c) = client_id {
+        event = event.client(c);
+    }
+    write_alone(app, event).await?;
+    Ok(PasskeyOutcome::Refused(failure))
 }
 
 async fn signin_refused(
@@ -163,7 +210,7 @@ async fn pending_ceremony(
 ) -> AppResult<Option<(PendingSecondFactorRow, Account, CeremonyRow)>> {
     let Some((pending, account)) = pending_account(app, pending_cookie).await? else { return Ok(None) };
     let Some(ceremony) = passkeys::ceremony(app, ceremony_cookie, purpose).await? else { return Ok(None) };
-    if ceremony.account_id != account.id {
+    if ceremony.account_id.as_deref() != Some(account.id.as_str()) {
         return Ok(None);
     }
     Ok(Some((pending, account, ceremony)))
@@ -172,15 +219,23 @@ async fn pending_ceremony(
 /// The options for an administrator's passkey after the password, with the
 /// ceremony's cookie; `None` when the pending sign-in expired or its account
 /// holds no passkey.
-pub async fn passkey_second_factor_options(app: &App, pending_cookie: &str) -> AppResult<Option<(Value, String)>> {
+pub async fn passkey_second_factor_options(
+    app: &App,
+    pending_cookie: &str,
+    ip: Option<&str>,
+) -> AppResult<Option<(Value, String)>> {
     let Some((pending, _)) = pending_account(app, pending_cookie).await? else { return Ok(None) };
-    passkeys::start_authentication(app, &pending.account_id, Purpose::SecondFactor).await
+    passkeys::start_authentication(app, &pending.account_id, Purpose::SecondFactor, ip).await
 }
 
 /// The options to register an administrator's first passkey at enrolment.
-pub async fn passkey_enrolment_options(app: &App, pending_cookie: &str) -> AppResult<Option<(Value, String)>> {
+pub async fn passkey_enrolment_options(
+    app: &App,
+    pending_cookie: &str,
+    ip: Option<&str>,
+) -> AppResult<Option<(Value, String)>> {
     let Some((_, account)) = pending_account(app, pending_cookie).await? else { return Ok(None) };
-    passkeys::start_registration(app, &account).await
+    passkeys::start_registration(app, &account, ip).await
 }
 
 /// An administrator's passkey as the second factor (enrolment or step-up).
