@@ -210,6 +210,22 @@ pub async fn start_authentication(app: &App, account_id: &str, purpose: Purpose)
     Ok(Some((serde_json::to_value(options).map_err(|e| AppError::Invalid(e.to_string()))?, cookie)))
 }
 
+/// The browser's answer and the ceremony's state, parsed; `None` (to be
+/// refused) for an answer too long or not of the kind the ceremony asked.
+/// A state that does not parse is an error, not a refusal: the server
+/// wrote it.
+fn parsed<A: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned>(
+    ceremony: &CeremonyRow,
+    answer: &str,
+) -> AppResult<Option<(A, S)>> {
+    if answer.len() > ANSWER_MAX_BYTES {
+        return Ok(None);
+    }
+    let Ok(credential) = serde_json::from_str::<A>(answer) else { return Ok(None) };
+    let state = serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
+    Ok(Some((credential, state)))
+}
+
 /// A new passkey, checked, not stored yet.
 pub struct NewPasskey {
     passkey: Passkey,
@@ -218,14 +234,10 @@ pub struct NewPasskey {
 
 /// Checks the browser's answer to a registration.
 pub fn finish_registration(app: &App, ceremony: &CeremonyRow, answer: &str) -> AppResult<Result<NewPasskey, Refusal>> {
-    if answer.len() > ANSWER_MAX_BYTES {
-        return Ok(Err(Refusal::Invalid));
-    }
-    let Ok(credential) = serde_json::from_str::<RegisterPublicKeyCredential>(answer) else {
+    let Some((credential, state)) = parsed::<RegisterPublicKeyCredential, PasskeyRegistration>(ceremony, answer)?
+    else {
         return Ok(Err(Refusal::Invalid));
     };
-    let state: PasskeyRegistration =
-        serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
     match relying_party(app)?.finish_passkey_registration(&credential, &state) {
         Ok(passkey) => {
             let credential_id = b64url(passkey.cred_id().as_ref());
@@ -323,16 +335,11 @@ pub fn verify_answer(
     rows: &[PasskeyRow],
     answer: &str,
 ) -> AppResult<Result<Verified, Refusal>> {
-    if answer.len() > ANSWER_MAX_BYTES {
-        return Ok(Err(Refusal::Invalid));
-    }
-    let Ok(credential) = serde_json::from_str::<PublicKeyCredential>(answer) else {
+    let Some((credential, state)) = parsed::<PublicKeyCredential, PasskeyAuthentication>(ceremony, answer)? else {
         return Ok(Err(Refusal::Invalid));
     };
     let used = b64url(credential.get_credential_id());
     let Some(row) = rows.iter().find(|r| r.credential_id == used) else { return Ok(Err(Refusal::Invalid)) };
-    let state: PasskeyAuthentication =
-        serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
     match relying_party(app)?.finish_passkey_authentication(&credential, &state) {
         Ok(result) if result.user_verified() => Ok(Ok(Verified { row: row.clone(), result })),
         Ok(_) => Ok(Err(Refusal::Invalid)),
