@@ -226,6 +226,13 @@ fn parsed<A: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned>(
     Ok(Some((credential, state)))
 }
 
+/// An answer the library refused: not valid, to the browser; the reason
+/// goes to the log, where it helps whoever looks into a refused passkey.
+fn refused_by_library<T>(ceremony: &'static str, e: &WebauthnError) -> AppResult<Result<T, Refusal>> {
+    tracing::info!(error = %e, ceremony, "passkey answer refused");
+    Ok(Err(Refusal::Invalid))
+}
+
 /// A new passkey, checked, not stored yet.
 pub struct NewPasskey {
     passkey: Passkey,
@@ -243,10 +250,7 @@ pub fn finish_registration(app: &App, ceremony: &CeremonyRow, answer: &str) -> A
             let credential_id = b64url(passkey.cred_id().as_ref());
             Ok(Ok(NewPasskey { passkey, credential_id }))
         }
-        Err(e) => {
-            tracing::info!(error = %e, "passkey registration refused");
-            Ok(Err(Refusal::Invalid))
-        }
+        Err(e) => refused_by_library("registration", &e),
     }
 }
 
@@ -348,10 +352,7 @@ pub fn verify_answer(
             name: row.name.clone(),
             stored: row.counter,
         })),
-        Err(e) => {
-            tracing::info!(error = %e, "passkey assertion refused");
-            Ok(Err(Refusal::Invalid))
-        }
+        Err(e) => refused_by_library("assertion", &e),
     }
 }
 

@@ -491,7 +491,10 @@ mod tests {
         assert_eq!(request(&["login"], None, None).decide("i", Some(&s), 10_500, false).expect("d"), Decision::SignIn);
         assert_eq!(request(&[], Some(1), None).decide("i", Some(&s), 11_001, false).expect("d"), Decision::SignIn);
         assert_eq!(request(&[], Some(1), None).decide("i", Some(&s), 10_900, false).expect("d"), Decision::IssueCode);
-        assert_eq!(request(&[], Some(10_000), None).decide("i", Some(&s), 20_000, false).expect("d"), Decision::IssueCode);
+        assert_eq!(
+            request(&[], Some(10_000), None).decide("i", Some(&s), 20_000, false).expect("d"),
+            Decision::IssueCode
+        );
     }
 
     #[test]

@@ -1,31 +1,23 @@
 //! RP-initiated logout pages.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 
-use super::extract::{CheckedForm, QueryOrBody, SourceAddress};
+use super::extract::{CheckedForm, ProtocolCall, SourceAddress};
 use super::i18n::Locale;
-use super::signin::{current_session, protocol_params};
+use super::signin::current_session;
 use super::{AppState, browser, error, pages};
 use crate::auth::signout;
 use crate::oidc::logout::{self, LogoutDecision, LogoutError};
 
-pub async fn logout(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    QueryOrBody(raw): QueryOrBody,
-) -> Response {
-    let (raw, locale) = protocol_params(&headers, &raw);
+pub async fn logout(State(app): State<AppState>, call: ProtocolCall) -> Response {
+    let ProtocolCall { params, locale, jar, peer, headers, .. } = call;
     let decided = async {
         let current = current_session(&app, &jar).await?;
-        logout::decide(&app, raw, current.as_ref()).await
+        logout::decide(&app, params, current.as_ref()).await
     };
     let decision = match decided.await {
         Ok(d) => d,

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::extract::{CheckedForm, SourceAddress};
 use super::i18n::{Locale, text};
 use super::second_factor::{
-    ENROL_PATH, SECURITY_PATH, StepCookie, VERIFY_PATH, clear_pending_cookie, next_location, pending_value,
+    ENROL_PATH, SECURITY_PATH, Sent, StepCookie, VERIFY_PATH, clear_pending_cookie, next_location, pending_value,
 };
 use super::signin::{SigninView, after_sign_in, parked_of, render_signin};
 use super::{AppState, browser, error, pages};
@@ -82,10 +82,6 @@ fn ceremony_cookie(config: &Config, value: String) -> Cookie<'static> {
     CEREMONY.cookie(config, value)
 }
 
-fn ceremony_value(app: &AppState, jar: &CookieJar) -> Option<String> {
-    CEREMONY.value(&app.config, jar)
-}
-
 fn clear_ceremony(config: &Config, jar: CookieJar) -> CookieJar {
     CEREMONY.clear(config, jar)
 }
@@ -112,28 +108,14 @@ fn options_response(
     response
 }
 
-/// What a passkey form brings: the ceremony's cookie, the browser's
-/// answer, and the session cookie the browser may still hold.
-struct Sent {
-    ceremony: String,
-    answer: String,
-    previous: Option<String>,
+/// What a passkey form brings: the ceremony's cookie and the browser's
+/// answer; `None` without the cookie (expired, or never asked).
+fn read_answer(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
+    Sent::read(app, jar, &CEREMONY, form, ("credential", passkeys::ANSWER_MAX_BYTES + 1))
 }
 
-impl Sent {
-    /// `None` without a ceremony cookie (expired, or never asked).
-    fn read(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
-        Some(Sent {
-            ceremony: ceremony_value(app, jar)?,
-            answer: form.get("credential").unwrap_or("").chars().take(passkeys::ANSWER_MAX_BYTES + 1).collect(),
-            previous: browser::session_value(&app.config, jar),
-        })
-    }
-
-    fn answer<'a>(&'a self, source: &'a crate::audit::Source) -> PasskeyAnswer<'a> {
-        let browser = signin::Browser { previous_cookie: self.previous.as_deref(), source };
-        PasskeyAnswer { ceremony_cookie: &self.ceremony, answer: &self.answer, browser }
-    }
+fn answer<'a>(sent: &'a Sent, source: &'a crate::audit::Source) -> PasskeyAnswer<'a> {
+    PasskeyAnswer { ceremony_cookie: &sent.cookie, answer: &sent.value, browser: sent.browser(source) }
 }
 
 /// `POST /signin/passkey/options`: the typed address's passkey challenge.
@@ -155,11 +137,11 @@ pub async fn signin_submit(
         Err(unparked) => return unparked.page(locale),
     };
     let next = if handle.is_none() { form.get("next").and_then(second_factor::console_return) } else { None };
-    let Some(sent) = Sent::read(&app, &jar, &form) else {
+    let Some(sent) = read_answer(&app, &jar, &form) else {
         let failure = PasskeyFailure::Refused;
         return signin_refused(&app, jar, locale, handle.as_deref(), parked.as_ref(), next.as_deref(), failure).await;
     };
-    match signin::with_passkey(&app, sent.answer(&source), handle.as_deref().zip(parked.as_ref())).await {
+    match signin::with_passkey(&app, answer(&sent, &source), handle.as_deref().zip(parked.as_ref())).await {
         Ok(PasskeyOutcome::SignedIn(done)) => {
             let jar = browser::set_session(&app.config, clear_ceremony(&app.config, jar), done.cookie);
             (jar, after_sign_in(locale, done.location.or(next))).into_response()
@@ -221,10 +203,10 @@ pub async fn step_submit(
     SourceAddress(source): SourceAddress,
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let (Some(pending), Some(sent)) = (pending_value(&app, &jar), Sent::read(&app, &jar, &form)) else {
+    let (Some(pending), Some(sent)) = (pending_value(&app, &jar), read_answer(&app, &jar, &form)) else {
         return refused_step(locale, VERIFY_PATH, Failure::Expired);
     };
-    let outcome = signin::with_passkey_second_factor(&app, &pending, sent.answer(&source)).await;
+    let outcome = signin::with_passkey_second_factor(&app, &pending, answer(&sent, &source)).await;
     step_done(&app, jar, locale, outcome, VERIFY_PATH, None)
 }
 
@@ -234,13 +216,13 @@ pub async fn enrol_submit(
     SourceAddress(source): SourceAddress,
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let (Some(pending), Some(sent)) = (pending_value(&app, &jar), Sent::read(&app, &jar, &form)) else {
+    let (Some(pending), Some(sent)) = (pending_value(&app, &jar), read_answer(&app, &jar, &form)) else {
         return refused_step(locale, ENROL_PATH, Failure::Expired);
     };
     let Some(name) = passkeys::clean_name(form.get("name").unwrap_or("")) else {
         return refused_page(locale, ENROL_PATH, StatusCode::BAD_REQUEST, "passkey_name_invalid");
     };
-    let outcome = signin::with_passkey_enrolment(&app, &pending, sent.answer(&source), &name).await;
+    let outcome = signin::with_passkey_enrolment(&app, &pending, answer(&sent, &source), &name).await;
     step_done(&app, jar, locale, outcome, ENROL_PATH, Some(SECURITY_PATH))
 }
 
@@ -377,17 +359,15 @@ pub async fn add_submit(
             return Ok(Some("stale"));
         }
         let Some(name) = passkeys::clean_name(form.get("name").unwrap_or("")) else { return Ok(Some("name")) };
-        let Some(sent) = Sent::read(&app, &jar, &form) else { return Ok(Some("refused")) };
-        let Some(ceremony) = passkeys::ceremony(&app, &sent.ceremony, Purpose::Register).await? else {
+        let Some(sent) = read_answer(&app, &jar, &form) else { return Ok(Some("refused")) };
+        let Some(ceremony) = passkeys::ceremony(&app, &sent.cookie, Purpose::Register).await? else {
             return Ok(Some("refused"));
         };
-        Ok::<_, AppError>(Some(
-            match passkeys::add(&app, &ceremony, &account, &sent.answer, &name, &source).await? {
-                Ok(()) => "added",
-                Err(Refusal::TooMany) => "limit",
-                Err(_) => "refused",
-            },
-        ))
+        Ok::<_, AppError>(Some(match passkeys::add(&app, &ceremony, &account, &sent.value, &name, &source).await? {
+            Ok(()) => "added",
+            Err(Refusal::TooMany) => "limit",
+            Err(_) => "refused",
+        }))
     }
     .await;
     let jar = clear_ceremony(&app.config, jar);

@@ -155,26 +155,44 @@ fn refusal(locale: Locale, failure: Failure) -> (StatusCode, &'static str, Optio
     }
 }
 
-/// What a second-step form brings: the pending cookie, the code typed and
-/// the session cookie the browser may still hold.
-struct Sent {
-    pending_cookie: String,
-    code: String,
+/// What a sign-in step's form brings: the step's cookie (the pending second
+/// factor, a passkey ceremony), the one field the step reads, and the
+/// session cookie the browser may still hold.
+pub(super) struct Sent {
+    /// The value of the step's cookie.
+    pub(super) cookie: String,
+    /// The one field the step reads, cut at its bound.
+    pub(super) value: String,
     previous: Option<String>,
 }
 
 impl Sent {
-    fn read(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
+    /// `None` when the browser does not hold the step's cookie.
+    pub(super) fn read(
+        app: &AppState,
+        jar: &CookieJar,
+        cookie: &StepCookie,
+        form: &crate::oidc::Params,
+        (field, max_chars): (&str, usize),
+    ) -> Option<Sent> {
         Some(Sent {
-            pending_cookie: pending_value(app, jar)?,
-            code: form.get("code").unwrap_or("").chars().take(64).collect(),
+            cookie: cookie.value(&app.config, jar)?,
+            value: form.get(field).unwrap_or("").chars().take(max_chars).collect(),
             previous: browser::session_value(&app.config, jar),
         })
     }
 
+    pub(super) fn browser<'a>(&'a self, source: &'a crate::audit::Source) -> Browser<'a> {
+        Browser { previous_cookie: self.previous.as_deref(), source }
+    }
+
+    /// The code of a second-step form, behind the pending cookie.
+    fn code(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
+        Sent::read(app, jar, &PENDING, form, ("code", 64))
+    }
+
     fn step<'a>(&'a self, source: &'a crate::audit::Source) -> SecondStep<'a> {
-        let browser = Browser { previous_cookie: self.previous.as_deref(), source };
-        SecondStep { pending_cookie: &self.pending_cookie, code: &self.code, browser }
+        SecondStep { pending_cookie: &self.cookie, code: &self.value, browser: self.browser(source) }
     }
 }
 
@@ -183,7 +201,7 @@ pub async fn verify_submit(
     SourceAddress(source): SourceAddress,
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let Some(sent) = Sent::read(&app, &jar, &form) else { return expired(locale) };
+    let Some(sent) = Sent::code(&app, &jar, &form) else { return expired(locale) };
     let step = sent.step(&source);
     match signin::with_code(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, .. }) => {
@@ -278,7 +296,7 @@ pub async fn enrol_submit(
         Ok(p) => p,
         Err(page) => return page,
     };
-    let Some(sent) = Sent::read(&app, &jar, &form) else { return expired(locale) };
+    let Some(sent) = Sent::code(&app, &jar, &form) else { return expired(locale) };
     let step = sent.step(&source);
     match signin::with_enrolment(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, value: codes }) => {

@@ -10,7 +10,7 @@ use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::extract::QueryOrBody;
+use super::extract::ProtocolCall;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
@@ -23,22 +23,16 @@ use crate::oidc::signin::{self, PasswordOutcome};
 use crate::oidc::{Params, clients};
 
 /// GET or POST (OpenID Connect Core §3.1.2.1): the same request either way.
-pub async fn authorize(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    QueryOrBody(raw): QueryOrBody,
-) -> Response {
-    let (params, locale) = protocol_params(&headers, &raw);
+pub async fn authorize(State(app): State<AppState>, call: ProtocolCall) -> Response {
+    let locale = call.locale;
     let outcome = async {
-        let (request, client) = authorize::validate(&app, params, raw.len()).await?;
-        let session = current_session(&app, &jar).await?;
+        let (request, client) = authorize::validate(&app, call.params, call.raw_len).await?;
+        let session = current_session(&app, &call.jar).await?;
         let decision = authorize::decision(&app, &request, session.as_ref()).await?;
         match (decision, session) {
             (Decision::IssueCode, Some(session)) => Ok(authorize::issue_code(&app, &request, &session).await?),
             _ => {
-                let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies);
+                let ip = super::client_ip(call.peer.ip(), &call.headers, &app.config.trusted_proxies);
                 let handle = authorize::park(&app, &request, &client, ip).await?;
                 Ok(format!("/signin?request={handle}"))
             }
@@ -51,15 +45,6 @@ pub async fn authorize(
         Err(AuthorizeError::Page(e)) => pages::error_page(StatusCode::BAD_REQUEST, locale, page_error_key(e)),
         Err(AuthorizeError::Internal(e)) => error::internal_page(e, locale),
     }
-}
-
-/// A protocol request's parameters (repeats refused) and the language of
-/// its pages: the browser's, unless `ui_locales` names one we have.
-pub(super) fn protocol_params(headers: &HeaderMap, raw: &[u8]) -> (Result<Params, String>, Locale) {
-    let params = Params::from_pairs(pairs(raw));
-    let ui_locales = params.as_ref().ok().and_then(|p| p.get("ui_locales"));
-    let locale = browser::locale(headers, None, ui_locales);
-    (params, locale)
 }
 
 /// The live session behind the browser's cookie, if any.

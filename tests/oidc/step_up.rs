@@ -141,7 +141,10 @@ async fn mfa_asked_of_an_agent_with_a_passkey_steps_up_and_only_then(db: Db) {
     assert_eq!(claims["acr"], MFA);
     assert_eq!(claims["amr"], json!(["pwd", "pop", "user", "mfa"]));
     let details = newest_signin(&server).await;
-    assert_eq!((details["method"].clone(), details["acr_requested"].clone()), (json!("password_passkey"), json!([MFA])));
+    assert_eq!(
+        (details["method"].clone(), details["acr_requested"].clone()),
+        (json!("password_passkey"), json!([MFA]))
+    );
 }
 
 async fn a_password_session_steps_up_for_mfa(db: Db) {
