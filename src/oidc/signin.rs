@@ -383,15 +383,14 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
     if let Some(p) = previous {
         notices = session::end_in(app, tx, &p.row, &p.clients, "replaced").await? && !p.clients.is_empty();
     }
-    if let Some((_, request)) = c.parked
-        && factors::step_up_needed(
-            request.mfa_requested(),
-            c.factors.is_mfa(),
-            store::totp::second_factor_held_in(tx, &c.account.id).await?,
-        )
+    // Every caller sends such a sign-in to its second step first; a session
+    // that skipped it must not answer the relying party. Read only when the
+    // request asked and one factor was given.
+    let asked = c.parked.is_some_and(|(_, r)| r.mfa_requested());
+    if asked
+        && !c.factors.is_mfa()
+        && factors::step_up_needed(asked, false, store::totp::second_factor_held_in(tx, &c.account.id).await?)
     {
-        // Every caller sends such a sign-in to its second step first; a
-        // session that skipped it must not answer the relying party.
         return Err(AppError::Invalid("a sign-in asked for mfa completed without its second factor".into()));
     }
     let source =
