@@ -55,6 +55,11 @@ impl Factors {
         }
     }
 
+    /// Whether two factors were given (`acr` `urn:coop-idp:acr:mfa`).
+    pub fn is_mfa(self) -> bool {
+        matches!(self, Factors::PasswordAndOtp | Factors::PasswordAndPasskey)
+    }
+
     /// The sign-in's method as its `signin` record names it.
     pub fn method(self) -> &'static str {
         match self {
@@ -70,6 +75,23 @@ impl Factors {
 /// Sessions opened before `mfa` was written say `pwd otp`.
 pub fn has_second_factor(amr: &[String]) -> bool {
     amr.iter().any(|m| m == AMR_MFA || m == AMR_OTP)
+}
+
+/// Whether a relying party's `acr_values` (the values we know, see
+/// `ACR_VALUES_SUPPORTED`) ask for a second factor: `urn:coop-idp:acr:mfa`
+/// alone. Several values are a preference among them, which any sign-in
+/// answers (OIDC Core §3.1.2.1: `acr_values` is a voluntary request).
+pub fn mfa_requested(acr_values: &[String]) -> bool {
+    matches!(acr_values, [only] if only == ACR_MFA)
+}
+
+/// Whether a sign-in, or a live session, must still give a second factor
+/// before it answers a request: the request asks for `mfa`, the session
+/// lacks it, and the account holds a second factor it can give (TOTP or a
+/// passkey). An account holding none is answered with the `acr` it reached,
+/// which the relying party reads in the ID token.
+pub fn step_up_needed(mfa_requested: bool, session_has_mfa: bool, second_factor_held: bool) -> bool {
+    mfa_requested && !session_has_mfa && second_factor_held
 }
 
 #[cfg(test)]
@@ -104,6 +126,28 @@ mod tests {
         assert!(has_second_factor(&["pwd".into(), "otp".into()]));
         assert!(!has_second_factor(&["pwd".into()]));
         assert!(!has_second_factor(&["pop".into(), "user".into()]));
+    }
+
+    #[test]
+    fn only_mfa_alone_is_a_request_for_a_second_factor() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(mfa_requested(&v(&[ACR_MFA])));
+        assert!(!mfa_requested(&v(&[])));
+        assert!(!mfa_requested(&v(&[ACR_PASSWORD])));
+        assert!(!mfa_requested(&v(&[ACR_PASSKEY])));
+        assert!(!mfa_requested(&v(&[ACR_PASSWORD, ACR_MFA])), "several values are a preference");
+        assert!(!mfa_requested(&v(&[ACR_PASSWORD, ACR_MFA, ACR_PASSKEY])));
+    }
+
+    #[test]
+    fn a_step_up_is_needed_only_when_it_can_be_given() {
+        assert!(step_up_needed(true, false, true));
+        assert!(!step_up_needed(true, true, true), "the session already has two factors");
+        assert!(!step_up_needed(true, false, false), "no second factor to give: the acr reached is said");
+        assert!(!step_up_needed(false, false, true), "not asked");
+        for f in [Factors::Password, Factors::PasswordAndOtp, Factors::Passkey, Factors::PasswordAndPasskey] {
+            assert_eq!(step_up_needed(true, f.is_mfa(), true), !f.is_mfa(), "{f:?}");
+        }
     }
 
     #[test]

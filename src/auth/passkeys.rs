@@ -297,6 +297,29 @@ pub async fn discovered_account(app: &App, answer: &str) -> AppResult<Result<Str
     Ok(Ok(row.account_id))
 }
 
+/// The browser's answer and the ceremony's state, parsed; `None` (to be
+/// refused) for an answer too long or not of the kind the ceremony asked.
+/// A state that does not parse is an error, not a refusal: the server
+/// wrote it.
+fn parsed<A: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned>(
+    ceremony: &CeremonyRow,
+    answer: &str,
+) -> AppResult<Option<(A, S)>> {
+    if answer.len() > ANSWER_MAX_BYTES {
+        return Ok(None);
+    }
+    let Ok(credential) = serde_json::from_str::<A>(answer) else { return Ok(None) };
+    let state = serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
+    Ok(Some((credential, state)))
+}
+
+/// An answer the library refused: not valid, to the browser; the reason
+/// goes to the log, where it helps whoever looks into a refused passkey.
+fn refused_by_library<T>(ceremony: &'static str, e: &WebauthnError) -> AppResult<Result<T, Refusal>> {
+    tracing::info!(error = %e, ceremony, "passkey answer refused");
+    Ok(Err(Refusal::Invalid))
+}
+
 /// A new passkey, checked, not stored yet.
 pub struct NewPasskey {
     passkey: Passkey,
@@ -305,23 +328,16 @@ pub struct NewPasskey {
 
 /// Checks the browser's answer to a registration.
 pub fn finish_registration(app: &App, ceremony: &CeremonyRow, answer: &str) -> AppResult<Result<NewPasskey, Refusal>> {
-    if answer.len() > ANSWER_MAX_BYTES {
-        return Ok(Err(Refusal::Invalid));
-    }
-    let Ok(credential) = serde_json::from_str::<RegisterPublicKeyCredential>(answer) else {
+    let Some((credential, state)) = parsed::<RegisterPublicKeyCredential, PasskeyRegistration>(ceremony, answer)?
+    else {
         return Ok(Err(Refusal::Invalid));
     };
-    let state: PasskeyRegistration =
-        serde_json::from_str(&ceremony.state).map_err(|e| AppError::Invalid(format!("ceremony state: {e}")))?;
     match relying_party(app)?.finish_passkey_registration(&credential, &state) {
         Ok(passkey) => {
             let credential_id = b64url(passkey.cred_id().as_ref());
             Ok(Ok(NewPasskey { passkey, credential_id }))
         }
-        Err(e) => {
-            tracing::info!(error = %e, "passkey registration refused");
-            Ok(Err(Refusal::Invalid))
-        }
+        Err(e) => refused_by_library("registration", &e),
     }
 }
 
@@ -435,10 +451,7 @@ pub fn verify_answer(
             name: row.name.clone(),
             stored: row.counter,
         })),
-        Err(e) => {
-            tracing::info!(error = %e, "passkey assertion refused");
-            Ok(Err(Refusal::Invalid))
-        }
+        Err(e) => refused_by_library("assertion", &e),
     }
 }
 

@@ -60,6 +60,12 @@ pub fn requirement_of(has_totp: bool, has_role: bool) -> Requirement {
     }
 }
 
+/// Whether an account holds a second factor it can give: a TOTP secret or
+/// a passkey.
+pub async fn held(app: &App, account_id: &str) -> AppResult<bool> {
+    Ok(app.store.totp(account_id).await?.is_some() || app.store.passkey_count(account_id).await? > 0)
+}
+
 /// Where a step-up may lead back to: a same-origin path under `/admin`
 /// (with its query), never another site (`//evil.example`,
 /// `https://evil.example`, `/\evil.example`) nor a way out of the console.

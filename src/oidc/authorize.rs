@@ -18,6 +18,8 @@ use super::parked::{self, known_subset};
 use super::pkce::CodeChallenge;
 use super::{ACR_VALUES_SUPPORTED, PROMPT_VALUES, Params, SUPPORTED_SCOPES, UI_LOCALES_SUPPORTED, split_spaces};
 use crate::app::App;
+use crate::auth::factors;
+use crate::auth::second_factor;
 use crate::auth::session::Session;
 use crate::auth::throttle::source_of;
 use crate::clock::Millis;
@@ -277,6 +279,12 @@ impl AuthorizationRequest {
         self.prompt.iter().any(|x| x == p)
     }
 
+    /// Whether the relying party asks for a second factor (`acr_values`
+    /// naming `urn:coop-idp:acr:mfa` alone; see `factors::mfa_requested`).
+    pub fn mfa_requested(&self) -> bool {
+        factors::mfa_requested(&self.acr_values)
+    }
+
     fn error_redirect(&self, issuer: &str, code: &str, description: &str) -> String {
         redirect_with(
             issuer,
@@ -287,15 +295,23 @@ impl AuthorizationRequest {
     }
 
     /// OIDC Core §3.1.2.3: sign in again for `prompt=login`, an exceeded
-    /// `max_age`, or a hint naming another user; never show a page for
+    /// `max_age`, a hint naming another user, or a step-up the session
+    /// owes (`step_up`: see [`decision`]); never show a page for
     /// `prompt=none`.
-    pub fn decide(&self, issuer: &str, session: Option<&Session>, now: Millis) -> Result<Decision, AuthorizeError> {
+    pub fn decide(
+        &self,
+        issuer: &str,
+        session: Option<&Session>,
+        now: Millis,
+        step_up: bool,
+    ) -> Result<Decision, AuthorizeError> {
         let needs_sign_in = match session {
             None => true,
             Some(s) => {
                 self.has_prompt("login")
                     || self.max_age.is_some_and(|m| now - s.auth_time_ms > m * 1000)
                     || self.id_token_hint_sub.as_deref().is_some_and(|sub| sub != s.account_id)
+                    || step_up
             }
         };
         match (needs_sign_in, self.has_prompt("none")) {
@@ -306,6 +322,25 @@ impl AuthorizationRequest {
             (true, false) => Ok(Decision::SignIn),
         }
     }
+}
+
+/// What to do with a valid request given the browser's session: a session
+/// opened with one factor does not answer a request for `mfa` when its
+/// account holds a second factor (the sign-in then asks for it, and
+/// `prompt=none` gets `login_required`); one whose account holds none is
+/// answered with the `acr` it has.
+pub async fn decision(
+    app: &App,
+    request: &AuthorizationRequest,
+    session: Option<&Session>,
+) -> Result<Decision, AuthorizeError> {
+    let step_up = match session {
+        Some(s) if request.mfa_requested() && !s.has_second_factor() => {
+            factors::step_up_needed(true, false, second_factor::held(app, &s.account_id).await?)
+        }
+        _ => false,
+    };
+    request.decide(&app.config.issuer_str(), session, app.clock.now_ms(), step_up)
 }
 
 /// Issues a single-use code bound to client, redirect URI, PKCE and session,
@@ -434,14 +469,14 @@ mod tests {
     #[test]
     fn live_session_gets_a_code_and_none_gets_sign_in() {
         let r = request(&[], None, None);
-        assert_eq!(r.decide("https://idp", Some(&session(0)), 1_000).expect("decision"), Decision::IssueCode);
-        assert_eq!(r.decide("https://idp", None, 1_000).expect("decision"), Decision::SignIn);
+        assert_eq!(r.decide("https://idp", Some(&session(0)), 1_000, false).expect("decision"), Decision::IssueCode);
+        assert_eq!(r.decide("https://idp", None, 1_000, false).expect("decision"), Decision::SignIn);
     }
 
     #[test]
     fn prompt_none_without_session_is_login_required_with_state_and_iss() {
         let r = request(&["none"], None, None);
-        match r.decide("https://idp", None, 0) {
+        match r.decide("https://idp", None, 0, false) {
             Err(AuthorizeError::Redirect(url)) => {
                 assert!(url.starts_with("https://rp.example.fr/cb?x=1&error=login_required"), "{url}");
                 assert!(url.contains("state=st") && url.contains("iss=https%3A%2F%2Fidp"), "{url}");
@@ -453,20 +488,44 @@ mod tests {
     #[test]
     fn prompt_login_and_max_age_force_sign_in_both_sides() {
         let s = session(10_000);
-        assert_eq!(request(&["login"], None, None).decide("i", Some(&s), 10_500).expect("d"), Decision::SignIn);
-        assert_eq!(request(&[], Some(1), None).decide("i", Some(&s), 11_001).expect("d"), Decision::SignIn);
-        assert_eq!(request(&[], Some(1), None).decide("i", Some(&s), 10_900).expect("d"), Decision::IssueCode);
-        assert_eq!(request(&[], Some(10_000), None).decide("i", Some(&s), 20_000).expect("d"), Decision::IssueCode);
+        assert_eq!(request(&["login"], None, None).decide("i", Some(&s), 10_500, false).expect("d"), Decision::SignIn);
+        assert_eq!(request(&[], Some(1), None).decide("i", Some(&s), 11_001, false).expect("d"), Decision::SignIn);
+        assert_eq!(request(&[], Some(1), None).decide("i", Some(&s), 10_900, false).expect("d"), Decision::IssueCode);
+        assert_eq!(
+            request(&[], Some(10_000), None).decide("i", Some(&s), 20_000, false).expect("d"),
+            Decision::IssueCode
+        );
     }
 
     #[test]
     fn hint_for_another_user_forces_sign_in() {
         let s = session(0);
-        assert_eq!(request(&[], None, Some("bob")).decide("i", Some(&s), 1).expect("d"), Decision::SignIn);
-        assert_eq!(request(&[], None, Some("alice")).decide("i", Some(&s), 1).expect("d"), Decision::IssueCode);
+        assert_eq!(request(&[], None, Some("bob")).decide("i", Some(&s), 1, false).expect("d"), Decision::SignIn);
+        assert_eq!(request(&[], None, Some("alice")).decide("i", Some(&s), 1, false).expect("d"), Decision::IssueCode);
         assert!(matches!(
-            request(&["none"], None, Some("bob")).decide("i", Some(&s), 1),
+            request(&["none"], None, Some("bob")).decide("i", Some(&s), 1, false),
             Err(AuthorizeError::Redirect(_))
         ));
+    }
+
+    #[test]
+    fn a_step_up_owed_forces_sign_in_and_prompt_none_is_refused() {
+        let s = session(0);
+        assert_eq!(request(&[], None, None).decide("i", Some(&s), 1, true).expect("d"), Decision::SignIn);
+        assert_eq!(request(&[], None, None).decide("i", Some(&s), 1, false).expect("d"), Decision::IssueCode);
+        match request(&["none"], None, None).decide("https://idp", Some(&s), 1, true) {
+            Err(AuthorizeError::Redirect(url)) => assert!(url.contains("error=login_required"), "{url}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_mfa_alone_asks_for_a_second_factor() {
+        let mut r = request(&[], None, None);
+        assert!(!r.mfa_requested());
+        r.acr_values = vec![crate::auth::session::ACR_MFA.into()];
+        assert!(r.mfa_requested());
+        r.acr_values.insert(0, crate::auth::session::ACR_PASSWORD.into());
+        assert!(!r.mfa_requested(), "a preference among several values");
     }
 }

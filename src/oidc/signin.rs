@@ -17,12 +17,12 @@
 use crate::accounts::{Account, AccountState};
 use crate::app::App;
 use crate::audit;
-use crate::auth::factors::Factors;
+use crate::auth::factors::{self, Factors};
 use crate::auth::second_factor::{self, Failure, Method, Requirement};
 use crate::auth::session::{self, Session, SessionSource};
 use crate::auth::{self as authn, SignInFailure, throttle};
 use crate::crypto::hash_secret;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::oidc::authorize::{self, AuthorizationRequest};
 use crate::store::{self, WriteTx, totp::PendingSecondFactorRow};
 
@@ -88,7 +88,8 @@ pub async fn with_password(app: &App, s: PasswordSignIn<'_>) -> AppResult<Passwo
         }
     };
     let success = throttle::Success::of(app, s.email, ip);
-    if checked.requirement != Requirement::None {
+    let requirement = requirement(app, &checked, s.parked.map(|(_, r)| r)).await?;
+    if requirement != Requirement::None {
         let mut tx = app.store.begin_write().await?;
         success.in_tx(app, &mut tx);
         authn::write_rehash(app, &mut tx, &checked).await?;
@@ -96,7 +97,7 @@ pub async fn with_password(app: &App, s: PasswordSignIn<'_>) -> AppResult<Passwo
         let pending_cookie = second_factor::begin_in(app, &mut tx, &checked.account.id, handle, s.return_to).await?;
         tx.commit().await?;
         success.after_commit(app).await?;
-        return Ok(PasswordOutcome::SecondFactor { step: checked.requirement, pending_cookie });
+        return Ok(PasswordOutcome::SecondFactor { step: requirement, pending_cookie });
     }
     let completion = Completion {
         account: &checked.account,
@@ -111,6 +112,27 @@ pub async fn with_password(app: &App, s: PasswordSignIn<'_>) -> AppResult<Passwo
     authn::write_rehash(app, &mut tx, &checked).await?;
     let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
     commit(app, tx, done, Some(success)).await.map(PasswordOutcome::SignedIn)
+}
+
+/// What a correct password leads to: the account's own rule (a second
+/// factor at every sign-in once enrolled, enrolment for an administrator),
+/// and the second step a relying party adds by asking for `mfa` of an
+/// account that holds a factor to give (an agent's passkey). The request
+/// stays parked with the pending sign-in, which is how the second step
+/// and [`complete_in`] know it asked.
+async fn requirement(
+    app: &App,
+    checked: &authn::Checked,
+    request: Option<&AuthorizationRequest>,
+) -> AppResult<Requirement> {
+    let asked = request.is_some_and(AuthorizationRequest::mfa_requested);
+    if checked.requirement == Requirement::None
+        && asked
+        && factors::step_up_needed(asked, false, second_factor::held(app, &checked.account.id).await?)
+    {
+        return Ok(Requirement::Verify);
+    }
+    Ok(checked.requirement)
 }
 
 /// The second step as sent: the pending cookie and the code typed.
@@ -362,6 +384,16 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
     if let Some(p) = previous {
         notices = session::end_in(app, tx, &p.row, &p.clients, "replaced").await? && !p.clients.is_empty();
     }
+    // Every caller sends such a sign-in to its second step first; a session
+    // that skipped it must not answer the relying party. Read only when the
+    // request asked and one factor was given.
+    let asked = c.parked.is_some_and(|(_, r)| r.mfa_requested());
+    if asked
+        && !c.factors.is_mfa()
+        && factors::step_up_needed(asked, false, store::totp::second_factor_held_in(tx, &c.account.id).await?)
+    {
+        return Err(AppError::Invalid("a sign-in asked for mfa completed without its second factor".into()));
+    }
     let source =
         SessionSource { ip: c.browser.source.ip.as_deref(), user_agent: c.browser.source.user_agent.as_deref() };
     let (amr, acr) = (c.factors.amr(), c.factors.acr());
@@ -380,7 +412,7 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
         .partner(c.account.partner_id.clone())
         .source(c.browser.source)
         .session(&session.sid)
-        .details(serde_json::json!({"amr": amr, "acr": acr, "method": c.factors.method()}));
+        .details(signin_details(&c, amr, acr));
     if let Some((_, request)) = c.parked {
         event = event.client(request.client_id.clone());
     }
@@ -389,6 +421,16 @@ async fn complete_in(app: &App, tx: &mut WriteTx, previous: Option<&Previous>, c
     audit::append(&app.clock, tx, events).await?;
     tracing::info!(account = %c.account.id, "signed in");
     Ok(Done { completed: Completed { cookie, session, location }, notices })
+}
+
+/// The `signin` record's details: how the session was opened and, when
+/// the relying party sent `acr_values`, what it asked for.
+fn signin_details(c: &Completion<'_>, amr: &[&str], acr: &str) -> serde_json::Value {
+    let mut details = serde_json::json!({"amr": amr, "acr": acr, "method": c.factors.method()});
+    if let Some((_, request)) = c.parked.filter(|(_, r)| !r.acr_values.is_empty()) {
+        details["acr_requested"] = serde_json::json!(request.acr_values);
+    }
+    details
 }
 
 async fn commit(app: &App, tx: WriteTx, done: Done, success: Option<throttle::Success>) -> AppResult<Completed> {

@@ -102,8 +102,18 @@ pub async fn take_pending(tx: &mut WriteTx, id_hash: &str, now: Millis) -> Store
     Ok(n == 1)
 }
 
-/// Records the step of an accepted code, only if it is later than the last
-/// one accepted: false means the code (or an earlier one) was already used.
+/// Whether an account holds a second factor (a TOTP secret or a passkey),
+/// as the caller's transaction sees it.
+pub async fn second_factor_held_in(tx: &mut WriteTx, account_id: &str) -> StoreResult<bool> {
+    let row: (i64,) = fetch!(
+        fetch_one(tx.conn().await?),
+        "SELECT (SELECT COUNT(*) FROM account_totp WHERE account_id = $1) \
+         + (SELECT COUNT(*) FROM passkeys WHERE account_id = $1)";
+        account_id
+    );
+    Ok(row.0 > 0)
+}
+
 /// Recovery codes not used yet, as the caller's transaction sees them.
 pub async fn recovery_codes_left_in(tx: &mut WriteTx, account_id: &str) -> StoreResult<i64> {
     let row: (i64,) = fetch!(
@@ -114,6 +124,8 @@ pub async fn recovery_codes_left_in(tx: &mut WriteTx, account_id: &str) -> Store
     Ok(row.0)
 }
 
+/// Records the step of an accepted code, only if it is later than the last
+/// one accepted: false means the code (or an earlier one) was already used.
 pub async fn advance_step(tx: &mut WriteTx, account_id: &str, step: i64) -> StoreResult<bool> {
     let n = execute!(
         tx,

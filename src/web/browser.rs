@@ -19,7 +19,7 @@ fn csrf_cookie_name(config: &Config) -> &'static str {
 
 pub(super) const LANG_COOKIE: &str = "coop_lang";
 
-fn base_cookie(config: &Config, name: &'static str, value: String, same_site: SameSite) -> Cookie<'static> {
+pub(super) fn base_cookie(config: &Config, name: &'static str, value: String, same_site: SameSite) -> Cookie<'static> {
     let mut c = Cookie::new(name, value);
     c.set_http_only(true);
     c.set_secure(config.is_https());

@@ -121,7 +121,7 @@ impl FromRequest<AppState> for ClientCall {
 
 /// The parameters of an endpoint that takes them either way (authorization,
 /// logout): a POST's body, else the query string, raw.
-pub struct QueryOrBody(pub Bytes);
+struct QueryOrBody(Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for QueryOrBody {
     type Rejection = Response;
@@ -132,6 +132,36 @@ impl<S: Send + Sync> FromRequest<S> for QueryOrBody {
         } else {
             Ok(QueryOrBody(Bytes::from(req.uri().query().unwrap_or_default().to_owned())))
         }
+    }
+}
+
+/// A call to an endpoint that takes its parameters either way
+/// (authorization, logout): the parameters (repeats refused) and their raw
+/// length, the language of its pages (the browser's, unless `ui_locales`
+/// names one we have), the browser's cookies, and where it came from.
+pub struct ProtocolCall {
+    pub params: Result<Params, String>,
+    pub raw_len: usize,
+    pub locale: Locale,
+    pub jar: CookieJar,
+    pub peer: SocketAddr,
+    pub headers: axum::http::HeaderMap,
+}
+
+impl FromRequest<AppState> for ProtocolCall {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let QueryOrBody(raw) = QueryOrBody::from_request(Request::from_parts(parts, body), app).await?;
+        let params = Params::from_pairs(pairs(&raw));
+        let locale = browser::locale(&headers, None, params.as_ref().ok().and_then(|p| p.get("ui_locales")));
+        let jar = CookieJar::from_headers(&headers);
+        Ok(ProtocolCall { params, raw_len: raw.len(), locale, jar, peer, headers })
     }
 }
 

@@ -1,51 +1,33 @@
 //! RP-initiated logout pages.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 
-use super::extract::{CheckedForm, QueryOrBody, SourceAddress};
+use super::extract::{CheckedForm, ProtocolCall, SourceAddress};
 use super::i18n::Locale;
-use super::oauth::pairs;
+use super::signin::current_session;
 use super::{AppState, browser, error, pages};
-use crate::auth::{session, signout};
-use crate::oidc::Params;
+use crate::auth::signout;
 use crate::oidc::logout::{self, LogoutDecision, LogoutError};
 
-pub async fn logout(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    QueryOrBody(raw): QueryOrBody,
-) -> Response {
-    let raw = Params::from_pairs(pairs(&raw));
-    let ui_locales = raw.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
-    let locale = browser::locale(&headers, None, ui_locales.as_deref());
-    let current = match browser::session_value(&app.config, &jar) {
-        Some(v) => session::current(&app, &v).await.ok().flatten(),
-        None => None,
+pub async fn logout(State(app): State<AppState>, call: ProtocolCall) -> Response {
+    let ProtocolCall { params, locale, jar, peer, headers, .. } = call;
+    let decided = async {
+        let current = current_session(&app, &jar).await?;
+        logout::decide(&app, params, current.as_ref()).await
     };
-    let decision = match logout::decide(&app, raw, current.as_ref()).await {
+    let decision = match decided.await {
         Ok(d) => d,
         Err(e) => return error::internal_page(e, locale),
     };
     match decision {
         LogoutDecision::Error(e) => pages::error_page(StatusCode::BAD_REQUEST, locale, logout_error_key(e)),
         LogoutDecision::Confirm { client_id, post_logout_redirect_uri, state } => {
-            let (jar, csrf) = browser::csrf_token(&app.config, jar);
-            let page = pages::render(
-                StatusCode::OK,
-                "logout_confirm.html",
-                locale,
-                "",
-                context! { csrf => csrf, client_id => client_id, post_logout_redirect_uri => post_logout_redirect_uri, state => state },
-            );
-            (jar, page).into_response()
+            let values = context! { client_id => client_id, post_logout_redirect_uri => post_logout_redirect_uri, state => state };
+            pages::render_form(&app.config, jar, StatusCode::OK, "logout_confirm.html", locale, "", values)
         }
         LogoutDecision::SignOut { redirect } => {
             sign_out(&app, jar, locale, redirect, super::audit_source(&app, peer, &headers)).await

@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::i18n::{Locale, text, texts};
@@ -150,6 +151,21 @@ pub fn render(status: StatusCode, template: &str, locale: Locale, path_for_switc
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
     }
+}
+
+/// Renders a page with a form: a fresh CSRF token for this browser, set in
+/// its cookie and given to the template as `csrf`, beside `extra`.
+pub fn render_form(
+    config: &Config,
+    jar: CookieJar,
+    status: StatusCode,
+    template: &str,
+    locale: Locale,
+    path_for_switch: &str,
+    extra: Value,
+) -> Response {
+    let (jar, csrf) = super::browser::csrf_token(config, jar);
+    (jar, render(status, template, locale, path_for_switch, context! { csrf => csrf, ..extra })).into_response()
 }
 
 /// A page with a title and one message, e.g. an error or "signed out".

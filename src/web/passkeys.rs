@@ -14,9 +14,9 @@ use serde_json::json;
 use super::extract::{CheckedForm, SourceAddress};
 use super::i18n::{Locale, text};
 use super::second_factor::{
-    ENROL_PATH, SECURITY_PATH, VERIFY_PATH, clear_pending_cookie, next_location, pending_value,
+    ENROL_PATH, SECURITY_PATH, Sent, StepCookie, VERIFY_PATH, clear_pending_cookie, next_location, pending_value,
 };
-use super::signin::{SigninView, after_sign_in, render_signin};
+use super::signin::{SigninView, after_sign_in, parked_of, render_signin};
 use super::{AppState, browser, error, pages};
 use crate::accounts::{Account, AccountState};
 use crate::auth::passkeys::{self, FRESH_SIGNIN_MS, MAX_PER_ACCOUNT, Purpose, Refusal};
@@ -74,43 +74,27 @@ pub async fn script() -> Response {
 
 /// The ceremony rides in its own cookie, like the pending second factor:
 /// bound to this browser, for the ceremony's few minutes.
-fn ceremony_cookie_name(config: &Config) -> &'static str {
-    if config.is_https() { "__Host-coop_pk" } else { "coop_pk" }
-}
+const CEREMONY: StepCookie = StepCookie {
+    names: ("__Host-coop_pk", "coop_pk"),
+    same_site: SameSite::Strict,
+    max_age: Some(time::Duration::milliseconds(passkeys::CEREMONY_TTL_MS)),
+};
 
 fn ceremony_cookie(config: &Config, value: String) -> Cookie<'static> {
-    let mut c = Cookie::new(ceremony_cookie_name(config), value);
-    c.set_http_only(true);
-    c.set_secure(config.is_https());
-    c.set_same_site(SameSite::Strict);
-    c.set_path("/");
-    c.set_max_age(time::Duration::milliseconds(passkeys::CEREMONY_TTL_MS));
-    c
-}
-
-fn ceremony_value(app: &AppState, jar: &CookieJar) -> Option<String> {
-    jar.get(ceremony_cookie_name(&app.config)).map(|c| c.value().to_string())
+    CEREMONY.cookie(config, value)
 }
 
 fn clear_ceremony(config: &Config, jar: CookieJar) -> CookieJar {
-    jar.remove(ceremony_cookie(config, String::new()))
+    CEREMONY.clear(config, jar)
 }
 
 /// The sign-in page's autofill keeps its challenge waiting while the
 /// person may still ask for one after typing the address: its own cookie,
 /// so that neither replaces the other.
-fn autofill_cookie_name(config: &Config) -> &'static str {
-    if config.is_https() { "__Host-coop_pka" } else { "coop_pka" }
-}
+const AUTOFILL: StepCookie = StepCookie { names: ("__Host-coop_pka", "coop_pka"), ..CEREMONY };
 
 fn autofill_cookie(config: &Config, value: String) -> Cookie<'static> {
-    let mut c = ceremony_cookie(config, value);
-    c.set_name(autofill_cookie_name(config));
-    c
-}
-
-fn clear_autofill(config: &Config, jar: CookieJar) -> CookieJar {
-    jar.remove(autofill_cookie(config, String::new()))
+    AUTOFILL.cookie(config, value)
 }
 
 /// The options for the script, with the ceremony's cookie; `{}` when there
@@ -145,9 +129,16 @@ fn options_response_in(
     response
 }
 
-/// The browser's answer as the form brings it.
-fn answer(form: &crate::oidc::Params) -> String {
-    form.get("credential").unwrap_or("").chars().take(passkeys::ANSWER_MAX_BYTES + 1).collect()
+/// What a passkey form brings: the ceremony's cookie and the browser's
+/// answer; `None` without the cookie (expired, or never asked).
+/// `autofill`: the answer to the sign-in page's autofill, behind its cookie.
+fn read_answer(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
+    let cookie = if form.get("autofill").is_some() { &AUTOFILL } else { &CEREMONY };
+    Sent::read(app, jar, cookie, form, ("credential", passkeys::ANSWER_MAX_BYTES + 1))
+}
+
+fn answer<'a>(sent: &'a Sent, source: &'a crate::audit::Source) -> PasskeyAnswer<'a> {
+    PasskeyAnswer { ceremony_cookie: &sent.cookie, answer: &sent.value, browser: sent.browser(source) }
 }
 
 /// `POST /signin/passkey/options`: the typed address's passkey challenge.
@@ -180,42 +171,25 @@ pub async fn signin_submit(
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
     let handle = form.get("request").map(str::to_string);
-    let parked = match &handle {
-        Some(h) => authorize::parked(&app, h).await.ok().flatten(),
-        None => None,
+    let parked = match parked_of(&app, handle.as_deref()).await {
+        Ok(p) => p,
+        Err(unparked) => return unparked.page(locale),
     };
-    if handle.is_some() && parked.is_none() {
-        return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
-    }
     let next = if handle.is_none() { form.get("next").and_then(second_factor::console_return) } else { None };
-    let ceremony_cookie = match form.get("autofill") {
-        Some(_) => jar.get(autofill_cookie_name(&app.config)).map(|c| c.value().to_string()),
-        None => ceremony_value(&app, &jar),
+    let Some(sent) = read_answer(&app, &jar, &form) else {
+        let failure = PasskeyFailure::Refused;
+        return signin_refused(&app, jar, locale, handle.as_deref(), parked.as_ref(), next.as_deref(), failure).await;
     };
-    let Some(ceremony_cookie) = ceremony_cookie else {
-        return signin_refused(&app, jar, locale, handle.as_deref(), parked.as_ref(), next.as_deref(), None).await;
-    };
-    let answer = answer(&form);
-    let previous = browser::session_value(&app.config, &jar);
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &ceremony_cookie,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: previous.as_deref(), source: &source },
-    };
-    match signin::with_passkey(&app, sent, handle.as_deref().zip(parked.as_ref())).await {
+    match signin::with_passkey(&app, answer(&sent, &source), handle.as_deref().zip(parked.as_ref())).await {
         Ok(PasskeyOutcome::SignedIn(done)) => {
-            let jar = clear_ceremony(&app.config, clear_autofill(&app.config, jar));
+            let jar = clear_ceremony(&app.config, AUTOFILL.clear(&app.config, jar));
             let jar = browser::set_session(&app.config, jar, done.cookie);
             (jar, after_sign_in(locale, done.location.or(next))).into_response()
         }
         Ok(PasskeyOutcome::Refused(failure)) => {
             tracing::info!(reason = ?failure, "passkey sign-in refused");
-            let jar = clear_ceremony(&app.config, clear_autofill(&app.config, jar));
-            let retry = match failure {
-                PasskeyFailure::Throttled { retry_after_secs } => Some(retry_after_secs),
-                _ => None,
-            };
-            signin_refused(&app, jar, locale, handle.as_deref(), parked.as_ref(), next.as_deref(), retry).await
+            let jar = clear_ceremony(&app.config, AUTOFILL.clear(&app.config, jar));
+            signin_refused(&app, jar, locale, handle.as_deref(), parked.as_ref(), next.as_deref(), failure).await
         }
         Err(e) => error::internal_page(e, locale),
     }
@@ -228,11 +202,16 @@ async fn signin_refused(
     request: Option<&str>,
     parked: Option<&authorize::AuthorizationRequest>,
     next: Option<&str>,
-    retry_after: Option<i64>,
+    failure: PasskeyFailure,
 ) -> Response {
-    let (message, status) = match retry_after {
-        Some(_) => (text(locale, "signin_throttled"), StatusCode::TOO_MANY_REQUESTS),
-        None => (text(locale, "passkey_signin_failed"), StatusCode::UNAUTHORIZED),
+    let (message, status, retry_after) = match failure {
+        PasskeyFailure::Throttled { retry_after_secs } => {
+            (text(locale, "signin_throttled"), StatusCode::TOO_MANY_REQUESTS, Some(retry_after_secs))
+        }
+        PasskeyFailure::TwoFactorsAsked => (text(locale, "two_factors_asked"), StatusCode::UNAUTHORIZED, None),
+        PasskeyFailure::Refused | PasskeyFailure::Expired => {
+            (text(locale, "passkey_signin_failed"), StatusCode::UNAUTHORIZED, None)
+        }
     };
     let view = SigninView { request, next, parked, email: "", error: Some(message), status };
     browser::with_retry_after(render_signin(app, jar, locale, view).await, retry_after)
@@ -272,17 +251,10 @@ pub async fn step_submit(
     SourceAddress(source): SourceAddress,
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let (Some(pending), Some(ceremony)) = (pending_value(&app, &jar), ceremony_value(&app, &jar)) else {
+    let (Some(pending), Some(sent)) = (pending_value(&app, &jar), read_answer(&app, &jar, &form)) else {
         return refused_step(locale, VERIFY_PATH, Failure::Expired);
     };
-    let answer = answer(&form);
-    let previous = browser::session_value(&app.config, &jar);
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &ceremony,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: previous.as_deref(), source: &source },
-    };
-    let outcome = signin::with_passkey_second_factor(&app, &pending, sent).await;
+    let outcome = signin::with_passkey_second_factor(&app, &pending, answer(&sent, &source)).await;
     step_done(&app, jar, locale, outcome, VERIFY_PATH, None)
 }
 
@@ -292,20 +264,13 @@ pub async fn enrol_submit(
     SourceAddress(source): SourceAddress,
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let (Some(pending), Some(ceremony)) = (pending_value(&app, &jar), ceremony_value(&app, &jar)) else {
+    let (Some(pending), Some(sent)) = (pending_value(&app, &jar), read_answer(&app, &jar, &form)) else {
         return refused_step(locale, ENROL_PATH, Failure::Expired);
     };
     let Some(name) = passkeys::clean_name(form.get("name").unwrap_or("")) else {
         return refused_page(locale, ENROL_PATH, StatusCode::BAD_REQUEST, "passkey_name_invalid");
     };
-    let answer = answer(&form);
-    let previous = browser::session_value(&app.config, &jar);
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &ceremony,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: previous.as_deref(), source: &source },
-    };
-    let outcome = signin::with_passkey_enrolment(&app, &pending, sent, &name).await;
+    let outcome = signin::with_passkey_enrolment(&app, &pending, answer(&sent, &source), &name).await;
     step_done(&app, jar, locale, outcome, ENROL_PATH, Some(SECURITY_PATH))
 }
 
@@ -446,17 +411,15 @@ pub async fn add_submit(
             return Ok(Some("stale"));
         }
         let Some(name) = passkeys::clean_name(form.get("name").unwrap_or("")) else { return Ok(Some("name")) };
-        let Some(cookie) = ceremony_value(&app, &jar) else { return Ok(Some("refused")) };
-        let Some(ceremony) = passkeys::ceremony(&app, &cookie, Purpose::Register).await? else {
+        let Some(sent) = read_answer(&app, &jar, &form) else { return Ok(Some("refused")) };
+        let Some(ceremony) = passkeys::ceremony(&app, &sent.cookie, Purpose::Register).await? else {
             return Ok(Some("refused"));
         };
-        Ok::<_, AppError>(Some(
-            match passkeys::add(&app, &ceremony, &account, &answer(&form), &name, &source).await? {
-                Ok(()) => "added",
-                Err(Refusal::TooMany) => "limit",
-                Err(_) => "refused",
-            },
-        ))
+        Ok::<_, AppError>(Some(match passkeys::add(&app, &ceremony, &account, &sent.value, &name, &source).await? {
+            Ok(()) => "added",
+            Err(Refusal::TooMany) => "limit",
+            Err(_) => "refused",
+        }))
     }
     .await;
     let jar = clear_ceremony(&app.config, jar);

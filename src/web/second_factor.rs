@@ -32,37 +32,60 @@ const CONSOLE_HOME: &str = "/admin";
 /// The label authenticator apps show next to the code.
 const ISSUER_LABEL: &str = "Coopération";
 
-fn pending_cookie_name(config: &Config) -> &'static str {
-    if config.is_https() { "__Host-coop_mfa" } else { "coop_mfa" }
+/// A cookie that carries one step of a sign-in between two requests (the
+/// pending second factor, a passkey ceremony): HttpOnly, for the whole
+/// site, `Secure` and named `__Host-…` under HTTPS.
+pub(super) struct StepCookie {
+    /// Its name under HTTPS, then under plain HTTP.
+    pub(super) names: (&'static str, &'static str),
+    pub(super) same_site: SameSite,
+    /// `None`: it ends with the browser (the server bounds the state).
+    pub(super) max_age: Option<time::Duration>,
 }
 
-fn pending_cookie(config: &Config, value: String) -> Cookie<'static> {
-    let mut c = Cookie::new(pending_cookie_name(config), value);
-    c.set_http_only(true);
-    c.set_secure(config.is_https());
-    c.set_same_site(SameSite::Lax);
-    c.set_path("/");
-    c
+impl StepCookie {
+    fn name(&self, config: &Config) -> &'static str {
+        if config.is_https() { self.names.0 } else { self.names.1 }
+    }
+
+    pub(super) fn cookie(&self, config: &Config, value: String) -> Cookie<'static> {
+        let mut c = browser::base_cookie(config, self.name(config), value, self.same_site);
+        if let Some(age) = self.max_age {
+            c.set_max_age(age);
+        }
+        c
+    }
+
+    pub(super) fn value(&self, config: &Config, jar: &CookieJar) -> Option<String> {
+        jar.get(self.name(config)).map(|c| c.value().to_string())
+    }
+
+    pub(super) fn clear(&self, config: &Config, jar: CookieJar) -> CookieJar {
+        jar.remove(self.cookie(config, String::new()))
+    }
 }
 
 /// The pending second-factor state rides in its own cookie, separate from
 /// the session, so that no session exists before the second factor.
+const PENDING: StepCookie =
+    StepCookie { names: ("__Host-coop_mfa", "coop_mfa"), same_site: SameSite::Lax, max_age: None };
+
 pub fn set_pending_cookie(config: &Config, jar: CookieJar, value: String) -> CookieJar {
-    jar.add(pending_cookie(config, value))
+    jar.add(PENDING.cookie(config, value))
 }
 
 pub(super) fn clear_pending_cookie(config: &Config, jar: CookieJar) -> CookieJar {
-    jar.remove(pending_cookie(config, String::new()))
+    PENDING.clear(config, jar)
 }
 
 /// The pending cookie's value, if the browser holds one.
 pub(super) fn pending_value(app: &AppState, jar: &CookieJar) -> Option<String> {
-    jar.get(pending_cookie_name(&app.config)).map(|c| c.value().to_string())
+    PENDING.value(&app.config, jar)
 }
 
 async fn load_pending(app: &AppState, jar: &CookieJar) -> Result<Option<PendingSecondFactorRow>, AppError> {
-    match jar.get(pending_cookie_name(&app.config)) {
-        Some(c) => second_factor::pending(app, c.value()).await,
+    match pending_value(app, jar) {
+        Some(c) => second_factor::pending(app, &c).await,
         None => Ok(None),
     }
 }
@@ -103,15 +126,8 @@ async fn offered(app: &AppState, account_id: &str) -> Result<Offered, AppError> 
 }
 
 fn verify_view(app: &AppState, jar: CookieJar, locale: Locale, offered: Offered, view: CodeView<'_>) -> Response {
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
-    let page = pages::render(
-        view.status,
-        "second_factor.html",
-        locale,
-        VERIFY_PATH,
-        context! { csrf => csrf, error => view.error, totp => offered.totp, passkey => offered.passkey },
-    );
-    (jar, page).into_response()
+    let values = context! { error => view.error, totp => offered.totp, passkey => offered.passkey };
+    pages::render_form(&app.config, jar, view.status, "second_factor.html", locale, VERIFY_PATH, values)
 }
 
 pub async fn verify_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
@@ -139,26 +155,44 @@ fn refusal(locale: Locale, failure: Failure) -> (StatusCode, &'static str, Optio
     }
 }
 
-/// What a second-step form brings: the pending cookie, the code typed and
-/// the session cookie the browser may still hold.
-struct Sent {
-    pending_cookie: String,
-    code: String,
+/// What a sign-in step's form brings: the step's cookie (the pending second
+/// factor, a passkey ceremony), the one field the step reads, and the
+/// session cookie the browser may still hold.
+pub(super) struct Sent {
+    /// The value of the step's cookie.
+    pub(super) cookie: String,
+    /// The one field the step reads, cut at its bound.
+    pub(super) value: String,
     previous: Option<String>,
 }
 
 impl Sent {
-    fn read(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
+    /// `None` when the browser does not hold the step's cookie.
+    pub(super) fn read(
+        app: &AppState,
+        jar: &CookieJar,
+        cookie: &StepCookie,
+        form: &crate::oidc::Params,
+        (field, max_chars): (&str, usize),
+    ) -> Option<Sent> {
         Some(Sent {
-            pending_cookie: jar.get(pending_cookie_name(&app.config))?.value().to_string(),
-            code: form.get("code").unwrap_or("").chars().take(64).collect(),
+            cookie: cookie.value(&app.config, jar)?,
+            value: form.get(field).unwrap_or("").chars().take(max_chars).collect(),
             previous: browser::session_value(&app.config, jar),
         })
     }
 
+    pub(super) fn browser<'a>(&'a self, source: &'a crate::audit::Source) -> Browser<'a> {
+        Browser { previous_cookie: self.previous.as_deref(), source }
+    }
+
+    /// The code of a second-step form, behind the pending cookie.
+    fn code(app: &AppState, jar: &CookieJar, form: &crate::oidc::Params) -> Option<Sent> {
+        Sent::read(app, jar, &PENDING, form, ("code", 64))
+    }
+
     fn step<'a>(&'a self, source: &'a crate::audit::Source) -> SecondStep<'a> {
-        let browser = Browser { previous_cookie: self.previous.as_deref(), source };
-        SecondStep { pending_cookie: &self.pending_cookie, code: &self.code, browser }
+        SecondStep { pending_cookie: &self.cookie, code: &self.value, browser: self.browser(source) }
     }
 }
 
@@ -167,7 +201,7 @@ pub async fn verify_submit(
     SourceAddress(source): SourceAddress,
     CheckedForm { form, locale, jar }: CheckedForm,
 ) -> Response {
-    let Some(sent) = Sent::read(&app, &jar, &form) else { return expired(locale) };
+    let Some(sent) = Sent::code(&app, &jar, &form) else { return expired(locale) };
     let step = sent.step(&source);
     match signin::with_code(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, .. }) => {
@@ -212,21 +246,13 @@ async fn enrol_view(
         Err(e) => return error::internal_page(e, locale),
     };
     let uri = totp::otpauth_uri(ISSUER_LABEL, &account.email, &secret);
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
-    let page = pages::render(
-        view.status,
-        "second_factor_enrol.html",
-        locale,
-        ENROL_PATH,
-        context! {
-            csrf => csrf,
-            error => view.error,
-            qr => totp::qr_data_uri(&uri),
-            key => totp::grouped(&secret),
-            email => account.email.clone(),
-        },
-    );
-    (jar, page).into_response()
+    let values = context! {
+        error => view.error,
+        qr => totp::qr_data_uri(&uri),
+        key => totp::grouped(&secret),
+        email => account.email.clone(),
+    };
+    pages::render_form(&app.config, jar, view.status, "second_factor_enrol.html", locale, ENROL_PATH, values)
 }
 
 /// The pending state and account of an enrolment, or the page to show
@@ -238,9 +264,9 @@ async fn enrolment(
     locale: Locale,
 ) -> Result<(PendingSecondFactorRow, Account), Response> {
     let loaded = async {
-        let Some(cookie) = jar.get(pending_cookie_name(&app.config)) else { return Ok(None) };
-        let Some((pending, account)) = signin::pending_account(app, cookie.value()).await? else { return Ok(None) };
-        let enrolled = app.store.totp(&account.id).await?.is_some() || app.store.passkey_count(&account.id).await? > 0;
+        let Some(cookie) = pending_value(app, jar) else { return Ok(None) };
+        let Some((pending, account)) = signin::pending_account(app, &cookie).await? else { return Ok(None) };
+        let enrolled = second_factor::held(app, &account.id).await?;
         Ok::<_, AppError>(Some((pending, account, enrolled)))
     }
     .await;
@@ -270,7 +296,7 @@ pub async fn enrol_submit(
         Ok(p) => p,
         Err(page) => return page,
     };
-    let Some(sent) = Sent::read(&app, &jar, &form) else { return expired(locale) };
+    let Some(sent) = Sent::code(&app, &jar, &form) else { return expired(locale) };
     let step = sent.step(&source);
     match signin::with_enrolment(&app, step).await {
         Ok(StepOutcome::SignedIn { completed, return_to, value: codes }) => {
@@ -319,22 +345,14 @@ pub async fn security_page(
         Ok(None) => return browser::see_other("/signin"),
         Err(e) => return error::internal_page(e, locale),
     };
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
-    let page = pages::render(
-        StatusCode::OK,
-        "account_security.html",
-        locale,
-        SECURITY_PATH,
-        context! {
-            csrf => csrf,
-            enrolled => enrolled.is_some(),
-            enrolled_at => enrolled.map(|e| crate::clock::rfc3339_ms(e.enrolled_at)),
-            codes_left => left,
-            session_mfa => s.has_second_factor(),
-            ..passkeys
-        },
-    );
-    (jar, page).into_response()
+    let values = context! {
+        enrolled => enrolled.is_some(),
+        enrolled_at => enrolled.map(|e| crate::clock::rfc3339_ms(e.enrolled_at)),
+        codes_left => left,
+        session_mfa => s.has_second_factor(),
+        ..passkeys
+    };
+    pages::render_form(&app.config, jar, StatusCode::OK, "account_security.html", locale, SECURITY_PATH, values)
 }
 
 /// What the security page's address may carry: the notice of a passkey action.

@@ -10,40 +10,29 @@ use axum_extra::extract::cookie::CookieJar;
 use minijinja::context;
 use serde::Deserialize;
 
-use super::extract::QueryOrBody;
+use super::extract::ProtocolCall;
 use super::i18n::{Locale, text};
 use super::oauth::pairs;
 use super::{AppState, browser, error, pages};
 use crate::auth::SignInFailure;
 use crate::auth::second_factor::{self, Requirement};
 use crate::auth::session;
+use crate::error::{AppError, AppResult};
 use crate::oidc::authorize::{self, AuthorizationRequest, AuthorizeError, Decision, PageError};
 use crate::oidc::signin::{self, PasswordOutcome};
 use crate::oidc::{Params, clients};
 
 /// GET or POST (OpenID Connect Core §3.1.2.1): the same request either way.
-pub async fn authorize(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    QueryOrBody(raw): QueryOrBody,
-) -> Response {
-    let raw: &[u8] = &raw;
-    let params = Params::from_pairs(pairs(raw));
-    let ui_locales = params.as_ref().ok().and_then(|p| p.get("ui_locales").map(str::to_string));
-    let locale = browser::locale(&headers, None, ui_locales.as_deref());
+pub async fn authorize(State(app): State<AppState>, call: ProtocolCall) -> Response {
+    let locale = call.locale;
     let outcome = async {
-        let (request, client) = authorize::validate(&app, params, raw.len()).await?;
-        let session = match browser::session_value(&app.config, &jar) {
-            Some(v) => session::current(&app, &v).await?,
-            None => None,
-        };
-        let decision = request.decide(&app.config.issuer_str(), session.as_ref(), app.clock.now_ms())?;
+        let (request, client) = authorize::validate(&app, call.params, call.raw_len).await?;
+        let session = current_session(&app, &call.jar).await?;
+        let decision = authorize::decision(&app, &request, session.as_ref()).await?;
         match (decision, session) {
             (Decision::IssueCode, Some(session)) => Ok(authorize::issue_code(&app, &request, &session).await?),
             _ => {
-                let ip = super::client_ip(peer.ip(), &headers, &app.config.trusted_proxies);
+                let ip = super::client_ip(call.peer.ip(), &call.headers, &app.config.trusted_proxies);
                 let handle = authorize::park(&app, &request, &client, ip).await?;
                 Ok(format!("/signin?request={handle}"))
             }
@@ -55,6 +44,14 @@ pub async fn authorize(
         Err(AuthorizeError::Redirect(location)) => browser::see_other(&location),
         Err(AuthorizeError::Page(e)) => pages::error_page(StatusCode::BAD_REQUEST, locale, page_error_key(e)),
         Err(AuthorizeError::Internal(e)) => error::internal_page(e, locale),
+    }
+}
+
+/// The live session behind the browser's cookie, if any.
+pub(super) async fn current_session(app: &AppState, jar: &CookieJar) -> AppResult<Option<session::Session>> {
+    match browser::session_value(&app.config, jar) {
+        Some(v) => session::current(app, &v).await,
+        None => Ok(None),
     }
 }
 
@@ -102,27 +99,19 @@ pub(super) struct SigninView<'a> {
 }
 
 pub(super) async fn render_signin(app: &AppState, jar: CookieJar, locale: Locale, view: SigninView<'_>) -> Response {
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
     let client_name = match view.parked {
         Some(p) => clients::find(app, &p.client_id).await.ok().flatten().map(|c| c.name),
         None => None,
     };
     let switch = signin_path(view.request, view.next);
-    let page = pages::render(
-        view.status,
-        "signin.html",
-        locale,
-        &switch,
-        context! {
-            csrf => csrf,
-            request => view.request,
-            next => view.next,
-            email => view.email,
-            error => view.error,
-            client_name => client_name,
-        },
-    );
-    (jar, page).into_response()
+    let values = context! {
+        request => view.request,
+        next => view.next,
+        email => view.email,
+        error => view.error,
+        client_name => client_name,
+    };
+    pages::render_form(&app.config, jar, view.status, "signin.html", locale, &switch, values)
 }
 
 pub async fn signin_page(
@@ -131,16 +120,9 @@ pub async fn signin_page(
     jar: CookieJar,
     Query(q): Query<SigninQuery>,
 ) -> Response {
-    let parked = match &q.request {
-        Some(handle) => match authorize::parked(&app, handle).await {
-            Ok(Some(p)) => Some(p),
-            Ok(None) => {
-                let locale = browser::locale(&headers, q.lang.as_deref(), None);
-                return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
-            }
-            Err(e) => return error::internal_page(e, browser::locale(&headers, q.lang.as_deref(), None)),
-        },
-        None => None,
+    let parked = match parked_of(&app, q.request.as_deref()).await {
+        Ok(p) => p,
+        Err(unparked) => return unparked.page(browser::locale(&headers, q.lang.as_deref(), None)),
     };
     let locale = browser::locale(&headers, q.lang.as_deref(), parked.as_ref().and_then(|p| p.ui_locale.as_deref()));
     let jar = browser::remember_locale(jar, q.lang.as_deref());
@@ -168,14 +150,11 @@ pub async fn signin_submit(
 ) -> Response {
     let form = Params::from_pairs(pairs(&body)).unwrap_or_default();
     let handle = form.get("request").map(str::to_string);
-    let parked = match &handle {
-        Some(h) => authorize::parked(&app, h).await.ok().flatten(),
-        None => None,
+    let parked = match parked_of(&app, handle.as_deref()).await {
+        Ok(p) => p,
+        Err(unparked) => return unparked.page(browser::locale(&headers, None, None)),
     };
     let locale = browser::locale(&headers, None, parked.as_ref().and_then(|p| p.ui_locale.as_deref()));
-    if handle.is_some() && parked.is_none() {
-        return pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired");
-    }
     let next = if handle.is_none() { form.get("next").and_then(second_factor::console_return) } else { None };
     if !browser::csrf_ok(&app.config, &jar, form.get("csrf")) {
         return pages::error_page(StatusCode::FORBIDDEN, locale, "err_csrf");
@@ -222,6 +201,33 @@ pub async fn signin_submit(
             browser::with_retry_after(render_signin(&app, jar, locale, view).await, retry_after)
         }
         Err(e) => error::internal_page(e, locale),
+    }
+}
+
+/// Why the request a sign-in page or form names cannot be answered.
+pub(super) enum Unparked {
+    /// Expired, used, or never parked: the user starts again.
+    Expired,
+    /// The store failed: an internal error, never "expired".
+    Failed(AppError),
+}
+
+impl Unparked {
+    pub(super) fn page(self, locale: Locale) -> Response {
+        match self {
+            Unparked::Expired => pages::error_page(StatusCode::BAD_REQUEST, locale, "err_request_expired"),
+            Unparked::Failed(e) => error::internal_page(e, locale),
+        }
+    }
+}
+
+/// The parked request behind the handle a sign-in page or form carries.
+pub(super) async fn parked_of(app: &AppState, handle: Option<&str>) -> Result<Option<AuthorizationRequest>, Unparked> {
+    let Some(handle) = handle else { return Ok(None) };
+    match authorize::parked(app, handle).await {
+        Ok(Some(p)) => Ok(Some(p)),
+        Ok(None) => Err(Unparked::Expired),
+        Err(e) => Err(Unparked::Failed(e)),
     }
 }
 

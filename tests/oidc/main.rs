@@ -36,6 +36,7 @@ mod second_factor;
 mod second_step;
 mod session_expiry;
 mod signin_core;
+mod step_up;
 mod throttle_burst;
 mod throttle_shared;
 mod token;

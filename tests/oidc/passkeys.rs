@@ -40,7 +40,7 @@ const AGENT: &str = "marie.dupont@cc-girou.fr";
 const IP: Option<&str> = Some("192.0.2.10");
 
 /// A software authenticator holding one credential.
-struct SoftKey {
+pub(crate) struct SoftKey {
     pair: EcdsaKeyPair,
     id: Vec<u8>,
     counter: u32,
@@ -74,7 +74,7 @@ fn bytes(b: &[u8]) -> Vec<u8> {
 }
 
 impl SoftKey {
-    fn new(server: &TestServer) -> SoftKey {
+    pub(crate) fn new(server: &TestServer) -> SoftKey {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("P-256 key");
         let mut id = vec![0u8; 32];
         aws_lc_rs::rand::fill(&mut id).expect("random");
@@ -148,7 +148,7 @@ impl SoftKey {
         .to_string()
     }
 
-    fn get(&mut self, options: &Value) -> String {
+    pub(crate) fn get(&mut self, options: &Value) -> String {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, self.pkcs8().as_ref()).expect("key");
         self.get_signed_by(options, &pair)
     }
@@ -162,12 +162,12 @@ fn source() -> audit::Source {
     audit::Source { ip: Some("192.0.2.10".into()), user_agent: Some("test".into()) }
 }
 
-async fn account(server: &TestServer, id: &str) -> Account {
+pub(crate) async fn account(server: &TestServer, id: &str) -> Account {
     Account::from_row(&server.app.store.account_by_id(id).await.expect("read").expect("account"))
 }
 
 /// Registers `key` for the account as its security page does.
-async fn register(server: &TestServer, account: &Account, key: &mut SoftKey, name: &str) {
+pub(crate) async fn register(server: &TestServer, account: &Account, key: &mut SoftKey, name: &str) {
     let app = &server.app;
     let (options, cookie) = passkeys::start_registration(app, account, IP).await.expect("start").expect("options");
     let ceremony = passkeys::ceremony(app, &cookie, Purpose::Register).await.expect("read").expect("ceremony");

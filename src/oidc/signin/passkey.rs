@@ -28,7 +28,7 @@ use crate::auth::passkeys::{self, Purpose, Refusal};
 use crate::auth::{second_factor, throttle};
 use crate::error::AppResult;
 use crate::oidc::authorize::{self, AuthorizationRequest};
-use crate::store::{self, passkeys::CeremonyRow, totp::PendingSecondFactorRow};
+use crate::store::{self, WriteTx, passkeys::CeremonyRow, totp::PendingSecondFactorRow};
 
 /// What the browser sent back: the ceremony's cookie and its answer.
 pub struct PasskeyAnswer<'a> {
@@ -49,6 +49,9 @@ pub enum PasskeyFailure {
     Refused,
     /// The challenge expired or was already used: ask again.
     Expired,
+    /// The relying party asks for two factors (`acr_values` `mfa`): a
+    /// passkey alone is one; the password, then the passkey, are two.
+    TwoFactorsAsked,
 }
 
 pub enum PasskeyOutcome {
@@ -85,6 +88,9 @@ pub async fn with_passkey(
     s: PasskeyAnswer<'_>,
     parked: Option<(&str, &AuthorizationRequest)>,
 ) -> AppResult<PasskeyOutcome> {
+    if parked.is_some_and(|(_, r)| r.mfa_requested()) {
+        return Ok(PasskeyOutcome::Refused(PasskeyFailure::TwoFactorsAsked));
+    }
     let purposes = [Purpose::SignIn, Purpose::Autofill];
     let Some(ceremony) = passkeys::ceremony_for(app, s.ceremony_cookie, &purposes).await? else {
         return Ok(PasskeyOutcome::Refused(PasskeyFailure::Expired));
@@ -238,55 +244,27 @@ pub async fn passkey_enrolment_options(
     passkeys::start_registration(app, &account, ip).await
 }
 
-/// An administrator's passkey as the second factor (enrolment or step-up).
+/// An administrator's passkey as the second factor (enrolment or step-up),
+/// or an agent's when a relying party asked for `mfa`.
 pub async fn with_passkey_second_factor(
     app: &App,
     pending_cookie: &str,
     s: PasskeyAnswer<'_>,
 ) -> AppResult<StepOutcome<()>> {
-    let Some((pending, account, ceremony)) =
-        pending_ceremony(app, pending_cookie, s.ceremony_cookie, Purpose::SecondFactor).await?
-    else {
-        return Ok(StepOutcome::Expired);
+    let (answer, source) = (s.answer, s.browser.source);
+    let check = async |ceremony: &CeremonyRow, account: &Account| {
+        let rows = app.store.passkeys_of_account(&account.id).await?;
+        passkeys::verify_answer(app, ceremony, &rows, answer)
     };
-    let ip = s.browser.source.ip.as_deref();
-    let key = second_factor::throttle_key(&account.id);
-    if let throttle::Verdict::Blocked { retry_after_secs } = throttle::reserve(app, &key, ip).await? {
-        let failure = second_factor::Failure::Throttled { retry_after_secs };
-        let details = json!({"reason": "throttled", "retry_after_secs": retry_after_secs, "method": "passkey"});
-        return step_refused(app, &account, s.browser.source, details, failure).await;
-    }
-    let rows = app.store.passkeys_of_account(&account.id).await?;
-    let verified = match passkeys::verify_answer(app, &ceremony, &rows, s.answer)? {
-        Ok(v) => v,
-        Err(refusal) => return step_refusal(app, &account, s.browser.source, &refusal).await,
+    let write = async |tx: &mut WriteTx, ceremony: &CeremonyRow, account: &Account, verified: passkeys::Verified| {
+        if let Err(refusal) = passkeys::use_in(app, tx, ceremony, &verified).await? {
+            return Ok(Err(refusal));
+        }
+        let event = code_event(audit::kind::SECOND_FACTOR, audit::Outcome::Success, account, source)
+            .details(json!({"method": "passkey", "passkey": verified.row.id}));
+        Ok(Ok(event))
     };
-    let parked = parked_of(app, &pending).await?;
-    let previous = previous_session(app, s.browser.previous_cookie).await?;
-    let mut tx = app.store.begin_write().await?;
-    if !store::totp::take_pending(&mut tx, &pending.id_hash, app.clock.now_ms()).await? {
-        drop(tx);
-        return spent_pending(app, &account, s.browser.source).await;
-    }
-    if let Err(refusal) = passkeys::use_in(app, &mut tx, &ceremony, &verified).await? {
-        drop(tx);
-        return step_refusal(app, &account, s.browser.source, &refusal).await;
-    }
-    let success = throttle::Success::of(app, &key, ip);
-    success.in_tx(app, &mut tx);
-    let event = code_event(audit::kind::SECOND_FACTOR, audit::Outcome::Success, &account, s.browser.source)
-        .details(json!({"method": "passkey", "passkey": verified.row.id}));
-    let completion = Completion {
-        account: &account,
-        factors: Factors::PasswordAndPasskey,
-        parked: parked.as_ref().map(|(h, r)| (h.as_str(), r)),
-        browser: s.browser,
-        events: vec![event],
-    };
-    let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
-    let completed = commit(app, tx, done, Some(success)).await?;
-    let return_to = if completed.location.is_none() { pending.return_to.clone() } else { None };
-    Ok(StepOutcome::SignedIn { completed, return_to, value: () })
+    passkey_step(app, pending_cookie, s, Purpose::SecondFactor, check, write).await
 }
 
 /// An administrator's first passkey, registered at enrolment instead of
@@ -297,8 +275,33 @@ pub async fn with_passkey_enrolment(
     s: PasskeyAnswer<'_>,
     name: &str,
 ) -> AppResult<StepOutcome<()>> {
-    let Some((pending, account, ceremony)) =
-        pending_ceremony(app, pending_cookie, s.ceremony_cookie, Purpose::Register).await?
+    let (answer, source) = (s.answer, s.browser.source);
+    let check = async |ceremony: &CeremonyRow, _: &Account| passkeys::finish_registration(app, ceremony, answer);
+    let write = async |tx: &mut WriteTx, ceremony: &CeremonyRow, account: &Account, new: passkeys::NewPasskey| {
+        passkeys::register_in(app, tx, ceremony, account, new, name, source).await
+    };
+    let outcome = passkey_step(app, pending_cookie, s, Purpose::Register, check, write).await?;
+    if matches!(outcome, StepOutcome::SignedIn { .. }) {
+        // The account is told of its new passkey.
+        app.mail_wake.notify_one();
+    }
+    Ok(outcome)
+}
+
+/// What both passkey second steps share: the pending sign-in with its
+/// ceremony, the attempt reserved under the account's code counter, the
+/// answer checked (`check`), then one transaction that consumes the pending
+/// state, writes the passkey (`write`, which gives the step's record) and
+/// opens the session with its code for the parked request.
+async fn passkey_step<V>(
+    app: &App,
+    pending_cookie: &str,
+    s: PasskeyAnswer<'_>,
+    purpose: Purpose,
+    check: impl AsyncFnOnce(&CeremonyRow, &Account) -> AppResult<Result<V, Refusal>>,
+    write: impl AsyncFnOnce(&mut WriteTx, &CeremonyRow, &Account, V) -> AppResult<Result<audit::Event, Refusal>>,
+) -> AppResult<StepOutcome<()>> {
+    let Some((pending, account, ceremony)) = pending_ceremony(app, pending_cookie, s.ceremony_cookie, purpose).await?
     else {
         return Ok(StepOutcome::Expired);
     };
@@ -309,8 +312,8 @@ pub async fn with_passkey_enrolment(
         let details = json!({"reason": "throttled", "retry_after_secs": retry_after_secs, "method": "passkey"});
         return step_refused(app, &account, s.browser.source, details, failure).await;
     }
-    let new = match passkeys::finish_registration(app, &ceremony, s.answer)? {
-        Ok(n) => n,
+    let checked = match check(&ceremony, &account).await? {
+        Ok(v) => v,
         Err(refusal) => return step_refusal(app, &account, s.browser.source, &refusal).await,
     };
     let parked = parked_of(app, &pending).await?;
@@ -320,8 +323,7 @@ pub async fn with_passkey_enrolment(
         drop(tx);
         return spent_pending(app, &account, s.browser.source).await;
     }
-    let registered = match passkeys::register_in(app, &mut tx, &ceremony, &account, new, name, s.browser.source).await?
-    {
+    let event = match write(&mut tx, &ceremony, &account, checked).await? {
         Ok(e) => e,
         Err(refusal) => {
             drop(tx);
@@ -335,11 +337,10 @@ pub async fn with_passkey_enrolment(
         factors: Factors::PasswordAndPasskey,
         parked: parked.as_ref().map(|(h, r)| (h.as_str(), r)),
         browser: s.browser,
-        events: vec![registered],
+        events: vec![event],
     };
     let done = complete_in(app, &mut tx, previous.as_ref(), completion).await?;
     let completed = commit(app, tx, done, Some(success)).await?;
-    app.mail_wake.notify_one();
     let return_to = if completed.location.is_none() { pending.return_to.clone() } else { None };
     Ok(StepOutcome::SignedIn { completed, return_to, value: () })
 }

@@ -135,6 +135,7 @@ pub const TEXTS: Texts = Texts {
         security_codes_left: "Recovery codes left:",
         security_disabled: "Two-step verification is off. It is required for administrator accounts and open to everyone.",
         security_enable_button: "Turn on two-step verification",
+        two_factors_asked: "This service asks for two factors: enter your address and password, then use your passkey.",
     },
     passkeys: Passkeys {
         passkey_signin_intro: "Registered a passkey? Enter your address, then use it instead of your password.",

@@ -135,6 +135,7 @@ pub const TEXTS: Texts = Texts {
         security_codes_left: "Codes de secours encore utilisables :",
         security_disabled: "La validation en deux étapes n'est pas activée. Elle est obligatoire pour les comptes d'administration et possible pour tous.",
         security_enable_button: "Activer la validation en deux étapes",
+        two_factors_asked: "Ce service demande deux facteurs : saisissez votre adresse et votre mot de passe, puis utilisez votre clé d'accès.",
     },
     passkeys: Passkeys {
         passkey_signin_intro: "Vous avez enregistré une clé d'accès (passkey) ? Saisissez votre adresse, puis utilisez-la à la place du mot de passe.",

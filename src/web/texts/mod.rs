@@ -85,7 +85,7 @@ catalogue! {
         second_factor_failed, second_factor_throttled, enrol_title, enrol_intro, enrol_step_scan, enrol_step_codes,
         step_1_of_2, step_2_of_2, next_step, enrol_qr_alt, enrol_manual, enrol_key_caption, enrol_button,
         codes_title, codes_intro, codes_list_label, continue_button, security_title, security_enabled, security_codes_left,
-        security_disabled, security_enable_button,
+        security_disabled, security_enable_button, two_factors_asked,
     }
     /// Passkeys (issue 17): sign-in, second factor, enrolment, security page.
     passkeys: Passkeys {
