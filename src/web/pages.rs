@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::i18n::{Locale, text, texts};
@@ -149,6 +150,23 @@ pub fn render(status: StatusCode, template: &str, locale: Locale, path_for_switc
             tracing::error!(template, error = %e, "rendering failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }
+    }
+}
+
+/// A page holding a form: rendered with this browser's CSRF token as
+/// `csrf`, and the cookie that holds it when it is new.
+pub struct FormPage<'a> {
+    pub status: StatusCode,
+    pub template: &'a str,
+    pub locale: Locale,
+    pub path_for_switch: &'a str,
+}
+
+impl FormPage<'_> {
+    pub fn render(&self, config: &Config, jar: CookieJar, extra: Value) -> Response {
+        let (jar, csrf) = super::browser::csrf_token(config, jar);
+        let page = render(self.status, self.template, self.locale, self.path_for_switch, context! { csrf => csrf, ..extra });
+        (jar, page).into_response()
     }
 }
 
