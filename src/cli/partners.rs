@@ -153,7 +153,8 @@ fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
 pub(super) async fn annex2(command: Annex2Command, config: Config) -> Result<(), CliError> {
     let Annex2Command::Set { partner, contacts, transmitted } = command;
     let app = open(config).await?;
-    let annex = crate::provisioning::Annex2 { partner_id: &partner, contacts: contacts.contacts(), transmitted: &transmitted };
+    let annex =
+        crate::provisioning::Annex2 { partner_id: &partner, contacts: contacts.contacts(), transmitted: &transmitted };
     crate::provisioning::set_annex2(&app, annex).await?;
     print_line(json!({"partner_id": partner, "annex2": "replaced"}));
     Ok(())

@@ -43,7 +43,6 @@ pub struct SigninAccountRow {
     pub role_count: i64,
 }
 
-
 /// Rows of one record joined with its roles (`LEFT JOIN`, so a record without
 /// roles is one row with no role) → the record and the roles in row order.
 pub(super) fn fold_roles<T>(rows: impl IntoIterator<Item = (T, Option<String>)>) -> Option<(T, Vec<String>)> {

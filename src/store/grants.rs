@@ -3,9 +3,9 @@
 use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
+use super::accounts::{AccountRow, Person};
 use super::sql::{execute, fetch, queue};
 use super::sync_read::point_row;
-use super::accounts::{AccountRow, Person};
 use super::{Backend, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 

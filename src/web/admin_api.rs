@@ -27,9 +27,9 @@ use super::{AppState, browser};
 use crate::admin::Admin;
 use crate::admin::actions::{self, AlertsRead};
 use crate::admin::annex1::{self, AnnexFile};
-use crate::audit::{self, Source};
 use crate::audit::export::{CsvLayout, Separator};
 use crate::audit::query::{Access, LogQuery, Reader};
+use crate::audit::{self, Source};
 use crate::store::partners::PartnerRow;
 
 /// The body is the file itself, held to the parser's own limit.

@@ -191,7 +191,8 @@ pub async fn rules_script() -> Response {
 }
 
 fn forgot_view(app: &AppState, jar: CookieJar, locale: Locale, sent: bool) -> Response {
-    let page = FormPage { status: StatusCode::OK, template: "forgot.html", locale, path_for_switch: "/password/forgot" };
+    let page =
+        FormPage { status: StatusCode::OK, template: "forgot.html", locale, path_for_switch: "/password/forgot" };
     page.render(&app.config, jar, context! { sent => sent })
 }
 

@@ -165,7 +165,8 @@ pub struct FormPage<'a> {
 impl FormPage<'_> {
     pub fn render(&self, config: &Config, jar: CookieJar, extra: Value) -> Response {
         let (jar, csrf) = super::browser::csrf_token(config, jar);
-        let page = render(self.status, self.template, self.locale, self.path_for_switch, context! { csrf => csrf, ..extra });
+        let page =
+            render(self.status, self.template, self.locale, self.path_for_switch, context! { csrf => csrf, ..extra });
         (jar, page).into_response()
     }
 }

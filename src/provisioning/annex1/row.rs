@@ -212,8 +212,8 @@ impl AnnexRow {
 
 #[cfg(test)]
 mod tests {
-    use super::super::parse::code;
     use super::super::parse::ParseProblem;
+    use super::super::parse::code;
     use super::super::parse::samples::{HEADER, bad_row_problem, csv_ok};
     use super::*;
 

@@ -46,7 +46,13 @@ impl FromRequestParts<AppState> for LogSearch {
 impl LogSearch {
     /// The records `filter` selects, read as `access` (which the log
     /// records with `format`).
-    async fn read(&self, app: &AppState, filter: &EventFilter, access: Access, format: &str) -> Result<Vec<EventRow>, Response> {
+    async fn read(
+        &self,
+        app: &AppState,
+        filter: &EventFilter,
+        access: Access,
+        format: &str,
+    ) -> Result<Vec<EventRow>, Response> {
         let reader = Reader { actor: &self.c.admin.email, source: &self.source, format };
         audit::query::read(&app.store, &app.clock, &self.query, filter, access, reader)
             .await

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::{PageResult, internal, refusal};
 use crate::admin::actions;
-use crate::web::AppState;
 use crate::error::AppResult;
+use crate::web::AppState;
 use crate::web::extract::{AdminPage, Administrator, roles};
 
 /// What a partner's page may say was just done (the `done` of the

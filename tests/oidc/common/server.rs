@@ -212,9 +212,7 @@ pub async fn create_account(app: &App, email: &str, partner: Option<(&str, &str)
         created_at: now,
         updated_at: now,
     };
-    store::accounts::insert(&mut tx, &row)
-    .await
-    .expect("insert account");
+    store::accounts::insert(&mut tx, &row).await.expect("insert account");
     tx.commit().await.expect("commit");
     id
 }
