@@ -388,8 +388,7 @@ fn worksheets<R: Read + std::io::Seek, W: Reader<R>>(book: &W) -> Result<Vec<Str
         .collect())
 }
 
-/// The visible worksheets of `book`, each filled by `read_cells` under one
-/// budget for the whole book.
+/// The visible worksheets of `book`, filled by `read_cells` under one budget.
 fn read_sheets<R: Read + std::io::Seek, W: Reader<R>>(
     mut book: W,
     mut read_cells: impl FnMut(&mut W, &str, &mut SheetRows<'_>, &mut Budget) -> Result<(), ParseProblem>,
@@ -413,16 +412,11 @@ fn read_xlsx(bytes: &[u8]) -> Result<Vec<RawSheet>, ParseProblem> {
         while let Some(cell) = cells.next_cell().map_err(failed)? {
             seen += 1;
             if seen > MAX_XML_CELLS {
-                return Err(ParseProblem {
-                    line: 0,
-                    sheet: Some(name.to_string()),
-                    email: None,
-                    code: code::SHEET_TOO_LARGE,
-                    message: format!(
-                        "La feuille « {name} » compte plus de {MAX_XML_CELLS} cellules, vides ou non : \
-                         une annexe 1 en compte quelques milliers."
-                    ),
-                });
+                let message = format!(
+                    "La feuille « {name} » compte plus de {MAX_XML_CELLS} cellules, vides ou non : \
+                     une annexe 1 en compte quelques milliers."
+                );
+                return Err(fatal(0, Some(name.to_string()), code::SHEET_TOO_LARGE, message));
             }
             let (row, col) = cell.get_position();
             rows.push(budget, row, col, Value::of_data_ref(cell.get_value()))?;
