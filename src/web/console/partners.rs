@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use minijinja::{Value, context};
 use serde::Serialize;
 
@@ -27,10 +28,14 @@ fn partners_page<T: Serialize>(
     partners: AppResult<T>,
     template: &str,
     path: &str,
-) -> PageResult {
-    let partners = partners.map_err(internal(c.locale))?;
-    let ctx = context! { partners => Value::from_serialize(&partners) };
-    Ok(c.render(app, StatusCode::OK, template, path, ctx))
+) -> Response {
+    match partners {
+        Ok(partners) => {
+            let ctx = context! { partners => Value::from_serialize(&partners) };
+            c.render(app, StatusCode::OK, template, path, ctx)
+        }
+        Err(e) => internal(c.locale)(e),
+    }
 }
 
 pub(super) async fn list(
@@ -38,7 +43,7 @@ pub(super) async fn list(
     Administrator(c, _): Administrator<roles::Habilitation>,
 ) -> PageResult {
     let partners = actions::visible_partners(&app, &c.admin).await;
-    partners_page(&app, &c, partners, "admin/partners.html", "/admin/partners")
+    Ok(partners_page(&app, &c, partners, "admin/partners.html", "/admin/partners"))
 }
 
 pub(super) async fn one(
@@ -64,5 +69,5 @@ pub(super) async fn review(
     State(app): State<AppState>,
     Administrator(c, _): Administrator<roles::Habilitation>,
 ) -> PageResult {
-    partners_page(&app, &c, actions::review_board(&app, &c.admin).await, "admin/review.html", "/admin/review")
+    Ok(partners_page(&app, &c, actions::review_board(&app, &c.admin).await, "admin/review.html", "/admin/review"))
 }
