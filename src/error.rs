@@ -32,3 +32,16 @@ impl AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// `failure_from!(E)`: `E` converts into [`AppError::Failure`]; written
+/// where `E` is defined, so that this module imports nothing above it.
+#[macro_export]
+macro_rules! failure_from {
+    ($error:ty) => {
+        impl From<$error> for $crate::error::AppError {
+            fn from(e: $error) -> Self {
+                $crate::error::AppError::Failure(Box::new(e))
+            }
+        }
+    };
+}

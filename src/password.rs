@@ -28,11 +28,7 @@ pub enum HashError {
     Busy,
 }
 
-impl From<HashError> for crate::error::AppError {
-    fn from(e: HashError) -> Self {
-        crate::error::AppError::Failure(Box::new(e))
-    }
-}
+crate::failure_from!(HashError);
 
 type Job = Box<dyn FnOnce() + Send>;
 

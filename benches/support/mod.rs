@@ -22,7 +22,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::crypto::{b64url, random_token, sha256};
-use coop_idp::store::{self, Store, accounts::NewAccount};
+use coop_idp::store::accounts::{AccountRow, Person};
+use coop_idp::store::{self, Store};
 
 pub const PASSWORD: &str = "Correct-Horse-9-Battery";
 pub const EMAIL: &str = "marie.dupont@cc-girou.fr";
@@ -288,6 +289,26 @@ pub fn add_client(bin: &Path, env: &[(String, String)], id: &str, alg: &str) -> 
     printed["client_secret"].as_str().map(str::to_string).ok_or_else(|| "client add printed no secret".to_string())
 }
 
+/// An active account of the partner cc-girou; `names`: given, family, function.
+fn active_account(id: String, email: &str, names: (&str, &str, &str), hash: &str, now: i64) -> AccountRow {
+    AccountRow {
+        id,
+        email_normalized: email.to_string(),
+        person: Person {
+            email: email.to_string(),
+            given_name: names.0.to_string(),
+            family_name: names.1.to_string(),
+            function: names.2.to_string(),
+            partner_id: Some("cc-girou".to_string()),
+            partner_name: None,
+        },
+        state: "active".to_string(),
+        password_hash: Some(hash.to_string()),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// Inserts the active test account through the store layer.
 pub async fn add_account(env: &[(String, String)]) -> BenchResult<()> {
     let config = Config::from_sources(None, env).map_err(|e| e.to_string())?;
@@ -300,37 +321,11 @@ pub async fn add_account(env: &[(String, String)]) -> BenchResult<()> {
     for i in 0..SIGNIN_ACCOUNTS {
         let email = signin_email(i);
         let id = coop_idp::accounts::new_subject();
-        let account = NewAccount {
-            id: &id,
-            email: &email,
-            email_normalized: &email,
-            given_name: "Agent",
-            family_name: "Test",
-            function: "Agent",
-            partner_id: Some("cc-girou"),
-            state: "active",
-            password_hash: Some(&hash),
-            now,
-        };
+        let account = active_account(id, &email, ("Agent", "Test", "Agent"), &hash, now);
         store::accounts::insert(&mut tx, &account).await.map_err(|e| e.to_string())?;
     }
-    store::accounts::insert(
-        &mut tx,
-        &NewAccount {
-            id: &id,
-            email: EMAIL,
-            email_normalized: EMAIL,
-            given_name: "Marie",
-            family_name: "Dupont",
-            function: "Coordinatrice CTG",
-            partner_id: Some("cc-girou"),
-            state: "active",
-            password_hash: Some(&hash),
-            now,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let account = active_account(id, EMAIL, ("Marie", "Dupont", "Coordinatrice CTG"), &hash, now);
+    store::accounts::insert(&mut tx, &account).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     app.store.close().await;
     Ok(())

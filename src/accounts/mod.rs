@@ -5,7 +5,9 @@ mod email;
 
 pub use email::{EmailError, ProfessionalEmail};
 
-use crate::store::accounts::AccountRow;
+use crate::clock::Millis;
+use crate::store::accounts::{AccountRow, Person};
+use crate::store::partners::PartnerRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountState {
@@ -39,26 +41,18 @@ impl AccountState {
 pub struct Account {
     /// The stable, opaque subject (`sub`); never the email.
     pub id: String,
-    pub email: String,
-    pub given_name: String,
-    pub family_name: String,
-    pub function: String,
-    pub partner_id: Option<String>,
-    pub partner_name: Option<String>,
+    pub person: Person,
     pub state: AccountState,
     pub updated_at_ms: i64,
 }
+
+crate::store::accounts::derefs_to_person!(Account);
 
 impl Account {
     pub fn from_row(row: &AccountRow) -> Self {
         Account {
             id: row.id.clone(),
-            email: row.email.clone(),
-            given_name: row.given_name.clone(),
-            family_name: row.family_name.clone(),
-            function: row.function.clone(),
-            partner_id: row.partner_id.clone(),
-            partner_name: row.partner_name.clone(),
+            person: row.person.clone(),
             state: AccountState::parse(&row.state).unwrap_or(AccountState::Closed),
             updated_at_ms: row.updated_at,
         }
@@ -66,6 +60,33 @@ impl Account {
 
     pub fn display_name(&self) -> String {
         format!("{} {}", self.given_name, self.family_name).trim().to_string()
+    }
+}
+
+/// A new `pending` account (no password yet), as it is inserted and as its
+/// activation link reads it; `now` dates its creation.
+pub fn pending_row(
+    id: String,
+    email: &ProfessionalEmail,
+    names: Names<'_>,
+    partner: Option<&PartnerRow>,
+    now: Millis,
+) -> AccountRow {
+    AccountRow {
+        id,
+        email_normalized: email.normalized().to_string(),
+        person: Person {
+            email: email.as_str().to_string(),
+            given_name: names.given_name.to_string(),
+            family_name: names.family_name.to_string(),
+            function: names.function.to_string(),
+            partner_id: partner.map(|p| p.id.clone()),
+            partner_name: partner.map(|p| p.name.clone()),
+        },
+        state: AccountState::Pending.as_str().to_string(),
+        password_hash: None,
+        created_at: now,
+        updated_at: now,
     }
 }
 

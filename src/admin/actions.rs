@@ -131,8 +131,8 @@ pub async fn resend_activation(app: &App, account_id: &str, actor: &str, source:
     let row = account(app, account_id).await?;
     match AccountState::parse(&row.state) {
         Some(AccountState::Pending) => {}
-        Some(AccountState::Closed) | None => return Err(AdminError::Closed(row.email)),
-        Some(AccountState::Active) => return Err(AdminError::NotPending(row.email)),
+        Some(AccountState::Closed) | None => return Err(AdminError::Closed(row.person.email)),
+        Some(AccountState::Active) => return Err(AdminError::NotPending(row.person.email)),
     }
     let now = app.clock.now_ms();
     let mut tx = app.store.begin_write().await?;

@@ -144,10 +144,10 @@ pub async fn grant(app: &App, email: &str, role: &str, actor: &str) -> AdminResu
     let role = Role::parse(role)?;
     let account = account_by_email(app, email).await?;
     if AccountState::parse(&account.state) == Some(AccountState::Closed) {
-        return Err(AdminError::Closed(account.email));
+        return Err(AdminError::Closed(account.person.email));
     }
     if role == Role::PartnerHabilitation && account.partner_id.is_none() {
-        return Err(AdminError::NoPartner(account.email));
+        return Err(AdminError::NoPartner(account.person.email));
     }
     check_caf_role(app, role, &account.email, account.partner_id.as_deref())?;
     change_role(app, &account, role, actor, true).await
@@ -182,7 +182,9 @@ pub async fn reset_second_factor(app: &App, email: &str, actor: &str) -> AdminRe
         let e = account_event(audit::kind::SECOND_FACTOR_RESET, actor, &account);
         audit::append(&app.clock, &mut tx, vec![e]).await?;
         // Its sessions were opened with the factor removed: they end with it.
-        notices = crate::auth::session::end_all_of_account_in(app, &mut tx, &account.id, "second_factor_reset").await?;
+        let now = app.clock.now_ms();
+        notices =
+            crate::auth::session::end_all_of_account_in(app, &mut tx, &account.id, "second_factor_reset", now).await?;
     }
     tx.commit().await?;
     if notices > 0 {
@@ -214,9 +216,9 @@ pub async fn list(app: &App) -> AdminResult<Vec<Administrator>> {
         match out.last_mut() {
             Some(last) if last.account_id == account.id => last.roles.push(role),
             _ => out.push(Administrator {
-                email: account.email,
+                email: account.person.email,
                 account_id: account.id,
-                partner_id: account.partner_id,
+                partner_id: account.person.partner_id,
                 state: account.state,
                 roles: vec![role],
             }),
@@ -285,37 +287,13 @@ pub async fn invite_staff(app: &App, member: StaffMember<'_>, actor: &str) -> Ad
     let (account, created) = match existing {
         Some(a) => (a, false),
         None => {
-            let id = crate::accounts::new_subject();
-            store::accounts::insert(
-                &mut tx,
-                &store::accounts::NewAccount {
-                    id: &id,
-                    email: email.as_str(),
-                    email_normalized: email.normalized(),
-                    given_name: member.given_name.trim(),
-                    family_name: member.family_name.trim(),
-                    function: member.function.trim(),
-                    partner_id: None,
-                    state: AccountState::Pending.as_str(),
-                    password_hash: None,
-                    now,
-                },
-            )
-            .await?;
-            let row = AccountRow {
-                id,
-                email: email.as_str().to_string(),
-                email_normalized: email.normalized().to_string(),
-                given_name: member.given_name.trim().to_string(),
-                family_name: member.family_name.trim().to_string(),
-                function: member.function.trim().to_string(),
-                partner_id: None,
-                partner_name: None,
-                state: AccountState::Pending.as_str().to_string(),
-                password_hash: None,
-                created_at: now,
-                updated_at: now,
+            let names = Names {
+                given_name: member.given_name.trim(),
+                family_name: member.family_name.trim(),
+                function: member.function.trim(),
             };
+            let row = crate::accounts::pending_row(crate::accounts::new_subject(), &email, names, None, now);
+            store::accounts::insert(&mut tx, &row).await?;
             (row, true)
         }
     };
@@ -412,5 +390,5 @@ pub async fn require_admin(app: &App, session: Option<&Session>, allowed: &[Role
     if !session.has_second_factor() {
         return Err(AccessDenied::SecondFactorRequired);
     }
-    Ok(Admin { account_id: account.id, email: account.email, partner_id: account.partner_id, roles })
+    Ok(Admin { account_id: account.id, email: account.person.email, partner_id: account.person.partner_id, roles })
 }

@@ -105,7 +105,7 @@ async fn prepare(app: &App, mut f: Finding) -> AppResult<Prepared> {
     if partners.is_empty() {
         for email in f.emails_for_partners.iter().take(50) {
             if let Some(a) = app.store.account_by_email(email).await?
-                && let Some(p) = a.partner_id
+                && let Some(p) = a.person.partner_id
             {
                 partners.insert(p);
             }
@@ -114,14 +114,14 @@ async fn prepare(app: &App, mut f: Finding) -> AppResult<Prepared> {
     f.partner_ids = partners.iter().cloned().collect();
     let mut contacts: Vec<(String, String)> = Vec::new();
     match app.store.annex3().await? {
-        Some(caf) => contacts.push((caf.security_officer_name, caf.security_officer_email)),
+        Some(caf) => contacts.push((caf.contacts.security_officer_name, caf.contacts.security_officer_email)),
         None => tracing::warn!(detector = f.detector, "security alert but no annex 3: no Caf security officer to tell"),
     }
     for p in &partners {
         if let Some(a2) = app.store.annex2(p).await?
-            && !contacts.iter().any(|(_, m)| m.eq_ignore_ascii_case(&a2.security_officer_email))
+            && !contacts.iter().any(|(_, m)| m.eq_ignore_ascii_case(&a2.contacts.security_officer_email))
         {
-            contacts.push((a2.security_officer_name, a2.security_officer_email));
+            contacts.push((a2.contacts.security_officer_name, a2.contacts.security_officer_email));
         }
     }
     let (title_fr, title_en) = detectors::title(f.detector);

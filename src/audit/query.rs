@@ -182,6 +182,38 @@ fn non_blank(v: &Option<String>) -> Option<String> {
 }
 
 impl LogQuery {
+    /// A query of the text filters (all but the page) that `value` gives
+    /// by the names the admin API and the console give them (the command
+    /// line puts `--` in front).
+    pub fn of_filters(mut value: impl FnMut(&str) -> Option<String>) -> LogQuery {
+        LogQuery {
+            email: value("email"),
+            partner: value("partner"),
+            event: value("event"),
+            outcome: value("outcome"),
+            ip: value("ip"),
+            since: value("since"),
+            until: value("until"),
+            limit: None,
+            offset: None,
+        }
+    }
+
+    /// The text filters given, by those names, in that order.
+    pub fn given_filters(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("email", &self.email),
+            ("partner", &self.partner),
+            ("event", &self.event),
+            ("outcome", &self.outcome),
+            ("ip", &self.ip),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+    }
+
     /// The store filter, every value checked; `default_limit` applies when
     /// no limit was given. A partner is checked against the registered
     /// ones (partners are never deleted, so a partner of an old record is

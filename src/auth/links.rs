@@ -128,7 +128,7 @@ pub async fn record_refusal(
         .source(source)
         .details(serde_json::json!({"purpose": purpose.as_str(), "reason": reason}));
     if let Some(a) = account {
-        e = e.email(a.email).account(a.id).partner(a.partner_id);
+        e = e.email(a.person.email).account(a.id).partner(a.person.partner_id);
     }
     audit::record(&app.store, &app.clock, vec![e]).await;
 }
@@ -224,7 +224,7 @@ async fn replace_password_in(
     let now = app.clock.now_ms();
     store::accounts::update_password_hash(tx, &account.id, hash, now).await?;
     store::credentials::supersede_links_of_account(tx, &account.id, now).await?;
-    let notices = session::end_all_of_account_in(app, tx, &account.id, reason).await?;
+    let notices = session::end_all_of_account_in(app, tx, &account.id, reason, now).await?;
     let message = mail::render(
         &account.email,
         MailKind::PasswordChanged { given_name: &account.given_name, issuer: &app.config.issuer_str() },

@@ -159,7 +159,7 @@ pub async fn expire(app: &App, id_hash: &str, sid: &str, account_id: &str, reaso
         .session(sid)
         .details(serde_json::json!({"reason": reason}));
     if let Some(a) = account {
-        e = e.email(a.email).partner(a.partner_id);
+        e = e.email(a.person.email).partner(a.person.partner_id);
     }
     crate::audit::append(&app.clock, &mut tx, vec![e]).await?;
     tx.commit().await?;
@@ -208,16 +208,16 @@ pub async fn end_in(
 }
 
 /// Ends every session and token of an account inside the caller's
-/// transaction (an access closed by an annex 1 must close all or nothing) and
-/// queues the back-channel notices in it. The caller wakes the sender after
-/// committing.
+/// transaction (an access closed by an annex 1 must close all or nothing),
+/// at the caller's `now`, and queues the back-channel notices in it. The
+/// caller wakes the sender after committing.
 pub async fn end_all_of_account_in(
     app: &App,
     tx: &mut crate::store::WriteTx,
     account_id: &str,
     reason: &str,
+    now: Millis,
 ) -> AppResult<usize> {
-    let now = app.clock.now_ms();
     let ended = store::sessions::end_all_of_account(tx, account_id, reason, now).await?;
     store::grants::revoke_families_of_account(tx, account_id, reason, now).await?;
     store::grants::delete_unredeemed_codes_of_account(tx, account_id);

@@ -26,7 +26,7 @@ pub async fn sign_out(app: &App, cookie: &str, source: &audit::Source) -> AppRes
     let event = audit::Event::new(audit::kind::SIGNOUT, audit::Outcome::Success, email.clone())
         .email(email)
         .account(row.account_id.clone())
-        .partner(account.and_then(|a| a.partner_id))
+        .partner(account.and_then(|a| a.person.partner_id))
         .source(source)
         .session(&row.sid);
     audit::append(&app.clock, &mut tx, vec![event]).await?;

@@ -51,11 +51,7 @@ pub enum VaultError {
     Seal,
 }
 
-impl From<VaultError> for crate::error::AppError {
-    fn from(e: VaultError) -> Self {
-        crate::error::AppError::Failure(Box::new(e))
-    }
-}
+crate::failure_from!(VaultError);
 
 struct SealingKey {
     id: String,

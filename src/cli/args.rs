@@ -190,14 +190,8 @@ pub(super) enum Annex2Command {
     Set {
         #[arg(long)]
         partner: String,
-        #[arg(long = "habilitation-name")]
-        habilitation_name: String,
-        #[arg(long = "habilitation-email")]
-        habilitation_email: String,
-        #[arg(long = "security-name")]
-        security_name: String,
-        #[arg(long = "security-email")]
-        security_email: String,
+        #[command(flatten)]
+        contacts: ContactArgs,
         /// Transmission date (YYYY-MM-DD).
         #[arg(long)]
         transmitted: String,
@@ -208,20 +202,38 @@ pub(super) enum Annex2Command {
 pub(super) enum Annex3Command {
     /// Records the Caf's annex 3 (replaces the previous one).
     Set {
-        #[arg(long = "habilitation-name")]
-        habilitation_name: String,
-        #[arg(long = "habilitation-email")]
-        habilitation_email: String,
-        #[arg(long = "security-name")]
-        security_name: String,
-        #[arg(long = "security-email")]
-        security_email: String,
+        #[command(flatten)]
+        contacts: ContactArgs,
         /// "Name <email>"; repeat the option for each referent.
         #[arg(long = "technical-referent")]
         technical_referents: Vec<String>,
         #[arg(long)]
         transmitted: String,
     },
+}
+
+/// The habilitation manager and the security officer of an annex 2 or 3.
+#[derive(Args)]
+pub(super) struct ContactArgs {
+    #[arg(long = "habilitation-name")]
+    habilitation_name: String,
+    #[arg(long = "habilitation-email")]
+    habilitation_email: String,
+    #[arg(long = "security-name")]
+    security_name: String,
+    #[arg(long = "security-email")]
+    security_email: String,
+}
+
+impl ContactArgs {
+    pub(super) fn contacts(&self) -> crate::provisioning::Contacts<'_> {
+        crate::provisioning::Contacts {
+            habilitation_name: &self.habilitation_name,
+            habilitation_email: &self.habilitation_email,
+            security_name: &self.security_name,
+            security_email: &self.security_email,
+        }
+    }
 }
 
 #[derive(Subcommand)]

@@ -151,43 +151,20 @@ fn read_bounded(path: &Path, max: usize) -> Result<Vec<u8>, CliError> {
 }
 
 pub(super) async fn annex2(command: Annex2Command, config: Config) -> Result<(), CliError> {
-    let Annex2Command::Set {
-        partner,
-        habilitation_name,
-        habilitation_email,
-        security_name,
-        security_email,
-        transmitted,
-    } = command;
+    let Annex2Command::Set { partner, contacts, transmitted } = command;
     let app = open(config).await?;
-    let annex = crate::provisioning::Annex2 {
-        partner_id: &partner,
-        habilitation_name: &habilitation_name,
-        habilitation_email: &habilitation_email,
-        security_name: &security_name,
-        security_email: &security_email,
-        transmitted: &transmitted,
-    };
+    let annex =
+        crate::provisioning::Annex2 { partner_id: &partner, contacts: contacts.contacts(), transmitted: &transmitted };
     crate::provisioning::set_annex2(&app, annex).await?;
     print_line(json!({"partner_id": partner, "annex2": "replaced"}));
     Ok(())
 }
 
 pub(super) async fn annex3(command: Annex3Command, config: Config) -> Result<(), CliError> {
-    let Annex3Command::Set {
-        habilitation_name,
-        habilitation_email,
-        security_name,
-        security_email,
-        technical_referents,
-        transmitted,
-    } = command;
+    let Annex3Command::Set { contacts, technical_referents, transmitted } = command;
     let app = open(config).await?;
     let annex = crate::provisioning::Annex3 {
-        habilitation_name: &habilitation_name,
-        habilitation_email: &habilitation_email,
-        security_name: &security_name,
-        security_email: &security_email,
+        contacts: contacts.contacts(),
         technical_referents: &technical_referents,
         transmitted: &transmitted,
     };

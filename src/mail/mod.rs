@@ -9,15 +9,15 @@ mod templates;
 pub use crate::mail_transport::{MailTransport, TransportError};
 pub use templates::{MailKind, render};
 
-use crate::clock::{Clock, Millis};
+use crate::clock::{Backoff, Clock, Millis};
 use crate::config::Config;
 use crate::crypto::random_b64;
 use crate::error::AppResult;
 use crate::store::mail::OUTBOX;
 use crate::store::{self, Store, StoreResult, WriteTx};
 
-const GIVE_UP_AFTER_MS: Millis = 72 * 3600 * 1000;
-const MAX_BACKOFF_MS: Millis = 10 * 60 * 1000;
+/// Retries after 2 s, 4 s, 8 s … capped at 10 minutes, for 72 hours.
+pub const BACKOFF: Backoff = Backoff { first_ms: 2000, max_ms: 10 * 60 * 1000, give_up_after_ms: 72 * 3600 * 1000 };
 
 /// A message ready to queue.
 pub struct Mail {
@@ -30,11 +30,6 @@ pub struct Mail {
 /// Queues a message inside the caller's transaction.
 pub async fn enqueue(tx: &mut WriteTx, mail: &Mail, now: Millis) -> StoreResult<()> {
     store::mail::enqueue(tx, &random_b64(16), &mail.recipient, &mail.subject, &mail.text, &mail.html, now).await
-}
-
-/// 2 s, 4 s, 8 s … capped at 10 minutes.
-pub fn backoff_ms(attempts: i64) -> Millis {
-    (2000i64 << attempts.clamp(0, 20) as u32).min(MAX_BACKOFF_MS)
 }
 
 /// Messages claimed and delivered together: one claim and one commit of
@@ -69,7 +64,7 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
                 tracing::info!(mail = %row.id, "email delivered");
             }
             Err(e) => {
-                let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
+                let next = BACKOFF.next_attempt(now, row.created_at, row.attempts);
                 OUTBOX.mark_failed(&mut tx, &row.id, &e.to_string(), next, now).await?;
                 if next.is_some() {
                     tracing::warn!(mail = %row.id, attempts = row.attempts + 1, error = %e, "email delivery failed; will retry");
@@ -81,16 +76,4 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
     }
     tx.commit().await?;
     Ok(sent)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_then_caps() {
-        assert_eq!(backoff_ms(0), 2000);
-        assert_eq!(backoff_ms(2), 8000);
-        assert_eq!(backoff_ms(50), MAX_BACKOFF_MS);
-    }
 }

@@ -10,20 +10,14 @@ use serde_json::json;
 use super::clients;
 use crate::app::App;
 use crate::audit;
-use crate::clock::Millis;
+use crate::clock::Backoff;
 use crate::crypto::random_b64;
 use crate::store::backchannel::{BackchannelRow, OUTBOX};
 
 pub const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-/// Give up after a day of failures (the session is long gone by then).
-const GIVE_UP_AFTER_MS: Millis = 24 * 3600 * 1000;
-const MAX_BACKOFF_MS: Millis = 5 * 60 * 1000;
-
-/// Delay before the next attempt: 1 s, 2 s, 4 s … capped at 5 minutes.
-pub fn backoff_ms(attempts: i64) -> Millis {
-    let exp = attempts.clamp(0, 20) as u32;
-    (1000i64 << exp).min(MAX_BACKOFF_MS)
-}
+/// Retries after 1 s, 2 s, 4 s … capped at 5 minutes; gives up after a day
+/// of failures (the session is long gone by then).
+pub const BACKOFF: Backoff = Backoff { first_ms: 1000, max_ms: 5 * 60 * 1000, give_up_after_ms: 24 * 3600 * 1000 };
 
 /// Sends every notification that is due; returns how many were delivered.
 /// Run by the start-up's sender loop, woken by `App::backchannel_wake`.
@@ -57,7 +51,7 @@ pub async fn send_due(app: &App) -> crate::error::AppResult<usize> {
                 audit::append(&app.clock, &mut tx, vec![e]).await?;
             }
             Err(reason) => {
-                let next = (now - row.created_at < GIVE_UP_AFTER_MS).then(|| now + backoff_ms(row.attempts));
+                let next = BACKOFF.next_attempt(now, row.created_at, row.attempts);
                 OUTBOX.mark_failed(&mut tx, &row.id, &reason, next, now).await?;
                 tracing::warn!(client_id = %row.client_id, attempts = row.attempts + 1, reason = %reason, "back-channel logout failed");
                 let e = event(audit::kind::BACKCHANNEL_LOGOUT_FAILED, audit::Outcome::Failure).details(
@@ -95,17 +89,4 @@ async fn send_one(app: &App, row: &BackchannelRow) -> Result<(), String> {
         .await
         .map_err(|e| format!("unreachable: {}", e.without_url()))?;
     if response.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", response.status().as_u16())) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_then_caps() {
-        assert_eq!(backoff_ms(0), 1000);
-        assert_eq!(backoff_ms(3), 8000);
-        assert_eq!(backoff_ms(30), MAX_BACKOFF_MS);
-        assert_eq!(backoff_ms(-1), 1000);
-    }
 }

@@ -98,16 +98,19 @@ pub fn user_claims(account: &Account, roles: &[String], scopes: &[String], reque
 mod tests {
     use super::*;
     use crate::accounts::AccountState;
+    use crate::store::accounts::Person;
 
     fn account() -> Account {
         Account {
             id: "sub1".into(),
-            email: "Marie.Dupont@cc-girou.fr".into(),
-            given_name: "Marie".into(),
-            family_name: "Dupont".into(),
-            function: "Coordinatrice CTG".into(),
-            partner_id: Some("cc-girou".into()),
-            partner_name: Some("CC du Girou".into()),
+            person: Person {
+                email: "Marie.Dupont@cc-girou.fr".into(),
+                given_name: "Marie".into(),
+                family_name: "Dupont".into(),
+                function: "Coordinatrice CTG".into(),
+                partner_id: Some("cc-girou".into()),
+                partner_name: Some("CC du Girou".into()),
+            },
             state: AccountState::Active,
             updated_at_ms: 1_700_000_000_123,
         }

@@ -65,7 +65,7 @@ async fn record_denial(app: &App, client_id: Option<&str>, reason: &str, account
     }
     if let Some(account_id) = account_id {
         if let Ok(Some(row)) = app.store.account_by_id(account_id).await {
-            e = e.email(row.email).partner(row.partner_id);
+            e = e.email(row.person.email).partner(row.person.partner_id);
         }
         e = e.account(account_id);
     }

@@ -53,7 +53,7 @@ pub async fn revoke(
         .source(source)
         .details(serde_json::json!({"token_type": token_type}));
     if let Some(row) = account {
-        e = e.email(row.email).partner(row.partner_id);
+        e = e.email(row.person.email).partner(row.person.partner_id);
     }
     audit::append(&app.clock, &mut tx, vec![e]).await?;
     tx.commit().await?;

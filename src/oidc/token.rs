@@ -44,22 +44,26 @@ pub async fn handle(
     source: &crate::audit::Source,
 ) -> Result<(TokenResponse, TokenEvent), OAuthError> {
     let client = client_auth::authenticate(app, presented, form).await?;
+    let request = TokenRequest { client: &client, form, source };
     match form.get("grant_type") {
-        Some("authorization_code") => {
-            authorization_code(app, &client, form, source).await.map(|r| (r, TokenEvent::Issued))
-        }
-        Some("refresh_token") => refresh_token(app, &client, form, source).await.map(|r| (r, TokenEvent::Refreshed)),
+        Some("authorization_code") => authorization_code(app, request).await.map(|r| (r, TokenEvent::Issued)),
+        Some("refresh_token") => refresh_token(app, request).await.map(|r| (r, TokenEvent::Refreshed)),
         None => Err(OAuthError::invalid_request("grant_type is required")),
         Some(_) => Err(OAuthError::new("unsupported_grant_type", "supported: authorization_code, refresh_token")),
     }
 }
 
-async fn authorization_code(
-    app: &App,
-    client: &Client,
-    form: &Params,
-    source: &crate::audit::Source,
-) -> Result<TokenResponse, OAuthError> {
+/// A token request of an authenticated client, as each grant reads it:
+/// `source` is where it came from, for the connection log.
+#[derive(Clone, Copy)]
+struct TokenRequest<'a> {
+    client: &'a Client,
+    form: &'a Params,
+    source: &'a crate::audit::Source,
+}
+
+async fn authorization_code(app: &App, request: TokenRequest<'_>) -> Result<TokenResponse, OAuthError> {
+    let TokenRequest { client, form, source } = request;
     let code = form.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let redirect_uri =
         form.get("redirect_uri").ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
@@ -160,12 +164,8 @@ async fn punish_code_replay(app: &App, row: &CodeRow) -> Result<(), OAuthError> 
     Ok(())
 }
 
-async fn refresh_token(
-    app: &App,
-    client: &Client,
-    form: &Params,
-    source: &crate::audit::Source,
-) -> Result<TokenResponse, OAuthError> {
+async fn refresh_token(app: &App, request: TokenRequest<'_>) -> Result<TokenResponse, OAuthError> {
+    let TokenRequest { client, form, source } = request;
     let presented =
         form.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let now = app.clock.now_ms();
@@ -224,7 +224,7 @@ async fn refresh_token(
 /// RFC 9700 §4.14.2: a rotated refresh token presented again means it leaked;
 /// the whole family goes.
 async fn revoke_on_reuse(app: &App, family: &FamilyRow, now: Millis) -> Result<(), OAuthError> {
-    let email = app.store.account_by_id(&family.account_id).await?.map(|a| (a.email, a.partner_id));
+    let email = app.store.account_by_id(&family.account_id).await?.map(|a| (a.person.email, a.person.partner_id));
     let mut tx = app.store.begin_write().await?;
     store::grants::revoke_family(&mut tx, &family.id, "refresh_reuse", now).await?;
     let mut event =

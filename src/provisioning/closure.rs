@@ -61,5 +61,5 @@ pub async fn close_by_hand(app: &App, email: &str, reason: &str, actor: &str) ->
     tx.commit().await?;
     app.backchannel_wake.notify_one();
     tracing::info!(account = %row.id, closure_date = %on, "access closed by hand");
-    Ok(Closed { account_id: row.id, email: row.email, partner_id: row.partner_id, closure_date: on })
+    Ok(Closed { account_id: row.id, email: row.person.email, partner_id: row.person.partner_id, closure_date: on })
 }

@@ -7,13 +7,13 @@
 use serde_json::{Value, json};
 
 use super::convention::Convention;
-use crate::accounts::{AccountState, Names, ProfessionalEmail, new_subject};
+use crate::accounts::{AccountState, Names, ProfessionalEmail, new_subject, pending_row};
 use crate::app::App;
 use crate::audit::{self, Event, Outcome};
 use crate::auth::links::{self, Purpose};
 use crate::clock::Millis;
 use crate::error::{AppError, AppResult};
-use crate::store::{self, WriteTx, accounts::AccountRow, accounts::NewAccount, partners::PartnerRow};
+use crate::store::{self, WriteTx, accounts::AccountRow, partners::PartnerRow};
 
 /// Who an access is opened for, and who opens it.
 pub struct Access<'a> {
@@ -36,57 +36,29 @@ pub async fn open_account(
     access: &Access<'_>,
     now: Millis,
 ) -> AppResult<(String, [Event; 2])> {
-    let id = new_subject();
-    store::accounts::insert(
-        tx,
-        &NewAccount {
-            id: &id,
-            email: access.email.as_str(),
-            email_normalized: access.email.normalized(),
-            given_name: access.names.given_name,
-            family_name: access.names.family_name,
-            function: access.names.function,
-            partner_id: Some(&access.partner.id),
-            state: AccountState::Pending.as_str(),
-            password_hash: None,
-            now,
-        },
-    )
-    .await?;
-    let records = activation(app, tx, &id, access, audit::kind::ACCESS_OPENED).await?;
-    Ok((id, records))
+    let row = pending_row(new_subject(), access.email, access.names, Some(access.partner), now);
+    store::accounts::insert(tx, &row).await?;
+    let records = activation(app, tx, &row, access, audit::kind::ACCESS_OPENED).await?;
+    Ok((row.id, records))
 }
 
 /// Queues a fresh activation link for account `id`, which the caller has
 /// just made `pending` again; returns its log records (`access_reopened`,
 /// `activation_sent`), as [`open_account`] does.
 pub async fn reinvite(app: &App, tx: &mut WriteTx, id: &str, access: &Access<'_>) -> AppResult<[Event; 2]> {
-    activation(app, tx, id, access, audit::kind::ACCESS_REOPENED).await
+    // The link's email needs the account as it now stands, not as read before.
+    let row = pending_row(id.to_string(), access.email, access.names, Some(access.partner), 0);
+    activation(app, tx, &row, access, audit::kind::ACCESS_REOPENED).await
 }
 
 async fn activation(
     app: &App,
     tx: &mut WriteTx,
-    id: &str,
+    row: &AccountRow,
     access: &Access<'_>,
     opened: &'static str,
 ) -> AppResult<[Event; 2]> {
-    // The link's email needs the account as it now stands, not as read before.
-    let row = AccountRow {
-        id: id.to_string(),
-        email: access.email.as_str().to_string(),
-        email_normalized: access.email.normalized().to_string(),
-        given_name: access.names.given_name.to_string(),
-        family_name: access.names.family_name.to_string(),
-        function: access.names.function.to_string(),
-        partner_id: Some(access.partner.id.clone()),
-        partner_name: Some(access.partner.name.clone()),
-        state: AccountState::Pending.as_str().to_string(),
-        password_hash: None,
-        created_at: 0,
-        updated_at: 0,
-    };
-    links::create_and_mail(app, tx, &row, Purpose::Activation).await?;
+    links::create_and_mail(app, tx, row, Purpose::Activation).await?;
     let record = |kind| {
         Event::new(kind, Outcome::Success, access.actor)
             .email(row.email.clone())

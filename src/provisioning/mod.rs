@@ -163,7 +163,7 @@ pub async fn close_access_in(
     store::credentials::supersede_links_of_account(tx, account_id, now).await?;
     // A closed access keeps no way in: its passkeys go with its other credentials.
     store::passkeys::delete_of_account(tx, account_id).await?;
-    crate::auth::session::end_all_of_account_in(app, tx, account_id, reason).await?;
+    crate::auth::session::end_all_of_account_in(app, tx, account_id, reason, now).await?;
     Ok(())
 }
 
@@ -228,14 +228,31 @@ const SECURITY_NAME: &str = "nom du responsable de la sécurité / security offi
 const SECURITY_EMAIL: &str = "adresse du responsable de la sécurité / security officer's email";
 const TECHNICAL_REFERENT: &str = "référent technique / technical referent";
 
-/// A partner's annex 2 (its habilitation manager and security officer);
-/// replaces the previous one (R14).
-pub struct Annex2<'a> {
-    pub partner_id: &'a str,
+/// The habilitation manager and the security officer of an annex 2 or 3,
+/// as typed.
+pub struct Contacts<'a> {
     pub habilitation_name: &'a str,
     pub habilitation_email: &'a str,
     pub security_name: &'a str,
     pub security_email: &'a str,
+}
+
+impl Contacts<'_> {
+    fn checked(&self) -> AppResult<store::partners::ContactsRow> {
+        Ok(store::partners::ContactsRow {
+            habilitation_manager_name: non_empty(HABILITATION_NAME, self.habilitation_name)?,
+            habilitation_manager_email: contact_email(HABILITATION_EMAIL, self.habilitation_email)?,
+            security_officer_name: non_empty(SECURITY_NAME, self.security_name)?,
+            security_officer_email: contact_email(SECURITY_EMAIL, self.security_email)?,
+        })
+    }
+}
+
+/// A partner's annex 2 (its habilitation manager and security officer);
+/// replaces the previous one (R14).
+pub struct Annex2<'a> {
+    pub partner_id: &'a str,
+    pub contacts: Contacts<'a>,
     pub transmitted: &'a str,
 }
 
@@ -245,10 +262,7 @@ pub async fn set_annex2(app: &App, a: Annex2<'_>) -> AppResult<()> {
     }
     let row = store::partners::Annex2Row {
         partner_id: a.partner_id.to_string(),
-        habilitation_manager_name: non_empty(HABILITATION_NAME, a.habilitation_name)?,
-        habilitation_manager_email: contact_email(HABILITATION_EMAIL, a.habilitation_email)?,
-        security_officer_name: non_empty(SECURITY_NAME, a.security_name)?,
-        security_officer_email: contact_email(SECURITY_EMAIL, a.security_email)?,
+        contacts: a.contacts.checked()?,
         transmitted_on: checked_date(TRANSMISSION_DATE, a.transmitted)?,
     };
     let mut tx = app.store.begin_write().await?;
@@ -261,10 +275,7 @@ pub async fn set_annex2(app: &App, a: Annex2<'_>) -> AppResult<()> {
 /// The Caf's annex 3 (habilitation manager, security officer, technical
 /// referents given as "Name <email>"); replaces the previous one (R14).
 pub struct Annex3<'a> {
-    pub habilitation_name: &'a str,
-    pub habilitation_email: &'a str,
-    pub security_name: &'a str,
-    pub security_email: &'a str,
+    pub contacts: Contacts<'a>,
     pub technical_referents: &'a [String],
     pub transmitted: &'a str,
 }
@@ -284,10 +295,7 @@ pub async fn set_annex3(app: &App, a: Annex3<'_>) -> AppResult<()> {
         ));
     }
     let row = store::partners::Annex3Row {
-        habilitation_manager_name: non_empty(HABILITATION_NAME, a.habilitation_name)?,
-        habilitation_manager_email: contact_email(HABILITATION_EMAIL, a.habilitation_email)?,
-        security_officer_name: non_empty(SECURITY_NAME, a.security_name)?,
-        security_officer_email: contact_email(SECURITY_EMAIL, a.security_email)?,
+        contacts: a.contacts.checked()?,
         technical_referents: serde_json::to_string(&referents).unwrap_or_else(|_| "[]".into()),
         transmitted_on: checked_date(TRANSMISSION_DATE, a.transmitted)?,
     };

@@ -81,7 +81,7 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
     let reviews = review(&app.store, &app.clock).await?;
     let mut sent = 0;
     for r in reviews.iter().filter(|r| r.status != ReviewStatus::UpToDate) {
-        let Some(contact) = app.store.annex2(&r.partner_id).await? else {
+        let Some(annex2) = app.store.annex2(&r.partner_id).await? else {
             // The reminders run every minute on every instance: the warning
             // is recorded like a reminder (kind `no_contact`, keyed by the
             // day), so it is logged once a day by one instance, restarts
@@ -103,9 +103,9 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
         };
         let kind = if r.status == ReviewStatus::Overdue { "overdue" } else { "due_soon" };
         let message = mail::render(
-            &contact.habilitation_manager_email,
+            &annex2.contacts.habilitation_manager_email,
             MailKind::ReviewReminder {
-                name: &contact.habilitation_manager_name,
+                name: &annex2.contacts.habilitation_manager_name,
                 partner_name: &r.partner_name,
                 deadline: &r.deadline,
                 overdue: r.status == ReviewStatus::Overdue,
@@ -128,8 +128,8 @@ pub async fn send_reminders(app: &App) -> AppResult<usize> {
             .map(|r| format!("{} ({}) — échéance / deadline {}", r.partner_name, r.partner_id, r.deadline))
             .collect();
         let message = mail::render(
-            &caf.habilitation_manager_email,
-            MailKind::ReviewDigest { name: &caf.habilitation_manager_name, partners: &lines },
+            &caf.contacts.habilitation_manager_email,
+            MailKind::ReviewDigest { name: &caf.contacts.habilitation_manager_name, partners: &lines },
         )
         .map_err(|e| AppError::Invalid(e.to_string()))?;
         let mut tx = app.store.begin_write().await?;

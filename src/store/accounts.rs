@@ -7,18 +7,31 @@ use crate::clock::Millis;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccountRow {
     pub id: String,
-    pub email: String,
     pub email_normalized: String,
-    pub given_name: String,
-    pub family_name: String,
-    pub function: String,
-    pub partner_id: Option<String>,
-    pub partner_name: Option<String>,
+    #[sqlx(flatten)]
+    pub person: Person,
     pub state: String,
     pub password_hash: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
+
+/// `derefs_to_person!(T)`: a `T` reads as the [`Person`] of its field
+/// `person` (`account.email`).
+macro_rules! derefs_to_person {
+    ($type:ty) => {
+        impl std::ops::Deref for $type {
+            type Target = $crate::store::accounts::Person;
+
+            fn deref(&self) -> &Self::Target {
+                &self.person
+            }
+        }
+    };
+}
+pub(crate) use derefs_to_person;
+
+derefs_to_person!(AccountRow);
 
 /// An account with the counts that decide its second step (see
 /// [`Store::signin_account`]).
@@ -28,19 +41,6 @@ pub struct SigninAccountRow {
     pub account: AccountRow,
     pub totp_count: i64,
     pub role_count: i64,
-}
-
-pub struct NewAccount<'a> {
-    pub id: &'a str,
-    pub email: &'a str,
-    pub email_normalized: &'a str,
-    pub given_name: &'a str,
-    pub family_name: &'a str,
-    pub function: &'a str,
-    pub partner_id: Option<&'a str>,
-    pub state: &'a str,
-    pub password_hash: Option<&'a str>,
-    pub now: Millis,
 }
 
 /// Rows of one record joined with its roles (`LEFT JOIN`, so a record without
@@ -97,13 +97,15 @@ impl Store {
     }
 }
 
-pub async fn insert(tx: &mut WriteTx, a: &NewAccount<'_>) -> StoreResult<()> {
+/// Inserts `a` as it stands (its `partner_name` is the partner's, not stored).
+pub async fn insert(tx: &mut WriteTx, a: &AccountRow) -> StoreResult<()> {
+    let p = &a.person;
     queue_insert!(
         tx, "account",
         "INSERT INTO accounts (id, email, email_normalized, given_name, family_name, function, partner_id, \
-         state, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)";
-        a.id, a.email, a.email_normalized, a.given_name, a.family_name, a.function, a.partner_id, a.state,
-        a.password_hash, a.now
+         state, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+        &a.id, &p.email, &a.email_normalized, &p.given_name, &p.family_name, &p.function, &p.partner_id, &a.state,
+        &a.password_hash, a.created_at, a.updated_at
     );
     Ok(())
 }
@@ -259,7 +261,7 @@ impl Store {
     }
 }
 
-/// Who an account is, as its list and its views show it.
+/// Who an account is, as its list, its views and its tokens show it.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Person {
     pub email: String,

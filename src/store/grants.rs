@@ -3,9 +3,10 @@
 use std::sync::LazyLock;
 
 use super::accounts::fold_roles;
+use super::accounts::{AccountRow, Person};
 use super::sql::{execute, fetch, queue};
 use super::sync_read::point_row;
-use super::{Backend, Store, StoreResult, WriteTx, accounts::AccountRow};
+use super::{Backend, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
 point_row! {
@@ -108,13 +109,15 @@ impl GrantAccount {
         let account = match (self.account_state, self.account_created_at, self.account_updated_at) {
             (Some(state), Some(created_at), Some(updated_at)) => Some(AccountRow {
                 id: account_id.to_string(),
-                email: self.account_email.unwrap_or_default(),
                 email_normalized: self.account_email_normalized.unwrap_or_default(),
-                given_name: self.account_given_name.unwrap_or_default(),
-                family_name: self.account_family_name.unwrap_or_default(),
-                function: self.account_function.unwrap_or_default(),
-                partner_id: self.account_partner_id,
-                partner_name: self.account_partner_name,
+                person: Person {
+                    email: self.account_email.unwrap_or_default(),
+                    given_name: self.account_given_name.unwrap_or_default(),
+                    family_name: self.account_family_name.unwrap_or_default(),
+                    function: self.account_function.unwrap_or_default(),
+                    partner_id: self.account_partner_id,
+                    partner_name: self.account_partner_name,
+                },
                 state,
                 password_hash: None,
                 created_at,

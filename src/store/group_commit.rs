@@ -344,6 +344,16 @@ mod tests {
             .expect("rows")
     }
 
+    /// The value of key `k` in table `t`.
+    fn value(conn: &Connection, k: &str) -> i64 {
+        conn.query_row("SELECT v FROM t WHERE k = ?1", [k], |r| r.get(0)).expect("row")
+    }
+
+    /// The rows of table `t` (-1 when it cannot be read).
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap_or(-1)
+    }
+
     fn insert(k: &str, v: i64) -> Queued {
         Queued::new("INSERT INTO t (k, v) VALUES ($1, $2)", vec![k.into(), v.into()])
     }
@@ -373,16 +383,14 @@ mod tests {
         run_sql(&conn, "INSERT INTO t (k, v) VALUES ($1, $2)", &["restarted".into(), 0.into()]).expect("insert");
         let restarted = frames(&conn);
         assert!(restarted < 10, "the next write starts at the beginning of the WAL: {restarted}");
-        let rows: i64 = conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).expect("count");
-        assert_eq!(rows, 202, "nothing lost");
+        assert_eq!(count(&conn), 202, "nothing lost");
     }
 
     #[test]
     fn parameters_bind_by_number_whatever_their_order_of_appearance() {
         let (_dir, conn) = open();
         run_sql(&conn, "INSERT INTO t (v, k) VALUES ($2, $1)", &["a".into(), 7.into()]).expect("insert");
-        let v: i64 = conn.query_row("SELECT v FROM t WHERE k = 'a'", [], |r| r.get(0)).expect("row");
-        assert_eq!(v, 7);
+        assert_eq!(value(&conn, "a"), 7);
     }
 
     #[test]
@@ -401,8 +409,7 @@ mod tests {
         let keys = keys(&conn);
         // "c" went with its failed transaction.
         assert_eq!(keys, ["a", "b", "d"]);
-        let v: i64 = conn.query_row("SELECT v FROM t WHERE k = 'a'", [], |r| r.get(0)).expect("row");
-        assert_eq!(v, 1);
+        assert_eq!(value(&conn, "a"), 1);
     }
 
     #[test]
@@ -412,8 +419,6 @@ mod tests {
         let (results, head) = commit_batch(&conn, &mut [alone]);
         assert!(results[0].is_err(), "second insert collides");
         assert_eq!(head, None);
-        let count =
-            |conn: &Connection| -> i64 { conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap_or(-1) };
         assert_eq!(count(&conn), 0, "its first statement is undone too");
         assert!(conn.is_autocommit(), "no transaction left open");
 

@@ -2,7 +2,7 @@
 //! compare-and-set of the next attempt, and a failure that either retries
 //! later or gives up.
 
-use super::sql::execute;
+use super::sql::{execute, set_alone};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -28,15 +28,12 @@ impl Outbox {
         seen_next_attempt_at: Millis,
         lease_until: Millis,
     ) -> StoreResult<bool> {
-        let mut tx = store.begin_write().await?;
         let Outbox { table, done, given_up, .. } = self;
         let sql = format!(
             "UPDATE {table} SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 \
              AND {done} IS NULL AND {given_up} IS NULL"
         );
-        let claimed = execute!(tx, &sql; lease_until, id, seen_next_attempt_at) == 1;
-        tx.commit().await?;
-        Ok(claimed)
+        Ok(set_alone!(store, &sql; lease_until, id, seen_next_attempt_at))
     }
 
     /// The message went out (one more attempt, the last).

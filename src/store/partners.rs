@@ -99,22 +99,29 @@ pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> 
     Ok(())
 }
 
+/// The habilitation manager and the security officer an annex 2 or 3 names.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
-pub struct Annex2Row {
-    pub partner_id: String,
+pub struct ContactsRow {
     pub habilitation_manager_name: String,
     pub habilitation_manager_email: String,
     pub security_officer_name: String,
     pub security_officer_email: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct Annex2Row {
+    pub partner_id: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub contacts: ContactsRow,
     pub transmitted_on: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Annex3Row {
-    pub habilitation_manager_name: String,
-    pub habilitation_manager_email: String,
-    pub security_officer_name: String,
-    pub security_officer_email: String,
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub contacts: ContactsRow,
     /// JSON list of "Name <email>".
     pub technical_referents: String,
     pub transmitted_on: String,
@@ -146,8 +153,8 @@ pub async fn replace_annex2(tx: &mut WriteTx, a: &Annex2Row) -> StoreResult<()> 
         tx,
         "INSERT INTO annex2 (partner_id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
          security_officer_email, transmitted_on) VALUES ($1, $2, $3, $4, $5, $6)";
-        &a.partner_id, &a.habilitation_manager_name, &a.habilitation_manager_email, &a.security_officer_name,
-        &a.security_officer_email, &a.transmitted_on
+        &a.partner_id, &a.contacts.habilitation_manager_name, &a.contacts.habilitation_manager_email,
+        &a.contacts.security_officer_name, &a.contacts.security_officer_email, &a.transmitted_on
     );
     Ok(())
 }
@@ -159,8 +166,8 @@ pub async fn replace_annex3(tx: &mut WriteTx, a: &Annex3Row) -> StoreResult<()> 
         tx,
         "INSERT INTO annex3 (id, habilitation_manager_name, habilitation_manager_email, security_officer_name, \
          security_officer_email, technical_referents, transmitted_on) VALUES (1, $1, $2, $3, $4, $5, $6)";
-        &a.habilitation_manager_name, &a.habilitation_manager_email, &a.security_officer_name,
-        &a.security_officer_email, &a.technical_referents, &a.transmitted_on
+        &a.contacts.habilitation_manager_name, &a.contacts.habilitation_manager_email,
+        &a.contacts.security_officer_name, &a.contacts.security_officer_email, &a.technical_referents, &a.transmitted_on
     );
     Ok(())
 }

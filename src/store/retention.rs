@@ -4,7 +4,7 @@
 //! purge runs (events, sessions, accounts, annexes) are in those tables'
 //! files; every one runs inside the purge's transaction.
 
-use super::sql::{execute, fetch};
+use super::sql::{execute, fetch, set_alone};
 use super::{Backend, Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -19,16 +19,13 @@ pub async fn try_acquire_lease(
     now: Millis,
     expires_ms: Millis,
 ) -> StoreResult<bool> {
-    let mut tx = store.begin_write().await?;
-    let done = execute!(
-        tx,
+    Ok(set_alone!(
+        store,
         "INSERT INTO job_leases (name, holder, expires_ms) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
          WHERE job_leases.expires_ms <= $4";
         name, holder, expires_ms, now
-    );
-    tx.commit().await?;
-    Ok(done == 1)
+    ))
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

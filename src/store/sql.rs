@@ -15,6 +15,19 @@ macro_rules! execute {
 }
 pub(super) use execute;
 
+/// `set_alone!(store, SQL; p1, …)`: `execute!` of a compare-and-set in a
+/// write transaction of its own, committed at once; evaluates to whether
+/// it changed exactly one row (false: another process got there first).
+macro_rules! set_alone {
+    ($store:expr, $sql:expr $(; $($param:expr),* $(,)?)?) => {{
+        let mut tx = $store.begin_write().await?;
+        let changed = $crate::store::sql::execute!(tx, $sql $(; $($param),*)?);
+        tx.commit().await?;
+        changed == 1
+    }};
+}
+pub(super) use set_alone;
+
 /// `insert!(tx, "account", SQL; p1, …)`: `execute!` for an insert whose
 /// unique-constraint violation means the record already exists
 /// (`StoreError::Conflict("account")`).

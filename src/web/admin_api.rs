@@ -11,22 +11,26 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::cookie::CookieJar;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, no_store};
 use super::extract::{ApiAdministrator, ApiCsrf, SourceAddress, roles};
 use super::i18n::Locale;
 use super::{AppState, browser};
+use crate::admin::Admin;
 use crate::admin::actions::{self, AlertsRead};
 use crate::admin::annex1::{self, AnnexFile};
-use crate::audit;
 use crate::audit::export::{CsvLayout, Separator};
 use crate::audit::query::{Access, LogQuery, Reader};
+use crate::audit::{self, Source};
+use crate::store::partners::PartnerRow;
 
 /// The body is the file itself, held to the parser's own limit.
 const MAX_ANNEX_BYTES: usize = crate::provisioning::annex1::limits::MAX_FILE_BYTES;
@@ -171,15 +175,9 @@ async fn logs(
     let format = export_format(&params)?;
     let locale = export_locale(&headers, &params)?;
     let query = LogQuery {
-        email: params.get("email").cloned(),
-        partner: params.get("partner").cloned(),
-        event: params.get("event").cloned(),
-        outcome: params.get("outcome").cloned(),
-        ip: params.get("ip").cloned(),
-        since: params.get("since").cloned(),
-        until: params.get("until").cloned(),
         limit: number(&params, "limit")?,
         offset: number(&params, "offset")?,
+        ..LogQuery::of_filters(|name| params.get(name).cloned())
     };
     let filter = query.validate(&app.store, DEFAULT_LIMIT).await?;
     let access = if format == "csv" { Access::Export } else { Access::Read };
@@ -215,31 +213,41 @@ async fn alerts(
     Ok(json_response(StatusCode::OK, json!({"alerts": list})))
 }
 
+/// A list of partners (those this administrator may see).
+fn partners_response(partners: impl Serialize) -> ApiResult {
+    Ok(json_response(StatusCode::OK, json!({ "partners": partners })))
+}
+
 async fn partners(
     State(app): State<AppState>,
     ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
 ) -> ApiResult {
-    let out = actions::visible_partners(&app, &admin).await?;
-    Ok(json_response(StatusCode::OK, json!({"partners": out})))
+    partners_response(actions::visible_partners(&app, &admin).await?)
 }
 
-/// 403 for a partner this administrator may not see (before saying whether
-/// it exists), 404 when it does not exist.
-async fn partner(
-    State(app): State<AppState>,
-    ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let p = actions::visible_partner(&app, &admin, &id).await?;
+/// The partner of the path's `{id}`, for a habilitation manager who may see
+/// it: 403 for another (before saying whether it exists), 404 when it does
+/// not exist.
+struct VisiblePartner(PartnerRow);
+
+impl FromRequestParts<AppState> for VisiblePartner {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let (ApiAdministrator(admin, _), Path(id)) =
+            <(ApiAdministrator<roles::Habilitation>, Path<String>)>::from_request_parts(parts, app).await?;
+        match actions::visible_partner(app, &admin, &id).await {
+            Ok(p) => Ok(VisiblePartner(p)),
+            Err(e) => Err(ApiError::from(e).into_response()),
+        }
+    }
+}
+
+async fn partner(State(app): State<AppState>, VisiblePartner(p): VisiblePartner) -> ApiResult {
     Ok(json_response(StatusCode::OK, actions::partner_summary(&app, &p).await?))
 }
 
-async fn partner_accounts(
-    State(app): State<AppState>,
-    ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
-    Path(id): Path<String>,
-) -> ApiResult {
-    let p = actions::visible_partner(&app, &admin, &id).await?;
+async fn partner_accounts(State(app): State<AppState>, VisiblePartner(p): VisiblePartner) -> ApiResult {
     let accounts = actions::partner_accounts(&app, &p.id).await?;
     Ok(json_response(StatusCode::OK, json!({"partner_id": p.id, "accounts": accounts})))
 }
@@ -273,24 +281,29 @@ async fn annex1(
     Ok(json_response(status, serde_json::to_value(&outcome.plan).unwrap_or_default()))
 }
 
-async fn resend_activation(
-    State(app): State<AppState>,
-    ApiAdministrator(admin, _): ApiAdministrator<roles::CafHabilitation>,
-    _: ApiCsrf,
-    SourceAddress(source): SourceAddress,
-    Path(id): Path<String>,
-) -> ApiResult {
+/// A Caf habilitation manager's action on the account of the path's
+/// `{id}`: the gate, then the CSRF header, then where it came from.
+struct AccountAction(Admin, Source, String);
+
+impl FromRequestParts<AppState> for AccountAction {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let (ApiAdministrator(admin, _), ApiCsrf, SourceAddress(source), Path(id)) =
+            <(ApiAdministrator<roles::CafHabilitation>, ApiCsrf, SourceAddress, Path<String>)>::from_request_parts(
+                parts, app,
+            )
+            .await?;
+        Ok(AccountAction(admin, source, id))
+    }
+}
+
+async fn resend_activation(State(app): State<AppState>, AccountAction(admin, source, id): AccountAction) -> ApiResult {
     actions::resend_activation(&app, &id, &admin.email, &source).await?;
     Ok(json_response(StatusCode::OK, json!({"account_id": id, "activation_sent": true})))
 }
 
-async fn close_access(
-    State(app): State<AppState>,
-    ApiAdministrator(admin, _): ApiAdministrator<roles::CafHabilitation>,
-    _: ApiCsrf,
-    SourceAddress(source): SourceAddress,
-    Path(id): Path<String>,
-) -> ApiResult {
+async fn close_access(State(app): State<AppState>, AccountAction(admin, source, id): AccountAction) -> ApiResult {
     let closed = actions::close_access(&app, &id, &admin.email, &source).await?;
     Ok(json_response(StatusCode::OK, json!({"account_id": id, "closed": closed})))
 }
@@ -301,6 +314,5 @@ async fn review(
     State(app): State<AppState>,
     ApiAdministrator(admin, _): ApiAdministrator<roles::Habilitation>,
 ) -> ApiResult {
-    let list = actions::review_board(&app, &admin).await?;
-    Ok(json_response(StatusCode::OK, json!({"partners": list})))
+    partners_response(actions::review_board(&app, &admin).await?)
 }

@@ -143,9 +143,13 @@ mod tests {
 
     #[test]
     fn content_types_follow_the_extension() {
-        assert_eq!(content_type("fonts/Marianne-Bold.woff2"), "font/woff2");
-        assert_eq!(content_type("icons/system/close-line.svg"), "image/svg+xml");
-        assert_eq!(content_type("dsfr.min.css"), "text/css; charset=utf-8");
-        assert_eq!(content_type("x"), "application/octet-stream");
+        for (path, kind) in [
+            ("fonts/Marianne-Bold.woff2", "font/woff2"),
+            ("icons/system/close-line.svg", "image/svg+xml"),
+            ("dsfr.min.css", "text/css; charset=utf-8"),
+            ("x", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(path), kind, "{path}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::browser::PageLocale;
 use super::extract::{CheckedForm, SourceAddress};
 use super::i18n::{Locale, text};
+use super::pages::FormPage;
 use super::{AppState, browser, error, pages};
 use crate::audit::Source;
 use crate::auth::links::{self, LinkProblem, Purpose, SetPasswordError, Typed};
@@ -51,7 +52,6 @@ struct FormView<'a> {
 }
 
 fn render_form(app: &AppState, jar: CookieJar, locale: Locale, purpose: Purpose, view: FormView) -> Response {
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
     let (action, heading) = purpose_page(purpose);
     let password_errors: Vec<&str> =
         view.violations.iter().filter(|v| **v != Violation::Mismatch).map(|v| text(locale, v.key())).collect();
@@ -66,23 +66,21 @@ fn render_form(app: &AppState, jar: CookieJar, locale: Locale, purpose: Purpose,
         })
         .collect();
     let status = if view.violations.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let page = pages::render(
-        status,
-        "password_form.html",
-        locale,
-        &format!("{action}?token={}", view.token),
+    let path = format!("{action}?token={}", view.token);
+    let page = FormPage { status, template: "password_form.html", locale, path_for_switch: &path };
+    page.render(
+        &app.config,
+        jar,
         context! {
             heading => text(locale, heading),
             action => action,
-            csrf => csrf,
             token => view.token,
             email => view.email,
             errors => errors,
             password_errors => password_errors,
             confirmation_error => confirmation_error,
         },
-    );
-    (jar, page).into_response()
+    )
 }
 
 async fn show(
@@ -131,7 +129,7 @@ async fn submit(app: AppState, source: Source, checked: CheckedForm, purpose: Pu
         }
         Ok(Err(SetPasswordError::Policy(violations))) => {
             let email = match links::inspect(&app, &token, purpose).await {
-                Ok(Ok(a)) => a.email,
+                Ok(Ok(a)) => a.person.email,
                 _ => String::new(),
             };
             render_form(&app, jar, locale, purpose, FormView { token: &token, email: &email, violations: &violations })
@@ -193,15 +191,9 @@ pub async fn rules_script() -> Response {
 }
 
 fn forgot_view(app: &AppState, jar: CookieJar, locale: Locale, sent: bool) -> Response {
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
-    let page = pages::render(
-        StatusCode::OK,
-        "forgot.html",
-        locale,
-        "/password/forgot",
-        context! { csrf => csrf, sent => sent },
-    );
-    (jar, page).into_response()
+    let page =
+        FormPage { status: StatusCode::OK, template: "forgot.html", locale, path_for_switch: "/password/forgot" };
+    page.render(&app.config, jar, context! { sent => sent })
 }
 
 pub async fn forgot_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
@@ -243,7 +235,6 @@ struct ChangeView<'a> {
 }
 
 fn render_change(app: &AppState, jar: CookieJar, locale: Locale, view: ChangeView) -> Response {
-    let (jar, csrf) = browser::csrf_token(&app.config, jar);
     let password_errors: Vec<&str> =
         view.violations.iter().filter(|v| **v != Violation::Mismatch).map(|v| text(locale, v.key())).collect();
     let confirmation_error =
@@ -257,15 +248,13 @@ fn render_change(app: &AppState, jar: CookieJar, locale: Locale, view: ChangeVie
         errors.push(context! { field => field, message => text(locale, v.key()) });
     }
     let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
-    let page = pages::render(
-        status,
-        "password_form.html",
-        locale,
-        "/password/change",
+    let page = FormPage { status, template: "password_form.html", locale, path_for_switch: "/password/change" };
+    page.render(
+        &app.config,
+        jar,
         context! {
             heading => text(locale, "change_title"),
             action => "/password/change",
-            csrf => csrf,
             email => view.email,
             ask_current => true,
             current_error => view.current_error,
@@ -273,8 +262,7 @@ fn render_change(app: &AppState, jar: CookieJar, locale: Locale, view: ChangeVie
             password_errors => password_errors,
             confirmation_error => confirmation_error,
         },
-    );
-    (jar, page).into_response()
+    )
 }
 
 pub async fn change_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {

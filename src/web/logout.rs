@@ -27,7 +27,8 @@ pub async fn logout(State(app): State<AppState>, call: ProtocolCall) -> Response
         LogoutDecision::Error(e) => pages::error_page(StatusCode::BAD_REQUEST, locale, logout_error_key(e)),
         LogoutDecision::Confirm { client_id, post_logout_redirect_uri, state } => {
             let values = context! { client_id => client_id, post_logout_redirect_uri => post_logout_redirect_uri, state => state };
-            pages::render_form(&app.config, jar, StatusCode::OK, "logout_confirm.html", locale, "", values)
+            pages::FormPage { status: StatusCode::OK, template: "logout_confirm.html", locale, path_for_switch: "" }
+                .render(&app.config, jar, values)
         }
         LogoutDecision::SignOut { redirect } => {
             sign_out(&app, jar, locale, redirect, super::audit_source(&app, peer, &headers)).await

@@ -153,19 +153,22 @@ pub fn render(status: StatusCode, template: &str, locale: Locale, path_for_switc
     }
 }
 
-/// Renders a page with a form: a fresh CSRF token for this browser, set in
-/// its cookie and given to the template as `csrf`, beside `extra`.
-pub fn render_form(
-    config: &Config,
-    jar: CookieJar,
-    status: StatusCode,
-    template: &str,
-    locale: Locale,
-    path_for_switch: &str,
-    extra: Value,
-) -> Response {
-    let (jar, csrf) = super::browser::csrf_token(config, jar);
-    (jar, render(status, template, locale, path_for_switch, context! { csrf => csrf, ..extra })).into_response()
+/// A page holding a form: rendered with this browser's CSRF token as
+/// `csrf`, and the cookie that holds it when it is new.
+pub struct FormPage<'a> {
+    pub status: StatusCode,
+    pub template: &'a str,
+    pub locale: Locale,
+    pub path_for_switch: &'a str,
+}
+
+impl FormPage<'_> {
+    pub fn render(&self, config: &Config, jar: CookieJar, extra: Value) -> Response {
+        let (jar, csrf) = super::browser::csrf_token(config, jar);
+        let page =
+            render(self.status, self.template, self.locale, self.path_for_switch, context! { csrf => csrf, ..extra });
+        (jar, page).into_response()
+    }
 }
 
 /// A page with a title and one message, e.g. an error or "signed out".

@@ -127,7 +127,8 @@ async fn offered(app: &AppState, account_id: &str) -> Result<Offered, AppError> 
 
 fn verify_view(app: &AppState, jar: CookieJar, locale: Locale, offered: Offered, view: CodeView<'_>) -> Response {
     let values = context! { error => view.error, totp => offered.totp, passkey => offered.passkey };
-    pages::render_form(&app.config, jar, view.status, "second_factor.html", locale, VERIFY_PATH, values)
+    pages::FormPage { status: view.status, template: "second_factor.html", locale, path_for_switch: VERIFY_PATH }
+        .render(&app.config, jar, values)
 }
 
 pub async fn verify_page(State(app): State<AppState>, PageLocale { locale, jar }: PageLocale) -> Response {
@@ -252,7 +253,8 @@ async fn enrol_view(
         key => totp::grouped(&secret),
         email => account.email.clone(),
     };
-    pages::render_form(&app.config, jar, view.status, "second_factor_enrol.html", locale, ENROL_PATH, values)
+    pages::FormPage { status: view.status, template: "second_factor_enrol.html", locale, path_for_switch: ENROL_PATH }
+        .render(&app.config, jar, values)
 }
 
 /// The pending state and account of an enrolment, or the page to show
@@ -352,7 +354,13 @@ pub async fn security_page(
         session_mfa => s.has_second_factor(),
         ..passkeys
     };
-    pages::render_form(&app.config, jar, StatusCode::OK, "account_security.html", locale, SECURITY_PATH, values)
+    pages::FormPage {
+        status: StatusCode::OK,
+        template: "account_security.html",
+        locale,
+        path_for_switch: SECURITY_PATH,
+    }
+    .render(&app.config, jar, values)
 }
 
 /// What the security page's address may carry: the notice of a passkey action.

@@ -111,7 +111,11 @@ pub(super) async fn render_signin(app: &AppState, jar: CookieJar, locale: Locale
         error => view.error,
         client_name => client_name,
     };
-    pages::render_form(&app.config, jar, view.status, "signin.html", locale, &switch, values)
+    pages::FormPage { status: view.status, template: "signin.html", locale, path_for_switch: &switch }.render(
+        &app.config,
+        jar,
+        values,
+    )
 }
 
 pub async fn signin_page(

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use coop_idp::provisioning::{Annex2, Annex3, set_annex2, set_annex3};
+use coop_idp::provisioning::{Annex2, Annex3, Contacts, set_annex2, set_annex3};
 use coop_idp::store::events::{EventFilter, EventRow};
 use openidconnect::OAuth2TokenResponse;
 use serde_json::Value;
@@ -45,10 +45,12 @@ async fn start(db: Db) -> TestServer {
         &server.app,
         Annex2 {
             partner_id: PARTNER,
-            habilitation_name: "Claire Habil",
-            habilitation_email: "habilitation@cc-girou.fr",
-            security_name: "Sam Secu",
-            security_email: PARTNER_SECURITY,
+            contacts: Contacts {
+                habilitation_name: "Claire Habil",
+                habilitation_email: "habilitation@cc-girou.fr",
+                security_name: "Sam Secu",
+                security_email: PARTNER_SECURITY,
+            },
             transmitted: "2026-01-05",
         },
     )
@@ -57,10 +59,12 @@ async fn start(db: Db) -> TestServer {
     set_annex3(
         &server.app,
         Annex3 {
-            habilitation_name: "Caf Habil",
-            habilitation_email: "habilitations@caf.fr",
-            security_name: "Caf Secu",
-            security_email: CAF_SECURITY,
+            contacts: Contacts {
+                habilitation_name: "Caf Habil",
+                habilitation_email: "habilitations@caf.fr",
+                security_name: "Caf Secu",
+                security_email: CAF_SECURITY,
+            },
             technical_referents: &[],
             transmitted: "2026-01-05",
         },

@@ -260,7 +260,8 @@ async fn backchannel_logout_on_session_end_by_the_provider(db: Db) {
 
     // An administrator ends every session of the account (closure, reset).
     let mut tx = server.app.store.begin_write().await.expect("begin");
-    let notices = coop_idp::auth::session::end_all_of_account_in(&server.app, &mut tx, &sub, "admin")
+    let now = server.app.clock.now_ms();
+    let notices = coop_idp::auth::session::end_all_of_account_in(&server.app, &mut tx, &sub, "admin", now)
         .await
         .expect("end sessions");
     tx.commit().await.expect("commit");

@@ -83,10 +83,12 @@ async fn setup(server: &TestServer) -> (String, String) {
         coop_idp::provisioning::add_partner(app, p).await.expect("partner");
         let annex2 = coop_idp::provisioning::Annex2 {
             partner_id: id,
-            habilitation_name: "Jeanne Habilitée",
-            habilitation_email: "habilitations@cc-girou.fr",
-            security_name: "Luc Sécurité",
-            security_email: "securite@cc-girou.fr",
+            contacts: coop_idp::provisioning::Contacts {
+                habilitation_name: "Jeanne Habilitée",
+                habilitation_email: "habilitations@cc-girou.fr",
+                security_name: "Luc Sécurité",
+                security_email: "securite@cc-girou.fr",
+            },
             transmitted: &day,
         };
         coop_idp::provisioning::set_annex2(app, annex2).await.expect("annex 2");

@@ -3,7 +3,7 @@
 
 use coop_idp::dates::format_iso;
 use coop_idp::provisioning::review::{ReviewStatus, review, send_reminders};
-use coop_idp::provisioning::{Annex2, Annex3, NewPartner, add_partner, set_annex2, set_annex3};
+use coop_idp::provisioning::{Annex2, Annex3, Contacts, NewPartner, add_partner, set_annex2, set_annex3};
 
 use crate::common::*;
 use crate::on_both_databases;
@@ -28,10 +28,12 @@ async fn partner(server: &TestServer, id: &str, signed: &str, with_annex2: bool)
             &server.app,
             Annex2 {
                 partner_id: id,
-                habilitation_name: "Claire Habil",
-                habilitation_email: &format!("habilitation@{id}.fr"),
-                security_name: "Sam Secu",
-                security_email: &format!("securite@{id}.fr"),
+                contacts: Contacts {
+                    habilitation_name: "Claire Habil",
+                    habilitation_email: &format!("habilitation@{id}.fr"),
+                    security_name: "Sam Secu",
+                    security_email: &format!("securite@{id}.fr"),
+                },
                 transmitted: signed,
             },
         )
@@ -58,10 +60,12 @@ async fn reminders_go_once_per_deadline_and_only_when_due(db: Db) {
     set_annex3(
         &server.app,
         Annex3 {
-            habilitation_name: "Caf Habil",
-            habilitation_email: "habilitations@caf.fr",
-            security_name: "Caf Secu",
-            security_email: "rssi@caf.fr",
+            contacts: Contacts {
+                habilitation_name: "Caf Habil",
+                habilitation_email: "habilitations@caf.fr",
+                security_name: "Caf Secu",
+                security_email: "rssi@caf.fr",
+            },
             technical_referents: &["Tech Ref <tech@caf.fr>".to_string()],
             transmitted: &format_iso(time::OffsetDateTime::now_utc().date()),
         },

@@ -212,9 +212,19 @@ impl AnnexRow {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse::ParseProblem;
     use super::super::parse::code;
     use super::super::parse::samples::{HEADER, bad_row_problem, csv_ok};
     use super::*;
+
+    /// The problem of the bad row `row` (line 3), checked to be `code` and
+    /// to name `mention`.
+    fn problem(row: &str, code: &str, mention: &str) -> ParseProblem {
+        let p = bad_row_problem(row);
+        assert_eq!((p.line, p.code), (3, code), "{row:?}");
+        assert!(p.message.contains(mention), "{row:?}: {}", p.message);
+        p
+    }
 
     #[test]
     fn list_values() {
@@ -239,9 +249,7 @@ mod tests {
             ("ouvert;Dupont;Marie;m.dupont@cc-girou.fr;Ag\u{AD}ent;", "qualité/fonction"),
             ("ouvert;Dupont;Marie;m.du\u{7}pont@cc-girou.fr;Agent;", "adresse"),
         ] {
-            let p = &bad_row_problem(bad);
-            assert_eq!((p.line, p.code), (3, code::CONTROL_CHARACTER), "{bad:?}");
-            assert!(p.message.contains(column), "{bad:?}: {}", p.message);
+            problem(bad, code::CONTROL_CHARACTER, column);
         }
         // Letters of every kind, a line break typed in a cell and a
         // zero-width space are not control characters.
@@ -255,39 +263,25 @@ mod tests {
 
     #[test]
     fn missing_field_alone() {
-        let p = &bad_row_problem("ouvert;Dupont;;m.dupont@cc-girou.fr;Agent;");
-        assert_eq!((p.line, p.code), (3, "missing_field"));
+        let p = problem("ouvert;Dupont;;m.dupont@cc-girou.fr;Agent;", "missing_field", "prénom");
         assert_eq!(p.email.as_deref(), Some("m.dupont@cc-girou.fr"));
-        assert!(p.message.contains("prénom"), "{}", p.message);
-
-        let p = &bad_row_problem("ouvert;Dupont;Marie;;Agent;");
-        assert_eq!((p.line, p.code, p.email.as_deref()), (3, "missing_field", None));
-        assert!(p.message.contains("adresse électronique"), "{}", p.message);
-
-        let p = &bad_row_problem(";Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
-        assert_eq!((p.line, p.code), (3, "missing_field"));
-        assert!(p.message.contains("liste"), "{}", p.message);
-
+        let p = problem("ouvert;Dupont;Marie;;Agent;", "missing_field", "adresse électronique");
+        assert_eq!(p.email, None);
+        problem(";Dupont;Marie;m.dupont@cc-girou.fr;Agent;", "missing_field", "liste");
         // A short row (fewer fields than the header).
-        let p = &bad_row_problem("ouvert;Dupont;Marie;m.dupont@cc-girou.fr");
-        assert_eq!((p.line, p.code), (3, "missing_field"));
-        assert!(p.message.contains("qualité/fonction"), "{}", p.message);
+        problem("ouvert;Dupont;Marie;m.dupont@cc-girou.fr", "missing_field", "qualité/fonction");
     }
 
     #[test]
     fn unknown_list_alone() {
-        let p = &bad_row_problem("en attente;Dupont;Marie;m.dupont@cc-girou.fr;Agent;");
-        assert_eq!((p.line, p.code), (3, "unknown_list"));
+        let p = problem("en attente;Dupont;Marie;m.dupont@cc-girou.fr;Agent;", "unknown_list", "en attente");
         assert_eq!(p.email.as_deref(), Some("m.dupont@cc-girou.fr"));
-        assert!(p.message.contains("en attente"), "{}", p.message);
     }
 
     #[test]
     fn bad_date_alone() {
         for bad in ["31/02/2026", "2026-13-01", "demain", "10/01/26"] {
-            let p = &bad_row_problem(&format!("clôturé;Dupont;Marie;m.dupont@cc-girou.fr;Agent;{bad}"));
-            assert_eq!((p.line, p.code), (3, "bad_date"), "{bad}");
-            assert!(p.message.contains(bad), "{}", p.message);
+            problem(&format!("clôturé;Dupont;Marie;m.dupont@cc-girou.fr;Agent;{bad}"), "bad_date", bad);
         }
         for (good, norm) in
             [("1/2/2026", "2026-02-01"), ("01.02.2026", "2026-02-01"), ("2026-02-01 00:00:00", "2026-02-01")]

@@ -388,53 +388,55 @@ fn worksheets<R: Read + std::io::Seek, W: Reader<R>>(book: &W) -> Result<Vec<Str
         .collect())
 }
 
-fn read_xlsx(bytes: &[u8]) -> Result<Vec<RawSheet>, ParseProblem> {
-    let failed = |e: calamine::XlsxError| unreadable("XLSX", format!("{e}"));
-    let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(failed)?;
+/// The visible worksheets of `book`, filled by `read_cells` under one budget.
+fn read_sheets<R: Read + std::io::Seek, W: Reader<R>>(
+    mut book: W,
+    mut read_cells: impl FnMut(&mut W, &str, &mut SheetRows<'_>, &mut Budget) -> Result<(), ParseProblem>,
+) -> Result<Vec<RawSheet>, ParseProblem> {
     let mut budget = Budget::default();
     let mut sheets = Vec::new();
     for name in worksheets(&book)? {
         let mut rows = SheetRows::new(&name);
-        let mut cells = book.worksheet_cells_reader(&name).map_err(failed)?;
-        let mut seen = 0usize;
-        while let Some(cell) = cells.next_cell().map_err(failed)? {
-            seen += 1;
-            if seen > MAX_XML_CELLS {
-                return Err(ParseProblem {
-                    line: 0,
-                    sheet: Some(name.clone()),
-                    email: None,
-                    code: code::SHEET_TOO_LARGE,
-                    message: format!(
-                        "La feuille « {name} » compte plus de {MAX_XML_CELLS} cellules, vides ou non : \
-                         une annexe 1 en compte quelques milliers."
-                    ),
-                });
-            }
-            let (row, col) = cell.get_position();
-            rows.push(&mut budget, row, col, Value::of_data_ref(cell.get_value()))?;
-        }
+        read_cells(&mut book, &name, &mut rows, &mut budget)?;
         sheets.push(rows.finish());
     }
     Ok(sheets)
 }
 
+fn read_xlsx(bytes: &[u8]) -> Result<Vec<RawSheet>, ParseProblem> {
+    let failed = |e: calamine::XlsxError| unreadable("XLSX", format!("{e}"));
+    let book: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(failed)?;
+    read_sheets(book, |book, name, rows, budget| {
+        let mut cells = book.worksheet_cells_reader(name).map_err(failed)?;
+        let mut seen = 0usize;
+        while let Some(cell) = cells.next_cell().map_err(failed)? {
+            seen += 1;
+            if seen > MAX_XML_CELLS {
+                let message = format!(
+                    "La feuille « {name} » compte plus de {MAX_XML_CELLS} cellules, vides ou non : \
+                     une annexe 1 en compte quelques milliers."
+                );
+                return Err(fatal(0, Some(name.to_string()), code::SHEET_TOO_LARGE, message));
+            }
+            let (row, col) = cell.get_position();
+            rows.push(budget, row, col, Value::of_data_ref(cell.get_value()))?;
+        }
+        Ok(())
+    })
+}
+
 fn read_ods(bytes: &[u8]) -> Result<Vec<RawSheet>, ParseProblem> {
     let failed = |e: calamine::OdsError| unreadable("ODS", format!("{e}"));
-    let mut book: Ods<_> = Ods::new(Cursor::new(bytes)).map_err(failed)?;
-    let mut budget = Budget::default();
-    let mut sheets = Vec::new();
-    for name in worksheets(&book)? {
-        let range = book.worksheet_range(&name).map_err(failed)?;
+    let book: Ods<_> = Ods::new(Cursor::new(bytes)).map_err(failed)?;
+    read_sheets(book, |book, name, rows, budget| {
+        let range = book.worksheet_range(name).map_err(failed)?;
         let (first_row, first_col) = range.start().unwrap_or((0, 0));
-        let mut rows = SheetRows::new(&name);
         for (r, c, data) in range.used_cells() {
             let (row, col) = (first_row.saturating_add(r as u32), first_col.saturating_add(c as u32));
-            rows.push(&mut budget, row, col, Value::of_data(data))?;
+            rows.push(budget, row, col, Value::of_data(data))?;
         }
-        sheets.push(rows.finish());
-    }
-    Ok(sheets)
+        Ok(())
+    })
 }
 
 /// A damaged file must give an error, not bring the program down, even if

@@ -1,13 +1,14 @@
 //! Actions on one access, for the Caf's habilitation managers: a fresh
 //! activation link, and closing the access (after a confirmation page).
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use minijinja::context;
 
 use super::{PageResult, refusal};
 use crate::admin::actions;
+use crate::audit::Source;
 use crate::store::accounts::AccountRow;
 use crate::web::extract::{AdminPage, Administrator, CheckedForm, SourceAddress, roles};
 use crate::web::{AppState, browser};
@@ -25,17 +26,30 @@ async fn account(app: &AppState, c: &AdminPage, id: &str) -> Result<AccountRow, 
     actions::account_in_scope(app, &c.admin, id).await.map_err(|e| refusal(e, c.locale, "err_not_found"))
 }
 
-pub(super) async fn resend_activation(
-    State(app): State<AppState>,
-    Administrator(c, _): Administrator<roles::CafHabilitation>,
-    SourceAddress(source): SourceAddress,
-    Path(id): Path<String>,
-    _: CheckedForm,
-) -> PageResult {
-    let row = account(&app, &c, &id).await?;
-    match actions::resend_activation(&app, &id, &c.admin.email, &source).await {
+/// A Caf habilitation manager's form posted on the account of the path's
+/// `{id}`: the gate, where it came from, then the form's CSRF token.
+pub(super) struct AccountForm {
+    c: AdminPage,
+    source: Source,
+    id: String,
+}
+
+impl FromRequest<AppState> for AccountForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, Self::Rejection> {
+        let (Administrator(c, _), SourceAddress(source), Path(id), _) =
+            <(Administrator<roles::CafHabilitation>, SourceAddress, Path<String>, CheckedForm)>::from_request(req, app)
+                .await?;
+        Ok(AccountForm { c, source, id })
+    }
+}
+
+pub(super) async fn resend_activation(State(app): State<AppState>, f: AccountForm) -> PageResult {
+    let row = account(&app, &f.c, &f.id).await?;
+    match actions::resend_activation(&app, &f.id, &f.c.admin.email, &f.source).await {
         Ok(()) => Ok(back_to_partner(&row, "activation_sent")),
-        Err(e) => Err(refusal(e, c.locale, "console_not_pending")),
+        Err(e) => Err(refusal(e, f.c.locale, "console_not_pending")),
     }
 }
 
@@ -56,16 +70,10 @@ pub(super) async fn close_confirm(
     Ok(c.render(&app, StatusCode::OK, "admin/close_confirm.html", &path, ctx))
 }
 
-pub(super) async fn close(
-    State(app): State<AppState>,
-    Administrator(c, _): Administrator<roles::CafHabilitation>,
-    SourceAddress(source): SourceAddress,
-    Path(id): Path<String>,
-    _: CheckedForm,
-) -> PageResult {
-    let row = account(&app, &c, &id).await?;
-    actions::close_access(&app, &id, &c.admin.email, &source)
+pub(super) async fn close(State(app): State<AppState>, f: AccountForm) -> PageResult {
+    let row = account(&app, &f.c, &f.id).await?;
+    actions::close_access(&app, &f.id, &f.c.admin.email, &f.source)
         .await
-        .map_err(|e| refusal(e, c.locale, "err_not_found"))?;
+        .map_err(|e| refusal(e, f.c.locale, "err_not_found"))?;
     Ok(back_to_partner(&row, "closed"))
 }

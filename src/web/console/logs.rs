@@ -6,65 +6,71 @@ use std::collections::HashMap;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::{Value, context};
 
 use super::{PageResult, internal};
 use crate::audit::query::{Access, LogQuery, Param, QueryError, Reader};
-use crate::audit::{self, Verification};
+use crate::audit::{self, Source, Verification};
+use crate::store::events::{EventFilter, EventRow};
 use crate::web::error::internal_page;
-use crate::web::extract::{Administrator, SourceAddress, roles};
+use crate::web::extract::{AdminPage, Administrator, SourceAddress, roles};
 use crate::web::i18n::{Locale, text};
 use crate::web::{AppState, browser};
 
 /// Records per page of the log search.
 const PAGE: i64 = 50;
 
-/// The log filters of a page's query string, as `logs query` takes them.
-pub(super) struct LogFilters(LogQuery);
+/// A security officer's reading of the log: the gate, where the request
+/// came from, and the filters of the query string as `logs query` takes
+/// them.
+pub(super) struct LogSearch {
+    c: AdminPage,
+    source: Source,
+    query: LogQuery,
+}
 
-impl FromRequestParts<AppState> for LogFilters {
+impl FromRequestParts<AppState> for LogSearch {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, app)
+        let (Administrator(c, _), SourceAddress(source), Query(q)) =
+            <(Administrator<roles::Security>, SourceAddress, Query<HashMap<String, String>>)>::from_request_parts(
+                parts, app,
+            )
+            .await?;
+        Ok(LogSearch { c, source, query: log_query(&q) })
+    }
+}
+
+impl LogSearch {
+    /// The records `filter` selects, read as `access` (which the log
+    /// records with `format`).
+    async fn read(
+        &self,
+        app: &AppState,
+        filter: &EventFilter,
+        access: Access,
+        format: &str,
+    ) -> Result<Vec<EventRow>, Response> {
+        let reader = Reader { actor: &self.c.admin.email, source: &self.source, format };
+        audit::query::read(&app.store, &app.clock, &self.query, filter, access, reader)
             .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(LogFilters(log_query(&q)))
+            .map_err(internal(self.c.locale))
     }
 }
 
 fn log_query(q: &HashMap<String, String>) -> LogQuery {
     let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    LogQuery {
-        email: get("email"),
-        partner: get("partner"),
-        event: get("event"),
-        outcome: get("outcome"),
-        ip: get("ip"),
-        since: get("since"),
-        until: get("until"),
-        limit: None,
-        offset: get("offset").and_then(|v| v.parse().ok()),
-    }
+    LogQuery { offset: get("offset").and_then(|v| v.parse().ok()), ..LogQuery::of_filters(get) }
 }
 
 /// The filters as a query string (for the pagination and export links),
 /// with the separator to append one more parameter.
 fn filter_query(q: &LogQuery) -> (String, &'static str) {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in [
-        ("email", &q.email),
-        ("partner", &q.partner),
-        ("event", &q.event),
-        ("outcome", &q.outcome),
-        ("ip", &q.ip),
-        ("since", &q.since),
-        ("until", &q.until),
-    ] {
-        if let Some(v) = v {
-            s.append_pair(k, v);
-        }
+    for (k, v) in q.given_filters() {
+        s.append_pair(k, v);
     }
     let filters = s.finish();
     let sep = if filters.is_empty() { "" } else { "&" };
@@ -72,14 +78,10 @@ fn filter_query(q: &LogQuery) -> (String, &'static str) {
 }
 
 /// The search page. Each page shown is a `log_read`.
-pub(super) async fn search(
-    State(app): State<AppState>,
-    Administrator(c, _): Administrator<roles::Security>,
-    SourceAddress(source): SourceAddress,
-    LogFilters(mut query): LogFilters,
-) -> PageResult {
-    query.limit = Some(PAGE);
-    let (filters, sep) = filter_query(&query);
+pub(super) async fn search(State(app): State<AppState>, mut search: LogSearch) -> PageResult {
+    search.query.limit = Some(PAGE);
+    let LogSearch { c, query, .. } = &search;
+    let (filters, sep) = filter_query(query);
     let base = context! {
         f => context! {
             email => query.email.clone(), partner => query.partner.clone(), event => query.event.clone(),
@@ -98,10 +100,7 @@ pub(super) async fn search(
             return Ok(c.render(&app, StatusCode::BAD_REQUEST, "admin/logs.html", "/admin/logs", ctx));
         }
     };
-    let reader = Reader { actor: &c.admin.email, source: &source, format: "console" };
-    let rows = audit::query::read(&app.store, &app.clock, &query, &filter, Access::Read, reader)
-        .await
-        .map_err(internal(c.locale))?;
+    let rows = search.read(&app, &filter, Access::Read, "console").await?;
     let records: Vec<serde_json::Value> = rows.iter().map(audit::public_record).collect();
     let prev =
         (filter.offset > 0).then(|| format!("/admin/logs?{filters}{sep}offset={}", (filter.offset - PAGE).max(0)));
@@ -152,26 +151,19 @@ fn filter_error(locale: Locale, e: &QueryError) -> Value {
 }
 
 /// The same filters as a CSV file (a `log_exported` record).
-pub(super) async fn export(
-    State(app): State<AppState>,
-    Administrator(c, _): Administrator<roles::Security>,
-    SourceAddress(source): SourceAddress,
-    LogFilters(mut query): LogFilters,
-) -> PageResult {
-    query.offset = None;
+pub(super) async fn export(State(app): State<AppState>, mut search: LogSearch) -> PageResult {
+    search.query.offset = None;
+    let LogSearch { c, query, .. } = &search;
     let filter = match query.validate(&app.store, audit::query::MAX_LIMIT).await {
         Ok(f) => f,
         Err(QueryError::Internal(e)) => return Err(internal_page(e, c.locale)),
         // Back to the search form, which says what is wrong with what was typed.
         Err(_) => {
-            let (filters, sep) = filter_query(&query);
+            let (filters, sep) = filter_query(query);
             return Ok(browser::see_other(&format!("/admin/logs?{filters}{sep}lang={}", c.locale.code())));
         }
     };
-    let reader = Reader { actor: &c.admin.email, source: &source, format: "csv" };
-    let rows = audit::query::read(&app.store, &app.clock, &query, &filter, Access::Export, reader)
-        .await
-        .map_err(internal(c.locale))?;
+    let rows = search.read(&app, &filter, Access::Export, "csv").await?;
     Ok(crate::web::admin_api::log_csv_response(&rows, c.locale))
 }
 

@@ -6,24 +6,44 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use minijinja::{Value, context};
+use serde::Serialize;
 
 use super::{PageResult, internal, refusal};
 use crate::admin::actions;
+use crate::error::AppResult;
 use crate::web::AppState;
-use crate::web::extract::{Administrator, roles};
+use crate::web::extract::{AdminPage, Administrator, roles};
 
 /// What a partner's page may say was just done (the `done` of the
 /// redirection after an action): one text each.
 const DONE: &[&str] = &["activation_sent", "closed"];
 
+/// The page `template` at `path`, listing `partners` (those this
+/// administrator may see).
+fn partners_page<T: Serialize>(
+    app: &AppState,
+    c: &AdminPage,
+    partners: AppResult<T>,
+    template: &str,
+    path: &str,
+) -> Response {
+    match partners {
+        Ok(partners) => {
+            let ctx = context! { partners => Value::from_serialize(&partners) };
+            c.render(app, StatusCode::OK, template, path, ctx)
+        }
+        Err(e) => internal(c.locale)(e),
+    }
+}
+
 pub(super) async fn list(
     State(app): State<AppState>,
     Administrator(c, _): Administrator<roles::Habilitation>,
 ) -> PageResult {
-    let list = actions::visible_partners(&app, &c.admin).await.map_err(internal(c.locale))?;
-    let ctx = context! { partners => Value::from_serialize(&list) };
-    Ok(c.render(&app, StatusCode::OK, "admin/partners.html", "/admin/partners", ctx))
+    let partners = actions::visible_partners(&app, &c.admin).await;
+    Ok(partners_page(&app, &c, partners, "admin/partners.html", "/admin/partners"))
 }
 
 pub(super) async fn one(
@@ -49,7 +69,5 @@ pub(super) async fn review(
     State(app): State<AppState>,
     Administrator(c, _): Administrator<roles::Habilitation>,
 ) -> PageResult {
-    let list = actions::review_board(&app, &c.admin).await.map_err(internal(c.locale))?;
-    let ctx = context! { partners => Value::from_serialize(&list) };
-    Ok(c.render(&app, StatusCode::OK, "admin/review.html", "/admin/review", ctx))
+    Ok(partners_page(&app, &c, actions::review_board(&app, &c.admin).await, "admin/review.html", "/admin/review"))
 }

@@ -1,7 +1,7 @@
 //! Purges: the history (the `purge` records of the log) and, per partner,
 //! the destructions recorded with the attestation to download.
 
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use minijinja::{Value, context};
@@ -9,7 +9,7 @@ use minijinja::{Value, context};
 use super::{PageResult, internal};
 use crate::audit;
 use crate::store::events::EventFilter;
-use crate::web::extract::{AdminPage, Administrator, roles};
+use crate::web::extract::{Administrator, roles};
 use crate::web::{AppState, pages};
 
 /// The `purge` records listed at most.
@@ -43,13 +43,19 @@ pub(super) async fn history(
     Ok(c.render(&app, StatusCode::OK, "admin/purges.html", "/admin/purges", ctx))
 }
 
-/// A partner's attestation of destruction, signed: as PDF or as JWS.
-async fn attestation(app: &AppState, c: &AdminPage, partner: &str, pdf: bool) -> PageResult {
-    if app.store.partner(partner).await.map_err(internal(c.locale))?.is_none() {
+/// A partner's attestation of destruction, signed: as PDF or as JWS, as
+/// the path's extension asks (`attestation.pdf`, `attestation.jws`).
+pub(super) async fn attestation(
+    State(app): State<AppState>,
+    Administrator(c, _): Administrator<roles::Security>,
+    Path(partner): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> PageResult {
+    if app.store.partner(&partner).await.map_err(internal(c.locale))?.is_none() {
         return Err(pages::error_page(StatusCode::NOT_FOUND, c.locale, "err_not_found"));
     }
-    let a = crate::retention::attestation::build(app, partner, None).await.map_err(internal(c.locale))?;
-    let (body, kind, name) = if pdf {
+    let a = crate::retention::attestation::build(&app, &partner, None).await.map_err(internal(c.locale))?;
+    let (body, kind, name) = if uri.path().ends_with(".pdf") {
         (a.pdf, "application/pdf", format!("attestation-destruction-{partner}.pdf"))
     } else {
         (a.jws.into_bytes(), "application/jose", format!("attestation-destruction-{partner}.jws"))
@@ -62,20 +68,4 @@ async fn attestation(app: &AppState, c: &AdminPage, partner: &str, pdf: bool) ->
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(r)
-}
-
-pub(super) async fn attestation_pdf(
-    State(app): State<AppState>,
-    Administrator(c, _): Administrator<roles::Security>,
-    Path(partner): Path<String>,
-) -> PageResult {
-    attestation(&app, &c, &partner, true).await
-}
-
-pub(super) async fn attestation_jws(
-    State(app): State<AppState>,
-    Administrator(c, _): Administrator<roles::Security>,
-    Path(partner): Path<String>,
-) -> PageResult {
-    attestation(&app, &c, &partner, false).await
 }

@@ -7,7 +7,8 @@ use coop_idp::app::App;
 use coop_idp::clock::Clock;
 use coop_idp::config::Config;
 use coop_idp::oidc::clients::{self, AuthMethod, Registration};
-use coop_idp::store::{self, Store, accounts::NewAccount};
+use coop_idp::store::accounts::{AccountRow, Person};
+use coop_idp::store::{self, Store};
 use openidconnect::core::{CoreClient, CoreProviderMetadata};
 use openidconnect::{ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, RedirectUrl};
 use tokio::sync::watch;
@@ -195,23 +196,23 @@ pub async fn create_account(app: &App, email: &str, partner: Option<(&str, &str)
     if let Some((pid, pname)) = new_partner {
         store::partners::insert(&mut tx, pid, pname, now).await.expect("insert partner");
     }
-    store::accounts::insert(
-        &mut tx,
-        &NewAccount {
-            id: &id,
-            email,
-            email_normalized: &email.to_lowercase(),
-            given_name: "Marie",
-            family_name: "Dupont",
-            function: "Coordinatrice CTG",
-            partner_id: partner.map(|p| p.0),
-            state: "active",
-            password_hash: Some(&hash),
-            now,
+    let row = AccountRow {
+        id: id.clone(),
+        email_normalized: email.to_lowercase(),
+        person: Person {
+            email: email.to_string(),
+            given_name: "Marie".into(),
+            family_name: "Dupont".into(),
+            function: "Coordinatrice CTG".into(),
+            partner_id: partner.map(|p| p.0.to_string()),
+            partner_name: partner.map(|p| p.1.to_string()),
         },
-    )
-    .await
-    .expect("insert account");
+        state: "active".into(),
+        password_hash: Some(hash),
+        created_at: now,
+        updated_at: now,
+    };
+    store::accounts::insert(&mut tx, &row).await.expect("insert account");
     tx.commit().await.expect("commit");
     id
 }
