@@ -54,13 +54,12 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
     }
     let outcomes = transport.deliver_all(config, &rows).await;
     let now = clock.now_ms();
-    let mut sent = 0;
+    let mut sent = Vec::new();
     let mut tx = store.begin_write().await?;
     for (row, outcome) in rows.iter().zip(outcomes) {
         match outcome {
             Ok(()) => {
-                OUTBOX.mark_done(&mut tx, &row.id, now).await?;
-                sent += 1;
+                sent.push(row.id.as_str());
                 tracing::info!(mail = %row.id, "email delivered");
             }
             Err(e) => {
@@ -74,6 +73,7 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
             }
         }
     }
+    OUTBOX.mark_all_done(&mut tx, &sent, now).await?;
     tx.commit().await?;
-    Ok(sent)
+    Ok(sent.len())
 }

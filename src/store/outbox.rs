@@ -44,6 +44,23 @@ impl Outbox {
         Ok(())
     }
 
+    /// The messages `ids` went out: [`Outbox::mark_done`] of a batch, in one
+    /// statement.
+    pub async fn mark_all_done(&self, tx: &mut WriteTx, ids: &[&str], now: Millis) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let Outbox { table, done, forget_when_done, .. } = self;
+        let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE {table} SET {done} = $1, attempts = attempts + 1{forget_when_done} WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let query = ids.iter().fold(sqlx::query(&sql).bind(now), |q, id| q.bind(*id));
+        query.execute(tx.conn().await?).await?;
+        Ok(())
+    }
+
     /// One more failed attempt: tried again at `next_attempt_at`, or given
     /// up (`None`).
     pub async fn mark_failed(
