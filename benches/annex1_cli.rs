@@ -58,8 +58,12 @@ fn coop(bin: &Path, env: &[(String, String)], args: &[&str]) -> BenchResult<Stri
 }
 
 /// One apply on a fresh data folder; the CPU figures are the child's alone
-/// (the setup commands run before the counters are read).
-fn apply_once(bin: &Path, rows: usize, smtp: Option<u16>) -> BenchResult<Run> {
+/// (the setup commands run before the counters are read). The folder is
+/// returned to be kept until the end: removing the 5,000 files of a run
+/// makes ext4 search past their recently freed inodes when the next run
+/// creates its own (seen as 2 s of system time), a cost of the bench, not
+/// of an outbox that only grows.
+fn apply_once(bin: &Path, rows: usize, smtp: Option<u16>) -> BenchResult<(Run, tempfile::TempDir)> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut env = vec![
         ("COOP_IDP_DATA_DIR".to_string(), dir.path().join("data").display().to_string()),
@@ -82,7 +86,7 @@ fn apply_once(bin: &Path, rows: usize, smtp: Option<u16>) -> BenchResult<Run> {
     if !printed.contains("appliqu") {
         return Err(format!("the annex was not applied: {printed}"));
     }
-    Ok(Run { wall, user: user1 - user0, system: system1 - system0, max_rss_mib })
+    Ok((Run { wall, user: user1 - user0, system: system1 - system0, max_rss_mib }, dir))
 }
 
 /// A sink that answers every SMTP command with success and counts messages.
@@ -138,15 +142,16 @@ async fn main() -> BenchResult<()> {
     println!("| outbox | wall | user CPU | system CPU | peak RSS |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     let mut worst = Duration::ZERO;
+    let mut kept = Vec::new();
     for (name, smtp) in [("default (folder)", None), ("smtp_url (local sink)", Some(port))] {
         let mut all = Vec::new();
         for _ in 0..runs {
             let bin = bin.clone();
-            all.push(
-                tokio::task::spawn_blocking(move || apply_once(&bin, rows, smtp))
-                    .await
-                    .map_err(|e| e.to_string())??,
-            );
+            let (run, dir) = tokio::task::spawn_blocking(move || apply_once(&bin, rows, smtp))
+                .await
+                .map_err(|e| e.to_string())??;
+            all.push(run);
+            kept.push(dir);
         }
         all.sort_by_key(|r| r.wall);
         let m = &all[all.len() / 2];
