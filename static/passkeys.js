@@ -126,23 +126,13 @@
         if (!yes || controller.signal.aborted) return null;
         var body = new URLSearchParams();
         body.set('csrf', form.elements.csrf.value);
-        return fetch(form.getAttribute('data-passkey-autofill'), {
-          method: 'POST',
-          body: body,
-          credentials: 'same-origin',
-          headers: { Accept: 'application/json' }
-        })
-          .then(function (r) {
-            if (!r.ok) throw new Error('options ' + r.status);
-            return r.json();
-          })
-          .then(function (options) {
-            if (!options.publicKey || controller.signal.aborted) return null;
-            var request = requestOptions(options);
-            request.mediation = 'conditional';
-            request.signal = controller.signal;
-            return navigator.credentials.get(request).then(assertion);
-          });
+        return fetchOptions(form.getAttribute('data-passkey-autofill'), body).then(function (options) {
+          if (!options.publicKey || controller.signal.aborted) return null;
+          var request = requestOptions(options);
+          request.mediation = 'conditional';
+          request.signal = controller.signal;
+          return navigator.credentials.get(request).then(assertion);
+        });
       })
       .then(function (answer) {
         if (!answer) return;
@@ -153,6 +143,19 @@
       .catch(function () {
         // Nothing chosen, or another request took over: the page is as it was.
       });
+  }
+
+  // The ceremony's options, asked with the page's CSRF token in `body`.
+  function fetchOptions(url, body) {
+    return fetch(url, {
+      method: 'POST',
+      body: body,
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json' }
+    }).then(function (r) {
+      if (!r.ok) throw new Error('options ' + r.status);
+      return r.json();
+    });
   }
 
   function start(form) {
@@ -173,16 +176,7 @@
       if (form.elements.email) form.elements.email.value = email;
     }
     say(form, '');
-    fetch(form.getAttribute('data-options'), {
-      method: 'POST',
-      body: body,
-      credentials: 'same-origin',
-      headers: { Accept: 'application/json' }
-    })
-      .then(function (r) {
-        if (!r.ok) throw new Error('options ' + r.status);
-        return r.json();
-      })
+    fetchOptions(form.getAttribute('data-options'), body)
       .then(function (options) {
         if (!options.publicKey) {
           say(form, 'message-none');

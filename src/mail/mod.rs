@@ -77,3 +77,18 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
     tx.commit().await?;
     Ok(sent.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_is_retried_from_2_s_doubling_to_10_min_for_72_h() {
+        assert_eq!(BACKOFF.delay_ms(0), 2_000);
+        assert_eq!(BACKOFF.delay_ms(3), 16_000);
+        assert_eq!(BACKOFF.delay_ms(20), 600_000);
+        let hour = 3_600_000;
+        assert_eq!(BACKOFF.next_attempt(72 * hour - 1, 0, 0), Some(72 * hour - 1 + 2_000));
+        assert_eq!(BACKOFF.next_attempt(72 * hour, 0, 0), None);
+    }
+}

@@ -90,3 +90,18 @@ async fn send_one(app: &App, row: &BackchannelRow) -> Result<(), String> {
         .map_err(|e| format!("unreachable: {}", e.without_url()))?;
     if response.status().is_success() { Ok(()) } else { Err(format!("HTTP {}", response.status().as_u16())) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_are_retried_from_1_s_doubling_to_5_min_for_24_h() {
+        assert_eq!(BACKOFF.delay_ms(0), 1_000);
+        assert_eq!(BACKOFF.delay_ms(2), 4_000);
+        assert_eq!(BACKOFF.delay_ms(20), 300_000);
+        let hour = 3_600_000;
+        assert_eq!(BACKOFF.next_attempt(24 * hour - 1, 0, 1), Some(24 * hour - 1 + 2_000));
+        assert_eq!(BACKOFF.next_attempt(24 * hour, 0, 1), None);
+    }
+}
