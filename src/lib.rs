@@ -3,7 +3,7 @@
 //! Layering (arrows point one way):
 //! `web` / `cli` / `startup` → domain (`oidc`, `auth`, `accounts`…) →
 //! the running context (`app`) and what it holds (`store`, `keys`,
-//! `password`, `mail_transport`, `config`, `clock`, `error`).
+//! `password`, `mail_transport` with `smtp_relay`, `config`, `clock`, `error`).
 //! The domain never imports axum; the store knows nothing of HTTP.
 //! `tests/architecture.rs` checks these arrows.
 
@@ -27,6 +27,7 @@ pub mod oidc;
 pub mod password;
 pub mod provisioning;
 pub mod retention;
+pub mod smtp_relay;
 pub mod startup;
 pub mod store;
 pub mod web;

@@ -12,6 +12,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use url::Url;
 
 use crate::config::Config;
+use crate::smtp_relay::Relay;
 use crate::store::mail::MailRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +31,10 @@ pub enum TransportError {
 pub const DELIVERIES_AT_ONCE: usize = 8;
 
 pub enum MailTransport {
+    /// Implicit TLS (`smtps://`), through lettre's own transport.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Plain and STARTTLS relays, on sockets without Nagle's delay.
+    Relay(Relay),
     Files(PathBuf),
 }
 
@@ -61,21 +65,20 @@ impl MailTransport {
         let host = url.host_str().ok_or_else(|| TransportError::Config("no host".into()))?.to_string();
         let starttls = url.query_pairs().any(|(k, v)| k == "tls" && v == "starttls");
         let bad = |e: lettre::transport::smtp::Error| TransportError::Config(e.to_string());
-        let mut builder = match (url.scheme(), starttls) {
-            ("smtps", _) => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&host).map_err(bad)?.port(url.port().unwrap_or(465))
+        let credentials = (!url.username().is_empty()).then(|| {
+            Credentials::new(percent_decode(url.username()), percent_decode(url.password().unwrap_or_default()))
+        });
+        let timeout = Duration::from_secs(15);
+        if url.scheme() == "smtps" {
+            let mut builder =
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&host).map_err(bad)?.port(url.port().unwrap_or(465));
+            if let Some(credentials) = credentials {
+                builder = builder.credentials(credentials);
             }
-            ("smtp", true) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
-                .map_err(bad)?
-                .port(url.port().unwrap_or(587)),
-            _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host).port(url.port().unwrap_or(25)),
-        };
-        if !url.username().is_empty() {
-            let decode = |s: &str| percent_decode(s);
-            builder = builder
-                .credentials(Credentials::new(decode(url.username()), decode(url.password().unwrap_or_default())));
+            return Ok(MailTransport::Smtp(builder.timeout(Some(timeout)).build()));
         }
-        Ok(MailTransport::Smtp(builder.timeout(Some(Duration::from_secs(15))).build()))
+        let port = url.port().unwrap_or(if starttls { 587 } else { 25 });
+        Ok(MailTransport::Relay(Relay::new((host, port), starttls, credentials, timeout, DELIVERIES_AT_ONCE)))
     }
 
     /// Delivers `rows`; the outcomes in the same order. Over SMTP, up to
@@ -84,7 +87,7 @@ impl MailTransport {
     /// any is reported delivered, rather than one `fsync` a message.
     pub async fn deliver_all(&self, config: &Config, rows: &[MailRow]) -> Vec<Result<(), TransportError>> {
         match self {
-            MailTransport::Smtp(_) => {
+            MailTransport::Smtp(_) | MailTransport::Relay(_) => {
                 // Collected first: a stream over a closure makes the
                 // sender's future not `Send` for every lifetime (rustc #102211).
                 let deliveries: Vec<_> = rows.iter().map(|row| self.deliver(config, row)).collect();
@@ -111,6 +114,7 @@ impl MailTransport {
                 smtp.send(message).await.map_err(|e| TransportError::Smtp(e.to_string()))?;
                 Ok(())
             }
+            MailTransport::Relay(relay) => relay.send(&message).await.map_err(TransportError::Smtp),
             MailTransport::Files(dir) => write_eml(dir, row, &message.formatted()).await,
         }
     }

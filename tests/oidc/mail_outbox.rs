@@ -75,3 +75,40 @@ async fn senders_deliver_a_long_queue_whole_and_each_message_once(db: Db) {
     assert_eq!(written.iter().collect::<HashSet<_>>().len(), count, "no message written twice");
     assert_eq!(by_server + by_others, count);
 }
+
+/// The relay (plain and STARTTLS `smtp_url`) authenticates with the URL's
+/// credentials, and keeps its conversation for the next messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_authenticates_and_keeps_its_conversation() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (inbox, sessions) = smtp_receiver(listener, Smtp::Willing);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = vec![
+        ("COOP_IDP_DATA_DIR".to_string(), dir.path().join("data").display().to_string()),
+        ("COOP_IDP_SMTP_URL".to_string(), format!("smtp://agent%40caf.fr:s3cret@127.0.0.1:{port}")),
+    ];
+    let config = coop_idp::config::Config::from_sources(None, &env).expect("config");
+    let transport = MailTransport::from_config(&config).expect("transport");
+    assert!(matches!(transport, MailTransport::Relay(_)));
+    for n in 0..3 {
+        let row = coop_idp::store::mail::MailRow {
+            id: format!("m{n}"),
+            recipient: format!("agent{n}@cc-girou.fr"),
+            subject: format!("Message {n}"),
+            body_text: format!("Bonjour {n}"),
+            body_html: format!("<p>Bonjour {n}</p>"),
+            created_at: 0,
+            next_attempt_at: 0,
+            attempts: 0,
+        };
+        transport.deliver(&config, &row).await.expect("delivered");
+    }
+    let received = inbox.lock().expect("inbox").clone();
+    // AUTH PLAIN carries "\0user\0password" in base64.
+    let plain = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"\0agent@caf.fr\0s3cret");
+    assert_eq!(received.iter().filter(|l| l.starts_with("AUTH")).count(), 1, "{received:?}");
+    assert!(received.iter().any(|l| l.contains(&plain)), "{received:?}");
+    assert_eq!(received.iter().filter(|l| l.contains("Bonjour")).count(), 3);
+    assert_eq!(sessions.load(std::sync::atomic::Ordering::SeqCst), 1, "one conversation for the three");
+}

@@ -109,7 +109,12 @@ async fn smtp_session(socket: TcpStream, inbox: Inbox, refuse: usize) -> std::io
         }
         let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
         match verb.as_str() {
-            "EHLO" | "HELO" => write.write_all(b"250 receiver\r\n").await?,
+            "EHLO" | "HELO" => write.write_all(b"250-receiver\r\n250 AUTH PLAIN LOGIN\r\n").await?,
+            // The credentials are kept with the messages, for the test to read.
+            "AUTH" => {
+                inbox.lock().expect("inbox").push(line.trim_end().to_string());
+                write.write_all(b"235 2.7.0 accepted\r\n").await?
+            }
             "MAIL" if refuse == 1 => write.write_all(b"451 4.3.0 temporary failure\r\n").await?,
             "DATA" => {
                 write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
