@@ -146,12 +146,9 @@ async fn passkey_sign_in(b: &driver::Browser, email: &str, title: &str) {
     b.follow("#passkey-signin button[type=submit]", title).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_signs_in_with_a_passkey_in_a_real_browser() {
-    let Some(mut b) = driver::start("an_agent_signs_in_with_a_passkey_in_a_real_browser", driver::Theme::Neutral).await
-    else {
-        return;
-    };
+/// A server on localhost with the relying party's client, the partner and
+/// the agent's account: (server, relying party, client secret, account id).
+async fn agent_at_a_relying_party() -> (TestServer, crate::RelyingParty, String, String) {
     let server = TestServer::start_on_localhost(Db::Sqlite).await;
     let rp = relying_party().await;
     let secret = server
@@ -165,6 +162,16 @@ async fn an_agent_signs_in_with_a_passkey_in_a_real_browser() {
     .await
     .expect("partner");
     let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
+    (server, rp, secret, agent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_signs_in_with_a_passkey_in_a_real_browser() {
+    let Some(mut b) = driver::start("an_agent_signs_in_with_a_passkey_in_a_real_browser", driver::Theme::Neutral).await
+    else {
+        return;
+    };
+    let (server, rp, secret, agent) = agent_at_a_relying_party().await;
     let auth = authenticator(&b, false).await;
 
     // A fresh password sign-in, then the security page: register a passkey.
@@ -342,19 +349,7 @@ async fn an_agent_signs_in_with_the_passkey_autofill_in_a_real_browser() {
     else {
         return;
     };
-    let server = TestServer::start_on_localhost(Db::Sqlite).await;
-    let rp = relying_party().await;
-    let secret = server
-        .add_client_with(CLIENT, AuthMethod::ClientSecretBasic, |r| r.redirect_uris = vec![rp.callback()])
-        .await
-        .expect("client secret");
-    add_partner(
-        &server.app,
-        NewPartner { id: PARTNER, name: "CC du Girou", convention_signed: Some("2026-01-01"), email_domains: &[] },
-    )
-    .await
-    .expect("partner");
-    let agent = server.add_account(AGENT, Some((PARTNER, "CC du Girou"))).await;
+    let (server, rp, secret, agent) = agent_at_a_relying_party().await;
     let auth = authenticator(&b, true).await;
 
     // Without a passkey the autofill waits: the password signs in.

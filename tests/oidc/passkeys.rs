@@ -175,6 +175,17 @@ pub(crate) async fn register(server: &TestServer, account: &Account, key: &mut S
     passkeys::add(app, &ceremony, account, &answer, name, &source()).await.expect("add").expect("registered");
 }
 
+/// The browser's `answer` to the challenge behind `cookie`, from `source()`.
+async fn answer_challenge(server: &TestServer, cookie: &str, answer: &str) -> PasskeyOutcome {
+    let source = source();
+    let sent = PasskeyAnswer {
+        ceremony_cookie: cookie,
+        answer,
+        browser: signin::Browser { previous_cookie: None, source: &source },
+    };
+    signin::with_passkey(&server.app, sent, None).await.expect("sign-in")
+}
+
 /// A passkey sign-in with the answer `answer` gives to the challenge.
 async fn sign_in_with(
     server: &TestServer,
@@ -183,13 +194,7 @@ async fn sign_in_with(
 ) -> Option<PasskeyOutcome> {
     let (options, cookie) = signin::passkey_signin_options(&server.app, email, IP).await.expect("options")?;
     let answer = answer(&options);
-    let source = source();
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &cookie,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: None, source: &source },
-    };
-    Some(signin::with_passkey(&server.app, sent, None).await.expect("sign-in"))
+    Some(answer_challenge(server, &cookie, &answer).await)
 }
 
 async fn events(server: &TestServer, kind: &str) -> Vec<coop_idp::store::events::EventRow> {
@@ -249,14 +254,8 @@ async fn a_passkey_signs_in_alone_once_per_challenge(db: Db) {
     let (options, cookie) =
         signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").expect("some");
     let answer = key.get(&options);
-    let source = source();
     for expected_signed_in in [true, false] {
-        let sent = PasskeyAnswer {
-            ceremony_cookie: &cookie,
-            answer: &answer,
-            browser: signin::Browser { previous_cookie: None, source: &source },
-        };
-        let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+        let outcome = answer_challenge(&server, &cookie, &answer).await;
         match (expected_signed_in, outcome) {
             (true, PasskeyOutcome::SignedIn(_)) | (false, PasskeyOutcome::Refused(PasskeyFailure::Expired)) => {}
             (true, _) => panic!("the first use of the answer signs in"),
@@ -288,13 +287,7 @@ async fn a_removed_passkey_no_longer_signs_in(db: Db) {
     assert_eq!(events(&server, "passkey_removed").await.len(), 1);
 
     // …is refused, and no new challenge is offered.
-    let source = source();
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &cookie,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: None, source: &source },
-    };
-    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    let outcome = answer_challenge(&server, &cookie, &answer).await;
     assert!(matches!(outcome, PasskeyOutcome::Refused(PasskeyFailure::Refused)));
     assert!(signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").is_none());
     wait_for_mails(&server, AGENT, "The passkey named", 1).await;
@@ -318,13 +311,7 @@ async fn closing_the_access_removes_its_passkeys(db: Db) {
     tx.commit().await.expect("commit");
     assert_eq!(server.app.store.passkey_count(&id).await.expect("count"), 0, "closing removes the passkeys");
 
-    let source = source();
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &cookie,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: None, source: &source },
-    };
-    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    let outcome = answer_challenge(&server, &cookie, &answer).await;
     assert!(!matches!(outcome, PasskeyOutcome::SignedIn(_)), "a closed account is refused");
     assert!(signin::passkey_signin_options(&server.app, AGENT, IP).await.expect("options").is_none());
 }
@@ -492,13 +479,7 @@ async fn challenges_are_bounded_per_account_and_per_source(db: Db) {
     let (options, cookie) =
         signin::passkey_signin_options(&server.app, AGENT, Some("198.51.100.1")).await.expect("options").expect("some");
     let answer = key.get(&options);
-    let source = source();
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &cookie,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: None, source: &source },
-    };
-    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    let outcome = answer_challenge(&server, &cookie, &answer).await;
     assert!(matches!(outcome, PasskeyOutcome::SignedIn(_)), "the newest ceremony completes");
 
     // Per source: one /64, each request from another of its addresses,
@@ -545,12 +526,7 @@ async fn challenges_are_bounded_per_account_and_per_source(db: Db) {
         .expect("some");
     assert_eq!(ceremonies_where(&server, "source", net).await, PER_SOURCE);
     let answer = key.get(&options);
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &cookie,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: None, source: &source },
-    };
-    let outcome = signin::with_passkey(&server.app, sent, None).await.expect("sign-in");
+    let outcome = answer_challenge(&server, &cookie, &answer).await;
     assert!(matches!(outcome, PasskeyOutcome::SignedIn(_)), "the newest ceremony of a full source completes");
 }
 
@@ -574,13 +550,7 @@ async fn autofill_with(server: &TestServer, answer: impl FnOnce(&Value) -> Strin
     let allowed = options["publicKey"]["allowCredentials"].as_array().map_or(0, Vec::len);
     assert_eq!(allowed, 0, "any passkey of the site may answer");
     let answer = answer(&options);
-    let source = source();
-    let sent = PasskeyAnswer {
-        ceremony_cookie: &cookie,
-        answer: &answer,
-        browser: signin::Browser { previous_cookie: None, source: &source },
-    };
-    signin::with_passkey(&server.app, sent, None).await.expect("sign-in")
+    answer_challenge(server, &cookie, &answer).await
 }
 
 async fn last_failure(server: &TestServer) -> (Option<String>, Value) {
