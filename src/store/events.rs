@@ -1,7 +1,7 @@
 //! The connection log's storage: append (chained) and query.
 
 use super::sql::{execute, fetch};
-use super::write_tx::Queued;
+use super::write_tx::{Param, Queued};
 use super::{Backend, Store, StoreResult, WriteTx, write_tx::ChainHead};
 use crate::clock::Millis;
 
@@ -46,7 +46,8 @@ pub struct EventFilter {
 ///
 /// On PostgreSQL an advisory lock serialises appenders (of every instance);
 /// it is taken by the last statements of a transaction, which then waits for
-/// nothing else, so it cannot close a deadlock cycle.
+/// nothing else, so it cannot close a deadlock cycle. The hot paths take it
+/// once per batch of transactions (`pg_group_commit.rs`).
 ///
 /// SQLite is serialised by the write gate, which remembers the head it last
 /// committed: no read at all in the common case. Another process (the
@@ -61,11 +62,14 @@ pub async fn chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
     reload_chain_head(tx).await
 }
 
+/// The connection log's lock on PostgreSQL, across instances.
+pub(super) const LOG_LOCK: &str = "SELECT pg_advisory_xact_lock(7215001)";
+
 /// The last record of the chain, read from the table.
 pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
     tx.forget_cached_head();
     if tx.backend == Backend::Postgres {
-        execute!(tx, "SELECT pg_advisory_xact_lock(7215001)");
+        execute!(tx, LOG_LOCK);
     }
     let conn = tx.conn().await?;
     read_chain_head_on(conn).await
@@ -148,6 +152,27 @@ pub(super) fn event_insert(e: &EventRow) -> Queued {
             (&e.hash).into(),
         ],
     )
+}
+
+/// One insert of several records already chained (PostgreSQL, under the
+/// log's lock, which makes `INSERT_EVENT_SQL`'s check of the link needless):
+/// its SQL and parameters.
+pub(super) fn multi_row_insert(rows: &[&EventRow]) -> (String, Vec<Param>) {
+    const COLUMNS: usize = 16;
+    let mut sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ");
+    let mut params = Vec::with_capacity(rows.len() * COLUMNS);
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let first = i * COLUMNS + 1;
+        let placeholders: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+        sql.push('(');
+        sql.push_str(&placeholders.join(", "));
+        sql.push(')');
+        params.extend(event_insert(row).params.into_iter().take(COLUMNS));
+    }
+    (sql, params)
 }
 
 /// A record goes in only right after the record it links to (or into an

@@ -34,6 +34,11 @@
 //! `fetch!`, `fetch_scalar!`, `queue!`), which expand to the plain sqlx
 //! calls; the SQL stays in the function that runs it.
 //!
+//! The hot paths' transactions are committed in groups by one writer:
+//! `group_commit.rs` on SQLite (a thread calling SQLite directly),
+//! `pg_group_commit.rs` on PostgreSQL (tasks taking the log's lock once per
+//! batch).
+//!
 //! SQLite has a single writer. A deferred transaction that read first and
 //! writes later can fail at once with `SQLITE_BUSY` when another connection
 //! wrote in between, so on SQLite every write goes through one async gate.
@@ -50,6 +55,7 @@ pub mod mail;
 pub mod outbox;
 pub mod partners;
 pub mod passkeys;
+mod pg_group_commit;
 pub mod retention;
 pub mod sessions;
 pub mod shared;
@@ -60,7 +66,7 @@ pub mod totp;
 pub mod transfer;
 mod write_tx;
 
-use write_tx::ChainHead;
+use write_tx::{Batched, ChainHead};
 pub use write_tx::WriteTx;
 
 use std::str::FromStr;
@@ -85,6 +91,10 @@ pub enum StoreError {
     /// not go through sqlx; `extended_code` is SQLite's.
     #[error("database: {message}")]
     Sqlite { extended_code: Option<i32>, message: String },
+    /// A batch of the PostgreSQL group writer (`pg_group_commit.rs`) failed
+    /// as a whole: each of its transactions gets this, with the cause.
+    #[error("database (a batch of transactions): {0}")]
+    Group(String),
 }
 
 impl StoreError {
@@ -194,6 +204,9 @@ pub struct Store {
     /// SQLite on a file: the thread that commits the hot paths' transactions
     /// in groups (see `group_commit.rs`).
     group_writer: Option<Arc<group_commit::GroupWriter>>,
+    /// PostgreSQL: the tasks that commit them in groups
+    /// (`pg_group_commit.rs`).
+    pg_group_writer: Option<Arc<pg_group_commit::PgGroupWriter>>,
     /// SQLite on a file: the hot paths' point reads (see `sync_read.rs`).
     sync_readers: Option<Arc<sync_read::SyncReaders>>,
 }
@@ -237,7 +250,18 @@ impl Store {
             ),
             _ => (None, None),
         };
-        Ok(Store { pool, write_pool, backend, write_gate, client_cache: Arc::default(), group_writer, sync_readers })
+        let pg_group_writer = (backend == Backend::Postgres)
+            .then(|| Arc::new(pg_group_commit::PgGroupWriter::start(write_pool.clone())));
+        Ok(Store {
+            pool,
+            write_pool,
+            backend,
+            write_gate,
+            client_cache: Arc::default(),
+            group_writer,
+            pg_group_writer,
+            sync_readers,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -269,13 +293,17 @@ impl Store {
 
     /// A write transaction whose statements need no answer before the commit
     /// (the hot paths: codes, tokens, sessions touched, their log records).
-    /// On SQLite it is committed with others by the group writer, and its log
-    /// records are chained there; should it need the connection after all
-    /// (`WriteTx::conn`), it becomes an ordinary transaction. On PostgreSQL
-    /// it is an ordinary transaction.
+    /// It is committed with others by the group writer (`group_commit.rs` on
+    /// SQLite, `pg_group_commit.rs` on PostgreSQL), and its log records are
+    /// chained there; should it need the connection after all
+    /// (`WriteTx::conn`), it becomes an ordinary transaction.
     pub async fn begin_batched_write(&self) -> StoreResult<WriteTx> {
-        match (&self.group_writer, &self.write_gate) {
-            (Some(writer), Some(gate)) => Ok(WriteTx::deferred(writer.clone(), gate.clone(), self.write_pool.clone())),
+        let pool = self.write_pool.clone();
+        match (&self.group_writer, &self.write_gate, &self.pg_group_writer) {
+            (Some(writer), Some(gate), _) => {
+                Ok(WriteTx::deferred(Batched::Sqlite { writer: writer.clone(), gate: gate.clone(), pool }))
+            }
+            (_, _, Some(writer)) => Ok(WriteTx::deferred(Batched::Postgres { writer: writer.clone(), pool })),
             _ => self.begin_write().await,
         }
     }
@@ -314,6 +342,9 @@ impl Store {
 
     pub async fn close(&self) {
         if let Some(writer) = &self.group_writer {
+            writer.close();
+        }
+        if let Some(writer) = &self.pg_group_writer {
             writer.close();
         }
         self.pool.close().await;

@@ -13,6 +13,11 @@
 //! On PostgreSQL the same statements are sent one by one at the same moments
 //! (the extended protocol takes one statement per message), inside an
 //! ordinary sqlx transaction.
+//!
+//! A transaction begun with `Store::begin_batched_write` is *deferred*: it
+//! holds its statements and log records until its commit, then hands them to
+//! its backend's group writer (`group_commit.rs`, `pg_group_commit.rs`),
+//! which commits it together with others.
 
 use std::sync::Arc;
 
@@ -22,6 +27,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::group_commit::GroupWriter;
+use super::pg_group_commit::PgGroupWriter;
 use super::{Backend, StoreError, StoreResult, events::EventRow};
 
 /// The last record of the connection-log chain: its sequence and hash.
@@ -78,13 +84,9 @@ impl Queued {
 const STATEMENTS_PER_TEXT: usize = 32;
 
 enum Conn {
-    /// SQLite, a transaction for the group writer (`group_commit.rs`): no
-    /// gate, no connection until it needs one.
-    Deferred {
-        writer: Arc<GroupWriter>,
-        gate: Arc<Mutex<Option<ChainHead>>>,
-        pool: AnyPool,
-    },
+    /// A transaction for a group writer (`group_commit.rs`,
+    /// `pg_group_commit.rs`): no gate, no connection until it needs one.
+    Deferred(Batched),
     /// SQLite: the writer connection; `BEGIN` and `COMMIT` travel with the
     /// queued statements.
     Sqlite {
@@ -92,6 +94,19 @@ enum Conn {
         begun: bool,
     },
     Postgres(Transaction<'static, Any>),
+}
+
+/// Where a deferred transaction goes at its commit.
+pub(super) enum Batched {
+    Sqlite {
+        writer: Arc<GroupWriter>,
+        gate: Arc<Mutex<Option<ChainHead>>>,
+        pool: AnyPool,
+    },
+    Postgres {
+        writer: Arc<PgGroupWriter>,
+        pool: AnyPool,
+    },
 }
 
 /// Log records appended in a transaction and not yet known to be written,
@@ -142,8 +157,12 @@ impl WriteTx {
         Self::with(Conn::Postgres(tx), Backend::Postgres, None)
     }
 
-    pub(super) fn deferred(writer: Arc<GroupWriter>, gate: Arc<Mutex<Option<ChainHead>>>, pool: AnyPool) -> Self {
-        Self::with(Conn::Deferred { writer, gate, pool }, Backend::Sqlite, None)
+    pub(super) fn deferred(batched: Batched) -> Self {
+        let backend = match batched {
+            Batched::Sqlite { .. } => Backend::Sqlite,
+            Batched::Postgres { .. } => Backend::Postgres,
+        };
+        Self::with(Conn::Deferred(batched), backend, None)
     }
 
     fn with(conn: Conn, backend: Backend, gate: Option<OwnedMutexGuard<Option<ChainHead>>>) -> Self {
@@ -175,7 +194,7 @@ impl WriteTx {
     /// Whether log records appended now are chained by the group writer at
     /// the commit rather than by the caller.
     pub(super) fn chains_at_commit(&self) -> bool {
-        matches!(self.conn, Some(Conn::Deferred { .. }))
+        matches!(self.conn, Some(Conn::Deferred(_)))
     }
 
     pub(super) fn add_unchained_events(&mut self, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
@@ -183,11 +202,31 @@ impl WriteTx {
     }
 
     /// A deferred transaction that needs the connection becomes an ordinary
-    /// one: it takes the gate and the writer connection, and chains the log
-    /// records it already holds after the head, as `audit::append` would.
+    /// one: it takes the gate and the writer connection (SQLite) or begins a
+    /// transaction (PostgreSQL), and chains the log records it already holds
+    /// after the head, as `audit::append` would.
     async fn attach(&mut self) -> StoreResult<()> {
-        let Some(Conn::Deferred { gate, pool, .. }) = &self.conn else { return Ok(()) };
-        let (gate, pool) = (gate.clone(), pool.clone());
+        let (gate, pool) = match &self.conn {
+            Some(Conn::Deferred(Batched::Sqlite { gate, pool, .. })) => (gate.clone(), pool.clone()),
+            Some(Conn::Deferred(Batched::Postgres { pool, .. })) => {
+                let mut tx = pool.begin().await?;
+                let unchained = match self.unchained_events.take() {
+                    Some(mut unchained) => {
+                        sqlx::query(super::events::LOG_LOCK).execute(&mut *tx).await?;
+                        let head = super::events::read_chain_head_on(&mut tx).await?;
+                        super::events::chain_after(head, &mut unchained.rows, unchained.rehash);
+                        Some(unchained)
+                    }
+                    None => None,
+                };
+                self.conn = Some(Conn::Postgres(tx));
+                if let Some(unchained) = unchained {
+                    super::events::queue_chained(self, unchained.rows, unchained.rehash);
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
         let guard = gate.lock_owned().await;
         let conn = pool.acquire().await?;
         self.gate = Some(guard);
@@ -220,7 +259,7 @@ impl WriteTx {
         match self.conn.as_mut() {
             Some(Conn::Sqlite { conn, .. }) => Ok(&mut **conn),
             Some(Conn::Postgres(tx)) => Ok(&mut **tx),
-            Some(Conn::Deferred { .. }) | None => Err(StoreError::Corrupt("transaction already finished".into())),
+            Some(Conn::Deferred(_)) | None => Err(StoreError::Corrupt("transaction already finished".into())),
         }
     }
 
@@ -257,7 +296,7 @@ impl WriteTx {
         }
         let mut queued = std::mem::take(&mut self.queued);
         let result = match self.conn.as_mut() {
-            None | Some(Conn::Deferred { .. }) => {
+            None | Some(Conn::Deferred(_)) => {
                 return Err(StoreError::Corrupt("transaction already finished".into()));
             }
             Some(Conn::Sqlite { conn, begun }) => {
@@ -331,13 +370,15 @@ impl WriteTx {
     }
 
     pub async fn commit(mut self) -> StoreResult<()> {
-        if let Some(Conn::Deferred { writer, .. }) = &self.conn {
-            let writer = writer.clone();
+        if let Some(Conn::Deferred(batched)) = &self.conn {
             let statements = std::mem::take(&mut self.queued);
             let events = self.unchained_events.take();
             self.finished = true;
             if !statements.is_empty() || events.is_some() {
-                writer.commit(statements, events).await?;
+                match batched {
+                    Batched::Sqlite { writer, .. } => writer.commit(statements, events).await?,
+                    Batched::Postgres { writer, .. } => writer.commit(statements, events).await?,
+                }
             }
             self.committed();
             return Ok(());
@@ -438,7 +479,7 @@ async fn send_in_texts(conn: &mut AnyConnection, queued: &[Queued]) -> Result<Ve
 /// A unique-constraint violation of a queued insert made with
 /// [`WriteTx::queue_insert`] becomes `Conflict`. In a text of several
 /// statements, SQLite names the table (`UNIQUE constraint failed: t.c`).
-fn conflict_of(e: sqlx::Error, sent: &[Queued]) -> StoreError {
+pub(super) fn conflict_of(e: sqlx::Error, sent: &[Queued]) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
     {
@@ -454,7 +495,7 @@ fn conflict_of(e: sqlx::Error, sent: &[Queued]) -> StoreError {
     StoreError::Database(e)
 }
 
-fn bind_all<'q>(
+pub(super) fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
     params: Vec<Param>,
 ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {

@@ -121,6 +121,45 @@ async fn single_use_holds_across_instances_in_the_same_instant() {
     assert_eq!(attempt_at(&a.base, EMAIL, loser).await, 401, "the other use changed nothing");
 }
 
+/// Rotations of many refresh chains on two instances at once, each instance
+/// committing its share in batches (the PostgreSQL group writer), two
+/// instances taking turns at the log's lock: every rotation succeeds once,
+/// and the connection log is one unbroken chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_on_two_instances_at_once_make_one_chain() {
+    let Some(backends) = Backends::from_env() else { return };
+    const CHAINS: usize = 16;
+    let mut cluster = Cluster::new(&backends, &[]).await;
+    cluster.spawn_many(2).await;
+    cluster.add_account(EMAIL).await;
+    let secret = cluster.add_client("platform").await;
+    let (a, b) = (cluster.instance(0), cluster.instance(1));
+    let mut refresh = Vec::new();
+    for _ in 0..CHAINS {
+        let pkce = Pkce::random();
+        let code = code_at(&browser(), &a.base, &a.base, "platform", EMAIL, &pkce).await;
+        let (status, tokens) = exchange_at(&b.base, "platform", &secret, &code, &pkce).await;
+        assert_eq!(status, 200, "{tokens}");
+        refresh.push(tokens["refresh_token"].as_str().expect("refresh token").to_string());
+    }
+    for round in 0..4 {
+        let answers = futures::future::join_all(refresh.iter().enumerate().map(|(i, token)| {
+            let base = if (i + round) % 2 == 0 { &a.base } else { &b.base };
+            let secret = &secret;
+            async move {
+                token_at(base, "platform", secret, &[("grant_type", "refresh_token"), ("refresh_token", token)]).await
+            }
+        }))
+        .await;
+        for (i, (status, body)) in answers.into_iter().enumerate() {
+            assert_eq!(status, 200, "round {round}, chain {i}: {body}");
+            refresh[i] = body["refresh_token"].as_str().expect("refresh token").to_string();
+        }
+    }
+    let (ok, out, err) = cluster.cli(&["logs", "verify"]).await;
+    assert!(ok, "logs verify: {out}{err}");
+}
+
 /// Sets `password` through the form of a reset link shown on `base`; the status.
 async fn reset_submit(browser: &reqwest::Client, base: &str, form: &Form, password: &str) -> u16 {
     let fields = [("password", password), ("confirmation", password)];

@@ -20,6 +20,7 @@ on_both_databases!(
     refresh_token_idle_and_absolute_expiry,
     closed_account_cannot_refresh_nor_use_its_access_token,
     concurrent_rotations_of_one_refresh_token_succeed_once,
+    a_replay_committed_with_other_rotations_fails_alone,
 );
 
 fn assert_invalid_grant(status: StatusCode, body: &Value, what: &str) {
@@ -280,4 +281,59 @@ async fn concurrent_rotations_of_one_refresh_token_succeed_once(db: Db) {
             refresh_raw(&server, "platform", &secret, &text(&winner.2, "refresh_token"), None).await;
         assert_invalid_grant(status, &body, "a token of the revoked family");
     }
+}
+
+/// Many rotations at once, some of them replays sent in the same instant as
+/// their first use: the group writer commits them in batches (on SQLite and
+/// on PostgreSQL), where a replay must fail alone. Every other rotation
+/// succeeds, each replayed token succeeds exactly once, and the log's chain
+/// holds one record per successful rotation.
+async fn a_replay_committed_with_other_rotations_fails_alone(db: Db) {
+    const CHAINS: usize = 12;
+    const REPLAYED: usize = 4;
+    let server = TestServer::start(db).await;
+    server.add_account("marie.dupont@cc-girou.fr", None).await;
+    let secret = server.add_client("platform").await;
+    let rp = server.rp("platform", Some(&secret)).await;
+    let browser = browser();
+    let mut tokens = Vec::new();
+    for _ in 0..CHAINS {
+        let (issued, _) = code_flow(&server, &rp, &browser, "marie.dupont@cc-girou.fr", &["offline_access"]).await;
+        tokens.push(refresh_of(&issued));
+    }
+    let refreshed_before = refreshed_records(&server).await;
+    // Each token once, the first REPLAYED twice, all in flight together.
+    let presented: Vec<(usize, String)> =
+        tokens.iter().cloned().enumerate().chain(tokens.iter().take(REPLAYED).cloned().enumerate()).collect();
+    let answers = futures::future::join_all(presented.iter().map(|(chain, token)| {
+        let (server, secret) = (&server, &secret);
+        async move { (*chain, refresh_raw(server, "platform", secret, token, None).await) }
+    }))
+    .await;
+    let mut successes = [0usize; CHAINS];
+    for (chain, (status, _, body)) in &answers {
+        match status.as_u16() {
+            200 => successes[*chain] += 1,
+            _ => assert_invalid_grant(*status, body, &format!("chain {chain}")),
+        }
+    }
+    assert_eq!(successes, [1; CHAINS], "every chain rotated exactly once: {successes:?}");
+    // The replays revoked their families; the others go on.
+    for (chain, (status, _, body)) in answers.iter().filter(|(_, (s, _, _))| *s == 200) {
+        let (next, _, _) = refresh_raw(&server, "platform", &secret, &text(body, "refresh_token"), None).await;
+        let expected = if *chain < REPLAYED { 400 } else { 200 };
+        assert_eq!(next.as_u16(), expected, "chain {chain} after the burst ({status})");
+    }
+    let refreshed = refreshed_records(&server).await - refreshed_before;
+    assert_eq!(refreshed, CHAINS as i64 + (CHAINS - REPLAYED) as i64, "one record per successful rotation");
+    let verified = coop_idp::audit::verify(&server.app.store, &server.app.keys).await.expect("verify");
+    assert!(matches!(verified, coop_idp::audit::Verification::Intact { .. }), "{verified:?}");
+}
+
+async fn refreshed_records(server: &TestServer) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE kind = $1 AND outcome = 'success'")
+        .bind(coop_idp::audit::kind::TOKEN_REFRESHED)
+        .fetch_one(server.app.store.pool())
+        .await
+        .expect("count")
 }
