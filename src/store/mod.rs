@@ -66,8 +66,8 @@ pub mod totp;
 pub mod transfer;
 mod write_tx;
 
-use write_tx::{Batched, ChainHead};
 pub use write_tx::WriteTx;
+use write_tx::{Batched, ChainHead};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -250,8 +250,8 @@ impl Store {
             ),
             _ => (None, None),
         };
-        let pg_group_writer = (backend == Backend::Postgres)
-            .then(|| Arc::new(pg_group_commit::PgGroupWriter::start(write_pool.clone())));
+        let pg_group_writer =
+            (backend == Backend::Postgres).then(|| Arc::new(pg_group_commit::PgGroupWriter::start(write_pool.clone())));
         Ok(Store {
             pool,
             write_pool,

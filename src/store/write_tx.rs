@@ -98,15 +98,8 @@ enum Conn {
 
 /// Where a deferred transaction goes at its commit.
 pub(super) enum Batched {
-    Sqlite {
-        writer: Arc<GroupWriter>,
-        gate: Arc<Mutex<Option<ChainHead>>>,
-        pool: AnyPool,
-    },
-    Postgres {
-        writer: Arc<PgGroupWriter>,
-        pool: AnyPool,
-    },
+    Sqlite { writer: Arc<GroupWriter>, gate: Arc<Mutex<Option<ChainHead>>>, pool: AnyPool },
+    Postgres { writer: Arc<PgGroupWriter>, pool: AnyPool },
 }
 
 /// Log records appended in a transaction and not yet known to be written,
