@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::metrics::{Ab, Micro};
 use crate::support::*;
-use crate::{Kind, Scenario, Settings, TargetRun};
+use crate::{Cell, Kind, Scenario, Settings, TargetRun};
 
 /// Issue 7: coop-idp ÷ node with Redis at equal p99.
 const TARGET_RATIO: f64 = 5.0;
@@ -267,14 +267,8 @@ impl std::fmt::Display for EqualP99 {
 }
 
 pub fn equal_p99_row(ours: &TargetRun, theirs: &TargetRun, scenario: Scenario) -> Option<EqualP99> {
-    let best = |run: &TargetRun, p99_cap: f64| {
-        run.cells
-            .iter()
-            .filter(|c| c.scenario == scenario && c.m.errors == 0 && c.m.p99_ms <= p99_cap)
-            .max_by(|a, b| a.m.ops_per_s.total_cmp(&b.m.ops_per_s))
-    };
-    let bn = best(theirs, f64::INFINITY)?;
-    let (text, ratio) = match best(ours, bn.m.p99_ms) {
+    let bn = best_cell(theirs, scenario, f64::INFINITY)?;
+    let (text, ratio) = match best_cell(ours, scenario, bn.m.p99_ms) {
         Some(x) => (
             format!("{:.0} /s, p99 {} ms ({} clients)", x.m.ops_per_s, ms(x.m.p99_ms), x.clients),
             x.m.ops_per_s / bn.m.ops_per_s,
@@ -288,4 +282,12 @@ pub fn equal_p99_row(ours: &TargetRun, theirs: &TargetRun, scenario: Scenario) -
         ours: text,
         ratio,
     })
+}
+
+/// The fastest cell of `scenario` without errors whose p99 is at most `p99_cap`.
+fn best_cell(run: &TargetRun, scenario: Scenario, p99_cap: f64) -> Option<&Cell> {
+    run.cells
+        .iter()
+        .filter(|c| c.scenario == scenario && c.m.errors == 0 && c.m.p99_ms <= p99_cap)
+        .max_by(|a, b| a.m.ops_per_s.total_cmp(&b.m.ops_per_s))
 }

@@ -142,8 +142,8 @@ fn embedded(md: &mut String, ours: &TargetRun, anchor: &TargetRun) {
 /// Two coop-idp instances ÷ node with Redis and workers, at equal p99.
 fn scale_out(md: &mut String, ours: &TargetRun, theirs: &TargetRun) {
     md.push_str(&format!(
-        "Scale-out path at equal p99: {}'s best throughput, against {}'s best among its cells whose p99 is not \
-         above that; target ≥ {TARGET_SCALE_OUT}×:\n\n",
+        "Scale-out path at equal p99: the best throughput of {}, against the best of {} among its cells whose \
+         p99 is not above that; target ≥ {TARGET_SCALE_OUT}×:\n\n",
         theirs.name, ours.name
     ));
     md.push_str(
