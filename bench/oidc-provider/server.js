@@ -1,49 +1,78 @@
 // node oidc-provider configured like a production deployment, as close as
 // possible to coop-idp's behaviour, for the side-by-side benchmark
-// (benches/versus.rs). See README.md for the configuration and its knobs.
+// (benches/versus/). See README.md for the configuration and its knobs.
 //
-// One primary process forks NODE_WORKERS workers (default: one per core,
-// node's `cluster` module; the primary hands connections out round-robin),
-// as a production deployment on one machine would. Signing keys and cookie
-// keys are made (or read) once by the primary and given to every worker;
-// all state lives in Redis.
+// Two modes (ADAPTER):
+// - `redis` (the default): one primary process forks NODE_WORKERS workers
+//   (default: one per core, node's `cluster` module; the primary hands
+//   connections out round-robin), as a production deployment on one machine
+//   would. Signing keys and cookie keys are made (or read) once by the
+//   primary and given to every worker; all state lives in Redis.
+// - `memory`: the fastest configuration, one process and no cluster, all
+//   state in that process's memory (memory_adapter.js); nothing survives a
+//   restart.
 import cluster from 'node:cluster';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 
 import argon2 from 'argon2';
 import Provider from 'oidc-provider';
 
+import { makeMemoryAdapter, memoryAccounts } from './memory_adapter.js';
 import { deleteAll, makeAdapter, redisClient } from './redis_adapter.js';
 
 const env = (name, fallback) => process.env[name] ?? fallback;
 const PORT = Number(env('PORT', '3000'));
 const ISSUER = env('ISSUER', `http://127.0.0.1:${PORT}`);
+const ADAPTER = env('ADAPTER', 'redis');
 const REDIS_URL = env('REDIS_URL', 'redis://127.0.0.1:6379');
 const KEY_PREFIX = env('REDIS_KEY_PREFIX', 'oidc:');
 const WORKERS = Number(env('NODE_WORKERS', String(os.availableParallelism())));
 // Argon2id m=19456 KiB, t=2, p=1: coop-idp's parameters (OWASP's minimum).
 const ARGON2 = { type: argon2.argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1 };
 
-if (cluster.isPrimary) {
-  await primary();
-} else {
-  await worker();
-}
-
-// ---------------------------------------------------------------------------
-// Primary: keys, the account and the clients, then the workers.
-
-async function primary() {
+function warnUnlessProduction() {
   if (process.env.NODE_ENV !== 'production') {
     console.error('warning: NODE_ENV is not "production"');
   }
+}
+
+const randomCookieKeys = () => JSON.stringify([
+  crypto.randomBytes(32).toString('base64url'),
+  crypto.randomBytes(32).toString('base64url'),
+]);
+
+// ---------------------------------------------------------------------------
+// Memory mode: one process, the accounts and the provider's state in it.
+
+async function single() {
+  warnUnlessProduction();
+  if (env('NODE_WORKERS', '1') !== '1') {
+    console.error('warning: ADAPTER=memory runs one process; NODE_WORKERS is ignored');
+  }
+  const store = {
+    adapter: makeMemoryAdapter(),
+    ...memoryAccounts(await accountsToSeed()),
+    close: async () => {},
+  };
   const jwks = process.env.OIDC_JWKS ?? JSON.stringify(generateJwks());
-  const cookieKeys = process.env.OIDC_COOKIE_KEYS
-    ?? JSON.stringify([crypto.randomBytes(32).toString('base64url'), crypto.randomBytes(32).toString('base64url')]);
+  const cookieKeys = process.env.OIDC_COOKIE_KEYS ?? randomCookieKeys();
+  await serve(store, jwks, cookieKeys, () => {
+    console.log(`oidc-provider ${ISSUER} listening (1 process, state in memory)`);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Redis mode, primary: keys, the accounts and the clients, then the workers.
+
+async function primary() {
+  warnUnlessProduction();
+  const jwks = process.env.OIDC_JWKS ?? JSON.stringify(generateJwks());
+  const cookieKeys = process.env.OIDC_COOKIE_KEYS ?? randomCookieKeys();
   const redis = redisClient(REDIS_URL, KEY_PREFIX);
-  await seed(redis);
+  await seedRedis(redis, await accountsToSeed());
 
   const workerEnv = { OIDC_JWKS: jwks, OIDC_COOKIE_KEYS: cookieKeys };
   let stopping = false;
@@ -89,43 +118,96 @@ function generateJwks() {
   };
 }
 
-/// The benchmark's account (ACCOUNT_EMAIL / ACCOUNT_PASSWORD) with its
-/// Argon2id hash, stored in Redis like the rest.
-async function seed(redis) {
+/// The accounts to make at start, with their Argon2id hashes: the one of
+/// ACCOUNT_EMAIL / ACCOUNT_PASSWORD, and those of ACCOUNTS_FILE (a JSON
+/// array of { email, password, given_name?, family_name?, function? }; the
+/// benchmark's sign-in scenario signs each client in as its own account).
+/// One hash per distinct password, so that hundreds of accounts sharing one
+/// start in the time of one hash.
+async function accountsToSeed() {
+  const wanted = [];
   const email = env('ACCOUNT_EMAIL', '');
   const password = env('ACCOUNT_PASSWORD', '');
-  if (!email || !password) return;
-  const id = crypto.randomUUID();
-  const account = {
-    sub: id,
-    email,
-    email_verified: true,
-    given_name: env('ACCOUNT_GIVEN_NAME', 'Marie'),
-    family_name: env('ACCOUNT_FAMILY_NAME', 'Dupont'),
-    function: env('ACCOUNT_FUNCTION', 'Coordinatrice CTG'),
-    partner_id: 'cc-girou',
-    partner_name: 'CC du Girou',
-    roles: [],
-    updated_at: Math.floor(Date.now() / 1000),
-    password_hash: await argon2.hash(password, ARGON2),
-  };
-  await redis.multi()
-    .set(`account:${id}`, JSON.stringify(account))
-    .set(`account-email:${email.toLowerCase()}`, id)
-    .exec();
+  if (email && password) {
+    wanted.push({
+      email,
+      password,
+      given_name: env('ACCOUNT_GIVEN_NAME', 'Marie'),
+      family_name: env('ACCOUNT_FAMILY_NAME', 'Dupont'),
+      function: env('ACCOUNT_FUNCTION', 'Coordinatrice CTG'),
+    });
+  }
+  const file = env('ACCOUNTS_FILE', '');
+  if (file) {
+    const listed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (!Array.isArray(listed)) throw new Error(`${file}: a JSON array of accounts is expected`);
+    wanted.push(...listed);
+  }
+  const hashes = new Map();
+  const accounts = [];
+  for (const a of wanted) {
+    if (typeof a.email !== 'string' || typeof a.password !== 'string') {
+      throw new Error('every account needs an email and a password');
+    }
+    if (!hashes.has(a.password)) hashes.set(a.password, await argon2.hash(a.password, ARGON2));
+    accounts.push({
+      sub: crypto.randomUUID(),
+      email: a.email,
+      email_verified: true,
+      given_name: a.given_name ?? 'Agent',
+      family_name: a.family_name ?? 'Test',
+      function: a.function ?? 'Agent',
+      partner_id: 'cc-girou',
+      partner_name: 'CC du Girou',
+      roles: [],
+      updated_at: Math.floor(Date.now() / 1000),
+      password_hash: hashes.get(a.password),
+    });
+  }
+  return accounts;
+}
+
+/// The accounts stored in Redis like the rest.
+async function seedRedis(redis, accounts) {
+  if (!accounts.length) return;
+  const multi = redis.multi();
+  for (const account of accounts) {
+    multi.set(`account:${account.sub}`, JSON.stringify(account));
+    multi.set(`account-email:${account.email.toLowerCase()}`, account.sub);
+  }
+  await multi.exec();
 }
 
 // ---------------------------------------------------------------------------
-// Workers: the provider and the interaction (sign-in) pages.
+// Redis mode, workers.
 
 async function worker() {
   const redis = redisClient(REDIS_URL, KEY_PREFIX);
-  // An unknown address costs one hash too, so that timing does not tell it.
-  const dummyHash = await argon2.hash(crypto.randomBytes(16).toString('hex'), ARGON2);
   const findAccountById = async (id) => {
     const raw = id ? await redis.get(`account:${id}`) : null;
     return raw ? JSON.parse(raw) : undefined;
   };
+  const store = {
+    adapter: makeAdapter(redis),
+    findAccountById,
+    async findAccountByEmail(email) {
+      const id = await redis.get(`account-email:${email.trim().toLowerCase()}`);
+      return id ? findAccountById(id) : undefined;
+    },
+    close: () => redis.quit(),
+  };
+  // The primary prints "listening" once every worker listens.
+  await serve(store, process.env.OIDC_JWKS, process.env.OIDC_COOKIE_KEYS, () => {});
+}
+
+// ---------------------------------------------------------------------------
+// Either mode: the provider and the interaction (sign-in) pages on `store`
+// ({ adapter, findAccountById, findAccountByEmail, close }).
+
+async function serve(store, jwks, cookieKeys, onListening) {
+  const { findAccountById, findAccountByEmail } = store;
+  // An unknown address costs one hash too, so that timing does not tell it.
+  const dummyHash = await argon2.hash(crypto.randomBytes(16).toString('hex'), ARGON2);
 
   const clientSecret = (id) => env(`CLIENT_SECRET_${id.toUpperCase().replace(/-/g, '_')}`, '');
   const redirectUris = env('REDIRECT_URIS', 'http://127.0.0.1:9/callback').split(' ');
@@ -142,11 +224,11 @@ async function worker() {
   });
 
   const configuration = {
-    adapter: makeAdapter(redis),
+    adapter: store.adapter,
     clients: [client('bench-rs256', 'RS256'), client('bench-es256', 'ES256')],
-    jwks: JSON.parse(process.env.OIDC_JWKS),
+    jwks: JSON.parse(jwks),
     cookies: {
-      keys: JSON.parse(process.env.OIDC_COOKIE_KEYS),
+      keys: JSON.parse(cookieKeys),
       // Served over plain http on loopback here; behind TLS, set
       // `provider.proxy = true` and `secure: true`.
       long: { httpOnly: true, sameSite: 'lax' },
@@ -237,16 +319,13 @@ async function worker() {
   });
   server.keepAliveTimeout = 65_000;
 
-  async function findAccountByEmail(email) {
-    const id = await redis.get(`account-email:${email.trim().toLowerCase()}`);
-    return id ? findAccountById(id) : undefined;
-  }
-
-  server.listen(PORT, '127.0.0.1');
-  process.on('SIGTERM', () => {
-    server.close(() => redis.quit().finally(() => process.exit(0)));
+  server.listen(PORT, '127.0.0.1', onListening);
+  const stop = () => {
+    server.close(() => Promise.resolve(store.close()).finally(() => process.exit(0)));
     setTimeout(() => process.exit(0), 5000).unref();
-  });
+  };
+  process.on('SIGTERM', stop);
+  if (ADAPTER === 'memory') process.on('SIGINT', stop);
 }
 
 /// The sign-in page (GET /interaction/:uid), its form (POST
@@ -322,4 +401,16 @@ async function body(req) {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+// Last, so that every constant above is initialised before a request comes.
+if (ADAPTER === 'memory') {
+  await single();
+} else if (ADAPTER !== 'redis') {
+  console.error(`ADAPTER must be "redis" or "memory", not "${ADAPTER}"`);
+  process.exit(2);
+} else if (cluster.isPrimary) {
+  await primary();
+} else {
+  await worker();
 }

@@ -1,4 +1,4 @@
-//! What the load benchmarks share (`benches/server.rs`, `benches/versus.rs`):
+//! What the load benchmarks share (`benches/server.rs`, `benches/versus/`):
 //! server processes, the relying party and the browser driven by hand over
 //! HTTP, the scenarios and their measurement (latencies, CPU time and RSS of
 //! the server processes).
@@ -890,7 +890,7 @@ pub fn cpu_secs(pid: &str, ticks_per_s: f64) -> f64 {
     (ticks(11) + ticks(12)) / ticks_per_s
 }
 
-fn ticks_per_s() -> f64 {
+pub fn ticks_per_s() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
