@@ -35,7 +35,7 @@ use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::group_commit::Job;
-use super::write_tx::{ChainHead, PendingEvents, Queued, bind_all, conflict_of};
+use super::write_tx::{ChainHead, Param, PendingEvents, Queued, bind_all, conflict_of, shift_parameters};
 use super::{StoreError, StoreResult};
 
 /// Transactions per batch: bounds the statements one PostgreSQL transaction
@@ -133,15 +133,13 @@ async fn commit_batch(conn: &mut AnyConnection, jobs: &mut [Job]) -> (Vec<StoreR
     if let Err(e) = run_sql(conn, "BEGIN").await {
         return broken(&e);
     }
-    // Plain loops: an iterator adapter's closure held across an await makes
+    // A plain loop: an iterator adapter's closure held across an await makes
     // the task's future not `Send` (rustc #102211).
     let mut failed = None;
-    'jobs: for job in jobs.iter() {
-        for statement in &job.statements {
-            if let Err(e) = send(conn, statement).await {
-                failed = Some(e);
-                break 'jobs;
-            }
+    for job in jobs.iter() {
+        if let Err(e) = send_job(conn, job).await {
+            failed = Some(e);
+            break;
         }
     }
     let results = match failed {
@@ -177,14 +175,7 @@ async fn run_with_savepoints(conn: &mut AnyConnection, jobs: &[Job]) -> StoreRes
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         run_sql(conn, "SAVEPOINT job").await?;
-        let mut outcome = Ok(());
-        for statement in &job.statements {
-            if let Err(e) = send(conn, statement).await {
-                outcome = Err(e);
-                break;
-            }
-        }
-        match outcome {
+        match send_job(conn, job).await {
             Ok(()) => run_sql(conn, "RELEASE SAVEPOINT job").await?,
             Err(e) if e.is_unavailable() => return Err(e),
             Err(e) => {
@@ -225,6 +216,57 @@ async fn append_events(conn: &mut AnyConnection, jobs: Vec<&mut Job>) -> StoreRe
     Ok(())
 }
 
+/// A transaction's statements, in one round trip where SQL allows it.
+async fn send_job(conn: &mut AnyConnection, job: &Job) -> StoreResult<()> {
+    if let Some((sql, params)) = one_statement(&job.statements) {
+        return match bind_all(sqlx::query(&sql), params).execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(StoreError::Database(e)),
+        };
+    }
+    for statement in &job.statements {
+        send(conn, statement).await?;
+    }
+    Ok(())
+}
+
+/// The statements of one transaction as one: the first ones as data-modifying
+/// `WITH` clauses of the last. PostgreSQL runs them as one statement, in one
+/// snapshot, with the foreign keys checked at its end; the hot paths'
+/// transactions write distinct rows and read none of their own writes, so
+/// that is the same as running them one after the other. Not for one
+/// statement alone, nor when a statement's error must name what it creates
+/// (`queue_insert`, see `conflict_of`) or returns rows.
+fn one_statement(statements: &[Queued]) -> Option<(String, Vec<Param>)> {
+    let combinable = |q: &Queued| {
+        q.conflict.is_none()
+            && !q.sql.contains("RETURNING")
+            && ["INSERT ", "UPDATE ", "DELETE "].iter().any(|verb| q.sql.starts_with(verb))
+    };
+    if statements.len() < 2 || !statements.iter().all(combinable) {
+        return None;
+    }
+    let mut sql = String::from("WITH ");
+    let mut params = Vec::new();
+    let last = statements.len() - 1;
+    for (i, q) in statements.iter().enumerate() {
+        if i == last {
+            sql.push(' ');
+        } else {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("s{i} AS ("));
+        }
+        shift_parameters(q.sql, params.len(), &mut sql);
+        if i != last {
+            sql.push(')');
+        }
+        params.extend(q.params.iter().cloned());
+    }
+    Some((sql, params))
+}
+
 async fn send(conn: &mut AnyConnection, statement: &Queued) -> StoreResult<Vec<AnyRow>> {
     bind_all(sqlx::query(statement.sql), statement.params.clone())
         .fetch_all(&mut *conn)
@@ -251,4 +293,38 @@ fn all_failed(count: usize, e: &StoreError) -> Vec<StoreResult<()>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_becomes_one_statement_with_its_parameters_in_order() {
+        let statements = vec![
+            Queued::new("INSERT INTO a (x, y) VALUES ($1, $2)", vec!["x".into(), 1i64.into()]),
+            Queued::new("UPDATE b SET y = $1 WHERE x = $2", vec![2i64.into(), "k".into()]),
+            Queued::new("DELETE FROM c WHERE x = $1", vec!["z".into()]),
+        ];
+        let (sql, params) = one_statement(&statements).expect("combinable");
+        assert_eq!(
+            sql,
+            "WITH s0 AS (INSERT INTO a (x, y) VALUES ($1, $2)), s1 AS (UPDATE b SET y = $3 WHERE x = $4) \
+             DELETE FROM c WHERE x = $5"
+        );
+        assert_eq!(params.len(), 5);
+        assert_eq!(params[4], Param::Text(Some("z".into())));
+    }
+
+    #[test]
+    fn statements_that_must_stay_apart_are_not_combined() {
+        let insert = Queued::new("INSERT INTO a (x) VALUES ($1)", vec!["x".into()]);
+        assert!(one_statement(std::slice::from_ref(&insert)).is_none(), "one statement alone");
+        let returning = Queued::new("UPDATE a SET x = $1 RETURNING x", vec!["y".into()]);
+        assert!(one_statement(&[insert.clone(), returning]).is_none(), "rows to read");
+        let lock = Queued::new("SELECT pg_advisory_xact_lock(1)", Vec::new());
+        assert!(one_statement(&[lock, insert.clone()]).is_none(), "not a data-modifying statement");
+        let named = Queued { conflict: Some("account"), ..insert.clone() };
+        assert!(one_statement(&[insert, named]).is_none(), "its error names what it creates");
+    }
 }

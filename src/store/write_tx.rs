@@ -518,7 +518,7 @@ fn combine(queued: &[Queued]) -> (String, Vec<Param>) {
 }
 
 /// Copies `sql` into `out` with every `$n` written as `$(n + offset)`.
-fn shift_parameters(sql: &str, offset: usize, out: &mut String) {
+pub(super) fn shift_parameters(sql: &str, offset: usize, out: &mut String) {
     let mut rest = sql;
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
