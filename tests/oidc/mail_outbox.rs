@@ -7,13 +7,16 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use coop_idp::mail::{Mail, MailTransport, enqueue, send_due};
+use coop_idp::mail::{Mail, MailTransport, deliver_now_in_batches, enqueue, send_due};
 
 use crate::cluster::eventually;
 use crate::common::*;
 use crate::on_both_databases;
 
-on_both_databases!(senders_deliver_a_long_queue_whole_and_each_message_once);
+on_both_databases!(
+    senders_deliver_a_long_queue_whole_and_each_message_once,
+    the_commands_drain_overlaps_its_batches_and_delivers_each_message_once
+);
 
 fn names_in(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
@@ -23,10 +26,7 @@ fn names_in(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-async fn senders_deliver_a_long_queue_whole_and_each_message_once(db: Db) {
-    let server = TestServer::start(db).await;
-    // More than two batches of the sender.
-    let count = 150;
+async fn queue_messages(server: &TestServer, count: usize) {
     let now = server.app.clock.now_ms();
     let mut tx = server.app.store.begin_write().await.expect("tx");
     for n in 0..count {
@@ -39,6 +39,13 @@ async fn senders_deliver_a_long_queue_whole_and_each_message_once(db: Db) {
         enqueue(&mut tx, &mail, now).await.expect("enqueue");
     }
     tx.commit().await.expect("commit");
+}
+
+async fn senders_deliver_a_long_queue_whole_and_each_message_once(db: Db) {
+    let server = TestServer::start(db).await;
+    // More than two batches of the sender.
+    let count = 150;
+    queue_messages(&server, count).await;
     server.app.mail_wake.notify_one();
 
     let others = tempfile::tempdir().expect("tempdir");
@@ -111,4 +118,50 @@ async fn the_relay_authenticates_and_keeps_its_conversation() {
     assert!(received.iter().any(|l| l.contains(&plain)), "{received:?}");
     assert_eq!(received.iter().filter(|l| l.contains("Bonjour")).count(), 3);
     assert_eq!(sessions.load(std::sync::atomic::Ordering::SeqCst), 1, "one conversation for the three");
+}
+
+/// The command line's drain (`annex1 import --apply`) claims a batch while
+/// it writes the one before and records the one before that: with another
+/// sender at work at the same time, every message is written once, whole
+/// (no temporary file left), and recorded sent.
+async fn the_commands_drain_overlaps_its_batches_and_delivers_each_message_once(db: Db) {
+    let server = TestServer::start(db).await;
+    let count = 150;
+    queue_messages(&server, count).await;
+    let folder = tempfile::tempdir().expect("tempdir");
+    let other = tempfile::tempdir().expect("tempdir");
+    let app = server.app.clone();
+    let other_dir = other.path().to_path_buf();
+    let sender = tokio::spawn(async move {
+        let transport = MailTransport::Files(other_dir);
+        let mut delivered = 0;
+        while let Ok(n @ 1..) = send_due(&app.store, &app.clock, &transport, &app.config).await {
+            delivered += n;
+        }
+        delivered
+    });
+    let app = &server.app;
+    let transport = MailTransport::Files(folder.path().to_path_buf());
+    let by_drain = deliver_now_in_batches(&app.store, &app.clock, &transport, &app.config, 16).await.expect("drain");
+    let by_sender = sender.await.expect("sender");
+    let app = server.app.clone();
+    eventually(Duration::from_secs(30), "the outbox emptied", || async {
+        (app.store.mail_counts().await.expect("counts") == (0, 0)).then_some(())
+    })
+    .await;
+    let by_server = names_in(&server.app.config.data_dir.join("outbox")).len();
+    let drained = names_in(folder.path());
+    assert_eq!(drained.len(), by_drain, "the drain reports what it wrote");
+    assert!(by_drain > 0, "the drain delivered ({by_sender} by the sender, {by_server} by the server)");
+    let mut all = drained.clone();
+    all.extend(names_in(other.path()));
+    all.extend(names_in(&server.app.config.data_dir.join("outbox")));
+    assert_eq!(all.len(), count, "each message written once");
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), count, "no message written twice");
+    let leftovers = std::fs::read_dir(folder.path()).expect("folder").count() - drained.len();
+    assert_eq!(leftovers, 0, "no temporary file left behind");
+    for name in &drained {
+        let text = std::fs::read_to_string(folder.path().join(name)).expect("eml");
+        assert!(text.contains("Bonjour") && text.trim_end().ends_with("--"), "a whole message: {name}");
+    }
 }
