@@ -83,7 +83,9 @@ impl Relay {
             }
             Ok(Err(e)) => {
                 conn.abort().await;
-                let answered = e.is_response() || e.is_transient() || e.is_permanent() || e.is_client();
+                // An answer has a code; a conversation the server closed
+                // reads as an "incomplete response" with none.
+                let answered = e.status().is_some() || e.is_client();
                 Err(if answered { Failure::Answered(e.to_string()) } else { Failure::Network(e.to_string()) })
             }
             Err(_) => Err(Failure::Answered(format!("no answer within {} s", self.timeout.as_secs()))),
