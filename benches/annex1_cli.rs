@@ -8,6 +8,10 @@
 //!
 //! `COOP_IDP_BENCH_ROWS` changes the annex size, `COOP_IDP_BENCH_RUNS` the
 //! runs per configuration (default 3; the table gives the median run).
+//! `COOP_IDP_BENCH_KEEP=1` leaves the data folders in place at the end (see
+//! `apply_once`: for A/B runs back to back, each run after the first would
+//! otherwise pay for the files its predecessor removed). Remove them by
+//! hand, then wait five minutes before the next measure.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -165,5 +169,10 @@ async fn main() -> BenchResult<()> {
         );
     }
     println!("target ≤ 1000 ms wall: {}", if worst.as_millis() <= 1000 { "PASS" } else { "MISS" });
+    if support::env_text("COOP_IDP_BENCH_KEEP").is_some() {
+        for dir in kept {
+            println!("kept {}", dir.keep().display());
+        }
+    }
     Ok(())
 }

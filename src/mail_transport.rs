@@ -83,8 +83,10 @@ impl MailTransport {
 
     /// Delivers `rows`; the outcomes in the same order. Over SMTP, up to
     /// [`DELIVERIES_AT_ONCE`] conversations at a time. To the folder, the
-    /// files are written then made durable together (one `syncfs`) before
-    /// any is reported delivered, rather than one `fsync` a message.
+    /// messages are built and written on a blocking thread (the caller's
+    /// thread stays free for the database), then made durable together (one
+    /// `syncfs`) before any is reported delivered, rather than one `fsync` a
+    /// message.
     pub async fn deliver_all(&self, config: &Config, rows: &[MailRow]) -> Vec<Result<(), TransportError>> {
         match self {
             MailTransport::Smtp(_) | MailTransport::Relay(_) => {
@@ -94,21 +96,20 @@ impl MailTransport {
                 futures::stream::iter(deliveries).buffered(DELIVERIES_AT_ONCE).collect().await
             }
             MailTransport::Files(dir) => {
-                let files: Vec<Result<(String, Vec<u8>), TransportError>> = rows
-                    .iter()
-                    .map(|row| {
-                        let message = build_message(config, row, true)?;
-                        Ok((eml_name(row), message.formatted()))
-                    })
-                    .collect();
-                write_emls(dir.clone(), files).await
+                let from = config.mail_from.clone();
+                let rows = rows.to_vec();
+                let files = rows.into_iter().map(move |row| {
+                    let message = build_message(&from, &row, true)?;
+                    Ok((eml_name(&row), message.formatted()))
+                });
+                write_emls(dir.clone(), Box::new(files)).await
             }
         }
     }
 
     pub async fn deliver(&self, config: &Config, row: &MailRow) -> Result<(), TransportError> {
         // Over SMTP, 7-bit safe: the server may not announce 8BITMIME.
-        let message = build_message(config, row, matches!(self, MailTransport::Files(_)))?;
+        let message = build_message(&config.mail_from, row, matches!(self, MailTransport::Files(_)))?;
         match self {
             MailTransport::Smtp(smtp) => {
                 smtp.send(message).await.map_err(|e| TransportError::Smtp(e.to_string()))?;
@@ -142,9 +143,9 @@ fn text_part(text: &str, eight_bit: bool) -> SinglePart {
     SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body)
 }
 
-fn build_message(config: &Config, row: &MailRow, eight_bit: bool) -> Result<Message, TransportError> {
+fn build_message(mail_from: &str, row: &MailRow, eight_bit: bool) -> Result<Message, TransportError> {
     let bad = |e: String| TransportError::Message(e);
-    let from: Mailbox = config.mail_from.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
+    let from: Mailbox = mail_from.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
     let to: Mailbox = row.recipient.parse().map_err(|e: lettre::address::AddressError| bad(e.to_string()))?;
     Message::builder()
         .from(from)
@@ -159,42 +160,43 @@ fn build_message(config: &Config, row: &MailRow, eight_bit: bool) -> Result<Mess
         .map_err(|e| bad(e.to_string()))
 }
 
-/// Writes `<created_ms>-<id>.eml` atomically (temporary file, then rename),
-/// readable by the owner only: it may hold a one-time link.
+/// `<created_ms>-<id>.eml`: unique to the message, so that writing it
+/// again (a retry after a lost outcome) replaces it rather than adding one.
 fn eml_name(row: &MailRow) -> String {
     format!("{}-{}.eml", row.created_at, row.id)
 }
 
 async fn write_eml(dir: &std::path::Path, row: &MailRow, bytes: &[u8]) -> Result<(), TransportError> {
-    let mut written = write_emls(dir.to_path_buf(), vec![Ok((eml_name(row), bytes.to_vec()))]).await;
+    let file = (eml_name(row), bytes.to_vec());
+    let mut written = write_emls(dir.to_path_buf(), Box::new(std::iter::once(Ok(file)))).await;
     written.pop().unwrap_or_else(|| Err(TransportError::File("nothing written".into())))
 }
 
-/// Writes each file under a temporary name, renames it, then makes them
-/// all durable at once; a file is reported written only once it is.
-async fn write_emls(
-    dir: PathBuf,
-    files: Vec<Result<(String, Vec<u8>), TransportError>>,
-) -> Vec<Result<(), TransportError>> {
+/// The files to write, each built when its turn comes (on the writing thread).
+type Emls = Box<dyn ExactSizeIterator<Item = Result<(String, Vec<u8>), TransportError>> + Send>;
+
+/// Writes each file atomically (temporary name, then rename: no reader sees
+/// a partial message), readable by the owner only (it may hold a one-time
+/// link), then makes them all durable at once; a file is reported written
+/// only once it is. The names are relative to the folder's descriptor, so
+/// that the kernel does not walk the folder's path twice a file.
+async fn write_emls(dir: PathBuf, files: Emls) -> Vec<Result<(), TransportError>> {
     let count = files.len();
     let written = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let file_error = |e: std::io::Error| TransportError::File(e.to_string());
-        if let Err(e) = crate::keys::create_private_dir(&dir) {
-            let message = e.to_string();
-            return files.into_iter().map(|_| Err(TransportError::File(message.clone()))).collect();
-        }
-        let write = |name: &str, bytes: &[u8]| -> std::io::Result<()> {
-            let tmp = dir.join(format!(".{name}.tmp"));
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            f.write_all(bytes)?;
-            std::fs::rename(&tmp, dir.join(name))
+        let folder = crate::keys::create_private_dir(&dir).and_then(|()| Folder::open(&dir));
+        let folder = match folder {
+            Ok(folder) => folder,
+            Err(e) => {
+                let message = e.to_string();
+                return files.map(|_| Err(TransportError::File(message.clone()))).collect();
+            }
         };
-        let mut outcomes: Vec<Result<(), TransportError>> =
-            files.into_iter().map(|f| f.and_then(|(name, bytes)| write(&name, &bytes).map_err(file_error))).collect();
+        let file_error = |e: std::io::Error| TransportError::File(e.to_string());
+        let mut outcomes: Vec<Result<(), TransportError>> = files
+            .map(|f| f.and_then(|(name, bytes)| folder.write_atomically(&name, &bytes).map_err(file_error)))
+            .collect();
         // The data of the files and the renames in the folder, in one call.
-        if let Err(e) = sync_filesystem(&dir) {
+        if let Err(e) = folder.sync_filesystem() {
             let message = e.to_string();
             for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
                 *o = Err(TransportError::File(message.clone()));
@@ -206,10 +208,45 @@ async fn write_emls(
     written.unwrap_or_else(|e| (0..count).map(|_| Err(TransportError::File(e.to_string()))).collect())
 }
 
-/// `syncfs(2)` on the file system holding `dir`.
-fn sync_filesystem(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let folder = std::fs::File::open(dir)?;
-    // SAFETY: the descriptor is open for the duration of the call.
-    if unsafe { libc::syncfs(folder.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+/// The outbox folder, open.
+struct Folder(std::fs::File);
+
+impl Folder {
+    fn open(dir: &std::path::Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(Folder(std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(dir)?))
+    }
+
+    /// `.<name>.tmp` written whole, then renamed `name`.
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c =
+            |s: String| std::ffi::CString::new(s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
+        let (tmp, name) = (c(format!(".{name}.tmp"))?, c(name.to_string())?);
+        let dir = self.0.as_raw_fd();
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+        // SAFETY: `tmp` is a NUL-terminated string that outlives the call.
+        let fd = unsafe { libc::openat(dir, tmp.as_ptr(), flags, 0o600 as libc::c_uint) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        file.write_all(bytes)?;
+        drop(file);
+        // SAFETY: both names are NUL-terminated strings that outlive the call.
+        if unsafe { libc::renameat(dir, tmp.as_ptr(), dir, name.as_ptr()) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// `syncfs(2)` on the file system holding the folder.
+    fn sync_filesystem(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the duration of the call.
+        if unsafe { libc::syncfs(self.0.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    }
 }

@@ -7,7 +7,7 @@
 //! ours. Idle conversations are kept for the next messages, as lettre's
 //! pool does.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::Message;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -25,10 +25,17 @@ pub struct Relay {
     hello: ClientId,
     /// Bound on connecting, and on each message.
     timeout: Duration,
-    /// Conversations between two messages, at most `keep_idle`.
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// Conversations between two messages, at most `keep_idle`, with the
+    /// end of their last message.
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     keep_idle: usize,
 }
+
+/// A conversation idle for less than this is taken again without a `NOOP`
+/// first: in a run of messages the `NOOP` was one round trip in five. Should
+/// the server have closed it all the same, the message goes again on a new
+/// conversation (a network error only, never an answer of the server's).
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
 
 impl Relay {
     pub fn new(
@@ -51,32 +58,50 @@ impl Relay {
     }
 
     pub async fn send(&self, message: &Message) -> Result<(), String> {
-        let mut conn = match self.reuse().await {
-            Some(conn) => conn,
-            None => self.connect().await?,
+        let formatted = message.formatted();
+        let (conn, untested) = match self.reuse().await {
+            Some(reused) => reused,
+            None => (self.connect().await?, false),
         };
-        match timeout(self.timeout, conn.send(message.envelope(), &message.formatted())).await {
+        match self.send_on(conn, message, &formatted).await {
+            Err(Failure::Network(_)) if untested => {
+                let conn = self.connect().await?;
+                self.send_on(conn, message, &formatted).await.map_err(Failure::into_message)
+            }
+            outcome => outcome.map_err(Failure::into_message),
+        }
+    }
+
+    async fn send_on(&self, mut conn: AsyncSmtpConnection, message: &Message, formatted: &[u8]) -> Result<(), Failure> {
+        match timeout(self.timeout, conn.send(message.envelope(), formatted)).await {
             Ok(Ok(_)) => {
                 let mut idle = self.idle.lock().await;
                 if idle.len() < self.keep_idle {
-                    idle.push(conn);
+                    idle.push((conn, Instant::now()));
                 }
                 Ok(())
             }
             Ok(Err(e)) => {
                 conn.abort().await;
-                Err(e.to_string())
+                // An answer has a code; a conversation the server closed
+                // reads as an "incomplete response" with none.
+                let answered = e.status().is_some() || e.is_client();
+                Err(if answered { Failure::Answered(e.to_string()) } else { Failure::Network(e.to_string()) })
             }
-            Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
+            Err(_) => Err(Failure::Answered(format!("no answer within {} s", self.timeout.as_secs()))),
         }
     }
 
-    /// An idle conversation the server still holds open (a `NOOP` answered).
-    async fn reuse(&self) -> Option<AsyncSmtpConnection> {
+    /// An idle conversation the server still holds open: used within
+    /// [`TRUSTED_IDLE`] (true: not tested), or answering a `NOOP`.
+    async fn reuse(&self) -> Option<(AsyncSmtpConnection, bool)> {
         loop {
-            let mut conn = self.idle.lock().await.pop()?;
+            let (mut conn, since) = self.idle.lock().await.pop()?;
+            if since.elapsed() < TRUSTED_IDLE {
+                return Some((conn, true));
+            }
             if timeout(self.timeout, conn.test_connected()).await.unwrap_or(false) {
-                return Some(conn);
+                return Some((conn, false));
             }
         }
     }
@@ -100,5 +125,20 @@ impl Relay {
         timeout(self.timeout, opening)
             .await
             .map_err(|_| format!("no connection within {} s", self.timeout.as_secs()))?
+    }
+}
+
+/// Why a message did not go: the server answered (or did not within the
+/// timeout), or the conversation broke.
+enum Failure {
+    Answered(String),
+    Network(String),
+}
+
+impl Failure {
+    fn into_message(self) -> String {
+        match self {
+            Failure::Answered(m) | Failure::Network(m) => m,
+        }
     }
 }

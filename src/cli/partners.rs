@@ -94,15 +94,9 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     // in the outbox already: what cannot go now, the server retries).
     let mut delivered = 0;
     if outcome.applied {
-        loop {
-            match crate::mail::send_due(&app.store, &app.clock, &app.mail, &app.config).await {
-                Ok(0) => break,
-                Ok(n) => delivered += n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "delivering the activation emails; the server will retry");
-                    break;
-                }
-            }
+        match crate::mail::deliver_now(&app.store, &app.clock, &app.mail, &app.config).await {
+            Ok(n) => delivered = n,
+            Err(e) => tracing::warn!(error = %e, "delivering the activation emails; the server will retry"),
         }
     }
     if json {

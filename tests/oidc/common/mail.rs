@@ -69,6 +69,8 @@ pub enum Smtp {
     /// Session 0 is refused at the greeting (421), session 1 at `MAIL`
     /// (451); later ones are accepted.
     Reluctant,
+    /// Each session closes after its first message, without a word.
+    OneMessageEach,
 }
 
 /// A minimal SMTP receiver on `listener`: enough of RFC 5321 for lettre in
@@ -82,8 +84,9 @@ pub fn smtp_receiver(listener: TcpListener, mood: Smtp) -> (Inbox, Arc<AtomicUsi
             let n = count.fetch_add(1, Ordering::SeqCst);
             let refuse = if mood == Smtp::Reluctant { n } else { usize::MAX };
             let messages = messages.clone();
+            let one = mood == Smtp::OneMessageEach;
             tokio::spawn(async move {
-                if let Err(e) = smtp_session(socket, messages, refuse).await {
+                if let Err(e) = smtp_session(socket, messages, refuse, one).await {
                     eprintln!("SMTP receiver: {e}");
                 }
             });
@@ -92,8 +95,9 @@ pub fn smtp_receiver(listener: TcpListener, mood: Smtp) -> (Inbox, Arc<AtomicUsi
     (inbox, sessions)
 }
 
-/// One SMTP conversation; `refuse` 0 refuses it at the greeting, 1 at `MAIL`.
-async fn smtp_session(socket: TcpStream, inbox: Inbox, refuse: usize) -> std::io::Result<()> {
+/// One SMTP conversation; `refuse` 0 refuses it at the greeting, 1 at `MAIL`;
+/// `one`: it ends after the first message.
+async fn smtp_session(socket: TcpStream, inbox: Inbox, refuse: usize, one: bool) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     if refuse == 0 {
         write.write_all(b"421 4.3.2 busy, try again later\r\n").await?;
@@ -131,6 +135,9 @@ async fn smtp_session(socket: TcpStream, inbox: Inbox, refuse: usize) -> std::io
                 }
                 inbox.lock().expect("inbox").push(data);
                 write.write_all(b"250 queued\r\n").await?;
+                if one {
+                    return Ok(());
+                }
             }
             "QUIT" => {
                 write.write_all(b"221 bye\r\n").await?;
