@@ -88,22 +88,38 @@ impl GroupWriter {
 
     /// Hands a transaction to the writer and waits for its outcome.
     pub(super) async fn commit(&self, statements: Vec<Queued>, events: Option<PendingEvents>) -> StoreResult<()> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job { statements, events, reply };
-        let sent = match self.sender.lock() {
-            Ok(sender) => sender.as_ref().map(|s| s.send(job).is_ok()).unwrap_or(false),
-            Err(_) => false,
-        };
-        if !sent {
-            return Err(writer_gone());
-        }
-        answer.await.map_err(|_| writer_gone())?
+        submit(&self.sender, |sender, job| sender.send(job).is_ok(), statements, events).await
     }
 
     pub(super) fn close(&self) {
-        if let Ok(mut sender) = self.sender.lock() {
-            sender.take();
-        }
+        close(&self.sender);
+    }
+}
+
+/// Hands a transaction to a group writer through `send` and waits for its
+/// outcome (both writers: `pg_group_commit.rs` too).
+pub(super) async fn submit<S>(
+    sender: &std::sync::Mutex<Option<S>>,
+    send: impl FnOnce(&S, Job) -> bool,
+    statements: Vec<Queued>,
+    events: Option<PendingEvents>,
+) -> StoreResult<()> {
+    let (reply, answer) = oneshot::channel();
+    let job = Job { statements, events, reply };
+    let sent = match sender.lock() {
+        Ok(sender) => sender.as_ref().is_some_and(|s| send(s, job)),
+        Err(_) => false,
+    };
+    if !sent {
+        return Err(writer_gone());
+    }
+    answer.await.map_err(|_| writer_gone())?
+}
+
+/// Closes a writer's queue: its thread or tasks end when they see it closed.
+pub(super) fn close<S>(sender: &std::sync::Mutex<Option<S>>) {
+    if let Ok(mut sender) = sender.lock() {
+        sender.take();
     }
 }
 

@@ -32,9 +32,9 @@ use std::sync::Arc;
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 
-use super::group_commit::Job;
+use super::group_commit::{Job, close, submit};
 use super::write_tx::{ChainHead, Param, PendingEvents, Queued, bind_all, conflict_of, shift_parameters};
 use super::{StoreError, StoreResult};
 
@@ -70,27 +70,12 @@ impl PgGroupWriter {
 
     /// Hands a transaction to a writer and waits for its outcome.
     pub(super) async fn commit(&self, statements: Vec<Queued>, events: Option<PendingEvents>) -> StoreResult<()> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job { statements, events, reply };
-        let sent = match self.sender.lock() {
-            Ok(sender) => sender.as_ref().is_some_and(|s| s.send(job).is_ok()),
-            Err(_) => false,
-        };
-        if !sent {
-            return Err(writer_gone());
-        }
-        answer.await.map_err(|_| writer_gone())?
+        submit(&self.sender, |sender, job| sender.send(job).is_ok(), statements, events).await
     }
 
     pub(super) fn close(&self) {
-        if let Ok(mut sender) = self.sender.lock() {
-            sender.take();
-        }
+        close(&self.sender);
     }
-}
-
-fn writer_gone() -> StoreError {
-    StoreError::Database(sqlx::Error::WorkerCrashed)
 }
 
 async fn run(pool: AnyPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
