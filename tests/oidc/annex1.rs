@@ -723,7 +723,23 @@ async fn annex1_ended_convention_blocks_openings_but_closures_apply(db: Db) {
         "ouvert;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;",
         "clôturé;N'Diaye;Éloïse;eloise.ndiaye@cc-girou.fr;Chargée de mission;",
     ]);
-    let plan = apply(&server, &closing).await;
+    // The server's housekeeping closes the accesses of ended conventions at
+    // start and every minute. Under load its first pass can come after the
+    // non-renewal above and close Marie first: her "ouvert" line is then a
+    // reopening, refused, and she is listed as closed instead.
+    let outcome = run(&server, &closing, true, None).await;
+    let closed_by_the_job = !outcome.applied;
+    let plan = if closed_by_the_job {
+        assert_eq!(codes(&outcome.plan), [("convention_not_in_force", 0)], "Marie's line reopens her");
+        assert_eq!(state_of(&server, MARIE).await.as_deref(), Some("closed"));
+        let both_closed = annex(&[
+            "clôturé;Dupont;Marie;marie.dupont@cc-girou.fr;Coordinatrice CTG;",
+            "clôturé;N'Diaye;Éloïse;eloise.ndiaye@cc-girou.fr;Chargée de mission;",
+        ]);
+        apply(&server, &both_closed).await
+    } else {
+        outcome.plan
+    };
     assert_eq!(people(&plan.close), [(3, ELOISE)]);
     assert_eq!(state_of(&server, ELOISE).await.as_deref(), Some("closed"));
     let outcome = run(
@@ -741,7 +757,9 @@ async fn annex1_ended_convention_blocks_openings_but_closures_apply(db: Db) {
 
     // The ended convention's remaining accesses are closed by the job.
     let n = coop_idp::provisioning::close_ended_conventions(&server.app).await.expect("close ended");
-    assert_eq!(n, 1, "Marie, the one still open");
+    // Marie, the one still open, unless the server's own pass closed her
+    // first (the same function).
+    assert!(n <= usize::from(!closed_by_the_job), "only Marie was left open: {n}");
     assert_eq!(state_of(&server, MARIE).await.as_deref(), Some("closed"));
 }
 
