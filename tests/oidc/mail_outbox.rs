@@ -100,17 +100,7 @@ async fn the_relay_authenticates_and_keeps_its_conversation() {
     let transport = MailTransport::from_config(&config).expect("transport");
     assert!(matches!(transport, MailTransport::Relay(_)));
     for n in 0..3 {
-        let row = coop_idp::store::mail::MailRow {
-            id: format!("m{n}"),
-            recipient: format!("agent{n}@cc-girou.fr"),
-            subject: format!("Message {n}"),
-            body_text: format!("Bonjour {n}"),
-            body_html: format!("<p>Bonjour {n}</p>"),
-            created_at: 0,
-            next_attempt_at: 0,
-            attempts: 0,
-        };
-        transport.deliver(&config, &row).await.expect("delivered");
+        transport.deliver(&config, &numbered_message(n)).await.expect("delivered");
     }
     let received = inbox.lock().expect("inbox").clone();
     // AUTH PLAIN carries "\0user\0password" in base64.
@@ -119,6 +109,20 @@ async fn the_relay_authenticates_and_keeps_its_conversation() {
     assert!(received.iter().any(|l| l.contains(&plain)), "{received:?}");
     assert_eq!(received.iter().filter(|l| l.contains("Bonjour")).count(), 3);
     assert_eq!(sessions.load(std::sync::atomic::Ordering::SeqCst), 1, "one conversation for the three");
+}
+
+/// Message `n` of a few sent straight through a transport.
+fn numbered_message(n: usize) -> coop_idp::store::mail::MailRow {
+    coop_idp::store::mail::MailRow {
+        id: format!("m{n}"),
+        recipient: format!("agent{n}@cc-girou.fr"),
+        subject: format!("Message {n}"),
+        body_text: format!("Bonjour {n}"),
+        body_html: format!("<p>Bonjour {n}</p>"),
+        created_at: 0,
+        next_attempt_at: 0,
+        attempts: 0,
+    }
 }
 
 /// A conversation reused within a second is not tested with a `NOOP`
@@ -137,17 +141,7 @@ async fn a_conversation_closed_by_the_server_is_replaced_without_losing_the_mess
     let config = coop_idp::config::Config::from_sources(None, &env).expect("config");
     let transport = MailTransport::from_config(&config).expect("transport");
     for n in 0..3 {
-        let row = coop_idp::store::mail::MailRow {
-            id: format!("m{n}"),
-            recipient: format!("agent{n}@cc-girou.fr"),
-            subject: format!("Message {n}"),
-            body_text: format!("Bonjour {n}"),
-            body_html: format!("<p>Bonjour {n}</p>"),
-            created_at: 0,
-            next_attempt_at: 0,
-            attempts: 0,
-        };
-        transport.deliver(&config, &row).await.expect("delivered on a new conversation");
+        transport.deliver(&config, &numbered_message(n)).await.expect("delivered on a new conversation");
     }
     let received = inbox.lock().expect("inbox").clone();
     assert_eq!(received.iter().filter(|l| l.contains("Bonjour")).count(), 3, "{received:?}");
