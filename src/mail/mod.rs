@@ -38,7 +38,12 @@ const BATCH: i64 = 64;
 
 /// How long a batch is this sender's: longer than delivering it at the
 /// slowest (`BATCH / DELIVERIES_AT_ONCE` rounds of the 15 s SMTP timeout).
-const LEASE_MS: Millis = (BATCH / crate::mail_transport::DELIVERIES_AT_ONCE as i64 + 4) * 15_000;
+const LEASE_MS: Millis = smtp_lease_ms(BATCH);
+
+/// A lease longer than delivering `batch` messages over SMTP at the slowest.
+const fn smtp_lease_ms(batch: i64) -> Millis {
+    (batch / crate::mail_transport::DELIVERIES_AT_ONCE as i64 + 4) * 15_000
+}
 
 /// Delivers a batch of the messages that are due through `transport`;
 /// returns how many it delivered (0: nothing was due, or every delivery
@@ -94,9 +99,7 @@ pub async fn deliver_now_in_batches(
     // same file, replaced). Over SMTP, as `LEASE_MS` for this batch size.
     let lease_ms = match transport {
         MailTransport::Files(_) => 2 * 60_000,
-        MailTransport::Smtp(_) | MailTransport::Relay(_) => {
-            2 * (batch / crate::mail_transport::DELIVERIES_AT_ONCE as i64 + 4) * 15_000
-        }
+        MailTransport::Smtp(_) | MailTransport::Relay(_) => 2 * smtp_lease_ms(batch),
     };
     let mut delivered = 0;
     let mut rows = claim(store, clock, batch, lease_ms).await?;

@@ -166,9 +166,14 @@ pub(super) fn multi_row_insert(rows: &[&EventRow]) -> (String, Vec<Param>) {
             sql.push_str(", ");
         }
         let first = i * COLUMNS + 1;
-        let placeholders: Vec<String> = (first..first + COLUMNS).map(|n| format!("${n}")).collect();
         sql.push('(');
-        sql.push_str(&placeholders.join(", "));
+        for n in first..first + COLUMNS {
+            if n > first {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
         sql.push(')');
         params.extend(event_insert(row).params.into_iter().take(COLUMNS));
     }
@@ -343,5 +348,49 @@ impl Store {
         let mut rows = q.fetch_all(&self.pool).await?;
         rows.reverse();
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: i64) -> EventRow {
+        EventRow {
+            seq,
+            time_ms: 1,
+            kind: "k".into(),
+            outcome: "success".into(),
+            email: None,
+            email_normalized: None,
+            account_id: None,
+            partner_id: None,
+            client_id: None,
+            ip: None,
+            user_agent: None,
+            actor: "a".into(),
+            session_hash: None,
+            details: "{}".into(),
+            prev_hash: format!("p{seq}"),
+            hash: format!("h{seq}"),
+        }
+    }
+
+    #[test]
+    fn several_records_go_in_one_insert_each_with_its_own_parameters() {
+        let (first, second) = (record(7), record(8));
+        let (sql, params) = multi_row_insert(&[&first, &second]);
+        assert!(sql.starts_with(&format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, ")), "{sql}");
+        assert!(
+            sql.ends_with(
+                "$15, $16), ($17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32)"
+            ),
+            "{sql}"
+        );
+        assert_eq!(params.len(), 32);
+        assert_eq!(params[0], Param::Int(Some(7)));
+        assert_eq!(params[16], Param::Int(Some(8)), "the second row starts after the first's 16");
+        assert_eq!(params[15], Param::Text(Some("h7".into())), "the last column is the hash");
+        assert_eq!(params[31], Param::Text(Some("h8".into())));
     }
 }
