@@ -209,44 +209,27 @@ async fn write_emls(dir: PathBuf, files: Emls) -> Vec<Result<(), TransportError>
 }
 
 /// The outbox folder, open.
-struct Folder(std::fs::File);
+struct Folder(std::os::fd::OwnedFd);
 
 impl Folder {
     fn open(dir: &std::path::Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        Ok(Folder(std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(dir)?))
+        use rustix::fs::{Mode, OFlags};
+        Ok(Folder(rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?))
     }
 
     /// `.<name>.tmp` written whole, then renamed `name`.
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
         use std::io::Write;
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let c =
-            |s: String| std::ffi::CString::new(s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
-        let (tmp, name) = (c(format!(".{name}.tmp"))?, c(name.to_string())?);
-        let dir = self.0.as_raw_fd();
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
-        // SAFETY: `tmp` is a NUL-terminated string that outlives the call.
-        let fd = unsafe { libc::openat(dir, tmp.as_ptr(), flags, 0o600 as libc::c_uint) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just opened and is owned by nothing else.
-        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-        file.write_all(bytes)?;
-        drop(file);
-        // SAFETY: both names are NUL-terminated strings that outlive the call.
-        if unsafe { libc::renameat(dir, tmp.as_ptr(), dir, name.as_ptr()) } == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        let tmp = format!(".{name}.tmp");
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.0, tmp.as_str(), flags, Mode::RUSR | Mode::WUSR)?;
+        std::fs::File::from(fd).write_all(bytes)?;
+        Ok(rustix::fs::renameat(&self.0, tmp.as_str(), &self.0, name)?)
     }
 
     /// `syncfs(2)` on the file system holding the folder.
     fn sync_filesystem(&self) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the descriptor is open for the duration of the call.
-        if unsafe { libc::syncfs(self.0.as_raw_fd()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        Ok(rustix::fs::syncfs(&self.0)?)
     }
 }

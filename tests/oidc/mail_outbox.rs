@@ -173,6 +173,9 @@ async fn the_commands_drain_overlaps_its_batches_and_delivers_each_message_once(
     for name in &drained {
         let text = std::fs::read_to_string(folder.path().join(name)).expect("eml");
         assert!(text.contains("Bonjour") && text.trim_end().ends_with("--"), "a whole message: {name}");
+        // It may hold a one-time link: the owner's only.
+        let mode = std::fs::metadata(folder.path().join(name)).expect("eml").permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "{name}");
     }
     assert!(names_in(&app.config.data_dir.join("outbox")).is_empty(), "the server's sender took none");
 }
