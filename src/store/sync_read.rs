@@ -9,7 +9,8 @@
 //! than to hand them over. Only such reads go here; everything else keeps to
 //! sqlx.
 
-use std::sync::Mutex;
+use std::any::TypeId;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
@@ -19,14 +20,63 @@ use super::{Store, StoreResult};
 /// Connections kept for later reads; more are opened when all are in use.
 const KEPT: usize = 8;
 
+/// Column maps kept: one per row type and statement of the hot reads (a
+/// handful); past this, others are found by name on each read.
+const MAX_COLUMN_MAPS: usize = 32;
+
 pub(super) struct SyncReaders {
     path: String,
     idle: Mutex<Vec<Connection>>,
+    /// Where each row type finds its columns in each statement's result, by
+    /// statement text: a lookup by name scans every column name of the
+    /// result for each value, which cost as much as the read itself.
+    columns: Mutex<Vec<ColumnMap>>,
+}
+
+/// The result columns of one row type in one statement, in the order its
+/// fields read them.
+struct ColumnMap {
+    row: TypeId,
+    sql: Box<str>,
+    at: Arc<[usize]>,
 }
 
 impl SyncReaders {
     pub(super) fn new(path: String) -> Self {
-        SyncReaders { path, idle: Mutex::new(Vec::new()) }
+        SyncReaders { path, idle: Mutex::new(Vec::new()), columns: Mutex::new(Vec::new()) }
+    }
+
+    /// The rows of `R` that `sql` selects for `key` (`$1`).
+    fn rows<R: PointRow>(&self, sql: &str, key: &str) -> StoreResult<Vec<R>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            let at = self.columns_of::<R>(sql, &statement)?;
+            statement.query_map([key], |row| R::from_sqlite(row, &mut at.iter()))?.collect()
+        })
+    }
+
+    /// The column indices of `R` in `statement`'s result (prepared from
+    /// `sql`), found by name the first time.
+    fn columns_of<R: PointRow>(
+        &self,
+        sql: &str,
+        statement: &rusqlite::Statement<'_>,
+    ) -> rusqlite::Result<Arc<[usize]>> {
+        let row = TypeId::of::<R>();
+        let known = |maps: &[ColumnMap]| maps.iter().find(|m| m.row == row && *m.sql == *sql).map(|m| m.at.clone());
+        if let Some(at) = self.columns.lock().ok().and_then(|maps| known(&maps)) {
+            return Ok(at);
+        }
+        let mut names = Vec::new();
+        R::column_names(&mut names);
+        let at: Arc<[usize]> = names.iter().map(|n| statement.column_index(n)).collect::<rusqlite::Result<_>>()?;
+        if let Ok(mut maps) = self.columns.lock()
+            && known(&maps).is_none()
+            && maps.len() < MAX_COLUMN_MAPS
+        {
+            maps.push(ColumnMap { row, sql: sql.into(), at: at.clone() });
+        }
+        Ok(at)
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -59,15 +109,26 @@ impl SyncReaders {
 /// A row that can be read both through sqlx and by `SyncReaders`, under the
 /// same column names. Declare it with `point_row!`, which writes both
 /// mappers from the one field list.
-pub(super) trait PointRow: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin {
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+pub(super) trait PointRow: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin + 'static {
+    /// The names of the columns read, in the order `from_sqlite` reads them.
+    fn column_names(names: &mut Vec<&'static str>);
+    /// Reads the row, taking each column's index from `at`, in the order of
+    /// `column_names`.
+    fn from_sqlite(row: &rusqlite::Row<'_>, at: &mut std::slice::Iter<'_, usize>) -> rusqlite::Result<Self>;
+}
+
+/// The index of the next column to read (`PointRow::from_sqlite`).
+pub(super) fn next_column(at: &mut std::slice::Iter<'_, usize>) -> rusqlite::Result<usize> {
+    at.next().copied().ok_or(rusqlite::Error::InvalidColumnIndex(usize::MAX))
 }
 
 /// Declares a row struct read by column name both through sqlx (the
 /// `FromRow` derive, PostgreSQL and SQLite in memory) and through rusqlite
 /// (`PointRow`, the hot paths on SQLite on a file, which skip sqlx for
 /// speed): one field list, so the two cannot drift apart. A field marked
-/// `#[flatten]` is itself a `PointRow` read from the same row.
+/// `#[flatten]` is itself a `PointRow` read from the same row. rusqlite
+/// reads by index: `SyncReaders` finds the indices by name once per
+/// statement.
 macro_rules! point_row {
     (
         $(#[$meta:meta])*
@@ -82,16 +143,26 @@ macro_rules! point_row {
         }
 
         impl $crate::store::sync_read::PointRow for $name {
-            fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-                Ok($name { $( $field: point_row!(@read r, $field $(, $flag)*) ),* })
+            fn column_names(names: &mut Vec<&'static str>) {
+                $( point_row!(@name names, $ty, $field $(, $flag)*); )*
+            }
+
+            fn from_sqlite(r: &rusqlite::Row<'_>, at: &mut std::slice::Iter<'_, usize>) -> rusqlite::Result<Self> {
+                Ok($name { $( $field: point_row!(@read r, at, $ty $(, $flag)*) ),* })
             }
         }
     };
-    (@read $r:ident, $field:ident) => {
-        $r.get(stringify!($field))?
+    (@name $names:ident, $ty:ty, $field:ident) => {
+        $names.push(stringify!($field))
     };
-    (@read $r:ident, $field:ident, flatten) => {
-        $crate::store::sync_read::PointRow::from_sqlite($r)?
+    (@name $names:ident, $ty:ty, $field:ident, flatten) => {
+        <$ty as $crate::store::sync_read::PointRow>::column_names($names)
+    };
+    (@read $r:ident, $at:ident, $ty:ty) => {
+        $r.get($crate::store::sync_read::next_column($at)?)?
+    };
+    (@read $r:ident, $at:ident, $ty:ty, flatten) => {
+        <$ty as $crate::store::sync_read::PointRow>::from_sqlite($r, $at)?
     };
 }
 pub(super) use point_row;
@@ -101,8 +172,76 @@ impl Store {
     /// a file, through sqlx otherwise.
     pub(super) async fn point_read<R: PointRow>(&self, sql: &str, key: &str) -> StoreResult<Vec<R>> {
         match &self.sync_readers {
-            Some(readers) => readers.read(|conn| conn.prepare_cached(sql)?.query_map([key], R::from_sqlite)?.collect()),
+            Some(readers) => readers.rows(sql, key),
             None => Ok(sqlx::query_as(sql).bind(key).fetch_all(&self.pool).await?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    point_row! {
+        #[derive(Debug, PartialEq)]
+        struct Inner {
+            b: String,
+            c: Option<i64>,
+        }
+    }
+
+    point_row! {
+        #[derive(Debug, PartialEq)]
+        struct Outer {
+            a: i64,
+            #[flatten]
+            inner: Inner,
+            d: String,
+        }
+    }
+
+    fn readers() -> (tempfile::TempDir, SyncReaders) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db").to_string_lossy().into_owned();
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE t (k TEXT, a INTEGER, b TEXT, c INTEGER, d TEXT); \
+             INSERT INTO t VALUES ('x', 1, 'bee', NULL, 'dee'), ('y', 2, 'b2', 7, 'd2');",
+        )
+        .expect("schema");
+        (dir, SyncReaders::new(path))
+    }
+
+    fn read<R: PointRow>(readers: &SyncReaders, sql: &str, key: &str) -> StoreResult<Vec<R>> {
+        readers.rows(sql, key)
+    }
+
+    #[test]
+    fn columns_are_found_by_name_whatever_their_order_in_each_statement() {
+        let (_dir, readers) = readers();
+        let expected = |k: &str| match k {
+            "x" => Outer { a: 1, inner: Inner { b: "bee".into(), c: None }, d: "dee".into() },
+            _ => Outer { a: 2, inner: Inner { b: "b2".into(), c: Some(7) }, d: "d2".into() },
+        };
+        // Two statements, two orders, each read twice (the second time from
+        // the kept map).
+        for sql in ["SELECT d, c, b, a FROM t WHERE k = $1", "SELECT k, a, b, c, d, 5 AS e FROM t WHERE k = $1"] {
+            for key in ["x", "y", "x"] {
+                let rows: Vec<Outer> = read(&readers, sql, key).expect("read");
+                assert_eq!(rows, vec![expected(key)], "{sql} {key}");
+            }
+        }
+        // The inner row alone, from a statement the outer one also read.
+        let inner: Vec<Inner> = read(&readers, "SELECT d, c, b, a FROM t WHERE k = $1", "y").expect("inner");
+        assert_eq!(inner, vec![Inner { b: "b2".into(), c: Some(7) }]);
+    }
+
+    #[test]
+    fn a_missing_column_is_an_error_not_another_column() {
+        let (_dir, readers) = readers();
+        let missing: StoreResult<Vec<Outer>> = read(&readers, "SELECT a, b, c FROM t WHERE k = $1", "x");
+        assert!(missing.is_err());
+        let fine: Vec<Outer> = read(&readers, "SELECT a, b, c, d FROM t WHERE k = $1", "x").expect("read");
+        assert_eq!(fine.len(), 1);
     }
 }
