@@ -211,24 +211,34 @@ impl Event {
 
 /// The hash of a record: SHA-256 over the previous hash and the record's
 /// content, in a fixed order.
+///
+/// The content is a JSON array, written straight from the row's fields (a
+/// tuple serialises as an array, byte for byte as the `json!` array the
+/// chain was first written with: the test below holds the two together).
 pub fn record_hash(row: &EventRow) -> String {
-    let content = json!([
+    let content = (
         row.seq,
         row.time_ms,
-        row.kind,
-        row.outcome,
-        row.email,
-        row.email_normalized,
-        row.account_id,
-        row.partner_id,
-        row.client_id,
-        row.ip,
-        row.user_agent,
-        row.actor,
-        row.session_hash,
-        row.details,
-    ]);
-    b64url(&sha256(format!("{}|{}", row.prev_hash, content).as_bytes()))
+        &row.kind,
+        &row.outcome,
+        &row.email,
+        &row.email_normalized,
+        &row.account_id,
+        &row.partner_id,
+        &row.client_id,
+        &row.ip,
+        &row.user_agent,
+        &row.actor,
+        &row.session_hash,
+        &row.details,
+    );
+    let mut hashed = Vec::with_capacity(row.prev_hash.len() + 1 + 512);
+    hashed.extend_from_slice(row.prev_hash.as_bytes());
+    hashed.push(b'|');
+    // Writing to a Vec fails only on a serialiser error, which these plain
+    // fields cannot raise.
+    let _ = serde_json::to_writer(&mut hashed, &content);
+    b64url(&sha256(&hashed))
 }
 
 /// Appends events inside the caller's transaction; call it last, just before
@@ -436,6 +446,71 @@ mod tests {
         assert_eq!(declared.len(), kind::ALL.len(), "kind::ALL lists something declared nowhere else, or twice");
         let distinct: std::collections::BTreeSet<_> = kind::ALL.iter().collect();
         assert_eq!(distinct.len(), kind::ALL.len(), "a kind is listed twice");
+    }
+
+    /// The hash as the chain's first records were written: through a
+    /// `json!` array. Logs written then must still verify.
+    fn record_hash_as_first_written(row: &EventRow) -> String {
+        let content = json!([
+            row.seq,
+            row.time_ms,
+            row.kind,
+            row.outcome,
+            row.email,
+            row.email_normalized,
+            row.account_id,
+            row.partner_id,
+            row.client_id,
+            row.ip,
+            row.user_agent,
+            row.actor,
+            row.session_hash,
+            row.details,
+        ]);
+        b64url(&sha256(format!("{}|{}", row.prev_hash, content).as_bytes()))
+    }
+
+    fn row_with(text: String, some: Option<String>, seq: i64, time_ms: i64) -> EventRow {
+        EventRow {
+            seq,
+            time_ms,
+            kind: text.clone(),
+            outcome: "success".into(),
+            email: some.clone(),
+            email_normalized: None,
+            account_id: some.clone(),
+            partner_id: Some(text.clone()),
+            client_id: None,
+            ip: some.clone(),
+            user_agent: some,
+            actor: text.clone(),
+            session_hash: None,
+            details: format!("{{\"scope\":{text:?}}}"),
+            prev_hash: text,
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_hashes_as_it_was_first_written() {
+        let row = row_with("openid é \" \\ \u{1}\u{7f}\u{2028}".into(), Some("<a>\n\t".into()), 42, -1);
+        assert_eq!(record_hash(&row), record_hash_as_first_written(&row));
+        let mut other = row.clone();
+        other.seq = 43;
+        assert_ne!(record_hash(&other), record_hash(&row), "the content is hashed");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_record_hashes_as_it_was_first_written(
+            text in "\\PC*",
+            some in proptest::option::of(proptest::prelude::any::<String>()),
+            seq in proptest::prelude::any::<i64>(),
+            time_ms in proptest::prelude::any::<i64>(),
+        ) {
+            let row = row_with(text, some, seq, time_ms);
+            proptest::prop_assert_eq!(record_hash(&row), record_hash_as_first_written(&row));
+        }
     }
 
     #[test]
