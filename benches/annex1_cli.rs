@@ -2,12 +2,16 @@
 //! `coop-idp annex1 import --apply`, on a fresh embedded database, for an
 //! annex of 5,000 new people; once with the default outbox folder and once
 //! with `smtp_url` pointing at a local SMTP sink. Reports the command's wall
-//! time, its user and system CPU and its peak RSS (target ≤ 1 s wall).
+//! time, its user and system CPU and its peak RSS (target ≤ 1 s wall). Then
+//! the same annex through the console of `coop-idp serve` (`console.rs`):
+//! the upload (dry run), "Appliquer", and the emails in the outbox folder.
 //!
 //!     cargo bench --bench annex1_cli
 //!
 //! `COOP_IDP_BENCH_ROWS` changes the annex size, `COOP_IDP_BENCH_RUNS` the
-//! runs per configuration (default 3; the table gives the median run).
+//! runs per configuration (default 3; the table gives the median run),
+//! `COOP_IDP_BENCH_ONLY` the configurations run (a list of `folder`,
+//! `smtp`, `console`; default all three).
 //! `COOP_IDP_BENCH_KEEP=1` leaves the data folders in place at the end (see
 //! `apply_once`: for A/B runs back to back, each run after the first would
 //! otherwise pay for the files its predecessor removed). Remove them by
@@ -15,6 +19,9 @@
 
 #[path = "support/mod.rs"]
 mod support;
+
+#[path = "annex1_cli/console.rs"]
+mod console;
 
 use std::path::Path;
 use std::process::Command;
@@ -67,12 +74,11 @@ fn coop(bin: &Path, env: &[(String, String)], args: &[&str]) -> BenchResult<Stri
 /// makes ext4 search past their recently freed inodes when the next run
 /// creates its own (seen as 2 s of system time), a cost of the bench, not
 /// of an outbox that only grows.
-fn apply_once(bin: &Path, rows: usize, smtp: Option<u16>) -> BenchResult<(Run, tempfile::TempDir)> {
+fn apply_once(bin: &Path, csv: &str, smtp: Option<u16>) -> BenchResult<(Run, tempfile::TempDir)> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut env = vec![
         ("COOP_IDP_DATA_DIR".to_string(), dir.path().join("data").display().to_string()),
         ("COOP_IDP_KEYS_DIR".to_string(), dir.path().join("keys").display().to_string()),
-        ("RUST_LOG".to_string(), "warn".to_string()),
     ];
     if let Some(port) = smtp {
         env.push(("COOP_IDP_SMTP_URL".to_string(), format!("smtp://127.0.0.1:{port}")));
@@ -80,7 +86,7 @@ fn apply_once(bin: &Path, rows: usize, smtp: Option<u16>) -> BenchResult<(Run, t
     let partner = ["partner", "add", "--id", "cc-girou", "--name", "CC du Girou"];
     coop(bin, &env, &[&partner[..], &["--convention-signed", "2026-01-15", "--email-domain", "cc-girou.fr"]].concat())?;
     let file = dir.path().join("annexe1.csv");
-    std::fs::write(&file, annex(rows)).map_err(|e| e.to_string())?;
+    std::fs::write(&file, csv).map_err(|e| e.to_string())?;
     let file = file.display().to_string();
     let (user0, system0, _) = rusage_children();
     let started = Instant::now();
@@ -136,22 +142,35 @@ async fn smtp_sink() -> BenchResult<u16> {
     Ok(port)
 }
 
+/// Whether `COOP_IDP_BENCH_ONLY` (a list) includes `name`; all when unset.
+fn selected(name: &str) -> bool {
+    support::env_text("COOP_IDP_BENCH_ONLY").is_none_or(|only| only.split([',', ' ']).any(|n| n == name))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let bin = server_binary();
     let rows = env_number("COOP_IDP_BENCH_ROWS", 5_000) as usize;
     let runs = env_number("COOP_IDP_BENCH_RUNS", 3) as usize;
+    let csv = annex(rows);
     let port = smtp_sink().await?;
     println!("annex1 import --apply, {rows} new people, fresh SQLite database, {runs} runs each (median)");
     println!("| outbox | wall | user CPU | system CPU | peak RSS |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     let mut worst = Duration::ZERO;
     let mut kept = Vec::new();
-    for (name, smtp) in [("default (folder)", None), ("smtp_url (local sink)", Some(port))] {
+    for (name, smtp) in [("folder", None), ("smtp", Some(port))] {
+        if !selected(name) {
+            continue;
+        }
         let mut all = Vec::new();
         for _ in 0..runs {
-            let bin = bin.clone();
-            let (run, dir) = tokio::task::spawn_blocking(move || apply_once(&bin, rows, smtp))
+            let (bin, csv) = (bin.clone(), csv.clone());
+            let (run, dir) = tokio::task::spawn_blocking(move || apply_once(&bin, &csv, smtp))
                 .await
                 .map_err(|e| e.to_string())??;
             all.push(run);
@@ -160,11 +179,37 @@ async fn main() -> BenchResult<()> {
         all.sort_by_key(|r| r.wall);
         let m = &all[all.len() / 2];
         worst = worst.max(m.wall);
+        let label = if smtp.is_some() { "smtp_url (local sink)" } else { "default (folder)" };
         println!(
-            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MiB |",
-            m.wall.as_secs_f64() * 1e3,
-            m.user.as_secs_f64() * 1e3,
-            m.system.as_secs_f64() * 1e3,
+            "| {label} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MiB |",
+            ms(m.wall),
+            ms(m.user),
+            ms(m.system),
+            m.max_rss_mib
+        );
+    }
+    if selected("console") {
+        let mut all = Vec::new();
+        for _ in 0..runs {
+            let (run, dir) = console::console_once(&bin, rows, &csv).await?;
+            all.push(run);
+            kept.push(dir);
+        }
+        all.sort_by_key(|r| r.delivered);
+        let m = &all[all.len() / 2];
+        worst = worst.max(m.delivered);
+        println!("\nconsole (coop-idp serve, outbox folder), {runs} runs (median by the last email)");
+        println!(
+            "| upload (dry run) | Appliquer | last email in the folder | server user CPU | server system CPU | server peak RSS |"
+        );
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        println!(
+            "| {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} MiB |",
+            ms(m.upload),
+            ms(m.apply),
+            ms(m.delivered),
+            ms(m.user),
+            ms(m.system),
             m.max_rss_mib
         );
     }

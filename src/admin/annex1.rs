@@ -5,6 +5,8 @@
 //! checked is kept under a single-use handle meanwhile, so that the file
 //! applied is the one whose plan was shown.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -32,7 +34,7 @@ pub struct AnnexFile<'a> {
 /// `AdminError::App(AppError::Invalid)`, to be said to the sender; an
 /// annex older than the current one as `AdminError::OlderAnnex`.
 pub async fn import(
-    app: &App,
+    app: &Arc<App>,
     admin: &Admin,
     partner: &PartnerRow,
     file: &AnnexFile<'_>,
@@ -54,7 +56,24 @@ pub async fn import(
         apply,
         operator: &admin.email,
     };
-    Ok(apply::import(app, import).await?)
+    if !apply {
+        return Ok(apply::import(app, import).await?);
+    }
+    // The activation emails are held by the apply and delivered by a task
+    // of their own once it has committed, rather than claimed again from
+    // the outbox by the sender (a rewrite of each message's row, thousands
+    // for an annex). Should the server stop first, the sender (this one's
+    // or another instance's) takes them once their hold ends.
+    let (outcome, held) = apply::import_holding_mail(app, import, crate::mail::hold_ms(&app.mail)).await?;
+    if !held.is_empty() {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::mail::deliver_held(&app.store, &app.clock, &app.mail, &app.config, held).await {
+                tracing::warn!(error = %e, "delivering the activation emails of an annex 1; the sender retries");
+            }
+        });
+    }
+    Ok(outcome)
 }
 
 /// Keeps a checked file for "Appliquer" and gives its handle — only for a
@@ -92,7 +111,7 @@ pub async fn keep_for_apply(
 /// unknown, expired, already used, or another administrator's or another
 /// partner's.
 pub async fn apply_kept(
-    app: &App,
+    app: &Arc<App>,
     admin: &Admin,
     partner: &PartnerRow,
     handle: &str,

@@ -9,7 +9,7 @@ use super::args::{Annex1Command, Annex2Command, Annex3Command, ConventionCommand
 use super::{CliError, open, print_line, print_pretty};
 use crate::app::App;
 use crate::config::Config;
-use crate::provisioning::annex1::apply::{Import, import};
+use crate::provisioning::annex1::apply::{Import, import_holding_mail};
 
 pub(super) async fn partner(command: PartnerCommand, config: Config) -> Result<(), CliError> {
     let app = open(config).await?;
@@ -89,12 +89,14 @@ pub(super) async fn annex1(command: Annex1Command, config: Config) -> Result<(),
     let file_name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let request =
         Import { partner_id: &partner, file_name: &file_name, bytes: &bytes, transmitted, apply, operator: "cli" };
-    let outcome = import(&app, request).await?;
-    // Deliver the activation emails now, server running or not (they are
-    // in the outbox already: what cannot go now, the server retries).
+    // The activation emails are queued held for this command, which
+    // delivers them now, server running or not. They are in the outbox
+    // already: what fails now, the server retries; should the command stop
+    // first, the server sends the rest once their hold ends.
+    let (outcome, held) = import_holding_mail(&app, request, crate::mail::hold_ms(&app.mail)).await?;
     let mut delivered = 0;
     if outcome.applied {
-        match crate::mail::deliver_now(&app.store, &app.clock, &app.mail, &app.config).await {
+        match crate::mail::deliver_held(&app.store, &app.clock, &app.mail, &app.config, held).await {
             Ok(n) => delivered = n,
             Err(e) => tracing::warn!(error = %e, "delivering the activation emails; the server will retry"),
         }

@@ -54,8 +54,19 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
     if rows.is_empty() {
         return Ok(0);
     }
+    let backlog = rows.len() == usize::try_from(BATCH).unwrap_or(usize::MAX);
     let outcomes = transport.deliver_all(config, &rows).await;
-    record(store, clock, &rows, outcomes, Verbosity::EachDelivery).await
+    let mut delivered = record(store, clock, &rows, outcomes, Verbosity::EachDelivery).await?;
+    if backlog {
+        // A full batch: more is waiting (an annex applied from the
+        // console queues thousands at once). The rest goes in the larger,
+        // overlapping batches of `deliver_now`: one `syncfs` per 64
+        // messages cost more than writing them.
+        let batch = batch_now(transport);
+        let batches = Batches { held: Vec::new().into_iter(), batch, lease_ms: lease_now_ms(transport, batch) };
+        delivered += drain(store, clock, transport, config, batches, Verbosity::EachDelivery).await?;
+    }
+    Ok(delivered)
 }
 
 /// Messages [`deliver_now`] claims at once. To the folder, each batch ends
@@ -76,11 +87,7 @@ type Outcomes = Vec<Result<(), TransportError>>;
 /// synced, or accepted by the server). Returns how many it delivered; what
 /// failed waits for its retry (by the server's sender).
 pub async fn deliver_now(store: &Store, clock: &Clock, transport: &MailTransport, config: &Config) -> AppResult<usize> {
-    let batch = match transport {
-        MailTransport::Files(_) => BATCH_NOW_FILES,
-        MailTransport::Smtp(_) | MailTransport::Relay(_) => BATCH_NOW_SMTP,
-    };
-    deliver_now_in_batches(store, clock, transport, config, batch).await
+    deliver_now_in_batches(store, clock, transport, config, batch_now(transport)).await
 }
 
 /// [`deliver_now`] with batches of `batch` (tests: several batches of a
@@ -93,25 +100,132 @@ pub async fn deliver_now_in_batches(
     config: &Config,
     batch: i64,
 ) -> AppResult<usize> {
-    // A batch is claimed while the one before it is delivered: its lease
-    // covers two deliveries. Writing files waits on no server: a minute
-    // is ample (and a file written twice, after a lease ran out, is the
-    // same file, replaced). Over SMTP, as `LEASE_MS` for this batch size.
-    let lease_ms = match transport {
+    let batches = Batches { held: Vec::new().into_iter(), batch, lease_ms: lease_now_ms(transport, batch) };
+    drain(store, clock, transport, config, batches, Verbosity::Batches).await
+}
+
+fn batch_now(transport: &MailTransport) -> i64 {
+    match transport {
+        MailTransport::Files(_) => BATCH_NOW_FILES,
+        MailTransport::Smtp(_) | MailTransport::Relay(_) => BATCH_NOW_SMTP,
+    }
+}
+
+/// The lease of a batch of [`deliver_now`]: it is claimed while the one
+/// before it is delivered, so it covers two deliveries. Writing files waits
+/// on no server: a minute is ample (and a file written twice, after a lease
+/// ran out, is the same file, replaced). Over SMTP, as `LEASE_MS` for this
+/// batch size.
+fn lease_now_ms(transport: &MailTransport, batch: i64) -> Millis {
+    match transport {
         MailTransport::Files(_) => 2 * 60_000,
         MailTransport::Smtp(_) | MailTransport::Relay(_) => 2 * smtp_lease_ms(batch),
-    };
+    }
+}
+
+/// How long the messages of a transaction that holds its mail
+/// (`WriteTx::hold_mail_until`) stay its own, from their insert: a batch's
+/// lease of [`deliver_now`] once the transaction has committed, with a
+/// minute for the transaction itself. [`deliver_held`] claims a batch again
+/// should the rest of its hold be shorter than a lease.
+pub fn hold_ms(transport: &MailTransport) -> Millis {
+    lease_now_ms(transport, batch_now(transport)) + 60_000
+}
+
+/// Delivers `held`, the messages a transaction queued already claimed
+/// (`WriteTx::hold_mail_until`) and has committed, as [`deliver_now`] does
+/// but without claiming them first (their insert did); then what else is
+/// due. Returns how many it delivered.
+pub async fn deliver_held(
+    store: &Store,
+    clock: &Clock,
+    transport: &MailTransport,
+    config: &Config,
+    held: Vec<MailRow>,
+) -> AppResult<usize> {
+    deliver_held_in_batches(store, clock, transport, config, held, batch_now(transport)).await
+}
+
+/// [`deliver_held`] with batches of `batch` (tests).
+#[doc(hidden)]
+pub async fn deliver_held_in_batches(
+    store: &Store,
+    clock: &Clock,
+    transport: &MailTransport,
+    config: &Config,
+    held: Vec<MailRow>,
+    batch: i64,
+) -> AppResult<usize> {
+    let batches = Batches { held: held.into_iter(), batch, lease_ms: lease_now_ms(transport, batch) };
+    drain(store, clock, transport, config, batches, Verbosity::Batches).await
+}
+
+/// Where the batches of a drain come from: the held messages first, then
+/// claims of what is due.
+struct Batches {
+    held: std::vec::IntoIter<MailRow>,
+    batch: i64,
+    lease_ms: Millis,
+}
+
+impl Batches {
+    async fn next(&mut self, store: &Store, clock: &Clock) -> AppResult<Vec<MailRow>> {
+        let size = usize::try_from(self.batch).unwrap_or(1).max(1);
+        while !self.held.as_slice().is_empty() {
+            let rows: Vec<MailRow> = self.held.by_ref().take(size).collect();
+            let kept = self.still_held(store, clock, rows).await?;
+            if !kept.is_empty() {
+                return Ok(kept);
+            }
+        }
+        claim(store, clock, self.batch, self.lease_ms).await
+    }
+
+    /// A held batch is delivered after the one being delivered now: its
+    /// hold must still cover two deliveries at the slowest, as a claim's
+    /// lease does. If not (a slow server), it is claimed again, message by
+    /// message; a message someone else took meanwhile is left to them.
+    async fn still_held(&self, store: &Store, clock: &Clock, rows: Vec<MailRow>) -> AppResult<Vec<MailRow>> {
+        let until = clock.now_ms() + self.lease_ms;
+        if rows.iter().all(|r| r.next_attempt_at >= until) {
+            return Ok(rows);
+        }
+        let mut kept = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            if row.next_attempt_at < until {
+                if !OUTBOX.claim(store, &row.id, row.next_attempt_at, until).await? {
+                    continue;
+                }
+                row.next_attempt_at = until;
+            }
+            kept.push(row);
+        }
+        Ok(kept)
+    }
+}
+
+/// Delivers the batches of `batches` until none is left, each batch's
+/// delivery overlapping the recording of the one before and the taking of
+/// the one after.
+async fn drain(
+    store: &Store,
+    clock: &Clock,
+    transport: &MailTransport,
+    config: &Config,
+    mut batches: Batches,
+    verbosity: Verbosity,
+) -> AppResult<usize> {
     let mut delivered = 0;
-    let mut rows = claim(store, clock, batch, lease_ms).await?;
+    let mut rows = batches.next(store, clock).await?;
     let mut done: Option<(Vec<MailRow>, Outcomes)> = None;
     while !rows.is_empty() {
         let previous = done.take();
         let (outcomes, (recorded, next)) = tokio::join!(transport.deliver_all(config, &rows), async {
             let recorded = match previous {
-                Some((rows, outcomes)) => record(store, clock, &rows, outcomes, Verbosity::Batches).await,
+                Some((rows, outcomes)) => record(store, clock, &rows, outcomes, verbosity).await,
                 None => Ok(0),
             };
-            (recorded, claim(store, clock, batch, lease_ms).await)
+            (recorded, batches.next(store, clock).await)
         });
         delivered += recorded?;
         done = Some((rows, outcomes));
@@ -120,14 +234,14 @@ pub async fn deliver_now_in_batches(
             // What was delivered is recorded before the error goes up.
             Err(e) => {
                 if let Some((rows, outcomes)) = done.take() {
-                    record(store, clock, &rows, outcomes, Verbosity::Batches).await?;
+                    record(store, clock, &rows, outcomes, verbosity).await?;
                 }
                 return Err(e);
             }
         };
     }
     if let Some((rows, outcomes)) = done {
-        delivered += record(store, clock, &rows, outcomes, Verbosity::Batches).await?;
+        delivered += record(store, clock, &rows, outcomes, verbosity).await?;
     }
     Ok(delivered)
 }

@@ -27,6 +27,9 @@ impl Store {
     }
 }
 
+/// Queues a message, due now; or, in a transaction that holds its mail
+/// (`WriteTx::hold_mail_until`), claimed until the hold ends and kept for
+/// the caller.
 pub async fn enqueue(
     tx: &mut WriteTx,
     id: &str,
@@ -36,12 +39,25 @@ pub async fn enqueue(
     body_html: &str,
     now: Millis,
 ) -> StoreResult<()> {
+    let due = tx.held_mail.as_ref().map_or(now, |h| h.until);
     queue!(
         tx,
         "INSERT INTO mail_outbox (id, recipient, subject, body_text, body_html, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6)";
-        id, recipient, subject, body_text, body_html, now
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        id, recipient, subject, body_text, body_html, now, due
     );
+    if let Some(held) = tx.held_mail.as_mut() {
+        held.rows.push(MailRow {
+            id: id.to_string(),
+            recipient: recipient.to_string(),
+            subject: subject.to_string(),
+            body_text: body_text.to_string(),
+            body_html: body_html.to_string(),
+            created_at: now,
+            next_attempt_at: due,
+            attempts: 0,
+        });
+    }
     Ok(())
 }
 

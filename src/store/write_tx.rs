@@ -135,7 +135,17 @@ pub struct WriteTx {
     unchained_events: Option<PendingEvents>,
     /// Run once the transaction has committed (counters of what it wrote).
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
+    /// Set by [`WriteTx::hold_mail_until`]: the messages this transaction
+    /// queues are claimed by their insert, for the caller to deliver.
+    pub(super) held_mail: Option<HeldMail>,
     finished: bool,
+}
+
+/// Messages queued already claimed, until `until`, by the one who queues
+/// them (see `store::mail::enqueue`).
+pub(super) struct HeldMail {
+    pub(super) until: crate::clock::Millis,
+    pub(super) rows: Vec<super::mail::MailRow>,
 }
 
 const BEGIN: &str = "BEGIN IMMEDIATE";
@@ -168,8 +178,25 @@ impl WriteTx {
             pending_events: None,
             unchained_events: None,
             after_commit: Vec::new(),
+            held_mail: None,
             finished: false,
         }
+    }
+
+    /// The messages queued from now on in this transaction are inserted
+    /// already claimed until `until` (not due before then), and kept for
+    /// [`WriteTx::take_held_mail`]: a caller that delivers what it queued
+    /// right after the commit (a command) needs no claim, which rewrote each
+    /// message's row, nor to read the messages back. Should it die before
+    /// delivering them, they fall due at `until`, as after a lost lease.
+    pub fn hold_mail_until(&mut self, until: crate::clock::Millis) {
+        self.held_mail = Some(HeldMail { until, rows: Vec::new() });
+    }
+
+    /// The messages held so far (see [`WriteTx::hold_mail_until`]); to be
+    /// delivered only once the transaction has committed.
+    pub fn take_held_mail(&mut self) -> Vec<super::mail::MailRow> {
+        self.held_mail.as_mut().map(|h| std::mem::take(&mut h.rows)).unwrap_or_default()
     }
 
     /// Runs `f` if and once the transaction commits.

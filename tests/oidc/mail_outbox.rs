@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use coop_idp::mail::{Mail, MailTransport, deliver_now_in_batches, enqueue, send_due};
+use coop_idp::mail::{Mail, MailTransport, deliver_held_in_batches, deliver_now_in_batches, enqueue, send_due};
+use coop_idp::store::mail::{MailRow, OUTBOX};
 
 use crate::cluster::eventually;
 use crate::common::*;
@@ -15,7 +16,9 @@ use crate::on_both_databases;
 
 on_both_databases!(
     senders_deliver_a_long_queue_whole_and_each_message_once,
-    the_commands_drain_overlaps_its_batches_and_delivers_each_message_once
+    the_commands_drain_overlaps_its_batches_and_delivers_each_message_once,
+    held_messages_are_the_holders_until_their_hold_ends,
+    a_held_batch_whose_hold_runs_short_is_claimed_again_first,
 );
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -26,20 +29,37 @@ fn names_in(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+fn mail(n: usize) -> Mail {
+    Mail {
+        recipient: format!("agent{n}@cc-girou.fr"),
+        subject: format!("Message {n}"),
+        text: format!("Bonjour {n}"),
+        html: format!("<p>Bonjour {n}</p>"),
+    }
+}
+
 /// `count` messages due `ahead_ms` from now.
 async fn queue_messages(server: &TestServer, count: usize, ahead_ms: i64) {
     let now = server.app.clock.now_ms() + ahead_ms;
     let mut tx = server.app.store.begin_write().await.expect("tx");
     for n in 0..count {
-        let mail = Mail {
-            recipient: format!("agent{n}@cc-girou.fr"),
-            subject: format!("Message {n}"),
-            text: format!("Bonjour {n}"),
-            html: format!("<p>Bonjour {n}</p>"),
-        };
-        enqueue(&mut tx, &mail, now).await.expect("enqueue");
+        enqueue(&mut tx, &mail(n), now).await.expect("enqueue");
     }
     tx.commit().await.expect("commit");
+}
+
+/// `count` messages queued in a transaction that holds them for `hold_ms`;
+/// the held rows, once committed.
+async fn hold_messages(server: &TestServer, count: usize, hold_ms: i64) -> Vec<MailRow> {
+    let now = server.app.clock.now_ms();
+    let mut tx = server.app.store.begin_write().await.expect("tx");
+    tx.hold_mail_until(now + hold_ms);
+    for n in 0..count {
+        enqueue(&mut tx, &mail(n), now).await.expect("enqueue");
+    }
+    let held = tx.take_held_mail();
+    tx.commit().await.expect("commit");
+    held
 }
 
 async fn senders_deliver_a_long_queue_whole_and_each_message_once(db: Db) {
@@ -178,4 +198,89 @@ async fn the_commands_drain_overlaps_its_batches_and_delivers_each_message_once(
         assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "{name}");
     }
     assert!(names_in(&app.config.data_dir.join("outbox")).is_empty(), "the server's sender took none");
+}
+
+/// A transaction that holds its mail (the annex-1 command) inserts its
+/// messages claimed until the hold ends: no sender takes them before (the
+/// command delivers them itself, without claiming them), every sender may
+/// after (the command stopped before delivering them).
+async fn held_messages_are_the_holders_until_their_hold_ends(db: Db) {
+    let server = TestServer::start(db).await;
+    let app = &server.app;
+    let hold_ms = 600_000;
+    let held = hold_messages(&server, 12, hold_ms).await;
+    assert_eq!(held.len(), 12, "each message queued is held");
+    assert_eq!(app.store.mail_counts().await.expect("counts"), (12, 0), "in the outbox, committed");
+    let other = tempfile::tempdir().expect("tempdir");
+    let transport = MailTransport::Files(other.path().to_path_buf());
+    assert_eq!(send_due(&app.store, &app.clock, &transport, &app.config).await.expect("send"), 0, "held");
+    let after = coop_idp::clock::Clock::system();
+    after.advance_secs(hold_ms / 1000 + 1);
+    let mut taken = 0;
+    while let Ok(n @ 1..) = send_due(&app.store, &after, &transport, &app.config).await {
+        taken += n;
+    }
+    assert_eq!(taken, 12, "due once the hold has ended");
+    assert_eq!(names_in(other.path()).len(), 12);
+
+    // A transaction that did not commit leaves no message to deliver.
+    let now = app.clock.now_ms();
+    let mut tx = app.store.begin_write().await.expect("tx");
+    tx.hold_mail_until(now + hold_ms);
+    enqueue(&mut tx, &mail(99), now).await.expect("enqueue");
+    drop(tx);
+    let counts = || async { app.store.mail_counts().await.expect("counts") };
+    eventually(Duration::from_secs(10), "rolled back", || async { (counts().await == (0, 0)).then_some(()) }).await;
+
+    // Held and delivered by the holder, in several batches: each once,
+    // recorded sent; the server's sender took none.
+    let held = hold_messages(&server, 40, hold_ms).await;
+    let folder = tempfile::tempdir().expect("tempdir");
+    let transport = MailTransport::Files(folder.path().to_path_buf());
+    let delivered =
+        deliver_held_in_batches(&app.store, &app.clock, &transport, &app.config, held, 16).await.expect("deliver");
+    assert_eq!(delivered, 40);
+    assert_eq!(counts().await, (0, 0), "all recorded sent");
+    let written = names_in(folder.path());
+    assert_eq!(written.iter().collect::<HashSet<_>>().len(), 40, "each message written once");
+    assert!(names_in(&app.config.data_dir.join("outbox")).is_empty(), "the server's sender took none");
+}
+
+/// A held batch is delivered while the one before it is written: when the
+/// rest of its hold no longer covers that (a slow server), the holder
+/// claims it again before delivering it, and leaves a message another
+/// sender took meanwhile; a batch whose hold still covers it goes as held.
+async fn a_held_batch_whose_hold_runs_short_is_claimed_again_first(db: Db) {
+    let server = TestServer::start(db).await;
+    let app = &server.app;
+    // Shorter than a lease of the drain (2 minutes to the folder).
+    let held = hold_messages(&server, 10, 90_000).await;
+    // Another sender takes one of them (its hold ended on its clock).
+    let taken = &held[3];
+    let until = taken.next_attempt_at + 600_000;
+    assert!(OUTBOX.claim(&app.store, &taken.id, taken.next_attempt_at, until).await.expect("claim"));
+    let folder = tempfile::tempdir().expect("tempdir");
+    let transport = MailTransport::Files(folder.path().to_path_buf());
+    let delivered = deliver_held_in_batches(&app.store, &app.clock, &transport, &app.config, held.clone(), 4)
+        .await
+        .expect("deliver");
+    assert_eq!(delivered, 9, "all but the one taken by the other sender");
+    let written = names_in(folder.path());
+    assert!(!written.iter().any(|n| n.contains(&taken.id)), "{written:?}");
+    assert_eq!(app.store.mail_counts().await.expect("counts"), (1, 0), "the other sender's, still its own");
+
+    // Held long enough, the same situation: the batch goes as held, not
+    // claimed again, so the message the other sender "took" (which it
+    // could not have, during the hold) is written all the same.
+    let folder = tempfile::tempdir().expect("tempdir");
+    let transport = MailTransport::Files(folder.path().to_path_buf());
+    let held = hold_messages(&server, 5, 10 * 60_000).await;
+    let taken = &held[1];
+    assert!(
+        OUTBOX.claim(&app.store, &taken.id, taken.next_attempt_at, taken.next_attempt_at + 1).await.expect("claim")
+    );
+    let delivered =
+        deliver_held_in_batches(&app.store, &app.clock, &transport, &app.config, held, 2).await.expect("deliver");
+    assert_eq!(delivered, 5);
+    assert_eq!(names_in(folder.path()).len(), 5);
 }

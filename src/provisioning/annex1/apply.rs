@@ -12,12 +12,13 @@ use super::plan::{PartnerView, PersonEntry, Plan, build_plan};
 use crate::accounts::{Names, ProfessionalEmail};
 use crate::app::App;
 use crate::audit;
+use crate::clock::Millis;
 use crate::crypto::sha256;
 use crate::error::{AppError, AppResult};
 use crate::provisioning::convention::Convention;
 use crate::provisioning::invite::{Access, open_account, reinvite};
 use crate::provisioning::{close_access_in, email_domains};
-use crate::store::{self, partners::Annex1Row};
+use crate::store::{self, mail::MailRow, partners::Annex1Row};
 
 pub struct Import<'a> {
     pub partner_id: &'a str,
@@ -60,13 +61,35 @@ pub async fn older_than_current(app: &App, partner_id: &str, transmitted: Date) 
 }
 
 pub async fn import(app: &App, import: Import<'_>) -> AppResult<ImportOutcome> {
-    import_with_fault(app, import, None).await
+    Ok(run(app, import, None, None).await?.0)
+}
+
+/// [`import`] for a caller that delivers the activation emails itself once
+/// it returns (the command line, with `mail::deliver_held`): an apply's
+/// messages are queued already claimed for `hold_ms`
+/// (`WriteTx::hold_mail_until`) and returned with the outcome, rather than
+/// claimed again from the outbox and read back.
+pub async fn import_holding_mail(
+    app: &App,
+    import: Import<'_>,
+    hold_ms: Millis,
+) -> AppResult<(ImportOutcome, Vec<MailRow>)> {
+    run(app, import, None, Some(hold_ms)).await
 }
 
 /// `fail_after`: for tests, fail after that many account changes, to prove
 /// that an interrupted apply leaves nothing half done.
 #[doc(hidden)]
 pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option<usize>) -> AppResult<ImportOutcome> {
+    Ok(run(app, import, fail_after, None).await?.0)
+}
+
+async fn run(
+    app: &App,
+    import: Import<'_>,
+    fail_after: Option<usize>,
+    hold_ms: Option<Millis>,
+) -> AppResult<(ImportOutcome, Vec<MailRow>)> {
     let partner = app
         .store
         .partner(import.partner_id)
@@ -123,10 +146,13 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
             .partner(Some(partner.id.clone()))
             .details(counts(&plan, import.apply));
         audit::record(&app.store, &app.clock, vec![e]).await;
-        return Ok(ImportOutcome { plan, applied: false });
+        return Ok((ImportOutcome { plan, applied: false }, Vec::new()));
     }
 
     let now = app.clock.now_ms();
+    if let Some(hold_ms) = hold_ms {
+        tx.hold_mail_until(now + hold_ms);
+    }
     let mut events = Vec::new();
     let person = |kind: &'static str, id: &str, e: &PersonEntry| {
         audit::Event::new(kind, audit::Outcome::Success, import.operator)
@@ -187,6 +213,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
             .details(counts(&plan, true)),
     );
     audit::append(&app.clock, &mut tx, events).await?;
+    let held = tx.take_held_mail();
     tx.commit().await?;
     app.mail_wake.notify_one();
     app.backchannel_wake.notify_one();
@@ -194,7 +221,7 @@ pub async fn import_with_fault(app: &App, import: Import<'_>, fail_after: Option
         partner = %partner.id, operator = import.operator, opened = plan.open.len(), reopened = plan.reopen.len(),
         updated = plan.update.len(), closed = plan.close.len(), "annex 1 applied"
     );
-    Ok(ImportOutcome { plan, applied: true })
+    Ok((ImportOutcome { plan, applied: true }, held))
 }
 
 fn counts(plan: &Plan, apply: bool) -> serde_json::Value {
