@@ -41,9 +41,10 @@ const MAX_BATCH: usize = 64;
 /// the WAL again (measured: about 88,000 instructions and 24 `pwrite`s a
 /// commit, against 200,000 instructions for a refresh grant's whole write).
 /// Waiting a quarter of a millisecond took batches from 2.4 to 4.2–4.6
-/// transactions at 8 and 32 clients (BENCHMARKS.md). A lone request never
-/// waits: its batch before was itself alone, or it waits once.
-/// PostgreSQL's `commit_delay` and `commit_siblings` work alike.
+/// transactions at 8 and 32 clients (BENCHMARKS.md). Requests that come
+/// one at a time never wait: the batch before theirs carried one, or the
+/// writer had a second without writes. PostgreSQL's `commit_delay` and
+/// `commit_siblings` work alike.
 const GATHER: Duration = Duration::from_micros(250);
 
 /// One transaction: its statements in order, then its log records (chained
