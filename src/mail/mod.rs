@@ -63,7 +63,7 @@ pub async fn send_due(store: &Store, clock: &Clock, transport: &MailTransport, c
         // overlapping batches of `deliver_now`: one `syncfs` per 64
         // messages cost more than writing them.
         let batch = batch_now(transport);
-        let batches = Batches { held: Vec::new().into_iter(), batch, lease_ms: lease_now_ms(transport, batch) };
+        let batches = Batches::new(Vec::new(), transport, batch);
         delivered += drain(store, clock, transport, config, batches, Verbosity::EachDelivery).await?;
     }
     Ok(delivered)
@@ -100,7 +100,7 @@ pub async fn deliver_now_in_batches(
     config: &Config,
     batch: i64,
 ) -> AppResult<usize> {
-    let batches = Batches { held: Vec::new().into_iter(), batch, lease_ms: lease_now_ms(transport, batch) };
+    let batches = Batches::new(Vec::new(), transport, batch);
     drain(store, clock, transport, config, batches, Verbosity::Batches).await
 }
 
@@ -156,7 +156,7 @@ pub async fn deliver_held_in_batches(
     held: Vec<MailRow>,
     batch: i64,
 ) -> AppResult<usize> {
-    let batches = Batches { held: held.into_iter(), batch, lease_ms: lease_now_ms(transport, batch) };
+    let batches = Batches::new(held, transport, batch);
     drain(store, clock, transport, config, batches, Verbosity::Batches).await
 }
 
@@ -169,6 +169,11 @@ struct Batches {
 }
 
 impl Batches {
+    /// `held` first, then claims of `batch` under [`deliver_now`]'s lease.
+    fn new(held: Vec<MailRow>, transport: &MailTransport, batch: i64) -> Self {
+        Batches { held: held.into_iter(), batch, lease_ms: lease_now_ms(transport, batch) }
+    }
+
     async fn next(&mut self, store: &Store, clock: &Clock) -> AppResult<Vec<MailRow>> {
         let size = usize::try_from(self.batch).unwrap_or(1).max(1);
         while !self.held.as_slice().is_empty() {

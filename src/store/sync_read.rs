@@ -212,10 +212,6 @@ mod tests {
         (dir, SyncReaders::new(path))
     }
 
-    fn read<R: PointRow>(readers: &SyncReaders, sql: &str, key: &str) -> StoreResult<Vec<R>> {
-        readers.rows(sql, key)
-    }
-
     #[test]
     fn columns_are_found_by_name_whatever_their_order_in_each_statement() {
         let (_dir, readers) = readers();
@@ -227,21 +223,21 @@ mod tests {
         // the kept map).
         for sql in ["SELECT d, c, b, a FROM t WHERE k = $1", "SELECT k, a, b, c, d, 5 AS e FROM t WHERE k = $1"] {
             for key in ["x", "y", "x"] {
-                let rows: Vec<Outer> = read(&readers, sql, key).expect("read");
+                let rows: Vec<Outer> = readers.rows(sql, key).expect("read");
                 assert_eq!(rows, vec![expected(key)], "{sql} {key}");
             }
         }
         // The inner row alone, from a statement the outer one also read.
-        let inner: Vec<Inner> = read(&readers, "SELECT d, c, b, a FROM t WHERE k = $1", "y").expect("inner");
+        let inner: Vec<Inner> = readers.rows("SELECT d, c, b, a FROM t WHERE k = $1", "y").expect("inner");
         assert_eq!(inner, vec![Inner { b: "b2".into(), c: Some(7) }]);
     }
 
     #[test]
     fn a_missing_column_is_an_error_not_another_column() {
         let (_dir, readers) = readers();
-        let missing: StoreResult<Vec<Outer>> = read(&readers, "SELECT a, b, c FROM t WHERE k = $1", "x");
+        let missing: StoreResult<Vec<Outer>> = readers.rows("SELECT a, b, c FROM t WHERE k = $1", "x");
         assert!(missing.is_err());
-        let fine: Vec<Outer> = read(&readers, "SELECT a, b, c, d FROM t WHERE k = $1", "x").expect("read");
+        let fine: Vec<Outer> = readers.rows("SELECT a, b, c, d FROM t WHERE k = $1", "x").expect("read");
         assert_eq!(fine.len(), 1);
     }
 }
