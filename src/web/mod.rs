@@ -100,20 +100,45 @@ pub fn router(app: AppState) -> Router {
             .route("/favicon.ico", get(assets::favicon)),
         Theme::Neutral => router,
     };
-    let router = router
+    let edge = Arc::new(Edge { https, counted, look });
+    router
         .fallback(not_found)
-        .layer(middleware::from_fn(move |req, next| pages::with_look(look.clone(), req, next)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
-        .layer(middleware::from_fn(move |req, next| security_headers(https, req, next)))
-        .layer(middleware::from_fn(limit_header_size));
-    let router = if counted { router.layer(middleware::from_fn(track)) } else { router };
-    router.with_state(app)
+        .layer(middleware::from_fn(move |req, next| self::edge(edge.clone(), req, next)))
+        .with_state(app)
+}
+
+/// What the edge layer needs of the configuration.
+struct Edge {
+    https: bool,
+    /// Requests are counted only for the `metrics_listen` listener.
+    counted: bool,
+    look: Arc<pages::Look>,
+}
+
+/// What every request goes through, in one layer rather than four: each
+/// `from_fn` layer clones the boxed service below it for every request
+/// (about 6,000 instructions and four allocations a layer, BENCHMARKS.md).
+/// Outermost first: the count by route, the header size limit (431), the
+/// look of the pages, the security headers of the answer.
+async fn edge(edge: Arc<Edge>, req: Request, next: Next) -> Response {
+    if edge.counted { track(req, |req| answer(&edge, req, next)).await } else { answer(&edge, req, next).await }
+}
+
+async fn answer(edge: &Edge, req: Request, next: Next) -> Response {
+    let size: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if size > MAX_HEADER_BYTES {
+        return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large").into_response();
+    }
+    let mut response = pages::with_look(edge.look.clone(), next.run(req)).await;
+    security_headers(edge.https, &mut response);
+    response
 }
 
 /// Counts every request by matched route (`/token`, never the raw URL: the
 /// label set stays small whatever clients send) and status, with its latency.
-async fn track(req: Request, next: Next) -> Response {
+async fn track<F: Future<Output = Response>>(req: Request, answer: impl FnOnce(Request) -> F) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let method = match *req.method() {
         Method::GET => "GET",
@@ -123,7 +148,7 @@ async fn track(req: Request, next: Next) -> Response {
         _ => "other",
     };
     let started = std::time::Instant::now();
-    let response = next.run(req).await;
+    let response = answer(req).await;
     let route = route.as_deref().unwrap_or("unmatched");
     crate::metrics::request(route, method, response.status().as_u16(), started.elapsed());
     response
@@ -186,8 +211,7 @@ async fn not_found(headers: HeaderMap) -> Response {
     pages::error_page(StatusCode::NOT_FOUND, locale, "err_not_found")
 }
 
-async fn security_headers(https: bool, req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+fn security_headers(https: bool, response: &mut Response) {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -201,15 +225,6 @@ async fn security_headers(https: bool, req: Request, next: Next) -> Response {
     if https {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
-    response
-}
-
-async fn limit_header_size(req: Request, next: Next) -> Response {
-    let size: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
-    if size > MAX_HEADER_BYTES {
-        return (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large").into_response();
-    }
-    next.run(req).await
 }
 
 /// Where a request came from, for the connection log.

@@ -39,17 +39,14 @@ tokio::task_local! {
     // from some forty places that have only a locale at hand; a server's look
     // never changes, and several servers with different looks share one
     // process in the tests, so it travels with the request (set by the
-    // `with_look` layer) rather than in a global or in every signature.
+    // edge layer, `with_look`) rather than in a global or in every signature.
     static LOOK: std::sync::Arc<Look>;
 }
 
-/// The layer that gives every page of the request the server's look.
-pub async fn with_look(
-    look: std::sync::Arc<Look>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    LOOK.scope(look, next.run(req)).await
+/// Answers a request with `look` as the look of every page it renders
+/// (`web::edge`, the layer every request goes through).
+pub async fn with_look(look: std::sync::Arc<Look>, answer: impl std::future::Future<Output = Response>) -> Response {
+    LOOK.scope(look, answer).await
 }
 
 /// Runs `f` with `look` as the current look (rendering outside a request).

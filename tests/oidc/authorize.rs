@@ -40,6 +40,7 @@ on_both_databases!(
     credential_post_redirects_with_303,
     no_cors_on_authorization_endpoint,
     frame_ancestors_none_on_every_page,
+    request_headers_past_16_kib_are_refused,
 );
 
 async fn oidcc_response_type_missing(db: Db) {
@@ -595,4 +596,16 @@ async fn frame_ancestors_none_on_every_page(db: Db) {
     }
     let r = browser.get(server.url("/signin?request=expired")).send().await.expect("expired request");
     assert_not_framable(&r, "expired request page");
+}
+
+/// The sum of header names and values is capped at 16 KiB (README, "Input
+/// limits"): past it 431, below it the request is answered.
+async fn request_headers_past_16_kib_are_refused(db: Db) {
+    let (server, _, _) = platform_server(db).await;
+    let browser = browser();
+    let r = browser.get(server.url("/jwks")).header("x-padding", "a".repeat(12 * 1024)).send().await.expect("jwks");
+    assert_eq!(r.status(), 200, "12 KiB of headers");
+    assert_not_framable(&r, "jwks with 12 KiB of headers");
+    let r = browser.get(server.url("/jwks")).header("x-padding", "a".repeat(16 * 1024)).send().await.expect("jwks");
+    assert_eq!(r.status(), 431, "16 KiB and more of headers");
 }
