@@ -119,7 +119,8 @@ struct Edge {
 
 /// What every request goes through, in one layer rather than four: each
 /// `from_fn` layer clones the boxed service below it for every request
-/// (about 6,000 instructions and four allocations a layer, BENCHMARKS.md).
+/// (about 5,000 instructions and a dozen allocations a layer under
+/// callgrind, BENCHMARKS.md).
 /// Outermost first: the count by route, the header size limit (431), the
 /// look of the pages, the security headers of the answer.
 async fn edge(edge: Arc<Edge>, req: Request, next: Next) -> Response {
