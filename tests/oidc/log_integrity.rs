@@ -221,3 +221,55 @@ async fn batched_and_ordinary_appends_from_two_processes_make_one_chain(db: Db) 
     write_records(&server, 1).await;
     assert_eq!(verify(&app).await.expect("verify"), Verification::Intact { records: 51 });
 }
+
+/// Migration 0017 (SQLite) copies the log into a table keyed by its rowid:
+/// a log written before it keeps every record and still verifies, and the
+/// unique index SQLite kept beside `seq BIGINT PRIMARY KEY` is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_survives_migration_0017_whole() {
+    let server = TestServer::start(Db::Sqlite).await;
+    write_records(&server, 40).await;
+    sign_head(&server.app).await;
+    let autoindexes = |server: &TestServer| {
+        let pool = server.app.store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'events' AND name LIKE 'sqlite_autoindex%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("schema")
+        }
+    };
+    assert_eq!(autoindexes(&server).await, 0, "after 0017, seq is the rowid");
+    // The table as 0007 made it, with the same records, and 0017 not yet
+    // applied; on one connection, whose schema each statement sees changed.
+    let mut conn = server.app.store.pool().acquire().await.expect("connection");
+    for sql in [
+        "CREATE TABLE events_0007 (seq BIGINT PRIMARY KEY, time_ms BIGINT NOT NULL, kind TEXT NOT NULL, \
+         outcome TEXT NOT NULL, email TEXT, email_normalized TEXT, account_id TEXT, partner_id TEXT, \
+         client_id TEXT, ip TEXT, user_agent TEXT, actor TEXT NOT NULL, session_hash TEXT, details TEXT NOT NULL, \
+         prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
+        "INSERT INTO events_0007 SELECT * FROM events",
+        "DROP TABLE events",
+        "ALTER TABLE events_0007 RENAME TO events",
+        "DELETE FROM _sqlx_migrations WHERE version = 17",
+    ] {
+        sqlx::query(sql).execute(&mut *conn).await.expect(sql);
+    }
+    drop(conn);
+    assert_eq!(autoindexes(&server).await, 1, "the 0007 layout");
+    let before: Vec<EventRow> = server.app.store.events_after(0, 1_000).await.expect("read");
+
+    server.app.store.migrate().await.expect("0017 again");
+    assert_eq!(autoindexes(&server).await, 0);
+    let after: Vec<EventRow> = server.app.store.events_after(0, 1_000).await.expect("read");
+    assert_eq!(after.len(), before.len());
+    assert!(before.len() >= 40, "the 40 records written, at least: {}", before.len());
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!((a.seq, &a.hash, &a.prev_hash, &a.details), (b.seq, &b.hash, &b.prev_hash, &b.details));
+    }
+    assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Intact { .. }), "chain and checkpoint");
+    let (ok, json) = cli_verify(&server);
+    assert!(ok, "{json}");
+}
