@@ -263,10 +263,10 @@ impl Store {
     pub async fn events_after(&self, seq: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
         if let Some(readers) = &self.sync_readers {
-            // The alerts job reads every record once: through sqlx's `Any`
-            // rows that was a quarter of a refresh grant's log write again.
-            // One hand-off per page, off the runtime (a page is up to 5,000
-            // records for `logs verify`).
+            // The alerts job reads every record once more after its write;
+            // through sqlx's `Any` rows that read cost about 30,000
+            // instructions a record (BENCHMARKS.md). One hand-off per page,
+            // off the runtime: a page is up to 5,000 records for `logs verify`.
             let readers = readers.clone();
             return tokio::task::spawn_blocking(move || readers.rows(&sql, (seq, limit)))
                 .await
