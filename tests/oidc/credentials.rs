@@ -184,7 +184,12 @@ async fn activation_by_email_then_the_relying_party_signs_in(db: Db) {
 
     let mail = wait_for_mails(&server, email, "/activate?token=", 1).await.remove(0);
     assert!(mail.contains("Auto-Submitted: auto-generated"), "{mail}");
-    assert!(mail.contains("Content-Transfer-Encoding: 8bit"), "the text part is readable as is: {mail}");
+    assert_eq!(
+        mail.matches("Content-Transfer-Encoding: 8bit").count(),
+        2,
+        "the text and HTML parts are readable as is in the folder: {mail}"
+    );
+    assert!(!mail.contains("quoted-printable"), "{mail}");
     assert!(mail.contains("créez votre mot de passe"), "{mail}");
     let link = link_in(&mail, &format!("{}?token=", server.url("/activate")));
     assert!(link.starts_with(&server.base), "links are built from the issuer: {link}");
