@@ -545,25 +545,40 @@ fn combine(queued: &[Queued]) -> (String, Vec<Param>) {
 }
 
 /// Copies `sql` into `out` with every `$n` written as `$(n + offset)`.
-/// Written in place: a `String` per parameter was most of the 7 % of an
-/// annex-1 command's instructions spent building its texts.
+/// Byte by byte, with the numbers written by hand: through `str::find` and
+/// `write!` this was 7 % of an annex-1 command's instructions (30,000
+/// statements, 310,000 parameters).
 pub(super) fn shift_parameters(sql: &str, offset: usize, out: &mut String) {
-    use std::fmt::Write as _;
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        match after[..digits].parse::<usize>() {
-            Ok(n) => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "${}", n + offset);
-            }
-            Err(_) => out.push_str(&rest[at..at + 1 + digits]),
-        }
-        rest = &after[digits..];
+    let bytes = sql.as_bytes();
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(dollar) = bytes[at..].iter().position(|&b| b == b'$').map(|p| at + p) {
+        let digits = bytes[dollar + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+        at = dollar + 1 + digits;
+        // `$` alone, or a number too large to be one of ours, is copied as is.
+        let Some(n) = sql[dollar + 1..at].parse::<usize>().ok().and_then(|n| n.checked_add(offset)) else {
+            continue;
+        };
+        out.push_str(&sql[copied..dollar]);
+        out.push('$');
+        push_decimal(out, n);
+        copied = at;
     }
-    out.push_str(rest);
+    out.push_str(&sql[copied..]);
+}
+
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut first = digits.len();
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[first..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
@@ -583,6 +598,33 @@ mod tests {
         assert_eq!(shifted("a = $1 AND b = $1", 0), "a = $1 AND b = $1");
         // A lone `$` is not a parameter and is left as it is.
         assert_eq!(shifted("x = '$' || $2", 1), "x = '$' || $3");
+        // A number past `usize` is not one of ours either.
+        assert_eq!(shifted("$99999999999999999999999 $1", 1), "$99999999999999999999999 $2");
+    }
+
+    /// The first form, through `str::find` and `to_string`: the reference.
+    fn shifted_slowly(sql: &str, offset: usize) -> String {
+        let mut out = String::new();
+        let mut rest = sql;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            match after[..digits].parse::<usize>().ok().and_then(|n| n.checked_add(offset)) {
+                Some(n) => out.push_str(&format!("${n}")),
+                None => out.push_str(&rest[at..at + 1 + digits]),
+            }
+            rest = &after[digits..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn shifting_matches_the_reference(sql in "([a-z ,()'é]|\\$|\\$[0-9]{1,3}|\\$[0-9]{25})*", offset in 0usize..100_000) {
+            proptest::prop_assert_eq!(shifted(&sql, offset), shifted_slowly(&sql, offset));
+        }
     }
 
     #[test]
