@@ -230,18 +230,7 @@ async fn the_log_survives_migration_0017_whole() {
     let server = TestServer::start(Db::Sqlite).await;
     write_records(&server, 40).await;
     sign_head(&server.app).await;
-    let autoindexes = |server: &TestServer| {
-        let pool = server.app.store.pool().clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'events' AND name LIKE 'sqlite_autoindex%'",
-            )
-            .fetch_one(&pool)
-            .await
-            .expect("schema")
-        }
-    };
-    assert_eq!(autoindexes(&server).await, 0, "after 0017, seq is the rowid");
+    assert_eq!(events_autoindexes(&server).await, 0, "after 0017, seq is the rowid");
     // The table as 0007 made it, with the same records, and 0017 not yet
     // applied; on one connection, whose schema each statement sees changed.
     let mut conn = server.app.store.pool().acquire().await.expect("connection");
@@ -258,11 +247,11 @@ async fn the_log_survives_migration_0017_whole() {
         sqlx::query(sql).execute(&mut *conn).await.expect(sql);
     }
     drop(conn);
-    assert_eq!(autoindexes(&server).await, 1, "the 0007 layout");
+    assert_eq!(events_autoindexes(&server).await, 1, "the 0007 layout");
     let before: Vec<EventRow> = server.app.store.events_after(0, 1_000).await.expect("read");
 
     server.app.store.migrate().await.expect("0017 again");
-    assert_eq!(autoindexes(&server).await, 0);
+    assert_eq!(events_autoindexes(&server).await, 0);
     let after: Vec<EventRow> = server.app.store.events_after(0, 1_000).await.expect("read");
     assert_eq!(after.len(), before.len());
     assert!(before.len() >= 40, "the 40 records written, at least: {}", before.len());
@@ -272,4 +261,14 @@ async fn the_log_survives_migration_0017_whole() {
     assert!(matches!(verify(&server.app).await.expect("verify"), Verification::Intact { .. }), "chain and checkpoint");
     let (ok, json) = cli_verify(&server);
     assert!(ok, "{json}");
+}
+
+/// SQLite's hidden indexes on the log table (one for `seq BIGINT PRIMARY KEY`).
+async fn events_autoindexes(server: &TestServer) -> i64 {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'events' AND name LIKE 'sqlite_autoindex%'",
+    )
+    .fetch_one(server.app.store.pool())
+    .await
+    .expect("schema")
 }

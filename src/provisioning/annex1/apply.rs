@@ -65,7 +65,8 @@ pub async fn import(app: &App, import: Import<'_>) -> AppResult<ImportOutcome> {
 }
 
 /// [`import`] for a caller that delivers the activation emails itself once
-/// it returns (the command line, with `mail::deliver_held`): an apply's
+/// it returns, with `mail::deliver_held` (the command line, and the
+/// console and admin API in a task of the server): an apply's
 /// messages are queued already claimed for `hold_ms`
 /// (`WriteTx::hold_mail_until`) and returned with the outcome, rather than
 /// claimed again from the outbox and read back.
