@@ -1,6 +1,6 @@
 //! Accounts (with their partner's name) and their roles.
 
-use super::sql::{execute, fetch, fetch_scalar, queue_insert};
+use super::sql::{execute, fetch, fetch_scalar, queue, queue_insert};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -182,13 +182,13 @@ pub async fn set_identity(
     } else {
         "UPDATE accounts SET given_name = $1, family_name = $2, function = $3, updated_at = $4 WHERE id = $5"
     };
-    execute!(tx, sql; given_name, family_name, function, now, id);
+    queue!(tx, sql; given_name, family_name, function, now, id);
     Ok(())
 }
 
 /// Closes an access: the state, the closure request date, no password left.
 pub async fn close(tx: &mut WriteTx, id: &str, closure_requested_on: &str, now: Millis) -> StoreResult<()> {
-    execute!(
+    queue!(
         tx,
         "UPDATE accounts SET state = 'closed', closure_requested_on = $1, closed_at = $2, password_hash = NULL, \
          updated_at = $2 WHERE id = $3";

@@ -1,7 +1,7 @@
 //! The durable queue of back-channel logout notifications.
 
 use super::outbox::Outbox;
-use super::sql::{execute, fetch};
+use super::sql::{fetch, queue};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -62,7 +62,7 @@ pub async fn enqueue(
     sid: &str,
     now: Millis,
 ) -> StoreResult<()> {
-    execute!(
+    queue!(
         tx,
         "INSERT INTO backchannel_outbox (id, client_id, subject, sid, created_at, next_attempt_at) \
          VALUES ($1, $2, $3, $4, $5, $5)";

@@ -71,7 +71,7 @@ pub async fn consume_link(tx: &mut WriteTx, token_hash: &str, now: Millis) -> St
 
 /// Invalidates every open link of an account (e.g. after a password reset).
 pub async fn supersede_links_of_account(tx: &mut WriteTx, account_id: &str, now: Millis) -> StoreResult<()> {
-    execute!(
+    queue!(
         tx,
         "UPDATE credential_links SET superseded_at = $1 WHERE account_id = $2 AND used_at IS NULL AND superseded_at IS NULL";
         now, account_id

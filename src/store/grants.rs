@@ -533,12 +533,12 @@ pub async fn revoke_families_of_account(
     reason: &str,
     now: Millis,
 ) -> StoreResult<()> {
-    execute!(
+    queue!(
         tx,
         "DELETE FROM access_tokens WHERE family_id IN (SELECT id FROM token_families WHERE account_id = $1)";
         account_id
     );
-    execute!(
+    queue!(
         tx,
         "UPDATE token_families SET revoked_at = $1, revoke_reason = $2 WHERE account_id = $3 AND revoked_at IS NULL";
         now, reason, account_id

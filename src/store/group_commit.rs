@@ -47,6 +47,13 @@ const MAX_BATCH: usize = 64;
 /// `commit_siblings` work alike.
 const GATHER: Duration = Duration::from_micros(250);
 
+/// What the writer's thread is handed: a transaction to commit with
+/// others, or one to run alone as its owner sends it (`bulk_write.rs`).
+pub(super) enum Message {
+    Job(Job),
+    Hold(super::bulk_write::Hold),
+}
+
 /// One transaction: its statements in order, then its log records (chained
 /// by the writer).
 pub(super) struct Job {
@@ -58,7 +65,7 @@ pub(super) struct Job {
 pub(super) struct GroupWriter {
     /// `None` once the store is closed: the thread ends when it sees the
     /// channel closed.
-    sender: std::sync::Mutex<Option<mpsc::Sender<Job>>>,
+    sender: std::sync::Mutex<Option<mpsc::Sender<Message>>>,
     /// Set by the checkpoint job when the WAL has grown: the thread empties
     /// it between two groups.
     wal_restart: Arc<AtomicBool>,
@@ -101,7 +108,16 @@ impl GroupWriter {
 
     /// Hands a transaction to the writer and waits for its outcome.
     pub(super) async fn commit(&self, statements: Vec<Queued>, events: Option<PendingEvents>) -> StoreResult<()> {
-        submit(&self.sender, |sender, job| sender.send(job).is_ok(), statements, events).await
+        submit(&self.sender, |sender, job| sender.send(Message::Job(job)).is_ok(), statements, events).await
+    }
+
+    /// Hands the thread a transaction of its own (`bulk_write.rs`); false
+    /// when the writer is gone.
+    pub(super) fn hold(&self, hold: super::bulk_write::Hold) -> bool {
+        match self.sender.lock() {
+            Ok(sender) => sender.as_ref().is_some_and(|s| s.send(Message::Hold(hold)).is_ok()),
+            Err(_) => false,
+        }
     }
 
     pub(super) fn close(&self) {
@@ -136,23 +152,35 @@ pub(super) fn close<S>(sender: &std::sync::Mutex<Option<S>>) {
     }
 }
 
-fn writer_gone() -> StoreError {
+pub(super) fn writer_gone() -> StoreError {
     StoreError::Database(sqlx::Error::WorkerCrashed)
 }
 
 fn run(
     conn: Connection,
-    receiver: mpsc::Receiver<Job>,
+    receiver: mpsc::Receiver<Message>,
     gate: Arc<Mutex<Option<ChainHead>>>,
     wal_restart: Arc<AtomicBool>,
 ) {
     let mut last_batch = 0;
+    // A held transaction that arrived while a batch was being gathered: it
+    // runs right after that batch.
+    let mut held = None;
     loop {
         if wal_restart.swap(false, Ordering::Relaxed) {
             restart_wal(&conn);
         }
+        if let Some(hold) = held.take() {
+            let mut head = gate.blocking_lock();
+            *head = super::bulk_write::run_held(&conn, hold);
+            continue;
+        }
         let first = match receiver.recv_timeout(Duration::from_secs(1)) {
-            Ok(job) => job,
+            Ok(Message::Job(job)) => job,
+            Ok(Message::Hold(hold)) => {
+                held = Some(hold);
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // A second without a write: the next one comes alone.
                 last_batch = 0;
@@ -166,7 +194,11 @@ fn run(
             let left = gather_until.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
             let next = if left.is_zero() { receiver.try_recv().ok() } else { receiver.recv_timeout(left).ok() };
             match next {
-                Some(job) => jobs.push(job),
+                Some(Message::Job(job)) => jobs.push(job),
+                Some(Message::Hold(hold)) => {
+                    held = Some(hold);
+                    break;
+                }
                 None => break,
             }
         }
@@ -229,7 +261,7 @@ fn commit_batch(conn: &Connection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, O
 }
 
 /// `BEGIN IMMEDIATE`, and the chain head as it is inside the transaction.
-fn begin(conn: &Connection) -> rusqlite::Result<ChainHead> {
+pub(super) fn begin(conn: &Connection) -> rusqlite::Result<ChainHead> {
     if !conn.is_autocommit() {
         // A transaction left open (a `ROLLBACK` that failed earlier): undone
         // first, or every later batch would fail to begin.
@@ -315,7 +347,7 @@ const PARAMETER_NAMES: [&str; 20] = [
     "$18", "$19", "$20",
 ];
 
-fn run_sql(conn: &Connection, sql: &str, params: &[Param]) -> rusqlite::Result<()> {
+pub(super) fn run_sql(conn: &Connection, sql: &str, params: &[Param]) -> rusqlite::Result<()> {
     let mut statement = conn.prepare_cached(sql)?;
     for (i, param) in params.iter().enumerate() {
         let owned;

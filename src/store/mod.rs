@@ -46,6 +46,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod backchannel;
+mod bulk_write;
 pub mod clients;
 pub mod credentials;
 pub mod events;
@@ -183,6 +184,7 @@ const SQLITE_IOERR: i32 = 10;
 const SQLITE_CANTOPEN: i32 = 14;
 const SQLITE_CONSTRAINT_NOTNULL: i32 = 1299;
 const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
+const SQLITE_CONSTRAINT_PRIMARYKEY: i32 = 1555;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -288,6 +290,21 @@ impl Store {
         match self.backend {
             Backend::Sqlite => Ok(WriteTx::sqlite(self.write_pool.acquire().await?, gate)),
             Backend::Postgres => Ok(WriteTx::postgres(self.write_pool.begin().await?)),
+        }
+    }
+
+    /// A write transaction of many statements (an annex 1 applied). On
+    /// SQLite on a file it is run by the group writer's thread
+    /// (`bulk_write.rs`), and **its reads see the database as it was when
+    /// it began, not its own writes**: read first, or only what it does not
+    /// write. Elsewhere it is an ordinary transaction.
+    pub async fn begin_bulk_write(&self) -> StoreResult<WriteTx> {
+        match &self.group_writer {
+            Some(writer) => {
+                let (held, head) = bulk_write::Held::begin(writer, self.pool.clone()).await?;
+                Ok(WriteTx::held(held, head))
+            }
+            None => self.begin_write().await,
         }
     }
 

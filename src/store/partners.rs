@@ -1,6 +1,6 @@
 //! Partners, conventions, annexes, reminders and the console's annex-1 uploads.
 
-use super::sql::{execute, fetch, insert};
+use super::sql::{execute, fetch, insert, queue};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -89,8 +89,8 @@ pub async fn set_non_renewal(tx: &mut WriteTx, id: &str, notified_on: Option<&st
 
 /// Makes `rows` the partner's current annex 1; the previous one is gone (R10).
 pub async fn replace_annex1(tx: &mut WriteTx, a: &Annex1Row) -> StoreResult<()> {
-    execute!(tx, "DELETE FROM annex1_current WHERE partner_id = $1"; &a.partner_id);
-    execute!(
+    queue!(tx, "DELETE FROM annex1_current WHERE partner_id = $1"; &a.partner_id);
+    queue!(
         tx,
         "INSERT INTO annex1_current (partner_id, transmitted_on, checksum, rows, applied_at, operator) \
          VALUES ($1, $2, $3, $4, $5, $6)";

@@ -1,6 +1,6 @@
 //! Passkeys (WebAuthn credentials) and the ceremonies in progress.
 
-use super::sql::execute;
+use super::sql::{execute, queue};
 use super::{Store, StoreResult, WriteTx};
 use crate::clock::Millis;
 
@@ -113,17 +113,12 @@ pub async fn delete(tx: &mut WriteTx, account_id: &str, id: &str) -> StoreResult
     Ok(row.map(|r| r.0))
 }
 
-/// Removes every passkey of an account (its access closed); returns how many.
-pub async fn delete_of_account(tx: &mut WriteTx, account_id: &str) -> StoreResult<u64> {
-    sqlx::query("DELETE FROM passkey_ceremonies WHERE account_id = $1")
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(sqlx::query("DELETE FROM passkeys WHERE account_id = $1")
-        .bind(account_id)
-        .execute(tx.conn().await?)
-        .await?
-        .rows_affected())
+/// Removes every passkey of an account (its access closed), with its
+/// ceremonies under way.
+pub async fn delete_of_account(tx: &mut WriteTx, account_id: &str) -> StoreResult<()> {
+    queue!(tx, "DELETE FROM passkey_ceremonies WHERE account_id = $1"; account_id);
+    queue!(tx, "DELETE FROM passkeys WHERE account_id = $1"; account_id);
+    Ok(())
 }
 
 /// Records a use: the credential as updated by the assertion (counter,

@@ -103,7 +103,7 @@ pub async fn end_all_of_account(
         "SELECT id_hash, sid FROM sessions WHERE account_id = $1 AND ended_at IS NULL";
         account_id
     );
-    execute!(
+    queue!(
         tx,
         "UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE account_id = $3 AND ended_at IS NULL";
         now, reason, account_id

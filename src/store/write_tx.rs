@@ -26,6 +26,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::bulk_write::{self, Held};
 use super::group_commit::GroupWriter;
 use super::pg_group_commit::PgGroupWriter;
 use super::{Backend, StoreError, StoreResult, events::EventRow};
@@ -94,6 +95,9 @@ enum Conn {
         begun: bool,
     },
     Postgres(Transaction<'static, Any>),
+    /// SQLite: a transaction run by the group writer's thread
+    /// (`bulk_write.rs`); queued statements go there in chunks.
+    Held(Held),
 }
 
 /// Where a deferred transaction goes at its commit.
@@ -158,6 +162,13 @@ impl WriteTx {
 
     pub(super) fn postgres(tx: Transaction<'static, Any>) -> Self {
         Self::with(Conn::Postgres(tx), Backend::Postgres, None)
+    }
+
+    /// `head`: the chain head inside the transaction.
+    pub(super) fn held(held: Held, head: ChainHead) -> Self {
+        let mut tx = Self::with(Conn::Held(held), Backend::Sqlite, None);
+        tx.appended_head = Some(head);
+        tx
     }
 
     pub(super) fn deferred(batched: Batched) -> Self {
@@ -279,6 +290,7 @@ impl WriteTx {
         match self.conn.as_mut() {
             Some(Conn::Sqlite { conn, .. }) => Ok(&mut **conn),
             Some(Conn::Postgres(tx)) => Ok(&mut **tx),
+            Some(Conn::Held(held)) => held.read_conn().await,
             Some(Conn::Deferred(_)) | None => Err(StoreError::Corrupt("transaction already finished".into())),
         }
     }
@@ -286,18 +298,32 @@ impl WriteTx {
     /// Queues a statement whose outcome is not read (an error still fails
     /// the transaction, at the latest when it commits). `$n` parameters.
     pub(crate) fn queue(&mut self, sql: &'static str, params: Vec<Param>) {
-        self.queued.push(Queued::new(sql, params));
+        self.push(Queued::new(sql, params));
     }
 
     /// Queues an insert whose unique-constraint violation means that `what`
     /// already exists: the error is then `StoreError::Conflict(what)`, as
     /// for an insert sent at once (`insert!`).
     pub(crate) fn queue_insert(&mut self, what: &'static str, sql: &'static str, params: Vec<Param>) {
-        self.queued.push(Queued { sql, params, conflict: Some(what) });
+        self.push(Queued { sql, params, conflict: Some(what) });
     }
 
     pub(super) fn queue_event(&mut self, insert: Queued) {
-        self.queued.push(insert);
+        self.push(insert);
+    }
+
+    /// A held transaction hands its statements over as they accumulate, for
+    /// the writer's thread to run them while this one goes on; an error is
+    /// reported at the commit.
+    fn push(&mut self, q: Queued) {
+        self.queued.push(q);
+        if let Some(Conn::Held(held)) = &self.conn
+            && self.queued.len() >= bulk_write::CHUNK
+        {
+            // Refused only when the writer's thread is gone, which the
+            // commit reports.
+            let _ = held.send(std::mem::take(&mut self.queued));
+        }
     }
 
     pub(super) fn add_pending_events(&mut self, rows: Vec<EventRow>, rehash: fn(&EventRow) -> String) {
@@ -336,6 +362,7 @@ impl WriteTx {
                     Err((_, e)) => Err(e),
                 }
             }
+            Some(Conn::Held(held)) => held.send(queued).map(|()| Vec::new()),
             Some(Conn::Postgres(tx)) => {
                 let mut rows = Vec::new();
                 let mut failed = None;
@@ -390,6 +417,16 @@ impl WriteTx {
     }
 
     pub async fn commit(mut self) -> StoreResult<()> {
+        if matches!(self.conn, Some(Conn::Held(_))) {
+            self.flush().await?;
+            let Some(Conn::Held(held)) = self.conn.take() else {
+                return Err(StoreError::Corrupt("held transaction lost".into()));
+            };
+            self.finished = true;
+            held.commit(self.appended_head.take()).await?;
+            self.committed();
+            return Ok(());
+        }
         if let Some(Conn::Deferred(batched)) = &self.conn {
             let statements = std::mem::take(&mut self.queued);
             let events = self.unchained_events.take();

@@ -13,6 +13,7 @@ mod authorize;
 mod authorize_limits;
 mod backchannel;
 mod basic;
+mod bulk_write;
 mod code_session;
 mod command_line;
 mod connection_log;

@@ -133,8 +133,11 @@ async fn run(
         PartnerView { id: &partner.id, email_domains: &domains, convention: Convention::of(&partner).state(today) };
 
     // The plan is computed from the accounts as read inside the write
-    // transaction, so nothing can change between plan and apply.
-    let mut tx = app.store.begin_write().await?;
+    // transaction, so nothing can change between plan and apply. Its reads
+    // see the accounts as they were when it began, never its own writes
+    // (`begin_bulk_write`): each person is read before anything is written,
+    // and a closure reads only sessions, which nothing here writes first.
+    let mut tx = app.store.begin_bulk_write().await?;
     let existing = store::accounts::of_partner(&mut tx, &partner.id).await?;
     let mut plan = build_plan(&view, transmitted, parsed, &existing);
     let taken = store::accounts::taken_elsewhere(&mut tx, &partner.id, &plan.opened_emails()).await?;
