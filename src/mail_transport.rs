@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
+use lettre::address::Envelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -88,12 +89,40 @@ impl MailTransport {
     /// `syncfs`) before any is reported delivered, rather than one `fsync` a
     /// message.
     pub async fn deliver_all(&self, config: &Config, rows: &[MailRow]) -> Vec<Result<(), TransportError>> {
+        let rows_len = rows.len();
         match self {
             MailTransport::Smtp(_) | MailTransport::Relay(_) => {
-                // Collected first: a stream over a closure makes the
-                // sender's future not `Send` for every lifetime (rustc #102211).
-                let deliveries: Vec<_> = rows.iter().map(|row| self.deliver(config, row)).collect();
-                futures::stream::iter(deliveries).buffered(DELIVERIES_AT_ONCE).collect().await
+                // Encoding a message (quoted-printable, then the whole text)
+                // is most of the CPU of its delivery: done on a blocking
+                // thread, a few messages ahead of the conversations, which
+                // keep this thread for the servers' answers.
+                let (ready, mut prepared) = tokio::sync::mpsc::channel(PREPARED_AHEAD);
+                let from = sender(&config.mail_from);
+                let rows = rows.to_vec();
+                let encoder = tokio::task::spawn_blocking(move || {
+                    for row in &rows {
+                        let message = from.as_ref().map_err(Clone::clone).and_then(|from| prepare(from, row));
+                        if ready.blocking_send(message).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let messages = futures::stream::poll_fn(move |cx| prepared.poll_recv(cx));
+                let outcomes: Vec<_> = messages
+                    .map(|message| async move { self.send_prepared(&message?).await })
+                    .buffered(DELIVERIES_AT_ONCE)
+                    .collect()
+                    .await;
+                if let Err(e) = encoder.await {
+                    tracing::error!(error = %e, "encoding the emails");
+                }
+                // Should the encoder have stopped early, what it did not
+                // encode failed, not vanished.
+                let missing = rows_len.saturating_sub(outcomes.len());
+                outcomes
+                    .into_iter()
+                    .chain((0..missing).map(|_| Err(TransportError::Message("not encoded".into()))))
+                    .collect()
             }
             MailTransport::Files(dir) => {
                 // Parsed once for the batch, not once a message.
@@ -109,17 +138,39 @@ impl MailTransport {
     }
 
     pub async fn deliver(&self, config: &Config, row: &MailRow) -> Result<(), TransportError> {
-        // Over SMTP, 7-bit safe: the server may not announce 8BITMIME.
-        let message = build_message(&sender(&config.mail_from)?, row, matches!(self, MailTransport::Files(_)))?;
+        let from = sender(&config.mail_from)?;
         match self {
-            MailTransport::Smtp(smtp) => {
-                smtp.send(message).await.map_err(|e| TransportError::Smtp(e.to_string()))?;
-                Ok(())
-            }
-            MailTransport::Relay(relay) => relay.send(&message).await.map_err(TransportError::Smtp),
-            MailTransport::Files(dir) => write_eml(dir, row, &message.formatted()).await,
+            MailTransport::Files(dir) => write_eml(dir, row, &build_message(&from, row, true)?.formatted()).await,
+            MailTransport::Smtp(_) | MailTransport::Relay(_) => self.send_prepared(&prepare(&from, row)?).await,
         }
     }
+
+    async fn send_prepared(&self, message: &Prepared) -> Result<(), TransportError> {
+        let Prepared { envelope, bytes } = message;
+        match self {
+            MailTransport::Smtp(smtp) => {
+                smtp.send_raw(envelope, bytes).await.map_err(|e| TransportError::Smtp(e.to_string()))?;
+                Ok(())
+            }
+            MailTransport::Relay(relay) => relay.send(envelope, bytes).await.map_err(TransportError::Smtp),
+            MailTransport::Files(_) => Err(TransportError::Message("not an SMTP transport".into())),
+        }
+    }
+}
+
+/// Messages encoded ahead of the conversations that send them.
+const PREPARED_AHEAD: usize = 64;
+
+/// A message ready for SMTP: its envelope and its text, 7-bit safe (the
+/// server may not announce 8BITMIME).
+struct Prepared {
+    envelope: Envelope,
+    bytes: Vec<u8>,
+}
+
+fn prepare(from: &Mailbox, row: &MailRow) -> Result<Prepared, TransportError> {
+    let message = build_message(from, row, false)?;
+    Ok(Prepared { envelope: message.envelope().clone(), bytes: message.formatted() })
 }
 
 fn percent_decode(s: &str) -> String {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use lettre::Message;
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -57,23 +57,28 @@ impl Relay {
         }
     }
 
-    pub async fn send(&self, message: &Message) -> Result<(), String> {
-        let formatted = message.formatted();
+    /// Sends a message already formatted (`Message::formatted`).
+    pub async fn send(&self, envelope: &Envelope, formatted: &[u8]) -> Result<(), String> {
         let (conn, untested) = match self.reuse().await {
             Some(reused) => reused,
             None => (self.connect().await?, false),
         };
-        match self.send_on(conn, message, &formatted).await {
+        match self.send_on(conn, envelope, formatted).await {
             Err(Failure::Network(_)) if untested => {
                 let conn = self.connect().await?;
-                self.send_on(conn, message, &formatted).await.map_err(Failure::into_message)
+                self.send_on(conn, envelope, formatted).await.map_err(Failure::into_message)
             }
             outcome => outcome.map_err(Failure::into_message),
         }
     }
 
-    async fn send_on(&self, mut conn: AsyncSmtpConnection, message: &Message, formatted: &[u8]) -> Result<(), Failure> {
-        match timeout(self.timeout, conn.send(message.envelope(), formatted)).await {
+    async fn send_on(
+        &self,
+        mut conn: AsyncSmtpConnection,
+        envelope: &Envelope,
+        formatted: &[u8],
+    ) -> Result<(), Failure> {
+        match timeout(self.timeout, conn.send(envelope, formatted)).await {
             Ok(Ok(_)) => {
                 let mut idle = self.idle.lock().await;
                 if idle.len() < self.keep_idle {
