@@ -127,12 +127,16 @@ impl MailTransport {
             MailTransport::Files(dir) => {
                 // Parsed once for the batch, not once a message.
                 let from = sender(&config.mail_from);
-                let rows = rows.to_vec();
-                let files = rows.into_iter().map(move |row| {
-                    let message = build_message(from.as_ref().map_err(Clone::clone)?, &row, true)?;
-                    Ok((eml_name(&row), message.formatted()))
-                });
-                write_emls(dir.clone(), Box::new(files)).await
+                // Built and written by two threads, half each.
+                let (first, second) = rows.split_at(rows.len().div_ceil(2));
+                let half = |rows: &[MailRow]| -> Emls {
+                    let (from, rows) = (from.clone(), rows.to_vec());
+                    Box::new(rows.into_iter().map(move |row| {
+                        let message = build_message(from.as_ref().map_err(Clone::clone)?, &row, true)?;
+                        Ok((eml_name(&row), message.formatted()))
+                    }))
+                };
+                write_emls(dir.clone(), vec![half(first), half(second)]).await
             }
         }
     }
@@ -225,7 +229,7 @@ fn eml_name(row: &MailRow) -> String {
 
 async fn write_eml(dir: &std::path::Path, row: &MailRow, bytes: &[u8]) -> Result<(), TransportError> {
     let file = (eml_name(row), bytes.to_vec());
-    let mut written = write_emls(dir.to_path_buf(), Box::new(std::iter::once(Ok(file)))).await;
+    let mut written = write_emls(dir.to_path_buf(), vec![Box::new(std::iter::once(Ok(file)))]).await;
     written.pop().unwrap_or_else(|| Err(TransportError::File("nothing written".into())))
 }
 
@@ -236,22 +240,37 @@ type Emls = Box<dyn ExactSizeIterator<Item = Result<(String, Vec<u8>), Transport
 /// a partial message), readable by the owner only (it may hold a one-time
 /// link), then makes them all durable at once; a file is reported written
 /// only once it is. The names are relative to the folder's descriptor, so
-/// that the kernel does not walk the folder's path twice a file.
-async fn write_emls(dir: PathBuf, files: Emls) -> Vec<Result<(), TransportError>> {
-    let count = files.len();
+/// that the kernel does not walk the folder's path twice a file. Each of
+/// `parts` is built and written on a thread of its own (building a message
+/// costs as much as writing it); the outcomes come in the parts' order.
+async fn write_emls(dir: PathBuf, parts: Vec<Emls>) -> Vec<Result<(), TransportError>> {
+    let count = parts.iter().map(|p| p.len()).sum();
     let written = tokio::task::spawn_blocking(move || {
         let folder = crate::keys::create_private_dir(&dir).and_then(|()| Folder::open(&dir));
         let folder = match folder {
             Ok(folder) => folder,
             Err(e) => {
                 let message = e.to_string();
-                return files.map(|_| Err(TransportError::File(message.clone()))).collect();
+                return parts.into_iter().flatten().map(|_| Err(TransportError::File(message.clone()))).collect();
             }
         };
-        let file_error = |e: std::io::Error| TransportError::File(e.to_string());
-        let mut outcomes: Vec<Result<(), TransportError>> = files
-            .map(|f| f.and_then(|(name, bytes)| folder.write_atomically(&name, &bytes).map_err(file_error)))
-            .collect();
+        let write_part = |files: Emls| -> Vec<Result<(), TransportError>> {
+            let file_error = |e: std::io::Error| TransportError::File(e.to_string());
+            files
+                .map(|f| f.and_then(|(name, bytes)| folder.write_atomically(&name, &bytes).map_err(file_error)))
+                .collect()
+        };
+        let mut outcomes: Vec<Result<(), TransportError>> = std::thread::scope(|scope| {
+            let mut parts = parts.into_iter();
+            let first = parts.next();
+            let others: Vec<_> = parts.map(|files| (files.len(), scope.spawn(move || write_part(files)))).collect();
+            let mut outcomes = first.map(write_part).unwrap_or_default();
+            for (len, other) in others {
+                let failed = |_| vec![Err(TransportError::File("the writing thread failed".into())); len];
+                outcomes.extend(other.join().unwrap_or_else(failed));
+            }
+            outcomes
+        });
         // The data of the files and the renames in the folder, in one call.
         if let Err(e) = folder.sync_filesystem() {
             let message = e.to_string();

@@ -18,6 +18,10 @@
 //! holds its statements and log records until its commit, then hands them to
 //! its backend's group writer (`group_commit.rs`, `pg_group_commit.rs`),
 //! which commits it together with others.
+//!
+//! One begun with `Store::begin_bulk_write` on SQLite is *held*: the group
+//! writer's thread runs it alone, its statements handed over in chunks as
+//! they are queued (`bulk_write.rs`).
 
 use std::sync::Arc;
 
