@@ -18,6 +18,7 @@
 //! own writes (`Store::begin_bulk_write` says so to its callers).
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use sqlx::pool::PoolConnection;
@@ -31,6 +32,14 @@ use super::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE, StoreError, 
 /// Statements sent to the writer's thread at a time: enough to make the
 /// hand-off's cost negligible, few enough for the thread to start early.
 pub(super) const CHUNK: usize = 512;
+
+/// How long a held transaction may leave the writer's thread without a
+/// command before it is rolled back. Every other write waits while it runs,
+/// so an owner that stalls (or that waits, by mistake, for a write of its
+/// own outside the transaction, which would wait for it in turn) must not
+/// stop them for good: past this, its commit fails instead. An annex's
+/// owner sends a chunk every few milliseconds.
+const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the owner of a held transaction sends to the writer's thread.
 pub(super) enum Command {
@@ -103,6 +112,10 @@ impl Held {
 /// transaction to its end; returns the chain head to leave in the gate
 /// (`None`: unknown, to be read again).
 pub(super) fn run_held(conn: &Connection, hold: Hold) -> Option<ChainHead> {
+    run_held_within(conn, hold, IDLE_LIMIT)
+}
+
+fn run_held_within(conn: &Connection, hold: Hold, idle_limit: Duration) -> Option<ChainHead> {
     let head = match begin(conn) {
         Ok(head) => head,
         Err(e) => {
@@ -115,8 +128,19 @@ pub(super) fn run_held(conn: &Connection, hold: Hold) -> Option<ChainHead> {
         return rollback(conn).then_some(head);
     }
     let mut failed = None;
-    // Ends when the owner drops its side without committing.
-    while let Ok(command) = hold.commands.recv() {
+    // Ends when the owner drops its side without committing, or stalls.
+    loop {
+        let command = match hold.commands.recv_timeout(idle_limit) {
+            Ok(command) => command,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                tracing::error!(
+                    idle_s = idle_limit.as_secs(),
+                    "a held write transaction sent nothing for too long; it is rolled back"
+                );
+                break;
+            }
+        };
         match command {
             Command::Run(statements) => {
                 if failed.is_none() {
@@ -162,4 +186,103 @@ fn error_of(e: &rusqlite::Error, q: &Queued) -> StoreError {
         return StoreError::Conflict(what.to_string());
     }
     sqlite_error(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::write_tx::Param;
+
+    fn open() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE t (k TEXT PRIMARY KEY); \
+             CREATE TABLE events (seq INTEGER PRIMARY KEY, hash TEXT); \
+             CREATE TABLE log_purges (up_to_seq INTEGER, last_hash TEXT);",
+        )
+        .expect("schema");
+        (dir, conn)
+    }
+
+    fn insert(k: &str) -> Queued {
+        Queued { sql: "INSERT INTO t (k) VALUES ($1)", params: vec![Param::from(k)], conflict: Some("t") }
+    }
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).expect("count")
+    }
+
+    /// The writer's side, on a thread, as the group writer runs it; the
+    /// owner's side here.
+    fn hold(
+        conn: Connection,
+        idle_limit: Duration,
+    ) -> (mpsc::Sender<Command>, std::thread::JoinHandle<(Connection, Option<ChainHead>)>) {
+        let (commands, receiver) = mpsc::channel();
+        let (begun, answer) = oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            let left = run_held_within(&conn, Hold { commands: receiver, begun }, idle_limit);
+            (conn, left)
+        });
+        assert_eq!(answer.blocking_recv().expect("begun").expect("head"), (0, String::new()));
+        (commands, thread)
+    }
+
+    fn commit(commands: &mpsc::Sender<Command>, head: Option<ChainHead>) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        commands.send(Command::Commit { head, reply }).expect("send");
+        answer.blocking_recv().expect("answer")
+    }
+
+    #[test]
+    fn a_held_transaction_commits_all_its_chunks_and_leaves_its_head() {
+        let (_dir, conn) = open();
+        let (commands, thread) = hold(conn, IDLE_LIMIT);
+        commands.send(Command::Run(vec![insert("a"), insert("b")])).expect("send");
+        commands.send(Command::Run(vec![insert("c")])).expect("send");
+        commit(&commands, Some((3, "h3".into()))).expect("commit");
+        let (conn, left) = thread.join().expect("thread");
+        assert_eq!(count(&conn), 3);
+        assert_eq!(left, Some((3, "h3".into())));
+        assert!(conn.is_autocommit(), "no transaction left open");
+    }
+
+    #[test]
+    fn a_failed_statement_fails_the_commit_and_leaves_nothing() {
+        let (_dir, conn) = open();
+        let (commands, thread) = hold(conn, IDLE_LIMIT);
+        commands.send(Command::Run(vec![insert("a"), insert("a"), insert("b")])).expect("send");
+        commands.send(Command::Run(vec![insert("c")])).expect("send");
+        match commit(&commands, Some((9, "h9".into()))) {
+            Err(StoreError::Conflict(what)) => assert_eq!(what, "t"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let (conn, left) = thread.join().expect("thread");
+        assert_eq!(count(&conn), 0);
+        // The head as it was before the transaction.
+        assert_eq!(left, Some((0, String::new())));
+        assert!(conn.is_autocommit());
+    }
+
+    #[test]
+    fn an_owner_that_stalls_or_goes_is_rolled_back_and_the_writer_is_freed() {
+        let (_dir, conn) = open();
+        let (commands, thread) = hold(conn, Duration::from_millis(200));
+        commands.send(Command::Run(vec![insert("a")])).expect("send");
+        // Nothing more within the limit: the writer's thread moves on.
+        let (conn, left) = thread.join().expect("thread");
+        assert_eq!(count(&conn), 0);
+        assert_eq!(left, Some((0, String::new())));
+        assert!(conn.is_autocommit());
+        // What it sends afterwards is refused: its commit fails.
+        assert!(commands.send(Command::Run(vec![insert("b")])).is_err());
+
+        // An owner that drops its side before committing: the same.
+        let (commands, thread) = hold(conn, IDLE_LIMIT);
+        commands.send(Command::Run(vec![insert("a")])).expect("send");
+        drop(commands);
+        let (conn, _) = thread.join().expect("thread");
+        assert_eq!(count(&conn), 0);
+    }
 }
