@@ -191,19 +191,8 @@ fn error_of(e: &rusqlite::Error, q: &Queued) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::group_commit::tests::open;
     use crate::store::write_tx::Param;
-
-    fn open() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conn = Connection::open(dir.path().join("t.db")).expect("open");
-        conn.execute_batch(
-            "CREATE TABLE t (k TEXT PRIMARY KEY); \
-             CREATE TABLE events (seq INTEGER PRIMARY KEY, hash TEXT); \
-             CREATE TABLE log_purges (up_to_seq INTEGER, last_hash TEXT);",
-        )
-        .expect("schema");
-        (dir, conn)
-    }
 
     fn insert(k: &str) -> Queued {
         Queued { sql: "INSERT INTO t (k) VALUES ($1)", params: vec![Param::from(k)], conflict: Some("t") }

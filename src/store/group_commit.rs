@@ -384,10 +384,12 @@ pub(super) fn sqlite_error(e: &rusqlite::Error) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Connection) {
+    /// A database with a table `t (k, v)` and the log's two tables, as the
+    /// writer's thread reads them (`bulk_write.rs` tests use it too).
+    pub(in crate::store) fn open() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = Connection::open(dir.path().join("t.db")).expect("open");
         conn.execute_batch(
