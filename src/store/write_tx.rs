@@ -226,6 +226,15 @@ impl WriteTx {
         }
     }
 
+    /// Whether appending log records now holds up other transactions until
+    /// this one commits: on PostgreSQL the first append takes the log's lock
+    /// (`events::LOG_LOCK`) for the rest of the transaction, so a long one
+    /// appends last. On SQLite a write transaction holds the only write lock
+    /// from its start anyway, and a deferred one chains at its commit.
+    pub fn appending_holds_the_log(&self) -> bool {
+        matches!(self.conn, Some(Conn::Postgres(_)))
+    }
+
     /// Whether log records appended now are chained by the group writer at
     /// the commit rather than by the caller.
     pub(super) fn chains_at_commit(&self) -> bool {

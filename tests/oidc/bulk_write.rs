@@ -9,14 +9,17 @@ use std::time::Duration;
 use coop_idp::accounts::{Names, ProfessionalEmail, new_subject, pending_row};
 use coop_idp::app::App;
 use coop_idp::audit::{self, Event, Outcome, Verification, kind};
+use coop_idp::provisioning::annex1::apply::{Import, import, import_with_fault};
 use coop_idp::store::{self, StoreError, WriteTx};
 
+use crate::annex1::{setup_partner, snapshot};
 use crate::common::*;
 use crate::on_both_databases;
 
 on_both_databases!(
     a_bulk_write_commits_whole_and_chains_with_the_writes_around_it,
     a_bulk_write_that_fails_or_is_dropped_leaves_nothing,
+    a_large_annex_logs_everyone_once_in_one_chain_or_nothing,
 );
 
 /// More statements than one chunk handed to the writer's thread (512).
@@ -162,4 +165,53 @@ async fn on_sqlite_a_bulk_write_reads_the_database_as_it_began() {
     tx.commit().await.expect("commit");
     tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the other write went through").expect("task");
     assert_eq!(accounts(&app).await, 2);
+}
+
+/// An annex of 300 new people: 600 log records, more than the apply gathers
+/// before it appends them on SQLite (512, `apply::APPEND_EVERY`). Stopped
+/// after 290 people (records already appended), nothing is left, the log
+/// included; applied whole, each person has their two records, once, and
+/// the chain holds.
+async fn a_large_annex_logs_everyone_once_in_one_chain_or_nothing(db: Db) {
+    const PEOPLE: usize = 300;
+    let server = TestServer::start(db).await;
+    setup_partner(&server, Some("2026-01-01")).await;
+    let mut csv = String::from(
+        "Liste;Nom;Prénom(s);Adresse électronique professionnelle;Qualité/fonction;Date de fin d'habilitation\r\n",
+    );
+    for i in 0..PEOPLE {
+        csv.push_str(&format!("ouvert;Nom{i};Prénom{i};agent{i}@cc-girou.fr;Agent;\r\n"));
+    }
+    let request = |apply| Import {
+        partner_id: "cc-girou",
+        file_name: "annexe1.csv",
+        bytes: csv.as_bytes(),
+        transmitted: None,
+        apply,
+        operator: "test",
+    };
+    let app = &server.app;
+    let events = || count(app, "SELECT COUNT(*) FROM events");
+    let before = (snapshot(&server).await, events().await);
+    assert!(import_with_fault(app, request(true), Some(290)).await.is_err());
+    assert_eq!((snapshot(&server).await, events().await), before, "nothing of the stopped apply stays");
+    assert!(matches!(audit::verify(&app.store, &app.keys).await.expect("verify"), Verification::Intact { .. }));
+
+    let outcome = import(app, request(true)).await.expect("import");
+    assert!(outcome.applied);
+    let opened = count(app, "SELECT COUNT(*) FROM events WHERE kind = 'access_opened'").await;
+    let sent = count(app, "SELECT COUNT(*) FROM events WHERE kind = 'activation_sent'").await;
+    let people = count(app, "SELECT COUNT(DISTINCT account_id) FROM events WHERE kind = 'access_opened'").await;
+    assert_eq!((opened, sent, people), (PEOPLE as i64, PEOPLE as i64, PEOPLE as i64));
+    assert_eq!(accounts(app).await, PEOPLE as i64);
+    let Verification::Intact { records } = audit::verify(&app.store, &app.keys).await.expect("verify") else {
+        panic!("the chain is broken");
+    };
+    assert_eq!(records, events().await);
+    // And the chain goes on from there.
+    audit::record(&app.store, &app.clock, vec![record(1)]).await;
+    assert_eq!(
+        audit::verify(&app.store, &app.keys).await.expect("verify"),
+        Verification::Intact { records: records + 1 }
+    );
 }

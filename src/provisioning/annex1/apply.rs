@@ -18,7 +18,7 @@ use crate::error::{AppError, AppResult};
 use crate::provisioning::convention::Convention;
 use crate::provisioning::invite::{Access, open_account, reinvite};
 use crate::provisioning::{close_access_in, email_domains};
-use crate::store::{self, mail::MailRow, partners::Annex1Row};
+use crate::store::{self, WriteTx, mail::MailRow, partners::Annex1Row};
 
 pub struct Import<'a> {
     pub partner_id: &'a str,
@@ -178,6 +178,7 @@ async fn run(
         let email = email_of(e)?;
         let (_, records) = open_account(app, &mut tx, &access(&partner, &email, e, import.operator), now).await?;
         events.extend(records);
+        append_as_we_go(app, &mut tx, &mut events).await?;
     }
     for e in &plan.reopen {
         step(&mut done)?;
@@ -185,12 +186,14 @@ async fn run(
         store::accounts::set_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now, true).await?;
         let email = email_of(e)?;
         events.extend(reinvite(app, &mut tx, id, &access(&partner, &email, e, import.operator)).await?);
+        append_as_we_go(app, &mut tx, &mut events).await?;
     }
     for e in &plan.update {
         step(&mut done)?;
         let id = e.account_id.as_deref().unwrap_or_default();
         store::accounts::set_identity(&mut tx, id, &e.given_name, &e.family_name, &e.function, now, false).await?;
         events.push(person(audit::kind::ACCESS_UPDATED, id, e));
+        append_as_we_go(app, &mut tx, &mut events).await?;
     }
     for e in &plan.close {
         step(&mut done)?;
@@ -198,6 +201,7 @@ async fn run(
         let requested = e.closure_date.clone().unwrap_or_else(|| plan.transmitted.clone());
         close_access_in(app, &mut tx, id, &requested, "access_closed", now).await?;
         events.push(person(audit::kind::ACCESS_CLOSED, id, e));
+        append_as_we_go(app, &mut tx, &mut events).await?;
     }
     store::partners::replace_annex1(
         &mut tx,
@@ -226,6 +230,20 @@ async fn run(
         updated = plan.update.len(), closed = plan.close.len(), "annex 1 applied"
     );
     Ok((ImportOutcome { plan, applied: true }, held))
+}
+
+/// Log records gathered before they are appended while the apply goes on,
+/// where appending early holds up no one (`WriteTx::appending_holds_the_log`:
+/// SQLite): the writer inserts them while the next people are built, rather
+/// than all 10,000 of a 5,000-person annex after the last one. On
+/// PostgreSQL they wait for the end, the log's lock with them.
+const APPEND_EVERY: usize = 512;
+
+async fn append_as_we_go(app: &App, tx: &mut WriteTx, events: &mut Vec<audit::Event>) -> AppResult<()> {
+    if events.len() >= APPEND_EVERY && !tx.appending_holds_the_log() {
+        audit::append(&app.clock, tx, std::mem::take(events)).await?;
+    }
+    Ok(())
 }
 
 fn counts(plan: &Plan, apply: bool) -> serde_json::Value {
