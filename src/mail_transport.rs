@@ -89,7 +89,6 @@ impl MailTransport {
     /// `syncfs`) before any is reported delivered, rather than one `fsync` a
     /// message.
     pub async fn deliver_all(&self, config: &Config, rows: &[MailRow]) -> Vec<Result<(), TransportError>> {
-        let rows_len = rows.len();
         match self {
             MailTransport::Smtp(_) | MailTransport::Relay(_) => {
                 // Encoding a message (quoted-printable, then the whole text)
@@ -98,6 +97,7 @@ impl MailTransport {
                 // keep this thread for the servers' answers.
                 let (ready, mut prepared) = tokio::sync::mpsc::channel(PREPARED_AHEAD);
                 let from = sender(&config.mail_from);
+                let count = rows.len();
                 let rows = rows.to_vec();
                 let encoder = tokio::task::spawn_blocking(move || {
                     for row in &rows {
@@ -118,7 +118,7 @@ impl MailTransport {
                 }
                 // Should the encoder have stopped early, what it did not
                 // encode failed, not vanished.
-                let missing = rows_len.saturating_sub(outcomes.len());
+                let missing = count.saturating_sub(outcomes.len());
                 outcomes
                     .into_iter()
                     .chain((0..missing).map(|_| Err(TransportError::Message("not encoded".into()))))

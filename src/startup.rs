@@ -21,7 +21,11 @@ pub async fn open(config: Config, clock: Clock) -> AppResult<Arc<App>> {
         .map_err(|e| AppError::Invalid(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
-    store.checkpoint_left_wal().await?;
+    // Housekeeping: a failure leaves the WAL to the next start or to the
+    // server's job, and must not stop the command.
+    if let Err(e) = store.checkpoint_left_wal().await {
+        tracing::warn!(error = %e, "copying back the WAL left by an earlier process");
+    }
     let app = App::with_store(config, store, clock)?;
     // The TOTP sealing key is made now, like the signing keys (so that
     // `migrate` makes it before instances start), and secrets kept in
