@@ -81,18 +81,20 @@ pub async fn reload_chain_head(tx: &mut WriteTx) -> StoreResult<ChainHead> {
 /// The head read on the transaction's connection as it is (nothing sent
 /// first: this runs while a batch is being retried).
 pub(super) async fn read_chain_head_on(conn: &mut sqlx::AnyConnection) -> StoreResult<ChainHead> {
-    let head: Option<(i64, String)> =
-        fetch!(fetch_optional(&mut *conn), "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
+    let head: Option<(i64, String)> = fetch!(fetch_optional(&mut *conn), HEAD_SQL);
     if let Some(head) = head {
         return Ok(head);
     }
-    // Everything was purged: the chain goes on from the last removed record.
-    let purged: Option<(i64, String)> = fetch!(
-        fetch_optional(&mut *conn),
-        "SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1"
-    );
+    let purged: Option<(i64, String)> = fetch!(fetch_optional(&mut *conn), PURGED_HEAD_SQL);
     Ok(purged.unwrap_or((0, String::new())))
 }
+
+/// The last record of the chain.
+pub(super) const HEAD_SQL: &str = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1";
+
+/// When every record was purged, the chain goes on from the last removed
+/// one.
+pub(super) const PURGED_HEAD_SQL: &str = "SELECT up_to_seq, last_hash FROM log_purges ORDER BY up_to_seq DESC LIMIT 1";
 
 /// Appends records, chained with `hash` after `chain_head`: now, or by the
 /// SQLite group writer for a batched transaction. They are queued and sent

@@ -56,6 +56,7 @@ pub mod mail;
 pub mod outbox;
 pub mod partners;
 pub mod passkeys;
+mod pg_client;
 mod pg_group_commit;
 pub mod retention;
 pub mod sessions;
@@ -96,6 +97,10 @@ pub enum StoreError {
     /// as a whole: each of its transactions gets this, with the cause.
     #[error("database (a batch of transactions): {0}")]
     Group(String),
+    /// An error of PostgreSQL's group writer (`pg_client.rs`), which does
+    /// not go through sqlx.
+    #[error("database: {0}")]
+    Postgres(tokio_postgres::Error),
 }
 
 impl StoreError {
@@ -111,6 +116,9 @@ impl StoreError {
         if let StoreError::Sqlite { extended_code: Some(code), .. } = self {
             // Busy or locked past the timeout, the file unreadable.
             return matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_CANTOPEN);
+        }
+        if let StoreError::Postgres(e) = self {
+            return pg_client::is_unavailable(e);
         }
         let StoreError::Database(e) = self else { return false };
         match e {
@@ -153,6 +161,10 @@ impl StoreError {
                 db.is_unique_violation()
                     && SINGLE_USE.iter().any(|name| message.contains(name) || db.constraint() == Some(name))
             }
+            StoreError::Postgres(e) => e.as_db_error().is_some_and(|db| {
+                *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                    && SINGLE_USE.iter().any(|name| db.message().contains(name) || db.constraint() == Some(name))
+            }),
             _ => false,
         }
     }
@@ -166,6 +178,10 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Database(db)) => {
                 db.kind() == sqlx::error::ErrorKind::NotNullViolation && db.message().contains(COLUMN)
             }
+            StoreError::Postgres(e) => e.as_db_error().is_some_and(|db| {
+                *db.code() == tokio_postgres::error::SqlState::NOT_NULL_VIOLATION
+                    && (db.column() == Some(COLUMN) || db.message().contains(COLUMN))
+            }),
             _ => false,
         }
     }
@@ -258,8 +274,12 @@ impl Store {
             ),
             _ => (None, None),
         };
-        let pg_group_writer =
-            (backend == Backend::Postgres).then(|| Arc::new(pg_group_commit::PgGroupWriter::start(write_pool.clone())));
+        let pg_group_writer = match backend {
+            Backend::Postgres => {
+                Some(Arc::new(pg_group_commit::PgGroupWriter::start(pg_client::config_of(database_url)?)))
+            }
+            Backend::Sqlite => None,
+        };
         let wal_path = sqlite_path(&url).map(|path| std::path::PathBuf::from(format!("{path}-wal")));
         Ok(Store {
             pool,

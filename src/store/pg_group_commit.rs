@@ -26,24 +26,27 @@
 //! ended), exactly as it would alone.
 //!
 //! [`WRITERS`] tasks share the queue: while one holds the lock and waits for
-//! its flush, the next one runs its batch's statements.
+//! its flush, the next one runs its batch's statements. Each has a
+//! connection of its own (`pg_client.rs`) on which a batch is two round
+//! trips whatever its size: `BEGIN`, every statement, the lock and the head
+//! sent together; then the records and `COMMIT` together.
 
 use std::sync::Arc;
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Mutex, mpsc};
+use tokio_postgres::{Config, Row};
 
+use super::events::{HEAD_SQL, LOG_LOCK, PURGED_HEAD_SQL};
 use super::group_commit::{Job, close, submit};
-use super::write_tx::{ChainHead, Param, PendingEvents, Queued, bind_all, conflict_of, shift_parameters};
+use super::pg_client::{PgConnection, Sent};
+use super::write_tx::{ChainHead, Param, PendingEvents, Queued, conflict_named, shift_parameters};
 use super::{StoreError, StoreResult};
 
 /// Transactions per batch: bounds the statements one PostgreSQL transaction
 /// runs, and so how long the first of them waits for its answer.
 const MAX_BATCH: usize = 32;
 
-/// Writer tasks per instance, each with a pooled connection while it runs a
-/// batch (the pool has 16).
+/// Writer tasks per instance, each with a connection of its own.
 const WRITERS: usize = 2;
 
 /// Log records per insert statement: 32 × 16 parameters, far below
@@ -58,12 +61,13 @@ pub(super) struct PgGroupWriter {
 }
 
 impl PgGroupWriter {
-    /// Starts the writer tasks on the current runtime.
-    pub(super) fn start(pool: AnyPool) -> Self {
+    /// Starts the writer tasks on the current runtime; they connect when
+    /// their first batch comes, and again after a connection broke.
+    pub(super) fn start(config: Config) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..WRITERS {
-            tokio::spawn(run(pool.clone(), receiver.clone()));
+            tokio::spawn(run(config.clone(), receiver.clone()));
         }
         PgGroupWriter { sender: std::sync::Mutex::new(Some(sender)) }
     }
@@ -78,7 +82,8 @@ impl PgGroupWriter {
     }
 }
 
-async fn run(pool: AnyPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+async fn run(config: Config, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+    let mut conn = None;
     loop {
         let mut jobs = {
             let mut receiver = receiver.lock().await;
@@ -92,15 +97,16 @@ async fn run(pool: AnyPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) 
             }
             jobs
         };
-        let results = match pool.acquire().await {
-            Ok(mut conn) => {
-                let (results, clean) = commit_batch(&mut conn, &mut jobs).await;
+        let results = match connected(&config, &mut conn).await {
+            Ok(c) => {
+                let (results, clean) = commit_batch(c, &mut jobs).await;
                 if !clean {
-                    conn.close_on_drop();
+                    // It may still be inside the batch's transaction.
+                    conn = None;
                 }
                 results
             }
-            Err(e) => all_failed(jobs.len(), &StoreError::Database(e)),
+            Err(e) => all_failed(jobs.len(), &e),
         };
         for (job, result) in jobs.into_iter().zip(results) {
             // The request may have gone (client disconnected): nothing to do.
@@ -109,110 +115,202 @@ async fn run(pool: AnyPool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) 
     }
 }
 
+/// The writer's connection, opened again when it is missing or closed.
+async fn connected<'c>(config: &Config, slot: &'c mut Option<PgConnection>) -> StoreResult<&'c mut PgConnection> {
+    if let Some(conn) = slot.take().filter(|c| !c.is_closed()) {
+        return Ok(slot.insert(conn));
+    }
+    Ok(slot.insert(PgConnection::open(config).await?))
+}
+
 /// Runs the batch; the outcome of each transaction, and whether the
-/// connection ended it cleanly (else it is closed rather than pooled: it may
-/// still be inside the batch's transaction).
-async fn commit_batch(conn: &mut AnyConnection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, bool) {
+/// connection ended it cleanly (else it is closed: it may still be inside
+/// the batch's transaction).
+async fn commit_batch(conn: &mut PgConnection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, bool) {
     let count = jobs.len();
     let broken = |e: &StoreError| (all_failed(count, e), false);
-    if let Err(e) = run_sql(conn, "BEGIN").await {
-        return broken(&e);
-    }
-    // A plain loop: an iterator adapter's closure held across an await makes
-    // the task's future not `Send` (rustc #102211).
-    let mut failed = None;
-    for job in jobs.iter() {
-        if let Err(e) = send_job(conn, job).await {
-            failed = Some(e);
-            break;
-        }
-    }
-    let results = match failed {
-        None => (0..count).map(|_| Ok(())).collect(),
-        Some(e) => {
-            let rolled_back = run_sql(conn, "ROLLBACK").await.is_ok();
+    let with_events = jobs.iter().any(|j| j.events.is_some());
+    let first = match first_round(conn, jobs, with_events).await {
+        Ok(first) => first,
+        Err(e) => return broken(&e),
+    };
+    let (results, head) = match first {
+        FirstRound::Done(head) => ((0..count).map(|_| Ok(())).collect(), head),
+        FirstRound::Failed(e) => {
+            let rolled_back = conn.query("ROLLBACK", &[]).await.is_ok();
             if count == 1 {
                 return (vec![Err(e)], rolled_back);
             }
             if e.is_unavailable() || !rolled_back {
                 return broken(&e);
             }
-            match run_with_savepoints(conn, jobs).await {
+            let results = match run_with_savepoints(conn, jobs).await {
                 Ok(results) => results,
                 Err(e) => return broken(&e),
-            }
+            };
+            let any_events = jobs.iter().zip(&results).any(|(j, r)| r.is_ok() && j.events.is_some());
+            let head = if any_events {
+                match lock_and_head(conn).await {
+                    Ok(head) => Some(head),
+                    Err(e) => return broken(&e),
+                }
+            } else {
+                None
+            };
+            (results, head)
         }
     };
     let succeeded: Vec<&mut Job> = jobs.iter_mut().zip(&results).filter(|(_, r)| r.is_ok()).map(|(j, _)| j).collect();
-    if let Err(e) = append_events(conn, succeeded).await {
-        return broken(&e);
-    }
-    match run_sql(conn, "COMMIT").await {
+    match append_and_commit(conn, succeeded, head).await {
         Ok(()) => (results, true),
         Err(e) => broken(&e),
     }
 }
 
-/// The second run, after a failure: each transaction in its savepoint, its
-/// outcome its own. `Err` when the batch itself cannot go on.
-async fn run_with_savepoints(conn: &mut AnyConnection, jobs: &[Job]) -> StoreResult<Vec<StoreResult<()>>> {
-    run_sql(conn, "BEGIN").await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        run_sql(conn, "SAVEPOINT job").await?;
-        match send_job(conn, job).await {
-            Ok(()) => run_sql(conn, "RELEASE SAVEPOINT job").await?,
-            Err(e) if e.is_unavailable() => return Err(e),
-            Err(e) => {
-                run_sql(conn, "ROLLBACK TO SAVEPOINT job").await?;
-                run_sql(conn, "RELEASE SAVEPOINT job").await?;
-                results.push(Err(e));
-                continue;
+enum FirstRound {
+    /// Every statement went through; the head of the chain when records
+    /// are to be appended.
+    Done(Option<ChainHead>),
+    /// A transaction's statement failed (its error): the transaction is
+    /// aborted.
+    Failed(StoreError),
+}
+
+/// `BEGIN`, every transaction's statements, then the log's lock and the
+/// head, sent together. `Err` when the batch cannot go on at all.
+async fn first_round(conn: &mut PgConnection, jobs: &[Job], with_events: bool) -> StoreResult<FirstRound> {
+    let combined: Vec<Option<(String, Vec<Param>)>> = jobs.iter().map(|j| one_statement(&j.statements)).collect();
+    let mut sent = vec![Sent::new("BEGIN", &[])];
+    // For each statement sent after BEGIN, the queued statements it carries
+    // (to name a conflict).
+    let mut carried: Vec<&[Queued]> = Vec::new();
+    for (job, one) in jobs.iter().zip(&combined) {
+        match one {
+            Some((sql, params)) => {
+                sent.push(Sent::new(sql, params));
+                carried.push(&job.statements);
+            }
+            None => {
+                for (k, q) in job.statements.iter().enumerate() {
+                    sent.push(Sent::new(q.sql, &q.params));
+                    carried.push(&job.statements[k..=k]);
+                }
             }
         }
-        results.push(Ok(()));
+    }
+    if with_events {
+        sent.push(Sent::new(LOG_LOCK, &[]));
+        sent.push(Sent::new(HEAD_SQL, &[]));
+    }
+    let mut results = match conn.pipeline(&sent).await {
+        Ok(results) => results.into_iter(),
+        // Nothing was sent (a statement could not be prepared): the
+        // savepoints will find whose it is.
+        Err(e) if !e.is_unavailable() => return Ok(FirstRound::Failed(e)),
+        Err(e) => return Err(e),
+    };
+    results.next().unwrap_or_else(|| Ok(Vec::new())).map_err(StoreError::Postgres)?;
+    for statements in carried {
+        if let Some(Err(e)) = results.next() {
+            return Ok(FirstRound::Failed(job_error(e, statements)));
+        }
+    }
+    if !with_events {
+        return Ok(FirstRound::Done(None));
+    }
+    results.next().unwrap_or_else(|| Ok(Vec::new())).map_err(StoreError::Postgres)?;
+    let rows = results.next().unwrap_or_else(|| Ok(Vec::new())).map_err(StoreError::Postgres)?;
+    Ok(FirstRound::Done(Some(head_from(conn, rows).await?)))
+}
+
+/// The second run, after a failure: each transaction in its savepoint, its
+/// outcome its own. `Err` when the batch itself cannot go on.
+async fn run_with_savepoints(conn: &mut PgConnection, jobs: &[Job]) -> StoreResult<Vec<StoreResult<()>>> {
+    conn.query("BEGIN", &[]).await?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        conn.query("SAVEPOINT job", &[]).await?;
+        let mut outcome = Ok(());
+        for q in &job.statements {
+            if let Err(e) = conn.query(q.sql, &q.params).await {
+                outcome = Err(job_error_of(e, std::slice::from_ref(q)));
+                break;
+            }
+        }
+        match outcome {
+            Ok(()) => {
+                conn.query("RELEASE SAVEPOINT job", &[]).await?;
+            }
+            Err(e) if e.is_unavailable() => return Err(e),
+            Err(_) => {
+                conn.query("ROLLBACK TO SAVEPOINT job", &[]).await?;
+                conn.query("RELEASE SAVEPOINT job", &[]).await?;
+            }
+        }
+        results.push(outcome);
     }
     Ok(results)
 }
 
-/// The log's lock, the head, then the records of the transactions that went
-/// through, chained in their order.
-async fn append_events(conn: &mut AnyConnection, jobs: Vec<&mut Job>) -> StoreResult<()> {
-    let mut with_events: Vec<&mut PendingEvents> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        if let Some(pending) = job.events.as_mut() {
-            with_events.push(pending);
-        }
-    }
-    if with_events.is_empty() {
-        return Ok(());
-    }
-    run_sql(conn, super::events::LOG_LOCK).await?;
-    let mut head: ChainHead = super::events::read_chain_head_on(conn).await?;
+async fn lock_and_head(conn: &mut PgConnection) -> StoreResult<ChainHead> {
+    let results = conn.pipeline(&[Sent::new(LOG_LOCK, &[]), Sent::new(HEAD_SQL, &[])]).await?;
     let mut rows = Vec::new();
-    for pending in with_events {
-        head = super::events::chain_after(head, &mut pending.rows, pending.rehash);
-        rows.extend(pending.rows.iter());
+    for result in results {
+        rows = result.map_err(StoreError::Postgres)?;
     }
-    for chunk in rows.chunks(EVENTS_PER_INSERT) {
-        let (sql, params) = super::events::multi_row_insert(chunk);
-        bind_all(sqlx::query(&sql), params).execute(&mut *conn).await?;
+    head_from(conn, rows).await
+}
+
+/// The head read by `HEAD_SQL`, or, when every record was purged, the last
+/// purge's.
+async fn head_from(conn: &mut PgConnection, rows: Vec<Row>) -> StoreResult<ChainHead> {
+    let rows = if rows.is_empty() { conn.query(PURGED_HEAD_SQL, &[]).await? } else { rows };
+    match rows.first() {
+        Some(row) => Ok((row.try_get(0).map_err(StoreError::Postgres)?, row.try_get(1).map_err(StoreError::Postgres)?)),
+        None => Ok((0, String::new())),
+    }
+}
+
+/// The records of the transactions that went through, chained after `head`
+/// in their order and written by multi-row inserts, and `COMMIT`: sent
+/// together.
+async fn append_and_commit(conn: &mut PgConnection, jobs: Vec<&mut Job>, head: Option<ChainHead>) -> StoreResult<()> {
+    let mut inserts = Vec::new();
+    if let Some(mut head) = head {
+        let mut rows = Vec::new();
+        for job in jobs {
+            if let Some(pending) = job.events.as_mut() {
+                head = super::events::chain_after(head, &mut pending.rows, pending.rehash);
+                rows.extend(pending.rows.iter());
+            }
+        }
+        inserts = rows.chunks(EVENTS_PER_INSERT).map(super::events::multi_row_insert).collect();
+    }
+    let mut sent: Vec<Sent<'_>> = inserts.iter().map(|(sql, params)| Sent::new(sql, params)).collect();
+    sent.push(Sent::new("COMMIT", &[]));
+    // COMMIT after a failed insert answers ROLLBACK without an error: each
+    // answer is checked.
+    for result in conn.pipeline(&sent).await? {
+        result.map_err(StoreError::Postgres)?;
     }
     Ok(())
 }
 
-/// A transaction's statements, in one round trip where SQL allows it.
-async fn send_job(conn: &mut AnyConnection, job: &Job) -> StoreResult<()> {
-    if let Some((sql, params)) = one_statement(&job.statements) {
-        return match bind_all(sqlx::query(&sql), params).execute(&mut *conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(StoreError::Database(e)),
-        };
+/// A transaction's error: a unique violation of an insert made with
+/// `queue_insert` becomes `Conflict`.
+fn job_error(e: tokio_postgres::Error, sent: &[Queued]) -> StoreError {
+    job_error_of(StoreError::Postgres(e), sent)
+}
+
+fn job_error_of(e: StoreError, sent: &[Queued]) -> StoreError {
+    if let StoreError::Postgres(pg) = &e
+        && let Some(db) = pg.as_db_error()
+        && *db.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+        && let Some(what) = conflict_named(db.message(), sent)
+    {
+        return StoreError::Conflict(what.to_string());
     }
-    for statement in &job.statements {
-        send(conn, statement).await?;
-    }
-    Ok(())
+    e
 }
 
 /// The statements of one transaction as one: the first ones as data-modifying
@@ -250,18 +348,6 @@ fn one_statement(statements: &[Queued]) -> Option<(String, Vec<Param>)> {
         params.extend(q.params.iter().cloned());
     }
     Some((sql, params))
-}
-
-async fn send(conn: &mut AnyConnection, statement: &Queued) -> StoreResult<Vec<AnyRow>> {
-    bind_all(sqlx::query(statement.sql), statement.params.clone())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| conflict_of(e, std::slice::from_ref(statement)))
-}
-
-async fn run_sql(conn: &mut AnyConnection, sql: &'static str) -> StoreResult<()> {
-    sqlx::query(sql).execute(&mut *conn).await?;
-    Ok(())
 }
 
 /// Each transaction of a batch that failed as a whole gets an error of the

@@ -552,17 +552,21 @@ async fn send_in_texts(conn: &mut AnyConnection, queued: &[Queued]) -> Result<Ve
 pub(super) fn conflict_of(e: sqlx::Error, sent: &[Queued]) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
+        && let Some(what) = conflict_named(db.message(), sent)
     {
-        let message = db.message();
-        let names_table = |q: &Queued| {
-            let table = q.sql.strip_prefix("INSERT INTO ").and_then(|rest| rest.split_whitespace().next());
-            sent.len() == 1 || table.is_some_and(|t| message.contains(&format!("{t}.")))
-        };
-        if let Some(what) = sent.iter().filter(|q| names_table(q)).find_map(|q| q.conflict) {
-            return StoreError::Conflict(what.to_string());
-        }
+        return StoreError::Conflict(what.to_string());
     }
     StoreError::Database(e)
+}
+
+/// What the queued insert of `sent` that a unique violation reported as
+/// `message` creates, when it was made with [`WriteTx::queue_insert`].
+pub(super) fn conflict_named(message: &str, sent: &[Queued]) -> Option<&'static str> {
+    let names_table = |q: &Queued| {
+        let table = q.sql.strip_prefix("INSERT INTO ").and_then(|rest| rest.split_whitespace().next());
+        sent.len() == 1 || table.is_some_and(|t| message.contains(&format!("{t}.")))
+    };
+    sent.iter().filter(|q| names_table(q)).find_map(|q| q.conflict)
 }
 
 pub(super) fn bind_all<'q>(

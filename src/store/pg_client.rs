@@ -1,0 +1,194 @@
+//! PostgreSQL through tokio-postgres, for the group writer
+//! (`pg_group_commit.rs`): statements prepared once per connection and sent
+//! pipelined.
+//!
+//! sqlx waits for each statement's answer before it sends the next, so a
+//! batch of the group writer cost one round trip per statement: the writer
+//! and a PostgreSQL backend woke each other up a dozen times per batch, and
+//! those task switches, not the statements, were most of PostgreSQL's CPU
+//! under load. tokio-postgres sends every request it is given before it
+//! reads an answer: a batch's statements go out together and their answers
+//! come back together.
+//!
+//! Parameters are declared with the types sqlx declares for the same values
+//! (`TEXT` for text, `INT8` for integers), so a statement means here what it
+//! means through sqlx.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+
+use super::write_tx::Param;
+use super::{StoreError, StoreResult};
+
+/// Statements kept prepared per connection. The group writer's texts are a
+/// few per use case, one per row count of the log's multi-row insert (up to
+/// 32) and the transaction's own; past this the cache starts over.
+const MAX_PREPARED: usize = 256;
+
+/// As the pool's acquire timeout: a database that is away fails the batch
+/// (503) instead of holding it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection settings of a `postgres://` URL, as libpq reads it (the
+/// same keys sqlx reads: host, port, user, password, dbname, options,
+/// sslmode, application_name, connect_timeout).
+pub(super) fn config_of(url: &str) -> StoreResult<Config> {
+    let mut config = Config::from_str(url).map_err(StoreError::Postgres)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("coop-idp");
+    }
+    Ok(config)
+}
+
+/// One statement to send: its text and parameters.
+pub(super) struct Sent<'a> {
+    pub(super) sql: &'a str,
+    pub(super) params: &'a [Param],
+}
+
+impl<'a> Sent<'a> {
+    pub(super) fn new(sql: &'a str, params: &'a [Param]) -> Self {
+        Sent { sql, params }
+    }
+}
+
+pub(super) struct PgConnection {
+    client: Client,
+    /// By text; a statement whose parameters' types differ from the
+    /// prepared ones is prepared again.
+    prepared: HashMap<Box<str>, Statement>,
+}
+
+impl PgConnection {
+    pub(super) async fn open(config: &Config) -> StoreResult<Self> {
+        let (client, connection) = config.connect(NoTls).await.map_err(StoreError::Postgres)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection of the group writer ended");
+            }
+        });
+        Ok(PgConnection { client, prepared: HashMap::new() })
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Sends every statement before awaiting the first answer; each one's
+    /// rows or error, in order. Statements not yet prepared are prepared
+    /// first (pipelined too); `Err` when that fails, before anything of
+    /// `statements` was sent.
+    pub(super) async fn pipeline(
+        &mut self,
+        statements: &[Sent<'_>],
+    ) -> StoreResult<Vec<Result<Vec<Row>, tokio_postgres::Error>>> {
+        self.prepare_missing(statements).await?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for sent in statements {
+            let statement = self.prepared.get(sent.sql).ok_or_else(|| unprepared(sent.sql))?;
+            prepared.push(statement);
+        }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> =
+            statements.iter().map(|sent| sent.params.iter().map(as_sql).collect()).collect();
+        // `join_all` polls each query once, in order, before any answer is
+        // read: tokio-postgres then sends them in that order.
+        let queries = prepared.iter().zip(&params).map(|(statement, params)| self.client.query(*statement, params));
+        Ok(futures::future::join_all(queries).await)
+    }
+
+    /// One statement alone: its rows, or its error.
+    pub(super) async fn query(&mut self, sql: &str, params: &[Param]) -> StoreResult<Vec<Row>> {
+        let mut results = self.pipeline(&[Sent::new(sql, params)]).await?;
+        results.pop().unwrap_or_else(|| Ok(Vec::new())).map_err(StoreError::Postgres)
+    }
+
+    async fn prepare_missing(&mut self, statements: &[Sent<'_>]) -> StoreResult<()> {
+        let mut missing: Vec<(&str, Vec<Type>)> = Vec::new();
+        for sent in statements {
+            let types: Vec<Type> = sent.params.iter().map(type_of).collect();
+            let known = self.prepared.get(sent.sql).is_some_and(|s| s.params() == types.as_slice());
+            if !known && !missing.iter().any(|(sql, _)| *sql == sent.sql) {
+                missing.push((sent.sql, types));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if self.prepared.len() + missing.len() > MAX_PREPARED {
+            self.prepared.clear();
+        }
+        let client = &self.client;
+        let prepares = missing.iter().map(|(sql, types)| client.prepare_typed(sql, types));
+        let results = futures::future::join_all(prepares).await;
+        for ((sql, _), result) in missing.into_iter().zip(results) {
+            self.prepared.insert(sql.into(), result.map_err(StoreError::Postgres)?);
+        }
+        Ok(())
+    }
+}
+
+fn type_of(param: &Param) -> Type {
+    match param {
+        Param::Text(_) => Type::TEXT,
+        Param::Int(_) => Type::INT8,
+    }
+}
+
+fn as_sql(param: &Param) -> &(dyn ToSql + Sync) {
+    match param {
+        Param::Text(v) => v,
+        Param::Int(v) => v,
+    }
+}
+
+fn unprepared(sql: &str) -> StoreError {
+    StoreError::Group(format!("statement not prepared: {sql}"))
+}
+
+/// The database is away or the connection broke, as opposed to a fault of
+/// the statement or the data (`StoreError::is_unavailable`).
+pub(super) fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    if let Some(code) = e.code() {
+        let code = code.code();
+        return code.starts_with("08") || code.starts_with("57P") || code == "53300";
+    }
+    // No SQLSTATE: the connection closed, an I/O error, a timeout while
+    // connecting; a parameter that could not be encoded is ours, not the
+    // database's.
+    e.is_closed()
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        || e.to_string().starts_with("timeout")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_read_as_sqlx_reads_them() {
+        let config =
+            config_of("postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3Dbench_x").expect("url");
+        assert_eq!(config.get_user(), Some("postgres"));
+        assert_eq!(config.get_dbname(), Some("test"));
+        assert_eq!(config.get_options(), Some("-c search_path=bench_x"));
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(config.get_application_name(), Some("coop-idp"));
+        let named = config_of("postgresql://u:p@db/idp?application_name=idp-1&connect_timeout=2").expect("url");
+        assert_eq!(named.get_application_name(), Some("idp-1"));
+        assert_eq!(named.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert!(config_of("postgres://h/db?no_such_key=1").is_err(), "an unknown key is refused, not ignored");
+    }
+
+    #[test]
+    fn parameters_are_declared_as_sqlx_declares_them() {
+        assert_eq!(type_of(&Param::Text(None)), Type::TEXT);
+        assert_eq!(type_of(&Param::Int(Some(3))), Type::INT8);
+    }
+}
