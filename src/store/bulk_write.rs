@@ -25,9 +25,9 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::oneshot;
 
-use super::group_commit::{GroupWriter, begin, run_sql, sqlite_error, writer_gone};
+use super::StoreResult;
+use super::group_commit::{GroupWriter, begin, error_of, run_sql, sqlite_error, writer_gone};
 use super::write_tx::{ChainHead, Queued};
-use super::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE, StoreError, StoreResult};
 
 /// Statements sent to the writer's thread at a time: enough to make the
 /// hand-off's cost negligible, few enough for the thread to start early.
@@ -177,20 +177,10 @@ fn rollback(conn: &Connection) -> bool {
     }
 }
 
-/// A unique-constraint violation of an insert queued with `queue_insert`
-/// becomes `Conflict`, as through sqlx (`write_tx::conflict_of`).
-fn error_of(e: &rusqlite::Error, q: &Queued) -> StoreError {
-    if let (Some(what), rusqlite::Error::SqliteFailure(failure, _)) = (q.conflict, e)
-        && matches!(failure.extended_code, SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY)
-    {
-        return StoreError::Conflict(what.to_string());
-    }
-    sqlite_error(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
     use crate::store::group_commit::tests::open;
     use crate::store::write_tx::Param;
 

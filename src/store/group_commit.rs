@@ -29,7 +29,7 @@ use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{Mutex, oneshot};
 
 use super::write_tx::{ChainHead, Param, PendingEvents, Queued};
-use super::{StoreError, StoreResult};
+use super::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE, StoreError, StoreResult};
 
 /// Transactions per batch: bounds the time one batch holds the gate.
 const MAX_BATCH: usize = 64;
@@ -248,7 +248,7 @@ fn commit_batch(conn: &Connection, jobs: &mut [Job]) -> (Vec<StoreResult<()>>, O
         Some(e) => {
             let _ = run_sql(conn, "ROLLBACK", &[]);
             if count == 1 {
-                return (vec![Err(sqlite_error(&e))], None);
+                return (vec![Err(e)], None);
             }
         }
     }
@@ -299,14 +299,14 @@ fn run_job(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> StoreResul
             if let Err(undo) = undone {
                 tracing::error!(error = %undo, "could not roll a transaction back to its savepoint");
             }
-            Err(sqlite_error(&e))
+            Err(e)
         }
     }
 }
 
 /// A transaction's statements, then its log records chained after `head`,
 /// which moves on only if all of them went in.
-fn run_statements(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> rusqlite::Result<()> {
+fn run_statements(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> StoreResult<()> {
     // Chained in place (again when the batch runs a second time).
     let events = job.events.as_mut().map(|p| (p.rehash, p.rows.as_mut_slice()));
     let next = match events {
@@ -314,11 +314,11 @@ fn run_statements(conn: &Connection, job: &mut Job, head: &mut ChainHead) -> rus
         None => head.clone(),
     };
     for statement in &job.statements {
-        run_sql(conn, statement.sql, &statement.params)?;
+        run_sql(conn, statement.sql, &statement.params).map_err(|e| error_of(&e, statement))?;
     }
     for row in job.events.as_ref().map(|p| p.rows.as_slice()).unwrap_or_default() {
         let insert = super::events::event_insert(row);
-        run_sql(conn, insert.sql, &insert.params)?;
+        run_sql(conn, insert.sql, &insert.params).map_err(|e| sqlite_error(&e))?;
     }
     *head = next;
     Ok(())
@@ -375,6 +375,18 @@ pub(super) fn run_sql(conn: &Connection, sql: &str, params: &[Param]) -> rusqlit
 
 /// SQLite's answer, kept with its extended code so that callers can tell a
 /// second use (a unique index) or a busy database from other failures.
+/// A statement's error: a unique violation of an insert made with
+/// `queue_insert` becomes `Conflict`, naming what it creates, as through
+/// sqlx (`write_tx::conflict_of`).
+pub(super) fn error_of(e: &rusqlite::Error, q: &Queued) -> StoreError {
+    if let (Some(what), rusqlite::Error::SqliteFailure(failure, _)) = (q.conflict, e)
+        && matches!(failure.extended_code, SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY)
+    {
+        return StoreError::Conflict(what.to_string());
+    }
+    sqlite_error(e)
+}
+
 pub(super) fn sqlite_error(e: &rusqlite::Error) -> StoreError {
     let extended_code = match e {
         rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),

@@ -21,6 +21,7 @@ mod console;
 mod credentials;
 mod discovery;
 mod faults;
+mod group_commit;
 mod log_integrity;
 mod logout;
 mod mail_outbox;
