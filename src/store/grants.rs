@@ -148,7 +148,7 @@ const GRANT_ACCOUNT_JOINS: &str = "JOIN token_families f ON f.id = t.family_id J
 static ACCESS_GRANT_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT t.token_hash, t.created_at AS token_created_at, t.expires_at AS token_expires_at, \
-         NULL AS used_at, {}, {GRANT_ACCOUNT_COLUMNS} FROM access_tokens t {GRANT_ACCOUNT_JOINS}",
+         CAST(NULL AS BIGINT) AS used_at, {}, {GRANT_ACCOUNT_COLUMNS} FROM access_tokens t {GRANT_ACCOUNT_JOINS}",
         // The token's own scope, narrower than the family's after a refresh.
         FAMILY_COLUMNS.replace("f.scope", "COALESCE(t.scope, f.scope) AS scope")
     )

@@ -58,6 +58,7 @@ pub mod partners;
 pub mod passkeys;
 mod pg_client;
 mod pg_group_commit;
+mod pg_read;
 pub mod retention;
 pub mod sessions;
 pub mod shared;
@@ -231,6 +232,8 @@ pub struct Store {
     pg_group_writer: Option<Arc<pg_group_commit::PgGroupWriter>>,
     /// SQLite on a file: the hot paths' point reads (see `sync_read.rs`).
     sync_readers: Option<Arc<sync_read::SyncReaders>>,
+    /// PostgreSQL: the same reads (see `pg_read.rs`).
+    pg_readers: Option<Arc<pg_read::PgReaders>>,
     /// SQLite on a file: its WAL (see `checkpoint_left_wal`).
     wal_path: Option<std::path::PathBuf>,
 }
@@ -274,11 +277,15 @@ impl Store {
             ),
             _ => (None, None),
         };
-        let pg_group_writer = match backend {
+        let (pg_group_writer, pg_readers) = match backend {
             Backend::Postgres => {
-                Some(Arc::new(pg_group_commit::PgGroupWriter::start(pg_client::config_of(database_url)?)))
+                let config = pg_client::config_of(database_url)?;
+                (
+                    Some(Arc::new(pg_group_commit::PgGroupWriter::start(config.clone()))),
+                    Some(Arc::new(pg_read::PgReaders::new(config))),
+                )
             }
-            Backend::Sqlite => None,
+            Backend::Sqlite => (None, None),
         };
         let wal_path = sqlite_path(&url).map(|path| std::path::PathBuf::from(format!("{path}-wal")));
         Ok(Store {
@@ -290,6 +297,7 @@ impl Store {
             group_writer,
             pg_group_writer,
             sync_readers,
+            pg_readers,
             wal_path,
         })
     }

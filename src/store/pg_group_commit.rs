@@ -47,7 +47,7 @@ use super::{StoreError, StoreResult};
 const MAX_BATCH: usize = 32;
 
 /// Writer tasks per instance, each with a connection of its own.
-const WRITERS: usize = 2;
+const WRITERS: usize = 1;
 
 /// Log records per insert statement: 32 × 16 parameters, far below
 /// PostgreSQL's 65,535.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 use super::group_commit::sqlite_error;
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 
 /// Connections kept for later reads; more are opened when all are in use.
 const KEPT: usize = 8;
@@ -30,11 +30,15 @@ const MAX_COLUMN_MAPS: usize = 32;
 pub(super) struct SyncReaders {
     path: String,
     idle: Mutex<Vec<Connection>>,
-    /// Where each row type finds its columns in each statement's result, by
-    /// statement text: a lookup by name scans every column name of the
-    /// result for each value, which cost as much as the read itself.
-    columns: Mutex<Vec<ColumnMap>>,
+    columns: ColumnMaps,
 }
+
+/// Where each row type finds its columns in each statement's result, by
+/// statement text: a lookup by name scans every column name of the result
+/// for each value, which cost as much as the read itself (both readers:
+/// `pg_read.rs` too).
+#[derive(Default)]
+pub(super) struct ColumnMaps(Mutex<Vec<ColumnMap>>);
 
 /// The result columns of one row type in one statement, in the order its
 /// fields read them.
@@ -44,42 +48,44 @@ struct ColumnMap {
     at: Arc<[usize]>,
 }
 
-impl SyncReaders {
-    pub(super) fn new(path: String) -> Self {
-        SyncReaders { path, idle: Mutex::new(Vec::new()), columns: Mutex::new(Vec::new()) }
-    }
-
-    /// The rows of `R` that `sql` selects for `params` (`$1`, `$2`, …).
-    pub(super) fn rows<R: PointRow>(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<R>> {
-        self.read(|conn| {
-            let mut statement = conn.prepare_cached(sql)?;
-            let at = self.columns_of::<R>(sql, &statement)?;
-            statement.query_map(params, |row| R::from_sqlite(row, &mut at.iter()))?.collect()
-        })
-    }
-
-    /// The column indices of `R` in `statement`'s result (prepared from
-    /// `sql`), found by name the first time.
-    fn columns_of<R: PointRow>(
+impl ColumnMaps {
+    /// The column indices of `R` in the result of `sql`, found by name with
+    /// `index_of` the first time.
+    pub(super) fn of<R: PointRow, E>(
         &self,
         sql: &str,
-        statement: &rusqlite::Statement<'_>,
-    ) -> rusqlite::Result<Arc<[usize]>> {
+        index_of: impl Fn(&str) -> Result<usize, E>,
+    ) -> Result<Arc<[usize]>, E> {
         let row = TypeId::of::<R>();
         let known = |maps: &[ColumnMap]| maps.iter().find(|m| m.row == row && *m.sql == *sql).map(|m| m.at.clone());
-        if let Some(at) = self.columns.lock().ok().and_then(|maps| known(&maps)) {
+        if let Some(at) = self.0.lock().ok().and_then(|maps| known(&maps)) {
             return Ok(at);
         }
         let mut names = Vec::new();
         R::column_names(&mut names);
-        let at: Arc<[usize]> = names.iter().map(|n| statement.column_index(n)).collect::<rusqlite::Result<_>>()?;
-        if let Ok(mut maps) = self.columns.lock()
+        let at: Arc<[usize]> = names.iter().map(|n| index_of(n)).collect::<Result<_, E>>()?;
+        if let Ok(mut maps) = self.0.lock()
             && known(&maps).is_none()
             && maps.len() < MAX_COLUMN_MAPS
         {
             maps.push(ColumnMap { row, sql: sql.into(), at: at.clone() });
         }
         Ok(at)
+    }
+}
+
+impl SyncReaders {
+    pub(super) fn new(path: String) -> Self {
+        SyncReaders { path, idle: Mutex::new(Vec::new()), columns: ColumnMaps::default() }
+    }
+
+    /// The rows of `R` that `sql` selects for `params` (`$1`, `$2`, …).
+    pub(super) fn rows<R: PointRow>(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<Vec<R>> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            let at = self.columns.of::<R, _>(sql, |name| statement.column_index(name))?;
+            statement.query_map(params, |row| R::from_sqlite(row, &mut at.iter()))?.collect()
+        })
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -118,11 +124,22 @@ pub(super) trait PointRow: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send +
     /// Reads the row, taking each column's index from `at`, in the order of
     /// `column_names`.
     fn from_sqlite(row: &rusqlite::Row<'_>, at: &mut std::slice::Iter<'_, usize>) -> rusqlite::Result<Self>;
+    /// The same through tokio-postgres (`pg_read.rs`).
+    fn from_postgres(row: &tokio_postgres::Row, at: &mut std::slice::Iter<'_, usize>) -> StoreResult<Self>;
 }
 
 /// The index of the next column to read (`PointRow::from_sqlite`).
 pub(super) fn next_column(at: &mut std::slice::Iter<'_, usize>) -> rusqlite::Result<usize> {
     at.next().copied().ok_or(rusqlite::Error::InvalidColumnIndex(usize::MAX))
+}
+
+/// `PointRow::from_postgres`'s value of the next column.
+pub(super) fn next_pg_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+    row: &tokio_postgres::Row,
+    at: &mut std::slice::Iter<'_, usize>,
+) -> StoreResult<T> {
+    let index = at.next().copied().ok_or_else(|| StoreError::Corrupt("a row read past its columns".into()))?;
+    row.try_get(index).map_err(StoreError::Postgres)
 }
 
 /// Declares a row struct read by column name both through sqlx (the
@@ -153,6 +170,13 @@ macro_rules! point_row {
             fn from_sqlite(r: &rusqlite::Row<'_>, at: &mut std::slice::Iter<'_, usize>) -> rusqlite::Result<Self> {
                 Ok($name { $( $field: point_row!(@read r, at, $ty $(, $flag)*) ),* })
             }
+
+            fn from_postgres(
+                r: &tokio_postgres::Row,
+                at: &mut std::slice::Iter<'_, usize>,
+            ) -> $crate::store::StoreResult<Self> {
+                Ok($name { $( $field: point_row!(@read_pg r, at, $ty $(, $flag)*) ),* })
+            }
         }
     };
     (@name $names:ident, $ty:ty, $field:ident) => {
@@ -167,16 +191,24 @@ macro_rules! point_row {
     (@read $r:ident, $at:ident, $ty:ty, flatten) => {
         <$ty as $crate::store::sync_read::PointRow>::from_sqlite($r, $at)?
     };
+    (@read_pg $r:ident, $at:ident, $ty:ty) => {
+        $crate::store::sync_read::next_pg_value::<$ty>($r, $at)?
+    };
+    (@read_pg $r:ident, $at:ident, $ty:ty, flatten) => {
+        <$ty as $crate::store::sync_read::PointRow>::from_postgres($r, $at)?
+    };
 }
 pub(super) use point_row;
 
 impl Store {
     /// The rows `sql` selects for one key (`$1`): synchronously on SQLite on
-    /// a file, through sqlx otherwise.
+    /// a file, through tokio-postgres on PostgreSQL (`pg_read.rs`), through
+    /// sqlx on SQLite in memory.
     pub(super) async fn point_read<R: PointRow>(&self, sql: &str, key: &str) -> StoreResult<Vec<R>> {
-        match &self.sync_readers {
-            Some(readers) => readers.rows(sql, [key]),
-            None => Ok(sqlx::query_as(sql).bind(key).fetch_all(&self.pool).await?),
+        match (&self.sync_readers, &self.pg_readers) {
+            (Some(readers), _) => readers.rows(sql, [key]),
+            (None, Some(readers)) => readers.rows(sql, key).await,
+            (None, None) => Ok(sqlx::query_as(sql).bind(key).fetch_all(&self.pool).await?),
         }
     }
 }

@@ -1,0 +1,105 @@
+//! PostgreSQL: the hot paths' point reads (`Store::point_read`: the session
+//! behind a cookie, a code with its account, a token with its family and
+//! account), through tokio-postgres on connections every request shares.
+//!
+//! Through sqlx each read took a connection from the pool, waited for its
+//! answer alone and copied every value into sqlx's `Any` row. Here the
+//! requests of an instance share [`READERS`] connections: tokio-postgres
+//! sends each read as it comes, without waiting for the answers of the ones
+//! before it, so the reads of concurrent requests reach a backend together
+//! and are answered in one wake-up of it; the rows are read by index.
+//! Everything else keeps to sqlx.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+use super::sync_read::{ColumnMaps, PointRow};
+use super::{StoreError, StoreResult};
+
+/// Connections shared by the reads of one instance: one per core of the
+/// reference machine.
+const READERS: usize = 2;
+
+/// Statements kept prepared per connection: the point reads are a handful.
+const MAX_PREPARED: usize = 32;
+
+pub(super) struct PgReaders {
+    config: Config,
+    /// Each connection, opened with the first read that needs it and again
+    /// after it closed; the lock is held only to take or replace it.
+    slots: Vec<tokio::sync::Mutex<Option<Arc<Reader>>>>,
+    next: AtomicUsize,
+}
+
+struct Reader {
+    client: Client,
+    prepared: Mutex<HashMap<Box<str>, Statement>>,
+    columns: ColumnMaps,
+}
+
+impl PgReaders {
+    pub(super) fn new(config: Config) -> Self {
+        PgReaders {
+            config,
+            slots: (0..READERS).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The rows of `R` that `sql` selects for `key` (`$1`, text).
+    pub(super) async fn rows<R: PointRow>(&self, sql: &str, key: &str) -> StoreResult<Vec<R>> {
+        let reader = self.reader().await?;
+        let statement = reader.statement(sql).await?;
+        let rows = reader.client.query(&statement, &[&key]).await.map_err(StoreError::Postgres)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = statement.columns();
+        let at = reader.columns.of::<R, _>(sql, |name| {
+            columns
+                .iter()
+                .position(|c| c.name() == name)
+                .ok_or_else(|| StoreError::Corrupt(format!("column {name} is not in the result of a point read")))
+        })?;
+        rows.iter().map(|row| R::from_postgres(row, &mut at.iter())).collect()
+    }
+
+    /// The next connection in turn, opened when it is missing or closed.
+    async fn reader(&self) -> StoreResult<Arc<Reader>> {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[index].lock().await;
+        if let Some(reader) = slot.as_ref().filter(|r| !r.client.is_closed()) {
+            return Ok(reader.clone());
+        }
+        let (client, connection) = self.config.connect(NoTls).await.map_err(StoreError::Postgres)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection of the point reads ended");
+            }
+        });
+        let reader = Arc::new(Reader { client, prepared: Mutex::default(), columns: ColumnMaps::default() });
+        *slot = Some(reader.clone());
+        Ok(reader)
+    }
+}
+
+impl Reader {
+    /// `sql` prepared on this connection, with its one parameter as text.
+    async fn statement(&self, sql: &str) -> StoreResult<Statement> {
+        if let Some(statement) = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned()) {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare_typed(sql, &[Type::TEXT]).await.map_err(StoreError::Postgres)?;
+        if let Ok(mut prepared) = self.prepared.lock() {
+            if prepared.len() >= MAX_PREPARED {
+                prepared.clear();
+            }
+            prepared.insert(sql.into(), statement.clone());
+        }
+        Ok(statement)
+    }
+}
