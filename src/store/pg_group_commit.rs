@@ -25,11 +25,13 @@
 //! failing one is undone and gets its own error (a second use, a session
 //! ended), exactly as it would alone.
 //!
-//! [`WRITERS`] tasks share the queue: while one holds the lock and waits for
-//! its flush, the next one runs its batch's statements. Each has a
-//! connection of its own (`pg_client.rs`) on which a batch is two round
-//! trips whatever its size: `BEGIN`, every statement, the lock and the head
-//! sent together; then the records and `COMMIT` together.
+//! The writer has a connection of its own (`pg_client.rs`) on which a batch
+//! is two round trips whatever its size: `BEGIN`, every statement, the lock
+//! and the head sent together; then the records and `COMMIT` together.
+//! [`WRITERS`] tasks can share the queue, so that one batch's statements run
+//! while another waits for its flush; since batches are pipelined, one task
+//! per instance does better (bigger batches, fewer statements per
+//! transaction: BENCHMARKS.md, "PostgreSQL: the group writer pipelined").
 
 use std::sync::Arc;
 
@@ -46,7 +48,8 @@ use super::{StoreError, StoreResult};
 /// runs, and so how long the first of them waits for its answer.
 const MAX_BATCH: usize = 32;
 
-/// Writer tasks per instance, each with a connection of its own.
+/// Writer tasks per instance, each with a connection of its own: one (two
+/// used 12 % more CPU per refresh, server and PostgreSQL together).
 const WRITERS: usize = 1;
 
 /// Log records per insert statement: 32 × 16 parameters, far below
