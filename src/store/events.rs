@@ -274,6 +274,9 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Sqlite { extended_code: None, message: format!("log reader: {e}") })?;
         }
+        if let Some(readers) = &self.pg_readers {
+            return readers.rows(&sql, &[seq.into(), limit.into()]).await;
+        }
         Ok(fetch!(fetch_all(&self.pool), &sql; seq, limit))
     }
 }

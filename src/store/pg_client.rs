@@ -134,14 +134,14 @@ impl PgConnection {
     }
 }
 
-fn type_of(param: &Param) -> Type {
+pub(super) fn type_of(param: &Param) -> Type {
     match param {
         Param::Text(_) => Type::TEXT,
         Param::Int(_) => Type::INT8,
     }
 }
 
-fn as_sql(param: &Param) -> &(dyn ToSql + Sync) {
+pub(super) fn as_sql(param: &Param) -> &(dyn ToSql + Sync) {
     match param {
         Param::Text(v) => v,
         Param::Int(v) => v,

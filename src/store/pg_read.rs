@@ -7,17 +7,20 @@
 //! requests of an instance share [`READERS`] connections: tokio-postgres
 //! sends each read as it comes, without waiting for the answers of the ones
 //! before it, so the reads of concurrent requests reach a backend together
-//! and are answered in one wake-up of it; the rows are read by index.
-//! Everything else keeps to sqlx.
+//! and are answered in one wake-up of it; the rows are read by index. The
+//! log's pages in order (`Store::events_after`, read by the alerts job after
+//! every write) are read here too. Everything else keeps to sqlx.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
+use super::pg_client;
 use super::sync_read::{ColumnMaps, PointRow};
+use super::write_tx::Param;
 use super::{StoreError, StoreResult};
 
 /// Connections shared by the reads of one instance: one per core of the
@@ -50,11 +53,12 @@ impl PgReaders {
         }
     }
 
-    /// The rows of `R` that `sql` selects for `key` (`$1`, text).
-    pub(super) async fn rows<R: PointRow>(&self, sql: &str, key: &str) -> StoreResult<Vec<R>> {
+    /// The rows of `R` that `sql` selects for `params` (`$1`, `$2`, …).
+    pub(super) async fn rows<R: PointRow>(&self, sql: &str, params: &[Param]) -> StoreResult<Vec<R>> {
         let reader = self.reader().await?;
-        let statement = reader.statement(sql).await?;
-        let rows = reader.client.query(&statement, &[&key]).await.map_err(StoreError::Postgres)?;
+        let statement = reader.statement(sql, params).await?;
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(pg_client::as_sql).collect();
+        let rows = reader.client.query(&statement, &values).await.map_err(StoreError::Postgres)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -88,12 +92,15 @@ impl PgReaders {
 }
 
 impl Reader {
-    /// `sql` prepared on this connection, with its one parameter as text.
-    async fn statement(&self, sql: &str) -> StoreResult<Statement> {
-        if let Some(statement) = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned()) {
+    /// `sql` prepared on this connection for parameters of the types of
+    /// `params`.
+    async fn statement(&self, sql: &str, params: &[Param]) -> StoreResult<Statement> {
+        let types: Vec<Type> = params.iter().map(pg_client::type_of).collect();
+        let known = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned());
+        if let Some(statement) = known.filter(|s| s.params() == types.as_slice()) {
             return Ok(statement);
         }
-        let statement = self.client.prepare_typed(sql, &[Type::TEXT]).await.map_err(StoreError::Postgres)?;
+        let statement = self.client.prepare_typed(sql, &types).await.map_err(StoreError::Postgres)?;
         if let Ok(mut prepared) = self.prepared.lock() {
             if prepared.len() >= MAX_PREPARED {
                 prepared.clear();

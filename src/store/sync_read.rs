@@ -207,7 +207,7 @@ impl Store {
     pub(super) async fn point_read<R: PointRow>(&self, sql: &str, key: &str) -> StoreResult<Vec<R>> {
         match (&self.sync_readers, &self.pg_readers) {
             (Some(readers), _) => readers.rows(sql, [key]),
-            (None, Some(readers)) => readers.rows(sql, key).await,
+            (None, Some(readers)) => readers.rows(sql, &[key.into()]).await,
             (None, None) => Ok(sqlx::query_as(sql).bind(key).fetch_all(&self.pool).await?),
         }
     }

@@ -1,7 +1,7 @@
 //! The group writers (`Store::begin_batched_write`): transactions committed
 //! together, where one that fails must fail alone with its own error, and,
-//! on PostgreSQL, a writer whose connection the server ended connects again
-//! by itself.
+//! on PostgreSQL, a writer or a point read whose connection the server ended
+//! connects again by itself.
 
 use std::time::Duration;
 
@@ -72,11 +72,12 @@ async fn a_conflicting_transaction_among_batched_ones_fails_alone_with_its_confl
 }
 
 /// PostgreSQL ends every connection of one instance (a failover, an
-/// administrator's `pg_terminate_backend`): the group writers' own
-/// connections are among them, and the next transactions go through on new
-/// ones (a request or two may meet the broken one first, as 503).
+/// administrator's `pg_terminate_backend`): the group writer's and the point
+/// reads' own connections are among them, and the next transactions and
+/// reads go through on new ones (a request or two may meet a broken one
+/// first, as 503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_group_writers_connect_again_after_postgresql_ends_their_connections() {
+async fn the_writer_and_the_readers_connect_again_after_postgresql_ends_their_connections() {
     let Some(Db::Postgres(url)) = Db::postgres() else { return };
     let name = format!("coop_idp_test_{}", coop_idp::crypto::random_b64(9).to_lowercase().replace(['-', '_'], "x"));
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -84,6 +85,8 @@ async fn the_group_writers_connect_again_after_postgresql_ends_their_connections
     let app = server.app.clone();
     for i in 0..4 {
         open_account(&app, &format!("before{i}@cc-girou.fr"), i).await.expect("before");
+        // The point reads' connections (`pg_read.rs`), opened too.
+        app.store.session("no-such-session").await.expect("a point read");
     }
     let admin = store::Store::connect(&url).await.expect("admin connection");
     let ended: Vec<bool> =
@@ -93,9 +96,8 @@ async fn the_group_writers_connect_again_after_postgresql_ends_their_connections
             .await
             .expect("terminate");
     admin.close().await;
-    // The pool's connections and the two writers' (which connect with their
-    // first batch: each writer took one by now, or one took them all).
-    assert!(ended.len() >= 2 && ended.iter().all(|e| *e), "{ended:?}");
+    // The pool's, the writer's and the readers'.
+    assert!(ended.len() >= 4 && ended.iter().all(|e| *e), "{ended:?}");
 
     let mut failures = Vec::new();
     let mut opened = 0;
@@ -110,6 +112,17 @@ async fn the_group_writers_connect_again_after_postgresql_ends_their_connections
         }
     }
     assert!(failures.len() <= 4, "only the first transactions meet the broken connections: {failures:?}");
+    let mut read_failures = 0;
+    for _ in 0..10 {
+        match app.store.session("no-such-session").await {
+            Ok(found) => assert!(found.is_none()),
+            Err(e) => {
+                assert!(e.is_unavailable(), "a broken connection is 'unavailable', not a fault: {e:?}");
+                read_failures += 1;
+            }
+        }
+    }
+    assert!(read_failures <= 2, "each reading connection fails once at most, then is opened again");
     assert!(opened >= 16);
     // The pool's broken connections are found by its check of a connection
     // idle for a second, and replaced.
