@@ -1,6 +1,7 @@
 //! PostgreSQL through tokio-postgres, for the group writer
 //! (`pg_group_commit.rs`): statements prepared once per connection and sent
-//! pipelined.
+//! pipelined. The point reads (`pg_read.rs`) share its settings and its
+//! parameter types.
 //!
 //! sqlx waits for each statement's answer before it sends the next, so a
 //! batch of the group writer cost one round trip per statement: the writer

@@ -31,7 +31,7 @@
 //! [`WRITERS`] tasks can share the queue, so that one batch's statements run
 //! while another waits for its flush; since batches are pipelined, one task
 //! per instance does better (bigger batches, fewer statements per
-//! transaction: BENCHMARKS.md, "PostgreSQL: the group writer pipelined").
+//! transaction: BENCHMARKS.md, "PostgreSQL through tokio-postgres").
 
 use std::sync::Arc;
 
