@@ -60,6 +60,34 @@ impl<'a> Sent<'a> {
     }
 }
 
+/// After a connection could not be opened, how long its user (the writer,
+/// a reader slot) answers "unavailable" at once instead of trying again:
+/// when PostgreSQL does not answer at all, each attempt waits for the
+/// connect timeout, and the requests queued behind it would each wait for
+/// their own attempt in turn.
+pub(super) const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// When the last attempt to open a connection failed, and why.
+#[derive(Default)]
+pub(super) struct LastFailure(Option<(std::time::Instant, String)>);
+
+impl LastFailure {
+    /// `Err` while the last failure is more recent than [`RETRY_AFTER`].
+    pub(super) fn check(&self) -> StoreResult<()> {
+        match &self.0 {
+            Some((at, cause)) if at.elapsed() < RETRY_AFTER => Err(StoreError::Database(sqlx::Error::Protocol(
+                format!("PostgreSQL unreachable {} ms ago: {cause}", at.elapsed().as_millis()),
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records the outcome of an attempt.
+    pub(super) fn note<T>(&mut self, attempt: &StoreResult<T>) {
+        self.0 = attempt.as_ref().err().map(|e| (std::time::Instant::now(), e.to_string()));
+    }
+}
+
 pub(super) struct PgConnection {
     client: Client,
     /// By text; a statement whose parameters' types differ from the
@@ -67,14 +95,33 @@ pub(super) struct PgConnection {
     prepared: HashMap<Box<str>, Statement>,
 }
 
+/// Opens a connection and runs it on a task of its own; `who` names its
+/// user in the log when it ends. tokio-postgres's `connect_timeout` bounds
+/// the socket's connection only: the whole opening, start-up and
+/// authentication included, is bounded here too, so that a server that
+/// accepts and never answers is "unavailable", not a wait without end.
+pub(super) async fn open_client(config: &Config, who: &'static str) -> StoreResult<Client> {
+    let limit = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
+    let (client, connection) = match tokio::time::timeout(limit, config.connect(NoTls)).await {
+        Ok(connected) => connected.map_err(StoreError::Postgres)?,
+        Err(_) => {
+            return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                "PostgreSQL did not complete a connection in {} s",
+                limit.as_secs()
+            ))));
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "PostgreSQL connection of {who} ended");
+        }
+    });
+    Ok(client)
+}
+
 impl PgConnection {
     pub(super) async fn open(config: &Config) -> StoreResult<Self> {
-        let (client, connection) = config.connect(NoTls).await.map_err(StoreError::Postgres)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection of the group writer ended");
-            }
-        });
+        let client = open_client(config, "the group writer").await?;
         Ok(PgConnection { client, prepared: HashMap::new() })
     }
 
@@ -173,7 +220,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_read_as_sqlx_reads_them() {
+    fn database_urls_are_read_with_their_keys_and_unknown_ones_refused() {
         let config =
             config_of("postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3Dbench_x").expect("url");
         assert_eq!(config.get_user(), Some("postgres"));
@@ -185,6 +232,44 @@ mod tests {
         assert_eq!(named.get_application_name(), Some("idp-1"));
         assert_eq!(named.get_connect_timeout(), Some(&Duration::from_secs(2)));
         assert!(config_of("postgres://h/db?no_such_key=1").is_err(), "an unknown key is refused, not ignored");
+    }
+
+    #[test]
+    fn a_failed_connection_is_not_tried_again_for_a_second() {
+        let mut last = LastFailure::default();
+        assert!(last.check().is_ok(), "never failed");
+        let failed: StoreResult<()> = Err(StoreError::Group("connection refused".into()));
+        last.note(&failed);
+        let refused = last.check().expect_err("within the second");
+        assert!(refused.is_unavailable(), "answered as 503: {refused}");
+        assert!(refused.to_string().contains("connection refused"), "{refused}");
+        let long_ago = std::time::Instant::now().checked_sub(RETRY_AFTER + Duration::from_millis(10));
+        last.0 = long_ago.map(|at| (at, "old".to_string()));
+        assert!(last.check().is_ok(), "tried again after the second");
+        last.note(&failed);
+        last.note(&Ok(()));
+        assert!(last.check().is_ok(), "a success clears it");
+    }
+
+    /// A server that accepts the connection and never answers its start-up
+    /// message: the opening ends at the timeout, as "unavailable".
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_unavailable_after_the_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let config = config_of(&format!("postgres://u@127.0.0.1:{port}/db?connect_timeout=1")).expect("url");
+        let started = std::time::Instant::now();
+        let e = open_client(&config, "the test").await.expect_err("no answer");
+        assert!(e.is_unavailable(), "{e}");
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
+        held.abort();
     }
 
     #[test]

@@ -40,7 +40,7 @@ use tokio_postgres::{Config, Row};
 
 use super::events::{HEAD_SQL, LOG_LOCK, PURGED_HEAD_SQL};
 use super::group_commit::{Job, close, submit};
-use super::pg_client::{PgConnection, Sent};
+use super::pg_client::{LastFailure, PgConnection, Sent};
 use super::write_tx::{ChainHead, Param, PendingEvents, Queued, conflict_named, shift_parameters};
 use super::{StoreError, StoreResult};
 
@@ -87,6 +87,7 @@ impl PgGroupWriter {
 
 async fn run(config: Config, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
     let mut conn = None;
+    let mut last_failure = LastFailure::default();
     loop {
         let mut jobs = {
             let mut receiver = receiver.lock().await;
@@ -100,7 +101,7 @@ async fn run(config: Config, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>)
             }
             jobs
         };
-        let results = match connected(&config, &mut conn).await {
+        let results = match connected(&config, &mut conn, &mut last_failure).await {
             Ok(c) => {
                 let (results, clean) = commit_batch(c, &mut jobs).await;
                 if !clean {
@@ -118,12 +119,21 @@ async fn run(config: Config, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>)
     }
 }
 
-/// The writer's connection, opened again when it is missing or closed.
-async fn connected<'c>(config: &Config, slot: &'c mut Option<PgConnection>) -> StoreResult<&'c mut PgConnection> {
+/// The writer's connection, opened again when it is missing or closed (not
+/// within [`RETRY_AFTER`](super::pg_client::RETRY_AFTER) of a failed
+/// attempt).
+async fn connected<'c>(
+    config: &Config,
+    slot: &'c mut Option<PgConnection>,
+    last_failure: &mut LastFailure,
+) -> StoreResult<&'c mut PgConnection> {
     if let Some(conn) = slot.take().filter(|c| !c.is_closed()) {
         return Ok(slot.insert(conn));
     }
-    Ok(slot.insert(PgConnection::open(config).await?))
+    last_failure.check()?;
+    let opened = PgConnection::open(config).await;
+    last_failure.note(&opened);
+    Ok(slot.insert(opened?))
 }
 
 /// Runs the batch; the outcome of each transaction, and whether the

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
 
-use super::pg_client;
+use super::pg_client::{self, LastFailure};
 use super::sync_read::{ColumnMaps, PointRow};
 use super::write_tx::Param;
 use super::{StoreError, StoreResult};
@@ -34,8 +34,14 @@ pub(super) struct PgReaders {
     config: Config,
     /// Each connection, opened with the first read that needs it and again
     /// after it closed; the lock is held only to take or replace it.
-    slots: Vec<tokio::sync::Mutex<Option<Arc<Reader>>>>,
+    slots: Vec<tokio::sync::Mutex<Slot>>,
     next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    reader: Option<Arc<Reader>>,
+    last_failure: LastFailure,
 }
 
 struct Reader {
@@ -48,7 +54,7 @@ impl PgReaders {
     pub(super) fn new(config: Config) -> Self {
         PgReaders {
             config,
-            slots: (0..READERS).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            slots: (0..READERS).map(|_| tokio::sync::Mutex::default()).collect(),
             next: AtomicUsize::new(0),
         }
     }
@@ -72,21 +78,21 @@ impl PgReaders {
         rows.iter().map(|row| R::from_postgres(row, &mut at.iter())).collect()
     }
 
-    /// The next connection in turn, opened when it is missing or closed.
+    /// The next connection in turn, opened when it is missing or closed (not
+    /// within `RETRY_AFTER` of a failed attempt: the reads waiting for the
+    /// slot then fail at once instead of each trying in turn).
     async fn reader(&self) -> StoreResult<Arc<Reader>> {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[index].lock().await;
-        if let Some(reader) = slot.as_ref().filter(|r| !r.client.is_closed()) {
+        if let Some(reader) = slot.reader.as_ref().filter(|r| !r.client.is_closed()) {
             return Ok(reader.clone());
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(StoreError::Postgres)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection of the point reads ended");
-            }
-        });
+        slot.last_failure.check()?;
+        let connected = pg_client::open_client(&self.config, "the point reads").await;
+        slot.last_failure.note(&connected);
+        let client = connected?;
         let reader = Arc::new(Reader { client, prepared: Mutex::default(), columns: ColumnMaps::default() });
-        *slot = Some(reader.clone());
+        slot.reader = Some(reader.clone());
         Ok(reader)
     }
 }
