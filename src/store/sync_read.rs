@@ -142,13 +142,14 @@ pub(super) fn next_pg_value<T: for<'a> tokio_postgres::types::FromSql<'a>>(
     row.try_get(index).map_err(StoreError::Postgres)
 }
 
-/// Declares a row struct read by column name both through sqlx (the
-/// `FromRow` derive, PostgreSQL and SQLite in memory) and through rusqlite
-/// (`PointRow`, the hot paths on SQLite on a file, which skip sqlx for
-/// speed): one field list, so the two cannot drift apart. A field marked
-/// `#[flatten]` is itself a `PointRow` read from the same row. rusqlite
-/// reads by index: `SyncReaders` finds the indices by name once per
-/// statement.
+/// Declares a row struct read by column name through sqlx (the `FromRow`
+/// derive, SQLite in memory and everything but the hot reads), through
+/// rusqlite (`PointRow::from_sqlite`, the hot paths on SQLite on a file) and
+/// through tokio-postgres (`PointRow::from_postgres`, the hot paths on
+/// PostgreSQL, `pg_read.rs`): one field list, so the three cannot drift
+/// apart. A field marked `#[flatten]` is itself a `PointRow` read from the
+/// same row. rusqlite and tokio-postgres read by index: `ColumnMaps` finds
+/// the indices by name once per statement.
 macro_rules! point_row {
     (
         $(#[$meta:meta])*
