@@ -98,9 +98,9 @@ pub enum StoreError {
     /// as a whole: each of its transactions gets this, with the cause.
     #[error("database (a batch of transactions): {0}")]
     Group(String),
-    /// An error of PostgreSQL's group writer (`pg_client.rs`), which does
-    /// not go through sqlx.
-    #[error("database: {0}")]
+    /// An error of PostgreSQL's group writer or point reads
+    /// (`pg_client.rs`, `pg_read.rs`), which do not go through sqlx.
+    #[error("database: {}", pg_client::describe(.0))]
     Postgres(tokio_postgres::Error),
 }
 

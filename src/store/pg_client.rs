@@ -200,6 +200,18 @@ fn unprepared(sql: &str) -> StoreError {
     StoreError::Group(format!("statement not prepared: {sql}"))
 }
 
+/// An error as the log may show it: a database error's message and
+/// SQLSTATE (tokio-postgres's own text says only "db error"), without the
+/// DETAIL that its source would add when printed (it quotes the values of
+/// the row or key at fault: an address, a session's data), as sqlx's errors
+/// never showed it. `StoreError::Postgres` does not expose the source.
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
 /// The database is away or the connection broke, as opposed to a fault of
 /// the statement or the data (`StoreError::is_unavailable`).
 pub(super) fn is_unavailable(e: &tokio_postgres::Error) -> bool {
@@ -270,6 +282,29 @@ mod tests {
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
         held.abort();
+    }
+
+    /// A unique violation's DETAIL quotes the key (here an address): the
+    /// store's error shows the message and SQLSTATE only.
+    #[tokio::test]
+    async fn a_database_error_is_shown_without_the_values_it_quotes() {
+        let Ok(url) = std::env::var("COOP_IDP_TEST_POSTGRES_URL") else {
+            assert_ne!(std::env::var("COOP_IDP_TEST_POSTGRES").as_deref(), Ok("required"), "PostgreSQL is required");
+            return;
+        };
+        let mut conn = PgConnection::open(&config_of(&url).expect("url")).await.expect("connect");
+        conn.query("CREATE TEMPORARY TABLE t (email TEXT PRIMARY KEY)", &[]).await.expect("table");
+        let insert = "INSERT INTO t (email) VALUES ($1)";
+        let email = [Param::Text(Some("marie.dupont@cc-girou.fr".into()))];
+        conn.query(insert, &email).await.expect("first");
+        let e = conn.query(insert, &email).await.expect_err("second");
+        let shown = e.to_string();
+        assert!(shown.contains("23505") && shown.contains("duplicate key"), "{shown}");
+        assert!(!shown.contains("marie.dupont"), "{shown}");
+        let StoreError::Postgres(pg) = &e else { panic!("{e:?}") };
+        let quoted = std::error::Error::source(pg).map(|s| s.to_string()).unwrap_or_default();
+        assert!(quoted.contains("marie.dupont"), "the source quotes it: {quoted}");
+        assert!(std::error::Error::source(&e).is_none(), "and is not reachable from the store's error");
     }
 
     #[test]
