@@ -34,6 +34,24 @@ const MAX_PREPARED: usize = 256;
 /// (503) instead of holding it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest a batch's round trip or a read may wait for its answers
+/// (the log's lock included) before its connection is given up as broken:
+/// one that stopped answering without closing would otherwise hold the
+/// writer, and every batched write of the instance, until TCP gives up.
+/// Far above any answer seen under load (milliseconds).
+pub(super) const ANSWER_LIMIT: Duration = Duration::from_secs(30);
+
+/// `work`, or "unavailable" after `limit`.
+pub(super) async fn within<T>(limit: Duration, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => done,
+        Err(_) => Err(StoreError::Database(sqlx::Error::Protocol(format!(
+            "no answer from PostgreSQL in {} s",
+            limit.as_secs_f32()
+        )))),
+    }
+}
+
 /// The connection settings of a `postgres://` URL, as libpq reads it (the
 /// same keys sqlx reads: host, port, user, password, dbname, options,
 /// sslmode, application_name, connect_timeout).
@@ -93,6 +111,11 @@ pub(super) struct PgConnection {
     /// By text; a statement whose parameters' types differ from the
     /// prepared ones is prepared again.
     prepared: HashMap<Box<str>, Statement>,
+    /// [`ANSWER_LIMIT`], shorter in tests.
+    limit: Duration,
+    /// Set when an answer did not come in time: the connection's state is
+    /// unknown, it is not used again.
+    timed_out: bool,
 }
 
 /// Opens a connection and runs it on a task of its own; `who` names its
@@ -121,12 +144,17 @@ pub(super) async fn open_client(config: &Config, who: &'static str) -> StoreResu
 
 impl PgConnection {
     pub(super) async fn open(config: &Config) -> StoreResult<Self> {
-        let client = open_client(config, "the group writer").await?;
-        Ok(PgConnection { client, prepared: HashMap::new() })
+        Self::open_with_limit(config, ANSWER_LIMIT).await
     }
 
+    async fn open_with_limit(config: &Config, limit: Duration) -> StoreResult<Self> {
+        let client = open_client(config, "the group writer").await?;
+        Ok(PgConnection { client, prepared: HashMap::new(), limit, timed_out: false })
+    }
+
+    /// Closed, or given up after an answer that did not come.
     pub(super) fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.timed_out || self.client.is_closed()
     }
 
     /// Sends every statement before awaiting the first answer; each one's
@@ -134,6 +162,18 @@ impl PgConnection {
     /// first (pipelined too); `Err` when that fails, before anything of
     /// `statements` was sent.
     pub(super) async fn pipeline(
+        &mut self,
+        statements: &[Sent<'_>],
+    ) -> StoreResult<Vec<Result<Vec<Row>, tokio_postgres::Error>>> {
+        let limit = self.limit;
+        let answered = within(limit, self.pipeline_unbounded(statements)).await;
+        if answered.as_ref().is_err_and(StoreError::is_unavailable) {
+            self.timed_out = true;
+        }
+        answered
+    }
+
+    async fn pipeline_unbounded(
         &mut self,
         statements: &[Sent<'_>],
     ) -> StoreResult<Vec<Result<Vec<Row>, tokio_postgres::Error>>> {
@@ -288,10 +328,7 @@ mod tests {
     /// store's error shows the message and SQLSTATE only.
     #[tokio::test]
     async fn a_database_error_is_shown_without_the_values_it_quotes() {
-        let Ok(url) = std::env::var("COOP_IDP_TEST_POSTGRES_URL") else {
-            assert_ne!(std::env::var("COOP_IDP_TEST_POSTGRES").as_deref(), Ok("required"), "PostgreSQL is required");
-            return;
-        };
+        let Some(url) = postgres_url() else { return };
         let mut conn = PgConnection::open(&config_of(&url).expect("url")).await.expect("connect");
         conn.query("CREATE TEMPORARY TABLE t (email TEXT PRIMARY KEY)", &[]).await.expect("table");
         let insert = "INSERT INTO t (email) VALUES ($1)";
@@ -305,6 +342,32 @@ mod tests {
         let quoted = std::error::Error::source(pg).map(|s| s.to_string()).unwrap_or_default();
         assert!(quoted.contains("marie.dupont"), "the source quotes it: {quoted}");
         assert!(std::error::Error::source(&e).is_none(), "and is not reachable from the store's error");
+    }
+
+    /// An answer that does not come in time: "unavailable", and the
+    /// connection is not used again.
+    #[tokio::test]
+    async fn an_answer_that_does_not_come_in_time_gives_the_connection_up() {
+        let Some(url) = postgres_url() else { return };
+        let config = config_of(&url).expect("url");
+        let mut conn = PgConnection::open_with_limit(&config, Duration::from_millis(300)).await.expect("connect");
+        conn.query("SELECT 1", &[]).await.expect("in time");
+        assert!(!conn.is_closed());
+        let started = std::time::Instant::now();
+        let e = conn.query("SELECT pg_sleep(3)", &[]).await.expect_err("too late");
+        assert!(e.is_unavailable(), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(conn.is_closed(), "given up");
+    }
+
+    /// `COOP_IDP_TEST_POSTGRES_URL`, or `None` when PostgreSQL is not
+    /// required here.
+    fn postgres_url() -> Option<String> {
+        let url = std::env::var("COOP_IDP_TEST_POSTGRES_URL").ok();
+        if url.is_none() {
+            assert_ne!(std::env::var("COOP_IDP_TEST_POSTGRES").as_deref(), Ok("required"), "PostgreSQL is required");
+        }
+        url
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! every write) are read here too. Everything else keeps to sqlx.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::types::{ToSql, Type};
@@ -48,6 +48,9 @@ struct Reader {
     client: Client,
     prepared: Mutex<HashMap<Box<str>, Statement>>,
     columns: ColumnMaps,
+    /// Set when a read's answer did not come in time (or the connection
+    /// broke): the next read opens another.
+    timed_out: AtomicBool,
 }
 
 impl PgReaders {
@@ -62,9 +65,17 @@ impl PgReaders {
     /// The rows of `R` that `sql` selects for `params` (`$1`, `$2`, …).
     pub(super) async fn rows<R: PointRow>(&self, sql: &str, params: &[Param]) -> StoreResult<Vec<R>> {
         let reader = self.reader().await?;
-        let statement = reader.statement(sql, params).await?;
-        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(pg_client::as_sql).collect();
-        let rows = reader.client.query(&statement, &values).await.map_err(StoreError::Postgres)?;
+        let read = async {
+            let statement = reader.statement(sql, params).await?;
+            let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(pg_client::as_sql).collect();
+            let rows = reader.client.query(&statement, &values).await.map_err(StoreError::Postgres)?;
+            Ok((statement, rows))
+        };
+        let answered = pg_client::within(pg_client::ANSWER_LIMIT, read).await;
+        if answered.as_ref().is_err_and(StoreError::is_unavailable) {
+            reader.timed_out.store(true, Ordering::Relaxed);
+        }
+        let (statement, rows) = answered?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -84,14 +95,21 @@ impl PgReaders {
     async fn reader(&self) -> StoreResult<Arc<Reader>> {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[index].lock().await;
-        if let Some(reader) = slot.reader.as_ref().filter(|r| !r.client.is_closed()) {
+        if let Some(reader) =
+            slot.reader.as_ref().filter(|r| !r.client.is_closed() && !r.timed_out.load(Ordering::Relaxed))
+        {
             return Ok(reader.clone());
         }
         slot.last_failure.check()?;
         let connected = pg_client::open_client(&self.config, "the point reads").await;
         slot.last_failure.note(&connected);
         let client = connected?;
-        let reader = Arc::new(Reader { client, prepared: Mutex::default(), columns: ColumnMaps::default() });
+        let reader = Arc::new(Reader {
+            client,
+            prepared: Mutex::default(),
+            columns: ColumnMaps::default(),
+            timed_out: AtomicBool::new(false),
+        });
         slot.reader = Some(reader.clone());
         Ok(reader)
     }
