@@ -45,16 +45,20 @@ pub(super) const ANSWER_LIMIT: Duration = Duration::from_secs(30);
 pub(super) async fn within<T>(limit: Duration, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
     match tokio::time::timeout(limit, work).await {
         Ok(done) => done,
-        Err(_) => Err(StoreError::Database(sqlx::Error::Protocol(format!(
-            "no answer from PostgreSQL in {} s",
-            limit.as_secs_f32()
-        )))),
+        Err(_) => Err(unavailable(format!("no answer from PostgreSQL in {} s", limit.as_secs_f32()))),
     }
 }
 
-/// The connection settings of a `postgres://` URL, as libpq reads it (the
-/// same keys sqlx reads: host, port, user, password, dbname, options,
-/// sslmode, application_name, connect_timeout).
+/// An error that `StoreError::is_unavailable` recognises (503, "try
+/// again"), for a cause that is ours rather than the driver's: a timeout, a
+/// connection given up, a batch failed with its connection.
+pub(super) fn unavailable(cause: String) -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol(cause))
+}
+
+/// The connection settings of a `postgres://` URL, with the keys
+/// tokio-postgres reads (host, port, user, password, dbname, options,
+/// sslmode, application_name, connect_timeout); any other is refused.
 pub(super) fn config_of(url: &str) -> StoreResult<Config> {
     let mut config = Config::from_str(url).map_err(StoreError::Postgres)?;
     if config.get_connect_timeout().is_none() {
@@ -93,9 +97,9 @@ impl LastFailure {
     /// `Err` while the last failure is more recent than [`RETRY_AFTER`].
     pub(super) fn check(&self) -> StoreResult<()> {
         match &self.0 {
-            Some((at, cause)) if at.elapsed() < RETRY_AFTER => Err(StoreError::Database(sqlx::Error::Protocol(
-                format!("PostgreSQL unreachable {} ms ago: {cause}", at.elapsed().as_millis()),
-            ))),
+            Some((at, cause)) if at.elapsed() < RETRY_AFTER => {
+                Err(unavailable(format!("PostgreSQL unreachable {} ms ago: {cause}", at.elapsed().as_millis())))
+            }
             _ => Ok(()),
         }
     }
@@ -111,11 +115,12 @@ pub(super) struct PgConnection {
     /// By text; a statement whose parameters' types differ from the
     /// prepared ones is prepared again.
     prepared: HashMap<Box<str>, Statement>,
-    /// [`ANSWER_LIMIT`], shorter in tests.
+    /// [`ANSWER_LIMIT`] and [`MAX_PREPARED`], smaller in tests.
     limit: Duration,
-    /// Set when an answer did not come in time: the connection's state is
-    /// unknown, it is not used again.
-    timed_out: bool,
+    max_prepared: usize,
+    /// Set when an answer did not come in time or the connection broke:
+    /// its state is unknown, it is not used again.
+    given_up: bool,
 }
 
 /// Opens a connection and runs it on a task of its own; `who` names its
@@ -125,15 +130,8 @@ pub(super) struct PgConnection {
 /// accepts and never answers is "unavailable", not a wait without end.
 pub(super) async fn open_client(config: &Config, who: &'static str) -> StoreResult<Client> {
     let limit = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
-    let (client, connection) = match tokio::time::timeout(limit, config.connect(NoTls)).await {
-        Ok(connected) => connected.map_err(StoreError::Postgres)?,
-        Err(_) => {
-            return Err(StoreError::Database(sqlx::Error::Protocol(format!(
-                "PostgreSQL did not complete a connection in {} s",
-                limit.as_secs()
-            ))));
-        }
-    };
+    let (client, connection) =
+        within(limit, async { config.connect(NoTls).await.map_err(StoreError::Postgres) }).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "PostgreSQL connection of {who} ended");
@@ -149,12 +147,12 @@ impl PgConnection {
 
     async fn open_with_limit(config: &Config, limit: Duration) -> StoreResult<Self> {
         let client = open_client(config, "the group writer").await?;
-        Ok(PgConnection { client, prepared: HashMap::new(), limit, timed_out: false })
+        Ok(PgConnection { client, prepared: HashMap::new(), limit, max_prepared: MAX_PREPARED, given_up: false })
     }
 
     /// Closed, or given up after an answer that did not come.
     pub(super) fn is_closed(&self) -> bool {
-        self.timed_out || self.client.is_closed()
+        self.given_up || self.client.is_closed()
     }
 
     /// Sends every statement before awaiting the first answer; each one's
@@ -168,7 +166,7 @@ impl PgConnection {
         let limit = self.limit;
         let answered = within(limit, self.pipeline_unbounded(statements)).await;
         if answered.as_ref().is_err_and(StoreError::is_unavailable) {
-            self.timed_out = true;
+            self.given_up = true;
         }
         answered
     }
@@ -198,28 +196,45 @@ impl PgConnection {
     }
 
     async fn prepare_missing(&mut self, statements: &[Sent<'_>]) -> StoreResult<()> {
-        let mut missing: Vec<(&str, Vec<Type>)> = Vec::new();
-        for sent in statements {
-            let types: Vec<Type> = sent.params.iter().map(type_of).collect();
-            let known = self.prepared.get(sent.sql).is_some_and(|s| s.params() == types.as_slice());
-            if !known && !missing.iter().any(|(sql, _)| *sql == sent.sql) {
-                missing.push((sent.sql, types));
-            }
-        }
+        let mut missing = self.missing(statements);
         if missing.is_empty() {
             return Ok(());
         }
-        if self.prepared.len() + missing.len() > MAX_PREPARED {
+        if self.prepared.len() + missing.len() > self.max_prepared {
+            // Starting over drops this batch's known statements too.
             self.prepared.clear();
+            missing = self.missing(statements);
         }
         let client = &self.client;
-        let prepares = missing.iter().map(|(sql, types)| client.prepare_typed(sql, types));
+        let prepares = missing.iter().map(|(sql, params)| {
+            let types: Vec<Type> = params.iter().map(type_of).collect();
+            async move { client.prepare_typed(sql, &types).await }
+        });
         let results = futures::future::join_all(prepares).await;
         for ((sql, _), result) in missing.into_iter().zip(results) {
             self.prepared.insert(sql.into(), result.map_err(StoreError::Postgres)?);
         }
         Ok(())
     }
+
+    /// The statements of `statements` not prepared for their parameters'
+    /// types, each once. Compared in place: this runs for every batch.
+    fn missing<'s>(&self, statements: &[Sent<'s>]) -> Vec<(&'s str, &'s [Param])> {
+        let mut missing: Vec<(&str, &[Param])> = Vec::new();
+        for sent in statements {
+            let known = self.prepared.get(sent.sql).is_some_and(|s| declared_for(s, sent.params));
+            if !known && !missing.iter().any(|(sql, _)| *sql == sent.sql) {
+                missing.push((sent.sql, sent.params));
+            }
+        }
+        missing
+    }
+}
+
+/// Whether `statement` was prepared for parameters of the types of
+/// `params`.
+pub(super) fn declared_for(statement: &Statement, params: &[Param]) -> bool {
+    statement.params().len() == params.len() && statement.params().iter().zip(params).all(|(t, p)| *t == type_of(p))
 }
 
 pub(super) fn type_of(param: &Param) -> Type {
@@ -358,6 +373,23 @@ mod tests {
         assert!(e.is_unavailable(), "{e}");
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         assert!(conn.is_closed(), "given up");
+    }
+
+    /// A full cache starts over, and the batch that made it full still
+    /// finds every one of its statements prepared, the known ones included.
+    #[tokio::test]
+    async fn a_full_statement_cache_starts_over_without_losing_the_batchs_statements() {
+        let Some(url) = postgres_url() else { return };
+        let mut conn = PgConnection::open(&config_of(&url).expect("url")).await.expect("connect");
+        conn.max_prepared = 2;
+        let (a, b, c) = ("SELECT 1", "SELECT 2", "SELECT 3");
+        for batch in [[a, b], [a, c], [c, b], [a, a]] {
+            let sent: Vec<Sent<'_>> = batch.iter().map(|sql| Sent::new(sql, &[])).collect();
+            for result in conn.pipeline(&sent).await.expect("prepared") {
+                assert_eq!(result.expect("answered").len(), 1, "{batch:?}");
+            }
+            assert!(conn.prepared.len() <= 2, "bounded: {}", conn.prepared.len());
+        }
     }
 
     /// `COOP_IDP_TEST_POSTGRES_URL`, or `None` when PostgreSQL is not

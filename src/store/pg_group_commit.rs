@@ -371,7 +371,7 @@ fn all_failed(count: usize, e: &StoreError) -> Vec<StoreResult<()>> {
     (0..count)
         .map(|_| {
             Err(if unavailable {
-                StoreError::Database(sqlx::Error::Protocol(format!("group commit: {e}")))
+                super::pg_client::unavailable(format!("group commit: {e}"))
             } else {
                 StoreError::Group(e.to_string())
             })

@@ -48,9 +48,9 @@ struct Reader {
     client: Client,
     prepared: Mutex<HashMap<Box<str>, Statement>>,
     columns: ColumnMaps,
-    /// Set when a read's answer did not come in time (or the connection
-    /// broke): the next read opens another.
-    timed_out: AtomicBool,
+    /// Set when a read's answer did not come in time or the connection
+    /// broke: the next read opens another.
+    given_up: AtomicBool,
 }
 
 impl PgReaders {
@@ -73,7 +73,7 @@ impl PgReaders {
         };
         let answered = pg_client::within(pg_client::ANSWER_LIMIT, read).await;
         if answered.as_ref().is_err_and(StoreError::is_unavailable) {
-            reader.timed_out.store(true, Ordering::Relaxed);
+            reader.given_up.store(true, Ordering::Relaxed);
         }
         let (statement, rows) = answered?;
         if rows.is_empty() {
@@ -96,7 +96,7 @@ impl PgReaders {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut slot = self.slots[index].lock().await;
         if let Some(reader) =
-            slot.reader.as_ref().filter(|r| !r.client.is_closed() && !r.timed_out.load(Ordering::Relaxed))
+            slot.reader.as_ref().filter(|r| !r.client.is_closed() && !r.given_up.load(Ordering::Relaxed))
         {
             return Ok(reader.clone());
         }
@@ -108,7 +108,7 @@ impl PgReaders {
             client,
             prepared: Mutex::default(),
             columns: ColumnMaps::default(),
-            timed_out: AtomicBool::new(false),
+            given_up: AtomicBool::new(false),
         });
         slot.reader = Some(reader.clone());
         Ok(reader)
@@ -119,11 +119,11 @@ impl Reader {
     /// `sql` prepared on this connection for parameters of the types of
     /// `params`.
     async fn statement(&self, sql: &str, params: &[Param]) -> StoreResult<Statement> {
-        let types: Vec<Type> = params.iter().map(pg_client::type_of).collect();
         let known = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned());
-        if let Some(statement) = known.filter(|s| s.params() == types.as_slice()) {
+        if let Some(statement) = known.filter(|s| pg_client::declared_for(s, params)) {
             return Ok(statement);
         }
+        let types: Vec<Type> = params.iter().map(pg_client::type_of).collect();
         let statement = self.client.prepare_typed(sql, &types).await.map_err(StoreError::Postgres)?;
         if let Ok(mut prepared) = self.prepared.lock() {
             if prepared.len() >= MAX_PREPARED {
