@@ -75,7 +75,7 @@ impl GroupWriter {
     /// Opens the writer's connection on the database file and starts its
     /// thread.
     pub(super) fn start(path: &str, gate: Arc<Mutex<Option<ChainHead>>>) -> StoreResult<Self> {
-        let conn = Connection::open(path).map_err(|e| sqlite_error(&e))?;
+        let conn = open_writer(path)?;
         for (pragma, value) in [
             ("journal_mode", "WAL"),
             ("synchronous", "NORMAL"),
@@ -123,6 +123,14 @@ impl GroupWriter {
     pub(super) fn close(&self) {
         close(&self.sender);
     }
+}
+
+/// The writer's connection, through the VFS that writes a commit's WAL
+/// frames at once (`wal_writes.rs`).
+fn open_writer(path: &str) -> StoreResult<Connection> {
+    super::wal_writes::register().map_err(|e| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
+    Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), super::wal_writes::VFS_NAME)
+        .map_err(|e| sqlite_error(&e))
 }
 
 /// Hands a transaction to a group writer through `send` and waits for its

@@ -67,6 +67,7 @@ mod sync_read;
 pub mod throttle;
 pub mod totp;
 pub mod transfer;
+mod wal_writes;
 mod write_tx;
 
 pub use write_tx::WriteTx;
