@@ -407,6 +407,25 @@ pub(super) fn sqlite_error(e: &rusqlite::Error) -> StoreError {
 pub(super) mod tests {
     use super::*;
 
+    /// `.cargo/config.toml` builds SQLite without its two process-wide
+    /// locks (memory statistics, one page cache for all connections), which
+    /// the writer's thread and the point readers contended for: a build
+    /// without that setting fails here rather than quietly slower.
+    #[test]
+    fn sqlite_is_built_without_its_global_locks() {
+        let conn = Connection::open_in_memory().expect("open");
+        let (memstatus_off, unified_cache): (bool, bool) = conn
+            .query_row(
+                "SELECT sqlite_compileoption_used('DEFAULT_MEMSTATUS=0'), \
+                 sqlite_compileoption_used('ENABLE_MEMORY_MANAGEMENT')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("options");
+        assert!(memstatus_off, "SQLite keeps memory statistics (LIBSQLITE3_FLAGS not applied)");
+        assert!(!unified_cache, "SQLite shares one page cache (LIBSQLITE3_FLAGS not applied)");
+    }
+
     /// A database with a table `t (k, v)` and the log's two tables, as the
     /// writer's thread reads them (`bulk_write.rs` tests use it too).
     pub(in crate::store) fn open() -> (tempfile::TempDir, Connection) {
