@@ -44,6 +44,10 @@ const VFS_NAME_C: &CStr = c"coop-idp-wal";
 /// bulk transaction spilling its cache): a bound on the memory it holds.
 const FLUSH_AT: usize = 1 << 20;
 
+/// Memory the buffer keeps between commits: a refresh batch's frames (about
+/// 150 KB for 4 refreshes) fit; a bulk transaction's megabyte is given back.
+const RETAINED: usize = 256 << 10;
+
 /// The largest write the default VFS makes whole: it masks a write's length
 /// to 17 bits (`seekAndWriteFd`), so a longer one is cut short and fails as
 /// "disk full". 124 KiB: 4 KiB under its limit.
@@ -199,6 +203,7 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         // Written or not, these frames are done with: on failure SQLite
         // fails the commit, and they are never published.
         pending.bytes.clear();
+        pending.bytes.shrink_to(RETAINED);
         pending.commit_header_at = None;
         WAL_WRITES.set(WAL_WRITES.get() + 1);
         rc
