@@ -30,15 +30,17 @@
 //! the bulk transactions of `bulk_write.rs`) opens the database through this
 //! VFS; the others keep `unix`.
 
-use std::cell::Cell;
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
 /// The name the group writer opens its connection with.
-pub(super) const VFS_NAME: &str = "coop-idp-wal";
 const VFS_NAME_C: &CStr = c"coop-idp-wal";
+pub(super) const VFS_NAME: &str = match VFS_NAME_C.to_str() {
+    Ok(name) => name,
+    Err(_) => panic!("the VFS name is ASCII"),
+};
 
 /// The buffer is written out when it reaches this size, commit or not (a
 /// bulk transaction spilling its cache): a bound on the memory it holds.
@@ -56,10 +58,11 @@ const WRITE_CHUNK: usize = 124 << 10;
 /// Bytes of a WAL frame header.
 const FRAME_HEADER: c_int = 24;
 
+#[cfg(test)]
 thread_local! {
     /// Writes made to WAL files through this VFS by this thread, for the
     /// tests (SQLite calls the VFS on the thread that runs the statement).
-    static WAL_WRITES: Cell<u64> = const { Cell::new(0) };
+    static WAL_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Registers the VFS once per process (not as the default); later calls
@@ -205,6 +208,7 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         pending.bytes.clear();
         pending.bytes.shrink_to(RETAINED);
         pending.commit_header_at = None;
+        #[cfg(test)]
         WAL_WRITES.set(WAL_WRITES.get() + 1);
         rc
     }
