@@ -58,7 +58,6 @@ pub mod partners;
 pub mod passkeys;
 mod pg_client;
 mod pg_group_commit;
-mod pg_merge;
 mod pg_read;
 pub mod retention;
 pub mod sessions;

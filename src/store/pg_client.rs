@@ -22,7 +22,6 @@ use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use super::pg_merge::Column;
 use super::write_tx::Param;
 use super::{StoreError, StoreResult};
 
@@ -41,18 +40,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// writer, and every batched write of the instance, until TCP gives up.
 /// Far above any answer seen under load (milliseconds).
 pub(super) const ANSWER_LIMIT: Duration = Duration::from_secs(30);
-
-/// The writer's statements change rows found by key, one at a time or a
-/// batch's worth through `unnest` (`pg_merge.rs`): an index lookup per row
-/// is always the plan. The planner does not always know it: on a table that
-/// has no statistics yet (a new installation, a table emptied and filled
-/// again) it estimates a few rows, plans a batch's update as a hash join
-/// over a sequential scan, and keeps that plan, cached with the prepared
-/// statement, after the table has grown (measured: 2 ms instead of 0.3 ms
-/// for a batch of eight refreshes). On the writer's connection only, the
-/// plans that scan a whole table are priced out; where no index serves,
-/// PostgreSQL still scans.
-const WRITER_PLANS: &str = "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off; SET plan_cache_mode = force_generic_plan";
 
 /// `work`, or "unavailable" after `limit`.
 pub(super) async fn within<T>(limit: Duration, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
@@ -86,48 +73,12 @@ pub(super) fn config_of(url: &str) -> StoreResult<Config> {
 /// One statement to send: its text and parameters.
 pub(super) struct Sent<'a> {
     pub(super) sql: &'a str,
-    values: Values<'a>,
-}
-
-/// A statement's parameters: values, or arrays of values (`pg_merge.rs`).
-#[derive(Clone, Copy)]
-enum Values<'a> {
-    One(&'a [Param]),
-    Arrays(&'a [Column]),
+    pub(super) params: &'a [Param],
 }
 
 impl<'a> Sent<'a> {
     pub(super) fn new(sql: &'a str, params: &'a [Param]) -> Self {
-        Sent { sql, values: Values::One(params) }
-    }
-
-    /// A statement over arrays, one per parameter.
-    pub(super) fn arrays(sql: &'a str, columns: &'a [Column]) -> Self {
-        Sent { sql, values: Values::Arrays(columns) }
-    }
-}
-
-impl<'a> Values<'a> {
-    fn len(self) -> usize {
-        match self {
-            Values::One(p) => p.len(),
-            Values::Arrays(c) => c.len(),
-        }
-    }
-
-    fn types(self) -> impl Iterator<Item = Type> + 'a {
-        let (one, arrays) = match self {
-            Values::One(p) => (p, &[][..]),
-            Values::Arrays(c) => (&[][..], c),
-        };
-        one.iter().map(type_of).chain(arrays.iter().map(Column::pg_type))
-    }
-
-    fn as_sql(self) -> Vec<&'a (dyn ToSql + Sync)> {
-        match self {
-            Values::One(p) => p.iter().map(as_sql).collect(),
-            Values::Arrays(c) => c.iter().map(Column::as_sql).collect(),
-        }
+        Sent { sql, params }
     }
 }
 
@@ -196,7 +147,6 @@ impl PgConnection {
 
     async fn open_with_limit(config: &Config, limit: Duration) -> StoreResult<Self> {
         let client = open_client(config, "the group writer").await?;
-        within(limit, async { client.batch_execute(WRITER_PLANS).await.map_err(StoreError::Postgres) }).await?;
         Ok(PgConnection { client, prepared: HashMap::new(), limit, max_prepared: MAX_PREPARED, given_up: false })
     }
 
@@ -231,7 +181,8 @@ impl PgConnection {
             let statement = self.prepared.get(sent.sql).ok_or_else(|| unprepared(sent.sql))?;
             prepared.push(statement);
         }
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements.iter().map(|sent| sent.values.as_sql()).collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> =
+            statements.iter().map(|sent| sent.params.iter().map(as_sql).collect()).collect();
         // `join_all` polls each query once, in order, before any answer is
         // read: tokio-postgres then sends them in that order.
         let queries = prepared.iter().zip(&params).map(|(statement, params)| self.client.query(*statement, params));
@@ -255,8 +206,8 @@ impl PgConnection {
             missing = self.missing(statements);
         }
         let client = &self.client;
-        let prepares = missing.iter().map(|(sql, values)| {
-            let types: Vec<Type> = values.types().collect();
+        let prepares = missing.iter().map(|(sql, params)| {
+            let types: Vec<Type> = params.iter().map(type_of).collect();
             async move { client.prepare_typed(sql, &types).await }
         });
         let results = futures::future::join_all(prepares).await;
@@ -268,12 +219,12 @@ impl PgConnection {
 
     /// The statements of `statements` not prepared for their parameters'
     /// types, each once. Compared in place: this runs for every batch.
-    fn missing<'s>(&self, statements: &[Sent<'s>]) -> Vec<(&'s str, Values<'s>)> {
-        let mut missing: Vec<(&str, Values<'s>)> = Vec::new();
+    fn missing<'s>(&self, statements: &[Sent<'s>]) -> Vec<(&'s str, &'s [Param])> {
+        let mut missing: Vec<(&str, &[Param])> = Vec::new();
         for sent in statements {
-            let known = self.prepared.get(sent.sql).is_some_and(|s| declared(s, sent.values));
+            let known = self.prepared.get(sent.sql).is_some_and(|s| declared_for(s, sent.params));
             if !known && !missing.iter().any(|(sql, _)| *sql == sent.sql) {
-                missing.push((sent.sql, sent.values));
+                missing.push((sent.sql, sent.params));
             }
         }
         missing
@@ -283,11 +234,7 @@ impl PgConnection {
 /// Whether `statement` was prepared for parameters of the types of
 /// `params`.
 pub(super) fn declared_for(statement: &Statement, params: &[Param]) -> bool {
-    declared(statement, Values::One(params))
-}
-
-fn declared(statement: &Statement, values: Values<'_>) -> bool {
-    statement.params().len() == values.len() && statement.params().iter().zip(values.types()).all(|(t, v)| *t == v)
+    statement.params().len() == params.len() && statement.params().iter().zip(params).all(|(t, p)| *t == type_of(p))
 }
 
 pub(super) fn type_of(param: &Param) -> Type {
@@ -333,17 +280,6 @@ pub(super) fn is_unavailable(e: &tokio_postgres::Error) -> bool {
     e.is_closed()
         || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
         || e.to_string().starts_with("timeout")
-}
-
-/// `COOP_IDP_TEST_POSTGRES_URL`, or `None` when PostgreSQL is not required
-/// here.
-#[cfg(test)]
-pub(super) fn test_postgres_url() -> Option<String> {
-    let url = std::env::var("COOP_IDP_TEST_POSTGRES_URL").ok();
-    if url.is_none() {
-        assert_ne!(std::env::var("COOP_IDP_TEST_POSTGRES").as_deref(), Ok("required"), "PostgreSQL is required");
-    }
-    url
 }
 
 #[cfg(test)]
@@ -407,7 +343,7 @@ mod tests {
     /// store's error shows the message and SQLSTATE only.
     #[tokio::test]
     async fn a_database_error_is_shown_without_the_values_it_quotes() {
-        let Some(url) = test_postgres_url() else { return };
+        let Some(url) = postgres_url() else { return };
         let mut conn = PgConnection::open(&config_of(&url).expect("url")).await.expect("connect");
         conn.query("CREATE TEMPORARY TABLE t (email TEXT PRIMARY KEY)", &[]).await.expect("table");
         let insert = "INSERT INTO t (email) VALUES ($1)";
@@ -427,7 +363,7 @@ mod tests {
     /// connection is not used again.
     #[tokio::test]
     async fn an_answer_that_does_not_come_in_time_gives_the_connection_up() {
-        let Some(url) = test_postgres_url() else { return };
+        let Some(url) = postgres_url() else { return };
         let config = config_of(&url).expect("url");
         let mut conn = PgConnection::open_with_limit(&config, Duration::from_millis(300)).await.expect("connect");
         conn.query("SELECT 1", &[]).await.expect("in time");
@@ -443,7 +379,7 @@ mod tests {
     /// finds every one of its statements prepared, the known ones included.
     #[tokio::test]
     async fn a_full_statement_cache_starts_over_without_losing_the_batchs_statements() {
-        let Some(url) = test_postgres_url() else { return };
+        let Some(url) = postgres_url() else { return };
         let mut conn = PgConnection::open(&config_of(&url).expect("url")).await.expect("connect");
         conn.max_prepared = 2;
         let (a, b, c) = ("SELECT 1", "SELECT 2", "SELECT 3");
@@ -454,6 +390,16 @@ mod tests {
             }
             assert!(conn.prepared.len() <= 2, "bounded: {}", conn.prepared.len());
         }
+    }
+
+    /// `COOP_IDP_TEST_POSTGRES_URL`, or `None` when PostgreSQL is not
+    /// required here.
+    fn postgres_url() -> Option<String> {
+        let url = std::env::var("COOP_IDP_TEST_POSTGRES_URL").ok();
+        if url.is_none() {
+            assert_ne!(std::env::var("COOP_IDP_TEST_POSTGRES").as_deref(), Ok("required"), "PostgreSQL is required");
+        }
+        url
     }
 
     #[test]

@@ -41,7 +41,6 @@ use tokio_postgres::{Config, Row};
 use super::events::{HEAD_SQL, LOG_LOCK, PURGED_HEAD_SQL};
 use super::group_commit::{Job, close, submit};
 use super::pg_client::{LastFailure, PgConnection, Sent};
-use super::pg_merge;
 use super::write_tx::{ChainHead, Param, PendingEvents, Queued, conflict_named, shift_parameters};
 use super::{StoreError, StoreResult};
 
@@ -193,23 +192,12 @@ enum FirstRound {
 /// `BEGIN`, every transaction's statements, then the log's lock and the
 /// head, sent together. `Err` when the batch cannot go on at all.
 async fn first_round(conn: &mut PgConnection, jobs: &[Job], with_events: bool) -> StoreResult<FirstRound> {
-    let shapes: Vec<&[Queued]> = jobs.iter().map(|j| j.statements.as_slice()).collect();
-    let merged = pg_merge::merge(&shapes);
-    let mut apart = vec![true; jobs.len()];
-    for j in merged.iter().flat_map(|m| &m.jobs) {
-        apart[*j] = false;
-    }
-    let combined: Vec<Option<(String, Vec<Param>)>> =
-        jobs.iter().zip(&apart).map(|(j, &apart)| if apart { one_statement(&j.statements) } else { None }).collect();
+    let combined: Vec<Option<(String, Vec<Param>)>> = jobs.iter().map(|j| one_statement(&j.statements)).collect();
     let mut sent = vec![Sent::new("BEGIN", &[])];
     // For each statement sent after BEGIN, the queued statements it carries
-    // (to name a conflict; none for a merged one, which names none).
+    // (to name a conflict).
     let mut carried: Vec<&[Queued]> = Vec::new();
-    for m in &merged {
-        sent.push(Sent::arrays(&m.sql, &m.columns));
-        carried.push(&[]);
-    }
-    for ((job, one), _) in jobs.iter().zip(&combined).zip(&apart).filter(|(_, apart)| **apart) {
+    for (job, one) in jobs.iter().zip(&combined) {
         match one {
             Some((sql, params)) => {
                 sent.push(Sent::new(sql, params));
@@ -393,8 +381,6 @@ fn all_failed(count: usize, e: &StoreError) -> Vec<StoreResult<()>> {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     #[test]
@@ -424,167 +410,5 @@ mod tests {
         assert!(one_statement(&[lock, insert.clone()]).is_none(), "not a data-modifying statement");
         let named = Queued { conflict: Some("account"), ..insert.clone() };
         assert!(one_statement(&[insert, named]).is_none(), "its error names what it creates");
-    }
-
-    /// One transaction of the property test below: the shapes the writer
-    /// merges, on keys chosen to collide (unique and foreign-key
-    /// violations, two updates of one row). As in the server, a transaction
-    /// updates or locks only rows that existed before its batch.
-    #[derive(Debug, Clone)]
-    enum Op {
-        /// A rotation: a token (new or taken) in a family (or one that does
-        /// not exist), its parent marked used.
-        Rotate {
-            new: u8,
-            family: u8,
-            old: u8,
-            at: i64,
-        },
-        /// A family opened on a session (live, ended or unknown), locked.
-        Open {
-            id: u8,
-            session: u8,
-        },
-        Touch {
-            key: u8,
-            at: i64,
-        },
-        Mark {
-            key: u8,
-            at: i64,
-        },
-    }
-
-    impl Op {
-        fn statements(&self) -> Vec<Queued> {
-            match self.clone() {
-                Op::Rotate { new, family, old, at } => {
-                    let new = if new < 3 { format!("t{new}") } else { format!("n{new}") };
-                    let family = if family == 0 { "fx".to_string() } else { format!("f{}", family % 2) };
-                    vec![
-                        Queued::new(
-                            "INSERT INTO tok (h, fam, parent, n) VALUES ($1, $2, $3, $4)",
-                            vec![new.into(), family.into(), format!("t{old}").into(), at.into()],
-                        ),
-                        Queued::new(
-                            "UPDATE tok SET used = $1 WHERE h = $2 AND used IS NULL",
-                            vec![at.into(), format!("t{old}").into()],
-                        ),
-                    ]
-                }
-                Op::Open { id, session } => vec![Queued::new(
-                    "INSERT INTO fam (id, s) VALUES ($1, (SELECT id FROM sess WHERE id = $2 AND ended IS NULL FOR SHARE))",
-                    vec![format!("g{id}").into(), format!("s{session}").into()],
-                )],
-                Op::Touch { key, at } => {
-                    vec![Queued::new("UPDATE seen SET at = $1 WHERE k = $2", vec![at.into(), format!("k{key}").into()])]
-                }
-                Op::Mark { key, at } => vec![Queued::new(
-                    "INSERT INTO seen (k, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    vec![format!("m{key}").into(), at.into()],
-                )],
-            }
-        }
-    }
-
-    fn ops() -> impl Strategy<Value = Vec<Op>> {
-        let op = prop_oneof![
-            4 => (0u8..40, 0u8..12, 0u8..6, 0i64..1000).prop_map(|(new, family, old, at)| Op::Rotate { new, family, old, at }),
-            2 => (0u8..10, 0u8..4).prop_map(|(id, session)| Op::Open { id, session }),
-            2 => (0u8..4, 0i64..1000).prop_map(|(key, at)| Op::Touch { key, at }),
-            1 => (0u8..4, 0i64..1000).prop_map(|(key, at)| Op::Mark { key, at }),
-        ];
-        proptest::collection::vec(op, 1..14)
-    }
-
-    const SCHEMA: &str = "CREATE TABLE sess (id TEXT PRIMARY KEY, ended BIGINT); \
-        CREATE TABLE fam (id TEXT PRIMARY KEY, s TEXT); \
-        CREATE TABLE tok (h TEXT PRIMARY KEY, fam TEXT NOT NULL REFERENCES fam (id), parent TEXT UNIQUE, \
-                          used BIGINT, n BIGINT); \
-        CREATE TABLE seen (k TEXT PRIMARY KEY, at BIGINT); \
-        INSERT INTO sess VALUES ('s0', NULL), ('s1', NULL), ('s2', 5); \
-        INSERT INTO fam VALUES ('f0', 's0'), ('f1', 's1'); \
-        INSERT INTO tok (h, fam) SELECT 't' || g, 'f' || (g % 2) FROM generate_series(0, 5) g; \
-        INSERT INTO seen VALUES ('k0', 0), ('k1', 0), ('k2', 0);";
-
-    const CONTENTS: &str = "SELECT (SELECT string_agg(t::text, ';' ORDER BY h) FROM tok t) || ' | ' || \
-        (SELECT string_agg(f::text, ';' ORDER BY id) FROM fam f) || ' | ' || \
-        (SELECT string_agg(s::text, ';' ORDER BY k) FROM seen s)";
-
-    /// A connection on a schema of its own, made afresh.
-    async fn on_schema(config: &Config, schema: &str) -> PgConnection {
-        let mut admin = PgConnection::open(config).await.expect("connect");
-        admin.query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"), &[]).await.expect("drop");
-        admin.query(&format!("CREATE SCHEMA {schema}"), &[]).await.expect("schema");
-        let mut config = config.clone();
-        config.options(format!("-c search_path={schema}"));
-        let mut conn = PgConnection::open(&config).await.expect("connect");
-        for statement in SCHEMA.split(';').filter(|s| !s.trim().is_empty()) {
-            conn.query(statement, &[]).await.expect("tables");
-        }
-        conn
-    }
-
-    async fn contents(conn: &mut PgConnection) -> String {
-        let rows = conn.query(CONTENTS, &[]).await.expect("contents");
-        rows[0].get(0)
-    }
-
-    /// The batch through `commit_batch` (merged where it may be) and one
-    /// transaction at a time, each in a savepoint: the same outcomes and
-    /// the same rows.
-    async fn same_as_one_by_one(config: &Config, ops: &[Op], case: usize) {
-        let suffix = format!("{}_{case}", std::process::id());
-        let mut batched = on_schema(config, &format!("merge_batched_{suffix}")).await;
-        let mut alone = on_schema(config, &format!("merge_alone_{suffix}")).await;
-        let mut jobs: Vec<Job> = ops
-            .iter()
-            .map(|op| Job { statements: op.statements(), events: None, reply: tokio::sync::oneshot::channel().0 })
-            .collect();
-        let (results, clean) = commit_batch(&mut batched, &mut jobs).await;
-        assert!(clean, "{ops:?}");
-        let expected = run_with_savepoints(&mut alone, &jobs).await.expect("one by one");
-        alone.query("COMMIT", &[]).await.expect("commit");
-        let outcomes = |r: &[StoreResult<()>]| r.iter().map(Result::is_ok).collect::<Vec<_>>();
-        assert_eq!(outcomes(&results), outcomes(&expected), "{ops:?}");
-        assert_eq!(contents(&mut batched).await, contents(&mut alone).await, "{ops:?}");
-        for schema in ["batched", "alone"] {
-            batched.query(&format!("DROP SCHEMA merge_{schema}_{suffix} CASCADE"), &[]).await.expect("drop");
-        }
-    }
-
-    #[test]
-    fn a_batch_ends_as_its_transactions_would_one_by_one() {
-        let Some(url) = super::super::pg_client::test_postgres_url() else { return };
-        let config = super::super::pg_client::config_of(&url).expect("url");
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let case = std::sync::atomic::AtomicUsize::new(0);
-        proptest!(ProptestConfig::with_cases(32), |(ops in ops())| {
-            let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            runtime.block_on(same_as_one_by_one(&config, &ops, n));
-        });
-    }
-
-    /// The merged statements are planned as index lookups on tables without
-    /// statistics (new, as after an installation): a hash join over a
-    /// sequential scan, cached with the statement, would stay after the
-    /// tables had grown (`pg_client::WRITER_PLANS`).
-    #[tokio::test]
-    async fn merged_statements_look_rows_up_by_index_on_tables_without_statistics() {
-        let Some(url) = super::super::pg_client::test_postgres_url() else { return };
-        let config = super::super::pg_client::config_of(&url).expect("url");
-        let schema = format!("merge_plans_{}", std::process::id());
-        let mut conn = on_schema(&config, &schema).await;
-        let (a, b) =
-            (Op::Rotate { new: 10, family: 1, old: 1, at: 5 }, Op::Rotate { new: 11, family: 2, old: 2, at: 5 });
-        let (a, b) = (a.statements(), b.statements());
-        let merged = pg_merge::merge(&[&a, &b]);
-        let explain = format!("EXPLAIN {}", merged[0].sql);
-        let results = conn.pipeline(&[Sent::arrays(&explain, &merged[0].columns)]).await.expect("explained");
-        let plan: Vec<String> = results.into_iter().flat_map(|r| r.expect("plan")).map(|row| row.get(0)).collect();
-        let plan = plan.join("\n");
-        assert!(plan.contains("Index Scan using tok_pkey"), "{plan}");
-        assert!(!plan.contains("Seq Scan on tok") && !plan.contains("Hash Join"), "{plan}");
-        conn.query(&format!("DROP SCHEMA {schema} CASCADE"), &[]).await.expect("drop");
     }
 }

@@ -603,17 +603,6 @@ fn combine(queued: &[Queued]) -> (String, Vec<Param>) {
 /// `write!` this was 7 % of an annex-1 command's instructions (30,000
 /// statements, 310,000 parameters).
 pub(super) fn shift_parameters(sql: &str, offset: usize, out: &mut String) {
-    rewrite_parameters(sql, out, |n, out| {
-        let n = n.checked_add(offset)?;
-        out.push('$');
-        push_decimal(out, n);
-        Some(())
-    });
-}
-
-/// Copies `sql` into `out` with every `$n` written by `write` (which
-/// returns `None`, writing nothing, to leave that one as it is).
-pub(super) fn rewrite_parameters(sql: &str, out: &mut String, write: impl Fn(usize, &mut String) -> Option<()>) {
     let bytes = sql.as_bytes();
     let mut copied = 0;
     let mut at = 0;
@@ -621,21 +610,18 @@ pub(super) fn rewrite_parameters(sql: &str, out: &mut String, write: impl Fn(usi
         let digits = bytes[dollar + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
         at = dollar + 1 + digits;
         // `$` alone, or a number too large to be one of ours, is copied as is.
-        let Some(n) = sql[dollar + 1..at].parse::<usize>().ok() else {
+        let Some(n) = sql[dollar + 1..at].parse::<usize>().ok().and_then(|n| n.checked_add(offset)) else {
             continue;
         };
-        let before = out.len();
         out.push_str(&sql[copied..dollar]);
-        if write(n, out).is_none() {
-            out.truncate(before);
-            continue;
-        }
+        out.push('$');
+        push_decimal(out, n);
         copied = at;
     }
     out.push_str(&sql[copied..]);
 }
 
-pub(super) fn push_decimal(out: &mut String, mut n: usize) {
+fn push_decimal(out: &mut String, mut n: usize) {
     let mut digits = [0u8; 20];
     let mut first = digits.len();
     loop {
