@@ -23,9 +23,14 @@ use super::sync_read::{ColumnMaps, PointRow};
 use super::write_tx::Param;
 use super::{StoreError, StoreResult};
 
-/// Connections shared by the reads of one instance: one per core of the
-/// reference machine.
-const READERS: usize = 2;
+/// Connections shared by the reads of one instance. One: the reads pile up
+/// in its pipeline and one backend answers them back to back, where two
+/// backends each woke up for fewer; against two, 10 % less CPU per SSO
+/// round trip (ES256) on the reference machine, the refresh grant within the
+/// noise (BENCHMARKS.md, "The scale-out path, second pass"). A backend
+/// answers a point read in about 25 µs of CPU: one serves some 40,000 reads a
+/// second, an instance's worth many times over.
+const READERS: usize = 1;
 
 /// Statements kept prepared per connection: the point reads are a handful.
 const MAX_PREPARED: usize = 32;
