@@ -28,8 +28,9 @@ use super::{StoreError, StoreResult};
 /// backends each woke up for fewer; against two, 10 % less CPU per SSO
 /// round trip (ES256) on the reference machine, the refresh grant within the
 /// noise (BENCHMARKS.md, "The scale-out path, second pass"). A backend
-/// answers a point read in about 25 µs of CPU: one serves some 40,000 reads a
-/// second, an instance's worth many times over.
+/// spends about 50 µs of CPU on a point read, protocol included: one serves
+/// some 20,000 reads a second, several times what an instance asks on the
+/// reference machine (about 3,000 a second at full load).
 const READERS: usize = 1;
 
 /// Statements kept prepared per connection: the point reads are a handful.
