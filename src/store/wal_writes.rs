@@ -63,6 +63,8 @@ thread_local! {
     /// Writes made to WAL files through this VFS by this thread, for the
     /// tests (SQLite calls the VFS on the thread that runs the statement).
     static WAL_WRITES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The buffer's capacity after this thread's last flush, for the tests.
+    static KEPT_AFTER_FLUSH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Registers the VFS once per process (not as the default); later calls
@@ -209,7 +211,10 @@ unsafe fn flush(file: *mut ffi::sqlite3_file) -> c_int {
         pending.bytes.shrink_to(RETAINED);
         pending.commit_header_at = None;
         #[cfg(test)]
-        WAL_WRITES.set(WAL_WRITES.get() + 1);
+        {
+            WAL_WRITES.set(WAL_WRITES.get() + 1);
+            KEPT_AFTER_FLUSH.set(pending.bytes.capacity());
+        }
         rc
     }
 }
@@ -419,6 +424,28 @@ mod tests {
         let frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1)).expect("checkpoint");
         assert!(frames > 80, "{frames} frames for 40 commits");
         assert_eq!(integrity(&path), "ok");
+    }
+
+    /// The buffer keeps what a batch of refreshes needs between commits and
+    /// gives back what a bulk transaction grew it to.
+    #[test]
+    fn the_buffer_keeps_a_batchs_worth_and_gives_back_a_bulk_transactions() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.db");
+        let conn = writer(&path);
+        let commit = |from: i64, n: i64| {
+            conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+            insert(&conn, from, n, 1000);
+            conn.execute_batch("COMMIT").expect("commit");
+            KEPT_AFTER_FLUSH.get()
+        };
+        // About 40 pages of frames, 160 KB: kept for the next commit.
+        let kept = commit(0, 150);
+        assert!((150_000..=RETAINED).contains(&kept), "a batch's worth is kept: {kept}");
+        // About 3 MB: flushed on the way at FLUSH_AT, then given back.
+        let kept = commit(150, 3000);
+        assert!(kept <= RETAINED, "a bulk transaction's memory is given back: {kept}");
+        assert_eq!(rows(&Connection::open(&path).expect("reader")).len(), 3150);
     }
 
     #[test]
