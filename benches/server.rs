@@ -158,15 +158,16 @@ async fn suite(
         Rp::discover(base, backends.clone(), http.clone(), "bench-es256", &es256_secret, &[], &session_cookies).await?;
     let rs256 = Rp::discover(base, backends, http, "bench-rs256", &rs256_secret, &[], &session_cookies).await?;
     let (session, _) = es256.sign_in().await?;
+    let sessions = sso_sessions(&es256, workers).await?;
 
     let mut cpu = CpuMeter::new(&[&server]);
     let mut refresh = bench_refresh(&es256, &session, workers, duration).await?;
     cpu.charge(&mut refresh, &[&server]);
     progress("refresh (ES256)", &refresh);
-    let mut sso_rs = bench_sso(&rs256, &session, workers, duration).await;
+    let mut sso_rs = bench_sso(&rs256, &sessions, workers, duration).await;
     cpu.charge(&mut sso_rs, &[&server]);
     progress("SSO round trip (RS256)", &sso_rs);
-    let mut sso_es = bench_sso(&es256, &session, workers, duration).await;
+    let mut sso_es = bench_sso(&es256, &sessions, workers, duration).await;
     cpu.charge(&mut sso_es, &[&server]);
     progress("SSO round trip (ES256)", &sso_es);
     let (mut signin, signin_post) = bench_signins(&rs256, workers, duration).await;

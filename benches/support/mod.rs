@@ -1009,14 +1009,30 @@ pub async fn run_refresh(rp: &Rp, session: &str, chains: Vec<String>, duration: 
     merge(tallies, started.elapsed())
 }
 
-/// Scenario 2: authorize (SSO) → token → userinfo, one operation.
-pub async fn bench_sso(rp: &Rp, session: &str, workers: usize, duration: Duration) -> Measured {
+/// One signed-in session per SSO worker, each of its own person (the
+/// sign-in scenario's accounts), made before any clock starts. Real traffic
+/// spreads its round trips over many people's sessions; workers sharing one
+/// session would all lock its row, and the same account's, at once (on
+/// PostgreSQL, row locks shared by two transactions become multixacts),
+/// which no deployment sees.
+pub async fn sso_sessions(rp: &Rp, workers: usize) -> BenchResult<Vec<String>> {
+    let mut sessions = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let (session, _) = rp.sign_in_as(&signin_email(worker)).await?;
+        sessions.push(session);
+    }
+    Ok(sessions)
+}
+
+/// Scenario 2: authorize (SSO) → token → userinfo, one operation; worker `i`
+/// uses `sessions[i % sessions.len()]` (see [`sso_sessions`]).
+pub async fn bench_sso(rp: &Rp, sessions: &[String], workers: usize, duration: Duration) -> Measured {
     let started = Instant::now();
     let deadline = started + duration;
     let handles = (0..workers)
-        .map(|_| {
+        .map(|worker| {
             let rp = rp.clone();
-            let session = session.to_string();
+            let session = sessions[worker % sessions.len()].clone();
             tokio::spawn(async move {
                 let mut tally = Tally::default();
                 while Instant::now() < deadline {

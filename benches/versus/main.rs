@@ -346,7 +346,9 @@ impl Bench<'_> {
         println!("idle RSS {idle_rss:.1} MiB ({processes} processes)");
         // Warm-up, not counted (the node side's JIT, every side's caches).
         let mut session = t.session.clone();
-        let warm = bench_sso(&t.rs256, &session, 8, Duration::from_secs(2)).await;
+        let most = settings.clients.iter().copied().max().unwrap_or(1).max(8);
+        let sessions = sso_sessions(&t.rs256, most).await?;
+        let warm = bench_sso(&t.rs256, &sessions, 8, Duration::from_secs(2)).await;
         if warm.errors > 0 {
             return Err(format!("warm-up: {}", warm.first_error.unwrap_or_default()));
         }
@@ -366,8 +368,8 @@ impl Bench<'_> {
                 self.services.reset();
                 let mut m = match scenario {
                     Scenario::Refresh => run_refresh(&t.es256, &session, chains, settings.secs).await,
-                    Scenario::Sso => bench_sso(&t.rs256, &session, clients, settings.secs).await,
-                    Scenario::SsoEs256 => bench_sso(&t.es256, &session, clients, settings.secs).await,
+                    Scenario::Sso => bench_sso(&t.rs256, &sessions, clients, settings.secs).await,
+                    Scenario::SsoEs256 => bench_sso(&t.es256, &sessions, clients, settings.secs).await,
                     Scenario::Signin => bench_signins(&t.rs256, clients, settings.secs).await.0,
                 };
                 cpu.charge(&mut m, &servers);

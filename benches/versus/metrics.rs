@@ -50,6 +50,7 @@ pub async fn metrics_ab(settings: &Settings) -> BenchResult<Ab> {
     let without = start_sqlite(settings, false).await?;
     let clients = 32;
     let rounds = 2;
+    let sessions = [sso_sessions(&with.rs256, clients).await?, sso_sessions(&without.rs256, clients).await?];
     let mut rows = Vec::new();
     for scenario in [Scenario::Refresh, Scenario::Sso] {
         let mut a = Vec::new();
@@ -58,6 +59,7 @@ pub async fn metrics_ab(settings: &Settings) -> BenchResult<Ab> {
             let order: [(bool, &Started); 2] =
                 if round % 2 == 0 { [(true, &with), (false, &without)] } else { [(false, &without), (true, &with)] };
             for (metrics, t) in order {
+                let sessions = &sessions[usize::from(!metrics)];
                 let servers: Vec<&Server> = t.servers.iter().collect();
                 let mut cpu = CpuMeter::new(&servers);
                 let mut m = match scenario {
@@ -69,7 +71,7 @@ pub async fn metrics_ab(settings: &Settings) -> BenchResult<Ab> {
                     }
                     _ => {
                         cpu.reset(&servers);
-                        bench_sso(&t.rs256, &t.session, clients, settings.secs).await
+                        bench_sso(&t.rs256, sessions, clients, settings.secs).await
                     }
                 };
                 cpu.charge(&mut m, &servers);
