@@ -41,7 +41,7 @@ const MAX_BATCH: usize = 64;
 /// the WAL again (measured: about 88,000 instructions and 24 `pwrite`s a
 /// commit, against 200,000 instructions for a refresh grant's whole write).
 /// Waiting a quarter of a millisecond took batches from 2.4 to 4.2–4.6
-/// transactions at 8 and 32 clients (BENCHMARKS.md). Requests that come
+/// transactions at 8 and 32 clients (docs/benchmarks/history.md). Requests that come
 /// one at a time never wait: the batch before theirs carried one, or the
 /// writer had a second without writes. PostgreSQL's `commit_delay` and
 /// `commit_siblings` work alike.

@@ -31,7 +31,7 @@
 //! [`WRITERS`] tasks can share the queue, so that one batch's statements run
 //! while another waits for its flush; since batches are pipelined, one task
 //! per instance does better (bigger batches, fewer statements per
-//! transaction: BENCHMARKS.md, "PostgreSQL through tokio-postgres").
+//! transaction: docs/benchmarks/history.md, "PostgreSQL through tokio-postgres").
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! 24-byte header then its page, and a refresh grant's commit carries about
 //! ten frames: twenty system calls a refresh, each also walking the page
 //! cache for the one or two pages it touches, a third of the group writer's
-//! CPU (BENCHMARKS.md). This VFS is the default one (`unix`) with the WAL
+//! CPU (docs/benchmarks/history.md). This VFS is the default one (`unix`) with the WAL
 //! file's writes gathered in memory while they follow one another, and
 //! written at once when the commit frame is complete.
 //!

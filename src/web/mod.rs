@@ -120,7 +120,7 @@ struct Edge {
 /// What every request goes through, in one layer rather than four: each
 /// `from_fn` layer clones the boxed service below it for every request
 /// (about 5,000 instructions and a dozen allocations a layer under
-/// callgrind, BENCHMARKS.md).
+/// callgrind, docs/benchmarks/history.md).
 /// Outermost first: the count by route, the header size limit (431), the
 /// look of the pages, the security headers of the answer.
 async fn edge(edge: Arc<Edge>, req: Request, next: Next) -> Response {
