@@ -57,7 +57,9 @@ extern "C" fn tune_allocators() {
 }
 
 /// [`tune_allocators`] in the ELF constructors, which the loader runs before
-/// `main` (after mimalloc's own, which has priority 101).
+/// `main`. Either order with mimalloc's own constructor works: a default set
+/// before mimalloc reads its environment stays unless the environment names
+/// the option.
 #[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -67,42 +69,41 @@ static TUNE_ALLOCATORS: extern "C" fn() = tune_allocators;
 mod tests {
     use super::*;
 
-    fn options() -> (i64, i64) {
-        // SAFETY: reads two settings.
-        unsafe {
-            (
-                libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT) as i64,
-                libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_MAX_OBJECT_SIZE) as i64,
-            )
-        }
+    const CHILD: &str = "COOP_IDP_TEST_MI_CHILD";
+
+    /// The two options as a child test process, started with `env`, sees
+    /// them: the constructor runs once per process, before any test.
+    fn child_options(env: &[(&str, &str)]) -> String {
+        let exe = std::env::current_exe().expect("the test binary");
+        let mut child = std::process::Command::new(exe);
+        child
+            .args(["--exact", "tests::the_constructor_sets_defaults_that_the_environment_overrides", "--nocapture"])
+            .env(CHILD, "1")
+            .env_remove("MIMALLOC_ARENA_EAGER_COMMIT")
+            .env_remove("MIMALLOC_ARENA_MAX_OBJECT_SIZE")
+            .envs(env.iter().copied());
+        let out = child.output().expect("the child test runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Both sides: the defaults hold without the variables, and each number
+    /// names the option meant, since the variable of that name sets it.
     #[test]
-    fn the_constructor_sets_the_options_before_main() {
-        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_some() {
-            return; // the child of the test below
-        }
-        assert_eq!(options(), (0, 4096));
-    }
-
-    /// The numbers name the options meant: each reads the environment
-    /// variable of its name, which also wins over the constructor's default.
-    #[test]
-    fn the_option_numbers_are_mimallocs_own() {
-        if std::env::var_os("COOP_IDP_TEST_MI_CHILD").is_some() {
-            let (eager, largest) = options();
+    fn the_constructor_sets_defaults_that_the_environment_overrides() {
+        if std::env::var_os(CHILD).is_some() {
+            // SAFETY: reads two settings.
+            let (eager, largest) = unsafe {
+                (
+                    libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_EAGER_COMMIT),
+                    libmimalloc_sys::mi_option_get(MI_OPTION_ARENA_MAX_OBJECT_SIZE),
+                )
+            };
             println!("mimalloc options: {eager} {largest}");
             return;
         }
-        let exe = std::env::current_exe().expect("the test binary");
-        let out = std::process::Command::new(exe)
-            .args(["--exact", "tests::the_option_numbers_are_mimallocs_own", "--nocapture", "--test-threads=1"])
-            .env("COOP_IDP_TEST_MI_CHILD", "1")
-            .env("MIMALLOC_ARENA_EAGER_COMMIT", "3")
-            .env("MIMALLOC_ARENA_MAX_OBJECT_SIZE", "777KiB")
-            .output()
-            .expect("the child test runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("mimalloc options: 3 777"), "child said: {stdout}");
+        let defaults = child_options(&[]);
+        assert!(defaults.contains("mimalloc options: 0 4096"), "child said: {defaults}");
+        let set = child_options(&[("MIMALLOC_ARENA_EAGER_COMMIT", "3"), ("MIMALLOC_ARENA_MAX_OBJECT_SIZE", "777KiB")]);
+        assert!(set.contains("mimalloc options: 3 777"), "child said: {set}");
     }
 }
