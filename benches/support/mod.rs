@@ -1010,11 +1010,12 @@ pub async fn run_refresh(rp: &Rp, session: &str, chains: Vec<String>, duration: 
 }
 
 /// One signed-in session per SSO worker, each of its own person (the
-/// sign-in scenario's accounts), made before any clock starts. Real traffic
-/// spreads its round trips over many people's sessions; workers sharing one
-/// session would all lock its row, and the same account's, at once (on
-/// PostgreSQL, row locks shared by two transactions become multixacts),
-/// which no deployment sees.
+/// sign-in scenario's accounts), made before any clock starts, as real
+/// traffic spreads its round trips over many people's sessions. Workers
+/// sharing one session let a batch of their code exchanges lock one session
+/// row and one account row once, where real traffic locks one of each per
+/// exchange: on PostgreSQL that flattered the ES256 round trip by about
+/// 10 % (BENCHMARKS.md, "The bench's sessions").
 pub async fn sso_sessions(rp: &Rp, workers: usize) -> BenchResult<Vec<String>> {
     let mut sessions = Vec::with_capacity(workers);
     for worker in 0..workers {
