@@ -23,7 +23,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{Mutex, oneshot};
@@ -34,17 +34,22 @@ use super::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE, StoreError, 
 /// Transactions per batch: bounds the time one batch holds the gate.
 const MAX_BATCH: usize = 64;
 
-/// How long the writer waits for more transactions before it runs a batch,
-/// when the batch before it carried more than one (requests are arriving
-/// together). A commit's cost hardly depends on how many transactions it
-/// carries: each writes the log's indexes' and the tokens' last pages to
-/// the WAL again (measured: about 88,000 instructions and 24 `pwrite`s a
-/// commit, against 200,000 instructions for a refresh grant's whole write).
-/// Waiting a quarter of a millisecond took batches from 2.4 to 4.2–4.6
-/// transactions at 8 and 32 clients (docs/benchmarks/history.md). Requests that come
-/// one at a time never wait: the batch before theirs carried one, or the
-/// writer had a second without writes. PostgreSQL's `commit_delay` and
-/// `commit_siblings` work alike.
+/// How long the writer sleeps before it reads a batch, when the batch before
+/// it carried more than one transaction but less than a full one (requests
+/// are arriving together). A commit's cost hardly depends on how many
+/// transactions it carries: each writes the log's indexes' and the tokens'
+/// last pages to the WAL again (measured: about 88,000 instructions and 24
+/// `pwrite`s a commit, against 200,000 instructions for a refresh grant's
+/// whole write). Waiting a quarter of a millisecond took batches from 2.4
+/// to 4.2–4.6 transactions at 8 and 32 clients (docs/benchmarks/history.md).
+/// The writer sleeps rather than waiting on its queue, so that the requests
+/// queueing meanwhile wake no one: each wake of this thread is a futex call
+/// and, on a virtual machine, an interrupt to another CPU. Sleeping instead
+/// of waiting took 8 % of the server's CPU off a refresh grant at 8 clients
+/// (BENCHMARKS.md, "The writer's sleep"). Requests that come one at a time
+/// never wait: the batch before theirs carried one, or the writer had a
+/// second without writes. PostgreSQL's `commit_delay` and `commit_siblings`
+/// work alike.
 const GATHER: Duration = Duration::from_micros(250);
 
 /// What the writer's thread is handed: a transaction to commit with
@@ -196,12 +201,13 @@ fn run(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let gather_until = (last_batch > 1).then(|| Instant::now() + GATHER);
+        if last_batch > 1 && last_batch < MAX_BATCH {
+            // Not after a full batch: its successors are already waiting.
+            std::thread::sleep(GATHER);
+        }
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
-            let left = gather_until.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
-            let next = if left.is_zero() { receiver.try_recv().ok() } else { receiver.recv_timeout(left).ok() };
-            match next {
+            match receiver.try_recv().ok() {
                 Some(Message::Job(job)) => jobs.push(job),
                 Some(Message::Hold(hold)) => {
                     held = Some(hold);
