@@ -46,7 +46,7 @@ const MAX_BATCH: usize = 64;
 /// queueing meanwhile wake no one: each wake of this thread is a futex call
 /// and, on a virtual machine, an interrupt to another CPU. Sleeping instead
 /// of waiting took 8 % of the server's CPU off a refresh grant at 8 clients
-/// (BENCHMARKS.md, "The writer's sleep"). Requests that come one at a time
+/// (BENCHMARKS.md, "The writers' waits"). Requests that come one at a time
 /// never wait: the batch before theirs carried one, or the writer had a
 /// second without writes. PostgreSQL's `commit_delay` and `commit_siblings`
 /// work alike.

@@ -10,8 +10,9 @@
 //!
 //! So, as on SQLite (`group_commit.rs`), the hot paths' transactions, whose
 //! statements need no answer (codes, tokens, sessions touched, their log
-//! records), are handed to a writer task of the instance. It takes up to
-//! [`MAX_BATCH`] waiting transactions and runs them in one PostgreSQL
+//! records), are handed to a writer task of the instance. Woken by one, it
+//! lets the instance's ready tasks run once (they may queue more), then
+//! takes up to [`MAX_BATCH`] waiting transactions and runs them in one PostgreSQL
 //! transaction: all their statements first, without the lock; then the
 //! lock, the head of the chain, their log records chained one after the
 //! other and written by a few multi-row inserts, and one COMMIT. The lock is
@@ -92,6 +93,11 @@ async fn run(config: Config, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>)
         let mut jobs = {
             let mut receiver = receiver.lock().await;
             let Some(first) = receiver.recv().await else { return };
+            // Once behind the tasks that are ready to run: requests whose
+            // point read has just been answered queue their transactions
+            // first, and the batch carries them (fewer flushes and round
+            // trips a transaction; BENCHMARKS.md, "The writers' waits").
+            tokio::task::yield_now().await;
             let mut jobs = vec![first];
             while jobs.len() < MAX_BATCH {
                 match receiver.try_recv() {
