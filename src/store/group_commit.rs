@@ -45,12 +45,13 @@ const MAX_BATCH: usize = 64;
 /// The writer sleeps rather than waiting on its queue, so that the requests
 /// queueing meanwhile wake no one: each wake of this thread is a futex call
 /// and, on a virtual machine, an interrupt to another CPU. Sleeping instead
-/// of waiting took 8 % of the server's CPU off a refresh grant at 8 clients
-/// (BENCHMARKS.md, "The writers' waits"). Requests that come one at a time
-/// never wait: the batch before theirs carried one, or the writer had a
-/// second without writes. PostgreSQL's `commit_delay` and `commit_siblings`
-/// work alike.
-const GATHER: Duration = Duration::from_micros(250);
+/// of waiting took 8 % of the server's CPU off a refresh grant at 8 clients;
+/// with the sleep, an eighth of a millisecond costs no more CPU than a
+/// quarter and answers sooner (500 µs cost more: BENCHMARKS.md, "The
+/// writers' waits"). Requests that come one at a time never wait: the batch
+/// before theirs carried one, or the writer had a second without writes.
+/// PostgreSQL's `commit_delay` and `commit_siblings` work alike.
+const GATHER: Duration = Duration::from_micros(125);
 
 /// What the writer's thread is handed: a transaction to commit with
 /// others, or one to run alone as its owner sends it (`bulk_write.rs`).
