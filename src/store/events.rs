@@ -267,8 +267,9 @@ impl Store {
         if let Some(readers) = &self.sync_readers {
             // The alerts job reads every record once more after its write;
             // through sqlx's `Any` rows that read cost about 30,000
-            // instructions a record (docs/benchmarks/history.md). One hand-off per page,
-            // off the runtime: a page is up to 5,000 records for `logs verify`.
+            // instructions a record (docs/benchmarks/history.md). One
+            // hand-off per page, off the runtime: a page is up to 5,000
+            // records for `logs verify`.
             let readers = readers.clone();
             return tokio::task::spawn_blocking(move || readers.rows(&sql, (seq, limit)))
                 .await

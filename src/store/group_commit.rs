@@ -36,21 +36,20 @@ const MAX_BATCH: usize = 64;
 
 /// How long the writer sleeps before it reads a batch, when the batch before
 /// it carried more than one transaction but less than a full one (requests
-/// are arriving together). A commit's cost hardly depends on how many
-/// transactions it carries: each writes the log's indexes' and the tokens'
-/// last pages to the WAL again (measured: about 88,000 instructions and 24
-/// `pwrite`s a commit, against 200,000 instructions for a refresh grant's
-/// whole write). Waiting a quarter of a millisecond took batches from 2.4
-/// to 4.2–4.6 transactions at 8 and 32 clients (docs/benchmarks/history.md).
-/// The writer sleeps rather than waiting on its queue, so that the requests
-/// queueing meanwhile wake no one: each wake of this thread is a futex call
-/// and, on a virtual machine, an interrupt to another CPU. Sleeping instead
-/// of waiting took 8 % of the server's CPU off a refresh grant at 8 clients;
-/// with the sleep, an eighth of a millisecond costs no more CPU than a
-/// quarter and answers sooner (500 µs cost more: BENCHMARKS.md, "The
-/// writers' waits"). Requests that come one at a time never wait: the batch
-/// before theirs carried one, or the writer had a second without writes.
-/// PostgreSQL's `commit_delay` and `commit_siblings` work alike.
+/// are arriving together). Requests that come one at a time never wait: the
+/// batch before theirs carried one, or the writer had a second without
+/// writes. PostgreSQL's `commit_delay` and `commit_siblings` work alike.
+///
+/// Why gather: a commit's cost hardly depends on how many transactions it
+/// carries (each writes the log's indexes' and the tokens' last pages to the
+/// WAL again: about 88,000 instructions and 24 `pwrite`s a commit, against
+/// 200,000 instructions for a refresh grant's whole write). Why sleep rather
+/// than wait on the queue: the requests queueing meanwhile then wake no one
+/// (each wake of this thread is a futex call and, on a virtual machine, an
+/// interrupt to another CPU): 8 % of the server's CPU off a refresh grant at
+/// 8 clients. Why 125 µs: with the sleep it costs no more CPU than 250 µs
+/// and answers sooner; 500 µs cost more (BENCHMARKS.md, "The writers'
+/// waits"; the first window's batches: docs/benchmarks/history.md).
 const GATHER: Duration = Duration::from_micros(125);
 
 /// What the writer's thread is handed: a transaction to commit with

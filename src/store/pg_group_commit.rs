@@ -12,13 +12,13 @@
 //! statements need no answer (codes, tokens, sessions touched, their log
 //! records), are handed to a writer task of the instance. Woken by one, it
 //! lets the instance's ready tasks run once (they may queue more), then
-//! takes up to [`MAX_BATCH`] waiting transactions and runs them in one PostgreSQL
-//! transaction: all their statements first, without the lock; then the
-//! lock, the head of the chain, their log records chained one after the
-//! other and written by a few multi-row inserts, and one COMMIT. The lock is
-//! held for one flush per batch instead of one per transaction, and taken
-//! last, by a transaction that then waits for nothing else: it cannot close
-//! a deadlock cycle.
+//! takes up to [`MAX_BATCH`] waiting transactions and runs them in one
+//! PostgreSQL transaction: all their statements first, without the lock;
+//! then the lock, the head of the chain, their log records chained one after
+//! the other and written by a few multi-row inserts, and one COMMIT. The
+//! lock is held for one flush per batch instead of one per transaction, and
+//! taken last, by a transaction that then waits for nothing else: it cannot
+//! close a deadlock cycle.
 //!
 //! A batch first runs without savepoints (one failing transaction is rare:
 //! a code exchanged twice). When a statement fails, the batch is rolled back
@@ -32,7 +32,8 @@
 //! [`WRITERS`] tasks can share the queue, so that one batch's statements run
 //! while another waits for its flush; since batches are pipelined, one task
 //! per instance does better (bigger batches, fewer statements per
-//! transaction: docs/benchmarks/history.md, "PostgreSQL through tokio-postgres").
+//! transaction: docs/benchmarks/history.md, "PostgreSQL through
+//! tokio-postgres").
 
 use std::sync::Arc;
 

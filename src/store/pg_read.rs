@@ -27,10 +27,10 @@ use super::{StoreError, StoreResult};
 /// in its pipeline and one backend answers them back to back, where two
 /// backends each woke up for fewer; against two, 10 % less CPU per SSO
 /// round trip (ES256) on the reference machine, the refresh grant within the
-/// noise (docs/benchmarks/history.md, "The scale-out path, second pass"). A backend
-/// spends about 50 µs of CPU on a point read, protocol included: one serves
-/// some 20,000 reads a second, several times what an instance asks on the
-/// reference machine (about 3,000 a second at full load).
+/// noise (docs/benchmarks/history.md, "The scale-out path, second pass"). A
+/// backend spends about 50 µs of CPU on a point read, protocol included: one
+/// serves some 20,000 reads a second, several times what an instance asks on
+/// the reference machine (about 3,000 a second at full load).
 const READERS: usize = 1;
 
 /// Statements kept prepared per connection: the point reads are a handful.

@@ -4,9 +4,9 @@
 //! 24-byte header then its page, and a refresh grant's commit carries about
 //! ten frames: twenty system calls a refresh, each also walking the page
 //! cache for the one or two pages it touches, a third of the group writer's
-//! CPU (docs/benchmarks/history.md). This VFS is the default one (`unix`) with the WAL
-//! file's writes gathered in memory while they follow one another, and
-//! written at once when the commit frame is complete.
+//! CPU (docs/benchmarks/history.md). This VFS is the default one (`unix`)
+//! with the WAL file's writes gathered in memory while they follow one
+//! another, and written at once when the commit frame is complete.
 //!
 //! Why this is safe. Other connections learn of new frames only from the
 //! WAL index in shared memory, which SQLite updates after it has written
